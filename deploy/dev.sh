@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One entry point for a fresh clone: builds the virtualenv (only when pyproject.toml changed),
+# then runs the demo (the main job against the embedded local Kafka) or the whole test suite.
+#   deploy/dev.sh demo      set up, start the local broker if needed, run a worker on sample data
+#   deploy/dev.sh test      set up and run every test, Kafka integration tests included
+#   deploy/dev.sh <cmd...>  run any `streamer` sub-command inside the environment
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="${STREAMER_VENV:-$root/.venv}"
+python="${PYTHON:-python3.11}"
+command -v "$python" >/dev/null 2>&1 || python=python3
+
+stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    echo "==> preparing $venv" >&2
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]" >&2
+    rm -f "$venv"/.installed-* && touch "$stamp"
+fi
+export PATH="$venv/bin:$PATH"
+
+case "${1:-demo}" in
+    demo) shift || true; exec streamer demo "$@" ;;
+    test) shift; exec python -m pytest "$@" ;;
+    *) exec streamer "$@" ;;
+esac

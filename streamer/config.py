@@ -1,0 +1,199 @@
+"""One configuration for every command: defaults < TOML file < environment < CLI flags.
+
+The TOML file may group keys in tables (``[kafka]``, ``[classifier]``, ...) for readability; the
+tables are flattened, so ``[classifier] cache_size = 10`` and a top-level ``cache_size = 10`` mean
+the same. Every key has an environment variable ``STREAMER_<KEY>`` (upper case); the bootstrap
+address also honours the conventional ``KAFKA_BOOTSTRAP``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Where the rule files we ship live; ``load-order.txt`` inside lists them in load order.
+SHIPPED_RULES_DIR = Path(os.environ.get("STREAMER_RULES_DIR", PROJECT_ROOT / "rules"))
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key and the reason."""
+
+
+def shipped_rule_files() -> list[Path]:
+    """The rule files we ship, in their documented load order (``rules/load-order.txt``)."""
+    order = SHIPPED_RULES_DIR / "load-order.txt"
+    if not order.exists():
+        raise ConfigError(f"{order}: missing (it lists the shipped rule files in load order)")
+    names = [
+        ln.split("#", 1)[0].strip() for ln in order.read_text(encoding="utf-8").splitlines()
+    ]
+    return [SHIPPED_RULES_DIR / n for n in names if n]
+
+
+def default_pool_size() -> int:
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
+class Settings(BaseSettings):
+    """Every option of streamer. Field docs are the configuration reference in README.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMER_", extra="forbid", validate_default=True, populate_by_name=True
+    )
+
+    # --- Kafka connection -----------------------------------------------------------------
+    bootstrap: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("bootstrap", "STREAMER_BOOTSTRAP", "KAFKA_BOOTSTRAP"),
+        description="Kafka bootstrap servers; unset means the embedded local broker.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = None
+    kafka_extra: dict[str, str] = Field(
+        default_factory=dict, description="Extra librdkafka properties for every client."
+    )
+
+    # --- Topics -----------------------------------------------------------------------------
+    input_topic: str = "kumomta.logs"
+    output_topic: str = "kumomta.classified"
+    dlq_topic: str | None = Field(None, description="Dead-letter topic; default <input>.dlq")
+    partitions: int = Field(4, ge=1, description="Partitions for `streamer topics create`.")
+    replication_factor: int = Field(1, ge=1)
+    group_id: str = "streamer"
+    non_classifiable: str = Field(
+        "pass", description="What to do with other record types: pass, drop or topic:NAME."
+    )
+    max_message_bytes: int = Field(1_048_576, ge=1024, description="Larger inputs go to DLQ.")
+
+    # --- Classifier (KumoMTA's configure_bounce_classifier options) --------------------------
+    files: list[Path] = Field(
+        default_factory=list, description="Rule files in load order; empty = shipped rules."
+    )
+    back_pressure: int = Field(131072, ge=1)
+    pool_size: int = Field(default_factory=default_pool_size, ge=1)
+    cache_size: int = Field(1024, ge=0)
+    uncategorized_cache_size: int = Field(1024, ge=0)
+    watch_rules: bool = Field(True, description="Reload rules when a rules file changes.")
+
+    # --- Worker -----------------------------------------------------------------------------
+    batch_size: int = Field(2000, ge=1, description="Max records handed to an agent at once.")
+    exactly_once: bool = False
+    worker_id: str | None = None
+
+    # --- Operations -------------------------------------------------------------------------
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the endpoint.")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535, description="Faust web views; 0 disables.")
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    state_dir: Path = Field(
+        default_factory=lambda: PROJECT_ROOT / "var",
+        description="Local broker data, Faust state and logs.",
+    )
+
+    @field_validator("non_classifiable")
+    @classmethod
+    def _check_non_classifiable(cls, v: str) -> str:
+        if v in ("pass", "drop") or (v.startswith("topic:") and len(v) > len("topic:")):
+            return v
+        raise ValueError("must be 'pass', 'drop' or 'topic:NAME'")
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if self.dlq_topic is None:
+            self.dlq_topic = f"{self.input_topic}.dlq"
+        if not self.files:
+            self.files = shipped_rule_files()
+        return self
+
+    @property
+    def rule_files(self) -> list[Path]:
+        return list(self.files)
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every confluent-kafka client (bootstrap excluded)."""
+        conf: dict[str, Any] = {"security.protocol": self.security_protocol}
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password,
+        }
+        conf.update({k: v for k, v in optional.items() if v is not None})
+        conf.update(self.kafka_extra)
+        return conf
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CLI flags arrive as init kwargs: they win over the environment, which wins over TOML.
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the file named by ``STREAMER_CONFIG`` (set by ``--config``); tables are flattened."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("STREAMER_CONFIG")
+        if not path:
+            return {}
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: config file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict) and key != "kafka_extra":
+                flat.update(value)
+            else:
+                flat[key] = value
+        base = Path(path).resolve().parent
+        if "files" in flat:  # rule files in a config file are relative to that file
+            flat["files"] = [str(base / f) for f in flat["files"]]
+        return flat
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; ``overrides`` are CLI flags (None values are ignored).
+
+    Raises ConfigError with one line per invalid key.
+    """
+    if config_file is not None:
+        os.environ["STREAMER_CONFIG"] = str(config_file)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "config"
+            lines.append(f"{key}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
