@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_RULES_DIR = Path(os.environ.get("STREAMER_RULES_DIR", PROJECT_ROOT / "rules"))
 
 
+#: The config file of the current load_settings() call; falls back to $STREAMER_CONFIG.
+_config_file: ContextVar[str | None] = ContextVar("streamer_config_file", default=None)
+
+
 class ConfigError(Exception):
     """The configuration is invalid; the message names the key and the reason."""
 
@@ -30,9 +35,7 @@ def shipped_rule_files() -> list[Path]:
     order = SHIPPED_RULES_DIR / "load-order.txt"
     if not order.exists():
         raise ConfigError(f"{order}: missing (it lists the shipped rule files in load order)")
-    names = [
-        ln.split("#", 1)[0].strip() for ln in order.read_text(encoding="utf-8").splitlines()
-    ]
+    names = [ln.split("#", 1)[0].strip() for ln in order.read_text(encoding="utf-8").splitlines()]
     return [SHIPPED_RULES_DIR / n for n in names if n]
 
 
@@ -159,7 +162,7 @@ class _TomlSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("STREAMER_CONFIG")
+        path = _config_file.get() or os.environ.get("STREAMER_CONFIG")
         if not path:
             return {}
         try:
@@ -186,9 +189,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
 
     Raises ConfigError with one line per invalid key.
     """
-    if config_file is not None:
-        os.environ["STREAMER_CONFIG"] = str(config_file)
     given = {k: v for k, v in overrides.items() if v is not None}
+    token = _config_file.set(str(config_file) if config_file is not None else None)
     try:
         return Settings(**given)
     except ValidationError as exc:
@@ -197,3 +199,5 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             key = ".".join(str(p) for p in err["loc"]) or "config"
             lines.append(f"{key}: {err['msg']}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+    finally:
+        _config_file.reset(token)
