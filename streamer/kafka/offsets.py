@@ -1,0 +1,187 @@
+"""Which input offsets may be committed: the contiguous prefix whose outputs were all acknowledged.
+
+The worker consumes in batches and splits each batch by partition into *chunks* (a run of
+offsets of one partition, produced together). A chunk is done when it is sealed (every output it
+will produce has been handed to the producer) and every one of those outputs has been
+acknowledged by the broker. For each partition the committable position is one past the last
+offset of the longest run of done chunks at the front of its queue, so an offset is never
+committed while an earlier offset of the same partition still waits for an acknowledgement.
+
+Bookkeeping is per chunk, not per event: a delivery acknowledgement costs one decrement. All
+methods are meant to be called from one thread (the worker's event loop thread: delivery
+callbacks only fire from ``Producer.poll``/``flush`` called there).
+
+Partitions belong to an *assignment generation*: revoking a partition drops its tracker, and
+chunks created for it before the revocation are abandoned: their late acknowledgements are
+ignored and they can never produce a commit, even if the partition is assigned again later.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+TopicPartitionKey = tuple[str, int]
+
+
+class Chunk:
+    """Offsets ``first..last`` (``count`` records) of one partition, produced together."""
+
+    __slots__ = ("_owner", "abandoned", "count", "done", "first", "last", "pending", "sealed")
+
+    def __init__(self, owner: PartitionTracker, first: int, last: int, count: int) -> None:
+        self._owner = owner
+        self.first = first
+        self.last = last
+        self.count = count
+        self.pending = 0  # outputs handed to the producer and not yet acknowledged
+        self.sealed = False  # no more outputs will be added
+        self.done = False
+        self.abandoned = False
+
+    @property
+    def topic(self) -> str:
+        return self._owner.topic
+
+    @property
+    def partition(self) -> int:
+        return self._owner.partition
+
+    def add_pending(self, n: int = 1) -> None:
+        self.pending += n
+
+    def ack(self) -> None:
+        """One output of this chunk was acknowledged by the broker."""
+        self.pending -= 1
+        if self.pending == 0 and self.sealed:
+            self._finish()
+
+    def seal(self) -> None:
+        """Every output of this chunk has been handed to the producer."""
+        self.sealed = True
+        if self.pending == 0:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if not self.abandoned:
+            self._owner.tracker.in_flight -= self.count
+
+    def __repr__(self) -> str:
+        state = "abandoned" if self.abandoned else "done" if self.done else "open"
+        return (
+            f"Chunk({self.topic}[{self.partition}] {self.first}..{self.last}, "
+            f"pending={self.pending}, sealed={self.sealed}, {state})"
+        )
+
+
+class PartitionTracker:
+    """The chunks of one partition in consume order, for one assignment generation."""
+
+    __slots__ = ("chunks", "committed", "generation", "partition", "topic", "tracker")
+
+    def __init__(self, tracker: OffsetTracker, topic: str, partition: int, generation: int) -> None:
+        self.tracker = tracker
+        self.topic = topic
+        self.partition = partition
+        self.generation = generation
+        self.chunks: deque[Chunk] = deque()
+        self.committed: int | None = None  # last position handed out by committable()
+
+    def acked_position(self) -> int | None:
+        """One past the last offset of the done prefix (drops done chunks); None if none yet."""
+        position = None
+        chunks = self.chunks
+        while chunks and chunks[0].done:
+            position = chunks.popleft().last + 1
+        return position
+
+    @property
+    def open_records(self) -> int:
+        return sum(c.count for c in self.chunks if not c.done)
+
+
+class OffsetTracker:
+    """Per-partition trackers for the current assignment, plus the global in-flight count."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[TopicPartitionKey, PartitionTracker] = {}
+        #: Records consumed whose chunk is not done yet (what back-pressure limits).
+        self.in_flight = 0
+        self.generation = 0
+        # Positions computed by committable() but not yet confirmed by mark_committed().
+        self._pending_positions: dict[TopicPartitionKey, int] = {}
+
+    # --- assignment -------------------------------------------------------------------------
+    def assign(self, tps: Iterable[TopicPartitionKey]) -> None:
+        """Start tracking newly assigned partitions (a fresh generation for each)."""
+        self.generation += 1
+        for tp in tps:
+            old = self.partitions.get(tp)
+            if old is not None:  # assigned again without a revoke (lost session): start over
+                self._abandon(old)
+            self.partitions[tp] = PartitionTracker(self, tp[0], tp[1], self.generation)
+
+    def revoke(self, tps: Iterable[TopicPartitionKey]) -> list[Chunk]:
+        """Stop tracking partitions; returns the chunks abandoned (consumed, never committed)."""
+        abandoned: list[Chunk] = []
+        for tp in tps:
+            pt = self.partitions.pop(tp, None)
+            self._pending_positions.pop(tp, None)
+            if pt is not None:
+                abandoned.extend(self._abandon(pt))
+        return abandoned
+
+    def _abandon(self, pt: PartitionTracker) -> list[Chunk]:
+        left = [c for c in pt.chunks if not c.done]
+        for c in left:
+            c.abandoned = True
+            self.in_flight -= c.count
+        pt.chunks.clear()
+        return left
+
+    def owns(self, tp: TopicPartitionKey) -> bool:
+        return tp in self.partitions
+
+    # --- consuming ---------------------------------------------------------------------------
+    def track(self, topic: str, partition: int, first: int, last: int, count: int) -> Chunk | None:
+        """Register consumed offsets; None when the partition is not (any more) assigned."""
+        pt = self.partitions.get((topic, partition))
+        if pt is None:
+            return None
+        chunk = Chunk(pt, first, last, count)
+        pt.chunks.append(chunk)
+        self.in_flight += count
+        return chunk
+
+    # --- committing --------------------------------------------------------------------------
+    def committable(
+        self, tps: Iterable[TopicPartitionKey] | None = None
+    ) -> dict[TopicPartitionKey, int]:
+        """Positions (next offset to read) that advanced since the last commit, per partition."""
+        out: dict[TopicPartitionKey, int] = {}
+        keys = list(self.partitions) if tps is None else [tp for tp in tps if tp in self.partitions]
+        for tp in keys:
+            pt = self.partitions[tp]
+            position = pt.acked_position()
+            if position is not None:
+                self._pending_positions[tp] = position
+            pending = self._pending_positions.get(tp)
+            if pending is not None and (pt.committed is None or pending > pt.committed):
+                out[tp] = pending
+        return out
+
+    def mark_committed(self, positions: dict[TopicPartitionKey, int]) -> None:
+        """The broker accepted these positions (only those of still-owned partitions count)."""
+        for tp, position in positions.items():
+            pt = self.partitions.get(tp)
+            if pt is not None and (pt.committed is None or position > pt.committed):
+                pt.committed = position
+                if self._pending_positions.get(tp) == position:
+                    del self._pending_positions[tp]
+
+    def open_records(self, tps: Iterable[TopicPartitionKey]) -> int:
+        """Records of these partitions whose outputs are not all acknowledged yet."""
+        return sum(self.partitions[tp].open_records for tp in tps if tp in self.partitions)
