@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# The streamer worker image: `docker build -t streamer:0.1.0 .` (docker-compose.yml does this).
+# Two stages so that pip, its caches and build-time files never reach the runtime image.
+ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/streamer
+WORKDIR /src
+# Dependencies first, from the fully pinned list, so that code changes reuse this layer.
+COPY deploy/docker/requirements.txt ./requirements.txt
+RUN /opt/streamer/bin/pip install --no-compile -r requirements.txt
+# Then the project itself; --no-deps: everything it needs is already pinned above.
+COPY pyproject.toml README.md ./
+COPY streamer ./streamer
+RUN /opt/streamer/bin/pip install --no-compile --no-deps . \
+    && /opt/streamer/bin/python -m compileall -q /opt/streamer/lib
+
+FROM ${PYTHON_IMAGE}
+ARG STREAMER_UID=10001
+RUN groupadd --system --gid "${STREAMER_UID}" streamer \
+    && useradd --system --uid "${STREAMER_UID}" --gid streamer --home-dir /var/lib/streamer \
+        --shell /usr/sbin/nologin streamer \
+    && install -d -o streamer -g streamer -m 0750 /var/lib/streamer
+# Code and rules stay owned by root: the worker can read them but not change them.
+COPY --from=build /opt/streamer /opt/streamer
+COPY rules /app/rules
+ENV PATH=/opt/streamer/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    STREAMER_RULES_DIR=/app/rules \
+    STREAMER_STATE_DIR=/var/lib/streamer \
+    STREAMER_METRICS_HOST=0.0.0.0 \
+    STREAMER_METRICS_PORT=9464
+# Inside a container the metrics endpoint must listen on all of the container's interfaces to be
+# scraped; the container's network namespace, not the host, is what that exposes.
+EXPOSE 9464
+USER streamer
+WORKDIR /var/lib/streamer
+ENTRYPOINT ["streamer"]
+CMD ["worker"]
