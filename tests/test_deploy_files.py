@@ -414,8 +414,8 @@ def test_compose_bootstrap_is_an_advertised_kafka_listener() -> None:
     listener = advertised[bootstrap]
     port = bootstrap.rsplit(":", 1)[1]
     assert f"{listener}://:{port}" in kafka["KAFKA_LISTENERS"].split(",")
-    # Clients on the host reach the listener advertised as localhost, published on 127.0.0.1.
-    (host_port,) = [a.rsplit(":", 1)[1] for a in advertised if a.startswith("localhost:")]
+    # Clients on the host reach the listener advertised (and published) on 127.0.0.1.
+    (host_port,) = [a.rsplit(":", 1)[1] for a in advertised if a.startswith("127.0.0.1:")]
     assert f"127.0.0.1:{host_port}:{host_port}" in _compose()["services"]["kafka"]["ports"]
 
 
