@@ -666,6 +666,19 @@ def test_contract_metrics_are_defined_by_the_worker() -> None:
     assert not missing, f"streamer/metrics.py lacks contract metrics: {missing}"
 
 
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
+    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]  # Grafana's grid
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = panel["title"]
+
+
 def test_dashboard_job_label_matches_prometheus_job() -> None:
     (config,) = _yaml_docs(PROMETHEUS)
     jobs = {j["job_name"] for j in config["scrape_configs"]}
