@@ -1,0 +1,169 @@
+"""The multi-pattern matcher: one RE2 set answers "which patterns match this line" in linear time.
+
+``re2.Set`` (RE2::Set, unanchored) returns *every* matching pattern index in one DFA pass; the
+winner is the lowest index (KumoMTA takes the first index of Rust's ``RegexSet`` matches).
+
+Two safety nets:
+
+* RE2's DFA has a memory budget; when it is exhausted ``Match`` returns "no match" rather than
+  an error. Every set therefore ends with an always-matching sentinel pattern, so an empty
+  answer can only mean a failed DFA; we then fall back to per-pattern RE2 searches (each
+  linear-time) so the answer is still right. ``max_mem`` is raised with the set size so that
+  large sets compile and this path stays exceptional.
+* Patterns with a Unicode ``\\b``/``\\B`` are exact in the main set only for ASCII lines
+  (RE2's ``\\b`` is ASCII). For non-ASCII lines a second set holds their boundary-encoded forms,
+  matched against the encoded line (see :mod:`streamer.rust_regex`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import re2
+
+from streamer.rust_regex import Translation, encode_for_boundaries
+
+log = logging.getLogger(__name__)
+
+_BASE_MEM = 128 << 20
+_PER_PATTERN_MEM = 32 << 10
+_MAX_MEM = 1 << 30
+
+
+class EngineError(Exception):
+    """RE2 rejected a translated pattern (e.g. the compiled program is too large)."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
+
+
+def _options(n_patterns: int) -> re2.Options:
+    opts = re2.Options()
+    opts.max_mem = min(_MAX_MEM, _BASE_MEM + _PER_PATTERN_MEM * n_patterns)
+    opts.log_errors = False  # we report errors ourselves, with the rule's file and label
+    return opts
+
+
+def _compile_one(pattern: str, opts: re2.Options, index: int) -> re2._Regexp:
+    try:
+        return re2.compile(pattern, opts)
+    except re2.error as exc:
+        msg = exc.args[0] if exc.args else str(exc)
+        if isinstance(msg, bytes):
+            msg = msg.decode("utf-8", "replace")
+        raise EngineError(index, f"the RE2 engine rejected it: {msg}") from None
+
+
+def _build_set(patterns: Sequence[str], opts: re2.Options) -> re2.Set:
+    s = re2.Set.SearchSet(opts)
+    for i, p in enumerate(patterns):
+        try:
+            s.Add(p)
+        except re2.error:
+            _compile_one(p, opts, i)  # raises with RE2's own reason
+            raise EngineError(i, "the RE2 engine rejected it") from None
+    s.Add("")  # the sentinel: matches every line, so an empty answer means a DFA failure
+    try:
+        s.Compile()
+    except re2.error:
+        raise EngineError(-1, "the RE2 set failed to compile (out of memory?)") from None
+    return s
+
+
+def _scrub(line: str) -> str:
+    """Lone surrogates cannot be UTF-8 encoded (and cannot exist in a Rust string)."""
+    return line.encode("utf-8", "replace").decode("utf-8")
+
+
+class MatchEngine:
+    """Finds the lowest-index pattern matching a line. Thread-safe; no per-call state."""
+
+    def __init__(self, translations: Sequence[Translation]) -> None:
+        self._translations = list(translations)
+        n = len(self._translations)
+        self._opts = _options(n)
+        self._sentinel = n
+        self._match = _build_set([t.re2 for t in self._translations], self._opts)._set.Match
+        self._boundary_rules = [i for i, t in enumerate(self._translations) if t.encoded]
+        self._boundary_set = frozenset(self._boundary_rules)
+        self._boundary_match = None
+        if self._boundary_rules:
+            enc = [self._translations[i].encoded or "" for i in self._boundary_rules]
+            try:
+                self._boundary_match = _build_set(enc, _options(len(enc)))._set.Match
+            except EngineError as exc:
+                if exc.index >= 0:
+                    exc.index = self._boundary_rules[exc.index]
+                raise
+        # Per-pattern regexes for explain() and the fallback path, compiled on first use.
+        self._single: list[re2._Regexp | None] = [None] * n
+        self._single_encoded: dict[int, re2._Regexp] = {}
+        self.fallbacks = 0
+
+    def __len__(self) -> int:
+        return len(self._translations)
+
+    def first_match(self, line: str) -> int:
+        """Index of the lowest matching pattern, or -1."""
+        try:
+            data = line.encode()
+        except UnicodeEncodeError:
+            line = _scrub(line)
+            data = line.encode()
+        hits = self._match(data)
+        if not hits:
+            return self._first_match_slowly(line)
+        if self._boundary_match is not None and not line.isascii():
+            hits = self._with_unicode_boundaries(line, hits)
+            if hits is None:
+                return self._first_match_slowly(line)
+        best = min(hits)
+        return -1 if best == self._sentinel else best
+
+    def _with_unicode_boundaries(self, line: str, hits: list[int]) -> list[int] | None:
+        assert self._boundary_match is not None
+        ub = self._boundary_set
+        kept = [h for h in hits if h not in ub]
+        enc_hits = self._boundary_match(encode_for_boundaries(line).encode())
+        if not enc_hits:
+            return None
+        rules = self._boundary_rules
+        last = len(rules)
+        kept.extend(rules[j] for j in enc_hits if j != last)
+        return kept
+
+    def _first_match_slowly(self, line: str) -> int:
+        self.fallbacks += 1
+        log.warning("RE2 set DFA out of memory; matching patterns one by one for this line")
+        for i in range(len(self._translations)):
+            if self.matches(i, line):
+                return i
+        return -1
+
+    # -- per-pattern matching (explain, fallback, tests)
+
+    def _regex(self, i: int) -> re2._Regexp:
+        rx = self._single[i]
+        if rx is None:
+            rx = self._single[i] = _compile_one(self._translations[i].re2, self._opts, i)
+        return rx
+
+    def _regex_encoded(self, i: int) -> re2._Regexp:
+        rx = self._single_encoded.get(i)
+        if rx is None:
+            pattern = self._translations[i].encoded or ""
+            rx = self._single_encoded[i] = _compile_one(pattern, self._opts, i)
+        return rx
+
+    def matches(self, i: int, line: str) -> bool:
+        """Does pattern ``i`` alone match ``line`` (Rust semantics)?"""
+        if self._translations[i].encoded and not line.isascii():
+            return self._regex_encoded(i).search(encode_for_boundaries(_scrub(line))) is not None
+        return self._regex(i).search(_scrub(line)) is not None
+
+    def all_matches(self, line: str) -> list[int]:
+        """Every matching pattern index, ascending (one regex at a time: for explain)."""
+        return [i for i in range(len(self._translations)) if self.matches(i, line)]

@@ -1,0 +1,117 @@
+"""KumoMTA log records: decoding, the response line, and enrichment with a classification."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from streamer.classifier import Classifier, ReloadableClassifier
+
+CLASSIFIABLE_TYPES = frozenset(
+    {"Bounce", "TransientFailure", "Expiration", "AdminBounce", "OOB", "Feedback", "Rejection"}
+)
+
+#: Stable reason codes of :class:`MalformedRecord` (used as the dead-letter reason).
+MALFORMED_REASONS = (
+    "too-large",
+    "not-utf8",
+    "not-json",
+    "not-object",
+    "missing-type",
+    "bad-type",
+    "missing-response",
+    "bad-response",
+)
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class MalformedRecord(ValueError):
+    """A record that cannot be processed; ``reason`` is one of :data:`MALFORMED_REASONS`."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def response_line(response: dict[str, Any]) -> str:
+    """KumoMTA's single-line form of a response: ``"<code> [c.s.d ]content"``."""
+    parts = [f"{response.get('code')} "]
+    enh = response.get("enhanced_code")
+    if enh:
+        parts.append(f"{enh.get('class')}.{enh.get('subject')}.{enh.get('detail')} ")
+    content = response.get("content") or ""
+    parts.append(_LINE_BREAK.sub(" ", content) if ("\r" in content or "\n" in content) else content)
+    return "".join(parts)
+
+
+def _check_response(response: Any) -> None:
+    if not isinstance(response, dict):
+        raise MalformedRecord("bad-response", "response is not an object")
+    code = response.get("code")
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise MalformedRecord("bad-response", "response.code is not an integer")
+    content = response.get("content", "")
+    if not isinstance(content, str):
+        raise MalformedRecord("bad-response", "response.content is not a string")
+    enh = response.get("enhanced_code")
+    if enh is None:
+        return
+    fields = [enh.get(k) for k in ("class", "subject", "detail")] if isinstance(enh, dict) else []
+    if len(fields) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in fields):
+        raise MalformedRecord("bad-response", "response.enhanced_code is malformed")
+
+
+def decode_record(raw: bytes, max_bytes: int | None = None) -> dict[str, Any]:
+    """Decode one JSON log record; raises :class:`MalformedRecord` with a stable reason.
+
+    Records of classifiable types must carry a well-formed ``response``; other types only
+    need to be JSON objects with a string ``type``.
+    """
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise MalformedRecord("too-large", f"{len(raw)} bytes > {max_bytes}")
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedRecord("not-utf8", str(exc)) from None
+        raise MalformedRecord("not-json", str(exc)) from None
+    if not isinstance(record, dict):
+        raise MalformedRecord("not-object", type(record).__name__)
+    if "type" not in record:
+        raise MalformedRecord("missing-type")
+    rtype = record["type"]
+    if not isinstance(rtype, str):
+        raise MalformedRecord("bad-type", "type is not a string")
+    if rtype in CLASSIFIABLE_TYPES:
+        if record.get("response") is None:
+            raise MalformedRecord("missing-response", f"{rtype} record without a response")
+        _check_response(record["response"])
+    return record
+
+
+def enrich(record: dict[str, Any], classifier: Classifier | ReloadableClassifier) -> dict[str, Any]:
+    """Add ``bounce_classification`` and ``classification`` to classifiable records (in place).
+
+    Other record types are returned unchanged; every other field is left untouched.
+    """
+    if record.get("type") not in CLASSIFIABLE_TYPES:
+        return record
+    current = getattr(classifier, "current", classifier)  # a ReloadableClassifier's snapshot
+    result = current.classify(response_line(record["response"]))
+    rule = result.rule
+    record["bounce_classification"] = result.label
+    record["classification"] = {
+        "label": result.label,
+        "rule": None
+        if rule is None
+        else {"file": rule.file, "label": rule.label, "index": rule.index, "pattern": rule.pattern},
+        "rules_version": current.version,
+    }
+    return record

@@ -1,0 +1,198 @@
+"""Rule files in KumoMTA's ``configure_bounce_classifier`` format, merged exactly as KumoMTA does.
+
+A file holds a ``rules`` table mapping a label to a list of Rust-syntax regexes. Files are read
+in the order given, labels in file order, patterns in list order, and every pattern gets the
+next index; the lowest matching index wins. Loading is all-or-nothing: any error in any file
+raises :class:`RulesError` (listing every problem found) and nothing is returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import json5
+
+from streamer.rust_regex import RustRegexError, Translation, translate
+
+PREDEFINED_LABELS: tuple[str, ...] = (
+    "InvalidRecipient",
+    "DNSFailure",
+    "SpamBlock",
+    "SpamContent",
+    "ProhibitedAttachment",
+    "RelayDenied",
+    "AutoReply",
+    "TransientFailure",
+    "Subscribe",
+    "Unsubscribe",
+    "ChallengeResponse",
+    "BadConfiguration",
+    "BadConnection",
+    "BadDomain",
+    "ContentRelated",
+    "InactiveMailbox",
+    "InvalidSender",
+    "MessageExpired",
+    "NoAnswerFromHost",
+    "PolicyRelated",
+    "ProtocolErrors",
+    "QuotaIssues",
+    "RelayingIssues",
+    "RoutingErrors",
+    "SpamRelated",
+    "VirusRelated",
+    "AuthenticationFailed",
+    "Uncategorized",
+)
+UNCATEGORIZED = "Uncategorized"
+SUPPORTED_EXTENSIONS = (".toml", ".json", ".json5")
+
+
+class RulesError(Exception):
+    """A rule set could not be loaded. ``errors`` holds one message per problem."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    label: str
+    pattern: str
+    file: str
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule]
+    labels: list[str]
+    files: list[str]
+    version: str
+    #: RE2 forms of ``rules`` (same order); built while loading so errors surface at load time.
+    translations: list[Translation] = field(default_factory=list, repr=False)
+    #: Position of each rule within its label's list in its file (for error messages).
+    positions: list[int] = field(default_factory=list, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def describe(self, index: int) -> str:
+        """``file: label 'X' pattern #N 'text'``, the prefix of every per-pattern error."""
+        r = self.rules[index]
+        pos = self.positions[index] if index < len(self.positions) else "?"
+        return f"{r.file}: label {r.label!r} pattern #{pos} {r.pattern!r}"
+
+
+def _syntax_error(path: str, kind: str, exc: Exception) -> str:
+    msg = str(exc)
+    line: int | None = getattr(exc, "lineno", None)
+    if line is None:
+        m = re.search(r"at line (\d+)", msg) or re.search(r"^<string>:(\d+)", msg)
+        if m:
+            line = int(m.group(1))
+    if isinstance(exc, json.JSONDecodeError):
+        msg = exc.msg + f" (column {exc.colno})"
+    elif msg.startswith("<string>:"):
+        msg = msg.split(" ", 1)[1] if " " in msg else msg
+    where = f"{path}:{line}" if line is not None else path
+    return f"{where}: invalid {kind}: {msg}"
+
+
+def _parse_file(path: str, data: bytes) -> Any:
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise RulesError(
+            [
+                f"{path}: unsupported rules file extension {suffix or '(none)'!r}; "
+                f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
+            ]
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RulesError([f"{path}: not valid UTF-8 (byte {exc.start})"]) from None
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(text)
+        if suffix == ".json":
+            return json.loads(text)
+        return json5.loads(text)
+    except ValueError as exc:
+        kind = {".toml": "TOML", ".json": "JSON", ".json5": "JSON5"}[suffix]
+        raise RulesError([_syntax_error(path, kind, exc)]) from None
+
+
+def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
+    """Load, merge and validate rule files; raises :class:`RulesError` on any problem."""
+    paths = [str(f) for f in files]
+    if not paths:
+        raise RulesError(["no rule files given"])
+    errors: list[str] = []
+    rules: list[Rule] = []
+    translations: list[Translation] = []
+    positions: list[int] = []
+    labels: dict[str, None] = {}
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            errors.append(f"{path}: cannot read: {exc.strerror or exc}")
+            continue
+        digest.update(data)
+        try:
+            doc = _parse_file(path, data)
+        except RulesError as exc:
+            errors.extend(exc.errors)
+            continue
+        if not isinstance(doc, dict) or "rules" not in doc:
+            errors.append(f"{path}: missing the 'rules' table (label = [patterns...])")
+            continue
+        table = doc["rules"]
+        if not isinstance(table, dict):
+            errors.append(f"{path}: 'rules' must be a table mapping labels to lists of patterns")
+            continue
+        for label, patterns in table.items():
+            if not isinstance(label, str) or not label:
+                errors.append(f"{path}: label {label!r}: labels must be non-empty strings")
+                continue
+            if not isinstance(patterns, list):
+                errors.append(
+                    f"{path}: label {label!r}: expected a list of pattern strings, "
+                    f"got {type(patterns).__name__}"
+                )
+                continue
+            labels.setdefault(label, None)
+            for pos, pattern in enumerate(patterns):
+                where = f"{path}: label {label!r} pattern #{pos} {pattern!r}"
+                if not isinstance(pattern, str):
+                    errors.append(f"{where}: patterns must be strings")
+                    continue
+                try:
+                    tr = translate(pattern)
+                except RustRegexError as exc:
+                    errors.append(f"{where}: {exc}")
+                    continue
+                rules.append(Rule(len(rules), label, pattern, path))
+                translations.append(tr)
+                positions.append(pos)
+    if errors:
+        raise RulesError(errors)
+    return RuleSet(
+        rules=rules,
+        labels=list(labels),
+        files=paths,
+        version=digest.hexdigest()[:12],
+        translations=translations,
+        positions=positions,
+    )
