@@ -1,0 +1,1073 @@
+"""Realistic, deterministic KumoMTA log records for the demo, the benchmarks and the tests.
+
+The records follow KumoMTA's JSON log record shape (``type``, ``id``, ``sender``, ``recipient``,
+``queue``, ``site``, ``size``, ``response{code, enhanced_code, content, command}``,
+``peer_address``, ``timestamp``, ``created``, ``num_attempts``, ``egress_pool``, ``meta``,
+``headers``, TLS fields, ...). Every response text below is our own wording, written in the style
+each mailbox provider uses (user unknown, mailbox full, spam blocks, DNS failures, rate limits,
+policy and authentication failures, multi-line responses joined by CRLF).
+
+Traffic is simulated as interleaved message lifecycles: a ``Reception``, then zero or more
+``TransientFailure``/``Delay`` records, then a ``Delivery``, ``Bounce``, ``Expiration`` or
+``AdminBounce``; some deliveries are later followed by an ``OOB`` bounce or a ``Feedback``
+(complaint) report, and inbound ``Rejection`` records appear on their own. Providers are drawn by
+market share and each provider's responses by a Zipf-like law, so a few responses dominate as in
+real traffic, while addresses, ids and timestamps vary.
+
+Kafka key: the message spool ``id``. Every record of one message lands on the same partition, so a
+message's lifecycle (``TransientFailure`` ... then ``Bounce``) keeps its order, and partitions stay
+balanced. Keying by recipient domain would also keep per-provider order, but one provider (Gmail,
+about a third of the traffic) would then own one partition.
+
+A record is identified by ``(id, type, num_attempts)``: unique within a generated stream, which is
+what the demo and the end-to-end benchmark use to check that every input came out.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS
+
+#: Record types KumoMTA logs. Types outside ``streamer.records.CLASSIFIABLE_TYPES`` pass through.
+RECORD_TYPES: tuple[str, ...] = (
+    "Reception",
+    "Delivery",
+    "Bounce",
+    "TransientFailure",
+    "Expiration",
+    "AdminBounce",
+    "OOB",
+    "Feedback",
+    "Rejection",
+    "Delay",
+)
+
+#: Default size limit the ``too-large`` samples exceed (``Settings.max_message_bytes``).
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+
+BASE_TIMESTAMP = 1_767_268_800  # 2026-01-01T12:00:00Z: fixed so the output is reproducible
+
+
+class SampleMessage(NamedTuple):
+    """One Kafka message: what a KumoMTA log shipper would produce."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    kind: str  # "classify", "pass" or "malformed:<reason>"
+
+
+def record_identity(record: dict[str, Any]) -> tuple[str, str, int]:
+    """The key that identifies one generated record among all others of a stream."""
+    return (str(record.get("id")), str(record.get("type")), int(record.get("num_attempts") or 0))
+
+
+# --------------------------------------------------------------------------------------------
+# Providers and their responses (our own wording)
+# --------------------------------------------------------------------------------------------
+
+# (code, enhanced status "c.s.d" or None, content template, command). Templates may use
+# {rcpt} {local} {domain} {sender_domain} {src_ip} {tid} {ts}; {tid} is a per-attempt token.
+Resp = tuple[int, str | None, str, str | None]
+
+
+@dataclass(frozen=True)
+class Provider:
+    domain: str
+    weight: float
+    site: str  # KumoMTA's site name: the MX host set
+    mx: str  # the MX host name reported in peer_address
+    ip_prefix: str  # first octets of the MX addresses
+    ok: str  # 250 response content template
+    failures: tuple[Resp, ...]  # most frequent first (Zipf rank order)
+    extra_domains: tuple[str, ...] = ()  # sibling domains served by the same MX
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+def _responses(table: str) -> tuple[Resp, ...]:
+    """Parse a response table: ``<code> <enhanced|-> <command|-> | <content>`` per entry.
+
+    Indented lines continue the previous entry (joined by one space); a literal ``\\r\\n`` in the
+    content stands for the line break of a multi-line SMTP response.
+    """
+    entries: list[str] = []
+    for line in table.strip("\n").splitlines():
+        if line.startswith((" ", "\t")) and entries:
+            entries[-1] += " " + line.strip()
+        elif line.strip():
+            entries.append(line.strip())
+    commands = {"RCPT": "RCPT TO", "MAIL": "MAIL FROM", "-": None}
+    out: list[Resp] = []
+    for entry in entries:
+        head, content = entry.split(" | ", 1)
+        code, enhanced, command = head.split()
+        out.append(
+            (
+                int(code),
+                None if enhanced == "-" else enhanced,
+                content.replace("\\r\\n ", "\r\n").replace("\\r\\n", "\r\n"),
+                commands.get(command, command),
+            )
+        )
+    return tuple(out)
+
+
+def _provider(
+    domain: str,
+    weight: float,
+    site: str,
+    mx: str,
+    ip_prefix: str,
+    ok: str,
+    failures: str,
+    extra_domains: tuple[str, ...] = (),
+) -> Provider:
+    return Provider(domain, weight, site, mx, ip_prefix, ok, _responses(failures), extra_domains)
+
+
+PROVIDERS: tuple[Provider, ...] = (
+    _provider(
+        "gmail.com",
+        30,
+        "(alt1|alt2|alt3|alt4)?.gmail-smtp-in.l.google.com",
+        "gmail-smtp-in.l.google.com.",
+        "142.250",
+        "OK {ts} {tid} - gsmtp",
+        """
+550 5.1.1 RCPT | The account you sent to does not exist. Please check the address for typing\\r\\n
+    mistakes or extra spaces. Learn more at https://support.google.com/mail/?p=NoSuchUser - gsmtp
+452 4.2.2 RCPT | The recipient's mailbox is over its storage quota and cannot accept mail right
+    now.\\r\\n More information: https://support.google.com/mail/?p=OverQuotaTemp - gsmtp
+421 4.7.28 . | We have seen an unusual volume of unsolicited mail from your IP range, so mail
+    from it is temporarily rate limited. See
+    https://support.google.com/mail/?p=UnsolicitedRateLimitError - gsmtp
+550 5.7.1 . | This message looks like unsolicited bulk mail and was blocked to protect our
+    users.\\r\\n See https://support.google.com/mail/?p=UnsolicitedMessageError {tid} - gsmtp
+550 5.7.26 . | Mail from {sender_domain} failed authentication and the domain's DMARC policy
+    asks us to reject it. See https://support.google.com/mail/?p=DmarcRejection - gsmtp
+550 5.2.1 RCPT | The account you tried to reach has been disabled. - gsmtp
+450 4.2.1 RCPT | This user is receiving mail faster than we can accept it; please retry later.
+    - gsmtp
+552 5.3.4 . | The message is bigger than our size limit allows. - gsmtp
+550 5.7.25 MAIL | The sending IP [{src_ip}] has no PTR record; reverse DNS must resolve for
+    mail to be accepted. - gsmtp
+""",
+        ("googlemail.com",),
+    ),
+    _provider(
+        "outlook.com",
+        18,
+        "outlook-com.olc.protection.outlook.com",
+        "outlook-com.olc.protection.outlook.com.",
+        "52.101",
+        "2.6.0 <{tid}@{sender_domain}> [InternalId={ts}, Hostname=DM6PR01MB{ts}] Queued mail"
+        " for delivery",
+        """
+550 5.5.0 RCPT | Requested action not taken: mailbox unavailable (S2017062302).
+    [BN1NAM02FT011.eop-nam02.prod.protection.outlook.com]
+550 5.7.1 MAIL | Unfortunately, messages from [{src_ip}] weren't sent. Please contact your
+    Internet service provider since part of their network is on our block list (S3150).
+451 4.7.650 MAIL | The mail server [{src_ip}] has been temporarily rate limited due to IP
+    reputation.
+550 5.4.1 RCPT | Recipient address rejected: Access denied. AS(201806281)
+    [DB5EUR03FT012.eop-EUR03.prod.protection.outlook.com]
+552 5.2.2 RCPT | Mailbox full: the recipient's mailbox has exceeded its storage limit.
+550 5.7.509 . | Access denied, sending domain {sender_domain} does not pass DMARC verification
+    and has a DMARC policy of reject.
+421 4.3.2 - | The service is not available right now; try again later.
+    [AM6EUR05FT020.eop-eur05.prod.protection.outlook.com]
+550 5.7.708 MAIL | Service unavailable. Access denied, traffic not accepted from this IP.
+    [{tid}]
+""",
+        ("hotmail.com", "live.com", "msn.com", "hotmail.co.uk", "hotmail.fr"),
+    ),
+    _provider(
+        "yahoo.com",
+        10,
+        "(mta5|mta6|mta7).am0.yahoodns.net",
+        "mta6.am0.yahoodns.net.",
+        "67.195",
+        "ok dirdel",
+        """
+554 5.7.9 . | Message not accepted for policy reasons.  See
+    https://postmaster.yahooinc.com/error-codes
+421 4.7.0 MAIL | [TSS04] Messages from {src_ip} temporarily deferred due to unexpected volume
+    or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes
+554 5.7.9 . | Message not accepted for policy reasons.\\r\\n See
+    https://postmaster.yahooinc.com/error-codes
+552 - RCPT | 1 Requested mail action aborted, mailbox not found
+451 - . | Message temporarily deferred - [160]
+553 5.7.1 MAIL | [BL21] Connections will not be accepted from {src_ip}, because the ip is in
+    Spamhaus's list; see https://postmaster.yahooinc.com/error-codes
+452 4.2.2 RCPT | Mailbox over quota
+550 5.7.9 . | This mail has been blocked because the sender is unauthenticated. Yahoo requires
+    all senders to authenticate with either SPF or DKIM.
+""",
+        ("ymail.com", "rocketmail.com", "yahoo.co.uk", "yahoo.fr", "aol.com"),
+    ),
+    _provider(
+        "icloud.com",
+        6,
+        "mx0[1-2].mail.icloud.com",
+        "mx01.mail.icloud.com.",
+        "17.57",
+        "<{tid}@{sender_domain}> [CS{ts}] Message accepted for delivery",
+        """
+550 5.1.1 RCPT | <{rcpt}>: user does not exist
+421 4.7.0 - | Service temporarily unavailable: too many concurrent connections from
+    [{src_ip}], slow down
+554 5.7.1 . | [HM08] Message rejected due to local policy. Please visit
+    https://support.apple.com/en-us/HT204137
+552 5.2.2 RCPT | <{rcpt}>: user is over quota
+550 5.7.0 MAIL | Blocked - see https://support.proofpoint.com/dnsbl-lookup.cgi?ip={src_ip}
+""",
+        ("me.com", "mac.com"),
+    ),
+    _provider(
+        "comcast.net",
+        3,
+        "mx1.comcast.net",
+        "mx1a1.comcast.net.",
+        "96.114",
+        "2.0.0 {tid} mail accepted for delivery",
+        """
+550 5.1.1 RCPT | {tid} Not our Customer
+554 5.7.1 MAIL | resimta-po-{ts} comcast {src_ip} found on one or more DNSBLs, see
+    http://postmaster.comcast.net/smtp-error-codes.php#BL000001
+452 4.2.2 RCPT | {tid} mailbox full
+421 4.1.0 MAIL | {src_ip} Throttled - try again later, see
+    http://postmaster.comcast.net/smtp-error-codes.php#RL000010
+554 5.7.1 . | {tid} comcast message content rejected, see
+    http://postmaster.comcast.net/smtp-error-codes.php#554
+""",
+    ),
+    _provider(
+        "gmx.de",
+        4,
+        "mx00.emig.gmx.net",
+        "mx01.emig.gmx.net.",
+        "212.227",
+        "Requested mail action okay, completed: id={tid}",
+        """
+550 - RCPT | Requested action not taken: mailbox unavailable
+554 5.7.1 . | Transaction failed\\r\\n Reject due to policy restrictions.\\r\\n For explanation
+    visit https://postmaster.gmx.net/en/case?c=hi&i=ip&v={src_ip}&r={tid}
+452 4.2.2 RCPT | Mailbox full: user quota exceeded
+421 - - | gmx.net (mxgmx116) Nemesis ESMTP Service not available\\r\\n No SMTP service\\r\\n
+    Bad DNS PTR resource record.
+550 5.7.1 . | Spam message rejected. For explanation visit
+    https://postmaster.gmx.net/en/error-messages
+""",
+        ("gmx.net", "gmx.at", "web.de"),
+    ),
+    _provider(
+        "t-online.de",
+        3,
+        "mx00.t-online.de",
+        "mx03.t-online.de.",
+        "194.25",
+        "2.0.0 Message accepted.",
+        """
+550 5.1.1 RCPT | Recipient address rejected: user unknown in local recipient table
+554 - MAIL | IP={src_ip} - A problem occurred. (Ask your postmaster for help or to contact
+    tosa@rx.t-online.de to clarify.) (BL)
+452 4.2.2 RCPT | Mailbox full, try later
+421 - - | Service not available: too many connections from your IP, closing channel
+""",
+    ),
+    _provider(
+        "orange.fr",
+        3,
+        "smtp-in.orange.fr",
+        "smtp-in.orange.fr.",
+        "80.12",
+        "2.0.0 {tid} mail accepted for delivery",
+        """
+550 5.1.1 RCPT | <{rcpt}>: Adresse d au moins un destinataire invalide. Invalid recipient.
+    OFR_416 [416]
+421 - - | mwinf5c{ts} ME Trop de connexions, veuillez verifier votre configuration. Too many
+    connections, slow down. OFR005_104 [104]
+552 5.2.2 RCPT | <{rcpt}>: Boite du destinataire pleine. Recipient mailbox full. OFR_417 [417]
+554 5.7.1 MAIL | ME Service refuse. Veuillez essayer plus tard. Service refused, please try
+    later. OFR004_506 [506]
+550 5.7.1 . | Mail content rejected as spam. Message refuse pour spam. OFR_999 [999]
+""",
+        ("wanadoo.fr",),
+    ),
+    _provider(
+        "mail.ru",
+        3,
+        "mxs.mail.ru",
+        "mxs.mail.ru.",
+        "217.69",
+        "OK id=1w{tid}",
+        """
+550 - RCPT | Message was not accepted -- invalid mailbox.  Local mailbox {rcpt} is
+    unavailable: user not found
+550 - . | spam message rejected. Please visit https://help.mail.ru/notspam-support/id?c={tid}
+    or report details to abuse@corp.mail.ru. Error code: {ts}.
+452 - RCPT | Message was not accepted -- mailbox {rcpt} is full (quota exceeded)
+421 - MAIL | Too many messages from your IP, try again later. Learn more at
+    https://help.mail.ru/mail/error-codes
+""",
+        ("bk.ru", "inbox.ru", "list.ru"),
+    ),
+    _provider(
+        "yandex.ru",
+        3,
+        "mx.yandex.ru",
+        "mx.yandex.ru.",
+        "77.88",
+        "2.0.0 Ok: queued on mail-nwsmtp-mxfront-main-{ts}.sas.yp-c.yandex.net as {tid}",
+        """
+550 5.7.1 RCPT | No such user!
+554 5.7.1 . | [2] Message rejected under suspicion of SPAM; https://ya.cc/1IrBc {tid}
+452 4.2.2 RCPT | Mailbox is full; try again later
+451 4.7.1 MAIL | Sorry, the service is currently unavailable. Please come back later.
+550 5.7.1 RCPT | Policy rejection on the target address
+""",
+        ("ya.ru", "yandex.com"),
+    ),
+    _provider(
+        "qq.com",
+        3,
+        "mx3.qq.com",
+        "mx3.qq.com.",
+        "183.47",
+        "Ok: queued as ",
+        """
+550 - RCPT | Mailbox not found.
+    http://service.mail.qq.com/cgi-bin/help?subtype=1&&id=20022&&no=1000728
+550 - . | Mail content denied.
+    http://service.mail.qq.com/cgi-bin/help?subtype=1&&id=20022&&no=1000726
+451 - MAIL | Ip frequency limited [{src_ip}].
+    http://service.mail.qq.com/cgi-bin/help?subtype=1&&id=20022&&no=1000722
+550 - RCPT | The mailbox is full.
+    http://service.mail.qq.com/cgi-bin/help?subtype=1&&id=20022&&no=1000729
+550 - - | Connection frequency limited.
+    http://service.mail.qq.com/cgi-bin/help?subtype=1&&id=20022&&no=1000725
+""",
+        ("foxmail.com",),
+    ),
+    _provider(
+        "163.com",
+        2,
+        "163mx00.mxmail.netease.com",
+        "163mx01.mxmail.netease.com.",
+        "220.181",
+        "Mail OK queued as mx{tid}",
+        """
+550 - RCPT | User not found or suspended
+554 - . | DT:SPM 163 mx{ts}, please see
+    http://mail.163.com/help/help_spam_16.htm?ip={src_ip}&hostid=mx{ts}&time={ts}
+451 - MAIL | MI:SFQ Connection frequency limited, try later
+552 - . | Requested mail action aborted: exceeded mailsize limit
+550 - - | MI:NHD HELO hostname has no DNS A record
+""",
+        ("126.com", "yeah.net"),
+    ),
+    _provider(
+        "att.net",
+        2,
+        "ff-ip4-mx-vip1.prodigy.net",
+        "ff-ip4-mx-vip1.prodigy.net.",
+        "144.160",
+        "2.0.0 Ok: queued",
+        """
+553 5.3.0 MAIL | flpd575 DNSBL:RBL 521< {src_ip} >_is_blocked.For assistance forward this
+    error to abuse_rbl@abuse-att.net
+550 5.1.1 RCPT | <{rcpt}>... User unknown
+421 - - | Service not available - too busy, try again later
+""",
+        ("sbcglobal.net", "bellsouth.net"),
+    ),
+    _provider(
+        "libero.it",
+        1,
+        "smtp-in.libero.it",
+        "smtp-in.libero.it.",
+        "213.209",
+        "2.0.0 {tid} mail accepted for delivery",
+        """
+550 5.2.1 RCPT | <{rcpt}>: Utente inesistente / User unknown
+452 4.2.2 RCPT | <{rcpt}>: Casella piena / Mailbox full
+550 - MAIL | smtp-in.libero.it: IP address {src_ip} listed on spam blocklist
+""",
+        ("virgilio.it",),
+    ),
+    _provider(
+        "free.fr",
+        1,
+        "mx1.free.fr",
+        "mx1.free.fr.",
+        "212.27",
+        "Ok: queued as {tid}",
+        """
+550 5.1.1 RCPT | <{rcpt}>: Recipient address rejected: Mailbox disabled for this recipient
+452 4.2.2 RCPT | <{rcpt}>: Recipient address rejected: Quota exceeded (mailbox for user is
+    full)
+421 4.7.0 MAIL | Too many spams from your IP ({src_ip}), please visit http://postmaster.free.fr/
+""",
+    ),
+    _provider(
+        "proton.me",
+        1,
+        "mail.protonmail.ch",
+        "mail.protonmail.ch.",
+        "185.70",
+        "2.0.0 Ok: queued as 4Z{tid}",
+        """
+550 5.1.1 RCPT | <{rcpt}>: Recipient address rejected: Address does not exist
+554 5.7.1 . | Message rejected: SPF check failed for {sender_domain}
+""",
+        ("protonmail.com", "pm.me"),
+    ),
+    # Corporate domains behind the usual filtering gateways and an on-premises Exchange.
+    _provider(
+        "northwind-traders.co.uk",
+        2,
+        "eu-smtp-inbound-1.mimecast.com",
+        "eu-smtp-inbound-1.mimecast.com.",
+        "195.130",
+        "Ok {tid}",
+        """
+550 - RCPT | Invalid Recipient - https://community.mimecast.com/docs/DOC-1369#550
+    [{tid}.eu{ts}]
+550 - RCPT | Administrative prohibition - envelope blocked -
+    https://community.mimecast.com/docs/DOC-1369#550 [{tid}.eu{ts}]
+451 - MAIL | Internal resource temporarily unavailable -
+    https://community.mimecast.com/docs/DOC-1369#451 [{tid}.eu{ts}]
+554 - . | Email rejected due to security policies -
+    https://community.mimecast.com/docs/DOC-1369#554 [{tid}.eu{ts}]
+""",
+        ("contoso-pharma.de", "fabrikam-logistics.com"),
+    ),
+    _provider(
+        "tailspin-toys.com",
+        2,
+        "mx0a-00123401.pphosted.com",
+        "mx0a-00123401.pphosted.com.",
+        "148.163",
+        "2.0.0 {tid} Message accepted for delivery",
+        """
+550 5.1.1 RCPT | User Unknown
+554 5.7.1 . | Blocked by policy: message contains a prohibited attachment type (.exe)
+550 5.7.1 MAIL | Service unavailable; client host [{src_ip}] blocked using zen.spamhaus.org;
+    https://www.spamhaus.org/query/ip/{src_ip}
+452 4.5.3 RCPT | Too many recipients in this session, retry the rest later
+550 5.7.1 RCPT | Relaying denied. Proper authentication required.
+""",
+        ("adventure-works.com", "wingtip-bikes.net"),
+    ),
+    _provider(
+        "lakeshore-clinic.org",
+        1,
+        "mail.lakeshore-clinic.org",
+        "mail.lakeshore-clinic.org.",
+        "203.0",
+        "2.6.0 <{tid}@{sender_domain}> Queued mail for delivery",
+        """
+550 5.1.10 RCPT | RESOLVER.ADR.RecipientNotFound; Recipient {rcpt} not found by SMTP address
+    lookup
+552 5.2.2 RCPT | This message couldn't be delivered because the recipient's mailbox is full.
+550 5.7.133 RCPT | RESOLVER.RST.SenderNotAuthenticatedForGroup; authentication required;
+    Delivery restriction check failed as sender not authenticated
+451 4.4.0 - | DNS query failed. The error was: SMTPSEND.DNS.NonExistentDomain; nonexistent
+    domain
+550 5.7.1 . | Your message wasn't delivered because the recipient's email provider rejected
+    it.\\r\\n This is an auto-reply: I am out of the office until Monday.
+""",
+        ("harbor-credit-union.org",),
+    ),
+)
+
+# Misspelled or dead domains: KumoMTA itself reports the failure (no peer answered).
+_DEAD_DOMAINS: tuple[str, ...] = (
+    "gmial.com",
+    "hotmial.com",
+    "yaho.com",
+    "outlok.com",
+    "gnail.com",
+    "old-startup-2019.io",
+)
+_DNS_FAILURES = _responses(
+    """
+550 5.4.4 - | Unable to deliver: MX lookup for {domain} returned NXDOMAIN (domain does not
+    exist)
+451 4.4.3 - | KumoMTA internal: DNS resolution of {domain} failed: SERVFAIL, will retry
+550 5.1.2 - | Unable to deliver: {domain} has a null MX record and accepts no mail
+"""
+)
+_CONNECT_FAILURES = _responses(
+    """
+421 4.4.1 - | KumoMTA internal: failed to connect to any candidate hosts: connection timed out
+    after 60s
+421 4.4.2 - | KumoMTA internal: connection reset by peer while reading the banner
+451 4.4.2 STARTTLS | KumoMTA internal: TLS handshake with {mx} failed: certificate has expired
+"""
+)
+_EXPIRATION = _responses(
+    """
+551 5.4.7 - | Next retry would fall after the message's expiration time; giving up
+"""
+)[0]
+_ADMIN_BOUNCES = _responses(
+    """
+551 5.6.0 - | Administrator bounced via API: campaign cancelled by tenant
+551 5.6.0 - | Administrator bounced via API: purging queue for {domain} after blocklisting
+"""
+)
+_DELAYS = _responses(
+    """
+451 4.4.5 - | KumoMTA internal: rate limit for egress source exceeded; rescheduled
+451 4.4.5 - | KumoMTA internal: tenant throttle reached, message rescheduled
+"""
+)
+_REJECTIONS = _responses(
+    """
+550 5.7.1 RCPT | relaying denied: {domain} is not a domain we relay for
+421 4.3.2 - | too many connections from your address, try again later
+535 5.7.8 AUTH | authentication failed: invalid credentials
+552 5.3.4 DATA | message size exceeds the configured limit of 20MB
+451 4.3.0 DATA | spool is temporarily out of space, retry later
+550 5.7.1 MAIL | sender {sender_domain} is not allowed for this listener
+"""
+)
+# DSN diagnostics seen in out-of-band bounces (the remote MTA accepted, then bounced).
+_OOB_DIAGNOSTICS = _responses(
+    """
+550 5.1.1 - | user unknown: no mailbox here by that name
+552 5.2.2 - | mailbox full: quota exceeded
+550 5.7.1 - | message rejected as spam by content filter
+554 5.6.0 - | message rejected: virus detected in attachment (Eicar-Test-Signature)
+550 5.2.1 - | this mailbox has been disabled due to inactivity
+550 - - | Vacation auto-reply: I'm travelling until the 14th with limited email access
+"""
+)
+
+_FEEDBACK_AGENTS: tuple[tuple[str, str], ...] = (
+    ("Yahoo!-Mail-Feedback/2.0", "feedback.yahoo.com"),
+    ("Microsoft JMRP/1.1", "jmrp.microsoft.com"),
+    ("Comcast Feedback Loop (V0.01)", "fbl.comcast.net"),
+    ("Mail.Ru FBL/1.0", "fbl.mail.ru"),
+)
+
+_SENDER_DOMAINS: tuple[str, ...] = (
+    "news.acme-outdoor.com",
+    "mail.brightbank.example",
+    "notify.cloudtix.io",
+    "em.fashionloft.shop",
+    "updates.greenleaf-grocers.com",
+    "alerts.pinepay.app",
+    "hello.roastery-club.coffee",
+    "info.trailhead-tours.travel",
+)
+_TENANTS: tuple[str, ...] = (
+    "acme",
+    "brightbank",
+    "cloudtix",
+    "fashionloft",
+    "greenleaf",
+    "pinepay",
+    "roastery",
+    "trailhead",
+)
+_CAMPAIGNS: tuple[str, ...] = (
+    "weekly-digest",
+    "password-reset",
+    "order-confirmation",
+    "spring-sale",
+    "abandoned-cart",
+    "welcome-series-1",
+    "welcome-series-2",
+    "invoice",
+    "reactivation",
+    "product-launch",
+)
+_SUBJECTS: tuple[str, ...] = (
+    "Your weekly digest is here",
+    "Reset your password",
+    "Order #{n} confirmed",
+    "Spring sale: 30% off everything",
+    "You left something in your cart",
+    "Welcome aboard!",
+    "Your invoice for {month}",
+    "We miss you — here's 10% off",
+    "Meet the new Trailrunner X",
+)
+_FIRST: tuple[str, ...] = _words(
+    "anna ben chloe david emma felix giulia hiro ines jonas kate liam maria noah olga "
+    "pierre qing rosa sven tomas ursula vlad wei xenia yusuf zoe jose mueller ivan li"
+)
+_LAST: tuple[str, ...] = _words(
+    "smith garcia mueller rossi dubois ivanova wang kim nowak silva jensen tanaka "
+    "brown schmidt lopez chen petrov martin"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------
+
+
+def _zipf_weights(n: int, s: float = 1.2) -> list[float]:
+    return [1.0 / (rank + 1) ** s for rank in range(n)]
+
+
+@dataclass
+class _Message:
+    """A message in flight through the simulated MTA: what its remaining records will be."""
+
+    spool_id: str
+    sender: str
+    recipient: str
+    provider: Provider | None  # None: a dead domain
+    domain: str
+    created: int
+    tenant: str
+    campaign: str
+    subject: str
+    size: int
+    plan: list[str]  # record types still to emit, in order
+    attempts: int = 0
+    session_id: str = ""
+
+
+class _Generator:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.now = BASE_TIMESTAMP
+        self.nodeid = str(uuid.UUID(int=self.rng.getrandbits(128), version=1))
+        self.provider_weights = [p.weight for p in PROVIDERS]
+        self.failure_weights = {p.domain: _zipf_weights(len(p.failures)) for p in PROVIDERS}
+        self.active: list[_Message] = []
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _hex(self, bits: int) -> str:
+        return f"{self.rng.getrandbits(bits):0{bits // 4}x}"
+
+    def _token(self) -> str:
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        return "".join(self.rng.choices(alphabet, k=self.rng.randint(10, 16)))
+
+    def _local_part(self) -> str:
+        first, last = self.rng.choice(_FIRST), self.rng.choice(_LAST)
+        style = self.rng.random()
+        if style < 0.4:
+            return f"{first}.{last}"
+        if style < 0.7:
+            return f"{first}{last}{self.rng.randint(1, 9999)}"
+        if style < 0.9:
+            return f"{first[0]}{last}{self.rng.randint(70, 99)}"
+        return f"{first}_{self.rng.randint(100, 99999)}"
+
+    def _src_ip(self) -> str:
+        return f"198.51.100.{self.rng.randint(10, 40)}"
+
+    def _render(self, resp: Resp, msg: _Message, mx: str) -> dict[str, Any]:
+        code, enhanced, template, command = resp
+        content = template.format(
+            rcpt=msg.recipient,
+            local=msg.recipient.split("@", 1)[0],
+            domain=msg.domain,
+            sender_domain=msg.sender.split("@", 1)[1],
+            src_ip=self._src_ip(),
+            tid=self._token(),
+            ts=self.now,
+            mx=mx,
+        )
+        enh: dict[str, int] | None = None
+        if enhanced and enhanced.count(".") == 2:
+            cls, subject, detail = (int(x) for x in enhanced.split("."))
+            enh = {"class": cls, "subject": subject, "detail": detail}
+        elif enhanced:  # not an RFC 3463 code (e.g. Yahoo's "552 1 ..."): kept in the text
+            content = f"{enhanced} {content}"
+        return {"code": code, "enhanced_code": enh, "content": content, "command": command}
+
+    # -- lifecycles ----------------------------------------------------------------------------
+    def _new_message(self) -> _Message:
+        rng = self.rng
+        if rng.random() < 0.02:
+            provider, domain = None, rng.choice(_DEAD_DOMAINS)
+        else:
+            provider = rng.choices(PROVIDERS, weights=self.provider_weights)[0]
+            domain = provider.domain
+            if provider.extra_domains and rng.random() < 0.35:
+                domain = rng.choice(provider.extra_domains)
+        t = rng.randrange(len(_TENANTS))
+        sender_domain = _SENDER_DOMAINS[t]
+        camp = rng.choice(_CAMPAIGNS)
+        msg = _Message(
+            spool_id=self._hex(128),
+            sender=f"bounces+{self._hex(32)}@{sender_domain}",
+            recipient=f"{self._local_part()}@{domain}",
+            provider=provider,
+            domain=domain,
+            created=self.now,
+            tenant=_TENANTS[t],
+            campaign=camp,
+            subject=rng.choice(_SUBJECTS).format(n=rng.randint(10000, 99999), month="January"),
+            size=rng.randint(3_000, 90_000),
+            plan=[],
+        )
+        msg.plan = self._plan(msg)
+        return msg
+
+    def _plan(self, msg: _Message) -> list[str]:
+        rng = self.rng
+        plan = ["Reception"]
+        if msg.provider is None:  # dead domain: retries on DNS errors, then bounce or expire
+            plan += ["TransientFailure"] * rng.randint(0, 2)
+            plan.append(rng.choice(("Bounce", "Bounce", "Expiration")))
+            return plan
+        r = rng.random()
+        if r < 0.46:
+            plan.append("Delivery")
+        elif r < 0.56:
+            plan += ["TransientFailure"] * rng.randint(1, 3) + ["Delivery"]
+        elif r < 0.74:
+            plan.append("Bounce")
+        elif r < 0.82:
+            plan += ["TransientFailure"] * rng.randint(1, 3) + ["Bounce"]
+        elif r < 0.85:
+            plan += ["TransientFailure"] * rng.randint(2, 4) + ["Expiration"]
+        elif r < 0.87:
+            plan += ["Delay", "AdminBounce"]
+        elif r < 0.90:
+            plan += ["Delay", "Delivery"]
+        elif r < 0.95:
+            plan += ["Delivery", "OOB"]
+        else:
+            plan += ["Delivery", "Feedback"]
+        return plan
+
+    def next_record(self) -> dict[str, Any]:
+        rng = self.rng
+        self.now += rng.choice((0, 0, 0, 1))
+        if rng.random() < 0.03:  # inbound rejections have no lifecycle of their own
+            return self._rejection()
+        while len(self.active) < 64:
+            self.active.append(self._new_message())
+        idx = rng.randrange(len(self.active))
+        msg = self.active[idx]
+        kind = msg.plan.pop(0)
+        if not msg.plan:
+            self.active[idx] = self.active[-1]
+            self.active.pop()
+        return self._record(kind, msg)
+
+    # -- record construction -------------------------------------------------------------------
+    def _base(self, kind: str, msg: _Message) -> dict[str, Any]:
+        rng = self.rng
+        mid_domain = msg.sender.split("@", 1)[1]
+        return {
+            "type": kind,
+            "id": msg.spool_id,
+            "sender": msg.sender,
+            "recipient": msg.recipient,
+            "queue": f"{msg.campaign}:{msg.tenant}@{msg.domain}",
+            "site": "",
+            "size": msg.size,
+            "response": None,
+            "peer_address": None,
+            "timestamp": self.now,
+            "created": msg.created,
+            "num_attempts": msg.attempts,
+            "bounce_classification": "Uncategorized",
+            "egress_pool": f"{msg.tenant}-pool",
+            "egress_source": f"{msg.tenant}-ip{rng.randint(1, 4)}",
+            "source_address": None,
+            "feedback_report": None,
+            "meta": {
+                "tenant": msg.tenant,
+                "campaign": msg.campaign,
+                "mailing_id": f"{msg.tenant}-{msg.created % 100000:05d}",
+                "customer_ref": f"cust-{rng.randint(100000, 999999)}",
+                "reception_protocol": "ESMTP",
+                "received_from": "10.20.0.15:48122",
+            },
+            "headers": {
+                "Subject": msg.subject,
+                "From": f'"{msg.tenant.title()}" <no-reply@{mid_domain}>',
+                "To": f"<{msg.recipient}>",
+                "Message-ID": f"<{msg.spool_id[:16]}.{msg.created}@{mid_domain}>",
+                "List-Unsubscribe": f"<https://{mid_domain}/u/{msg.spool_id[:20]}>",
+            },
+            "delivery_protocol": None,
+            "reception_protocol": "ESMTP",
+            "nodeid": self.nodeid,
+            "tls_cipher": None,
+            "tls_protocol_version": None,
+            "tls_peer_subject_name": None,
+            "session_id": msg.session_id or None,
+        }
+
+    def _outbound(self, rec: dict[str, Any], msg: _Message) -> str:
+        """Fill the delivery-attempt fields; returns the MX host name."""
+        p = msg.provider
+        mx = p.mx if p else f"mx.{msg.domain}."
+        rec["site"] = f"{rec['egress_source']}->{p.site if p else 'mx.' + msg.domain}"
+        rec["peer_address"] = {
+            "name": mx,
+            "addr": f"{p.ip_prefix}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
+            if p
+            else "",
+        }
+        rec["delivery_protocol"] = "ESMTP"
+        rec["source_address"] = {"address": f"{self._src_ip()}:{self.rng.randint(30000, 60999)}"}
+        if p is not None:
+            rec["tls_cipher"] = "TLS_AES_256_GCM_SHA384"
+            rec["tls_protocol_version"] = "TLSv1.3"
+            rec["tls_peer_subject_name"] = [f"CN={mx.rstrip('.')}"]
+        rec["session_id"] = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return mx
+
+    def _failure(self, msg: _Message, transient: bool) -> Resp:
+        p, rng = msg.provider, self.rng
+        if p is None:
+            pool = [r for r in _DNS_FAILURES if (r[0] < 500) == transient] or list(_DNS_FAILURES)
+            return rng.choice(pool)
+        if transient and rng.random() < 0.15:
+            return rng.choice(_CONNECT_FAILURES)
+        weights = self.failure_weights[p.domain]
+        wanted = [
+            (r, w) for r, w in zip(p.failures, weights, strict=True) if (r[0] < 500) == transient
+        ]
+        if not wanted:  # the provider has no such answer: the connection itself failed
+            return rng.choice(_CONNECT_FAILURES if transient else _DNS_FAILURES[::2])
+        return rng.choices([r for r, _ in wanted], weights=[w for _, w in wanted])[0]
+
+    def _record(self, kind: str, msg: _Message) -> dict[str, Any]:
+        rng = self.rng
+        if kind == "Reception":
+            msg.session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        rec = self._base(kind, msg)
+        if kind == "Reception":
+            http = rng.random() < 0.4
+            rec["reception_protocol"] = "HTTP" if http else "ESMTP"
+            rec["meta"]["reception_protocol"] = rec["reception_protocol"]
+            rec["peer_address"] = {
+                "name": "" if http else "injector-03.app.internal",
+                "addr": f"10.20.0.{rng.randint(10, 30)}",
+            }
+            rec["response"] = {"code": 250, "enhanced_code": None, "content": "", "command": None}
+        elif kind in ("Delivery", "TransientFailure", "Bounce"):
+            msg.attempts += 1
+            rec["num_attempts"] = msg.attempts
+            mx = self._outbound(rec, msg)
+            if kind == "Delivery":
+                assert msg.provider is not None
+                resp: Resp = (250, "2.0.0", msg.provider.ok, ".")
+            else:
+                resp = self._failure(msg, transient=kind == "TransientFailure")
+            rec["response"] = self._render(resp, msg, mx)
+            if msg.provider is None:
+                rec["peer_address"] = None  # nobody answered: KumoMTA wrote the response
+                rec["tls_cipher"] = rec["tls_protocol_version"] = None
+                rec["tls_peer_subject_name"] = None
+        elif kind == "Expiration":
+            rec["response"] = self._render(_EXPIRATION, msg, "")
+        elif kind == "AdminBounce":
+            rec["response"] = self._render(rng.choice(_ADMIN_BOUNCES), msg, "")
+        elif kind == "Delay":
+            rec["response"] = self._render(rng.choice(_DELAYS), msg, "")
+        elif kind == "OOB":
+            rec["response"] = self._render(
+                rng.choices(_OOB_DIAGNOSTICS, weights=_zipf_weights(len(_OOB_DIAGNOSTICS)))[0],
+                msg,
+                "",
+            )
+            reporter = msg.provider.mx.rstrip(".") if msg.provider else msg.domain
+            rec["peer_address"] = {"name": reporter, "addr": ""}
+            rec["reception_protocol"] = "ESMTP"
+        elif kind == "Feedback":
+            agent, reporter = rng.choice(_FEEDBACK_AGENTS)
+            rec["response"] = {"code": 250, "enhanced_code": None, "content": "", "command": None}
+            rec["peer_address"] = {"name": reporter, "addr": f"203.0.113.{rng.randint(1, 254)}"}
+            rec["feedback_report"] = {
+                "feedback_type": "abuse",
+                "user_agent": agent,
+                "version": 1,
+                "arrival_date": f"2026-01-01T12:{rng.randint(0, 59):02d}:00Z",
+                "incidents": None,
+                "original_envelope_id": None,
+                "original_mail_from": f"<{msg.sender}>",
+                "reporting_mta": {"mta_type": "dns", "name": reporter},
+                "source_ip": self._src_ip(),
+                "authentication_results": [f"{reporter}; spf=pass smtp.mail={msg.sender}"],
+                "original_rcpto_to": [f"<{msg.recipient}>"],
+                "reported_domain": [msg.sender.split("@", 1)[1]],
+                "reported_uri": [],
+                "extensions": {},
+                "original_message": None,
+                "supplemental_trace": None,
+            }
+        return rec
+
+    def _rejection(self) -> dict[str, Any]:
+        rng = self.rng
+        msg = self._new_message()
+        msg.session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        rec = self._base("Rejection", msg)
+        # Refused during the SMTP dialogue: nothing was queued, no body or headers were seen.
+        rec.update(queue="", size=0, egress_pool=None, egress_source=None, headers={})
+        rec["meta"] = {"reception_protocol": "ESMTP", "received_from": rec["meta"]["received_from"]}
+        rec["peer_address"] = {
+            "name": f"client-{rng.randint(1, 999)}.example.net",
+            "addr": f"192.0.2.{rng.randint(1, 254)}",
+        }
+        rec["response"] = self._render(rng.choice(_REJECTIONS), msg, "")
+        return rec
+
+
+def _kind(record_type: str) -> str:
+    return "classify" if record_type in CLASSIFIABLE_TYPES else "pass"
+
+
+def _headers(record: dict[str, Any]) -> list[tuple[str, bytes]]:
+    # What a log shipper typically attaches: the record type and the producing node.
+    return [("kumo.type", str(record["type"]).encode()), ("kumo.node", b"mta-02")]
+
+
+def generate_records(n: int, *, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """``n`` well-formed KumoMTA log records (dicts), deterministic for a given seed."""
+    gen = _Generator(seed)
+    for _ in range(n):
+        yield gen.next_record()
+
+
+def to_message(record: dict[str, Any]) -> SampleMessage:
+    """The Kafka message for a record: key = spool id, compact JSON value."""
+    return SampleMessage(
+        key=str(record["id"]).encode(),
+        value=orjson.dumps(record),
+        headers=_headers(record),
+        kind=_kind(str(record["type"])),
+    )
+
+
+def make_malformed(
+    reason: str,
+    rng: random.Random,
+    record: dict[str, Any],
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> SampleMessage:
+    """A broken message of the given reason, derived from a real-looking ``record``."""
+    rec = dict(record)
+    key = str(rec["id"]).encode()
+    if reason == "not-utf8":  # a Latin-1 byte where UTF-8 was expected
+        body = orjson.dumps(rec).replace(b'"recipient":"', b'"recipient":"m\xfcller.', 1)
+    elif reason == "not-json":  # a record cut short by a crashed shipper
+        text = orjson.dumps(rec).decode()  # cut characters, not bytes: it stays valid UTF-8
+        body = text[: rng.randint(20, len(text) - 20)].encode()
+    elif reason == "not-object":
+        body = rng.choice([b"[1, 2, 3]", b'"Bounce"', b"null", b"42", orjson.dumps([rec])])
+    elif reason == "missing-type":
+        rec.pop("type", None)
+        body = orjson.dumps(rec)
+    elif reason == "bad-type":
+        rec["type"] = rng.choice([7, None, ["Bounce"], {"name": "Bounce"}])
+        body = orjson.dumps(rec)
+    elif reason == "missing-response":
+        rec["type"] = rng.choice(("Bounce", "TransientFailure"))
+        rec.pop("response", None)
+        body = orjson.dumps(rec)
+    elif reason == "bad-response":
+        rec["type"] = rng.choice(("Bounce", "TransientFailure"))
+        rec["response"] = rng.choice(
+            [
+                "550 5.1.1 user unknown",
+                550,
+                {"code": "five-fifty", "content": "user unknown"},
+                {"code": 550, "content": 12},
+            ]
+        )
+        body = orjson.dumps(rec)
+    elif reason == "too-large":
+        rec["type"] = "Bounce"
+        rec["meta"] = dict(rec.get("meta") or {})
+        rec["meta"]["debug_dump"] = "x" * (max_message_bytes + 1024)
+        body = orjson.dumps(rec)
+    else:
+        raise ValueError(f"unknown malformed reason {reason!r}; known: {MALFORMED_REASONS}")
+    return SampleMessage(
+        key=key, value=body, headers=[("kumo.node", b"mta-02")], kind=f"malformed:{reason}"
+    )
+
+
+def generate(
+    n: int,
+    *,
+    seed: int = 0,
+    malformed_fraction: float = 0.0,
+    malformed_reasons: Sequence[str] = MALFORMED_REASONS,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> Iterator[SampleMessage]:
+    """``n`` Kafka messages, deterministic for a given seed.
+
+    A ``malformed_fraction`` of them (spread evenly over ``malformed_reasons``) are broken in one
+    of the ways the worker sends to the dead-letter topic; ``too-large`` ones exceed
+    ``max_message_bytes``.
+    """
+    if not 0.0 <= malformed_fraction <= 1.0:
+        raise ValueError("malformed_fraction must be within [0, 1]")
+    gen = _Generator(seed)
+    bad_rng = random.Random(seed ^ 0x5EED)
+    reasons = tuple(malformed_reasons)
+    bad_count = 0
+    for i in range(n):
+        record = gen.next_record()
+        # Deterministic spacing: the k-th bad message lands where the fraction says it should.
+        if reasons and int((i + 1) * malformed_fraction) > bad_count:
+            reason = reasons[bad_count % len(reasons)]
+            bad_count += 1
+            yield make_malformed(reason, bad_rng, record, max_message_bytes=max_message_bytes)
+        else:
+            yield to_message(record)
+
+
+# --------------------------------------------------------------------------------------------
+# The bundled sample
+# --------------------------------------------------------------------------------------------
+
+BUNDLED_SAMPLE_SIZE = 1000
+BUNDLED_SAMPLE_SEED = 2026
+
+
+def bundled_sample_path() -> Path:
+    """``streamer/data/sample.jsonl``: one KumoMTA log record per line, like KumoMTA's own logs."""
+    return Path(str(resources.files("streamer") / "data" / "sample.jsonl"))
+
+
+def write_bundled_sample(path: Path | None = None) -> Path:
+    """(Re)generate the bundled sample; it is a pure function of the constants above."""
+    path = path or bundled_sample_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        for rec in generate_records(BUNDLED_SAMPLE_SIZE, seed=BUNDLED_SAMPLE_SEED):
+            fh.write(orjson.dumps(rec) + b"\n")
+    return path
+
+
+def load_bundled_sample(path: Path | None = None) -> list[SampleMessage]:
+    """The bundled sample as Kafka messages (key = spool id)."""
+    path = path or bundled_sample_path()
+    with path.open("rb") as fh:
+        return [to_message(orjson.loads(line)) for line in fh if line.strip()]
+
+
+if __name__ == "__main__":  # python -m streamer.sample: regenerate streamer/data/sample.jsonl
+    print(write_bundled_sample())
