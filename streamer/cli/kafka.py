@@ -1,3 +1,215 @@
-"""CLI commands: kafka (filled in by its owner)."""
+"""CLI commands for Kafka operations: the local broker, topic creation, replaying JSONL files."""
 
-from streamer.cli import app  # noqa: F401
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from streamer.cli import app
+from streamer.config import ConfigError, Settings, load_settings
+
+kafka_app = typer.Typer(
+    help="The embedded local Apache Kafka broker (single KRaft node on 127.0.0.1).",
+    no_args_is_help=True,
+)
+topics_app = typer.Typer(help="Kafka topics used by streamer.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        "-b",
+        help="Kafka bootstrap servers (default: config/KAFKA_BOOTSTRAP, else the local broker).",
+    ),
+]
+
+
+def _err(message: str) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        _err(str(exc))
+        raise typer.Exit(2) from exc
+
+
+def _bootstrap(settings: Settings) -> str:
+    from streamer.kafka.broker import BrokerError, ensure_broker
+
+    try:
+        return ensure_broker(settings)
+    except BrokerError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from exc
+
+
+@kafka_app.command("start")
+def kafka_start(
+    port: Annotated[
+        int | None, typer.Option(help="Broker port (default: the previous one, else random).")
+    ] = None,
+    controller_port: Annotated[int | None, typer.Option(help="KRaft controller port.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 120.0,
+) -> None:
+    """Start the local broker (or reuse the running one) and print its bootstrap address."""
+    from streamer.kafka.broker import BrokerError, LocalBroker
+
+    broker = LocalBroker.for_settings(_settings())
+    broker.start_timeout = timeout
+    started_at = time.monotonic()
+    try:
+        state, started = broker.start(port=port, controller_port=controller_port)
+    except BrokerError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from exc
+    verb = "started" if started else "already running"
+    typer.echo(
+        f"Kafka {state.kafka_version} {verb} (pid {state.pid}, "
+        f"{time.monotonic() - started_at:.1f}s); log: {state.log_file}",
+        err=True,
+    )
+    typer.echo(state.bootstrap)
+
+
+@kafka_app.command("stop")
+def kafka_stop(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait before SIGKILL.")] = 30.0,
+) -> None:
+    """Stop the local broker (SIGTERM, then SIGKILL after --timeout). Its data is kept."""
+    from streamer.kafka.broker import BrokerError, LocalBroker
+
+    try:
+        stopped = LocalBroker.for_settings(_settings()).stop(timeout=timeout)
+    except BrokerError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from exc
+    typer.echo("stopped" if stopped else "not running")
+
+
+@kafka_app.command("status")
+def kafka_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+) -> None:
+    """Print the local broker's state; exit 1 unless it runs and answers."""
+    from streamer.kafka.broker import LocalBroker
+
+    status = LocalBroker.for_settings(_settings()).status()
+    state = status.state
+    if as_json:
+        doc: dict[str, Any] = {"running": status.running, "detail": status.detail}
+        doc.update(vars(state) if state else {})
+        typer.echo(json.dumps(doc, indent=2))
+    elif state is None:
+        typer.echo("local Kafka broker: never started")
+    else:
+        what = "running" if status.running else f"not running ({status.detail})"
+        if status.alive and not status.answering:
+            what = f"process alive but not answering ({status.detail})"
+        typer.echo(
+            f"local Kafka broker: {what}\n"
+            f"  bootstrap:  {state.bootstrap}\n"
+            f"  pid:        {state.pid}\n"
+            f"  version:    {state.kafka_version}\n"
+            f"  controller: 127.0.0.1:{state.controller_port}\n"
+            f"  data:       {state.data_dir}\n"
+            f"  log:        {state.log_file}"
+        )
+    if not status.running:
+        raise typer.Exit(1)
+
+
+@topics_app.command("create")
+def topics_create(
+    bootstrap: BootstrapOpt = None,
+    partitions: Annotated[
+        int | None, typer.Option(min=1, help="Partitions (default: settings.partitions).")
+    ] = None,
+    replication_factor: Annotated[
+        int | None, typer.Option(min=1, help="Replication (default: settings.replication_factor).")
+    ] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Topics to create (default: input, output, DLQ, topic:NAME target)."),
+    ] = None,
+) -> None:
+    """Create the topics streamer uses; existing topics are left as they are."""
+    from streamer.kafka.admin import TopicError, create_topics, topic_partitions
+
+    settings = _settings(
+        bootstrap=bootstrap, partitions=partitions, replication_factor=replication_factor
+    )
+    address = _bootstrap(settings)
+    try:
+        created = create_topics(settings, address, names or None)
+        counts = topic_partitions(settings, address)
+    except TopicError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from exc
+    for name, new in created.items():
+        parts = counts.get(name)
+        note = ""
+        if not new and parts is not None and parts != settings.partitions:
+            note = f" (wanted {settings.partitions}: partitions are never changed here)"
+        typer.echo(f"{'created' if new else 'exists '}  {name}  partitions={parts}{note}")
+
+
+@topics_app.command("list")
+def topics_list(bootstrap: BootstrapOpt = None) -> None:
+    """List the topics (internal ones excluded) with their partition counts."""
+    from streamer.kafka.admin import topic_partitions
+
+    settings = _settings(bootstrap=bootstrap)
+    for name, parts in sorted(topic_partitions(settings, _bootstrap(settings)).items()):
+        typer.echo(f"{name}  partitions={parts}")
+
+
+@app.command("produce")
+def produce(
+    file: Annotated[Path, typer.Argument(help="JSONL file, one record per line ('-' = stdin).")],
+    topic: Annotated[
+        str | None, typer.Option("--topic", "-t", help="Target topic (default: input topic).")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, help="Limit to N records per second.")
+    ] = None,
+    key_field: Annotated[
+        str,
+        typer.Option(help="Record field used as message key; '' sends no keys."),
+    ] = "id",
+    bootstrap: BootstrapOpt = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bar (default: when a TTY)."),
+    ] = None,
+) -> None:
+    """Replay a JSONL file into Kafka (each line one message, keyed by its record's id)."""
+    from streamer.kafka.produce import ProduceError, produce_file
+
+    settings = _settings(bootstrap=bootstrap)
+    address = _bootstrap(settings)
+    try:
+        result = produce_file(
+            settings,
+            address,
+            file,
+            topic=topic,
+            rate=rate,
+            key_field=key_field or None,
+            progress=sys.stderr.isatty() if progress is None else progress,
+        )
+    except ProduceError as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from exc
+    typer.echo(result.summary())
+    if result.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,134 @@
+"""Topic administration with confluent-kafka's AdminClient: idempotent create, delete, wait."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import NewTopic
+
+from streamer.config import Settings
+from streamer.kafka.clients import admin_client
+
+
+class TopicError(Exception):
+    """A topic operation failed; the message names the topic and the broker's reason."""
+
+
+def default_topics(settings: Settings) -> list[str]:
+    """The topics a worker needs: input, output, dead letters, and a ``topic:NAME`` target."""
+    names = [settings.input_topic, settings.output_topic, settings.dlq_topic or ""]
+    if settings.non_classifiable.startswith("topic:"):
+        names.append(settings.non_classifiable.removeprefix("topic:"))
+    return list(dict.fromkeys(n for n in names if n))  # de-duplicated, order kept
+
+
+def create_topics(
+    settings: Settings,
+    bootstrap: str,
+    names: Iterable[str] | None = None,
+    partitions: int | None = None,
+    replication: int | None = None,
+    timeout: float = 30.0,
+) -> dict[str, bool]:
+    """Create the topics (default: ``default_topics``); existing ones are fine.
+
+    Returns ``{name: created}``: True when this call created it, False when it already existed.
+    Waits until every topic has a leader for each partition, so producers can use them at once.
+    """
+    wanted = list(dict.fromkeys(names if names is not None else default_topics(settings)))
+    if not wanted:
+        return {}
+    admin = admin_client(settings, bootstrap)
+    new = [
+        NewTopic(
+            name,
+            num_partitions=partitions or settings.partitions,
+            replication_factor=replication or settings.replication_factor,
+        )
+        for name in wanted
+    ]
+    futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
+    result: dict[str, bool] = {}
+    errors: list[str] = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            result[name] = True
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                result[name] = False
+            else:
+                errors.append(f"{name}: {err.str() if isinstance(err, KafkaError) else err}")
+    if errors:
+        raise TopicError("could not create topics:\n  " + "\n  ".join(errors))
+    wait_for_topics(settings, bootstrap, wanted, timeout=timeout)
+    return {name: result[name] for name in wanted}
+
+
+def delete_topics(
+    settings: Settings, bootstrap: str, names: Iterable[str], timeout: float = 30.0
+) -> list[str]:
+    """Delete the topics; unknown ones are ignored. Returns the names actually deleted."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    admin = admin_client(settings, bootstrap)
+    futures = admin.delete_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
+    deleted: list[str] = []
+    errors: list[str] = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            deleted.append(name)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            errors.append(f"{name}: {err.str() if isinstance(err, KafkaError) else err}")
+    if errors:
+        raise TopicError("could not delete topics:\n  " + "\n  ".join(errors))
+    return deleted
+
+
+def topic_partitions(settings: Settings, bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
+    """Every non-internal topic with its partition count."""
+    md = admin_client(settings, bootstrap).list_topics(timeout=timeout)
+    return {
+        name: len(t.partitions)
+        for name, t in md.topics.items()
+        if t.error is None and not name.startswith("__")
+    }
+
+
+def wait_for_topics(
+    settings: Settings, bootstrap: str, names: Iterable[str], timeout: float = 30.0
+) -> None:
+    """Return once every topic exists with a leader on every partition; TopicError otherwise."""
+    wanted = set(names)
+    admin = admin_client(settings, bootstrap)
+    deadline = time.monotonic() + timeout
+    missing: set[str] = set(wanted)
+    while True:
+        try:
+            md = admin.list_topics(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+        except KafkaException:
+            md = None
+        if md is not None:
+            missing = {
+                n
+                for n in wanted
+                if n not in md.topics
+                or md.topics[n].error is not None
+                or not md.topics[n].partitions
+                or any(p.leader < 0 for p in md.topics[n].partitions.values())
+            }
+            if not missing:
+                return
+        if time.monotonic() >= deadline:
+            raise TopicError(
+                f"topics not ready within {timeout:.0f}s: {', '.join(sorted(missing))}"
+            )
+        time.sleep(0.1)

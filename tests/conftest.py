@@ -1,0 +1,77 @@
+"""Shared fixtures: one real Apache Kafka broker per test session, unique topics per test.
+
+``kafka_bootstrap`` starts a dedicated local broker (its own state directory under pytest's tmp
+dir, random free 127.0.0.1 ports) and stops it when the session ends; with
+``STREAMER_TEST_BOOTSTRAP=host:port`` the tests use that cluster instead and leave it running.
+Tests that use it are marked ``kafka`` automatically (``-m "not kafka"`` skips them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streamer.config import Settings
+from streamer.kafka.admin import create_topics
+from streamer.kafka.broker import BrokerError, LocalBroker, check_bootstrap
+
+_KAFKA_FIXTURES = {"kafka_bootstrap", "new_topic", "kafka_settings"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
+
+
+@pytest.fixture(scope="session")
+def test_rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-rule file, for Settings in tests that do not care about the shipped rules."""
+    path = tmp_path_factory.mktemp("rules") / "test-rules.toml"
+    path.write_text('[rules]\nInvalidRecipient = ["user unknown"]\n')
+    return path
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of the session's real Kafka broker."""
+    given = os.environ.get("STREAMER_TEST_BOOTSTRAP")
+    if given:
+        check_bootstrap(Settings(bootstrap=given, files=[Path(os.devnull)]), given)
+        yield given
+        return
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka"))
+    try:
+        state, _ = broker.start(say=lambda _msg: None)
+    except BrokerError as exc:
+        pytest.fail(f"could not start the test Kafka broker: {exc}", pytrace=False)
+    try:
+        yield state.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, test_rules_file: Path, tmp_path: Path) -> Settings:
+    """Settings pointing at the test broker (own state dir, a tiny rules file)."""
+    return Settings(bootstrap=kafka_bootstrap, files=[test_rules_file], state_dir=tmp_path / "var")
+
+
+@pytest.fixture
+def new_topic(
+    kafka_bootstrap: str, kafka_settings: Settings, request: pytest.FixtureRequest
+) -> Callable[..., str]:
+    """Factory: ``new_topic(partitions=4) -> name`` creates a topic no other test uses."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:60].strip("-.")
+
+    def make(partitions: int = 4) -> str:
+        name = f"t.{stem}.{uuid.uuid4().hex[:10]}"
+        create_topics(kafka_settings, kafka_bootstrap, [name], partitions=partitions)
+        return name
+
+    return make
