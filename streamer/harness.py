@@ -1,0 +1,268 @@
+"""Running ``streamer worker`` processes and moving records in and out of topics.
+
+Shared by ``streamer demo`` and ``streamer bench e2e``: both start real worker subprocesses
+(configured through ``STREAMER_*`` environment variables, so any flag layout of the worker
+command works), feed them messages, and watch or read what comes out. Every wait here is bounded
+in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from streamer.config import Settings
+from streamer.kafka.clients import consumer_config, producer_config
+from streamer.sample import SampleMessage
+
+
+class HarnessError(Exception):
+    """A worker died, a wait timed out, or Kafka refused records; the message says which."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def produce_all(
+    settings: Settings, bootstrap: str, topic: str, messages: Iterable[SampleMessage]
+) -> tuple[int, float]:
+    """Produce and wait for every acknowledgement; returns (count, seconds). Fails on any error."""
+    producer = Producer(producer_config(settings, bootstrap))
+    errors: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            errors.append(err.str())
+
+    count = 0
+    started = time.monotonic()
+    for m in messages:
+        while True:
+            try:
+                producer.produce(topic, m.value, m.key, headers=m.headers, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        count += 1
+        if count % 1000 == 0:
+            producer.poll(0)
+    left = producer.flush(120)
+    seconds = time.monotonic() - started
+    if left or errors:
+        raise HarnessError(
+            f"producing to {topic}: {left} undelivered, {len(errors)} failed"
+            + (f" (first: {errors[0]})" if errors else "")
+        )
+    return count, seconds
+
+
+class Watermarks:
+    """Sums of high watermarks of new topics (= records written, as they start at offset 0)."""
+
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.consumer = Consumer(
+            consumer_config(settings, bootstrap, group_id=f"bench-watch-{uuid.uuid4().hex[:8]}")
+        )
+        self._parts: dict[str, list[int]] = {}
+
+    def partitions(self, topic: str) -> list[int]:
+        if topic not in self._parts:
+            md = self.consumer.list_topics(topic, timeout=10)
+            self._parts[topic] = sorted(md.topics[topic].partitions)
+        return self._parts[topic]
+
+    def total(self, topics: Sequence[str]) -> int:
+        n = 0
+        for topic in topics:
+            for p in self.partitions(topic):
+                _low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=10, cached=False
+                )
+                n += max(high, 0)
+        return n
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def read_topic(
+    settings: Settings, bootstrap: str, topic: str, timeout: float = 120.0
+) -> list[tuple[int, bytes | None, list[tuple[str, bytes]] | None]]:
+    """Every record of a topic, as (timestamp ms, value, headers): the broker's append time on
+    the output topics (created with LogAppendTime)."""
+    conf = consumer_config(
+        settings,
+        bootstrap,
+        group_id=f"bench-read-{uuid.uuid4().hex[:8]}",
+        **{"fetch.max.bytes": 52_428_800},
+    )
+    consumer = Consumer(conf)
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        ends: dict[int, int] = {}
+        for p in md.topics[topic].partitions:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > 0:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        out: list[tuple[int, bytes | None, list[tuple[str, bytes]] | None]] = []
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends):
+            if time.monotonic() > deadline:
+                raise HarnessError(f"reading {topic} did not finish within {timeout:.0f}s")
+            for msg in consumer.consume(5000, 0.5):
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise HarnessError(f"reading {topic}: {msg.error().str()}")
+                out.append((msg.timestamp()[1], msg.value(), msg.headers()))
+                p = msg.partition()
+                if p is not None and (msg.offset() or 0) + 1 >= ends[p]:
+                    done.add(p)
+        return out
+    finally:
+        consumer.close()
+
+
+def wait_for_outputs(
+    marks: Watermarks,
+    topics: Sequence[str],
+    expected: int,
+    timeout: float,
+    check: Callable[[], None],
+    what: str,
+    stall_timeout: float = 90.0,
+) -> int:
+    """Poll high watermarks until ``expected`` records are out; bounded in time and on stalls."""
+    deadline = time.monotonic() + timeout
+    last, last_change = -1, time.monotonic()
+    while True:
+        n = marks.total(topics)
+        if n >= expected:
+            return n
+        now = time.monotonic()
+        if n != last:
+            last, last_change = n, now
+        elif now - last_change > stall_timeout:
+            raise HarnessError(f"{what}: no progress for {stall_timeout:.0f}s at {n}/{expected}")
+        if now > deadline:
+            raise HarnessError(f"{what}: only {n}/{expected} records out after {timeout:.0f}s")
+        check()
+        time.sleep(0.25)
+
+
+def worker_command() -> list[str]:
+    """How to run ``streamer worker`` with this interpreter (the venv's script when present)."""
+    script = Path(sys.executable).with_name("streamer")
+    if script.exists():
+        return [str(script), "worker"]
+    return [sys.executable, "-c", "from streamer.cli import main; main()", "worker"]
+
+
+@dataclass
+class WorkerSet:
+    """W ``streamer worker`` processes with their own logs, metrics ports and state dirs."""
+
+    procs: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+    metrics_ports: list[int]
+    workdir: Path
+
+    @classmethod
+    def start(
+        cls,
+        bootstrap: str,
+        in_topic: str,
+        out_topic: str,
+        dlq_topic: str,
+        group: str,
+        count: int,
+        workdir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> WorkerSet:
+        procs, logs, ports = [], [], []
+        for i in range(count):
+            port = free_port()
+            state = workdir / f"worker-{i}"
+            state.mkdir(parents=True, exist_ok=True)
+            env = dict(os.environ)
+            env.update(
+                {
+                    "STREAMER_BOOTSTRAP": bootstrap,
+                    "KAFKA_BOOTSTRAP": bootstrap,
+                    "STREAMER_INPUT_TOPIC": in_topic,
+                    "STREAMER_OUTPUT_TOPIC": out_topic,
+                    "STREAMER_DLQ_TOPIC": dlq_topic,
+                    "STREAMER_GROUP_ID": group,
+                    "STREAMER_METRICS_PORT": str(port),
+                    "STREAMER_WEB_PORT": str(free_port()),
+                    "STREAMER_WORKER_ID": f"{group}-{i}",
+                    "STREAMER_STATE_DIR": str(state),
+                    "PYTHONUNBUFFERED": "1",
+                }
+            )
+            env.update(extra_env or {})
+            log = workdir / f"worker-{i}.log"
+            with open(log, "wb") as fh:
+                procs.append(
+                    subprocess.Popen(
+                        worker_command(),
+                        stdin=subprocess.DEVNULL,
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=state,
+                        start_new_session=True,  # a Ctrl-C of the bench is handled by us
+                    )
+                )
+            logs.append(log)
+            ports.append(port)
+        return cls(procs, logs, ports, workdir)
+
+    def check(self) -> None:
+        for i, p in enumerate(self.procs):
+            if p.poll() is not None:
+                raise HarnessError(
+                    f"worker {i} exited with code {p.returncode}; last lines of {self.logs[i]}:\n"
+                    + self.tail(i)
+                )
+
+    def tail(self, i: int, lines: int = 30) -> str:
+        try:
+            text = self.logs[i].read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> list[int | None]:
+        """SIGTERM (graceful: commit what was produced), SIGKILL after ``timeout``."""
+        for p in self.procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes: list[int | None] = []
+        for p in self.procs:
+            try:
+                codes.append(p.wait(max(0.1, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+                codes.append(None)
+        return codes
