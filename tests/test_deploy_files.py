@@ -836,16 +836,19 @@ def test_k8s_rules_configmap_loads_site_rules_then_the_shipped_ones(
     assert all(str(p).startswith(image_rules + "/") for p in shipped), shipped
     monkeypatch.setattr(config, "SHIPPED_RULES_DIR", ROOT / "rules")
     repo_shipped = config.shipped_rule_files()
+    expected = "\n".join(f"    {image_rules}/{p.name}" for p in repo_shipped)
     assert [p.name for p in shipped] == [p.name for p in repo_shipped], (
-        "deploy/k8s/configmap.yaml load-order.txt must list the shipped rules of "
-        "rules/load-order.txt, in the same order"
+        "deploy/k8s/configmap.yaml: load-order.txt must list, after the site files, the shipped "
+        f"rules of rules/load-order.txt in the same order:\n{expected}"
     )
     files = site + [ROOT / "rules" / p.name for p in shipped]
-    assert all(p.exists() for p in files)
-    from streamer.rules import load_rules
+    from streamer.classifier import Classifier
 
-    ruleset = load_rules(files)
-    assert ruleset.files and len(ruleset.rules) > len(site)
+    # Site rules come first, so the example rule wins over the shipped status-code rules.
+    line = "554 5.7.1 <bob@example.com>: message rejected by content filter (spam score 9.1)"
+    ours = Classifier.from_files(files).classify(line)
+    assert ours.rule is not None and Path(ours.rule.file).parent == tmp_path
+    assert ours.label == "SpamContent"
 
 
 # --- regeneration ----------------------------------------------------------------------------
