@@ -69,7 +69,16 @@ def _build_set(patterns: Sequence[str], opts: re2.Options) -> re2.Set:
     try:
         s.Compile()
     except re2.error:
-        raise EngineError(-1, "the RE2 set failed to compile (out of memory?)") from None
+        for i, p in enumerate(patterns):  # name the culprit: the first that fails alone
+            alone = re2.Set.SearchSet(opts)
+            alone.Add(p)
+            try:
+                alone.Compile()
+            except re2.error:
+                raise EngineError(
+                    i, "its compiled program exceeds the RE2 memory limit (simplify it)"
+                ) from None
+        raise EngineError(-1, "the RE2 set failed to compile (too large for max_mem)") from None
     return s
 
 

@@ -50,6 +50,7 @@ PREDEFINED_LABELS: tuple[str, ...] = (
     "SpamRelated",
     "VirusRelated",
     "AuthenticationFailed",
+    "TooManyRecipients",
     "Uncategorized",
 )
 UNCATEGORIZED = "Uncategorized"
@@ -110,13 +111,6 @@ def _syntax_error(path: str, kind: str, exc: Exception) -> str:
 
 def _parse_file(path: str, data: bytes) -> Any:
     suffix = Path(path).suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        raise RulesError(
-            [
-                f"{path}: unsupported rules file extension {suffix or '(none)'!r}; "
-                f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
-            ]
-        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -144,6 +138,13 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
     labels: dict[str, None] = {}
     digest = hashlib.sha256()
     for path in paths:
+        suffix = Path(path).suffix.lower()
+        if suffix not in SUPPORTED_EXTENSIONS:
+            errors.append(
+                f"{path}: unsupported rules file extension {suffix or '(none)'!r}; "
+                f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
+            )
+            continue
         try:
             data = Path(path).read_bytes()
         except OSError as exc:

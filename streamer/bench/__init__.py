@@ -1,0 +1,1 @@
+"""Benchmarks: each measures against a baseline run alongside it (see ``streamer bench``)."""
