@@ -12,7 +12,7 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("classify")
 def classify_bench(
-    rules: list[str] | None = typer.Option(
+    rules: list[str] | None = typer.Option(  # noqa: B008 - typer's documented style
         None, "--rules", "-r", help="Rule files (default: the built-in ~150-rule set)."
     ),
     lines: int = typer.Option(20_000, "--lines", "-n", min=100, help="Distinct lines in the mix."),
