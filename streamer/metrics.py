@@ -112,6 +112,11 @@ class Metrics:
             "Records consumed whose outputs are not acknowledged yet.",
             registry=r,
         )
+        self.in_flight_max = Gauge(
+            "streamer_in_flight_max",
+            "Most records in flight at once since the worker started (memory bound check).",
+            registry=r,
+        )
         self.paused_partitions = Gauge(
             "streamer_paused_partitions",
             "Assigned partitions paused by back-pressure.",

@@ -1,3 +1,110 @@
-"""CLI commands: worker (filled in by its owner)."""
+"""``streamer worker``: run the stream worker (flags override the config file and environment)."""
 
-from streamer.cli import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from streamer.cli import app
+from streamer.config import ConfigError, load_settings
+
+
+@app.command("worker")
+def worker_command(
+    bootstrap: Annotated[
+        str | None, typer.Option("--bootstrap", "-b", help="Kafka bootstrap servers.")
+    ] = None,
+    input_topic: Annotated[str | None, typer.Option(help="Topic to classify.")] = None,
+    output_topic: Annotated[str | None, typer.Option(help="Topic for enriched records.")] = None,
+    dlq_topic: Annotated[str | None, typer.Option(help="Dead-letter topic.")] = None,
+    group_id: Annotated[str | None, typer.Option(help="Kafka consumer group.")] = None,
+    non_classifiable: Annotated[
+        str | None, typer.Option(help="Other record types: pass, drop or topic:NAME.")
+    ] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Option("--files", "-f", help="Rule file (repeat, in load order)."),
+    ] = None,
+    back_pressure: Annotated[
+        int | None, typer.Option(help="Pause fetching at this many in-flight records.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Records per consume batch.")] = None,
+    cache_size: Annotated[int | None, typer.Option()] = None,
+    uncategorized_cache_size: Annotated[int | None, typer.Option()] = None,
+    watch_rules: Annotated[
+        bool | None, typer.Option("--watch-rules/--no-watch-rules", help="Reload on change.")
+    ] = None,
+    exactly_once: Annotated[
+        bool | None,
+        typer.Option("--exactly-once/--at-least-once", help="Kafka transactions (see README)."),
+    ] = None,
+    worker_id: Annotated[str | None, typer.Option(help="Name in logs (default host-pid).")] = None,
+    metrics_host: Annotated[str | None, typer.Option()] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus endpoint port; 0 disables.")
+    ] = None,
+    web_host: Annotated[str | None, typer.Option()] = None,
+    web_port: Annotated[
+        int | None, typer.Option(help="Faust web (/status) port; 0 disables.")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option()] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
+    state_dir: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Classify the input topic in the consumer group until SIGTERM (then drain, commit, exit)."""
+    flags: dict[str, Any] = {
+        "bootstrap": bootstrap,
+        "input_topic": input_topic,
+        "output_topic": output_topic,
+        "dlq_topic": dlq_topic,
+        "group_id": group_id,
+        "non_classifiable": non_classifiable,
+        "files": files or None,
+        "back_pressure": back_pressure,
+        "batch_size": batch_size,
+        "cache_size": cache_size,
+        "uncategorized_cache_size": uncategorized_cache_size,
+        "watch_rules": watch_rules,
+        "exactly_once": exactly_once,
+        "worker_id": worker_id,
+        "metrics_host": metrics_host,
+        "metrics_port": metrics_port,
+        "web_host": web_host,
+        "web_port": web_port,
+        "log_level": log_level,
+        "log_format": log_format,
+        "state_dir": state_dir,
+    }
+    try:
+        settings = load_settings(**flags)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+    # Imported here: Faust and the classifier are heavy, other commands should not pay for them.
+    from streamer.classifier import ReloadableClassifier
+    from streamer.kafka.broker import BrokerError, ensure_broker
+    from streamer.logs import setup_logging
+    from streamer.rules import RulesError
+    from streamer.worker import default_worker_id, run_worker
+
+    if settings.worker_id is None:
+        settings.worker_id = default_worker_id()
+    setup_logging(settings.worker_id, settings.log_level, settings.log_format)
+    try:
+        classifiers = ReloadableClassifier(
+            settings.rule_files,
+            cache_size=settings.cache_size,
+            uncategorized_cache_size=settings.uncategorized_cache_size,
+        )
+    except RulesError as exc:
+        typer.secho(f"rules: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    try:
+        bootstrap_addr = ensure_broker(settings)
+    except BrokerError as exc:
+        typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(run_worker(settings, bootstrap_addr, classifiers))

@@ -1,0 +1,202 @@
+"""The output side: one confluent-kafka Producer (acks=all, idempotent) with delivery callbacks.
+
+Nothing awaits a single event: ``send`` hands a chunk's outputs to librdkafka's queue in a tight
+loop, each with the chunk's delivery callback; ``poll`` serves the acknowledgements in bulk
+(callbacks run in the calling thread, the event loop's). Acknowledgements count down the chunk
+(``streamer.kafka.offsets``), which is what makes its input offsets committable.
+
+A failed delivery never lets its input offset be committed. librdkafka already retried retriable
+errors until ``message.timeout.ms``; what reaches us is then produced again (transient errors,
+a bounded number of times) or, for permanent errors (record too large for the output topic, topic
+missing, authorisation...), sent to the dead-letter topic with reason ``produce-failed``. A DLQ
+copy that cannot be delivered either is retried forever (with a log line each time): the input
+stays uncommitted rather than being lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from streamer.config import Settings
+from streamer.kafka.clients import producer_config
+from streamer.kafka.offsets import Chunk
+from streamer.logs import log_event
+from streamer.pipeline import DLQ_DETAIL, DLQ_REASON, Output, utc_timestamp
+
+log = logging.getLogger("streamer.sink")
+
+PRODUCE_FAILED = "produce-failed"
+#: How many times a transient delivery failure is produced again before it goes to the DLQ.
+MAX_RETRIES = 5
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class Sink:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        *,
+        client_id: str,
+        dlq_topic: str,
+        on_retry: Callable[[str], None] | None = None,
+        **overrides: Any,
+    ) -> None:
+        conf: dict[str, Any] = {
+            "client.id": client_id,
+            # The Java client's partitioner: a key lands on the partition Java producers use.
+            "partitioner": "murmur2_random",
+            # Low linger keeps latency small at moderate rates; at high rates batches fill anyway.
+            "linger.ms": 5,
+            # Room for an enriched record of an input at the size limit.
+            "message.max.bytes": settings.max_message_bytes + 65_536,
+            "logger": logging.getLogger("streamer.librdkafka.producer"),
+        }
+        conf.update(overrides)
+        conf.update(settings.kafka_extra)  # the user's explicit librdkafka settings win
+        self.producer = Producer(producer_config(settings, bootstrap, **conf))
+        self.dlq_topic = dlq_topic
+        self.on_retry = on_retry or (lambda action: None)
+        # (chunk, attempt, error, topic, key, value, headers), filled by delivery callbacks
+        self._failures: list[tuple[Chunk, int, KafkaError, str, Any, Any, Any]] = []
+        self.fatal: KafkaError | None = None
+        self.produced = 0
+
+    # --- hot path ----------------------------------------------------------------------------
+    def callback(self, chunk: Chunk, attempt: int = 0) -> DeliveryCallback:
+        failures = self._failures
+        ack = chunk.ack
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                ack()
+            else:
+                failures.append(
+                    (chunk, attempt, err, msg.topic(), msg.key(), msg.value(), msg.headers())
+                )
+
+        return on_delivery
+
+    def _produce_from(
+        self, outputs: Sequence[Output], start: int, chunk: Chunk, cb: DeliveryCallback
+    ) -> int:
+        """Produce outputs[start:]; returns where it stopped (len(outputs) when all went)."""
+        produce = self.producer.produce
+        i = start
+        n = len(outputs)
+        try:
+            while i < n:
+                topic, key, value, headers = outputs[i]
+                try:
+                    produce(topic, value, key, headers=headers, on_delivery=cb)
+                except KafkaException as exc:  # refused before queueing (e.g. too large)
+                    err = exc.args[0]
+                    self._failures.append((chunk, MAX_RETRIES, err, topic, key, value, headers))
+                chunk.pending += 1
+                i += 1
+        except BufferError:
+            pass  # librdkafka's queue is full: the caller serves acknowledgements and resumes
+        self.produced += i - start
+        return i
+
+    async def send(self, outputs: Sequence[Output], chunk: Chunk) -> None:
+        """Queue every output of ``chunk`` for delivery, then seal the chunk."""
+        cb = self.callback(chunk)
+        i = self._produce_from(outputs, 0, chunk, cb)
+        while i < len(outputs):
+            self.producer.poll(0)
+            await asyncio.sleep(0.002)
+            i = self._produce_from(outputs, i, chunk, cb)
+        chunk.seal()
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery callbacks (acknowledgements and failures)."""
+        n = self.producer.poll(timeout)
+        if self._failures:
+            self._handle_failures()
+        return n
+
+    def __len__(self) -> int:
+        """Messages queued or in flight in the producer."""
+        return len(self.producer)
+
+    # --- failures -------------------------------------------------------------------------
+    def _handle_failures(self) -> None:
+        failures, self._failures = self._failures, []
+        for chunk, attempt, err, topic, key, value, headers in failures:
+            if err.fatal():
+                # The idempotent producer cannot go on (e.g. sequence gap): the worker must stop;
+                # the affected inputs are not committed and will be consumed again.
+                self.fatal = err
+                log_event(log, logging.CRITICAL, "producer fatal error", error=str(err))
+                continue
+            if chunk.abandoned:
+                continue  # the partition was revoked: its records will be consumed again
+            if topic == self.dlq_topic and headers and _has_header(headers, DLQ_REASON):
+                # never give up on the dead-letter copy (librdkafka already spent
+                # message.timeout.ms retrying it, so this is no busy loop)
+                action = "dlq-retry"
+                new_topic, new_headers = topic, headers
+            elif attempt < MAX_RETRIES and err.retriable():
+                action = "retry"
+                new_topic, new_headers = topic, headers
+            else:
+                action = "dlq"
+                new_topic = self.dlq_topic
+                new_headers = list(headers or ())
+                new_headers += [
+                    (DLQ_REASON, PRODUCE_FAILED.encode()),
+                    (DLQ_DETAIL, f"{topic}: {err.str()}".encode()),
+                    ("streamer.dlq.time", utc_timestamp(time.time()).encode()),
+                ]
+            log_event(
+                log,
+                logging.WARNING,
+                "delivery failed",
+                topic=topic,
+                error=err.str(),
+                attempt=attempt,
+                action=action,
+            )
+            self.on_retry(action)
+            cb = self.callback(chunk, attempt + 1)
+            while True:
+                try:
+                    self.producer.produce(
+                        new_topic, value, key, headers=new_headers, on_delivery=cb
+                    )
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+                except KafkaException as exc:
+                    # refused outright (e.g. too large even for the DLQ): keep it pending, report
+                    self._failures.append(
+                        (chunk, attempt + 1, exc.args[0], new_topic, key, value, new_headers)
+                    )
+                    break
+
+    # --- shutdown ---------------------------------------------------------------------------
+    async def drain(self, timeout: float) -> bool:
+        """Serve acknowledgements until nothing is in flight (or timeout); True if empty."""
+        deadline = time.monotonic() + timeout
+        while len(self.producer) or self._failures:
+            self.poll(0)
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Flush what is left; returns the number of messages still undelivered."""
+        return int(self.producer.flush(timeout))
+
+
+def _has_header(headers: Sequence[tuple[str, Any]], name: str) -> bool:
+    return any(k == name for k, _ in headers)

@@ -1,0 +1,219 @@
+"""The input side: a confluent-kafka Consumer in the worker's group, driven from asyncio.
+
+- ``consume(num_messages, timeout)`` runs in one dedicated thread (it releases the GIL while it
+  waits), so the event loop never blocks on Kafka and a whole batch arrives per call.
+- Offsets are committed explicitly (``enable.auto.commit=false``); the worker decides what.
+- Partitions are assigned with the cooperative-sticky strategy: a rebalance only revokes the
+  partitions that move, and the others keep flowing.
+- Rebalance callbacks run inside ``consume()`` in the fetch thread. They hand the work to the
+  event loop (``RebalanceHandler``) and wait for it, so the worker can finish the revoked
+  partitions' in-flight records and commit them *before* librdkafka gives the partitions away.
+  The synchronous commit on revoke is made from the fetch thread, inside the callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from streamer.config import Settings
+from streamer.kafka.clients import consumer_config
+from streamer.logs import log_event
+
+log = logging.getLogger("streamer.source")
+
+TP = tuple[str, int]
+#: How long a rebalance callback waits for the event loop (must stay below the group's
+#: rebalance timeout, which is max.poll.interval.ms).
+REBALANCE_WAIT_S = 60.0
+
+
+def _tps(partitions: Sequence[TopicPartition]) -> list[TP]:
+    return [(p.topic, p.partition) for p in partitions]
+
+
+class RebalanceHandler:
+    """What the worker does on assignment changes (coroutines run on the event loop)."""
+
+    async def on_assigned(self, tps: list[TP]) -> None: ...
+
+    async def on_revoking(self, tps: list[TP]) -> dict[TP, int]:
+        """Finish the partitions' in-flight work; returns the positions to commit."""
+        return {}
+
+    async def on_revoked(self, tps: list[TP], *, lost: bool) -> None: ...
+
+    def on_committed(self, positions: dict[TP, int]) -> None:
+        """Called on the event loop when an asynchronous commit succeeded."""
+
+
+class Source:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        *,
+        client_id: str,
+        handler: RebalanceHandler,
+        loop: asyncio.AbstractEventLoop,
+        **overrides: Any,
+    ) -> None:
+        self.topic = settings.input_topic
+        self.handler = handler
+        self.loop = loop
+        conf = {
+            "client.id": client_id,
+            "partition.assignment.strategy": "cooperative-sticky",
+            # A dead worker's partitions move after this long (librdkafka's default is 45 s).
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            # Bound the prefetched data held in librdkafka (default 64 MiB) to keep RSS small.
+            "queued.max.messages.kbytes": 32_768,
+            "on_commit": self._on_commit,
+            "logger": logging.getLogger("streamer.librdkafka.consumer"),
+        }
+        conf.update(overrides)
+        conf.update(settings.kafka_extra)  # the user's explicit librdkafka settings win
+        self.consumer = Consumer(consumer_config(settings, bootstrap, **conf))
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="kafka-fetch")
+        self.assignment: set[TP] = set()
+        self.paused: set[TP] = set()
+        self.want_paused = False
+        self.closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def subscribe(self) -> None:
+        self.consumer.subscribe(
+            [self.topic],
+            on_assign=self._cb_assign,
+            on_revoke=self._cb_revoke,
+            on_lost=self._cb_lost,
+        )
+
+    async def fetch(self, num_messages: int, timeout: float) -> list[Message]:
+        """The next batch (possibly empty); rebalance callbacks may run during the call."""
+        return await self.loop.run_in_executor(
+            self._executor, self.consumer.consume, num_messages, timeout
+        )
+
+    async def run_in_fetch_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.loop.run_in_executor(self._executor, fn, *args)
+
+    async def close(self) -> None:
+        """Leave the group (revoke callbacks run first) and release the client."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.run_in_fetch_thread(self.consumer.close)
+        self._executor.shutdown(wait=False)
+
+    # --- flow control (called on the event loop; librdkafka calls are thread-safe) -----------
+    def pause(self) -> int:
+        self.want_paused = True
+        todo = [TopicPartition(t, p) for (t, p) in self.assignment - self.paused]
+        if todo:
+            self.consumer.pause(todo)
+            self.paused.update(_tps(todo))
+        return len(todo)
+
+    def resume(self) -> int:
+        self.want_paused = False
+        todo = [TopicPartition(t, p) for (t, p) in self.paused & self.assignment]
+        if todo:
+            self.consumer.resume(todo)
+        self.paused.clear()
+        return len(todo)
+
+    # --- commits -------------------------------------------------------------------------------
+    def commit_async(self, positions: dict[TP, int]) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        self.consumer.commit(offsets=offsets, asynchronous=True)
+
+    def commit_sync(self, positions: dict[TP, int]) -> bool:
+        """Commit and wait (call from the fetch thread); False if the broker refused."""
+        if not positions:
+            return True
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            result = self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log_event(log, logging.WARNING, "commit failed", error=str(exc.args[0]))
+            return False
+        failed = [tp for tp in result or () if tp.error is not None]
+        for tp in failed:
+            log_event(
+                log, logging.WARNING, "commit failed", partition=tp.partition, error=str(tp.error)
+            )
+        return not failed
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        # Runs in the fetch thread (served by consume()); the tracker lives on the event loop.
+        if err is not None and err.code() == KafkaError._NO_OFFSET:
+            return
+        ok = {(p.topic, p.partition): p.offset for p in partitions if p.error is None}
+        if err is not None:
+            log_event(log, logging.WARNING, "commit failed", error=str(err))
+            return
+        if ok:
+            self.loop.call_soon_threadsafe(self.handler.on_committed, ok)
+
+    # --- lag -------------------------------------------------------------------------------------
+    def lag(self) -> dict[TP, int]:
+        """High watermark (as last seen by the fetcher) minus the position, per partition."""
+        out: dict[TP, int] = {}
+        if not self.assignment or self.closed:
+            return out
+        try:
+            positions = self.consumer.position(
+                [TopicPartition(t, p) for (t, p) in sorted(self.assignment)]
+            )
+        except KafkaException:
+            return out
+        for tp in positions:
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high < 0:
+                continue
+            pos = tp.offset if tp.offset >= 0 else high  # nothing consumed yet: unknown, say 0
+            out[tp.topic, tp.partition] = max(0, high - pos)
+        return out
+
+    # --- rebalance callbacks (fetch thread) ---------------------------------------------------
+    def _wait(self, coro: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(REBALANCE_WAIT_S)  # type: ignore[arg-type]
+
+    def _cb_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = _tps(partitions)
+        self._wait(self.handler.on_assigned(tps))
+        self.assignment.update(tps)
+        consumer.incremental_assign(partitions)
+        if self.want_paused and partitions:
+            # back-pressure is on: new partitions start paused like the others
+            consumer.pause(partitions)
+            self.paused.update(tps)
+
+    def _cb_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = _tps(partitions)
+        try:
+            positions = self._wait(self.handler.on_revoking(tps))
+            self.commit_sync(positions)
+            if positions and not self.closed:
+                self.loop.call_soon_threadsafe(self.handler.on_committed, positions)
+        finally:
+            self._wait(self.handler.on_revoked(tps, lost=False))
+            self.assignment.difference_update(tps)
+            self.paused.difference_update(tps)
+
+    def _cb_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The group moved on without us: others may own these already; never commit them.
+        tps = _tps(partitions)
+        self._wait(self.handler.on_revoked(tps, lost=True))
+        self.assignment.difference_update(tps)
+        self.paused.difference_update(tps)

@@ -1,0 +1,353 @@
+"""``streamer worker`` as a real subprocess against the real local Kafka broker.
+
+Every test starts its own worker process(es) on fresh topics and checks what came out of Kafka,
+record by record: routing and labels, keys and headers, at-least-once across rebalances and
+crashes, back-pressure, hot reload. Expectations are computed in-process with the classifier.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from worker_harness import (
+    RULES_V1,
+    OutMessage,
+    WorkerProcess,
+    produce,
+    read_topic,
+    topic_size,
+    wait_until,
+)
+
+from streamer.classifier import Classifier
+from streamer.pipeline import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_TOPIC
+from streamer.records import response_line
+from streamer.sample import SampleMessage, generate, record_identity
+
+pytestmark = pytest.mark.timeout(150)
+
+MAX_BYTES = 16_384  # the too-large samples exceed this (and stay far below Kafka's own limit)
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES_V1)
+    return path
+
+
+@pytest.fixture
+def workers(
+    kafka_bootstrap: str, tmp_path: Path, rules: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(
+        name: str,
+        *,
+        inp: str,
+        out: str,
+        group: str,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        w = WorkerProcess(
+            kafka_bootstrap,
+            tmp_path,
+            name=name,
+            input_topic=inp,
+            output_topic=out,
+            group=group,
+            rules=rules,
+            args=("--log-format", "text", *args),
+            env={"STREAMER_MAX_MESSAGE_BYTES": str(MAX_BYTES), **(env or {})},
+        ).start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.cleanup()
+
+
+def _identity(value: bytes | None) -> tuple[str, str, int] | None:
+    try:
+        rec = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return record_identity(rec) if isinstance(rec, dict) and "id" in rec else None
+
+
+def _wait_for_outputs(
+    bootstrap: str, topics: list[str], n: int, worker: WorkerProcess, timeout: float
+) -> None:
+    def done() -> bool:
+        assert worker.alive(), f"{worker.name} exited:\n{worker.log()[-3000:]}"
+        return sum(topic_size(bootstrap, t) for t in topics) >= n
+
+    wait_until(done, timeout, f"{n} outputs in {topics}", interval=0.5)
+
+
+def _check_every_input_came_out(
+    sent: list[SampleMessage], out: list[OutMessage], dlq: list[OutMessage]
+) -> Counter[tuple[str, str, int]]:
+    """Each well-formed input is in the output (returns how many times each came out)."""
+    seen: Counter[tuple[str, str, int]] = Counter()
+    for m in out:
+        ident = _identity(m.value)
+        assert ident is not None
+        seen[ident] += 1
+    missing = [
+        m for m in sent if not m.kind.startswith("malformed") and seen[_identity(m.value)] == 0
+    ]
+    assert not missing, f"{len(missing)} inputs never came out, e.g. {missing[0].value[:200]!r}"
+    bad_sent = Counter(m.value for m in sent if m.kind.startswith("malformed"))
+    bad_out = Counter(m.value for m in dlq)
+    assert not (bad_sent - bad_out), "a malformed input is missing from the dead-letter topic"
+    return seen
+
+
+def test_mixed_records_classified_passed_and_dead_lettered(
+    kafka_bootstrap: str, new_topic: Callable[..., str], workers, rules: Path
+) -> None:
+    inp, out = new_topic(4), new_topic(4)
+    sent = list(generate(10_000, seed=11, malformed_fraction=0.03, max_message_bytes=MAX_BYTES))
+    produce(kafka_bootstrap, inp, sent)
+    w = workers("w-mixed", inp=inp, out=out, group=f"g-{inp}")
+    n_bad = sum(m.kind.startswith("malformed") for m in sent)
+    _wait_for_outputs(kafka_bootstrap, [out, f"{inp}.dlq"], len(sent), w, timeout=90)
+    assert w.stop() == 0
+
+    outputs = read_topic(kafka_bootstrap, out)
+    dlq = read_topic(kafka_bootstrap, f"{inp}.dlq")
+    assert len(outputs) == len(sent) - n_bad, "every good input exactly once (clean run)"
+    assert len(dlq) == n_bad
+
+    expect = Classifier.from_files([rules])
+    by_identity = {_identity(m.value): m for m in sent if not m.kind.startswith("malformed")}
+    labels: Counter[str] = Counter()
+    for o in outputs:
+        src = by_identity[_identity(o.value)]
+        assert o.key == src.key
+        assert o.headers == src.headers
+        rec = orjson.loads(o.value)
+        if src.kind == "classify":
+            want = expect.classify(response_line(rec["response"])).label
+            assert rec["bounce_classification"] == want
+            assert rec["classification"]["rules_version"] == expect.version
+            labels[want] += 1
+        else:
+            assert src.kind == "pass"
+            assert o.value == src.value, "other record types pass through byte for byte"
+    assert {"InvalidRecipient", "QuotaIssues", "SpamBlock", "Uncategorized"} <= set(labels)
+
+    sent_bad = {(m.key, m.value): m for m in sent if m.kind.startswith("malformed")}
+    for d in dlq:
+        src = sent_bad[d.key, d.value]  # key kept, value unchanged
+        assert d.header(DLQ_REASON) == src.kind.split(":", 1)[1].encode()
+        assert d.header(DLQ_SOURCE_TOPIC) == inp.encode()
+        assert d.header(DLQ_SOURCE_OFFSET) is not None
+        assert d.headers[: len(src.headers)] == src.headers
+    reasons = Counter(d.header(DLQ_REASON) for d in dlq)
+    assert len(reasons) >= 6, reasons
+    print(f"\nlabels: {dict(labels)}\ndead letters: {dict(reasons)}")
+
+
+def test_two_workers_share_partitions_and_take_over(
+    kafka_bootstrap: str, new_topic: Callable[..., str], workers
+) -> None:
+    inp, out = new_topic(6), new_topic(6)
+    group = f"g-{inp}"
+    a = workers("w-a", inp=inp, out=out, group=group)
+    b = workers("w-b", inp=inp, out=out, group=group)
+
+    def shared() -> bool:
+        na = a.metric("streamer_assigned_partitions")
+        nb = b.metric("streamer_assigned_partitions")
+        return na > 0 and nb > 0 and na + nb == 6
+
+    wait_until(shared, 60, "both workers to share the 6 partitions")
+    records = list(generate(18_000, seed=22))
+    first, second = records[:6_000], records[6_000:]
+    produce(kafka_bootstrap, inp, first)
+    _wait_for_outputs(kafka_bootstrap, [out], len(first), a, timeout=60)
+    in_a = sum(v for k, v in a.metrics().items() if k.startswith("streamer_events_in_total"))
+    in_b = sum(v for k, v in b.metrics().items() if k.startswith("streamer_events_in_total"))
+    assert in_a > 0 and in_b > 0 and in_a + in_b >= len(first), (in_a, in_b)
+
+    # stop b while records arrive: a takes over its partitions, nothing is lost
+    feeder = threading.Thread(
+        target=produce, args=(kafka_bootstrap, inp, second), kwargs={"rate": 6_000}
+    )
+    feeder.start()
+    time.sleep(0.5)
+    assert b.stop() == 0
+    assert "partitions revoked" in b.log()
+    a.wait_assigned(6, timeout=60)
+    feeder.join(30)
+    _wait_for_outputs(kafka_bootstrap, [out], len(records), a, timeout=60)
+    assert a.stop() == 0
+
+    outputs = read_topic(kafka_bootstrap, out)
+    seen = _check_every_input_came_out(records, outputs, [])
+    dupes = sum(n - 1 for n in seen.values() if n > 1)
+    print(
+        f"\nworker a {in_a:.0f}, b {in_b:.0f} records before the stop; "
+        f"{len(outputs)} outputs for {len(records)} inputs; duplicates {dupes}"
+    )
+    # revoked partitions are drained and committed before they move: no record twice
+    assert dupes == 0
+
+
+def test_kill9_then_restart_loses_nothing(
+    kafka_bootstrap: str, new_topic: Callable[..., str], workers
+) -> None:
+    inp, out = new_topic(4), new_topic(4)
+    group = f"g-{inp}"
+    sent = list(generate(20_000, seed=31))
+    w1 = workers("w-crash", inp=inp, out=out, group=group)
+    w1.wait_assigned(4)
+    # records arrive at a steady rate, so the crash lands mid-stream
+    feeder = threading.Thread(
+        target=produce, args=(kafka_bootstrap, inp, sent), kwargs={"rate": 5_000}
+    )
+    feeder.start()
+    wait_until(lambda: topic_size(kafka_bootstrap, out) >= 6_000, 30, "a third of the output")
+    w1.kill9()
+    at_kill = topic_size(kafka_bootstrap, out)
+    w2 = workers("w-restart", inp=inp, out=out, group=group)
+    feeder.join(30)
+    assert at_kill < len(sent), "the crash should land mid-stream"
+    _wait_for_outputs(kafka_bootstrap, [out], len(sent), w2, timeout=90)
+    wait_until(lambda: w2.metric("streamer_in_flight") == 0, 20, "in-flight to drain")
+    assert w2.stop() == 0
+
+    outputs = read_topic(kafka_bootstrap, out)
+    seen = _check_every_input_came_out(sent, outputs, [])
+    dupes = sum(n - 1 for n in seen.values() if n > 1)
+    print(
+        f"\nkilled at {at_kill} outputs; {len(outputs)} outputs for {len(sent)} inputs; "
+        f"duplicates {dupes} (re-processed after the crash: consumed, never committed)"
+    )
+    assert len(outputs) == len(sent) + dupes
+
+
+def test_back_pressure_pauses_and_resumes_with_bounded_memory(
+    kafka_bootstrap: str, new_topic: Callable[..., str], workers
+) -> None:
+    inp, out = new_topic(4), new_topic(4)
+    sent = list(generate(6_000, seed=41))
+    produce(kafka_bootstrap, inp, sent)
+    back_pressure, batch = 400, 100
+    # The slowed producer side: librdkafka holds each output batch for 100 ms before sending
+    # (linger.ms), so acknowledgements arrive late and in waves, like a slow or distant cluster;
+    # in-flight records pile up while fetching is fast.
+    w = workers(
+        "w-bp",
+        inp=inp,
+        out=out,
+        group=f"g-{inp}",
+        args=("--back-pressure", str(back_pressure), "--batch-size", str(batch)),
+        env={"STREAMER_KAFKA_EXTRA": '{"linger.ms": "100"}'},
+    )
+    rss: list[float] = []
+
+    def progress() -> bool:
+        assert w.alive(), w.log()[-3000:]
+        rss.append(w.rss_mb())
+        return topic_size(kafka_bootstrap, out) >= len(sent)
+
+    wait_until(progress, 120, "all outputs", interval=0.5)
+    m = w.metrics()
+    assert w.stop() == 0
+    pauses = m["streamer_backpressure_pauses_total"]
+    peak = m["streamer_in_flight_max"]
+    print(
+        f"\npauses {pauses:.0f}, in-flight peak {peak:.0f} (limit {back_pressure}), "
+        f"RSS min/max {min(rss):.0f}/{max(rss):.0f} MB"
+    )
+    assert pauses >= 5
+    assert "back-pressure: partitions resumed" in w.log()
+    assert peak <= back_pressure + batch, "in-flight stays bounded by back_pressure + one batch"
+    steady = rss[len(rss) // 4 :]
+    assert max(steady) - min(steady) < 40, "memory stays flat"
+    outputs = read_topic(kafka_bootstrap, out)
+    seen = _check_every_input_came_out(sent, outputs, [])
+    assert sum(seen.values()) == len(sent), "nothing lost, nothing twice"
+
+
+def _bounce(i: int, content: str) -> SampleMessage:
+    rec = {
+        "type": "Bounce",
+        "id": f"reload-{i}",
+        "num_attempts": 1,
+        "recipient": f"u{i}@example.net",
+        "response": {"code": 550, "enhanced_code": None, "content": content, "command": None},
+    }
+    return SampleMessage(f"reload-{i}".encode(), orjson.dumps(rec), [], "classify")
+
+
+def _labels(bootstrap: str, topic: str) -> dict[str, str]:
+    return {
+        orjson.loads(o.value)["id"]: orjson.loads(o.value)["bounce_classification"]
+        for o in read_topic(bootstrap, topic)
+    }
+
+
+def test_hot_reload_on_file_change_and_broken_rules_keep_old(
+    kafka_bootstrap: str, new_topic: Callable[..., str], workers, rules: Path
+) -> None:
+    inp, out = new_topic(2), new_topic(2)
+    w = workers("w-reload", inp=inp, out=out, group=f"g-{inp}")
+    w.wait_assigned()
+    text = "mailbox unavailable: user unknown"
+    produce(kafka_bootstrap, inp, [_bounce(i, text) for i in range(200)])
+    _wait_for_outputs(kafka_bootstrap, [out], 200, w, timeout=30)
+
+    rules.write_text('[rules]\nInactiveMailbox = ["user unknown"]\n')
+    w.wait_log("rules reloaded", timeout=15)
+    produce(kafka_bootstrap, inp, [_bounce(i, text) for i in range(200, 400)])
+    _wait_for_outputs(kafka_bootstrap, [out], 400, w, timeout=30)
+
+    rules.write_text('[rules]\nInvalidRecipient = ["user (unknown"]\n')  # bad regex
+    w.wait_log("rules reload failed", timeout=15)
+    produce(kafka_bootstrap, inp, [_bounce(i, text) for i in range(400, 600)])
+    _wait_for_outputs(kafka_bootstrap, [out], 600, w, timeout=30)
+    m = w.metrics()
+    assert w.stop() == 0
+
+    labels = _labels(kafka_bootstrap, out)
+    assert len(labels) == 600
+    assert {labels[f"reload-{i}"] for i in range(200)} == {"InvalidRecipient"}
+    assert {labels[f"reload-{i}"] for i in range(200, 400)} == {"InactiveMailbox"}
+    assert {labels[f"reload-{i}"] for i in range(400, 600)} == {"InactiveMailbox"}
+    assert m["streamer_rules_reloads_total"] == 1
+    assert m["streamer_rules_reload_failures_total"] == 1
+
+
+def test_sighup_reloads_rules(
+    kafka_bootstrap: str, new_topic: Callable[..., str], workers, rules: Path
+) -> None:
+    inp, out = new_topic(1), new_topic(1)
+    w = workers("w-hup", inp=inp, out=out, group=f"g-{inp}", args=("--no-watch-rules",))
+    w.wait_assigned()
+    text = "mailbox full: quota exceeded"
+    rules.write_text('[rules]\nPolicyRelated = ["quota exceeded"]\n')
+    time.sleep(1.5)  # a watching worker would have reloaded by now; this one must not
+    produce(kafka_bootstrap, inp, [_bounce(i, text) for i in range(100)])
+    _wait_for_outputs(kafka_bootstrap, [out], 100, w, timeout=30)
+    w.signal(signal.SIGHUP)
+    w.wait_log("rules reloaded", timeout=15)
+    produce(kafka_bootstrap, inp, [_bounce(i, text) for i in range(100, 200)])
+    _wait_for_outputs(kafka_bootstrap, [out], 200, w, timeout=30)
+    assert w.stop() == 0
+    labels = _labels(kafka_bootstrap, out)
+    assert {labels[f"reload-{i}"] for i in range(100)} == {"QuotaIssues"}
+    assert {labels[f"reload-{i}"] for i in range(100, 200)} == {"PolicyRelated"}

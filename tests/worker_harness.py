@@ -1,0 +1,277 @@
+"""Helpers for the worker's Kafka tests: a real ``streamer worker`` subprocess, producing and
+reading topics with confluent-kafka, scraping the worker's Prometheus endpoint."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from streamer.sample import SampleMessage
+
+RULES_V1 = """
+[rules]
+InvalidRecipient = ["(?i)does not exist", "(?i)user unknown", "(?i)no such user"]
+QuotaIssues = ["(?i)mailbox (is )?(full|over its storage quota)", "(?i)quota exceeded"]
+SpamBlock = ["(?i)spam", "(?i)unsolicited"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class OutMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    def header(self, name: str) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+def produce(
+    bootstrap: str, topic: str, messages: Iterable[SampleMessage], *, rate: float | None = None
+) -> int:
+    """Produce every message (acks=all) and wait for delivery; returns the count."""
+    p = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", "enable.idempotence": True}
+    )
+    errors: list[str] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    n = 0
+    t0 = time.monotonic()
+    for m in messages:
+        while True:
+            try:
+                p.produce(topic, m.value, m.key, headers=m.headers, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.01)
+        n += 1
+        if rate is not None and n % 100 == 0:
+            ahead = n / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+        p.poll(0)
+    assert p.flush(30) == 0, "test producer could not deliver"
+    assert not errors, errors[:3]
+    return n
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """Messages currently in the topic (sum of high - low watermarks)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "size-probe"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        total = 0
+        for p in md.topics[topic].partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += hi - lo
+        return total
+    finally:
+        c.close()
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[OutMessage]:
+    """Every message of ``topic`` present now (reads up to the current high watermarks)."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        md = c.list_topics(topic, timeout=10)
+        ends: dict[int, int] = {}
+        tps = []
+        for p in md.topics[topic].partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if hi > lo:
+                ends[p] = hi
+                tps.append(TopicPartition(topic, p, lo))
+        c.assign(tps)
+        out: list[OutMessage] = []
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.2):
+                if m.error() is not None:
+                    continue
+                out.append(
+                    OutMessage(
+                        m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers() or []
+                    )
+                )
+            # a position at the end means done (it also steps over transaction markers)
+            for tp in c.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    done.add(tp.partition)
+        assert len(done) == len(ends), f"{topic}: could not read to the end in {timeout}s"
+        return out
+    finally:
+        c.close()
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
+
+
+class WorkerProcess:
+    """One ``streamer worker`` subprocess with its own log file and metrics port."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        workdir: Path,
+        *,
+        name: str,
+        input_topic: str,
+        output_topic: str,
+        group: str,
+        rules: Path,
+        args: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.metrics_port = free_port()
+        self.log_path = workdir / f"{name}.log"
+        self.cmd = [
+            sys.executable,
+            "-c",
+            "from streamer.cli import main; main()",
+            "worker",
+            "--bootstrap",
+            bootstrap,
+            "--input-topic",
+            input_topic,
+            "--output-topic",
+            output_topic,
+            "--group-id",
+            group,
+            "--files",
+            str(rules),
+            "--worker-id",
+            name,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--web-port",
+            "0",
+            "--state-dir",
+            str(workdir / "state"),
+            *args,
+        ]
+        self.env = {**os.environ, **(env or {})}
+        for var in ("STREAMER_CONFIG", "KAFKA_BOOTSTRAP", "STREAMER_BOOTSTRAP"):
+            self.env.pop(var, None)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it for its lifetime)
+        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def metrics(self) -> dict[str, float]:
+        """``{"name{labels}": value}`` from the worker's /metrics ({} if not up yet)."""
+        try:
+            url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            m = _METRIC_LINE.match(line)
+            if m:
+                out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+        return out
+
+    def metric(self, name: str, default: float = 0.0) -> float:
+        return self.metrics().get(name, default)
+
+    def wait_assigned(self, n: int | None = None, timeout: float = 60.0) -> None:
+        def ok() -> bool:
+            assert self.alive(), f"{self.name} exited:\n{self.log()[-3000:]}"
+            got = self.metrics().get("streamer_assigned_partitions", 0)
+            return got > 0 if n is None else got == n
+
+        wait_until(ok, timeout, f"{self.name} to be assigned {n or 'some'} partitions")
+
+    def wait_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
+        wait_until(lambda: self.log().count(text) >= count, timeout, f"{self.name} to log {text!r}")
+
+    def rss_mb(self) -> float:
+        return psutil.Process(self.pid).memory_info().rss / 1e6
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 40.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"{self.name} ignored SIGTERM:\n{self.log()[-3000:]}") from None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
