@@ -18,7 +18,12 @@ import pytest
 
 from streamer.config import Settings
 from streamer.kafka.admin import create_topics
-from streamer.kafka.broker import BrokerError, LocalBroker, check_bootstrap
+from streamer.kafka.broker import (
+    BrokerError,
+    LocalBroker,
+    check_bootstrap,
+    stop_when_owner_exits,
+)
 
 _KAFKA_FIXTURES = {"kafka_bootstrap", "new_topic", "kafka_settings"}
 
@@ -50,6 +55,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         state, _ = broker.start(say=lambda _msg: None)
     except BrokerError as exc:
         pytest.fail(f"could not start the test Kafka broker: {exc}", pytrace=False)
+    stop_when_owner_exits(broker.dir)  # no orphan broker if this run is killed
     try:
         yield state.bootstrap
     finally:

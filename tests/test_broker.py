@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -22,6 +23,7 @@ from streamer.kafka.broker import (
     ensure_jars,
     free_port,
     kafka_version,
+    stop_when_owner_exits,
 )
 
 # The installed console script, as a user runs it (next to this interpreter in the venv).
@@ -106,10 +108,19 @@ def test_cli_start_reuse_status_stop_restart(tmp_path: Path, test_rules_file: Pa
         assert "formatting" not in restarted.stderr
         assert restarted.stdout.strip().splitlines()[-1] == bootstrap
         assert topic_partitions(settings, bootstrap).get("kept") == 3
+
+        # A broker tied to an owner process is stopped when that owner dies (killed test runs).
+        owner = subprocess.Popen(["sleep", "120"])
+        stop_when_owner_exits(tmp_path / "var" / "kafka", owner.pid)
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 60
+        while _cli(env, "kafka", "status").returncode == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _cli(env, "kafka", "status").returncode == 1
     finally:
         final = _cli(env, "kafka", "stop")
-    assert final.stdout.strip() == "stopped"
-    assert _cli(env, "kafka", "stop").stdout.strip() == "not running"
+    assert final.stdout.strip() == "not running"
 
 
 def test_start_failure_exits_nonzero_with_log_tail(tmp_path: Path, test_rules_file: Path) -> None:

@@ -552,6 +552,42 @@ class LocalBroker:
         return False
 
 
+def stop_when_owner_exits(state_dir: Path | str, owner_pid: int | None = None) -> None:
+    """Watch ``owner_pid`` (default: this process) from a small separate process and stop the
+    broker in ``state_dir`` when the owner dies without stopping it (a killed test run, say).
+
+    The watcher exits by itself once the broker is no longer running.
+    """
+    owner = owner_pid or os.getpid()
+    code = (
+        "import sys; from streamer.kafka.broker import _watch_owner; "
+        "_watch_owner(int(sys.argv[1]), sys.argv[2])"
+    )
+    subprocess.Popen(
+        [sys.executable, "-c", code, str(owner), str(Path(state_dir).resolve())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # survives the owner's death, which is what it waits for
+    )
+
+
+def _watch_owner(owner_pid: int, state_dir: str) -> None:
+    broker = LocalBroker(state_dir)
+    while True:
+        time.sleep(1.0)
+        state = broker.read_state()
+        if state is None or state.pid is None or not _process_alive(state.pid):
+            return
+        try:
+            owner_gone = psutil.Process(owner_pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            owner_gone = True
+        if owner_gone:
+            broker.stop(timeout=15.0)
+            return
+
+
 def _class_archive(libs: Path, java: str) -> Path:
     """The CDS archive for these jars and this JVM (a JDK upgrade gets a new one)."""
     real = Path(java).resolve()
