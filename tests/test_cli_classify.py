@@ -1,0 +1,140 @@
+"""`streamer validate`, `classify`, `explain` and `bench classify` through the real CLI app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+import streamer.cli.bench
+import streamer.cli.classify
+import streamer.config
+from streamer.cli import app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RULES = ["--rules", str(FIXTURES / "basic.toml"), "--rules", str(FIXTURES / "second.json")]
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STREAMER_CONFIG", raising=False)
+
+
+def test_validate_ok() -> None:
+    files = [str(FIXTURES / n) for n in ("basic.toml", "second.json", "third.json5")]
+    res = runner.invoke(app, ["validate", *files])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == "OK: 8 patterns, 5 labels, 3 files\n"
+
+
+def test_validate_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[rules]\nA = ['(?=x)', 'ok', '(a)\\1']\n")
+    res = runner.invoke(app, ["validate", str(bad), str(tmp_path / "r.yaml")])
+    assert res.exit_code == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(f"error: {bad}: label 'A' pattern #0 '(?=x)': look-around")
+    assert "pattern #2" in lines[1] and "backreferences" in lines[1]
+    assert "unsupported rules file extension '.yaml'" in lines[2]
+    assert res.stdout == ""
+
+
+def test_classify_lines_in_order_with_malformed_skipped(tmp_path: Path) -> None:
+    data = b"550 user unknown\r\nnothing here\n\xff\xfe bad\n552 mailbox full\n"
+    res = runner.invoke(app, ["classify", "--lines", *RULES], input=data)
+    assert res.exit_code == 0, res.output
+    out = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [(o["line"], o["label"]) for o in out] == [
+        ("550 user unknown", "InvalidRecipient"),
+        ("nothing here", "Uncategorized"),
+        ("552 mailbox full", "QuotaIssues"),
+    ]
+    assert out[0]["rule"]["index"] == 1 and out[1]["rule"] is None
+    assert "<stdin>:3: skipped malformed line (not-utf8)" in res.stderr
+    assert "classified 3 lines, skipped 1 malformed" in res.stderr
+
+
+def test_classify_records_from_files(tmp_path: Path) -> None:
+    rec = {
+        "type": "Bounce",
+        "response": {"code": 550, "enhanced_code": None, "content": "no such\r\nuser"},
+        "keep": {"me": [1, 2]},
+    }
+    f1 = tmp_path / "a.jsonl"
+    f1.write_bytes(orjson.dumps(rec) + b"\n\n" + b'{"type":"Delivery","x":1}\n')
+    f2 = tmp_path / "b.jsonl"
+    f2.write_bytes(b"[1]\n{oops\n" + orjson.dumps(rec) + b"\n")
+    res = runner.invoke(app, ["classify", *RULES, str(f1), str(f2)])
+    assert res.exit_code == 0, res.output
+    out = [json.loads(x) for x in res.stdout.splitlines()]
+    assert len(out) == 3
+    assert out[0]["bounce_classification"] == "InvalidRecipient"
+    assert out[0]["keep"] == {"me": [1, 2]}
+    assert out[1] == {"type": "Delivery", "x": 1}
+    assert out[2]["classification"]["rule"]["file"] == str(FIXTURES / "second.json")
+    assert f"{f2}:1: skipped malformed line (not-object)" in res.stderr
+    assert f"{f2}:2: skipped malformed line (not-json)" in res.stderr
+    assert "classified 3 lines, skipped 2 malformed" in res.stderr
+
+
+def test_classify_explain_and_missing_input(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        ["classify", "--lines", "--explain", *RULES, "-", str(tmp_path / "missing")],
+        input="550 5.1.1 no such user\n",
+    )
+    assert res.exit_code == 1  # an unreadable input is reported, the rest still processed
+    (obj,) = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [m["index"] for m in obj["matches"]] == [0, 6]
+    assert "missing: cannot read" in res.stderr
+
+
+def test_classify_invalid_rules(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rules": {"A": ["[z-a]"]}}')
+    res = runner.invoke(app, ["classify", "--lines", "--rules", str(bad)], input="x\n")
+    assert res.exit_code == 1
+    assert "invalid rules" in res.stderr and "start > end" in res.stderr
+
+
+def test_classify_without_rules_uses_shipped_load_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "load-order.txt").write_text("# shipped\nfirst.toml\n\niana.toml  # last\n")
+    (tmp_path / "first.toml").write_text("[rules]\nFirst = ['alpha']\n")
+    (tmp_path / "iana.toml").write_text("[rules]\nInvalidRecipient = ['alpha', 'beta']\n")
+    monkeypatch.setattr(streamer.config, "SHIPPED_RULES_DIR", tmp_path)
+    res = runner.invoke(app, ["classify", "--lines"], input="alpha\nbeta\n")
+    assert res.exit_code == 0, res.output
+    assert [json.loads(x)["label"] for x in res.stdout.splitlines()] == [
+        "First",
+        "InvalidRecipient",
+    ]
+
+
+def test_explain_text_and_json() -> None:
+    res = runner.invoke(app, ["explain", "550 5.1.1 User unknown", *RULES])
+    assert res.exit_code == 0, res.output
+    assert "label:  InvalidRecipient" in res.stdout
+    assert "winner: rule #0 (InvalidRecipient)" in res.stdout
+    assert "rule #1 (InvalidRecipient) '(?i)user unknown'" in res.stdout
+    res = runner.invoke(app, ["explain", "nothing", "--json", *RULES])
+    obj = json.loads(res.stdout)
+    assert obj["label"] == "Uncategorized" and obj["rule"] is None and obj["matches"] == []
+
+
+def test_bench_classify_small_run() -> None:
+    from streamer.bench.classify import builtin_rules_toml, run
+
+    assert 140 <= sum(t.count("'") // 2 for t in builtin_rules_toml()) <= 170
+    report = run(lines=200, budget=0.05, large=(300,))
+    cases = [r.case for r in report.rows]
+    assert cases[0].startswith("re loop") and "300 generated" in cases[-1]
+    assert all(r.per_second > 0 for r in report.rows)
+    assert len(report.worst_adversarial_ms) == 2
+    assert "vs re loop" in report.table()
