@@ -10,6 +10,54 @@ bench_app = typer.Typer(help="Benchmarks: classifier speed and end-to-end throug
 app.add_typer(bench_app, name="bench")
 
 
+@bench_app.command("e2e")
+def e2e(
+    events: int = typer.Option(200_000, "--events", "-n", min=1, help="Records to push through."),
+    partitions: int = typer.Option(4, "--partitions", "-p", min=1, help="Input partitions."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes."),
+    latency_seconds: float = typer.Option(
+        10.0, help="Longest duration of the fixed-rate latency run."
+    ),
+    seed: int = typer.Option(0, help="Sample data seed."),
+    timeout: float | None = typer.Option(
+        None, help="Seconds each phase may take (default 120 + events/500)."
+    ),
+    keep_topics: bool = typer.Option(False, help="Keep the benchmark's topics afterwards."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (progress: stderr)."),
+) -> None:
+    """End to end: raw confluent-kafka pass-through vs `streamer worker`, latency, RSS."""
+    import json
+
+    from streamer.bench.e2e import run
+    from streamer.config import ConfigError, load_settings
+    from streamer.harness import HarnessError
+    from streamer.kafka.broker import BrokerError, ensure_broker
+
+    try:
+        settings = load_settings()
+        bootstrap = ensure_broker(settings)
+        result = run(
+            settings,
+            bootstrap,
+            events=events,
+            partitions=partitions,
+            workers=workers,
+            seed=seed,
+            latency_seconds=latency_seconds,
+            timeout=timeout,
+            keep_topics=keep_topics,
+        )
+    except (ConfigError, BrokerError, HarnessError) as exc:
+        typer.secho(f"bench e2e failed: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(result.table())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @bench_app.command("classify")
 def classify_bench(
     rules: list[str] | None = typer.Option(  # noqa: B008 - typer's documented style

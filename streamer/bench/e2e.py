@@ -1,0 +1,661 @@
+"""End-to-end benchmark: the streamer worker against a raw confluent-kafka pass-through.
+
+Phases, all against the same broker in the same run:
+
+1. **produce** N realistic records (``streamer.sample``, ~1.4 KB each, key = message id) to a
+   fresh P-partition input topic;
+2. **baseline**: W processes of a raw confluent-kafka consume→produce loop (no parsing) copy the
+   input to their own output topic, one consumer group;
+3. **streamer**: W ``streamer worker`` processes with the default configuration classify the same
+   input into another output topic;
+4. **latency**: fresh topics, W fresh workers, records offered at a fixed rate of half the
+   measured streamer capacity; latency = output append time − the moment we called produce();
+5. **memory**: peak RSS of every worker process (and its children), sampled with psutil.
+
+How throughput is measured. Every output topic is created with
+``message.timestamp.type=LogAppendTime``, so each output record carries the broker's time of
+acknowledging it. The input is fully written before a phase starts, so the work is consuming and
+processing only. The window runs from the first output append (the first consumed record has just
+gone through: the first batch's latency is a few ms) — or, with several processes, from the moment
+the consumer group was seen stable with all of them (events before that were processed amid
+rebalancing and are left out) — to the last output append; rate = events appended in that
+window / window length. The baseline is measured the same way, so the ratio compares like with
+like. While a phase runs the benchmark only polls high watermarks (cheap), so it does not take CPU
+from the processes it measures; it reads the outputs afterwards.
+
+A run is valid only when every input came out: each streamer output is parsed and matched to its
+input by ``(id, type, num_attempts)``; a missing record fails the run (duplicates, allowed by
+at-least-once delivery, are reported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing as mp
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import NewTopic
+
+from streamer.config import Settings
+from streamer.harness import (
+    HarnessError,
+    Watermarks,
+    WorkerSet,
+    produce_all,
+    read_topic,
+    wait_for_outputs,
+)
+from streamer.kafka.admin import delete_topics, wait_for_topics
+from streamer.kafka.clients import admin_client, consumer_config, producer_config
+from streamer.sample import SampleMessage, generate_records, record_identity, to_message
+
+Say = Callable[[str], None]
+#: Granularity of the latency run's offered load.
+PACE_TICK_S = 0.002
+#: Start of the paced latency run left out of the percentiles (see ``run_latency``).
+LATENCY_SETTLE_S = 2.0
+Identity = tuple[str, str, int]
+
+
+class BenchError(HarnessError):
+    """The benchmark could not complete (a process died, a phase timed out, records were lost)."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhaseRate:
+    events: int  # events appended inside the measured window
+    seconds: float
+    events_per_s: float
+    total_window_s: float  # first to last append, rebalances included
+    stable_wait_s: float | None  # first output to stable group (several processes), else None
+
+
+@dataclass
+class E2EResult:
+    events: int
+    partitions: int
+    workers: int
+    produce_events_per_s: float
+    baseline_events_per_s: float
+    streamer_events_per_s: float
+    ratio: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    latency_rate_per_s: float
+    latency_events: int
+    rss_mb: float  # the largest peak RSS of one worker (with children)
+    rss_mb_per_worker: list[float]
+    outputs: int
+    missing: int
+    duplicates: int
+    dead_letters: int
+    latency_missing: int
+    mean_record_bytes: float
+    baseline: PhaseRate
+    streamer: PhaseRate
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.missing == 0 and self.latency_missing == 0 and self.dead_letters == 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+    def table(self) -> str:
+        b, s = self.baseline, self.streamer
+        rows = [
+            ("events", f"{self.events:,} (~{self.mean_record_bytes:,.0f} B each)"),
+            ("partitions / workers", f"{self.partitions} / {self.workers}"),
+            ("produce (bench producer)", f"{self.produce_events_per_s:,.0f} events/s"),
+            (
+                "baseline pass-through",
+                f"{self.baseline_events_per_s:,.0f} events/s ({b.events:,} in {b.seconds:.2f}s)",
+            ),
+            (
+                "streamer worker",
+                f"{self.streamer_events_per_s:,.0f} events/s ({s.events:,} in {s.seconds:.2f}s)",
+            ),
+            ("ratio streamer / baseline", f"{self.ratio:.3f}"),
+            (
+                f"latency at {self.latency_rate_per_s:,.0f}/s",
+                f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, max {self.max_ms:.1f} ms"
+                f" ({self.latency_events:,} events)",
+            ),
+            (
+                "peak RSS per worker",
+                ", ".join(f"{m:.0f} MB" for m in self.rss_mb_per_worker) or "n/a",
+            ),
+            (
+                "verified",
+                f"{self.outputs:,} outputs, {self.missing} missing, {self.duplicates} duplicates,"
+                f" {self.dead_letters} dead letters, {self.latency_missing} missing in latency run",
+            ),
+        ]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+        lines += [f"note: {n}" for n in self.notes]
+        lines.append("result: " + ("OK" if self.ok else "FAILED (records lost)"))
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Kafka helpers
+# --------------------------------------------------------------------------------------------
+
+
+def create_bench_topics(
+    settings: Settings, bootstrap: str, topics: dict[str, bool], partitions: int
+) -> None:
+    """Create topics; ``{name: log_append_time}`` — output topics take the broker's clock."""
+    admin = admin_client(settings, bootstrap)
+    new = [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=settings.replication_factor,
+            config={"message.timestamp.type": "LogAppendTime"} if log_append else {},
+        )
+        for name, log_append in topics.items()
+    ]
+    for name, fut in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
+        try:
+            fut.result(timeout=60)
+        except KafkaException as exc:
+            raise BenchError(f"cannot create topic {name}: {exc}") from exc
+    wait_for_topics(settings, bootstrap, topics, timeout=60)
+
+
+class GroupWatch(threading.Thread):
+    """Notes when a consumer group is first seen stable with ``members`` members, all assigned."""
+
+    def __init__(self, settings: Settings, bootstrap: str, group: str, members: int) -> None:
+        super().__init__(daemon=True, name=f"group-watch-{group}")
+        self.admin = admin_client(settings, bootstrap)
+        self.group = group
+        self.members = members
+        self.stable_at: float | None = None  # wall clock, seconds
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set() and self.stable_at is None:
+            with contextlib.suppress(Exception):
+                desc = self.admin.describe_consumer_groups([self.group], request_timeout=5)[
+                    self.group
+                ].result(timeout=5)
+                assigned = [m for m in desc.members if m.assignment.topic_partitions]
+                if desc.state == ConsumerGroupState.STABLE and len(assigned) >= self.members:
+                    self.stable_at = time.time()
+                    return
+            self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def window_rate(append_ms: list[int], stable_at: float | None) -> PhaseRate:
+    """Events per second between the window start and the last append (see module doc)."""
+    if not append_ms:
+        return PhaseRate(0, 0.0, 0.0, 0.0, None)
+    ts = sorted(append_ms)
+    first, last = ts[0], ts[-1]
+    start, wait = first, None
+    if stable_at is not None:
+        stable_ms = int(stable_at * 1000)
+        wait = max(0.0, (stable_ms - first) / 1000)
+        # Only when enough of the run is left to measure; otherwise keep the whole window.
+        if first < stable_ms < last and sum(1 for t in ts if t >= stable_ms) >= len(ts) // 2:
+            start = stable_ms
+    events = sum(1 for t in ts if t >= start)
+    seconds = max((last - start) / 1000, 0.001)
+    return PhaseRate(events, seconds, events / seconds, (last - first) / 1000, wait)
+
+
+# --------------------------------------------------------------------------------------------
+# Baseline: raw consume -> produce, no parsing
+# --------------------------------------------------------------------------------------------
+
+
+def passthrough_loop(
+    cconf: dict[str, Any],
+    pconf: dict[str, Any],
+    in_topic: str,
+    out_topic: str,
+    go: Any,
+    stop: Any,
+    max_seconds: float,
+) -> None:
+    """The fastest honest copy: batched consume, produce with headers and key, no decoding.
+
+    Assigned partitions stay paused until ``go`` is set, so that every process of the group
+    starts copying at the same moment (no rebalance inside the measured window).
+    """
+    consumer = Consumer(cconf)
+    producer = Producer(pconf)
+
+    def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
+        c.assign(partitions)
+        if not go.is_set():
+            c.pause(partitions)
+
+    consumer.subscribe([in_topic], on_assign=on_assign)
+    deadline = time.monotonic() + max_seconds
+    waiting = True
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            if waiting and go.is_set():
+                consumer.resume(consumer.assignment())
+                waiting = False
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error():
+                    continue
+                while True:
+                    try:
+                        producer.produce(out_topic, msg.value(), msg.key(), headers=msg.headers())
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+            producer.poll(0)
+        producer.flush(60)
+    finally:
+        consumer.close()
+
+
+def run_baseline(
+    settings: Settings,
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    processes: int,
+    expected: int,
+    marks: Watermarks,
+    timeout: float,
+) -> PhaseRate:
+    group = f"bench-baseline-{uuid.uuid4().hex[:8]}"
+    cconf = consumer_config(
+        settings,
+        bootstrap,
+        group_id=group,
+        **{"enable.auto.commit": True, "fetch.max.bytes": 52_428_800},
+    )
+    pconf = producer_config(settings, bootstrap)
+    ctx = mp.get_context("spawn")  # never fork a process that runs librdkafka threads
+    go, stop = ctx.Event(), ctx.Event()
+    watch = GroupWatch(settings, bootstrap, group, processes)
+    procs = [
+        ctx.Process(
+            target=passthrough_loop,
+            args=(cconf, pconf, in_topic, out_topic, go, stop, timeout + 60),
+            name=f"baseline-{i}",
+            daemon=True,
+        )
+        for i in range(processes)
+    ]
+    watch.start()
+    for p in procs:
+        p.start()
+
+    def check() -> None:
+        dead = [p.name for p in procs if not p.is_alive()]
+        if dead:
+            raise BenchError(f"baseline process(es) exited early: {', '.join(dead)}")
+
+    try:
+        deadline = time.monotonic() + 60
+        while watch.stable_at is None:
+            check()
+            if time.monotonic() > deadline:
+                raise BenchError(f"baseline: group never had {processes} assigned members")
+            time.sleep(0.05)
+        go.set()
+        wait_for_outputs(marks, [out_topic], expected, timeout, check, "baseline")
+    finally:
+        go.set()
+        stop.set()
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+        watch.stop()
+    times = [t for t, _v, _h in read_topic(settings, bootstrap, out_topic)]
+    return window_rate(times, watch.stable_at)
+
+
+# --------------------------------------------------------------------------------------------
+# Streamer workers
+# --------------------------------------------------------------------------------------------
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of each worker process tree, sampled every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        super().__init__(daemon=True, name="rss-sampler")
+        self.interval = interval
+        self.peaks: dict[int, int] = {}  # root pid -> bytes
+        self._roots: list[psutil.Process] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def watch(self, pids: Iterable[int]) -> None:
+        with self._lock:
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    self._roots.append(psutil.Process(pid))
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                roots = list(self._roots)
+            for root in roots:
+                try:
+                    rss = root.memory_info().rss
+                    for child in root.children(recursive=True):
+                        with contextlib.suppress(psutil.Error):
+                            rss += child.memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peaks[root.pid] = max(self.peaks.get(root.pid, 0), rss)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------------------------
+
+
+def _output_identity(value: bytes | None) -> Identity | None:
+    if value is None:
+        return None
+    try:
+        rec = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return record_identity(rec) if isinstance(rec, dict) else None
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return 0.0
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
+    return float(sorted_values[k])
+
+
+def run(
+    settings: Settings,
+    bootstrap: str,
+    *,
+    events: int = 200_000,
+    partitions: int = 4,
+    workers: int = 1,
+    seed: int = 0,
+    latency_seconds: float = 10.0,
+    timeout: float | None = None,
+    keep_topics: bool = False,
+    say: Say = _say,
+) -> E2EResult:
+    if events < 1 or partitions < 1 or workers < 1:
+        raise BenchError("events, partitions and workers must be at least 1")
+    phase_timeout = timeout if timeout is not None else 120.0 + events / 500
+    run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    base = f"streamer.bench.{run_id}"
+    t = {
+        "in": f"{base}.in",
+        "baseline_out": f"{base}.baseline.out",
+        "out": f"{base}.out",
+        "dlq": f"{base}.dlq",
+        "lat_in": f"{base}.latency.in",
+        "lat_out": f"{base}.latency.out",
+        "lat_dlq": f"{base}.latency.dlq",
+    }
+    log_append = {"baseline_out", "out", "lat_out", "dlq", "lat_dlq"}
+    notes: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
+    marks: Watermarks | None = None
+    sampler = RssSampler()
+    sampler.start()
+    try:
+        say(f"bench e2e {run_id}: {events:,} events, {partitions} partitions, {workers} worker(s)")
+        create_bench_topics(settings, bootstrap, {t[k]: k in log_append for k in t}, partitions)
+        marks = Watermarks(settings, bootstrap)
+
+        # 1. produce the input
+        expected: list[Identity] = []
+        sizes: list[int] = []
+
+        def messages() -> Iterator[SampleMessage]:
+            for rec in generate_records(events, seed=seed):
+                expected.append(record_identity(rec))
+                m = to_message(rec)
+                sizes.append(len(m.value))
+                yield m
+
+        n, secs = produce_all(settings, bootstrap, t["in"], messages())
+        mean_bytes = statistics.fmean(sizes)
+        produce_rate = n / secs if secs > 0 else 0.0
+        say(f"produced {n:,} records in {secs:.2f}s ({produce_rate:,.0f}/s)")
+
+        # 2. baseline
+        say(f"baseline: raw consume→produce pass-through, {workers} process(es) ...")
+        baseline = run_baseline(
+            settings, bootstrap, t["in"], t["baseline_out"], workers, events, marks, phase_timeout
+        )
+        say(f"baseline: {baseline.events_per_s:,.0f} events/s")
+
+        # 3. streamer worker(s) on the same input
+        say(f"streamer: {workers} `streamer worker` process(es) ...")
+        group = f"bench-streamer-{run_id}"
+        watch = GroupWatch(settings, bootstrap, group, workers) if workers > 1 else None
+        if watch:
+            watch.start()
+        ws = WorkerSet.start(
+            bootstrap, t["in"], t["out"], t["dlq"], group, workers, workdir / "throughput"
+        )
+        sampler.watch(p.pid for p in ws.procs)
+        try:
+            wait_for_outputs(
+                marks, [t["out"], t["dlq"]], events, phase_timeout, ws.check, "streamer"
+            )
+        finally:
+            codes = ws.stop()
+            if watch:
+                watch.stop()
+        if any(c not in (0, None) for c in codes):
+            notes.append(f"worker exit codes after SIGTERM: {codes}")
+        outputs = read_topic(settings, bootstrap, t["out"])
+        dead = read_topic(settings, bootstrap, t["dlq"])
+        streamer = window_rate([ts for ts, _v, _h in outputs], watch.stable_at if watch else None)
+        seen: dict[Identity, int] = {}
+        for _ts, value, _h in outputs:
+            ident = _output_identity(value)
+            if ident is not None:
+                seen[ident] = seen.get(ident, 0) + 1
+        missing = sum(1 for i in expected if i not in seen)
+        duplicates = sum(c - 1 for c in seen.values() if c > 1)
+        say(
+            f"streamer: {streamer.events_per_s:,.0f} events/s; {len(outputs):,} outputs, "
+            f"{missing} missing, {duplicates} duplicates, {len(dead)} dead letters"
+        )
+
+        # 4. latency at half the measured capacity
+        rate = max(50.0, streamer.events_per_s / 2)
+        lat_events = max(1, int(min(events, rate * latency_seconds)))
+        say(f"latency: {lat_events:,} events offered at {rate:,.0f}/s ...")
+        p50, p99, pmax, lat_missing = run_latency(
+            settings,
+            bootstrap,
+            t["lat_in"],
+            t["lat_out"],
+            t["lat_dlq"],
+            workers,
+            rate,
+            lat_events,
+            seed + 1,
+            marks,
+            phase_timeout,
+            workdir / "latency",
+            sampler,
+        )
+        say(f"latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+        peaks = [sampler.peaks.get(p, 0) / 1e6 for p in sorted(sampler.peaks)]
+        result = E2EResult(
+            events=events,
+            partitions=partitions,
+            workers=workers,
+            produce_events_per_s=round(produce_rate, 1),
+            baseline_events_per_s=round(baseline.events_per_s, 1),
+            streamer_events_per_s=round(streamer.events_per_s, 1),
+            ratio=round(streamer.events_per_s / baseline.events_per_s, 4)
+            if baseline.events_per_s
+            else 0.0,
+            p50_ms=round(p50, 2),
+            p99_ms=round(p99, 2),
+            max_ms=round(pmax, 2),
+            latency_rate_per_s=round(rate, 1),
+            latency_events=lat_events,
+            rss_mb=round(max(peaks, default=0.0), 1),
+            rss_mb_per_worker=[round(p, 1) for p in peaks],
+            outputs=len(outputs),
+            missing=missing,
+            duplicates=duplicates,
+            dead_letters=len(dead),
+            latency_missing=lat_missing,
+            mean_record_bytes=round(mean_bytes, 1),
+            baseline=baseline,
+            streamer=streamer,
+            notes=notes,
+        )
+        return result
+    finally:
+        sampler.stop()
+        if marks is not None:
+            marks.close()
+        if not keep_topics:
+            with contextlib.suppress(Exception):
+                delete_topics(settings, bootstrap, t.values())
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_latency(
+    settings: Settings,
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    dlq_topic: str,
+    workers: int,
+    rate: float,
+    count: int,
+    seed: int,
+    marks: Watermarks,
+    timeout: float,
+    workdir: Path,
+    sampler: RssSampler,
+) -> tuple[float, float, float, int]:
+    """Offer records at ``rate``/s to fresh workers; (p50, p99, max, missing) of ``count``.
+
+    A burst of 200 records first gets the workers going; then the paced run starts, and its
+    first ``LATENCY_SETTLE_S`` seconds are sent and checked but left out of the percentiles
+    (cold caches, a consumer group finishing its first rebalance): what is measured is the
+    steady state.
+    """
+    warmup = min(200, count)
+    settle = int(rate * LATENCY_SETTLE_S)
+    records = list(generate_records(warmup + settle + count, seed=seed))
+    warm_msgs = [to_message(r) for r in records[:warmup]]
+    timed = [(record_identity(r), to_message(r)) for r in records[warmup:]]
+    measured = {ident for ident, _m in timed[settle:]}
+    del records
+    group = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    watch = GroupWatch(settings, bootstrap, group, workers)
+    watch.start()
+    ws = WorkerSet.start(bootstrap, in_topic, out_topic, dlq_topic, group, workers, workdir)
+    sampler.watch(p.pid for p in ws.procs)
+    sent_ms: dict[Identity, float] = {}
+    try:
+        # Warm up: the group is formed and records flow end to end before timing starts.
+        produce_all(settings, bootstrap, in_topic, warm_msgs)
+        wait_for_outputs(marks, [out_topic, dlq_topic], warmup, timeout, ws.check, "warm-up")
+        deadline = time.monotonic() + 60
+        while watch.stable_at is None and time.monotonic() < deadline:
+            ws.check()
+            time.sleep(0.1)
+        # Small batches so the producer adds little latency of its own. The offered load is
+        # paced in ticks (whatever is due is sent, then sleep until the next tick): sleeping per
+        # record would burn a core on this 2-core budget and starve the worker being measured.
+        producer = Producer(producer_config(settings, bootstrap, **{"linger.ms": 1}))
+        started = time.monotonic()
+        i, total = 0, len(timed)
+        while i < total:
+            due = min(total, int((time.monotonic() - started) * rate) + 1)
+            now_ms = time.time() * 1000
+            while i < due:
+                ident, m = timed[i]
+                sent_ms[ident] = now_ms
+                try:
+                    producer.produce(in_topic, m.value, m.key, headers=m.headers)
+                except BufferError:
+                    producer.poll(0.01)
+                    continue
+                i += 1
+            producer.poll(0)
+            time.sleep(PACE_TICK_S)
+        if producer.flush(60):
+            raise BenchError("latency: producer could not deliver every record")
+        wait_for_outputs(
+            marks, [out_topic, dlq_topic], warmup + len(timed), timeout, ws.check, "latency"
+        )
+    finally:
+        ws.stop()
+        watch.stop()
+    latencies: list[float] = []
+    seen: set[Identity] = set()
+    for ts, value, _h in read_topic(settings, bootstrap, out_topic):
+        ident = _output_identity(value)
+        if ident is not None and ident in sent_ms and ident not in seen:
+            seen.add(ident)
+            if ident in measured:
+                latencies.append(max(0.0, ts - sent_ms[ident]))
+    latencies.sort()
+    missing = len(sent_ms) - len(seen)
+    return (
+        percentile(latencies, 50),
+        percentile(latencies, 99),
+        latencies[-1] if latencies else 0.0,
+        missing,
+    )

@@ -1,0 +1,75 @@
+"""``streamer bench e2e`` on a tiny run: the JSON it promises and the counts (never the speed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from streamer.bench.e2e import percentile, window_rate
+from streamer.config import Settings
+from streamer.kafka.admin import topic_partitions
+
+STREAMER = [sys.executable, "-c", "from streamer.cli import main; main()"]
+
+
+def test_window_rate_starts_when_the_group_is_stable() -> None:
+    # 1,000 events over 1 s, then 4,000 more over the next 2 s.
+    times = [1_000_000 + i for i in range(1000)] + [1_001_000 + i // 2 for i in range(4000)]
+    whole = window_rate(times, None)
+    assert whole.events == 5000 and abs(whole.seconds - 2.999) < 1e-9
+    stable = window_rate(times, 1_001.0)  # the group was stable from t = 1,001.000 s
+    assert stable.events == 4000 and stable.seconds == 1.999
+    assert stable.stable_wait_s == 1.0
+    # A group seen stable only near the end leaves too little to measure: whole window.
+    late = window_rate(times, 1_002.9)
+    assert late.events == 5000
+    assert window_rate([], None).events_per_s == 0.0
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) == 0.0
+
+
+def test_bench_e2e_tiny_run(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env.pop("STREAMER_CONFIG", None)
+    env.update({"KAFKA_BOOTSTRAP": kafka_bootstrap, "STREAMER_STATE_DIR": str(tmp_path)})
+    events = 3000
+    args = f"bench e2e --events {events} --partitions 2 --json --latency-seconds 1 --timeout 120"
+    proc = subprocess.run(
+        [*STREAMER, *args.split()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
+    result = json.loads(proc.stdout)
+    for key in ("baseline_events_per_s", "streamer_events_per_s", "ratio", "p50_ms", "p99_ms"):
+        assert isinstance(result[key], float | int) and result[key] >= 0, key
+    assert result["baseline_events_per_s"] > 0 and result["streamer_events_per_s"] > 0
+    assert result["ratio"] == round(
+        result["streamer_events_per_s"] / result["baseline_events_per_s"], 4
+    )
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert result["rss_mb"] > 10 and len(result["rss_mb_per_worker"]) == 2
+    # Every input came out, and the check that says so ran.
+    assert result["events"] == events and result["outputs"] >= events
+    assert result["missing"] == 0 and result["latency_missing"] == 0
+    assert result["dead_letters"] == 0 and result["ok"] is True
+    assert result["streamer"]["events"] == events and result["baseline"]["events"] == events
+    assert result["latency_events"] >= 1 and 900 <= result["mean_record_bytes"] <= 1800
+    # The benchmark's topics are gone.
+    settings = Settings(bootstrap=kafka_bootstrap, files=[Path(os.devnull)])
+    assert not [
+        t for t in topic_partitions(settings, kafka_bootstrap) if t.startswith("streamer.bench.")
+    ]
