@@ -12,13 +12,15 @@ Two safety nets:
   large sets compile and this path stays exceptional.
 * Patterns with a Unicode ``\\b``/``\\B`` are exact in the main set only for ASCII lines
   (RE2's ``\\b`` is ASCII). For non-ASCII lines a second set holds their boundary-encoded forms,
-  matched against the encoded line (see :mod:`streamer.rust_regex`).
+  matched against the encoded line (see :mod:`streamer.rust_regex`); it is compiled on the
+  first non-ASCII line, since many streams never need it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 import re2
 
@@ -98,15 +100,9 @@ class MatchEngine:
         self._match = _build_set([t.re2 for t in self._translations], self._opts)._set.Match
         self._boundary_rules = [i for i, t in enumerate(self._translations) if t.encoded]
         self._boundary_set = frozenset(self._boundary_rules)
-        self._boundary_match = None
-        if self._boundary_rules:
-            enc = [self._translations[i].encoded or "" for i in self._boundary_rules]
-            try:
-                self._boundary_match = _build_set(enc, _options(len(enc)))._set.Match
-            except EngineError as exc:
-                if exc.index >= 0:
-                    exc.index = self._boundary_rules[exc.index]
-                raise
+        # The encoded set is only needed for non-ASCII lines: built on first use.
+        self._boundary_match: Callable[[bytes], list[int]] | None = None
+        self._boundary_lock = threading.Lock()
         # Per-pattern regexes for explain() and the fallback path, compiled on first use.
         self._single: list[re2._Regexp | None] = [None] * n
         self._single_encoded: dict[int, re2._Regexp] = {}
@@ -125,18 +121,31 @@ class MatchEngine:
         hits = self._match(data)
         if not hits:
             return self._first_match_slowly(line)
-        if self._boundary_match is not None and not line.isascii():
+        if self._boundary_rules and not line.isascii():
             hits = self._with_unicode_boundaries(line, hits)
             if hits is None:
                 return self._first_match_slowly(line)
         best = min(hits)
         return -1 if best == self._sentinel else best
 
+    def _boundary_set_match(self) -> Callable[[bytes], list[int]] | None:
+        with self._boundary_lock:
+            if self._boundary_match is None:
+                enc = [self._translations[i].encoded or "" for i in self._boundary_rules]
+                try:
+                    self._boundary_match = _build_set(enc, _options(len(enc)))._set.Match
+                except EngineError:
+                    log.exception("cannot build the Unicode word-boundary set")
+                    return None  # the per-pattern path still answers correctly
+            return self._boundary_match
+
     def _with_unicode_boundaries(self, line: str, hits: list[int]) -> list[int] | None:
-        assert self._boundary_match is not None
+        match = self._boundary_match or self._boundary_set_match()
+        if match is None:
+            return None
         ub = self._boundary_set
         kept = [h for h in hits if h not in ub]
-        enc_hits = self._boundary_match(encode_for_boundaries(line).encode())
+        enc_hits = match(encode_for_boundaries(line).encode())
         if not enc_hits:
             return None
         rules = self._boundary_rules

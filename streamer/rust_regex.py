@@ -264,6 +264,13 @@ class CharSet:
 
 
 @dataclass
+class Lit:
+    """A run of literal characters matched case-sensitively (the common case, parsed fast)."""
+
+    text: str
+
+
+@dataclass
 class Look:
     kind: str  # start, end, start_line, end_line, word, not_word, ascii_word, ascii_not_word
 
@@ -286,7 +293,7 @@ class Repeat:
     greedy: bool
 
 
-Node = CharSet | Look | Concat | Alt | Repeat
+Node = CharSet | Lit | Look | Concat | Alt | Repeat
 
 
 @dataclass
@@ -302,6 +309,9 @@ class Translation:
 
 # --------------------------------------------------------------------------------------------
 # Parser (follows regex-syntax's grammar)
+
+#: Characters that are not plain literals (outside classes, without the x flag).
+_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 
 _META_NO_ESCAPE = set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz<>")
 
@@ -368,6 +378,17 @@ class _Parser:
                     raise self.error("nested repetition is not allowed (wrap it in a group)")
                 items[-1] = self.parse_repetition(items[-1], flags)
                 continue
+            if c not in _SPECIAL and not flags.i and not flags.x:
+                j = self.pos + 1
+                p = self.p
+                while j < len(p) and p[j] not in _SPECIAL:
+                    j += 1
+                if j < len(p) and p[j] in "*+?{" and j - self.pos > 1:
+                    j -= 1  # a repetition applies to the last character only
+                if j - self.pos > 1:
+                    items.append(Lit(p[self.pos : j]))
+                    self.pos = j
+                    continue
             if c == "(":
                 new_flags = self.parse_group_or_flags(flags, items)
                 if new_flags is not None:
@@ -804,6 +825,9 @@ def _encoded_atom(rs: Ranges) -> str:
 
 
 def _emit(node: Node, encoded: bool) -> str:
+    if isinstance(node, Lit):
+        atom = _encoded_atom if encoded else ranges_to_re2
+        return "".join(atom(((ord(c), ord(c)),)) for c in node.text)
     if isinstance(node, CharSet):
         return _encoded_atom(node.ranges) if encoded else ranges_to_re2(node.ranges)
     if isinstance(node, Look):
