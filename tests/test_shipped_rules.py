@@ -311,9 +311,10 @@ CASES: list[tuple[str, str]] = [
         "451 4.4.1 connect to mx.example.com[192.0.2.1]:25: Connection refused",
         "BadConnection",
     ),
+    # A time-out inside another MTA's non-delivery report: that MTA gave up
     (
         "451 4.4.1 connect to mx.example.com[192.0.2.1]:25: Connection timed out",
-        "NoAnswerFromHost",
+        "MessageExpired",
     ),
     (
         "550 5.4.4 Host or domain name not found. Name service error for name=example.invalid "
@@ -384,6 +385,18 @@ CASES: list[tuple[str, str]] = [
         "400 KumoMTA internal: failed to connect to any candidate hosts: connection refused",
         "BadConnection",
     ),
+    (
+        "400 KumoMTA internal: failed to send message to mx.example.com: Timed Out waiting 60s "
+        "to write DATA",
+        "NoAnswerFromHost",
+    ),
+    (
+        "550 Hola, user@example.com: el grupo (equipo) quizás no exista o no tienes permisos",
+        "PolicyRelated",
+    ),
+    ("550 User <user@example.com> unknown", "InvalidRecipient"),
+    ("550 5.2.1 This account has been temporarily suspended", "InactiveMailbox"),
+    ("421 4.4.2 mx.example.com: Host not reachable", "NoAnswerFromHost"),
     (
         "451 4.4.4 KumoMTA internal: MX consisted solely of hosts on the skip_hosts list",
         "RoutingErrors",
