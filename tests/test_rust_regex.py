@@ -50,6 +50,7 @@ def rust_match(pattern: str, text: str) -> bool:
         (r"(?i)I", "ı", False),  # no Turkic folding
         (r"(?i)[^a]", "A", False),  # fold then negate, like Rust
         (r"(?i:[a[^b]])", "B", False),
+        (r"(?i:[\w&&[^a]])", "A", False),  # Rust folds operands before the set operation
         (r"(?i)\p{Lu}", "a", True),
         (r"(?i)a(?-i)b", "AB", False),
         (r"(?i)a(?-i)b", "Ab", True),
@@ -178,7 +179,9 @@ def test_case_fold_orbits() -> None:
 _ALPHABET = "abAB_ 1٥éÉßẞσςΣ\u212ak—\t"
 _LITERALS = [regex.escape(c) for c in "abAB_ 1éσΣk"]
 _ATOMS = [*_LITERALS, ".", r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", "[ab]", "[^a]", "[a-z]"]
-_ATOMS += [r"\pL", r"\p{Greek}", "[[:alpha:]]", r"[\w&&[^a]]"]
+# Set operations whose operands are closed under case folding: `regex` folds the result of
+# the operation while Rust folds the operands first (checked by fixed cases above instead).
+_ATOMS += [r"\pL", r"\p{Greek}", "[[:alpha:]]", r"[\w&&[^\d]]", "[a-z--[aeiou]]"]
 _ASSERTIONS = [r"\b", r"\B", "^", "$"]
 
 
@@ -209,7 +212,9 @@ def _reference(pattern: str, text: str) -> bool:
 _lines = st.text(alphabet=_ALPHABET, max_size=12)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(pattern=_patterns(), texts=st.lists(_lines, min_size=1, max_size=5))
 def test_single_pattern_agrees_with_reference(pattern: str, texts: list[str]) -> None:
     engine = MatchEngine([translate(pattern)])
@@ -218,7 +223,9 @@ def test_single_pattern_agrees_with_reference(pattern: str, texts: list[str]) ->
 
 
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     patterns=st.lists(_patterns(), min_size=1, max_size=12),
     texts=st.lists(_lines, min_size=1, max_size=8),
