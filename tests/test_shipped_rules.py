@@ -411,7 +411,12 @@ CASES: list[tuple[str, str]] = [
     ("550 5.6.0 Message contains a prohibited attachment type (.exe)", "ProhibitedAttachment"),
     ("554 5.6.0 Headers too large (32768 max)", "ContentRelated"),
     ("550 5.7.0 Local Policy Violation", "PolicyRelated"),
-    ("550 5.7.1 Message rejected: contains spam", "SpamRelated"),
+    ("550 5.7.1 Message rejected: contains spam", "SpamContent"),
+    ("550 5.7.1 Rejected for spam reasons", "SpamRelated"),
+    (
+        "550 5.7.0 Requested action not taken: mailbox unavailable. The sender has been blocked",
+        "PolicyRelated",
+    ),
     ("550 5.7.23 Message rejected due to SPF fail", "AuthenticationFailed"),
     ("550 5.7.1 DKIM signature verification failed", "AuthenticationFailed"),
     ("421 4.7.0 Too many connections from your IP, slow down", "TransientFailure"),
