@@ -166,7 +166,9 @@ def produce_file(
             result.failed += 1
             result.errors[err.str()] += 1
 
-    conf = {"message.timeout.ms": 60_000, **(producer_overrides or {})}
+    # log_level 3: librdkafka's retry warnings (e.g. a coordinator still loading on a fresh
+    # broker) are noise here; real failures are counted by the delivery callbacks.
+    conf = {"message.timeout.ms": 60_000, "log_level": 3, **(producer_overrides or {})}
     prod = producer(settings, bootstrap, **conf)
     bucket = TokenBucket(rate) if rate else None
     total = None if str(path) == "-" else _count_lines(source)
