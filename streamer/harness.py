@@ -250,6 +250,13 @@ class WorkerSet:
             return ""
         return "\n".join(text[-lines:])
 
+    def tails(self, lines: int = 15) -> str:
+        """The last lines of every worker's log, for error messages."""
+        return "\n".join(
+            f"--- worker {i} ({self.logs[i]}):\n{self.tail(i, lines)}"
+            for i in range(len(self.logs))
+        )
+
     def stop(self, timeout: float = 30.0) -> list[int | None]:
         """SIGTERM (graceful: commit what was produced), SIGKILL after ``timeout``."""
         for p in self.procs:

@@ -491,6 +491,8 @@ def run(
             wait_for_outputs(
                 marks, [t["out"], t["dlq"]], events, phase_timeout, ws.check, "streamer"
             )
+        except HarnessError as exc:
+            raise BenchError(f"{exc}\n{ws.tails()}") from exc
         finally:
             codes = ws.stop()
             if watch:
@@ -640,6 +642,8 @@ def run_latency(
         wait_for_outputs(
             marks, [out_topic, dlq_topic], warmup + len(timed), timeout, ws.check, "latency"
         )
+    except HarnessError as exc:
+        raise BenchError(f"{exc}\n{ws.tails()}") from exc
     finally:
         ws.stop()
         watch.stop()
