@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from streamer.cli import app
@@ -12,18 +14,26 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("e2e")
 def e2e(
-    events: int = typer.Option(200_000, "--events", "-n", min=1, help="Records to push through."),
-    partitions: int = typer.Option(4, "--partitions", "-p", min=1, help="Input partitions."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes."),
-    latency_seconds: float = typer.Option(
-        10.0, help="Longest duration of the fixed-rate latency run."
-    ),
-    seed: int = typer.Option(0, help="Sample data seed."),
-    timeout: float | None = typer.Option(
-        None, help="Seconds each phase may take (default 120 + events/500)."
-    ),
-    keep_topics: bool = typer.Option(False, help="Keep the benchmark's topics afterwards."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (progress: stderr)."),
+    events: Annotated[
+        int, typer.Option("--events", "-n", min=1, help="Records to push through.")
+    ] = 200_000,
+    partitions: Annotated[
+        int, typer.Option("--partitions", "-p", min=1, help="Input partitions.")
+    ] = 4,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes (and baseline ones).")
+    ] = 1,
+    latency_seconds: Annotated[
+        float, typer.Option(help="Measured duration of the fixed-rate latency run (at most).")
+    ] = 10.0,
+    seed: Annotated[int, typer.Option(help="Sample data seed.")] = 0,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds each phase may take (default 120 + events/500).")
+    ] = None,
+    keep_topics: Annotated[bool, typer.Option(help="Keep the benchmark's topics.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (progress goes to stderr).")
+    ] = False,
 ) -> None:
     """End to end: raw confluent-kafka pass-through vs `streamer worker`, latency, RSS."""
     import json
