@@ -55,6 +55,9 @@ class Sink:
             "partitioner": "murmur2_random",
             # Low linger keeps latency small at moderate rates; at high rates batches fill anyway.
             "linger.ms": 5,
+            # Outputs waiting for the broker stay in this queue: 64 MiB bounds the worker's memory
+            # (a full queue makes the agent wait, and fetching pauses at back_pressure).
+            "queue.buffering.max.kbytes": 65_536,
             # Room for an enriched record of an input at the size limit.
             "message.max.bytes": settings.max_message_bytes + 65_536,
             "logger": logging.getLogger("streamer.librdkafka.producer"),

@@ -72,8 +72,10 @@ class Source:
             # A dead worker's partitions move after this long (librdkafka's default is 45 s).
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 1_000,
-            # Bound the prefetched data held in librdkafka (default 64 MiB) to keep RSS small.
-            "queued.max.messages.kbytes": 32_768,
+            # Bound the prefetched data held in librdkafka (defaults: 64 MiB queued, 50 MiB per
+            # fetch response) to keep RSS small; a few MiB per fetch still fills big batches.
+            "queued.max.messages.kbytes": 16_384,
+            "fetch.max.bytes": 8_388_608,
             "on_commit": self._on_commit,
             "logger": logging.getLogger("streamer.librdkafka.consumer"),
         }
