@@ -500,6 +500,15 @@ CASES: list[tuple[str, str]] = [
     ("550 MAIL FROM not owned by user", "InvalidSender"),
     ("550 Emetteur invalide", "InvalidSender"),
     ("553 Your email address has been blacklisted", "PolicyRelated"),
+    # qmail-ldap, Exim router / transport texts, bare status codes
+    ("550 5.7.25 Reverse DNS validation failed", "PolicyRelated"),
+    ("451 Temporary failure in LDAP lookup", "BadConfiguration"),
+    ("550 Mailaddress is administratively disabled", "InactiveMailbox"),
+    ("552 The message exeeded the maximum size the user accepts", "QuotaIssues"),
+    ("550 all host address lookups failed permanently", "DNSFailure"),
+    ("451 Sorry, I couldn't find a mail exchanger or IP address.", "DNSFailure"),
+    ("550 delivery to pipe forbidden", "BadConfiguration"),
+    ("550 malformed address: <jdoe may not follow jdoe@example.net", "ProtocolErrors"),
     # --- Not delivery failures ------------------------------------------------------------------
     ("I am out of the office until Monday with limited access to email.", "AutoReply"),
     (
