@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message, TopicPartition
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from streamer.config import Settings
@@ -155,6 +155,8 @@ class StreamWorker(RebalanceHandler):
         self.reloads = 0
         self.reload_failures = 0
         self.committed: dict[TP, int] = {}
+        self.eos = settings.exactly_once
+        self._failed = False  # a transaction failed: stop without committing anything more
         self._stopping = False
         self._draining = False
         self._fetch_done = asyncio.Event()
@@ -253,6 +255,9 @@ class StreamWorker(RebalanceHandler):
             client_id=f"{self.worker_id}-out",
             dlq_topic=self.settings.dlq_topic or "",
             on_retry=lambda action: self.metrics.produce_retries.labels(action).inc(),
+            transactional_id=(
+                f"streamer-{self.settings.group_id}-{self.worker_id}" if self.eos else None
+            ),
         )
         self.source = Source(
             self.settings,
@@ -320,6 +325,9 @@ class StreamWorker(RebalanceHandler):
 
     # --- the agent's work ---------------------------------------------------------------------
     async def _process(self, batch: Batch) -> None:
+        if self.eos:
+            await self._process_transaction(batch)
+            return
         sink = self.sink
         assert sink is not None
         total = BatchStats()
@@ -336,6 +344,54 @@ class StreamWorker(RebalanceHandler):
             total.events_in, total.events_out, total.dlq, total.dropped, total.classify_seconds
         )
         self._maybe_resume()
+
+    async def _process_transaction(self, batch: Batch) -> None:
+        """Exactly-once: the batch's outputs and its input offsets commit in one transaction."""
+        sink, source = self.sink, self.source
+        assert sink is not None and source is not None
+        groups = [(c, m) for c, m in batch.groups if not c.abandoned]
+        if self._failed or not groups:
+            return
+        producer = sink.producer
+        total = BatchStats()
+        positions: dict[TP, int] = {}
+        try:
+            producer.begin_transaction()
+            for chunk, messages in groups:
+                outputs, stats = self.pipeline.process(messages)
+                await sink.send(outputs, chunk)
+                total.merge(stats)
+                positions[chunk.topic, chunk.partition] = chunk.last + 1
+            offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+            producer.send_offsets_to_transaction(offsets, source.consumer.consumer_group_metadata())
+            # Blocks the loop until the broker committed (outputs flushed first): one round
+            # trip per batch, the price of exactly-once.
+            producer.commit_transaction()
+        except KafkaException as exc:
+            err = exc.args[0]
+            log_event(log, logging.CRITICAL, "transaction failed; stopping", error=str(err))
+            with contextlib.suppress(KafkaException):
+                if err.txn_requires_abort():
+                    producer.abort_transaction(10.0)
+            self._fail()
+            return
+        sink.poll(0)
+        self.on_committed(positions)
+        self.batches += 1
+        self.metrics.commits.inc()
+        self.metrics.record_batch(
+            total.events_in, total.events_out, total.dlq, total.dropped, total.classify_seconds
+        )
+        self._maybe_resume()
+
+    def _fail(self) -> None:
+        """Give up every partition's uncommitted work and stop (exit code 1)."""
+        self._failed = True
+        self.exit_code = 1
+        self.abandoned += sum(c.count for c in self.tracker.revoke(list(self.tracker.partitions)))
+        task = asyncio.ensure_future(self._request_stop())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _poll_loop(self) -> None:
         """Serve delivery reports promptly while anything is in flight (ack latency)."""
@@ -392,7 +448,7 @@ class StreamWorker(RebalanceHandler):
         if sink.fatal is not None and not self._draining:
             self.exit_code = 1
             self._background.add(asyncio.ensure_future(self._request_stop()))
-        if not self._draining:
+        if not self._draining and not self.eos:
             self._commit_async()
         self._maybe_resume()
         m = self.metrics
@@ -433,6 +489,8 @@ class StreamWorker(RebalanceHandler):
         while self.tracker.open_records(tps) and time.monotonic() < deadline:
             self.sink.poll(0)
             await asyncio.sleep(0.005)
+        if self.eos:
+            return {}  # offsets were committed by each batch's transaction
         return self.tracker.committable(tps)
 
     async def on_revoked(self, tps: list[TP], *, lost: bool) -> None:
@@ -514,7 +572,7 @@ class StreamWorker(RebalanceHandler):
         while self.tracker.in_flight and time.monotonic() < deadline:
             sink.poll(0)
             await asyncio.sleep(0.005)
-        positions = self.tracker.committable()
+        positions = {} if self.eos else self.tracker.committable()
         ok = await source.run_in_fetch_thread(source.commit_sync, positions)
         if ok and positions:
             self.on_committed(positions)

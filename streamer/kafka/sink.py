@@ -47,6 +47,7 @@ class Sink:
         client_id: str,
         dlq_topic: str,
         on_retry: Callable[[str], None] | None = None,
+        transactional_id: str | None = None,
         **overrides: Any,
     ) -> None:
         conf: dict[str, Any] = {
@@ -62,9 +63,16 @@ class Sink:
             "message.max.bytes": settings.max_message_bytes + 65_536,
             "logger": logging.getLogger("streamer.librdkafka.producer"),
         }
+        if transactional_id is not None:
+            conf["transactional.id"] = transactional_id
         conf.update(overrides)
         conf.update(settings.kafka_extra)  # the user's explicit librdkafka settings win
         self.producer = Producer(producer_config(settings, bootstrap, **conf))
+        #: Exactly-once mode: outputs and input offsets commit in one Kafka transaction; a
+        #: failed delivery fails the transaction (no re-produce outside it).
+        self.transactional = transactional_id is not None
+        if self.transactional:
+            self.producer.init_transactions(30.0)
         self.dlq_topic = dlq_topic
         self.on_retry = on_retry or (lambda action: None)
         # (chunk, attempt, error, topic, key, value, headers), filled by delivery callbacks
@@ -133,6 +141,17 @@ class Sink:
     # --- failures -------------------------------------------------------------------------
     def _handle_failures(self) -> None:
         failures, self._failures = self._failures, []
+        if self.transactional:
+            for _chunk, _attempt, err, topic, *_ in failures:
+                # the transaction's commit fails on this; the worker aborts and stops
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "delivery failed in transaction",
+                    topic=topic,
+                    error=err.str(),
+                )
+            return
         for chunk, attempt, err, topic, key, value, headers in failures:
             if err.fatal():
                 # The idempotent producer cannot go on (e.g. sequence gap): the worker must stop;
