@@ -7,6 +7,7 @@ crashes, back-pressure, hot reload. Expectations are computed in-process with th
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -397,3 +398,32 @@ def test_exactly_once_kill9_then_restart_no_duplicates(
     assert dupes == 0
     assert len(outputs) == len(sent) - n_bad
     assert len(dlq) == n_bad
+
+
+def test_output_refused_by_broker_goes_to_dlq_and_is_committed(
+    kafka_bootstrap: str, new_topic: Callable[..., str], workers
+) -> None:
+    """A delivery the broker refuses for good (here: the output topic's max.message.bytes is
+    smaller than an enriched record) is dead-lettered with reason produce-failed, not lost."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    inp = new_topic(1)
+    out = f"{inp}.small"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    fut = admin.create_topics([NewTopic(out, 1, 1, config={"max.message.bytes": "1500"})])
+    fut[out].result(30)
+    small = _bounce(1, "user unknown")  # ~500 bytes once enriched
+    big = _bounce(2, "user unknown " + os.urandom(1500).hex())  # > 1500 even compressed
+    w = workers("w-refused", inp=inp, out=out, group=f"g-{inp}")
+    produce(kafka_bootstrap, inp, [small])
+    _wait_for_outputs(kafka_bootstrap, [out], 1, w, timeout=60)
+    produce(kafka_bootstrap, inp, [big])  # in a later producer batch than `small`
+    _wait_for_outputs(kafka_bootstrap, [f"{inp}.dlq"], 1, w, timeout=60)
+    wait_until(lambda: w.metric("streamer_in_flight") == 0, 20, "in-flight to drain")
+    assert w.stop() == 0
+    dlq = read_topic(kafka_bootstrap, f"{inp}.dlq")
+    assert [d.key for d in dlq] == [big.key]
+    assert dlq[0].header(DLQ_REASON) == b"produce-failed"
+    assert orjson.loads(dlq[0].value)["id"] == "reload-2"
+    assert [o.key for o in read_topic(kafka_bootstrap, out)] == [small.key]
+    assert "delivery failed" in w.log()

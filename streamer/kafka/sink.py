@@ -27,7 +27,7 @@ from streamer.config import Settings
 from streamer.kafka.clients import producer_config
 from streamer.kafka.offsets import Chunk
 from streamer.logs import log_event
-from streamer.pipeline import DLQ_DETAIL, DLQ_REASON, Output, utc_timestamp
+from streamer.pipeline import DLQ_DETAIL, DLQ_REASON, DLQ_TIME, Output, utc_timestamp
 
 log = logging.getLogger("streamer.sink")
 
@@ -109,7 +109,17 @@ class Sink:
                     produce(topic, value, key, headers=headers, on_delivery=cb)
                 except KafkaException as exc:  # refused before queueing (e.g. too large)
                     err = exc.args[0]
-                    self._failures.append((chunk, MAX_RETRIES, err, topic, key, value, headers))
+                    if self.transactional:
+                        # inside the transaction, right now: the DLQ copy commits with it
+                        produce(
+                            self.dlq_topic,
+                            value,
+                            key,
+                            headers=_failed_headers(headers, topic, err),
+                            on_delivery=cb,
+                        )
+                    else:
+                        self._failures.append((chunk, MAX_RETRIES, err, topic, key, value, headers))
                 chunk.pending += 1
                 i += 1
         except BufferError:
@@ -172,12 +182,7 @@ class Sink:
             else:
                 action = "dlq"
                 new_topic = self.dlq_topic
-                new_headers = list(headers or ())
-                new_headers += [
-                    (DLQ_REASON, PRODUCE_FAILED.encode()),
-                    (DLQ_DETAIL, f"{topic}: {err.str()}".encode()),
-                    ("streamer.dlq.time", utc_timestamp(time.time()).encode()),
-                ]
+                new_headers = _failed_headers(headers, topic, err)
             log_event(
                 log,
                 logging.WARNING,
@@ -218,6 +223,16 @@ class Sink:
     def close(self, timeout: float = 5.0) -> int:
         """Flush what is left; returns the number of messages still undelivered."""
         return int(self.producer.flush(timeout))
+
+
+def _failed_headers(headers: Any, topic: str, err: KafkaError) -> list[tuple[str, Any]]:
+    """Headers of the dead-letter copy of an output the broker refused."""
+    return [
+        *(headers or ()),
+        (DLQ_REASON, PRODUCE_FAILED.encode()),
+        (DLQ_DETAIL, f"{topic}: {err.str()}".encode()),
+        (DLQ_TIME, utc_timestamp(time.time()).encode()),
+    ]
 
 
 def _has_header(headers: Sequence[tuple[str, Any]], name: str) -> bool:
