@@ -155,6 +155,17 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
 
+def flatten_tables(data: dict[str, Any]) -> dict[str, Any]:
+    """A config file's tables only group keys for reading; ``kafka_extra`` is a real table."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "kafka_extra":
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     """Reads the file named by ``STREAMER_CONFIG`` (set by ``--config``); tables are flattened."""
 
@@ -172,12 +183,7 @@ class _TomlSource(PydanticBaseSettingsSource):
             raise ConfigError(f"{path}: config file not found") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            if isinstance(value, dict) and key != "kafka_extra":
-                flat.update(value)
-            else:
-                flat[key] = value
+        flat = flatten_tables(data)
         base = Path(path).resolve().parent
         if "files" in flat:  # rule files in a config file are relative to that file
             flat["files"] = [str(base / f) for f in flat["files"]]

@@ -27,6 +27,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from streamer.config import flatten_tables
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -123,17 +125,6 @@ def _host_path(service: str, container_path: str) -> Path:
     raise AssertionError(f"{service}: {container_path} is not inside a mounted path")
 
 
-def _flatten_toml(data: dict[str, Any]) -> dict[str, Any]:
-    """Tables group keys for reading only (see streamer.config); kafka_extra is a real dict."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and key != "kafka_extra":
-            flat.update(value)
-        else:
-            flat[key] = value
-    return flat
-
-
 def _settings_fields() -> set[str]:
     from streamer.config import Settings
 
@@ -178,7 +169,7 @@ def _example_settings(rules_file: Path, **env: str) -> Any:
 
 
 def _config_partitions() -> int:
-    return int(_flatten_toml(tomllib.loads(CONFIG.read_text(encoding="utf-8")))["partitions"])
+    return int(flatten_tables(tomllib.loads(CONFIG.read_text(encoding="utf-8")))["partitions"])
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
@@ -391,7 +382,7 @@ def test_compose_worker_env_names_are_settings_and_agree_with_config(
 
     in_container = _example_settings(rules_file)
     from_file = tomllib.loads(CONFIG.read_text(encoding="utf-8"))
-    flat = _flatten_toml(from_file)
+    flat = flatten_tables(from_file)
     for key in ("input_topic", "output_topic", "dlq_topic", "group_id", "metrics_port"):
         assert getattr(in_container, key) == flat[key], key
     # The example file keeps the project's defaults for topic names and the metrics port.
@@ -702,7 +693,7 @@ def test_k8s_configmap_config_is_the_example_config() -> None:
 def test_k8s_config_keys_are_valid_settings(
     clean_env: pytest.MonkeyPatch, rules_file: Path
 ) -> None:
-    flat = _flatten_toml(tomllib.loads(_configmap_toml()))
+    flat = flatten_tables(tomllib.loads(_configmap_toml()))
     unknown = set(flat) - _settings_fields()
     assert not unknown, f"not Settings fields: {sorted(unknown)}"
     _example_settings(rules_file)  # and the values validate
@@ -724,7 +715,7 @@ def _container_env(container: dict[str, Any]) -> dict[str, str]:
 
 def test_k8s_replicas_do_not_exceed_partitions() -> None:
     spec = _deployment()["spec"]
-    partitions = int(_flatten_toml(tomllib.loads(_configmap_toml()))["partitions"])
+    partitions = int(flatten_tables(tomllib.loads(_configmap_toml()))["partitions"])
     surge = spec.get("strategy", {}).get("rollingUpdate", {}).get("maxSurge", 0)
     assert isinstance(surge, int), "maxSurge as a number of pods"
     assert spec["replicas"] >= 1 and spec["replicas"] + surge <= partitions
@@ -738,7 +729,7 @@ def test_k8s_autoscaler_watches_the_workers_group_and_topic() -> None:
     assert scaled["spec"]["scaleTargetRef"]["name"] == _deployment()["metadata"]["name"]
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka"
-    flat = _flatten_toml(tomllib.loads(_configmap_toml()))
+    flat = flatten_tables(tomllib.loads(_configmap_toml()))
     assert trigger["metadata"]["topic"] == flat["input_topic"]
     assert trigger["metadata"]["consumerGroup"] == flat["group_id"]
     env = _container_env(_worker_container())
