@@ -37,6 +37,7 @@ from typing import Any
 
 import faust
 from confluent_kafka import KafkaException, Message, TopicPartition
+from faust.app.base import BootStrategy
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from streamer.config import Settings
@@ -78,19 +79,48 @@ class Batch:
 
 
 class BatchChannel(faust.Channel):
-    """An in-memory Faust channel that Faust's own rebalances never clear.
+    """An in-memory Faust channel carrying our batches as plain values, never dropped.
 
-    ``app.channel()`` queues are managed by the app's flow control: Faust suspends and *clears*
-    them whenever its own consumer group rebalances. Our batches carry tracked offsets, so the
-    queue here has a flow control of its own that is never suspended.
+    Faust wraps what ``Channel.send`` publishes in an ``Event`` and its streams silently *skip*
+    events while the app's flow control is suspended or from an older consumer generation, and
+    a default channel queue is cleared on resume. A batch carries tracked offsets: a skipped
+    one would never be acknowledged and its partitions would stall for good. So batches go in
+    as plain values (streams pass those through untouched) on one queue, shared by every
+    iterator of the channel (all the agent's actors) and with a flow control that is never
+    suspended; a batch put before the agent iterates simply waits in the queue.
     """
 
     @property
     def queue(self) -> ThrowableQueue:
+        root = self._root
+        if root is not None and root is not self:
+            return root.queue
         if self._queue is None:
             flow = FlowControlEvent(initially_suspended=False)
             self._queue = ThrowableQueue(maxsize=self.maxsize or 0, flow_control=flow)
         return self._queue
+
+    async def put(self, value: Any) -> None:
+        await self.queue.put(value)
+
+
+class _AppBoot(BootStrategy):
+    """Faust runs the app without Kafka clients of its own.
+
+    Our records never pass through Faust's consumer, and a Faust consumer group of its own
+    (``<app id>``, with its leader topic) would rebalance whenever a worker joins or leaves:
+    Faust then suspends its agents and streams while our confluent-kafka group is rebalancing
+    too, and two workers starting together could stall each other. Without a Faust consumer
+    there is no Faust group, no table recovery gating the start of tasks, and nothing to
+    rebalance; agents, timers, channels and web views run as usual.
+    """
+
+    enable_kafka_consumer = False
+    enable_kafka_producer = False
+
+
+class _App(faust.App):
+    BootStrategy = _AppBoot
 
 
 def _faust_broker_url(bootstrap: str) -> str:
@@ -174,7 +204,7 @@ class StreamWorker(RebalanceHandler):
         s = self.settings
         datadir = Path(s.state_dir) / "faust" / self.worker_id
         datadir.mkdir(parents=True, exist_ok=True)
-        app = faust.App(
+        app = _App(
             f"{s.group_id}-app",
             broker=_faust_broker_url(self.bootstrap),
             broker_credentials=_faust_credentials(s),
@@ -186,12 +216,6 @@ class StreamWorker(RebalanceHandler):
             web_host=s.web_host,
             topic_partitions=1,
             topic_replication_factor=s.replication_factor,
-            producer_acks=-1,
-            # Faust's own consumer group (it has no topics of ours) gates the start of app
-            # tasks on its first rebalance; a crashed member must not hold that up for the
-            # default 60 s. Same as our consumer's session timeout.
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=1.0,
         )
         self.channel: BatchChannel = BatchChannel(app, maxsize=CHANNEL_BATCHES)
 
@@ -283,7 +307,7 @@ class StreamWorker(RebalanceHandler):
                 timeout = FETCH_TIMEOUT_BUSY_S
                 batch = self._make_batch(messages)
                 if batch is not None:
-                    await self.channel.send(value=batch)
+                    await self.channel.put(batch)
                 in_flight = self.tracker.in_flight
                 if in_flight > self.in_flight_peak:
                     self.in_flight_peak = in_flight
