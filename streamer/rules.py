@@ -126,6 +126,10 @@ def _parse_file(path: str, data: bytes) -> Any:
         raise RulesError([_syntax_error(path, kind, exc)]) from None
 
 
+def _where(path: str, label: str, pos: int, pattern: object) -> str:
+    return f"{path}: label {label!r} pattern #{pos} {pattern!r}"
+
+
 def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
     """Load, merge and validate rule files; raises :class:`RulesError` on any problem."""
     paths = [str(f) for f in files]
@@ -175,14 +179,14 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
                 continue
             labels.setdefault(label, None)
             for pos, pattern in enumerate(patterns):
-                where = f"{path}: label {label!r} pattern #{pos} {pattern!r}"
+                # The error prefix is only formatted for a failing pattern (10,000-rule sets).
                 if not isinstance(pattern, str):
-                    errors.append(f"{where}: patterns must be strings")
+                    errors.append(f"{_where(path, label, pos, pattern)}: patterns must be strings")
                     continue
                 try:
                     tr = translate(pattern)
                 except RustRegexError as exc:
-                    errors.append(f"{where}: {exc}")
+                    errors.append(f"{_where(path, label, pos, pattern)}: {exc}")
                     continue
                 rules.append(Rule(len(rules), label, pattern, path))
                 translations.append(tr)

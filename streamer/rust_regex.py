@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import re
 from dataclasses import dataclass, field, replace
 
 import regex as _uniregex
@@ -146,8 +147,17 @@ POSIX: dict[str, Ranges] = {
 
 @functools.cache
 def _all_chars() -> str:
-    # Every scalar value once; index i is code point i below the surrogates, i + 0x800 above.
-    return "".join(map(chr, range(_SURR_LO))) + "".join(map(chr, range(_SURR_HI + 1, MAX_CP + 1)))
+    """Every scalar value once; index i is code point i below the surrogates, i + 0x800 above.
+
+    Built as UTF-32-LE bytes with slice assignments (byte 0 counts 0..255, byte 1 steps every
+    256 code points, byte 2 every 65,536): ten times faster than a million ``chr`` calls."""
+    n = MAX_CP + 1  # 17 planes of 65,536
+    buf = bytearray(4 * n)
+    buf[0::4] = bytes(range(256)) * (n // 256)
+    buf[1::4] = b"".join(bytes([b]) * 256 for b in range(256)) * (n // 65536)
+    buf[2::4] = b"".join(bytes([plane]) * 65536 for plane in range(n // 65536))
+    del buf[4 * _SURR_LO : 4 * (_SURR_HI + 1)]
+    return buf.decode("utf-32-le")
 
 
 def _index_to_cp(i: int) -> int:
@@ -211,13 +221,32 @@ def _fold_table() -> tuple[list[int], dict[int, tuple[int, ...]]]:
     get = _uniregex._regex.get_all_cases  # type: ignore[attr-defined]
     flags = _uniregex.IGNORECASE | _uniregex.UNICODE
     orbits: dict[int, tuple[int, ...]] = {}
-    for cp in range(0x20000):  # every cased character lives in the first two planes
-        if _SURR_LO <= cp <= _SURR_HI:
-            continue
+    # A character with other cases changes under some case mapping, so only those are asked
+    # (3,000 instead of 130,000 calls); tests check it against every code point. Every cased
+    # character lives in the first two planes.
+    for m in _case_candidates().finditer(_all_chars(), 0, 0x20000 - (_SURR_HI - _SURR_LO + 1)):
+        cp = _index_to_cp(m.start())
         cases = set(get(flags, cp)) - _TURKIC.get(cp, set())
         if len(cases) > 1:
             orbits[cp] = tuple(sorted(cases))
     return sorted(orbits), orbits
+
+
+def _case_candidates() -> _uniregex.Pattern[str]:
+    return _uniregex.compile(r"[\p{Changes_When_Casemapped}\p{Changes_When_Casefolded}]")
+
+
+def _fold_table_exhaustive() -> dict[int, tuple[int, ...]]:
+    """The orbits computed from every code point (slow; the reference for a test)."""
+    get = _uniregex._regex.get_all_cases  # type: ignore[attr-defined]
+    flags = _uniregex.IGNORECASE | _uniregex.UNICODE
+    orbits: dict[int, tuple[int, ...]] = {}
+    for cp in range(0x20000):
+        if not _SURR_LO <= cp <= _SURR_HI:
+            cases = set(get(flags, cp)) - _TURKIC.get(cp, set())
+            if len(cases) > 1:
+                orbits[cp] = tuple(sorted(cases))
+    return orbits
 
 
 def case_fold(a: Ranges, ascii_only: bool = False) -> Ranges:
@@ -768,9 +797,11 @@ class _Parser:
 
 def _esc_cp(cp: int) -> str:
     c = chr(cp)
-    if c.isascii() and c.isalnum():
-        return c
-    return f"\\x{{{cp:X}}}"
+    if c.isascii():
+        return c if c.isalnum() else f"\\x{{{cp:X}}}"
+    # Printable non-ASCII characters are never special to RE2: written as themselves they
+    # are a quarter of the text RE2 has to parse for big Unicode classes (\d, \w, (?i)).
+    return c if c.isprintable() else f"\\x{{{cp:X}}}"
 
 
 @functools.lru_cache(maxsize=65536)
@@ -837,18 +868,35 @@ def _emit(node: Node, encoded: bool) -> str:
     if isinstance(node, Alt):
         return "(?:" + "|".join(_emit(n, encoded) for n in node.items) + ")"
     inner = _emit(node.item, encoded)
-    if node.hi is None:
-        op = {0: "*", 1: "+"}.get(node.lo, f"{{{node.lo},}}")
-    elif node.lo == 0 and node.hi == 1:
-        op = "?"
-    elif node.lo == node.hi:
-        op = f"{{{node.lo}}}"
-    else:
-        op = f"{{{node.lo},{node.hi}}}"
-    simple = isinstance(node.item, CharSet) and (not encoded or not inner.startswith("(?:"))
-    if not (simple and (inner.startswith("[") or len(inner) == 1 or inner.startswith("\\x"))):
+    return _repeat_text(
+        inner, isinstance(node.item, CharSet), encoded, node.lo, node.hi, node.greedy
+    )
+
+
+def _repeat_text(
+    inner: str, charset: bool, encoded: bool, lo: int, hi: int | None, greedy: bool
+) -> str:
+    if _needs_group(inner, charset, encoded):
         inner = f"(?:{inner})"
-    return inner + op + ("" if node.greedy else "?")
+    return inner + _repeat_op(lo, hi, greedy)
+
+
+def _needs_group(inner: str, charset: bool, encoded: bool) -> bool:
+    """A repeated item needs a group unless it is one class or one character."""
+    simple = charset and (not encoded or not inner.startswith("(?:"))
+    return not (simple and (inner.startswith("[") or len(inner) == 1 or inner.startswith("\\x")))
+
+
+def _repeat_op(lo: int, hi: int | None, greedy: bool) -> str:
+    if hi is None:
+        op = {0: "*", 1: "+"}.get(lo, f"{{{lo},}}")
+    elif lo == 0 and hi == 1:
+        op = "?"
+    elif lo == hi:
+        op = f"{{{lo}}}"
+    else:
+        op = f"{{{lo},{hi}}}"
+    return op if greedy else op + "?"
 
 
 #: In the encoded text, a whole unit: one plain character, ``__``, or ``_c_``.
@@ -857,6 +905,11 @@ _ENCODED_UNIT = r"(?s:[^_]|__|_[^_]_)"
 
 def translate(pattern: str) -> Translation:
     """Parse a Rust regex and return its RE2 form(s). Raises :class:`RustRegexError`."""
+    return translate_fast(pattern) or translate_full(pattern)
+
+
+def translate_full(pattern: str) -> Translation:
+    """:func:`translate` through the complete parser (every construct, every error)."""
     parser = _Parser(pattern)
     ast = parser.parse()
     out = Translation(source=pattern, re2=_emit(ast, encoded=False))
@@ -867,6 +920,206 @@ def translate(pattern: str) -> Translation:
             )
         out.unicode_boundary = True
         out.encoded = rf"\A{_ENCODED_UNIT}*?(?:{_emit(ast, encoded=True)})"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Fast path. Most rules use a small subset of the syntax: literal text, escapes, simple
+# bracket classes, groups, alternation, repetition, ^ $ . and a leading (?i). For those, a
+# C-level tokenizer (stdlib `re`) splits the pattern and each token's RE2 text comes from a
+# cache filled by the complete parser's own methods, so repeated words, classes and escapes
+# (\d, \s+, [45] ...) are parsed once per process. The output is exactly, character for
+# character, what :func:`translate_full` emits (tests/test_rust_regex.py checks it); anything
+# else (other flags, nested or POSIX classes, set operations, named groups, errors) returns
+# None and goes through the complete parser.
+
+_FAST_TOKEN = re.compile(
+    r"""
+    (?P<lit>[^\\.+*?()|\[\]{}^$]+)
+  | (?P<esc>\\(?:[xuU]\{[^}]*\}|x.{2}|u.{4}|U.{8}|[pP]\{[^}]*\}|[pP].|.))
+  | (?P<cls>\[\^?\]?(?:[^\\\[\]]|\\.)*\])
+  | (?P<rep>(?:[*+?]|\{[0-9]+(?:,[0-9]*)?\})\??)
+  | (?P<open>\(\?:|\((?!\?))
+  | (?P<close>\))
+  | (?P<alt>\|)
+  | (?P<dot>\.)
+  | (?P<anchor>[\^$])
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+_CACHE = 16384
+#: What the last item of a concatenation is (only classes and groups may be repeated).
+_NONE, _SET, _GROUP, _LOOK, _REPEAT, _BOUNDARY = range(6)
+_DOT = complement(_chars("\n"))
+
+
+class _LiteralTable(dict[int, str]):
+    """``str.translate`` table: code point -> RE2 text of that literal, filled on first use."""
+
+    def __init__(self, fold: bool, encoded: bool) -> None:
+        super().__init__()
+        self.fold = fold
+        self.atom = _encoded_atom if encoded else ranges_to_re2
+
+    def __missing__(self, cp: int) -> str:
+        text = self[cp] = self.atom(_folded_literal(cp, False) if self.fold else ((cp, cp),))
+        return text
+
+
+#: Literal runs are translated by ``str.translate`` (C speed) with these, by (fold, encoded).
+_LITERALS = {(f, e): _LiteralTable(f, e) for f in (False, True) for e in (False, True)}
+
+
+@functools.lru_cache(maxsize=_CACHE)
+def _fast_escape(token: str, fold: bool, encoded: bool) -> tuple[int, str] | None:
+    """An escape as (``_SET`` or ``_LOOK`` or ``_BOUNDARY``, its RE2 text)."""
+    parser = _Parser(token)
+    parser.pos = 1
+    try:
+        node = parser.parse_escape(Flags(i=fold), 0, in_class=False)
+    except RustRegexError:
+        return None
+    if parser.pos != len(token):
+        return None
+    if isinstance(node, Look):
+        unicode_boundary = node.kind in ("word", "not_word")
+        return (_BOUNDARY if unicode_boundary else _LOOK), _LOOKS[node.kind]
+    if isinstance(node, CharSet):
+        return _SET, (_encoded_atom if encoded else ranges_to_re2)(node.ranges)
+    return None
+
+
+@functools.lru_cache(maxsize=_CACHE)
+def _fast_class(token: str, fold: bool, encoded: bool) -> str | None:
+    """A bracketed class's RE2 text (classes are hashed once here, not per use)."""
+    if "&&" in token or "--" in token or "~~" in token:
+        return None  # set operations: the complete parser
+    parser = _Parser(token)
+    parser.pos = 1
+    try:
+        ranges = parser.parse_class(Flags(i=fold), 0)
+    except RustRegexError:
+        return None
+    if parser.pos != len(token):
+        return None
+    return (_encoded_atom if encoded else ranges_to_re2)(ranges)
+
+
+@functools.lru_cache(maxsize=256)
+def _fast_repeat(token: str) -> str | None:
+    """A repetition operator's RE2 text, None when the complete parser must report it."""
+    greedy = not (len(token) > 1 and token.endswith("?"))
+    op = token if greedy else token[:-1]
+    if op == "*":
+        lo, hi = 0, None
+    elif op == "+":
+        lo, hi = 1, None
+    elif op == "?":
+        lo, hi = 0, 1
+    else:
+        lo_text, comma, hi_text = op[1:-1].partition(",")
+        lo = int(lo_text)
+        hi = (int(hi_text) if hi_text else None) if comma else lo
+        if (hi is not None and hi < lo) or lo > MAX_REPEAT or (hi or 0) > MAX_REPEAT:
+            return None
+    return _repeat_op(lo, hi, greedy)
+
+
+def _alternation_text(branches: list[str], items: list[str]) -> str:
+    if not branches:
+        return "".join(items)
+    return "(?:" + "|".join([*branches, "".join(items)]) + ")"
+
+
+def _fast_emit(body: str, fold: bool, encoded: bool) -> tuple[str, bool] | None:
+    """RE2 text of ``body`` and whether it has a Unicode word boundary, or None."""
+    dot = _encoded_atom(_DOT) if encoded else ranges_to_re2(_DOT)
+    stack: list[tuple[list[str], list[str]]] = []
+    branches: list[str] = []
+    items: list[str] = []
+    last = _NONE
+    boundary = False
+    literals = _LITERALS[fold, encoded]
+    run = ""  # the literal run that is the last item, if it is one
+    for m in _FAST_TOKEN.finditer(body):
+        kind = m.lastgroup
+        token = m.group()
+        if kind == "lit":
+            items.append(token.translate(literals))
+            last = _SET
+            run = token
+            continue
+        if kind == "rep":
+            op = _fast_repeat(token)
+            if op is None or (last != _SET and last != _GROUP):
+                return None  # missing or nested operand, repeated assertion, bad counts
+            if run:  # a repetition applies to the last character of a literal run
+                items[-1] = run[:-1].translate(literals)
+                items.append(run[-1].translate(literals))
+            inner = items[-1]
+            if _needs_group(inner, last == _SET, encoded):
+                inner = f"(?:{inner})"
+            items[-1] = inner + op
+            last = _REPEAT
+            run = ""
+            continue
+        run = ""
+        if kind == "esc":
+            esc = _fast_escape(token, fold, encoded)
+            if esc is None:
+                return None
+            last, text = esc
+            if last == _BOUNDARY:
+                boundary = True
+                last = _LOOK
+            items.append(text)
+        elif kind == "cls":
+            text = _fast_class(token, fold, encoded)
+            if text is None:
+                return None
+            items.append(text)
+            last = _SET
+        elif kind == "open":
+            stack.append((branches, items))
+            branches, items, last = [], [], _NONE
+        elif kind == "close":
+            if not stack:
+                return None
+            text = _alternation_text(branches, items)
+            branches, items = stack.pop()
+            items.append(text)
+            last = _GROUP
+        elif kind == "alt":
+            branches.append("".join(items))
+            items, last = [], _NONE
+        elif kind == "dot":
+            items.append(dot)
+            last = _SET
+        elif kind == "anchor":
+            items.append(_LOOKS["start" if token == "^" else "end"])
+            last = _LOOK
+        else:
+            return None
+    if stack:
+        return None
+    return _alternation_text(branches, items), boundary
+
+
+def translate_fast(pattern: str) -> Translation | None:
+    """:func:`translate` for the common subset of the syntax; None for anything else."""
+    fold = pattern.startswith("(?i)")
+    body = pattern[4:] if fold else pattern
+    plain = _fast_emit(body, fold, encoded=False)
+    if plain is None:
+        return None
+    out = Translation(source=pattern, re2=plain[0])
+    if plain[1]:
+        enc = _fast_emit(body, fold, encoded=True)
+        assert enc is not None
+        out.unicode_boundary = True
+        out.encoded = rf"\A{_ENCODED_UNIT}*?(?:{enc[0]})"
     return out
 
 

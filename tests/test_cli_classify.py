@@ -132,9 +132,12 @@ def test_bench_classify_small_run() -> None:
     from streamer.bench.classify import builtin_rules_toml, run
 
     assert 140 <= sum(t.count("'") // 2 for t in builtin_rules_toml()) <= 170
-    report = run(lines=200, budget=0.05, large=(300,))
+    report = run(lines=200, budget=0.05, large=(300,), load_runs=1)
     cases = [r.case for r in report.rows]
     assert cases[0].startswith("re loop") and "300 generated" in cases[-1]
     assert all(r.per_second > 0 for r in report.rows)
     assert len(report.worst_adversarial_ms) == 2 * 2 * 5  # 2 rule sets, 5 lines, first+median
     assert "vs re loop" in report.table()
+    split = report.load_split
+    assert split["rules"] == 300 and split["translate_ms"] > 0 and split["compile_ms"] > 0
+    assert "fresh process (median of 1)" in report.table()

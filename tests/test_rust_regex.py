@@ -3,17 +3,26 @@ the refusals Rust makes, and a property test against the `regex` module as refer
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamer import rust_regex
+from streamer.bench.classify import builtin_rules_toml, generated_rules_toml
+from streamer.config import shipped_rule_files
 from streamer.engine import MatchEngine
 from streamer.rust_regex import (
     RustRegexError,
+    Translation,
     case_fold,
     encode_for_boundaries,
     translate,
+    translate_fast,
+    translate_full,
     unicode_word,
 )
 
@@ -238,3 +247,112 @@ def test_set_agrees_with_per_pattern_reference(patterns: list[str], texts: list[
         assert engine.all_matches(text) == [
             i for i, p in enumerate(patterns) if _reference(p, text)
         ]
+
+
+# ------------------------------------------------------------------------------------------
+# The fast path must emit exactly what the complete parser emits, or decline.
+
+_FAST_PIECES = [
+    *["abc", "é", "ß", "_x_", " ", "k", "Σσ", "5.1.1", "\t", ",", "-", "#", "ǅ", "\u212a"],
+    *[r"\d", r"\D", r"\s", r"\S", r"\w", r"\W", r"\b", r"\B", r"\A", r"\z", r"\.", r"\-"],
+    *[r"\x41", r"\x{E9}", r"\u00e9", r"\U0001F600", r"\n", r"\pL", r"\p{Greek}", r"\PN"],
+    *[r"\x4", r"\x{}", r"\x{D800}", r"\p{Nope}", r"\p{", r"\k", r"\k<a>", r"\1", r"\<", r"\Q"],
+    *["[abc]", "[^a-z]", "[]a]", "[^]a]", r"[\d_-]", "[a-]", "[z-a]", "[a-c&&b]", "[a--b]"],
+    *["[[:alpha:]]", r"[\p{Lu}x]", r"[\]]", "[é-ë]", "[^\n]", "[", "]", "{", "}"],
+    *["*", "+", "?", "*?", "+?", "??", "{2}", "{1,3}", "{2,}", "{3,1}", "{1001}", "{,2}"],
+    *["(", "(?:", ")", "|", ".", "^", "$", "(?i)", "(?i:", "(?P<n>", "(?x)", "(?-u)"],
+]
+
+
+def _fields(tr: Translation) -> tuple[str, str | None, bool]:
+    return tr.re2, tr.encoded, tr.unicode_boundary
+
+
+def _assert_fast_matches_full(pattern: str) -> bool:
+    """True when the fast path took the pattern (and then it must equal the full parse)."""
+    fast = translate_fast(pattern)
+    try:
+        full = translate_full(pattern)
+    except RustRegexError:
+        assert fast is None, pattern  # whatever Rust refuses must get the full error
+        return False
+    if fast is None:
+        return False
+    assert _fields(fast) == _fields(full), pattern
+    return True
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(
+    fold=st.booleans(),
+    pieces=st.lists(st.sampled_from(_FAST_PIECES), max_size=10),
+)
+def test_fast_path_emits_exactly_what_the_full_parser_emits(fold: bool, pieces: list[str]) -> None:
+    _assert_fast_matches_full(("(?i)" if fold else "") + "".join(pieces))
+
+
+_VALID_ATOMS = [
+    *["abc", "é", "ß", "_x_", " ", "k", "Σσ", "5", "\t", ",", "-", "#", "ǅ", "\u212a", "."],
+    *[r"\d", r"\D", r"\s", r"\S", r"\w", r"\W", r"\.", r"\x{E9}", r"\pL", r"\p{Greek}"],
+    *["[abc]", "[^a-z]", "[]a]", r"[\d_-]", "[a-]", "[é-ë]", "[^\n]", r"[\]]"],
+]
+_VALID_LOOKS = [r"\b", r"\B", r"\A", r"\z", "^", "$"]
+_VALID_REPS = ["", "", "*", "+", "?", "*?", "??", "{2}", "{1,3}", "{2,}"]
+
+
+def _valid_patterns() -> st.SearchStrategy[str]:
+    repeated = st.tuples(st.sampled_from(_VALID_ATOMS), st.sampled_from(_VALID_REPS)).map("".join)
+    leaf = st.one_of(repeated, st.sampled_from(_VALID_LOOKS))
+
+    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        concat = st.lists(inner, max_size=4).map("".join)
+        group = st.tuples(
+            st.sampled_from(["(", "(?:"]),
+            st.lists(concat, min_size=1, max_size=3).map("|".join),
+            st.sampled_from(_VALID_REPS),
+        ).map(lambda t: f"{t[0]}{t[1]}){t[2]}")
+        return st.one_of(concat, group, st.lists(concat, min_size=2, max_size=3).map("|".join))
+
+    return st.recursive(leaf, extend, max_leaves=10)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(fold=st.booleans(), pattern=_valid_patterns())
+def test_fast_path_takes_valid_patterns_and_matches_the_full_parser(
+    fold: bool, pattern: str
+) -> None:
+    assert _assert_fast_matches_full(("(?i)" if fold else "") + pattern), pattern
+
+
+def test_fast_path_takes_the_common_syntax() -> None:
+    # So the equivalence test above cannot pass by the fast path always declining.
+    common = [
+        r"(?i)user (?:unknown|not found)\b",
+        r"^5\d\d[ -]5\.1\.[01]\b",
+        r"(?i)ip (?:address )?(?:\d{1,3}\.){3}\d{1,3} (?:is )?blocked",
+        r"(?i)\bblock(?:ed|list)\b.*\breputation\b",
+        r"users?\s+\[x1\]$",
+        r"(a|b|)*?c{2,}é\x{E9}\pL",
+        "",
+    ]
+    assert all(_assert_fast_matches_full(p) for p in common)
+    for declined in [r"(?i:a)b", r"(?x) a", r"[[:alpha:]]", r"[a&&b]", r"(?P<n>a)", r"a(?i)b"]:
+        assert translate_fast(declined) is None, declined
+
+
+def test_fast_path_agrees_on_shipped_and_benchmark_rules() -> None:
+    files = [tomllib.loads(Path(f).read_text("utf-8")) for f in shipped_rule_files()]
+    files += [tomllib.loads(t) for t in builtin_rules_toml()]
+    files.append(tomllib.loads(generated_rules_toml(2000)))
+    patterns = [p for doc in files for pats in doc["rules"].values() for p in pats]
+    taken = [_assert_fast_matches_full(p) for p in patterns]
+    assert sum(taken) >= 0.9 * len(patterns)
+
+
+def test_unicode_tables_are_built_from_every_code_point() -> None:
+    chars = rust_regex._all_chars()
+    simple = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+    assert chars == simple
+    # The fold table asks only characters that change under a case mapping: check that no
+    # character with other cases is missed (the exhaustive table takes every code point).
+    assert rust_regex._fold_table()[1] == rust_regex._fold_table_exhaustive()

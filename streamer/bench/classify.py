@@ -8,9 +8,12 @@ slowest of a few 16 KB adversarial lines. Each measurement is bounded in count a
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import statistics
+import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Callable, Sequence
@@ -332,6 +335,8 @@ class Report:
     worst_adversarial_ms: dict[str, float] = field(default_factory=dict)
     compile_seconds: dict[str, float] = field(default_factory=dict)
     thread_scaling: dict[str, float] = field(default_factory=dict)
+    #: Fresh-process load of the largest generated set: medians of translate, compile, total.
+    load_split: dict[str, float] = field(default_factory=dict)
 
     def table(self) -> str:
         w = max(len(r.case) for r in self.rows)
@@ -343,7 +348,14 @@ class Report:
             )
         out.append("")
         for name, sec in self.compile_seconds.items():
-            out.append(f"load+compile {name}: {sec * 1000:.0f} ms")
+            out.append(f"load+compile {name} (in this process): {sec * 1000:.0f} ms")
+        if self.load_split:
+            ls = self.load_split
+            out.append(
+                f"load {ls['rules']:.0f} generated rules, fresh process (median of "
+                f"{ls['runs']:.0f}): {ls['total_ms']:.0f} ms = translate {ls['translate_ms']:.0f}"
+                f" ms (load_rules) + compile {ls['compile_ms']:.0f} ms (RE2 set)"
+            )
         out.append("adversarial 16 KB lines (median of 5; first run separately):")
         for name, ms in self.worst_adversarial_ms.items():
             out.append(f"  {name}: {ms:.3f} ms")
@@ -357,6 +369,7 @@ class Report:
             "worst_adversarial_ms": self.worst_adversarial_ms,
             "compile_seconds": self.compile_seconds,
             "thread_scaling": self.thread_scaling,
+            "load_split": self.load_split,
         }
 
 
@@ -408,6 +421,39 @@ def _load(toml_texts: Sequence[str], tmp: Path, name: str) -> tuple[RuleSet, flo
     return ruleset, time.perf_counter() - t0
 
 
+def load_split(path: str | Path) -> tuple[float, float]:
+    """One load of a rules file: seconds to translate (``load_rules``) and to compile."""
+    t0 = time.perf_counter()
+    ruleset = load_rules([path])
+    t1 = time.perf_counter()
+    Classifier(ruleset, cache_size=0, uncategorized_cache_size=0)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def fresh_process_load(path: Path, rules: int, runs: int) -> dict[str, float]:
+    """Medians of :func:`load_split` over ``runs`` new interpreters: a worker's or
+    ``streamer validate``'s cold start, Unicode tables and translation caches included."""
+    code = "import json,sys; from streamer.bench.classify import load_split as f; "
+    code += "print(json.dumps(f(sys.argv[1])))"
+    samples = []
+    for _ in range(runs):
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
+        samples.append(json.loads(res.stdout))
+    return {
+        "rules": rules,
+        "runs": runs,
+        "translate_ms": statistics.median(t for t, _ in samples) * 1000,
+        "compile_ms": statistics.median(c for _, c in samples) * 1000,
+        "total_ms": statistics.median(t + c for t, c in samples) * 1000,
+    }
+
+
 def _adversarial(classifier: Classifier, report: Report) -> None:
     """Median of 5 runs per line (the first run also builds DFA states: reported apart)."""
     n = len(classifier.rules)
@@ -441,6 +487,7 @@ def run(
     lines: int = 20_000,
     budget: float = 2.0,
     large: Sequence[int] = (2_000, 10_000),
+    load_runs: int = 3,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> Report:
     import tempfile
@@ -504,14 +551,17 @@ def run(
                 Row(f"streamer uncached, {n} generated", n, rate, "", rate / re_rate)
             )
             _adversarial(Classifier(load_rules([_write_adv(tmp, gen)]), cache_size=0), report)
+        if large and load_runs > 0:
+            n = max(large)
+            progress(f"loading {n} generated rules in {load_runs} fresh processes")
+            path = tmp / f"gen{n}-0.toml"  # written by _load above
+            report.load_split = fresh_process_load(path, n, load_runs)
     return report
 
 
 def _write_adv(tmp: Path, base: RuleSet) -> Path:
     """The base rules plus the adversarial rule, as one file."""
     path = tmp / f"adv-{len(base)}.json"
-    import json
-
     rules: dict[str, list[str]] = {}
     for r in base.rules:
         rules.setdefault(r.label, []).append(r.pattern)
