@@ -7,12 +7,16 @@ classification latency histogram is fed with a whole batch of per-record duratio
 
 from __future__ import annotations
 
+import heapq
 import threading
+import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter as Tally
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 #: Buckets for per-record classification time: a cache hit is ~µs, a regex-set scan ~10-100 µs.
@@ -71,6 +75,84 @@ class BulkHistogram(Collector):
         cumulative += counts[-1]
         buckets.append(("+Inf", cumulative))
         yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
+
+SiteLabel = tuple[str, str]
+
+
+class TopSites(Collector):
+    """``streamer_top_sites{site,label}``: for each label, the ``top`` receiving sites with the
+    most classified records over the last ``window`` seconds, as seen by this worker.
+
+    Bounded cardinality: at most ``top`` series per label, and a site that drops out of its
+    label's top list (or out of the window) is no longer exported. Cheap: the pipeline counts
+    ``(site, label)`` per batch, ``add`` merges a batch's counts into the current time bucket,
+    and ``refresh`` (from the worker's timer) closes buckets as their time passes, keeping a
+    running total (add the new bucket, subtract the one leaving the window) and recomputing
+    the top lists once per bucket. A bucket keeps at most ``max_keys`` pairs (its largest), so
+    memory stays bounded however many sites the traffic names.
+    """
+
+    def __init__(
+        self,
+        *,
+        top: int = 20,
+        window: float = 300.0,
+        buckets: int = 30,
+        max_keys: int = 2000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.top = top
+        self.buckets = buckets
+        self.width = window / buckets
+        self.max_keys = max_keys
+        self.clock = clock
+        self._closed: deque[Tally[SiteLabel]] = deque()
+        self._total: Tally[SiteLabel] = Tally()
+        self._current: Tally[SiteLabel] = Tally()
+        self._bucket_start = clock()
+        self._series: list[tuple[str, str, float]] = []  # replaced whole: read by the scraper
+
+    def add(self, counts: Mapping[SiteLabel, int]) -> None:
+        if counts:
+            self._current.update(counts)
+
+    def refresh(self) -> bool:
+        """Close the buckets whose time is up; True when the exported top lists changed."""
+        elapsed = int((self.clock() - self._bucket_start) // self.width)
+        if elapsed < 1:
+            return False
+        self._bucket_start += elapsed * self.width
+        current, self._current = self._current, Tally()
+        if len(current) > self.max_keys:
+            current = Tally(dict(current.most_common(self.max_keys)))
+        # the closed bucket, then one empty bucket per bucket time that passed without a refresh
+        for bucket in [current, *([Tally()] * min(elapsed - 1, self.buckets))]:
+            self._closed.append(bucket)
+            self._total.update(bucket)
+            if len(self._closed) > self.buckets:
+                self._total.subtract(self._closed.popleft())
+        self._total = +self._total  # drop pairs whose count fell to zero
+        by_label: dict[str, list[tuple[int, str]]] = {}
+        for (site, label), n in self._total.items():
+            by_label.setdefault(label, []).append((n, site))
+        self._series = [
+            (site, label, float(n))
+            for label, counts in sorted(by_label.items())
+            for n, site in heapq.nlargest(self.top, counts)
+        ]
+        return True
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "streamer_top_sites",
+            "Classified records per receiving site and label over the last 5 minutes; only "
+            "each label's top sites of this worker are exported.",
+            labels=["site", "label"],
+        )
+        for site, label, n in self._series:
+            family.add_metric([site, label], n)
+        yield family
 
 
 class Metrics:
@@ -155,6 +237,8 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self.top_sites = TopSites()
+        r.register(self.top_sites)
         self._rules_version: str | None = None
         self._cache_seen: dict[tuple[str, str], int] = {}
 
@@ -172,6 +256,7 @@ class Metrics:
         dlq: Mapping[str, int],
         dropped: int,
         classify_seconds: list[float],
+        sites: Mapping[SiteLabel, int] | None = None,
     ) -> None:
         for rtype, n in events_in.items():
             self.events_in.labels(rtype).inc(n)
@@ -183,6 +268,8 @@ class Metrics:
             self.dropped.inc(dropped)
         if classify_seconds:
             self.classify_seconds.observe_many(classify_seconds)
+        if sites:
+            self.top_sites.add(sites)
 
     def set_rules_version(self, version: str) -> None:
         if self._rules_version is not None and self._rules_version != version:

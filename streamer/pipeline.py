@@ -25,7 +25,14 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from streamer.records import CLASSIFIABLE_TYPES, MalformedRecord, decode_record, enrich
+from streamer.records import (
+    CLASSIFIABLE_TYPES,
+    MalformedRecord,
+    classification_object,
+    decode_record,
+    response_is_valid,
+    response_line,
+)
 
 Headers = list[tuple[str, bytes]]
 
@@ -81,6 +88,7 @@ class BatchStats:
     dlq: Counter[str] = field(default_factory=Counter)  # reason -> n
     dropped: int = 0
     classify_seconds: list[float] = field(default_factory=list)  # one per classified record
+    sites: Counter[tuple[str, str]] = field(default_factory=Counter)  # (site, label) -> n
 
     def merge(self, other: BatchStats) -> None:
         self.events_in.update(other.events_in)
@@ -88,6 +96,7 @@ class BatchStats:
         self.dlq.update(other.dlq)
         self.dropped += other.dropped
         self.classify_seconds.extend(other.classify_seconds)
+        self.sites.update(other.sites)
 
 
 def parse_non_classifiable(policy: str, output_topic: str) -> str | None:
@@ -120,7 +129,15 @@ def dlq_headers(msg: RawMessage, reason: str, now: float, detail: str | None = N
 
 
 class Pipeline:
-    """Routes each message of a batch; see the module docstring."""
+    """Routes each message of a batch; see the module docstring.
+
+    The hot path decodes each message once with orjson and checks it with exact-type tests; a
+    message that fails any check is decoded again by ``decode_record`` only to name the reason
+    (rare, so the reasons stay exactly those of ``decode_record``). The ``classification``
+    object of each rule is built once per rule set. (Splicing the enrichment into the input
+    bytes instead of re-encoding was tried: orjson encodes a 1.4 KB record in ~1 µs, faster
+    than the Python needed to splice safely.)
+    """
 
     def __init__(
         self,
@@ -138,68 +155,113 @@ class Pipeline:
         self.other_topic = parse_non_classifiable(non_classifiable, output_topic)
         self.max_message_bytes = max_message_bytes
         self.clock = clock
+        # id(Classification) -> its ``classification`` object, shared by every record it
+        # classifies (encoded, never mutated); valid for the classifier in _enrichment_owner,
+        # whose results are long-lived, one per rule, so their ids are stable.
+        self._enrichment_owner: Any = None
+        self._enrichments: dict[int, dict[str, Any]] = {}
 
     def process(self, messages: Sequence[RawMessage]) -> tuple[list[Output], BatchStats]:
         """Outputs in input order (dropped records have none) and the batch's counts."""
         classifier = self.classifiers.current  # one rule set for the whole batch
+        if classifier is not self._enrichment_owner:
+            self._enrichment_owner = classifier
+            self._enrichments = {}
+        enrichments = self._enrichments
+        version: str | None = None
+        classify = classifier.classify
         output_topic = self.output_topic
         other_topic = self.other_topic
         max_bytes = self.max_message_bytes
         classifiable = CLASSIFIABLE_TYPES
+        loads = orjson.loads
         dumps = orjson.dumps
+        decode_error = orjson.JSONDecodeError
         perf = time.perf_counter
         stats = BatchStats()
         events_in = stats.events_in
         events_out = stats.events_out
         durations = stats.classify_seconds
+        sites = stats.sites
         outputs: list[Output] = []
         append = outputs.append
-        now: float | None = None
+        dropped = 0
 
         for msg in messages:
             raw = msg.value()
-            try:
-                if raw is None:
-                    raise MalformedRecord(EMPTY)
-                record = decode_record(raw, max_bytes)
-                rtype = record["type"]
-                if rtype in classifiable:
-                    t0 = perf()
-                    enrich(record, classifier)
-                    durations.append(perf() - t0)
-                    value = dumps(record)
-                    label = record["bounce_classification"]
-                    events_in[rtype] += 1
-                    events_out[rtype, label] += 1
-                    append(Output(output_topic, msg.key(), value, msg.headers()))
-                    continue
-            except MalformedRecord as exc:
-                reason = exc.reason
-                detail = getattr(exc, "detail", None) or None
-                rtype = MALFORMED_TYPE
-            except Exception as exc:  # a bad record must never stop the worker
-                reason = PROCESSING_ERROR
-                detail = f"{type(exc).__name__}: {exc}"
-                rtype = MALFORMED_TYPE
+            if raw is not None and len(raw) <= max_bytes:
+                try:
+                    record = loads(raw)
+                except decode_error:
+                    record = None
+                if type(record) is dict:
+                    rtype = record.get("type")
+                    if type(rtype) is str:
+                        if rtype not in classifiable:
+                            events_in[rtype] += 1
+                            if other_topic is None:
+                                dropped += 1
+                            else:
+                                events_out[rtype, UNCLASSIFIED_LABEL] += 1
+                                append(Output(other_topic, msg.key(), raw, msg.headers()))
+                            continue
+                        response = record.get("response")
+                        if response_is_valid(response):
+                            try:
+                                t0 = perf()
+                                result = classify(response_line(response))
+                                durations.append(perf() - t0)
+                                cls = enrichments.get(id(result))
+                                if cls is None:
+                                    if version is None:
+                                        version = classifier.version
+                                    cls = classification_object(result, version)
+                                    enrichments[id(result)] = cls
+                                record["bounce_classification"] = result.label
+                                record["classification"] = cls
+                                value = dumps(record)
+                            except Exception as exc:  # a bad record must never stop the worker
+                                self._dead_letter(
+                                    msg,
+                                    raw,
+                                    PROCESSING_ERROR,
+                                    f"{type(exc).__name__}: {exc}",
+                                    append,
+                                    stats,
+                                )
+                                continue
+                            label = result.label
+                            events_in[rtype] += 1
+                            events_out[rtype, label] += 1
+                            site = record.get("site")
+                            if site and type(site) is str:
+                                sites[site, label] += 1
+                            append(Output(output_topic, msg.key(), value, msg.headers()))
+                            continue
+            # Malformed somehow: decode again, slowly, for the exact reason.
+            if raw is None:
+                reason, detail = EMPTY, None
             else:
-                # not classifiable: routed unchanged
-                events_in[rtype] += 1
-                if other_topic is None:
-                    stats.dropped += 1
-                else:
-                    events_out[rtype, UNCLASSIFIED_LABEL] += 1
-                    append(Output(other_topic, msg.key(), raw, msg.headers()))
-                continue
-            if now is None:
-                now = self.clock()
-            events_in[rtype] += 1
-            stats.dlq[reason] += 1
-            append(
-                Output(
-                    self.dlq_topic,
-                    msg.key(),
-                    raw,
-                    dlq_headers(msg, reason, now, detail),
-                )
-            )
+                try:
+                    decode_record(raw, max_bytes)
+                except MalformedRecord as exc:
+                    reason, detail = exc.reason, exc.detail or None
+                else:  # cannot happen: the checks above and decode_record agree
+                    reason, detail = PROCESSING_ERROR, "record rejected by the fast path only"
+            self._dead_letter(msg, raw, reason, detail, append, stats)
+        stats.dropped = dropped
         return outputs, stats
+
+    def _dead_letter(
+        self,
+        msg: RawMessage,
+        raw: bytes | None,
+        reason: str,
+        detail: str | None,
+        append: Callable[[Output], None],
+        stats: BatchStats,
+    ) -> None:
+        stats.events_in[MALFORMED_TYPE] += 1
+        stats.dlq[reason] += 1
+        headers = dlq_headers(msg, reason, self.clock(), detail)
+        append(Output(self.dlq_topic, msg.key(), raw, headers))

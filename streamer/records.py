@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
-    from streamer.classifier import Classifier, ReloadableClassifier
+    from streamer.classifier import Classification, Classifier, ReloadableClassifier
 
 CLASSIFIABLE_TYPES = frozenset(
     {"Bounce", "TransientFailure", "Expiration", "AdminBounce", "OOB", "Feedback", "Rejection"}
@@ -66,6 +66,25 @@ def _check_response(response: Any) -> None:
         raise MalformedRecord("bad-response", "response.enhanced_code is malformed")
 
 
+def response_is_valid(response: Any) -> bool:
+    """The hot-path twin of the checks ``decode_record`` makes on a response (no reasons).
+
+    ``type(v) is int`` rules out ``bool`` like the checks above; JSON decoders produce exact
+    ``dict``/``int``/``str`` objects, so the exact-type tests accept the same documents.
+    """
+    if type(response) is not dict:
+        return False
+    if type(response.get("code")) is not int or type(response.get("content", "")) is not str:
+        return False
+    enh = response.get("enhanced_code")
+    return enh is None or (
+        type(enh) is dict
+        and type(enh.get("class")) is int
+        and type(enh.get("subject")) is int
+        and type(enh.get("detail")) is int
+    )
+
+
 def decode_record(raw: bytes, max_bytes: int | None = None) -> dict[str, Any]:
     """Decode one JSON log record; raises :class:`MalformedRecord` with a stable reason.
 
@@ -96,6 +115,18 @@ def decode_record(raw: bytes, max_bytes: int | None = None) -> dict[str, Any]:
     return record
 
 
+def classification_object(result: Classification, version: str) -> dict[str, Any]:
+    """The ``classification`` field of an enriched record."""
+    rule = result.rule
+    return {
+        "label": result.label,
+        "rule": None
+        if rule is None
+        else {"file": rule.file, "label": rule.label, "index": rule.index, "pattern": rule.pattern},
+        "rules_version": version,
+    }
+
+
 def enrich(record: dict[str, Any], classifier: Classifier | ReloadableClassifier) -> dict[str, Any]:
     """Add ``bounce_classification`` and ``classification`` to classifiable records (in place).
 
@@ -105,13 +136,11 @@ def enrich(record: dict[str, Any], classifier: Classifier | ReloadableClassifier
         return record
     current = getattr(classifier, "current", classifier)  # a ReloadableClassifier's snapshot
     result = current.classify(response_line(record["response"]))
-    rule = result.rule
+    return enrich_with(record, result, current.version)
+
+
+def enrich_with(record: dict[str, Any], result: Classification, version: str) -> dict[str, Any]:
+    """``enrich`` with a classification already made (in place)."""
     record["bounce_classification"] = result.label
-    record["classification"] = {
-        "label": result.label,
-        "rule": None
-        if rule is None
-        else {"file": rule.file, "label": rule.label, "index": rule.index, "pattern": rule.pattern},
-        "rules_version": current.version,
-    }
+    record["classification"] = classification_object(result, version)
     return record

@@ -95,6 +95,24 @@ def test_classifiable_record_is_enriched_with_key_and_headers_kept(classifiers) 
     assert len(stats.classify_seconds) == 1
 
 
+def test_sites_counted_per_label_for_classified_records_only(classifiers) -> None:
+    def rec(rtype: str, content: str, site: object) -> bytes:
+        return orjson.dumps({**_record(rtype, content), "site": site})
+
+    batch = [
+        _msg(rec("Bounce", "user unknown", "mx.example")),
+        _msg(rec("TransientFailure", "mailbox full", "mx.example")),
+        _msg(rec("Bounce", "no such user", "mx.example")),
+        _msg(rec("Bounce", "user unknown", "")),  # no site: not counted
+        _msg(rec("Bounce", "user unknown", 7)),  # not a string: not counted
+        _msg(rec("Delivery", "250 ok", "mx.example")),  # not classified: not counted
+    ]
+    _, stats = _pipeline(classifiers).process(batch)
+    assert stats.sites == Counter(
+        {("mx.example", "InvalidRecipient"): 2, ("mx.example", "QuotaIssues"): 1}
+    )
+
+
 def test_unmatched_classifiable_record_is_uncategorized(classifiers) -> None:
     raw = orjson.dumps(_record("TransientFailure", "try again later", 451))
     outputs, _ = _pipeline(classifiers).process([_msg(raw)])

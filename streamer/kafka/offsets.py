@@ -51,18 +51,19 @@ class Chunk:
         self.pending += n
 
     def ack(self) -> None:
-        """One output of this chunk was acknowledged by the broker."""
+        """One output of this chunk was acknowledged by the broker (the sink inlines this)."""
         self.pending -= 1
         if self.pending == 0 and self.sealed:
-            self._finish()
+            self.finish()
 
     def seal(self) -> None:
         """Every output of this chunk has been handed to the producer."""
         self.sealed = True
         if self.pending == 0:
-            self._finish()
+            self.finish()
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """Sealed and every output acknowledged: the chunk's offsets may be committed."""
         if self.done:
             return
         self.done = True

@@ -76,6 +76,10 @@ class Source:
             # fetch response) to keep RSS small; a few MiB per fetch still fills big batches.
             "queued.max.messages.kbytes": 16_384,
             "fetch.max.bytes": 8_388_608,
+            # When that prefetch queue is full, librdkafka postpones the partition's next fetch
+            # by this much (default 1 s): the worker then drained the queue and sat idle for
+            # most of every second (~23k/s instead of ~60k/s). Check again soon instead.
+            "fetch.queue.backoff.ms": 10,
             "on_commit": self._on_commit,
             "logger": logging.getLogger("streamer.librdkafka.consumer"),
         }
