@@ -297,6 +297,7 @@ class StreamWorker(RebalanceHandler):
             client_id=f"{self.worker_id}-in",
             handler=self,
             loop=loop,
+            group_metadata=self.eos,
         )
         self.source.subscribe()
 
@@ -417,7 +418,8 @@ class StreamWorker(RebalanceHandler):
                 await self._send_chunk(chunk, messages, total)
                 positions[chunk.topic, chunk.partition] = chunk.last + 1
             offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
-            producer.send_offsets_to_transaction(offsets, source.consumer.consumer_group_metadata())
+            # read by the fetch thread: the consumer is never called from the loop (see source)
+            producer.send_offsets_to_transaction(offsets, source.group_metadata)
             # Blocks the loop until the broker committed (outputs flushed first): one round
             # trip per batch, the price of exactly-once.
             producer.commit_transaction()
@@ -473,7 +475,7 @@ class StreamWorker(RebalanceHandler):
         n = self.source.pause()
         self.pauses += 1
         self.metrics.backpressure_pauses.inc()
-        self.metrics.paused_partitions.set(len(self.source.paused))
+        self.metrics.paused_partitions.set(n + len(self.source.paused))  # applied at next fetch
         log_event(
             log,
             logging.INFO,
@@ -513,11 +515,14 @@ class StreamWorker(RebalanceHandler):
         m = self.metrics
         m.in_flight.set(self.tracker.in_flight)
         m.assigned_partitions.set(len(source.assignment))
+        if source.want_paused:
+            m.paused_partitions.set(len(source.paused))
         m.top_sites.refresh()
         now = time.monotonic()
         if now - self._last_lag >= LAG_INTERVAL_S:
             self._last_lag = now
-            m.set_lag(source.lag())
+            m.set_lag(source.lags)
+            source.request_lag()
             m.update_cache_stats(self.classifiers.current.cache_stats(), reset=self._cache_reset)
             self._cache_reset = False
         if self.settings.watch_rules and now - self._last_rules_check >= RULES_CHECK_INTERVAL_S:

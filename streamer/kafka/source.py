@@ -9,12 +9,19 @@
   event loop (``RebalanceHandler``) and wait for it, so the worker can finish the revoked
   partitions' in-flight records and commit them *before* librdkafka gives the partitions away.
   The synchronous commit on revoke is made from the fetch thread, inside the callback.
+- Every other call on the consumer is made from the fetch thread too. confluent-kafka
+  serializes the calls on one consumer: a ``commit``/``pause``/``position`` from the event loop
+  waits until the running ``consume()`` returns (up to its timeout: latency spikes), and while
+  ``consume()`` sits in a rebalance callback waiting for the event loop, it never returns (two
+  workers starting together deadlocked this way). So the loop only *requests* pauses, resumes,
+  commits and lag readings; the fetch thread applies them around each ``consume()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -61,6 +68,7 @@ class Source:
         client_id: str,
         handler: RebalanceHandler,
         loop: asyncio.AbstractEventLoop,
+        group_metadata: bool = False,
         **overrides: Any,
     ) -> None:
         self.topic = settings.input_topic
@@ -80,6 +88,11 @@ class Source:
             # by this much (default 1 s): the worker then drained the queue and sat idle for
             # most of every second (~23k/s instead of ~60k/s). Check again soon instead.
             "fetch.queue.backoff.ms": 10,
+            # At moderate rates, let the broker gather ~64 KB (or wait 5 ms) per fetch response
+            # instead of answering every few records: far fewer requests for the broker and
+            # librdkafka to serve on a busy host, at most 5 ms added when traffic is light.
+            "fetch.min.bytes": 65_536,
+            "fetch.wait.max.ms": 5,
             "on_commit": self._on_commit,
             "logger": logging.getLogger("streamer.librdkafka.consumer"),
         }
@@ -91,6 +104,14 @@ class Source:
         self.paused: set[TP] = set()
         self.want_paused = False
         self.closed = False
+        # Requests from the event loop, applied by the fetch thread around each consume().
+        self._ops: deque[Callable[[], None]] = deque()
+        #: Last lag reading (see ``request_lag``).
+        self.lags: dict[TP, int] = {}
+        #: Exactly-once: the group metadata for ``send_offsets_to_transaction``, refreshed by
+        #: the fetch thread after each consume() and on each rebalance.
+        self._want_group_metadata = group_metadata
+        self.group_metadata: Any = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -103,9 +124,25 @@ class Source:
 
     async def fetch(self, num_messages: int, timeout: float) -> list[Message]:
         """The next batch (possibly empty); rebalance callbacks may run during the call."""
-        return await self.loop.run_in_executor(
-            self._executor, self.consumer.consume, num_messages, timeout
-        )
+        return await self.loop.run_in_executor(self._executor, self._consume, num_messages, timeout)
+
+    def _consume(self, num_messages: int, timeout: float) -> list[Message]:
+        # fetch thread
+        self._run_ops()
+        messages = self.consumer.consume(num_messages, timeout)
+        self._run_ops()
+        if self._want_group_metadata:
+            self.group_metadata = self.consumer.consumer_group_metadata()
+        return messages
+
+    def _run_ops(self) -> None:
+        ops = self._ops
+        while ops:
+            op = ops.popleft()
+            try:
+                op()
+            except KafkaException as exc:
+                log_event(log, logging.WARNING, "consumer request failed", error=str(exc.args[0]))
 
     async def run_in_fetch_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.loop.run_in_executor(self._executor, fn, *args)
@@ -118,27 +155,40 @@ class Source:
         await self.run_in_fetch_thread(self.consumer.close)
         self._executor.shutdown(wait=False)
 
-    # --- flow control (called on the event loop; librdkafka calls are thread-safe) -----------
+    # --- flow control (requested on the event loop, applied in the fetch thread) ---------------
     def pause(self) -> int:
+        """Pause every assigned partition before the next fetch; returns how many are affected."""
         self.want_paused = True
+        self._ops.append(self._apply_pause)
+        return len(self.assignment - self.paused)
+
+    def resume(self) -> int:
+        """Resume the paused partitions before the next fetch; returns how many are affected."""
+        self.want_paused = False
+        self._ops.append(self._apply_resume)
+        return len(self.paused & self.assignment)
+
+    def _apply_pause(self) -> None:
+        if not self.want_paused:
+            return  # resumed again before this ran
         todo = [TopicPartition(t, p) for (t, p) in self.assignment - self.paused]
         if todo:
             self.consumer.pause(todo)
             self.paused.update(_tps(todo))
-        return len(todo)
 
-    def resume(self) -> int:
-        self.want_paused = False
+    def _apply_resume(self) -> None:
+        if self.want_paused:
+            return  # paused again before this ran
         todo = [TopicPartition(t, p) for (t, p) in self.paused & self.assignment]
         if todo:
             self.consumer.resume(todo)
         self.paused.clear()
-        return len(todo)
 
     # --- commits -------------------------------------------------------------------------------
     def commit_async(self, positions: dict[TP, int]) -> None:
+        """Commit before the next fetch, without waiting; ``on_committed`` reports success."""
         offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
-        self.consumer.commit(offsets=offsets, asynchronous=True)
+        self._ops.append(lambda: self.consumer.commit(offsets=offsets, asynchronous=True))
 
     def commit_sync(self, positions: dict[TP, int]) -> bool:
         """Commit and wait (call from the fetch thread); False if the broker refused."""
@@ -169,17 +219,22 @@ class Source:
             self.loop.call_soon_threadsafe(self.handler.on_committed, ok)
 
     # --- lag -------------------------------------------------------------------------------------
-    def lag(self) -> dict[TP, int]:
+    def request_lag(self) -> None:
+        """Refresh ``lags`` before the next fetch (read it later: one reading behind)."""
+        self._ops.append(self._read_lag)
+
+    def _read_lag(self) -> None:
         """High watermark (as last seen by the fetcher) minus the position, per partition."""
         out: dict[TP, int] = {}
         if not self.assignment or self.closed:
-            return out
+            self.lags = out
+            return
         try:
             positions = self.consumer.position(
                 [TopicPartition(t, p) for (t, p) in sorted(self.assignment)]
             )
         except KafkaException:
-            return out
+            return
         for tp in positions:
             try:
                 _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
@@ -189,14 +244,19 @@ class Source:
                 continue
             pos = tp.offset if tp.offset >= 0 else high  # nothing consumed yet: unknown, say 0
             out[tp.topic, tp.partition] = max(0, high - pos)
-        return out
+        self.lags = out
 
     # --- rebalance callbacks (fetch thread) ---------------------------------------------------
     def _wait(self, coro: Awaitable[Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(REBALANCE_WAIT_S)  # type: ignore[arg-type]
 
+    def _refresh_group_metadata(self, consumer: Consumer) -> None:
+        if self._want_group_metadata:
+            self.group_metadata = consumer.consumer_group_metadata()
+
     def _cb_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = _tps(partitions)
+        self._refresh_group_metadata(consumer)
         self._wait(self.handler.on_assigned(tps))
         self.assignment.update(tps)
         consumer.incremental_assign(partitions)
@@ -207,6 +267,7 @@ class Source:
 
     def _cb_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = _tps(partitions)
+        self._refresh_group_metadata(consumer)
         try:
             positions = self._wait(self.handler.on_revoking(tps))
             self.commit_sync(positions)
