@@ -14,6 +14,11 @@ Faust runs the application around it, paying its cost once per *batch*:
   reloads the rules when a rules file changed; SIGHUP reloads them too;
 - a Faust web view ``/status`` reports the worker's state (when ``web_port`` is not 0).
 
+Faust runs without Kafka clients of its own (``_AppBoot``): no Faust consumer group to rebalance
+when workers come and go, no leader topic; our consumer group is the only one. The consumer is
+only ever called from the fetch thread (see ``streamer.kafka.source``). After start-up the
+garbage collector's long-lived objects are frozen (``_settle_gc``).
+
 Guarantees: at-least-once (an offset is committed only once every output of it and of every
 earlier offset of its partition was acknowledged with acks=all); back-pressure by pausing the
 assigned partitions when ``back_pressure`` records are in flight; graceful SIGTERM (stop
