@@ -34,7 +34,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -137,31 +136,8 @@ class _App(faust.App):
 
 
 def _faust_broker_url(bootstrap: str) -> str:
+    # Required by Faust's configuration; Faust opens no Kafka client here (see _AppBoot).
     return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
-
-
-def _faust_credentials(settings: Settings) -> Any:
-    """Faust's (aiokafka's) connection credentials equivalent to the librdkafka settings."""
-    proto = settings.security_protocol
-    if proto == "PLAINTEXT":
-        return None
-    context: ssl.SSLContext | None = None
-    if proto in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=settings.ssl_ca_location)
-        if settings.ssl_certificate_location:
-            context.load_cert_chain(
-                settings.ssl_certificate_location,
-                settings.ssl_key_location,
-                settings.ssl_key_password,
-            )
-    if proto == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=settings.sasl_username,
-        password=settings.sasl_password,
-        mechanism=settings.sasl_mechanism or "PLAIN",
-        ssl_context=context,
-    )
 
 
 class StreamWorker(RebalanceHandler):
@@ -220,15 +196,12 @@ class StreamWorker(RebalanceHandler):
         app = _App(
             f"{s.group_id}-app",
             broker=_faust_broker_url(self.bootstrap),
-            broker_credentials=_faust_credentials(s),
             autodiscover=False,
             datadir=str(datadir),
             web_enabled=s.web_port != 0,
             web_port=s.web_port or 6066,
             web_bind=s.web_host,
             web_host=s.web_host,
-            topic_partitions=1,
-            topic_replication_factor=s.replication_factor,
         )
         self.channel: BatchChannel = BatchChannel(app, maxsize=CHANNEL_BATCHES)
 
