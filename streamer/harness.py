@@ -42,7 +42,9 @@ def produce_all(
     settings: Settings, bootstrap: str, topic: str, messages: Iterable[SampleMessage]
 ) -> tuple[int, float]:
     """Produce and wait for every acknowledgement; returns (count, seconds). Fails on any error."""
-    producer = Producer(producer_config(settings, bootstrap))
+    # log_level 3: retry warnings (a fresh broker's coordinator still loading) are noise here;
+    # real failures reach on_delivery.
+    producer = Producer(producer_config(settings, bootstrap, log_level=3))
     errors: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: Any) -> None:
