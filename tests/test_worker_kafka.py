@@ -28,7 +28,7 @@ from worker_harness import (
 )
 
 from streamer.classifier import Classifier
-from streamer.pipeline import DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_TOPIC
+from streamer.pipeline import DLQ_DETAIL, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_TOPIC
 from streamer.records import response_line
 from streamer.sample import SampleMessage, generate, record_identity
 
@@ -427,3 +427,26 @@ def test_output_refused_by_broker_goes_to_dlq_and_is_committed(
     assert orjson.loads(dlq[0].value)["id"] == "reload-2"
     assert [o.key for o in read_topic(kafka_bootstrap, out)] == [small.key]
     assert "delivery failed" in w.log()
+
+
+def test_dead_letter_too_large_to_produce_lands_without_its_value(
+    kafka_bootstrap: str, new_topic: Callable[..., str], workers
+) -> None:
+    """An input far over max_message_bytes is too large even for the DLQ producer: its dead
+    letter lands without the value (reason and source kept), and the partition keeps moving."""
+    inp, out = new_topic(1), new_topic(1)
+    huge = _bounce(1, "x" * 200_000)  # > max_message_bytes + the producer's 64 KiB margin
+    after = _bounce(2, "user unknown")
+    w = workers("w-huge", inp=inp, out=out, group=f"g-{inp}")
+    produce(kafka_bootstrap, inp, [huge, after])
+    _wait_for_outputs(kafka_bootstrap, [out], 1, w, timeout=60)
+    _wait_for_outputs(kafka_bootstrap, [f"{inp}.dlq"], 1, w, timeout=60)
+    wait_until(lambda: w.metric("streamer_in_flight") == 0, 20, "in-flight to drain")
+    assert w.stop() == 0
+    (dlq,) = read_topic(kafka_bootstrap, f"{inp}.dlq")
+    assert dlq.key == huge.key and dlq.value is None
+    assert dlq.header(DLQ_REASON) == b"too-large"
+    assert dlq.header(DLQ_SOURCE_OFFSET) == b"0"
+    details = [v for k, v in dlq.headers if k == DLQ_DETAIL]
+    assert any(d.startswith(b"value omitted (200") for d in details), details
+    assert [o.key for o in read_topic(kafka_bootstrap, out)] == [after.key]

@@ -9,8 +9,9 @@ A failed delivery never lets its input offset be committed. librdkafka already r
 errors until ``message.timeout.ms``; what reaches us is then produced again (transient errors,
 a bounded number of times) or, for permanent errors (record too large for the output topic, topic
 missing, authorisation...), sent to the dead-letter topic with reason ``produce-failed``. A DLQ
-copy that cannot be delivered either is retried forever (with a log line each time): the input
-stays uncommitted rather than being lost.
+copy that fails transiently is retried until it lands (with a log line each time): the input
+stays uncommitted rather than being lost; one refused for good (too large) is dead-lettered
+without its value, keeping its reason and source headers.
 """
 
 from __future__ import annotations
@@ -177,10 +178,20 @@ class Sink:
             if chunk.abandoned:
                 continue  # the partition was revoked: its records will be consumed again
             if topic == self.dlq_topic and headers and _has_header(headers, DLQ_REASON):
-                # never give up on the dead-letter copy (librdkafka already spent
-                # message.timeout.ms retrying it, so this is no busy loop)
-                action = "dlq-retry"
-                new_topic, new_headers = topic, headers
+                if err.retriable() or value is None:
+                    # never give up on the dead-letter copy (librdkafka already spent
+                    # message.timeout.ms retrying it, so this is no busy loop)
+                    action = "dlq-retry"
+                    new_topic, new_headers = topic, headers
+                else:
+                    # the copy itself is refused for good (e.g. larger than the producer or the
+                    # DLQ topic accepts): dead-letter it without its value, so its reason and
+                    # source topic/partition/offset still land and the partition moves on
+                    action = "dlq-without-value"
+                    new_topic = topic
+                    detail = f"value omitted ({len(value)} bytes): {err.str()}"
+                    new_headers = [*headers, (DLQ_DETAIL, detail.encode())]
+                    value = None
             elif attempt < MAX_RETRIES and err.retriable():
                 action = "retry"
                 new_topic, new_headers = topic, headers
@@ -215,16 +226,6 @@ class Sink:
                     break
 
     # --- shutdown ---------------------------------------------------------------------------
-    async def drain(self, timeout: float) -> bool:
-        """Serve acknowledgements until nothing is in flight (or timeout); True if empty."""
-        deadline = time.monotonic() + timeout
-        while len(self.producer) or self._failures:
-            self.poll(0)
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.005)
-        return True
-
     def close(self, timeout: float = 5.0) -> int:
         """Flush what is left; returns the number of messages still undelivered."""
         return int(self.producer.flush(timeout))
