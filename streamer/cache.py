@@ -36,7 +36,11 @@ class LRUCache(Generic[K, V]):
         data = self._data
         value = data.get(key)
         if value is not None:
-            data.move_to_end(key)
+            # try/except, not contextlib.suppress: this is the classifier's hot path
+            try:  # noqa: SIM105
+                data.move_to_end(key)
+            except KeyError:  # evicted by another thread (ClassifierPool) since get(): a hit
+                pass
         return value
 
     def get(self, key: K) -> V | None:

@@ -306,6 +306,9 @@ class StreamWorker(RebalanceHandler):
             log.exception("fetch loop failed")
             self.exit_code = 1
             self._stopping = True
+            # without fetching the worker is useless: stop (drain, commit, exit 1) so that its
+            # partitions move and a supervisor restarts it
+            self._background_task(self._request_stop())
         finally:
             self._fetch_done.set()
 
@@ -410,6 +413,8 @@ class StreamWorker(RebalanceHandler):
             self._fail()
             return
         sink.poll(0)
+        # committable() drops the chunks the transaction completed (nothing else would here)
+        self.tracker.committable(list(positions))
         self.on_committed(positions)
         self.batches += 1
         self.metrics.commits.inc()
@@ -428,7 +433,11 @@ class StreamWorker(RebalanceHandler):
         self._failed = True
         self.exit_code = 1
         self.abandoned += sum(c.count for c in self.tracker.revoke(list(self.tracker.partitions)))
-        task = asyncio.ensure_future(self._request_stop())
+        self._background_task(self._request_stop())
+
+    def _background_task(self, coro: Any) -> None:
+        """Run ``coro`` fire-and-forget, keeping a reference until it is done."""
+        task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -486,7 +495,7 @@ class StreamWorker(RebalanceHandler):
         sink.poll(0)
         if sink.fatal is not None and not self._draining:
             self.exit_code = 1
-            self._background.add(asyncio.ensure_future(self._request_stop()))
+            self._background_task(self._request_stop())
         if not self._draining and not self.eos:
             self._commit_async()
         self._maybe_resume()
@@ -694,9 +703,7 @@ class _FaustWorker(faust.Worker):
         self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
     def _on_sighup(self) -> None:
-        task = asyncio.ensure_future(self._stream.reload_rules("SIGHUP"))
-        self._stream._background.add(task)
-        task.add_done_callback(self._stream._background.discard)
+        self._stream._background_task(self._stream.reload_rules("SIGHUP"))
 
     def _on_sigterm(self) -> None:
         self._graceful(signal.SIGTERM)

@@ -187,8 +187,16 @@ class Source:
     # --- commits -------------------------------------------------------------------------------
     def commit_async(self, positions: dict[TP, int]) -> None:
         """Commit before the next fetch, without waiting; ``on_committed`` reports success."""
-        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
-        self._ops.append(lambda: self.consumer.commit(offsets=offsets, asynchronous=True))
+        self._ops.append(lambda: self._commit_owned(positions))
+
+    def _commit_owned(self, positions: dict[TP, int]) -> None:
+        # Fetch thread. A partition revoked since the request was committed (synchronously, at
+        # least as far) by the revoke callback: committing it again could move it backwards.
+        offsets = [
+            TopicPartition(t, p, o) for (t, p), o in positions.items() if (t, p) in self.assignment
+        ]
+        if offsets:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
 
     def commit_sync(self, positions: dict[TP, int]) -> bool:
         """Commit and wait (call from the fetch thread); False if the broker refused."""
