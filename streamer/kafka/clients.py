@@ -2,7 +2,8 @@
 
 Every client gets the connection settings (TLS/SASL, ``kafka_extra``) from
 ``Settings.kafka_client_config()``; the helpers here add the bootstrap address and sensible
-per-role defaults, which callers may override.
+per-role defaults, which callers may override; ``kafka_extra`` is applied last, so the
+user's explicit librdkafka properties always win.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def producer_config(settings: Settings, bootstrap: str, **overrides: Any) -> dic
         }
     )
     conf.update(overrides)
+    conf.update(settings.kafka_extra)
     return conf
 
 
@@ -55,12 +57,14 @@ def consumer_config(
         }
     )
     conf.update(overrides)
+    conf.update(settings.kafka_extra)
     return conf
 
 
 def admin_client(settings: Settings, bootstrap: str, **overrides: Any) -> AdminClient:
     conf = client_config(settings, bootstrap)
     conf.update(overrides)
+    conf.update(settings.kafka_extra)
     return AdminClient(conf)
 
 

@@ -67,7 +67,6 @@ class Sink:
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id
         conf.update(overrides)
-        conf.update(settings.kafka_extra)  # the user's explicit librdkafka settings win
         self.producer = Producer(producer_config(settings, bootstrap, **conf))
         #: Exactly-once mode: outputs and input offsets commit in one Kafka transaction; a
         #: failed delivery fails the transaction (no re-produce outside it).

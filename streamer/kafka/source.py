@@ -97,7 +97,6 @@ class Source:
             "logger": logging.getLogger("streamer.librdkafka.consumer"),
         }
         conf.update(overrides)
-        conf.update(settings.kafka_extra)  # the user's explicit librdkafka settings win
         self.consumer = Consumer(consumer_config(settings, bootstrap, **conf))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kafka-fetch")
         self.assignment: set[TP] = set()
