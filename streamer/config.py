@@ -39,6 +39,17 @@ def shipped_rule_files() -> list[Path]:
     return [SHIPPED_RULES_DIR / n for n in names if n]
 
 
+def parse_non_classifiable(policy: str, output_topic: str) -> str | None:
+    """Where non-classifiable records go: a topic name, or None to drop them."""
+    if policy == "pass":
+        return output_topic
+    if policy == "drop":
+        return None
+    if policy.startswith("topic:") and len(policy) > len("topic:"):
+        return policy[len("topic:") :]
+    raise ValueError(f"non_classifiable: {policy!r} is not pass, drop or topic:NAME")
+
+
 def default_pool_size() -> int:
     return max(1, (os.cpu_count() or 1) // 4)
 
@@ -110,9 +121,8 @@ class Settings(BaseSettings):
     @field_validator("non_classifiable")
     @classmethod
     def _check_non_classifiable(cls, v: str) -> str:
-        if v in ("pass", "drop") or (v.startswith("topic:") and len(v) > len("topic:")):
-            return v
-        raise ValueError("must be 'pass', 'drop' or 'topic:NAME'")
+        parse_non_classifiable(v, "")  # raises ValueError naming the accepted forms
+        return v
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from streamer.config import parse_non_classifiable
 from streamer.records import (
     CLASSIFIABLE_TYPES,
     MalformedRecord,
@@ -97,17 +98,6 @@ class BatchStats:
         self.dropped += other.dropped
         self.classify_seconds.extend(other.classify_seconds)
         self.sites.update(other.sites)
-
-
-def parse_non_classifiable(policy: str, output_topic: str) -> str | None:
-    """Where non-classifiable records go: a topic name, or None to drop them."""
-    if policy == "pass":
-        return output_topic
-    if policy == "drop":
-        return None
-    if policy.startswith("topic:") and len(policy) > len("topic:"):
-        return policy[len("topic:") :]
-    raise ValueError(f"non_classifiable: {policy!r} is not pass, drop or topic:NAME")
 
 
 def utc_timestamp(now: float) -> str:

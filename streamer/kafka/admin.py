@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
 
-from streamer.config import Settings
+from streamer.config import Settings, parse_non_classifiable
 from streamer.kafka.clients import admin_client
 
 
@@ -18,9 +18,8 @@ class TopicError(Exception):
 
 def default_topics(settings: Settings) -> list[str]:
     """The topics a worker needs: input, output, dead letters, and a ``topic:NAME`` target."""
-    names = [settings.input_topic, settings.output_topic, settings.dlq_topic or ""]
-    if settings.non_classifiable.startswith("topic:"):
-        names.append(settings.non_classifiable.removeprefix("topic:"))
+    other = parse_non_classifiable(settings.non_classifiable, settings.output_topic)
+    names = [settings.input_topic, settings.output_topic, settings.dlq_topic or "", other or ""]
     return list(dict.fromkeys(n for n in names if n))  # de-duplicated, order kept
 
 
