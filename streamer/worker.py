@@ -353,6 +353,11 @@ class StreamWorker(RebalanceHandler):
         self.batches += 1
         sink.poll(0)
         self._produced_event.set()
+        self._record(total)
+        self._maybe_resume()
+
+    def _record(self, total: BatchStats) -> None:
+        """One metrics update per batch (never per event)."""
         self.metrics.record_batch(
             total.events_in,
             total.events_out,
@@ -361,7 +366,6 @@ class StreamWorker(RebalanceHandler):
             total.classify_seconds,
             total.sites,
         )
-        self._maybe_resume()
 
     async def _send_chunk(self, chunk: Chunk, messages: list[Message], total: BatchStats) -> None:
         """Process and produce a chunk slice by slice, then seal it.
@@ -418,14 +422,7 @@ class StreamWorker(RebalanceHandler):
         self.on_committed(positions)
         self.batches += 1
         self.metrics.commits.inc()
-        self.metrics.record_batch(
-            total.events_in,
-            total.events_out,
-            total.dlq,
-            total.dropped,
-            total.classify_seconds,
-            total.sites,
-        )
+        self._record(total)
         self._maybe_resume()
 
     def _fail(self) -> None:
