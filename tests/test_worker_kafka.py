@@ -424,6 +424,8 @@ def test_output_refused_by_broker_goes_to_dlq_and_is_committed(
     dlq = read_topic(kafka_bootstrap, f"{inp}.dlq")
     assert [d.key for d in dlq] == [big.key]
     assert dlq[0].header(DLQ_REASON) == b"produce-failed"
+    assert dlq[0].header(DLQ_SOURCE_TOPIC) == inp.encode()
+    assert dlq[0].header("streamer.dlq.source.partition") == b"0"
     assert orjson.loads(dlq[0].value)["id"] == "reload-2"
     assert [o.key for o in read_topic(kafka_bootstrap, out)] == [small.key]
     assert "delivery failed" in w.log()

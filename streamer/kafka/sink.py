@@ -28,7 +28,18 @@ from streamer.config import Settings
 from streamer.kafka.clients import producer_config
 from streamer.kafka.offsets import Chunk
 from streamer.logs import log_event
-from streamer.pipeline import DLQ_DETAIL, DLQ_REASON, DLQ_TIME, Output, utc_timestamp
+from streamer.pipeline import (
+    DLQ_DETAIL,
+    DLQ_REASON,
+    DLQ_SOURCE_PARTITION,
+    DLQ_SOURCE_TOPIC,
+    DLQ_TIME,
+    Output,
+    utc_timestamp,
+)
+
+#: Offset range (``first-last``) of the chunk a refused output came from.
+DLQ_SOURCE_OFFSETS = "streamer.dlq.source.offsets"
 
 log = logging.getLogger("streamer.sink")
 
@@ -117,7 +128,7 @@ class Sink:
                             self.dlq_topic,
                             value,
                             key,
-                            headers=_failed_headers(headers, topic, err),
+                            headers=_failed_headers(headers, topic, err, chunk),
                             on_delivery=cb,
                         )
                     else:
@@ -197,7 +208,7 @@ class Sink:
             else:
                 action = "dlq"
                 new_topic = self.dlq_topic
-                new_headers = _failed_headers(headers, topic, err)
+                new_headers = _failed_headers(headers, topic, err, chunk)
             log_event(
                 log,
                 logging.WARNING,
@@ -230,12 +241,21 @@ class Sink:
         return int(self.producer.flush(timeout))
 
 
-def _failed_headers(headers: Any, topic: str, err: KafkaError) -> list[tuple[str, Any]]:
-    """Headers of the dead-letter copy of an output the broker refused."""
+def _failed_headers(
+    headers: Any, topic: str, err: KafkaError, chunk: Chunk
+) -> list[tuple[str, Any]]:
+    """Headers of the dead-letter copy of an output the broker refused.
+
+    The source offset is not tracked per output, so the copy names the input's topic,
+    partition and the offset range of the batch chunk it came from.
+    """
     return [
         *(headers or ()),
         (DLQ_REASON, PRODUCE_FAILED.encode()),
         (DLQ_DETAIL, f"{topic}: {err.str()}".encode()),
+        (DLQ_SOURCE_TOPIC, chunk.topic.encode()),
+        (DLQ_SOURCE_PARTITION, str(chunk.partition).encode()),
+        (DLQ_SOURCE_OFFSETS, f"{chunk.first}-{chunk.last}".encode()),
         (DLQ_TIME, utc_timestamp(time.time()).encode()),
     ]
 
