@@ -39,9 +39,17 @@ def free_port() -> int:
 
 
 def produce_all(
-    settings: Settings, bootstrap: str, topic: str, messages: Iterable[SampleMessage]
+    settings: Settings,
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[SampleMessage],
+    *,
+    rate: float | None = None,
 ) -> tuple[int, float]:
-    """Produce and wait for every acknowledgement; returns (count, seconds). Fails on any error."""
+    """Produce and wait for every acknowledgement; returns (count, seconds). Fails on any error.
+
+    ``rate`` (messages/s) paces the sending, checked every 100 messages.
+    """
     # log_level 3: retry warnings (a fresh broker's coordinator still loading) are noise here;
     # real failures reach on_delivery.
     producer = Producer(producer_config(settings, bootstrap, log_level=3))
@@ -61,6 +69,10 @@ def produce_all(
             except BufferError:
                 producer.poll(0.05)
         count += 1
+        if rate is not None and count % 100 == 0:
+            ahead = count / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
         if count % 1000 == 0:
             producer.poll(0)
     left = producer.flush(120)

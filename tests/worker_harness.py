@@ -14,11 +14,12 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from streamer.config import load_settings
+from streamer.harness import produce_all
 from streamer.sample import SampleMessage
 
 RULES_V1 = """
@@ -55,33 +56,10 @@ def produce(
     bootstrap: str, topic: str, messages: Iterable[SampleMessage], *, rate: float | None = None
 ) -> int:
     """Produce every message (acks=all) and wait for delivery; returns the count."""
-    p = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", "enable.idempotence": True}
+    count, _seconds = produce_all(
+        load_settings(bootstrap=bootstrap), bootstrap, topic, messages, rate=rate
     )
-    errors: list[str] = []
-
-    def on_delivery(err: Any, _msg: Any) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    n = 0
-    t0 = time.monotonic()
-    for m in messages:
-        while True:
-            try:
-                p.produce(topic, m.value, m.key, headers=m.headers, on_delivery=on_delivery)
-                break
-            except BufferError:
-                p.poll(0.01)
-        n += 1
-        if rate is not None and n % 100 == 0:
-            ahead = n / rate - (time.monotonic() - t0)
-            if ahead > 0:
-                time.sleep(ahead)
-        p.poll(0)
-    assert p.flush(30) == 0, "test producer could not deliver"
-    assert not errors, errors[:3]
-    return n
+    return count
 
 
 def topic_size(bootstrap: str, topic: str) -> int:
