@@ -2,7 +2,7 @@
 # One entry point for a fresh clone: builds the virtualenv (only when pyproject.toml changed),
 # then runs the demo (the main job against the embedded local Kafka) or the whole test suite.
 #   deploy/dev.sh demo      set up, start the local broker if needed, run a worker on sample data
-#   deploy/dev.sh test      set up and run every test, Kafka integration tests included
+#   deploy/dev.sh test      set up, lint and type-check, run every test (Kafka tests included)
 #   deploy/dev.sh <cmd...>  run any `streamer` sub-command inside the environment
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +23,12 @@ export PATH="$venv/bin:$PATH"
 
 case "${1:-demo}" in
     demo) shift || true; exec streamer demo "$@" ;;
-    test) shift; exec python -m pytest "$@" ;;
+    test)
+        shift
+        # Static checks first: a lint or type error fails the run before the (longer) tests.
+        ruff check streamer tests
+        ruff format --check streamer tests
+        mypy
+        exec python -m pytest "$@" ;;
     *) exec streamer "$@" ;;
 esac

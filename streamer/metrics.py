@@ -237,10 +237,26 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self.batches = Counter(
+            "streamer_batches", "Batches processed (one consume() call each).", registry=r
+        )
+        self.abandoned = Counter(
+            "streamer_abandoned_records",
+            "Records consumed but never committed by this worker (partition revoked or lost, "
+            "or a failed transaction): the next owner consumes them again.",
+            registry=r,
+        )
         self.top_sites = TopSites()
         r.register(self.top_sites)
         self._rules_version: str | None = None
         self._cache_seen: dict[tuple[str, str], int] = {}
+
+    @staticmethod
+    def total(metric: Counter) -> float:
+        """A counter's value summed over all its label values (for ``/status`` and logs)."""
+        return sum(
+            s.value for m in metric.collect() for s in m.samples if s.name.endswith("_total")
+        )
 
     def serve(self, host: str, port: int) -> int:
         """Start the /metrics HTTP endpoint in a thread; returns the bound port (0 = disabled)."""

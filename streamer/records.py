@@ -49,28 +49,11 @@ def response_line(response: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _check_response(response: Any) -> None:
-    if not isinstance(response, dict):
-        raise MalformedRecord("bad-response", "response is not an object")
-    code = response.get("code")
-    if not isinstance(code, int) or isinstance(code, bool):
-        raise MalformedRecord("bad-response", "response.code is not an integer")
-    content = response.get("content", "")
-    if not isinstance(content, str):
-        raise MalformedRecord("bad-response", "response.content is not a string")
-    enh = response.get("enhanced_code")
-    if enh is None:
-        return
-    fields = [enh.get(k) for k in ("class", "subject", "detail")] if isinstance(enh, dict) else []
-    if len(fields) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in fields):
-        raise MalformedRecord("bad-response", "response.enhanced_code is malformed")
-
-
 def response_is_valid(response: Any) -> bool:
-    """The hot-path twin of the checks ``decode_record`` makes on a response (no reasons).
+    """Whether a classifiable record's ``response`` can be classified (the one acceptance test).
 
-    ``type(v) is int`` rules out ``bool`` like the checks above; JSON decoders produce exact
-    ``dict``/``int``/``str`` objects, so the exact-type tests accept the same documents.
+    ``type(v) is int`` rules out ``bool``; JSON decoders produce exact ``dict``/``int``/``str``
+    objects, so exact-type tests are both correct and the cheapest checks on the hot path.
     """
     if type(response) is not dict:
         return False
@@ -85,34 +68,68 @@ def response_is_valid(response: Any) -> bool:
     )
 
 
+def accept(raw: bytes | None, max_bytes: int | None = None) -> dict[str, Any] | None:
+    """The decoded record when it can be processed, else None (``decode_record`` says why).
+
+    The hot path: one orjson parse and exact-type checks. Records of classifiable types must
+    carry a well-formed ``response``; other types only need to be objects with a string ``type``.
+    """
+    if raw is None or (max_bytes is not None and len(raw) > max_bytes):
+        return None
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(record) is not dict:
+        return None
+    rtype = record.get("type")
+    if type(rtype) is not str:
+        return None
+    if rtype in CLASSIFIABLE_TYPES and not response_is_valid(record.get("response")):
+        return None
+    return record
+
+
+def _response_problem(response: Any) -> str:
+    """Why ``response_is_valid`` refused a response (only called once it has)."""
+    if not isinstance(response, dict):
+        return "response is not an object"
+    code = response.get("code")
+    if not isinstance(code, int) or isinstance(code, bool):
+        return "response.code is not an integer"
+    if not isinstance(response.get("content", ""), str):
+        return "response.content is not a string"
+    return "response.enhanced_code is malformed"
+
+
 def decode_record(raw: bytes, max_bytes: int | None = None) -> dict[str, Any]:
     """Decode one JSON log record; raises :class:`MalformedRecord` with a stable reason.
 
-    Records of classifiable types must carry a well-formed ``response``; other types only
-    need to be JSON objects with a string ``type``.
+    Accepts exactly what :func:`accept` accepts; the slower checks below only name the reason.
     """
+    record = accept(raw, max_bytes)
+    if record is not None:
+        return record
     if max_bytes is not None and len(raw) > max_bytes:
         raise MalformedRecord("too-large", f"{len(raw)} bytes > {max_bytes}")
     try:
-        record = orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         try:
             bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             raise MalformedRecord("not-utf8", str(exc)) from None
         raise MalformedRecord("not-json", str(exc)) from None
-    if not isinstance(record, dict):
-        raise MalformedRecord("not-object", type(record).__name__)
-    if "type" not in record:
+    if not isinstance(parsed, dict):
+        raise MalformedRecord("not-object", type(parsed).__name__)
+    if "type" not in parsed:
         raise MalformedRecord("missing-type")
-    rtype = record["type"]
+    rtype = parsed["type"]
     if not isinstance(rtype, str):
         raise MalformedRecord("bad-type", "type is not a string")
-    if rtype in CLASSIFIABLE_TYPES:
-        if record.get("response") is None:
-            raise MalformedRecord("missing-response", f"{rtype} record without a response")
-        _check_response(record["response"])
-    return record
+    if parsed.get("response") is None:
+        raise MalformedRecord("missing-response", f"{rtype} record without a response")
+    raise MalformedRecord("bad-response", _response_problem(parsed["response"]))
 
 
 def classification_object(result: Classification, version: str) -> dict[str, Any]:
@@ -125,6 +142,15 @@ def classification_object(result: Classification, version: str) -> dict[str, Any
         else {"file": rule.file, "label": rule.label, "index": rule.index, "pattern": rule.pattern},
         "rules_version": version,
     }
+
+
+def set_classification(
+    record: dict[str, Any], label: str, classification: dict[str, Any]
+) -> dict[str, Any]:
+    """Make ``record`` an enriched record (in place): the one place that builds one."""
+    record["bounce_classification"] = label
+    record["classification"] = classification
+    return record
 
 
 def enrich(record: dict[str, Any], classifier: Classifier | ReloadableClassifier) -> dict[str, Any]:
@@ -141,6 +167,4 @@ def enrich(record: dict[str, Any], classifier: Classifier | ReloadableClassifier
 
 def enrich_with(record: dict[str, Any], result: Classification, version: str) -> dict[str, Any]:
     """``enrich`` with a classification already made (in place)."""
-    record["bounce_classification"] = result.label
-    record["classification"] = classification_object(result, version)
-    return record
+    return set_classification(record, result.label, classification_object(result, version))

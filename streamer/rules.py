@@ -130,6 +130,36 @@ def _where(path: str, label: str, pos: int, pattern: object) -> str:
     return f"{path}: label {label!r} pattern #{pos} {pattern!r}"
 
 
+def _read_table(path: str, digest: Any, errors: list[str]) -> dict[Any, Any] | None:
+    """A rules file's ``rules`` table (the file's bytes go into ``digest``); None on errors."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        errors.append(
+            f"{path}: unsupported rules file extension {suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        errors.append(f"{path}: cannot read: {exc.strerror or exc}")
+        return None
+    digest.update(data)
+    try:
+        doc = _parse_file(path, data)
+    except RulesError as exc:
+        errors.extend(exc.errors)
+        return None
+    if not isinstance(doc, dict) or "rules" not in doc:
+        errors.append(f"{path}: missing the 'rules' table (label = [patterns...])")
+        return None
+    table = doc["rules"]
+    if not isinstance(table, dict):
+        errors.append(f"{path}: 'rules' must be a table mapping labels to lists of patterns")
+        return None
+    return table
+
+
 def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
     """Load, merge and validate rule files; raises :class:`RulesError` on any problem."""
     paths = [str(f) for f in files]
@@ -142,32 +172,8 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
     labels: dict[str, None] = {}
     digest = hashlib.sha256()
     for path in paths:
-        suffix = Path(path).suffix.lower()
-        if suffix not in SUPPORTED_EXTENSIONS:
-            errors.append(
-                f"{path}: unsupported rules file extension {suffix or '(none)'!r}; "
-                f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
-            )
-            continue
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            errors.append(f"{path}: cannot read: {exc.strerror or exc}")
-            continue
-        digest.update(data)
-        try:
-            doc = _parse_file(path, data)
-        except RulesError as exc:
-            errors.extend(exc.errors)
-            continue
-        if not isinstance(doc, dict) or "rules" not in doc:
-            errors.append(f"{path}: missing the 'rules' table (label = [patterns...])")
-            continue
-        table = doc["rules"]
-        if not isinstance(table, dict):
-            errors.append(f"{path}: 'rules' must be a table mapping labels to lists of patterns")
-            continue
-        for label, patterns in table.items():
+        table = _read_table(path, digest, errors)
+        for label, patterns in (table or {}).items():
             if not isinstance(label, str) or not label:
                 errors.append(f"{path}: label {label!r}: labels must be non-empty strings")
                 continue

@@ -218,7 +218,7 @@ _TURKIC = {0x49: {0x131}, 0x69: {0x130}, 0x130: {0x69}, 0x131: {0x49}}
 @functools.cache
 def _fold_table() -> tuple[list[int], dict[int, tuple[int, ...]]]:
     """Simple case folding orbits (CaseFolding.txt statuses C+S, Turkic T excluded)."""
-    get = _uniregex._regex.get_all_cases  # type: ignore[attr-defined]
+    get = _uniregex._regex.get_all_cases
     flags = _uniregex.IGNORECASE | _uniregex.UNICODE
     orbits: dict[int, tuple[int, ...]] = {}
     # A character with other cases changes under some case mapping, so only those are asked
@@ -238,7 +238,7 @@ def _case_candidates() -> _uniregex.Pattern[str]:
 
 def _fold_table_exhaustive() -> dict[int, tuple[int, ...]]:
     """The orbits computed from every code point (slow; the reference for a test)."""
-    get = _uniregex._regex.get_all_cases  # type: ignore[attr-defined]
+    get = _uniregex._regex.get_all_cases
     flags = _uniregex.IGNORECASE | _uniregex.UNICODE
     orbits: dict[int, tuple[int, ...]] = {}
     for cp in range(0x20000):
@@ -1076,10 +1076,10 @@ def _fast_emit(body: str, fold: bool, encoded: bool) -> tuple[str, bool] | None:
                 last = _LOOK
             items.append(text)
         elif kind == "cls":
-            text = _fast_class(token, fold, encoded)
-            if text is None:
+            cls_text = _fast_class(token, fold, encoded)
+            if cls_text is None:
                 return None
-            items.append(text)
+            items.append(cls_text)
             last = _SET
         elif kind == "open":
             stack.append((branches, items))
@@ -1130,4 +1130,5 @@ def _boundary_encoder() -> _uniregex.Pattern[str]:
 
 def encode_for_boundaries(text: str) -> str:
     """The text as the ``encoded`` patterns expect it (linear time, no backtracking)."""
-    return _boundary_encoder().sub(r"_\g<0>_", text.replace("_", "__"))
+    encoded: str = _boundary_encoder().sub(r"_\g<0>_", text.replace("_", "__"))
+    return encoded

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from streamer.config import Settings
-from streamer.kafka.admin import create_topics
-from streamer.kafka.broker import (
+from streamer.devkit.broker import (
     BrokerError,
     LocalBroker,
     check_bootstrap,
     stop_when_owner_exits,
 )
+from streamer.kafka.admin import create_topics
 
 _KAFKA_FIXTURES = {"kafka_bootstrap", "new_topic", "kafka_settings"}
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamer.bench.e2e import percentile, window_rate
 from streamer.config import Settings
+from streamer.devkit.bench.e2e import percentile, window_rate
 from streamer.kafka.admin import topic_partitions
 
 STREAMER = [sys.executable, "-c", "from streamer.cli import main; main()"]

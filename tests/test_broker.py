@@ -14,8 +14,7 @@ import psutil
 import pytest
 
 from streamer.config import Settings
-from streamer.kafka.admin import create_topics, topic_partitions
-from streamer.kafka.broker import (
+from streamer.devkit.broker import (
     BrokerError,
     LocalBroker,
     cache_dir,
@@ -25,6 +24,7 @@ from streamer.kafka.broker import (
     kafka_version,
     stop_when_owner_exits,
 )
+from streamer.kafka.admin import create_topics, topic_partitions
 
 # The installed console script, as a user runs it (next to this interpreter in the venv).
 _SCRIPT = Path(sys.executable).parent / "streamer"

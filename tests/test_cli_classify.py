@@ -129,7 +129,7 @@ def test_explain_text_and_json() -> None:
 
 
 def test_bench_classify_small_run() -> None:
-    from streamer.bench.classify import builtin_rules_toml, run
+    from streamer.devkit.bench.classify import builtin_rules_toml, run
 
     assert 140 <= sum(t.count("'") // 2 for t in builtin_rules_toml()) <= 170
     report = run(lines=200, budget=0.05, large=(300,), load_runs=1)

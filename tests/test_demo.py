@@ -14,11 +14,11 @@ from confluent_kafka import Producer
 
 from streamer.classifier import Classifier
 from streamer.config import Settings
-from streamer.demo import DemoInput, DemoTopics, _check, expected_labels
+from streamer.deadletter import DLQ_REASON
+from streamer.devkit.demo import DemoInput, DemoTopics, _check, expected_labels
+from streamer.devkit.sample import BUNDLED_SAMPLE_SIZE
 from streamer.kafka.admin import topic_partitions
-from streamer.pipeline import DLQ_REASON
 from streamer.records import MALFORMED_REASONS, enrich
-from streamer.sample import BUNDLED_SAMPLE_SIZE
 
 STREAMER = [sys.executable, "-c", "from streamer.cli import main; main()"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streamer.kafka.offsets import Chunk, OffsetTracker
+from streamer.worker.offsets import Chunk, OffsetTracker
 
 TP0 = ("in", 0)
 TP1 = ("in", 1)

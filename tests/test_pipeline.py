@@ -11,13 +11,16 @@ import pytest
 from confluent_kafka import Message
 
 from streamer.classifier import Classifier, ReloadableClassifier
-from streamer.pipeline import (
+from streamer.deadletter import (
     DLQ_DETAIL,
     DLQ_REASON,
     DLQ_SOURCE_OFFSET,
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
     DLQ_TIME,
+)
+from streamer.devkit.sample import generate
+from streamer.pipeline import (
     EMPTY,
     MALFORMED_TYPE,
     PROCESSING_ERROR,
@@ -25,7 +28,6 @@ from streamer.pipeline import (
     parse_non_classifiable,
 )
 from streamer.records import CLASSIFIABLE_TYPES, response_line
-from streamer.sample import generate
 
 RULES = """
 [rules]

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamer import rust_regex
-from streamer.bench.classify import builtin_rules_toml, generated_rules_toml
 from streamer.config import shipped_rule_files
+from streamer.devkit.bench.classify import builtin_rules_toml, generated_rules_toml
 from streamer.engine import MatchEngine
 from streamer.rust_regex import (
     RustRegexError,

@@ -8,8 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.records import CLASSIFIABLE_TYPES, MalformedRecord, decode_record, response_line
-from streamer.sample import (
+from streamer.devkit.sample import (
     BUNDLED_SAMPLE_SIZE,
     MALFORMED_REASONS,
     PROVIDERS,
@@ -22,6 +21,7 @@ from streamer.sample import (
     record_identity,
     write_bundled_sample,
 )
+from streamer.records import CLASSIFIABLE_TYPES, MalformedRecord, decode_record, response_line
 
 
 def test_deterministic_per_seed() -> None:
@@ -129,7 +129,9 @@ def test_well_formed_messages_decode() -> None:
 def test_bundled_sample_is_current_and_complete(tmp_path: Path) -> None:
     bundled = bundled_sample_path()
     fresh = write_bundled_sample(tmp_path / "sample.jsonl")
-    assert bundled.read_bytes() == fresh.read_bytes(), "regenerate: python -m streamer.sample"
+    assert bundled.read_bytes() == fresh.read_bytes(), (
+        "regenerate: python -m streamer.devkit.sample"
+    )
     msgs = load_bundled_sample()
     assert len(msgs) == BUNDLED_SAMPLE_SIZE
     types = Counter(orjson.loads(m.value)["type"] for m in msgs)

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from worker_harness import (
     RULES_V1,
-    OutMessage,
+    TopicRecord,
     WorkerProcess,
     produce,
     read_topic,
@@ -28,9 +28,9 @@ from worker_harness import (
 )
 
 from streamer.classifier import Classifier
-from streamer.pipeline import DLQ_DETAIL, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_TOPIC
+from streamer.deadletter import DLQ_DETAIL, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_TOPIC
+from streamer.devkit.sample import SampleMessage, generate, record_identity
 from streamer.records import response_line
-from streamer.sample import SampleMessage, generate, record_identity
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -97,7 +97,7 @@ def _wait_for_outputs(
 
 
 def _check_every_input_came_out(
-    sent: list[SampleMessage], out: list[OutMessage], dlq: list[OutMessage]
+    sent: list[SampleMessage], out: list[TopicRecord], dlq: list[TopicRecord]
 ) -> Counter[tuple[str, str, int]]:
     """Each well-formed input is in the output (returns how many times each came out)."""
     seen: Counter[tuple[str, str, int]] = Counter()

@@ -6,21 +6,21 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 from streamer.config import load_settings
-from streamer.harness import produce_all
-from streamer.sample import SampleMessage
+from streamer.devkit import harness
+from streamer.devkit.broker import free_port
+from streamer.devkit.harness import TopicRecord, produce_all
+from streamer.devkit.sample import SampleMessage
 
 RULES_V1 = """
 [rules]
@@ -28,28 +28,6 @@ InvalidRecipient = ["(?i)does not exist", "(?i)user unknown", "(?i)no such user"
 QuotaIssues = ["(?i)mailbox (is )?(full|over its storage quota)", "(?i)quota exceeded"]
 SpamBlock = ["(?i)spam", "(?i)unsolicited"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class OutMessage:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-
-    def header(self, name: str) -> bytes | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
 
 
 def produce(
@@ -76,46 +54,9 @@ def topic_size(bootstrap: str, topic: str) -> int:
         c.close()
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[OutMessage]:
-    """Every message of ``topic`` present now (reads up to the current high watermarks)."""
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "reader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        md = c.list_topics(topic, timeout=10)
-        ends: dict[int, int] = {}
-        tps = []
-        for p in md.topics[topic].partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if hi > lo:
-                ends[p] = hi
-                tps.append(TopicPartition(topic, p, lo))
-        c.assign(tps)
-        out: list[OutMessage] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            for m in c.consume(1000, 0.2):
-                if m.error() is not None:
-                    continue
-                out.append(
-                    OutMessage(
-                        m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers() or []
-                    )
-                )
-            # a position at the end means done (it also steps over transaction markers)
-            for tp in c.position([TopicPartition(topic, p) for p in ends]):
-                if tp.offset >= ends[tp.partition]:
-                    done.add(tp.partition)
-        assert len(done) == len(ends), f"{topic}: could not read to the end in {timeout}s"
-        return out
-    finally:
-        c.close()
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[TopicRecord]:
+    """Every committed message of ``topic`` present now."""
+    return harness.read_topic(load_settings(bootstrap=bootstrap), bootstrap, topic, timeout)
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:

@@ -38,10 +38,10 @@ def e2e(
     """End to end: raw confluent-kafka pass-through vs `streamer worker`, latency, RSS."""
     import json
 
-    from streamer.bench.e2e import run
     from streamer.config import ConfigError, load_settings
-    from streamer.harness import HarnessError
-    from streamer.kafka.broker import BrokerError, ensure_broker
+    from streamer.devkit.bench.e2e import run
+    from streamer.devkit.broker import BrokerError, ensure_broker
+    from streamer.devkit.harness import HarnessError
 
     try:
         settings = load_settings()
@@ -82,7 +82,7 @@ def classify_bench(
     import sys
     from pathlib import Path
 
-    from streamer.bench.classify import run
+    from streamer.devkit.bench.classify import run
     from streamer.rules import RulesError
 
     try:

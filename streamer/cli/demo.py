@@ -25,10 +25,10 @@ def demo(
     label the rules give it, each malformed message on the dead-letter topic with its reason.
     """
     from streamer.config import ConfigError, load_settings
-    from streamer.demo import run_demo
-    from streamer.harness import HarnessError
+    from streamer.devkit.broker import BrokerError
+    from streamer.devkit.demo import run_demo
+    from streamer.devkit.harness import HarnessError
     from streamer.kafka.admin import TopicError
-    from streamer.kafka.broker import BrokerError
 
     try:
         ok = run_demo(load_settings(), timeout=timeout, examples=examples, keep_topics=keep_topics)

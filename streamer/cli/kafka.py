@@ -44,7 +44,7 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _bootstrap(settings: Settings) -> str:
-    from streamer.kafka.broker import BrokerError, ensure_broker
+    from streamer.devkit.broker import BrokerError, ensure_broker
 
     try:
         return ensure_broker(settings)
@@ -62,7 +62,7 @@ def kafka_start(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 120.0,
 ) -> None:
     """Start the local broker (or reuse the running one) and print its bootstrap address."""
-    from streamer.kafka.broker import BrokerError, LocalBroker
+    from streamer.devkit.broker import BrokerError, LocalBroker
 
     broker = LocalBroker.for_settings(_settings())
     broker.start_timeout = timeout
@@ -86,7 +86,7 @@ def kafka_stop(
     timeout: Annotated[float, typer.Option(help="Seconds to wait before SIGKILL.")] = 30.0,
 ) -> None:
     """Stop the local broker (SIGTERM, then SIGKILL after --timeout). Its data is kept."""
-    from streamer.kafka.broker import BrokerError, LocalBroker
+    from streamer.devkit.broker import BrokerError, LocalBroker
 
     try:
         stopped = LocalBroker.for_settings(_settings()).stop(timeout=timeout)
@@ -101,7 +101,7 @@ def kafka_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> None:
     """Print the local broker's state; exit 1 unless it runs and answers."""
-    from streamer.kafka.broker import LocalBroker
+    from streamer.devkit.broker import LocalBroker
 
     status = LocalBroker.for_settings(_settings()).status()
     state = status.state

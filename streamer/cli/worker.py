@@ -85,7 +85,7 @@ def worker_command(
 
     # Imported here: Faust and the classifier are heavy, other commands should not pay for them.
     from streamer.classifier import ReloadableClassifier
-    from streamer.kafka.broker import BrokerError, ensure_broker
+    from streamer.devkit.broker import BrokerError, ensure_broker
     from streamer.logs import setup_logging
     from streamer.rules import RulesError
     from streamer.worker import default_worker_id, run_worker

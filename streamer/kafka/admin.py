@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from streamer.config import Settings, parse_non_classifiable
 from streamer.kafka.clients import admin_client

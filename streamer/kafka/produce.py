@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from tqdm import tqdm
 
 from streamer.config import Settings
@@ -130,6 +130,42 @@ def _lines(fh: IO[bytes]) -> Iterator[bytes]:
         yield raw.rstrip(b"\r\n")
 
 
+def _send(
+    prod: Producer,
+    topic: str,
+    line: bytes,
+    key: bytes | None,
+    result: ProduceResult,
+    delivered: Callable[[KafkaError | None, Message], None],
+) -> None:
+    """Queue one line (waiting while librdkafka's queue is full) and count it."""
+    result.lines += 1
+    result.bytes += len(line)
+    result.keyed += key is not None
+    while True:
+        try:
+            prod.produce(topic, line, key, on_delivery=delivered)
+            break
+        except BufferError:  # local queue full: let deliveries drain it
+            prod.poll(0.05)
+        except KafkaException as exc:  # refused at once (e.g. larger than allowed)
+            result.failed += 1
+            result.errors[str(exc.args[0])] += 1
+            break
+    prod.poll(0)
+
+
+def _check_target(settings: Settings, bootstrap: str, path: Path | str, topic: str) -> None:
+    """The file exists and so does the topic, or ProduceError says which does not."""
+    if str(path) != "-" and not Path(path).is_file():
+        raise ProduceError(f"{path}: no such file")
+    md = admin_client(settings, bootstrap).list_topics(timeout=10)
+    if topic not in md.topics or md.topics[topic].error is not None:
+        raise ProduceError(
+            f"topic {topic!r} does not exist on {bootstrap} (create it: streamer topics create)"
+        )
+
+
 def produce_file(
     settings: Settings,
     bootstrap: str,
@@ -149,13 +185,7 @@ def produce_file(
     """
     topic = topic or settings.input_topic
     source = Path(path)
-    if str(path) != "-" and not source.is_file():
-        raise ProduceError(f"{path}: no such file")
-    md = admin_client(settings, bootstrap).list_topics(timeout=10)
-    if topic not in md.topics or md.topics[topic].error is not None:
-        raise ProduceError(
-            f"topic {topic!r} does not exist on {bootstrap} (create it: streamer topics create)"
-        )
+    _check_target(settings, bootstrap, path, topic)
 
     result = ProduceResult(topic=topic)
 
@@ -184,21 +214,7 @@ def produce_file(
                 continue
             if bucket is not None:
                 bucket.take()
-            key = record_key(line, key_field)
-            result.lines += 1
-            result.bytes += len(line)
-            result.keyed += key is not None
-            while True:
-                try:
-                    prod.produce(topic, line, key, on_delivery=delivered)
-                    break
-                except BufferError:  # local queue full: let deliveries drain it
-                    prod.poll(0.05)
-                except KafkaException as exc:  # refused at once (e.g. larger than allowed)
-                    result.failed += 1
-                    result.errors[str(exc.args[0])] += 1
-                    break
-            prod.poll(0)
+            _send(prod, topic, line, record_key(line, key_field), result, delivered)
         left = prod.flush(flush_timeout)
         if left:
             result.failed += left

@@ -3,7 +3,7 @@
 Nothing awaits a single event: ``send`` hands a chunk's outputs to librdkafka's queue in a tight
 loop, each with the chunk's delivery callback; ``poll`` serves the acknowledgements in bulk
 (callbacks run in the calling thread, the event loop's). Acknowledgements count down the chunk
-(``streamer.kafka.offsets``), which is what makes its input offsets committable.
+(``streamer.worker.offsets``), which is what makes its input offsets committable.
 
 A failed delivery never lets its input offset be committed. librdkafka already retried retriable
 errors until ``message.timeout.ms``; what reaches us is then produced again (transient errors,
@@ -18,28 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streamer.config import Settings
-from streamer.kafka.clients import producer_config
-from streamer.kafka.offsets import Chunk
-from streamer.logs import log_event
-from streamer.pipeline import (
+from streamer.deadletter import (
     DLQ_DETAIL,
     DLQ_REASON,
-    DLQ_SOURCE_PARTITION,
-    DLQ_SOURCE_TOPIC,
-    DLQ_TIME,
-    Output,
-    utc_timestamp,
+    Headers,
+    dead_letter_headers,
+    has_header,
 )
-
-#: Offset range (``first-last``) of the chunk a refused output came from.
-DLQ_SOURCE_OFFSETS = "streamer.dlq.source.offsets"
+from streamer.kafka.clients import producer_config
+from streamer.logs import log_event
+from streamer.pipeline import Output
 
 log = logging.getLogger("streamer.sink")
 
@@ -48,6 +42,22 @@ PRODUCE_FAILED = "produce-failed"
 MAX_RETRIES = 5
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class Chunk(Protocol):
+    """The input records a group of outputs came from (``streamer.worker.offsets.Chunk``)."""
+
+    first: int
+    last: int
+    abandoned: bool
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    def add_pending(self, n: int) -> None: ...
+    def ack(self) -> None: ...
+    def seal(self) -> None: ...
 
 
 class Sink:
@@ -87,7 +97,7 @@ class Sink:
         self.dlq_topic = dlq_topic
         self.on_retry = on_retry or (lambda action: None)
         # (chunk, attempt, error, topic, key, value, headers), filled by delivery callbacks
-        self._failures: list[tuple[Chunk, int, KafkaError, str, Any, Any, Any]] = []
+        self._failures: list[tuple[Chunk, int, KafkaError, Any, Any, Any, Any]] = []
         self.fatal: KafkaError | None = None
         self.produced = 0
 
@@ -95,12 +105,11 @@ class Sink:
     def callback(self, chunk: Chunk, attempt: int = 0) -> DeliveryCallback:
         failures = self._failures
 
+        ack = chunk.ack
+
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            # Runs once per output: Chunk.ack inlined (one Python call less per event).
             if err is None:
-                chunk.pending -= 1
-                if chunk.pending == 0 and chunk.sealed:
-                    chunk.finish()
+                ack()
             else:
                 failures.append(
                     (chunk, attempt, err, msg.topic(), msg.key(), msg.value(), msg.headers())
@@ -137,7 +146,7 @@ class Sink:
         except BufferError:
             pass  # librdkafka's queue is full: the caller serves acknowledgements and resumes
         # Counted after the loop: delivery callbacks only run inside poll(), never in produce().
-        chunk.pending += i - start
+        chunk.add_pending(i - start)
         self.produced += i - start
         return i
 
@@ -160,8 +169,9 @@ class Sink:
             self._handle_failures()
         return n
 
-    def __len__(self) -> int:
-        """Messages queued or in flight in the producer."""
+    @property
+    def queued(self) -> int:
+        """Messages queued or in flight in the producer (no ``__len__``: a sink is never falsy)."""
         return len(self.producer)
 
     # --- failures -------------------------------------------------------------------------
@@ -187,28 +197,9 @@ class Sink:
                 continue
             if chunk.abandoned:
                 continue  # the partition was revoked: its records will be consumed again
-            if topic == self.dlq_topic and headers and _has_header(headers, DLQ_REASON):
-                if err.retriable() or value is None:
-                    # never give up on the dead-letter copy (librdkafka already spent
-                    # message.timeout.ms retrying it, so this is no busy loop)
-                    action = "dlq-retry"
-                    new_topic, new_headers = topic, headers
-                else:
-                    # the copy itself is refused for good (e.g. larger than the producer or the
-                    # DLQ topic accepts): dead-letter it without its value, so its reason and
-                    # source topic/partition/offset still land and the partition moves on
-                    action = "dlq-without-value"
-                    new_topic = topic
-                    detail = f"value omitted ({len(value)} bytes): {err.str()}"
-                    new_headers = [*headers, (DLQ_DETAIL, detail.encode())]
-                    value = None
-            elif attempt < MAX_RETRIES and err.retriable():
-                action = "retry"
-                new_topic, new_headers = topic, headers
-            else:
-                action = "dlq"
-                new_topic = self.dlq_topic
-                new_headers = _failed_headers(headers, topic, err, chunk)
+            action, new_topic, new_headers, value = self._next_attempt(
+                chunk, attempt, err, topic, value, headers
+            )
             log_event(
                 log,
                 logging.WARNING,
@@ -219,21 +210,40 @@ class Sink:
                 action=action,
             )
             self.on_retry(action)
-            cb = self.callback(chunk, attempt + 1)
-            while True:
-                try:
-                    self.producer.produce(
-                        new_topic, value, key, headers=new_headers, on_delivery=cb
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
-                except KafkaException as exc:
-                    # refused outright (e.g. too large even for the DLQ): keep it pending, report
-                    self._failures.append(
-                        (chunk, attempt + 1, exc.args[0], new_topic, key, value, new_headers)
-                    )
-                    break
+            self._produce_again(chunk, attempt + 1, new_topic, key, value, new_headers)
+
+    def _next_attempt(
+        self, chunk: Chunk, attempt: int, err: KafkaError, topic: str, value: Any, headers: Any
+    ) -> tuple[str, str, Any, Any]:
+        """What to do with a failed output: (action, topic, headers, value) of the next try."""
+        if topic == self.dlq_topic and headers and has_header(headers, DLQ_REASON):
+            if err.retriable() or value is None:
+                # never give up on the dead-letter copy (librdkafka already spent
+                # message.timeout.ms retrying it, so this is no busy loop)
+                return "dlq-retry", topic, headers, value
+            # the copy itself is refused for good (e.g. larger than the producer or the DLQ
+            # topic accepts): dead-letter it without its value, so its reason and source
+            # topic/partition/offset still land and the partition moves on
+            detail = f"value omitted ({len(value)} bytes): {err.str()}"
+            return "dlq-without-value", topic, [*headers, (DLQ_DETAIL, detail.encode())], None
+        if attempt < MAX_RETRIES and err.retriable():
+            return "retry", topic, headers, value
+        return "dlq", self.dlq_topic, _failed_headers(headers, topic, err, chunk), value
+
+    def _produce_again(
+        self, chunk: Chunk, attempt: int, topic: str, key: Any, value: Any, headers: Any
+    ) -> None:
+        cb = self.callback(chunk, attempt)
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=cb)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+            except KafkaException as exc:
+                # refused outright (e.g. too large even for the DLQ): keep it pending, report
+                self._failures.append((chunk, attempt, exc.args[0], topic, key, value, headers))
+                return
 
     # --- shutdown ---------------------------------------------------------------------------
     def close(self, timeout: float = 5.0) -> int:
@@ -241,24 +251,17 @@ class Sink:
         return int(self.producer.flush(timeout))
 
 
-def _failed_headers(
-    headers: Any, topic: str, err: KafkaError, chunk: Chunk
-) -> list[tuple[str, Any]]:
+def _failed_headers(headers: Any, topic: str, err: KafkaError, chunk: Chunk) -> Headers:
     """Headers of the dead-letter copy of an output the broker refused.
 
     The source offset is not tracked per output, so the copy names the input's topic,
     partition and the offset range of the batch chunk it came from.
     """
-    return [
-        *(headers or ()),
-        (DLQ_REASON, PRODUCE_FAILED.encode()),
-        (DLQ_DETAIL, f"{topic}: {err.str()}".encode()),
-        (DLQ_SOURCE_TOPIC, chunk.topic.encode()),
-        (DLQ_SOURCE_PARTITION, str(chunk.partition).encode()),
-        (DLQ_SOURCE_OFFSETS, f"{chunk.first}-{chunk.last}".encode()),
-        (DLQ_TIME, utc_timestamp(time.time()).encode()),
-    ]
-
-
-def _has_header(headers: Sequence[tuple[str, Any]], name: str) -> bool:
-    return any(k == name for k, _ in headers)
+    return dead_letter_headers(
+        headers,
+        PRODUCE_FAILED,
+        topic=chunk.topic,
+        partition=chunk.partition,
+        offsets=(chunk.first, chunk.last),
+        detail=f"{topic}: {err.str()}",
+    )

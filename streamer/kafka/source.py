@@ -66,15 +66,16 @@ class Source:
         bootstrap: str,
         *,
         client_id: str,
-        handler: RebalanceHandler,
+        handler: RebalanceHandler | None = None,
         loop: asyncio.AbstractEventLoop,
         group_metadata: bool = False,
         **overrides: Any,
     ) -> None:
         self.topic = settings.input_topic
-        self.handler = handler
+        #: Told about assignment changes; may be set after construction, before subscribe().
+        self.handler = handler or RebalanceHandler()
         self.loop = loop
-        conf = {
+        conf: dict[str, Any] = {
             "client.id": client_id,
             "partition.assignment.strategy": "cooperative-sticky",
             # A dead worker's partitions move after this long (librdkafka's default is 45 s).

@@ -5,7 +5,7 @@
 2. Topics: the configured names with a per-run suffix (``kumomta.logs.demo-<time>-<hex>`` ...),
    so repeated or concurrent demos never mix, even on a shared cluster; deleted at the end.
 3. A real ``streamer worker`` subprocess (metrics on a free port) reads the input topic.
-4. The bundled sample (``streamer/data/sample.jsonl``, every record type, many providers) is
+4. The bundled sample (``streamer/devkit/data/sample.jsonl``, every record type, many providers) is
    produced, with two malformed messages of every dead-letter reason mixed in.
 5. The output and dead-letter topics are read until every input is accounted for (bounded in
    time): each record by ``(id, type, num_attempts)``, each malformed message by its reason. The
@@ -30,7 +30,6 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,13 +38,11 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.config import Settings
-from streamer.harness import HarnessError, Watermarks, WorkerSet, produce_all, read_topic
-from streamer.kafka.admin import create_topics, delete_topics
-from streamer.kafka.broker import LocalBroker, ensure_broker
-from streamer.kafka.clients import admin_client
-from streamer.pipeline import DLQ_REASON
-from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS
-from streamer.sample import (
+from streamer.deadletter import DLQ_REASON
+from streamer.devkit.broker import LocalBroker, ensure_broker
+from streamer.devkit.console import Say, say
+from streamer.devkit.harness import HarnessError, Watermarks, WorkerSet, produce_all, read_topic
+from streamer.devkit.sample import (
     BUNDLED_SAMPLE_SEED,
     SampleMessage,
     bundled_sample_path,
@@ -53,17 +50,15 @@ from streamer.sample import (
     make_malformed,
     record_identity,
 )
+from streamer.kafka.admin import create_topics, delete_topics
+from streamer.kafka.clients import admin_client
+from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS
 
-Say = Callable[[str], None]
 Identity = tuple[str, str, int]
 
 #: The demo worker's input size limit (see the module doc).
 DEMO_MAX_MESSAGE_BYTES = 262_144
 MALFORMED_PER_REASON = 2
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -183,7 +178,8 @@ def _check(
 ) -> DemoResult:
     result = DemoResult()
     seen: Counter[Identity] = Counter()
-    for _ts, value, _headers in read_topic(settings, bootstrap, topics.output, timeout=60):
+    for out in read_topic(settings, bootstrap, topics.output, timeout=60):
+        value = out.value
         try:
             rec = orjson.loads(value or b"")
         except orjson.JSONDecodeError:
@@ -203,9 +199,10 @@ def _check(
                 result.label_mismatches.append((ident, expected_labels[ident], got))
         elif rec != demo_input.records[ident]:
             result.passthrough_changed += 1
-    for _ts, _value, headers in read_topic(settings, bootstrap, topics.dlq, timeout=60):
-        reason = dict(headers or []).get(DLQ_REASON, b"?")
-        result.dead_letters[reason.decode(errors="replace")] += 1
+    for dead in read_topic(settings, bootstrap, topics.dlq, timeout=60):
+        reason = dead.header(DLQ_REASON)
+        name = reason.decode(errors="replace") if reason is not None else "?"
+        result.dead_letters[name] += 1
     result.missing = sum(1 for ident in demo_input.records if ident not in seen)
     result.duplicates = sum(n - 1 for n in seen.values())
     return result
@@ -377,7 +374,7 @@ def run_demo(
     examples: int = 3,
     keep_topics: bool = False,
     out: TextIO = sys.stdout,
-    say: Say = _say,
+    say: Say = say,
 ) -> bool:
     """The whole demo; True when every input was accounted for (the exit status)."""
     started_broker: LocalBroker | None = None

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from streamer.deadletter import Headers
 from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS
 
 #: Record types KumoMTA logs. Types outside ``streamer.records.CLASSIFIABLE_TYPES`` pass through.
@@ -62,7 +63,7 @@ class SampleMessage(NamedTuple):
 
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: Headers
     kind: str  # "classify", "pass" or "malformed:<reason>"
 
 
@@ -936,7 +937,7 @@ def _kind(record_type: str) -> str:
     return "classify" if record_type in CLASSIFIABLE_TYPES else "pass"
 
 
-def _headers(record: dict[str, Any]) -> list[tuple[str, bytes]]:
+def _headers(record: dict[str, Any]) -> Headers:
     # What a log shipper typically attaches: the record type and the producing node.
     return [("kumo.type", str(record["type"]).encode()), ("kumo.node", b"mta-02")]
 
@@ -1048,8 +1049,8 @@ BUNDLED_SAMPLE_SEED = 2026
 
 
 def bundled_sample_path() -> Path:
-    """``streamer/data/sample.jsonl``: one KumoMTA log record per line, like KumoMTA's own logs."""
-    return Path(str(resources.files("streamer") / "data" / "sample.jsonl"))
+    """``streamer/devkit/data/sample.jsonl``: one KumoMTA log record per line, as KumoMTA logs."""
+    return Path(str(resources.files("streamer.devkit") / "data" / "sample.jsonl"))
 
 
 def write_bundled_sample(path: Path | None = None) -> Path:
@@ -1069,5 +1070,6 @@ def load_bundled_sample(path: Path | None = None) -> list[SampleMessage]:
         return [to_message(orjson.loads(line)) for line in fh if line.strip()]
 
 
-if __name__ == "__main__":  # python -m streamer.sample: regenerate streamer/data/sample.jsonl
+# python -m streamer.devkit.sample: regenerate streamer/devkit/data/sample.jsonl
+if __name__ == "__main__":
     print(write_bundled_sample())

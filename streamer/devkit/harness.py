@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,23 +18,20 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from streamer.config import Settings
+from streamer.deadletter import Headers
+from streamer.devkit.broker import free_port
+from streamer.devkit.sample import SampleMessage
 from streamer.kafka.clients import consumer_config, producer_config
-from streamer.sample import SampleMessage
+from streamer.kafka.produce import TokenBucket
 
 
 class HarnessError(Exception):
     """A worker died, a wait timed out, or Kafka refused records; the message says which."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def produce_all(
@@ -48,7 +44,7 @@ def produce_all(
 ) -> tuple[int, float]:
     """Produce and wait for every acknowledgement; returns (count, seconds). Fails on any error.
 
-    ``rate`` (messages/s) paces the sending, checked every 100 messages.
+    ``rate`` (messages/s) paces the sending (the token bucket of ``streamer produce --rate``).
     """
     # log_level 3: retry warnings (a fresh broker's coordinator still loading) are noise here;
     # real failures reach on_delivery.
@@ -59,9 +55,12 @@ def produce_all(
         if err is not None:
             errors.append(err.str())
 
+    bucket = TokenBucket(rate) if rate is not None else None
     count = 0
     started = time.monotonic()
     for m in messages:
+        if bucket is not None:
+            bucket.take()
         while True:
             try:
                 producer.produce(topic, m.value, m.key, headers=m.headers, on_delivery=on_delivery)
@@ -69,10 +68,6 @@ def produce_all(
             except BufferError:
                 producer.poll(0.05)
         count += 1
-        if rate is not None and count % 100 == 0:
-            ahead = count / rate - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
         if count % 1000 == 0:
             producer.poll(0)
     left = producer.flush(120)
@@ -114,41 +109,77 @@ class Watermarks:
         self.consumer.close()
 
 
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    """One record read back from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int  # the broker's append time on topics created with LogAppendTime
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+    def header(self, name: str) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v if isinstance(v, bytes) else None
+        return None
+
+
 def read_topic(
     settings: Settings, bootstrap: str, topic: str, timeout: float = 120.0
-) -> list[tuple[int, bytes | None, list[tuple[str, bytes]] | None]]:
-    """Every record of a topic, as (timestamp ms, value, headers): the broker's append time on
-    the output topics (created with LogAppendTime)."""
+) -> list[TopicRecord]:
+    """Every committed record of ``topic`` present now (read up to the current high watermarks).
+
+    Reads ``read_committed`` (librdkafka's default): records of aborted transactions are not
+    returned. A partition is done when the consumer's position reached its high watermark,
+    which also steps over transaction markers (they occupy offsets but are never delivered).
+    """
     conf = consumer_config(
         settings,
         bootstrap,
-        group_id=f"bench-read-{uuid.uuid4().hex[:8]}",
-        **{"fetch.max.bytes": 52_428_800},
+        group_id=f"streamer-read-{uuid.uuid4().hex[:8]}",
+        **{"fetch.max.bytes": 52_428_800, "isolation.level": "read_committed"},
     )
     consumer = Consumer(conf)
     try:
         md = consumer.list_topics(topic, timeout=10)
         ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
         for p in md.topics[topic].partitions:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > 0:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
                 ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list[tuple[int, bytes | None, list[tuple[str, bytes]] | None]] = []
+                starts.append(TopicPartition(topic, p, low))
+        consumer.assign(starts)
+        out: list[TopicRecord] = []
         done: set[int] = set()
         deadline = time.monotonic() + timeout
         while len(done) < len(ends):
             if time.monotonic() > deadline:
                 raise HarnessError(f"reading {topic} did not finish within {timeout:.0f}s")
-            for msg in consumer.consume(5000, 0.5):
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+            for msg in consumer.consume(5000, 0.2):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
                         continue
-                    raise HarnessError(f"reading {topic}: {msg.error().str()}")
-                out.append((msg.timestamp()[1], msg.value(), msg.headers()))
-                p = msg.partition()
-                if p is not None and (msg.offset() or 0) + 1 >= ends[p]:
-                    done.add(p)
+                    raise HarnessError(f"reading {topic}: {err.str()}")
+                out.append(
+                    TopicRecord(
+                        topic,
+                        msg.partition() or 0,
+                        msg.offset() or 0,
+                        msg.timestamp()[1],
+                        msg.key(),
+                        msg.value(),
+                        cast(Headers, msg.headers() or []),
+                    )
+                )
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    done.add(tp.partition)
         return out
     finally:
         consumer.close()

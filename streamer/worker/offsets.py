@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-TopicPartitionKey = tuple[str, int]
+#: (topic, partition)
+TP = tuple[str, int]
 
 
 class Chunk:
@@ -108,15 +109,15 @@ class OffsetTracker:
     """Per-partition trackers for the current assignment, plus the global in-flight count."""
 
     def __init__(self) -> None:
-        self.partitions: dict[TopicPartitionKey, PartitionTracker] = {}
+        self.partitions: dict[TP, PartitionTracker] = {}
         #: Records consumed whose chunk is not done yet (what back-pressure limits).
         self.in_flight = 0
         self.generation = 0
         # Positions computed by committable() but not yet confirmed by mark_committed().
-        self._pending_positions: dict[TopicPartitionKey, int] = {}
+        self._pending_positions: dict[TP, int] = {}
 
     # --- assignment -------------------------------------------------------------------------
-    def assign(self, tps: Iterable[TopicPartitionKey]) -> None:
+    def assign(self, tps: Iterable[TP]) -> None:
         """Start tracking newly assigned partitions (a fresh generation for each)."""
         self.generation += 1
         for tp in tps:
@@ -125,7 +126,7 @@ class OffsetTracker:
                 self._abandon(old)
             self.partitions[tp] = PartitionTracker(self, tp[0], tp[1], self.generation)
 
-    def revoke(self, tps: Iterable[TopicPartitionKey]) -> list[Chunk]:
+    def revoke(self, tps: Iterable[TP]) -> list[Chunk]:
         """Stop tracking partitions; returns the chunks abandoned (consumed, never committed)."""
         abandoned: list[Chunk] = []
         for tp in tps:
@@ -143,7 +144,7 @@ class OffsetTracker:
         pt.chunks.clear()
         return left
 
-    def owns(self, tp: TopicPartitionKey) -> bool:
+    def owns(self, tp: TP) -> bool:
         return tp in self.partitions
 
     # --- consuming ---------------------------------------------------------------------------
@@ -158,11 +159,9 @@ class OffsetTracker:
         return chunk
 
     # --- committing --------------------------------------------------------------------------
-    def committable(
-        self, tps: Iterable[TopicPartitionKey] | None = None
-    ) -> dict[TopicPartitionKey, int]:
+    def committable(self, tps: Iterable[TP] | None = None) -> dict[TP, int]:
         """Positions (next offset to read) that advanced since the last commit, per partition."""
-        out: dict[TopicPartitionKey, int] = {}
+        out: dict[TP, int] = {}
         keys = list(self.partitions) if tps is None else [tp for tp in tps if tp in self.partitions]
         for tp in keys:
             pt = self.partitions[tp]
@@ -174,7 +173,7 @@ class OffsetTracker:
                 out[tp] = pending
         return out
 
-    def mark_committed(self, positions: dict[TopicPartitionKey, int]) -> None:
+    def mark_committed(self, positions: dict[TP, int]) -> None:
         """The broker accepted these positions (only those of still-owned partitions count)."""
         for tp, position in positions.items():
             pt = self.partitions.get(tp)
@@ -183,6 +182,6 @@ class OffsetTracker:
                 if self._pending_positions.get(tp) == position:
                     del self._pending_positions[tp]
 
-    def open_records(self, tps: Iterable[TopicPartitionKey]) -> int:
+    def open_records(self, tps: Iterable[TP]) -> int:
         """Records of these partitions whose outputs are not all acknowledged yet."""
         return sum(self.partitions[tp].open_records for tp in tps if tp in self.partitions)

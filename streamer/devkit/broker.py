@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from string import Template
@@ -37,6 +37,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streamer.config import PROJECT_ROOT, Settings
+from streamer.devkit.console import Say, say
 from streamer.kafka.clients import client_config
 
 DEPLOY_DIR = PROJECT_ROOT / "deploy" / "kafka"
@@ -68,13 +69,6 @@ _LOG_TAIL_LINES = 40
 
 class BrokerError(Exception):
     """The broker could not be provided; the message says why (with the log tail if relevant)."""
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-Say = Callable[[str], None]
 
 
 # --- jars -------------------------------------------------------------------------------------
@@ -111,7 +105,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_jars(say: Say = _say) -> Path:
+def ensure_jars(say: Say = say) -> Path:
     """The directory holding the pinned broker's jars; resolves them with Maven the first time.
 
     The copy is keyed by the pom's digest, so editing the pom (another version, another log4j)
@@ -237,7 +231,7 @@ def _process_alive(pid: int) -> bool:
     if child is not None:
         return child.poll() is None
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -362,7 +356,7 @@ class LocalBroker:
 
     # -- start --
     def start(
-        self, say: Say = _say, *, port: int | None = None, controller_port: int | None = None
+        self, say: Say = say, *, port: int | None = None, controller_port: int | None = None
     ) -> tuple[BrokerState, bool]:
         """Start the broker or reuse the running one; returns (state, started_now).
 
@@ -560,7 +554,7 @@ def stop_when_owner_exits(state_dir: Path | str, owner_pid: int | None = None) -
     """
     owner = owner_pid or os.getpid()
     code = (
-        "import sys; from streamer.kafka.broker import _watch_owner; "
+        "import sys; from streamer.devkit.broker import _watch_owner; "
         "_watch_owner(int(sys.argv[1]), sys.argv[2])"
     )
     subprocess.Popen(
@@ -629,7 +623,7 @@ def check_bootstrap(settings: Settings, bootstrap: str, timeout: float = 10.0) -
         raise BrokerError(f"Kafka at {bootstrap} does not answer: {why}")
 
 
-def ensure_broker(settings: Settings, say: Say = _say) -> str:
+def ensure_broker(settings: Settings, say: Say = say) -> str:
     """The bootstrap address to use: ``settings.bootstrap`` when set (checked to answer), else
     the local broker's, started on first use or reused when already running."""
     if settings.bootstrap:

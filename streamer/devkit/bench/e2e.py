@@ -2,7 +2,7 @@
 
 Phases, all against the same broker in the same run:
 
-1. **produce** N realistic records (``streamer.sample``, ~1.4 KB each, key = message id) to a
+1. **produce** N realistic records (``streamer.devkit.sample``, ~1.4 KB each, key = message id) to a
    fresh P-partition input topic;
 2. **baseline**: W processes of a raw confluent-kafka consume→produce loop (no parsing) copy the
    input to their own output topic, one consumer group;
@@ -35,12 +35,11 @@ import math
 import multiprocessing as mp
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,10 +53,11 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from streamer.config import Settings
-from streamer.harness import (
+from streamer.devkit.console import Say, say
+from streamer.devkit.harness import (
     HarnessError,
     Watermarks,
     WorkerSet,
@@ -65,11 +65,10 @@ from streamer.harness import (
     read_topic,
     wait_for_outputs,
 )
+from streamer.devkit.sample import SampleMessage, generate_records, record_identity, to_message
 from streamer.kafka.admin import delete_topics, wait_for_topics
 from streamer.kafka.clients import admin_client, consumer_config, producer_config
-from streamer.sample import SampleMessage, generate_records, record_identity, to_message
 
-Say = Callable[[str], None]
 #: Granularity of the latency run's offered load.
 PACE_TICK_S = 0.002
 #: Start of the paced latency run left out of the percentiles (see ``run_latency``).
@@ -79,10 +78,6 @@ Identity = tuple[str, str, int]
 
 class BenchError(HarnessError):
     """The benchmark could not complete (a process died, a phase timed out, records were lost)."""
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,7 +350,7 @@ def run_baseline(
             if p.is_alive():
                 p.kill()
         watch.stop()
-    times = [t for t, _v, _h in read_topic(settings, bootstrap, out_topic)]
+    times = [r.timestamp_ms for r in read_topic(settings, bootstrap, out_topic)]
     return window_rate(times, watch.stable_at)
 
 
@@ -433,7 +428,7 @@ def run(
     latency_seconds: float = 10.0,
     timeout: float | None = None,
     keep_topics: bool = False,
-    say: Say = _say,
+    say: Say = say,
 ) -> E2EResult:
     if events < 1 or partitions < 1 or workers < 1:
         raise BenchError("events, partitions and workers must be at least 1")
@@ -507,10 +502,12 @@ def run(
             notes.append(f"worker exit codes after SIGTERM: {codes}")
         outputs = read_topic(settings, bootstrap, t["out"])
         dead = read_topic(settings, bootstrap, t["dlq"])
-        streamer = window_rate([ts for ts, _v, _h in outputs], watch.stable_at if watch else None)
+        streamer = window_rate(
+            [r.timestamp_ms for r in outputs], watch.stable_at if watch else None
+        )
         seen: dict[Identity, int] = {}
-        for _ts, value, _h in outputs:
-            ident = _output_identity(value)
+        for rec in outputs:
+            ident = _output_identity(rec.value)
             if ident is not None:
                 seen[ident] = seen.get(ident, 0) + 1
         missing = sum(1 for i in expected if i not in seen)
@@ -655,12 +652,13 @@ def run_latency(
         watch.stop()
     latencies: list[float] = []
     seen: set[Identity] = set()
-    for ts, value, _h in read_topic(settings, bootstrap, out_topic):
-        ident = _output_identity(value)
-        if ident is not None and ident in sent_ms and ident not in seen:
-            seen.add(ident)
-            if ident in measured:
-                latencies.append(max(0.0, ts - sent_ms[ident]))
+    for rec in read_topic(settings, bootstrap, out_topic):
+        ts = rec.timestamp_ms
+        out_ident = _output_identity(rec.value)
+        if out_ident is not None and out_ident in sent_ms and out_ident not in seen:
+            seen.add(out_ident)
+            if out_ident in measured:
+                latencies.append(max(0.0, ts - sent_ms[out_ident]))
     latencies.sort()
     missing = len(sent_ms) - len(seen)
     return (

@@ -433,7 +433,7 @@ def load_split(path: str | Path) -> tuple[float, float]:
 def fresh_process_load(path: Path, rules: int, runs: int) -> dict[str, float]:
     """Medians of :func:`load_split` over ``runs`` new interpreters: a worker's or
     ``streamer validate``'s cold start, Unicode tables and translation caches included."""
-    code = "import json,sys; from streamer.bench.classify import load_split as f; "
+    code = "import json,sys; from streamer.devkit.bench.classify import load_split as f; "
     code += "print(json.dumps(f(sys.argv[1])))"
     samples = []
     for _ in range(runs):

@@ -1,0 +1,69 @@
+"""Partition assignment: what the worker does when its consumer group rebalances.
+
+Callbacks arrive from the fetch thread (``streamer.kafka.source``) and run on the event loop.
+A revoked partition's queued and in-flight records are finished first (bounded in time), so the
+checkpoint can commit them before the partition moves; whatever is left is abandoned: never
+committed, consumed again by the next owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from streamer.kafka.sink import Sink
+from streamer.kafka.source import RebalanceHandler
+from streamer.logs import log_event
+from streamer.metrics import Metrics
+from streamer.worker.checkpoint import Checkpoint
+from streamer.worker.flow import FlowControl
+from streamer.worker.offsets import TP
+
+log = logging.getLogger("streamer.worker")
+
+#: How long a revoke waits for in-flight records before giving them up.
+DRAIN_TIMEOUT_S = 20.0
+
+
+class PartitionLifecycle(RebalanceHandler):
+    def __init__(
+        self, checkpoint: Checkpoint, sink: Sink, flow: FlowControl, metrics: Metrics
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.tracker = checkpoint.tracker
+        self.sink = sink
+        self.flow = flow
+        self.metrics = metrics
+
+    async def on_assigned(self, tps: list[TP]) -> None:
+        self.tracker.assign(tps)
+        log_event(log, logging.INFO, "partitions assigned", partitions=format_partitions(tps))
+
+    async def on_revoking(self, tps: list[TP]) -> dict[TP, int]:
+        """Finish what is queued or in flight for the partitions, then say what to commit."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while self.tracker.open_records(tps) and time.monotonic() < deadline:
+            self.sink.poll(0)
+            await asyncio.sleep(0.005)
+        return self.checkpoint.positions_to_commit(tps)
+
+    async def on_revoked(self, tps: list[TP], *, lost: bool) -> None:
+        n = self.checkpoint.forget(tps)
+        self.metrics.abandoned.inc(n)
+        log_event(
+            log,
+            logging.WARNING if (lost or n) else logging.INFO,
+            "partitions lost" if lost else "partitions revoked",
+            partitions=format_partitions(tps),
+            abandoned_records=n,
+        )
+        self.flow.maybe_resume()
+
+    def on_committed(self, positions: dict[TP, int]) -> None:
+        self.checkpoint.on_committed(positions)
+
+
+def format_partitions(tps: Iterable[TP]) -> str:
+    return ",".join(f"{t}:{p}" for t, p in sorted(tps))

@@ -1,0 +1,181 @@
+"""Checkpointing: when consumed offsets become committed, in one of two delivery modes.
+
+Every mode tracks consumed offsets in chunks (``streamer.worker.offsets``) and differs only in
+how a batch's outputs and its input offsets reach Kafka:
+
+- ``AtLeastOnce``: outputs are produced as the batch is processed; a timer commits, without
+  waiting, the prefix of offsets whose outputs were all acknowledged. A crash re-delivers what
+  was not committed yet (duplicates, never losses).
+- ``ExactlyOnce``: each batch is one Kafka transaction holding its outputs and its input
+  offsets. A failed transaction is aborted and the worker stops (its partitions move on to a
+  worker that starts from the last committed transaction).
+
+The worker calls the same four methods whatever the mode (the interface below), so the mode is
+decided once, in ``make_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from streamer.logs import log_event
+from streamer.metrics import Metrics
+from streamer.worker.offsets import TP, Chunk, OffsetTracker
+
+log = logging.getLogger("streamer.worker")
+
+#: Sends one chunk's records through the pipeline to the producer.
+SendChunk = Callable[[Chunk, Sequence[Any]], Awaitable[None]]
+#: What a batch is made of: each partition's chunk with its messages.
+Groups = Sequence[tuple[Chunk, Sequence[Any]]]
+
+
+class Committer(Protocol):
+    """Where offsets are committed (``streamer.kafka.source.Source``)."""
+
+    def commit_async(self, positions: dict[TP, int]) -> None: ...
+    @property
+    def group_metadata(self) -> Any: ...
+
+
+class TransactionalProducer(Protocol):
+    """The transactional calls of ``confluent_kafka.Producer``."""
+
+    def begin_transaction(self) -> None: ...
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], meta: Any) -> None: ...
+    def commit_transaction(self) -> None: ...
+    def abort_transaction(self, timeout: float) -> None: ...
+
+
+class Checkpoint(ABC):
+    """Offset tracking plus a commit policy (see the module doc)."""
+
+    exactly_once: bool
+
+    def __init__(self, tracker: OffsetTracker, committer: Committer, metrics: Metrics) -> None:
+        self.tracker = tracker
+        self.committer = committer
+        self.metrics = metrics
+        #: Last committed position per owned partition (for ``/status``).
+        self.committed: dict[TP, int] = {}
+        #: Set once the mode cannot go on: the worker must stop and commit nothing more.
+        self.failed = False
+
+    @abstractmethod
+    async def process(self, groups: Groups, send: SendChunk) -> int:
+        """Send every live chunk of a batch; returns how many records went through."""
+
+    @abstractmethod
+    def commit_due(self) -> None:
+        """The timer's commit (asynchronous: ``on_committed`` follows when the broker agrees)."""
+
+    @abstractmethod
+    def positions_to_commit(self, tps: Sequence[TP] | None = None) -> dict[TP, int]:
+        """What to commit synchronously when partitions are revoked (None: all, at shutdown)."""
+
+    def on_committed(self, positions: dict[TP, int]) -> None:
+        """The broker accepted these positions."""
+        self.tracker.mark_committed(positions)
+        self.committed.update(positions)
+
+    def forget(self, tps: Sequence[TP]) -> int:
+        """Partitions revoked or lost: drop their state; returns the records abandoned."""
+        for tp in tps:
+            self.committed.pop(tp, None)
+        return sum(c.count for c in self.tracker.revoke(tps))
+
+    def fail(self) -> int:
+        """Give up every partition's uncommitted work; returns the records abandoned."""
+        self.failed = True
+        return self.forget(list(self.tracker.partitions))
+
+
+class AtLeastOnce(Checkpoint):
+    exactly_once = False
+
+    async def process(self, groups: Groups, send: SendChunk) -> int:
+        done = 0
+        for chunk, messages in groups:
+            if chunk.abandoned:
+                continue  # revoked while queued: not committed, the next owner reprocesses it
+            await send(chunk, messages)
+            done += chunk.count
+        return done
+
+    def commit_due(self) -> None:
+        positions = self.tracker.committable()
+        if positions:
+            self.committer.commit_async(positions)
+            self.metrics.commits.inc()
+
+    def positions_to_commit(self, tps: Sequence[TP] | None = None) -> dict[TP, int]:
+        return self.tracker.committable(tps)
+
+
+class ExactlyOnce(Checkpoint):
+    exactly_once = True
+
+    def __init__(
+        self,
+        tracker: OffsetTracker,
+        committer: Committer,
+        metrics: Metrics,
+        producer: TransactionalProducer,
+    ) -> None:
+        super().__init__(tracker, committer, metrics)
+        self.producer = producer
+
+    async def process(self, groups: Groups, send: SendChunk) -> int:
+        live = [(c, m) for c, m in groups if not c.abandoned]
+        if self.failed or not live:
+            return 0
+        producer = self.producer
+        positions: dict[TP, int] = {}
+        try:
+            producer.begin_transaction()
+            for chunk, messages in live:
+                await send(chunk, messages)
+                positions[chunk.topic, chunk.partition] = chunk.last + 1
+            offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+            # the group metadata is read by the fetch thread: the consumer is never called here
+            producer.send_offsets_to_transaction(offsets, self.committer.group_metadata)
+            # Blocks the loop until the broker committed (outputs flushed first): one round
+            # trip per batch, the price of exactly-once.
+            producer.commit_transaction()
+        except KafkaException as exc:
+            err = exc.args[0]
+            log_event(log, logging.CRITICAL, "transaction failed; stopping", error=str(err))
+            with contextlib.suppress(KafkaException):
+                if err.txn_requires_abort():
+                    producer.abort_transaction(10.0)
+            self.failed = True  # the worker calls fail() and stops
+            return 0
+        # committable() drops the chunks the transaction completed (nothing else would here)
+        self.tracker.committable(list(positions))
+        self.on_committed(positions)
+        self.metrics.commits.inc()
+        return sum(c.count for c, _ in live)
+
+    def commit_due(self) -> None:
+        pass  # every batch committed its own offsets
+
+    def positions_to_commit(self, tps: Sequence[TP] | None = None) -> dict[TP, int]:
+        return {}  # likewise
+
+
+def make_checkpoint(
+    exactly_once: bool,
+    tracker: OffsetTracker,
+    committer: Committer,
+    metrics: Metrics,
+    producer: TransactionalProducer,
+) -> Checkpoint:
+    if exactly_once:
+        return ExactlyOnce(tracker, committer, metrics, producer)
+    return AtLeastOnce(tracker, committer, metrics)

@@ -1,0 +1,327 @@
+"""The stream worker's parts wired together: fetch → process → produce → acknowledge → commit.
+
+``StreamWorker`` owns the Kafka clients and the worker's parts and runs three loops on the event
+loop, started by the run loop (``streamer.worker.runloop``):
+
+- ``fetch_loop``: ``Source.fetch`` (a batch per call, in the fetch thread), offsets registered
+  with the tracker (``make_batch``), the batch handed on through ``handoff`` (the Faust channel),
+  back-pressure checked (``FlowControl``);
+- ``process``: called by the agent once per batch (``BatchProcessor`` under the ``Checkpoint``);
+- ``poll_loop``: serves delivery acknowledgements every few milliseconds while outputs are in
+  flight;
+
+and ``housekeeping`` on a timer: the periodic commit, gauges, consumer lag, cache statistics,
+and a rules reload when a file changed. Rebalances are handled by ``PartitionLifecycle``. Nothing
+here imports Faust: a fatal error calls ``on_stop``, which the run loop points at a graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from streamer.classifier import ReloadableClassifier
+from streamer.config import Settings
+from streamer.kafka.admin import TopicError, create_topics, default_topics, wait_for_topics
+from streamer.kafka.sink import Sink
+from streamer.kafka.source import Source
+from streamer.logs import log_event
+from streamer.metrics import Metrics
+from streamer.pipeline import Pipeline
+from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
+from streamer.worker.checkpoint import Checkpoint, make_checkpoint
+from streamer.worker.flow import FlowControl
+from streamer.worker.offsets import TP, OffsetTracker
+from streamer.worker.processing import Batch, BatchProcessor, make_batch
+from streamer.worker.reload import RulesReloader
+
+log = logging.getLogger("streamer.worker")
+
+#: consume() timeout while records flow / when the last fetch was empty. Short, so a batch never
+#: waits long to fill at moderate rates (latency), while a busy topic fills batches anyway.
+FETCH_TIMEOUT_BUSY_S = 0.01
+FETCH_TIMEOUT_IDLE_S = 0.05
+LAG_INTERVAL_S = 2.0
+#: How often the poller serves delivery reports while outputs are in flight.
+POLL_INTERVAL_S = 0.004
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class StreamWorker:
+    """Everything one ``streamer worker`` process runs, apart from the Faust app around it."""
+
+    def __init__(
+        self, settings: Settings, bootstrap: str, *, classifiers: ReloadableClassifier
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.worker_id = settings.worker_id or default_worker_id()
+        self.classifiers = classifiers
+        self.metrics = Metrics()
+        self.tracker = OffsetTracker()
+        self.flow = FlowControl(self.tracker, settings.back_pressure, self.metrics)
+        self.reloader = RulesReloader(classifiers, self.metrics, watch=settings.watch_rules)
+        self.pipeline = Pipeline(
+            classifiers,
+            output_topic=settings.output_topic,
+            dlq_topic=settings.dlq_topic or "",
+            non_classifiable=settings.non_classifiable,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        self.fetch_size = max(1, min(settings.batch_size, settings.back_pressure))
+        # Set by start_clients(), on the event loop.
+        self.source: Source | None = None
+        self.sink: Sink | None = None
+        self.checkpoint: Checkpoint | None = None
+        self.processor: BatchProcessor | None = None
+        #: What the run loop does to stop the worker gracefully (drain, commit, exit).
+        self.on_stop: Callable[[], None] = lambda: None
+        self.metrics_port = 0
+        self.exit_code = 0
+        self._stopping = False
+        self._draining = False
+        self._fetch_done = asyncio.Event()
+        self._produced = asyncio.Event()
+        self._last_lag = 0.0
+        self._background: set[asyncio.Future[Any]] = set()  # keeps fire-and-forget tasks alive
+
+    # --- start-up ------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Checks and set-up that need no event loop: topics and the metrics endpoint."""
+        s = self.settings
+        try:
+            create_topics(s, self.bootstrap, default_topics(s))
+        except TopicError as exc:
+            # No right to create topics? Then they must exist already.
+            log_event(log, logging.WARNING, "could not create topics", error=str(exc))
+            wait_for_topics(s, self.bootstrap, default_topics(s), 10.0)
+        self.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
+        self.metrics.set_rules_version(self.classifiers.current.version)
+        log_event(
+            log,
+            logging.INFO,
+            "worker starting",
+            group=s.group_id,
+            input=s.input_topic,
+            output=s.output_topic,
+            dlq=s.dlq_topic,
+            rules_version=self.classifiers.current.version,
+            metrics_port=self.metrics_port,
+            web_port=s.web_port,
+            exactly_once=s.exactly_once,
+        )
+
+    def start_clients(self) -> None:
+        s = self.settings
+        eos = s.exactly_once
+        self.sink = Sink(
+            s,
+            self.bootstrap,
+            client_id=f"{self.worker_id}-out",
+            dlq_topic=s.dlq_topic or "",
+            on_retry=lambda action: self.metrics.produce_retries.labels(action).inc(),
+            transactional_id=f"streamer-{s.group_id}-{self.worker_id}" if eos else None,
+        )
+        self.source = Source(
+            s,
+            self.bootstrap,
+            client_id=f"{self.worker_id}-in",
+            loop=asyncio.get_running_loop(),
+            group_metadata=eos,
+        )
+        self.checkpoint = make_checkpoint(
+            eos, self.tracker, self.source, self.metrics, self.sink.producer
+        )
+        self.source.handler = PartitionLifecycle(
+            self.checkpoint, self.sink, self.flow, self.metrics
+        )
+        self.processor = BatchProcessor(self.pipeline, self.sink, self.metrics)
+        self.flow.source = self.source
+        self.source.subscribe()
+
+    # --- the loops -----------------------------------------------------------------------------
+    async def fetch_loop(
+        self,
+        handoff: Callable[[Batch], Awaitable[None]],
+        started: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Start the clients, then fetch batches and hand them on until stopping.
+
+        ``started`` runs once the clients are up. A failure stops the worker (exit code 1).
+        """
+        try:
+            self.start_clients()
+            started()
+            assert self.source is not None
+            source = self.source
+            timeout = FETCH_TIMEOUT_IDLE_S
+            while not self._stopping:
+                messages = await source.fetch(self.fetch_size, timeout)
+                if not messages:
+                    timeout = FETCH_TIMEOUT_IDLE_S
+                    continue
+                timeout = FETCH_TIMEOUT_BUSY_S
+                batch = make_batch(self.tracker, _without_errors(messages))
+                if batch is not None:
+                    await handoff(batch)
+                self.flow.after_fetch()
+        except Exception:
+            log.exception("fetch loop failed")
+            # without fetching the worker is useless: stop (drain, commit, exit 1) so that its
+            # partitions move and a supervisor restarts it
+            self.stop(1)
+        finally:
+            self._fetch_done.set()
+
+    async def process(self, batch: Batch) -> None:
+        """The agent's work for one batch."""
+        assert self.processor is not None and self.checkpoint is not None
+        await self.processor.process(batch, self.checkpoint)
+        self._produced.set()
+        if self.checkpoint.failed and not self._stopping:
+            self.metrics.abandoned.inc(self.checkpoint.fail())
+            self.stop(1)
+        self.flow.maybe_resume()
+
+    async def poll_loop(self) -> None:
+        """Serve delivery reports promptly while anything is in flight (ack latency)."""
+        while True:
+            sink = self.sink
+            if sink is None or sink.queued == 0:
+                self._produced.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._produced.wait(), 0.1)
+                if sink is not None:
+                    sink.poll(0)  # errors and statistics even when idle
+                continue
+            sink.poll(0)
+            self.flow.maybe_resume()
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    async def housekeeping(self) -> None:
+        """The timer: commit, refresh gauges, lag and cache statistics, watch the rules."""
+        sink, source, checkpoint = self.sink, self.source, self.checkpoint
+        if sink is None or source is None or checkpoint is None:
+            return
+        sink.poll(0)
+        if sink.fatal is not None and not self._draining:
+            self.stop(1)
+        if not self._draining:
+            checkpoint.commit_due()
+        self.flow.maybe_resume()
+        m = self.metrics
+        m.in_flight.set(self.tracker.in_flight)
+        m.assigned_partitions.set(len(source.assignment))
+        if source.want_paused:
+            m.paused_partitions.set(len(source.paused))
+        m.top_sites.refresh()
+        now = time.monotonic()
+        if now - self._last_lag >= LAG_INTERVAL_S:
+            self._last_lag = now
+            m.set_lag(source.lags)
+            source.request_lag()
+            reset, self.reloader.replaced = self.reloader.replaced, False
+            m.update_cache_stats(self.classifiers.current.cache_stats(), reset=reset)
+        if self.reloader.changed():
+            await self.reloader.reload("file changed")
+
+    def in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` fire-and-forget, keeping a reference until it is done."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # --- stopping ------------------------------------------------------------------------------
+    def stop(self, exit_code: int = 0) -> None:
+        """Stop the worker through the run loop (which calls ``drain_and_close``)."""
+        self.exit_code = self.exit_code or exit_code
+        self._stopping = True
+        self.on_stop()
+
+    async def drain_and_close(self) -> None:
+        """Stop fetching, finish in-flight records, commit, leave the group."""
+        if self._draining:
+            return
+        self._draining = self._stopping = self.flow.stopping = True
+        t0 = time.monotonic()
+        log_event(log, logging.INFO, "stopping: draining", in_flight=self.tracker.in_flight)
+        try:
+            await asyncio.wait_for(self._fetch_done.wait(), 5.0)
+        except TimeoutError:
+            log_event(log, logging.WARNING, "fetch task did not stop in time")
+        source, sink, checkpoint = self.source, self.sink, self.checkpoint
+        if source is None or sink is None or checkpoint is None:
+            return
+        deadline = t0 + DRAIN_TIMEOUT_S
+        while self.tracker.in_flight and time.monotonic() < deadline:
+            sink.poll(0)
+            await asyncio.sleep(0.005)
+        positions = {} if checkpoint.failed else checkpoint.positions_to_commit()
+        ok = await source.run_in_fetch_thread(source.commit_sync, positions)
+        if ok and positions:
+            checkpoint.on_committed(positions)
+        left = self.tracker.in_flight
+        await source.close()  # leaves the group; revoke callbacks run (nothing left to commit)
+        undelivered = sink.close(5.0)
+        log_event(
+            log,
+            logging.INFO if not left else logging.WARNING,
+            "stopped",
+            consumed=self.metrics.total(self.metrics.events_in),
+            committed=_fmt_positions(positions),
+            uncommitted_records=left,
+            undelivered=undelivered,
+            seconds=round(time.monotonic() - t0, 3),
+        )
+
+
+def _without_errors(messages: list[Any]) -> list[Any]:
+    if all(m.error() is None for m in messages):
+        return messages
+    for m in messages:
+        if m.error() is not None:
+            log_event(log, logging.WARNING, "consume error", error=str(m.error()))
+    return [m for m in messages if m.error() is None]
+
+
+def worker_status(stream: StreamWorker) -> dict[str, Any]:
+    """What ``/status`` reports: identity, assignment, progress and the rules in force."""
+    source, m = stream.source, stream.metrics
+    committed = stream.checkpoint.committed if stream.checkpoint else {}
+    return {
+        "worker_id": stream.worker_id,
+        "group": stream.settings.group_id,
+        "input_topic": stream.settings.input_topic,
+        "exactly_once": stream.settings.exactly_once,
+        "assigned": sorted(f"{t}:{p}" for t, p in (source.assignment if source else ())),
+        "paused": sorted(f"{t}:{p}" for t, p in (source.paused if source else ())),
+        "in_flight": stream.tracker.in_flight,
+        "in_flight_peak": stream.flow.peak,
+        "consumed": int(m.total(m.events_in)),
+        "batches": int(m.total(m.batches)),
+        "produced": stream.sink.produced if stream.sink is not None else 0,
+        "pauses": int(m.total(m.backpressure_pauses)),
+        "abandoned": int(m.total(m.abandoned)),
+        "committed": {f"{t}:{p}": o for (t, p), o in sorted(committed.items())},
+        "rules_version": stream.classifiers.current.version,
+        "reloads": int(m.total(m.rules_reloads)),
+        "reload_failures": int(m.total(m.rules_reload_failures)),
+        "stopping": stream.stopping,
+    }
+
+
+def _fmt_positions(positions: dict[TP, int]) -> str:
+    return ",".join(f"{t}:{p}@{o}" for (t, p), o in sorted(positions.items()))

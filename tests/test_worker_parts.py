@@ -1,0 +1,274 @@
+"""The worker's parts, each alone and without Kafka: checkpointing in both modes, flow control,
+batching and rules reloading."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from streamer.classifier import ReloadableClassifier
+from streamer.metrics import Metrics
+from streamer.worker.checkpoint import AtLeastOnce, ExactlyOnce, make_checkpoint
+from streamer.worker.flow import FlowControl
+from streamer.worker.offsets import TP, Chunk, OffsetTracker
+from streamer.worker.processing import make_batch
+from streamer.worker.reload import RulesReloader
+
+TP0: TP = ("in", 0)
+TP1: TP = ("in", 1)
+
+
+class Committer:
+    """Records what the checkpoint asks to commit (the real one is ``Source``)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[TP, int]] = []
+        self.group_metadata = object()
+
+    def commit_async(self, positions: dict[TP, int]) -> None:
+        self.requests.append(positions)
+
+
+class Producer:
+    """Records the transactional calls; ``fail_commit`` makes commit_transaction raise."""
+
+    def __init__(self, fail_commit: KafkaError | None = None) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail_commit = fail_commit
+
+    def begin_transaction(self) -> None:
+        self.calls.append(("begin", None))
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], meta: Any) -> None:
+        self.calls.append(("offsets", {(o.topic, o.partition): o.offset for o in offsets}))
+
+    def commit_transaction(self) -> None:
+        if self.fail_commit is not None:
+            raise KafkaException(self.fail_commit)
+        self.calls.append(("commit", None))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append(("abort", None))
+
+
+def _msgs(tp: TP, first: int, n: int) -> list[Message]:
+    return [Message(topic=tp[0], partition=tp[1], offset=first + i) for i in range(n)]
+
+
+async def _deliver_all(chunk: Chunk, messages: Sequence[Any]) -> None:
+    """A send that produces one output per record, acknowledged at once."""
+    chunk.add_pending(len(messages))
+    for _ in messages:
+        chunk.ack()
+    chunk.seal()
+
+
+async def _deliver_none(chunk: Chunk, messages: Sequence[Any]) -> None:
+    """A send whose outputs are handed over but never acknowledged."""
+    chunk.add_pending(len(messages))
+    chunk.seal()
+
+
+# --- batching ---------------------------------------------------------------------------------
+def test_make_batch_groups_by_partition_in_order_and_skips_unassigned() -> None:
+    tr = OffsetTracker()
+    tr.assign([TP0, TP1])
+    mixed = _msgs(TP0, 0, 2) + _msgs(TP1, 10, 3) + _msgs(TP0, 2, 1) + _msgs(("in", 7), 0, 4)
+    batch = make_batch(tr, mixed)
+    assert batch is not None and batch.count == 6
+    spans = [(c.topic, c.partition, c.first, c.last, c.count) for c, _ in batch.groups]
+    assert spans == [("in", 0, 0, 2, 3), ("in", 1, 10, 12, 3)]
+    assert [m.offset() for m in batch.groups[0][1]] == [0, 1, 2]
+    assert tr.in_flight == 6
+    assert make_batch(tr, _msgs(("in", 7), 0, 4)) is None
+
+
+# --- at-least-once ----------------------------------------------------------------------------
+def test_at_least_once_commits_the_acknowledged_prefix_on_the_timer() -> None:
+    tr, committer = OffsetTracker(), Committer()
+    cp = make_checkpoint(False, tr, committer, Metrics(), Producer())
+    assert isinstance(cp, AtLeastOnce) and not cp.exactly_once
+    tr.assign([TP0, TP1])
+    acked = make_batch(tr, _msgs(TP0, 0, 5))
+    pending = make_batch(tr, _msgs(TP1, 0, 5))
+    assert acked is not None and pending is not None
+    assert asyncio.run(cp.process(acked.groups, _deliver_all)) == 5
+    assert asyncio.run(cp.process(pending.groups, _deliver_none)) == 5
+    cp.commit_due()
+    assert committer.requests == [{TP0: 5}]
+    cp.on_committed({TP0: 5})
+    assert cp.committed == {TP0: 5}
+    cp.commit_due()
+    assert committer.requests == [{TP0: 5}]  # nothing new to commit
+    assert cp.metrics.registry.get_sample_value("streamer_commits_total") == 1
+    assert cp.positions_to_commit([TP1]) == {}
+    # revoking TP1 abandons its 5 unacknowledged records
+    assert cp.forget([TP1]) == 5
+    assert tr.in_flight == 0
+
+
+def test_at_least_once_skips_chunks_abandoned_while_queued() -> None:
+    tr = OffsetTracker()
+    cp = AtLeastOnce(tr, Committer(), Metrics())
+    tr.assign([TP0])
+    batch = make_batch(tr, _msgs(TP0, 0, 3))
+    assert batch is not None
+    cp.forget([TP0])
+    sent: list[Chunk] = []
+
+    async def send(chunk: Chunk, messages: Sequence[Any]) -> None:
+        sent.append(chunk)
+
+    assert asyncio.run(cp.process(batch.groups, send)) == 0
+    assert sent == []
+
+
+# --- exactly-once -----------------------------------------------------------------------------
+def test_exactly_once_commits_outputs_and_offsets_in_one_transaction() -> None:
+    tr, committer, producer = OffsetTracker(), Committer(), Producer()
+    cp = make_checkpoint(True, tr, committer, Metrics(), producer)
+    assert isinstance(cp, ExactlyOnce) and cp.exactly_once
+    tr.assign([TP0, TP1])
+    batch = make_batch(tr, _msgs(TP0, 0, 4) + _msgs(TP1, 7, 2))
+    assert batch is not None
+    assert asyncio.run(cp.process(batch.groups, _deliver_all)) == 6
+    assert producer.calls == [("begin", None), ("offsets", {TP0: 4, TP1: 9}), ("commit", None)]
+    assert cp.committed == {TP0: 4, TP1: 9}
+    assert tr.in_flight == 0 and tr.partitions[TP0].chunks == type(tr.partitions[TP0].chunks)()
+    # the timer and revocations never commit on their own in this mode
+    cp.commit_due()
+    assert cp.positions_to_commit() == {} and committer.requests == []
+    assert cp.metrics.registry.get_sample_value("streamer_commits_total") == 1  # the transaction
+
+
+def test_exactly_once_failed_transaction_aborts_and_marks_the_checkpoint_failed() -> None:
+    tr = OffsetTracker()
+    err = KafkaError(KafkaError._TIMED_OUT, "commit timed out", txn_requires_abort=True)
+    producer = Producer(fail_commit=err)
+    cp = ExactlyOnce(tr, Committer(), Metrics(), producer)
+    tr.assign([TP0])
+    batch = make_batch(tr, _msgs(TP0, 0, 3))
+    assert batch is not None
+    assert asyncio.run(cp.process(batch.groups, _deliver_all)) == 0
+    assert ("abort", None) in producer.calls and ("commit", None) not in producer.calls
+    assert cp.failed and cp.committed == {}
+    # nothing more goes through; the worker gives up the partitions
+    later = make_batch(tr, _msgs(TP0, 3, 2))
+    assert later is not None
+    assert asyncio.run(cp.process(later.groups, _deliver_all)) == 0
+    assert cp.fail() == 2 and tr.partitions == {}
+
+
+# --- flow control -----------------------------------------------------------------------------
+class Pausable:
+    def __init__(self, partitions: int) -> None:
+        self.want_paused = False
+        self.paused: set[TP] = set()
+        self.partitions = partitions
+        self.pauses = self.resumes = 0
+
+    def pause(self) -> int:
+        self.want_paused = True
+        self.pauses += 1
+        return self.partitions
+
+    def resume(self) -> int:
+        self.want_paused = False
+        self.resumes += 1
+        return self.partitions
+
+
+def test_flow_control_pauses_at_the_limit_and_resumes_at_half() -> None:
+    tr, metrics, source = OffsetTracker(), Metrics(), Pausable(2)
+    flow = FlowControl(tr, 10, metrics)
+    flow.source = source
+    tr.assign([TP0])
+    chunks = [tr.track("in", 0, i * 3, i * 3 + 2, 3) for i in range(4)]  # 12 in flight
+    flow.after_fetch()
+    flow.after_fetch()  # already paused: no second pause
+    assert source.pauses == 1 and flow.peak == 12
+    assert metrics.registry.get_sample_value("streamer_in_flight_max") == 12
+    assert metrics.registry.get_sample_value("streamer_backpressure_pauses_total") == 1
+    for c in chunks[:2]:
+        assert c is not None
+        c.seal()  # 6 left in flight: above half the limit
+    flow.maybe_resume()
+    assert source.resumes == 0
+    assert chunks[2] is not None
+    chunks[2].seal()  # 3 left: at most half
+    flow.maybe_resume()
+    assert source.resumes == 1 and not source.want_paused
+
+
+def test_flow_control_never_resumes_while_stopping() -> None:
+    tr, source = OffsetTracker(), Pausable(1)
+    flow = FlowControl(tr, 1, Metrics())
+    flow.source = source
+    tr.assign([TP0])
+    chunk = tr.track("in", 0, 0, 0, 1)
+    flow.after_fetch()
+    flow.stopping = True
+    assert chunk is not None
+    chunk.seal()
+    flow.maybe_resume()
+    assert source.want_paused and source.resumes == 0
+
+
+# --- rules reloading --------------------------------------------------------------------------
+def test_reloader_sees_a_changed_file_and_keeps_old_rules_on_a_broken_one(tmp_path: Path) -> None:
+    rules = tmp_path / "r.toml"
+    rules.write_text('[rules]\nInvalidRecipient = ["user unknown"]\n')
+    classifiers = ReloadableClassifier([rules])
+    metrics = Metrics()
+    now = [0.0]
+    reloader = RulesReloader(classifiers, metrics, watch=True, clock=lambda: now[0])
+    v1 = classifiers.current.version
+    rules.write_text('[rules]\nQuotaIssues = ["mailbox full"]\n')
+    os.utime(rules, (1, 1))
+    assert not reloader.changed()  # checked at most once a second
+    now[0] = 1.5
+    assert reloader.changed()
+
+    async def reload() -> bool:
+        return await reloader.reload("test")
+
+    assert asyncio.run(reload())
+    assert classifiers.current.version != v1 and reloader.replaced
+    assert classifiers.classify("552 mailbox full").label == "QuotaIssues"
+    v2 = classifiers.current.version
+    rules.write_text("[rules]\nQuotaIssues = ['(unclosed']\n")
+    assert not asyncio.run(reload())
+    assert classifiers.current.version == v2
+    assert metrics.registry.get_sample_value("streamer_rules_reloads_total") == 1
+    assert metrics.registry.get_sample_value("streamer_rules_reload_failures_total") == 1
+    now[0] = 3.0
+    assert not reloader.changed()  # the failed attempt recorded the file's new state
+
+
+def test_reloader_without_watch_never_reports_a_change(tmp_path: Path) -> None:
+    rules = tmp_path / "r.toml"
+    rules.write_text('[rules]\nInvalidRecipient = ["user unknown"]\n')
+    now = [0.0]
+    reloader = RulesReloader(
+        ReloadableClassifier([rules]), Metrics(), watch=False, clock=lambda: now[0]
+    )
+    rules.write_text('[rules]\nQuotaIssues = ["mailbox full"]\n')
+    now[0] = 10.0
+    assert not reloader.changed()
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+def test_forget_clears_committed_positions(exactly_once: bool) -> None:
+    tr = OffsetTracker()
+    cp = make_checkpoint(exactly_once, tr, Committer(), Metrics(), Producer())
+    tr.assign([TP0])
+    cp.on_committed({TP0: 3})
+    assert cp.committed == {TP0: 3}
+    cp.forget([TP0])
+    assert cp.committed == {}
