@@ -143,7 +143,8 @@ CASES: list[tuple[str, str]] = [
     ("421 4.7.1 (DYN:T1) http://postmaster.info.aol.com/errors/421dynt1.html", "TransientFailure"),
     ("550 Requested action not taken: no such user here", "InvalidRecipient"),
     # --- Apple iCloud, Comcast, AT&T, Cox, Charter / Spectrum ---------------------------------
-    ("550 5.1.1 <user@icloud.com>: inactive email address", "InvalidRecipient"),
+    # The text says "inactive": specific wording beats the 5.1.1 code (rules/README.md)
+    ("550 5.1.1 <user@icloud.com>: inactive email address", "InactiveMailbox"),
     (
         "554 5.7.1 [CS01] Message rejected due to local policy. Please visit "
         "https://support.apple.com/en-us/HT204137",
@@ -311,10 +312,10 @@ CASES: list[tuple[str, str]] = [
         "451 4.4.1 connect to mx.example.com[192.0.2.1]:25: Connection refused",
         "BadConnection",
     ),
-    # A time-out inside another MTA's non-delivery report: that MTA gave up
+    # A time-out says the host did not answer, not that the message expired (rules/README.md)
     (
         "451 4.4.1 connect to mx.example.com[192.0.2.1]:25: Connection timed out",
-        "MessageExpired",
+        "NoAnswerFromHost",
     ),
     (
         "550 5.4.4 Host or domain name not found. Name service error for name=example.invalid "
