@@ -563,6 +563,7 @@ PRECEDENCE_CASES: list[tuple[str, str]] = [
         "MessageExpired",
     ),
     ("550 unable to connect: Operation timed out. Giving up.", "MessageExpired"),
+    ("550 4.4.7 Delivery failed, giving up. Winsock error code: 10060", "MessageExpired"),
     # ... but a time-out or connection failure on its own is not an expiry
     ("451 4.4.1 Operation timed out", "NoAnswerFromHost"),
     ("451 Exchange: Winsock error code: 10060", "NoAnswerFromHost"),
