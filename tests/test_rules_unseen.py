@@ -7,6 +7,10 @@ The wording is our own, modelled on those documents, and deliberately varies fro
 rules cite (other addresses, hosts, word order, languages), so this table measures how the rules
 generalise. Every line is asserted; the table covers every predefined label the shipped rules
 produce. rules/README.md "A label names what the line says" decides the expected labels.
+
+First runs, before the rules were changed for them: the first table (249 lines) scored 237 right
+(95.2%) on the rules it was written against; the old round-one rules score 230 (92.4%). The
+misses were fixed with generic rules, never with a pattern for one line.
 """
 
 from __future__ import annotations
@@ -490,6 +494,101 @@ UNSEEN: list[tuple[str, str]] = [
     ("Please unsubscribe me", "Unsubscribe"),
     ("UNSUBSCRIBE", "Unsubscribe"),
 ]
+
+# A second batch, written after the first table's misses were fixed and run once before any rule
+# change: 76 of 78 right on that first run. The two misses ("mailbox has reached its size
+# limit", "does not relay mail for you") led to generic rules.
+UNSEEN_SECOND_BATCH: list[tuple[str, str]] = [
+    (
+        "550 5.1.1 <lea@example.de>: Recipient address rejected: undeliverable address: User "
+        "unknown in local recipient table",
+        "InvalidRecipient",
+    ),
+    ("550 5.1.1 Mailbox does not exist", "InvalidRecipient"),
+    ("550 5.1.1 The recipient does not exist on this server", "InvalidRecipient"),
+    ("550 5.1.1 <max@example.com>: Recipient address rejected: unknown user", "InvalidRecipient"),
+    ("550 Invalid recipient <max@example.com>", "InvalidRecipient"),
+    ("550 5.5.0 <max@example.com>... No such user here", "InvalidRecipient"),
+    ("550 Adresse inconnue", "InvalidRecipient"),
+    ("550 5.1.1 Recipient address is unknown in this domain", "InvalidRecipient"),
+    ("550 5.1.1 This mailbox is no longer in use", "InactiveMailbox"),
+    ("550 5.2.1 Mailbox temporarily disabled", "InactiveMailbox"),
+    ("554 5.2.1 Recipient account is suspended", "InactiveMailbox"),
+    (
+        "550 Your message could not be delivered because the recipient's account is frozen",
+        "InactiveMailbox",
+    ),
+    ("452 4.2.2 Mailbox over quota", "QuotaIssues"),
+    ("552 5.2.2 Storage quota of the recipient has been exceeded", "QuotaIssues"),
+    ("552 Message rejected: recipient's mailbox has reached its size limit", "QuotaIssues"),
+    ("552 5.3.4 Message too large, maximum allowed is 25 MB", "QuotaIssues"),
+    ("452 4.2.2 Recipient's mailbox has insufficient space", "QuotaIssues"),
+    ("452 4.5.3 Too many recipients in this transaction", "TooManyRecipients"),
+    ("550 5.5.3 Number of recipients exceeds the limit of 100", "TooManyRecipients"),
+    ("451 4.7.1 Greylisting in action, please come back later", "TransientFailure"),
+    ("421 4.7.0 Temporarily rate limited, try again in 30 minutes", "TransientFailure"),
+    ("450 4.7.1 Too many messages from your IP in the last hour", "TransientFailure"),
+    ("421 4.3.2 Server is shutting down, please try again later", "TransientFailure"),
+    ("451 4.3.0 Mail server temporarily unavailable", "TransientFailure"),
+    ("421 Service temporarily unavailable, please retry", "TransientFailure"),
+    ("550 5.4.7 Delivery expired (message too old)", "MessageExpired"),
+    ("554 5.4.7 Message has been in the queue for more than 5 days", "MessageExpired"),
+    ("550 Maximum delivery time exceeded, giving up", "MessageExpired"),
+    ("451 4.4.7 Message delivery time exceeded", "MessageExpired"),
+    ("451 4.4.2 Timed out while waiting for the server greeting", "NoAnswerFromHost"),
+    ("421 4.4.1 Connection attempt timed out", "NoAnswerFromHost"),
+    ("451 4.4.1 Destination host did not respond", "NoAnswerFromHost"),
+    ("451 4.4.1 Host unreachable", "NoAnswerFromHost"),
+    ("451 4.4.2 Remote server closed the connection unexpectedly", "BadConnection"),
+    ("421 4.4.2 Connection was reset during the SMTP session", "BadConnection"),
+    ("454 4.7.0 TLS handshake failed: no shared cipher", "BadConnection"),
+    ("451 4.4.1 Could not connect to mail exchanger for example.org", "BadConnection"),
+    ("451 4.4.3 Temporary DNS error while resolving example.org", "DNSFailure"),
+    ("451 4.4.3 Name server timeout resolving MX for example.org", "DNSFailure"),
+    ("451 4.4.3 Unable to resolve MX host example.org", "DNSFailure"),
+    ("550 5.1.2 Domain example.invalid does not exist", "BadDomain"),
+    ("550 5.1.2 Recipient domain has no mail server", "BadDomain"),
+    ("554 5.1.2 Invalid domain name in recipient address", "BadDomain"),
+    ("554 5.4.6 Mail loop detected", "RoutingErrors"),
+    ("550 5.4.4 No route found to the recipient domain", "RoutingErrors"),
+    ("550 5.7.1 Relaying not allowed for this destination", "RelayDenied"),
+    ("554 5.7.1 This server does not relay mail for you", "RelayDenied"),
+    ("554 5.7.1 Your IP 203.0.113.9 is on the Spamhaus SBL", "SpamBlock"),
+    ("550 5.7.1 Sender IP has a poor reputation", "SpamBlock"),
+    ("554 5.7.1 Connection refused: 203.0.113.9 is listed in b.barracudacentral.org", "SpamBlock"),
+    ("421 4.7.0 Your IP is blocked due to spam complaints", "SpamBlock"),
+    ("550 5.7.1 Message identified as spam by our filter", "SpamContent"),
+    ("554 5.7.1 Content looks like spam (score 15.3)", "SpamContent"),
+    ("550 5.7.1 Message contains a blacklisted domain in the body", "SpamContent"),
+    ("554 5.7.1 Virus detected: Trojan.Generic", "VirusRelated"),
+    ("550 5.7.1 Infected attachment rejected", "VirusRelated"),
+    ("550 5.7.1 Executable attachments are not accepted", "ProhibitedAttachment"),
+    ("552 5.7.0 Attachment with extension .bat is blocked", "ProhibitedAttachment"),
+    ("554 5.6.0 Malformed MIME message", "ContentRelated"),
+    ("550 5.6.0 Message headers contain invalid characters", "ContentRelated"),
+    ("550 5.7.1 Message rejected by local policy", "PolicyRelated"),
+    ("550 5.7.1 Your domain is on the recipient's deny list", "PolicyRelated"),
+    ("554 5.7.1 Client host rejected: PTR record does not match hostname", "PolicyRelated"),
+    ("550 5.7.1 Only members may post to this list", "PolicyRelated"),
+    ("550 5.7.26 DMARC policy of the sender domain requires rejection", "AuthenticationFailed"),
+    ("550 5.7.1 SPF check failed for example.com", "AuthenticationFailed"),
+    ("550 5.7.1 DKIM signature is invalid", "AuthenticationFailed"),
+    ("535 5.7.8 Authentication credentials invalid", "AuthenticationFailed"),
+    ("553 5.1.8 Sender address domain does not exist", "InvalidSender"),
+    ("550 5.1.7 Invalid sender address", "InvalidSender"),
+    ("550 Envelope sender rejected: address unverifiable", "InvalidSender"),
+    ("554 5.3.0 Delivery program exited with status 75", "BadConfiguration"),
+    ("451 4.3.5 Server configuration error", "BadConfiguration"),
+    ("503 5.5.1 RCPT TO required before DATA", "ProtocolErrors"),
+    ("501 5.5.2 Syntax error in MAIL FROM parameters", "ProtocolErrors"),
+    ("I'm out of the office this week and will answer when I'm back.", "AutoReply"),
+    ("Vacation notice: I will be away until 2 September.", "AutoReply"),
+    (
+        "To deliver your message, please confirm you are a human by visiting the link below.",
+        "ChallengeResponse",
+    ),
+]
+UNSEEN += UNSEEN_SECOND_BATCH
 
 
 @pytest.fixture(scope="module")
