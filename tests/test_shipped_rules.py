@@ -143,7 +143,8 @@ CASES: list[tuple[str, str]] = [
     ("421 4.7.1 (DYN:T1) http://postmaster.info.aol.com/errors/421dynt1.html", "TransientFailure"),
     ("550 Requested action not taken: no such user here", "InvalidRecipient"),
     # --- Apple iCloud, Comcast, AT&T, Cox, Charter / Spectrum ---------------------------------
-    ("550 5.1.1 <user@icloud.com>: inactive email address", "InvalidRecipient"),
+    # The text says "inactive": specific wording beats the 5.1.1 code (rules/README.md)
+    ("550 5.1.1 <user@icloud.com>: inactive email address", "InactiveMailbox"),
     (
         "554 5.7.1 [CS01] Message rejected due to local policy. Please visit "
         "https://support.apple.com/en-us/HT204137",
@@ -311,10 +312,10 @@ CASES: list[tuple[str, str]] = [
         "451 4.4.1 connect to mx.example.com[192.0.2.1]:25: Connection refused",
         "BadConnection",
     ),
-    # A time-out inside another MTA's non-delivery report: that MTA gave up
+    # A time-out says the host did not answer, not that the message expired (rules/README.md)
     (
         "451 4.4.1 connect to mx.example.com[192.0.2.1]:25: Connection timed out",
-        "MessageExpired",
+        "NoAnswerFromHost",
     ),
     (
         "550 5.4.4 Host or domain name not found. Name service error for name=example.invalid "
@@ -526,6 +527,60 @@ CASES: list[tuple[str, str]] = [
     ("250 2.0.0 OK queued as 12345", "Uncategorized"),
     ("Hello there", "Uncategorized"),
 ]
+
+
+# rules/README.md "When the code and the text disagree": one group per rule of the precedence.
+PRECEDENCE_CASES: list[tuple[str, str]] = [
+    # 1. Specific wording beats the enhanced code
+    ("550 5.1.1 Message rejected as spam", "SpamContent"),
+    ("550 5.1.1 Client host [192.0.2.1] blocked using zen.spamhaus.org", "SpamBlock"),
+    ("550 5.7.1 Mailbox full", "QuotaIssues"),
+    ("550 5.1.1 <user@icloud.com>: inactive email address", "InactiveMailbox"),
+    ("421 4.4.2 Connection timed out", "NoAnswerFromHost"),
+    ("451 4.4.7 Connection refused by mx.example.com", "BadConnection"),
+    (
+        "550 5.2.1 The user you are trying to contact is receiving mail at a rate",
+        "TransientFailure",
+    ),
+    ("550 5.4.1 Recipient address rejected: Access denied", "InvalidRecipient"),  # Microsoft DBEB
+    ("554 5.7.1 <user@example.com>: Recipient address rejected: Access denied", "PolicyRelated"),
+    # 2. The reply class does not change the label
+    ("450 4.1.1 <user@example.com>: Recipient address rejected: User unknown", "InvalidRecipient"),
+    ("451 4.7.1 Rejected: your message contains a virus", "VirusRelated"),
+    ("550 5.2.2 Mailbox full, try again later", "QuotaIssues"),
+    ("452 4.7.1 Message rejected as spam", "SpamContent"),
+    # 3. Vague wording defers to an informative code
+    ("550 5.1.1 Address rejected", "InvalidRecipient"),
+    ("550 5.2.2 Request refused", "QuotaIssues"),
+    ("554 5.4.4 Not allowed", "RoutingErrors"),
+    ("550 5.7.1 Address rejected", "PolicyRelated"),
+    # 4. An expiry notice: a recipient / DNS cause wins, a connection cause does not
+    ("451 mailbox is full: retry timeout exceeded", "QuotaIssues"),
+    ("550 5.4.312 Message expired, DNS query failed", "DNSFailure"),
+    (
+        "451 4.4.7 Deferred: Connection refused by mx.example.com. Message could not be "
+        "delivered for 5 days",
+        "MessageExpired",
+    ),
+    ("550 unable to connect: Operation timed out. Giving up.", "MessageExpired"),
+    ("550 4.4.7 Delivery failed, giving up. Winsock error code: 10060", "MessageExpired"),
+    # ... but a time-out or connection failure on its own is not an expiry
+    ("451 4.4.1 Operation timed out", "NoAnswerFromHost"),
+    ("451 Exchange: Winsock error code: 10060", "NoAnswerFromHost"),
+    ("451 timed out while sending RCPT TO", "NoAnswerFromHost"),
+    # 5. Codes alone (the record's line keeps the space after the enhanced code)
+    ("550 5.1.1 ", "InvalidRecipient"),
+    ("421 4.4.7 ", "MessageExpired"),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"), PRECEDENCE_CASES, ids=[c[0][:60] for c in PRECEDENCE_CASES]
+)
+def test_code_text_precedence(line: str, expected: str) -> None:
+    got = Classifier.from_files(shipped_rule_files()).classify(line)
+    where = f"{got.rule.file}#{got.rule.index} {got.rule.pattern!r}" if got.rule else "no rule"
+    assert got.label == expected, f"{line!r}: {got.label} via {where}"
 
 
 @pytest.fixture(scope="module")

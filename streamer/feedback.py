@@ -1,0 +1,92 @@
+"""Labels for KumoMTA ``Feedback`` log records (ARF reports, RFC 5965).
+
+A ``Feedback`` record carries no SMTP response worth classifying; what it means is in its
+``feedback_report`` object, whose ``feedback_type`` field holds the RFC 5965 Feedback-Type
+(``abuse``, ``fraud``, ``virus``, ``other``, ``not-spam``; ``auth-failure`` from RFC 6591).
+:func:`feedback_label` turns that into a label, and :data:`FEEDBACK_CATEGORIES` gives each
+label its category. KumoMTA's predefined bounce labels have no complaint label, so these are
+user-defined labels; ``rules/README.md`` ("Feedback (ARF) records") documents them.
+
+Pure Python: no Kafka, no rule loading. Any input shape is tolerated; nothing here raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+FEEDBACK_ABUSE = "FeedbackAbuse"
+FEEDBACK_FRAUD = "FeedbackFraud"
+FEEDBACK_VIRUS = "FeedbackVirus"
+FEEDBACK_NOT_SPAM = "FeedbackNotSpam"
+FEEDBACK_AUTH_FAILURE = "FeedbackAuthFailure"
+FEEDBACK_OPT_OUT = "FeedbackOptOut"
+FEEDBACK_OTHER = "FeedbackOther"
+
+#: Feedback-Type value (normalised: lower case, ``_`` and spaces as ``-``) -> label.
+FEEDBACK_TYPES: dict[str, str] = {
+    "abuse": FEEDBACK_ABUSE,  # RFC 5965: unsolicited mail or other abuse (a spam complaint)
+    "fraud": FEEDBACK_FRAUD,  # RFC 5965: fraud or phishing
+    "virus": FEEDBACK_VIRUS,  # RFC 5965: the message carried a virus
+    "not-spam": FEEDBACK_NOT_SPAM,  # RFC 5965: the recipient says it is NOT spam
+    "auth-failure": FEEDBACK_AUTH_FAILURE,  # RFC 6591: SPF / DKIM / DMARC failure report
+    # Pre-RFC ARF drafts, still sent by a few feedback loops: an unsubscribe request
+    "opt-out": FEEDBACK_OPT_OUT,
+    "opt-out-list": FEEDBACK_OPT_OUT,
+    "other": FEEDBACK_OTHER,  # RFC 5965: any other kind of report
+}
+
+COMPLAINT = "complaint"
+UNDETERMINED = "undetermined"
+
+#: Feedback label -> category. Complaints are neither hard nor soft bounces: the message was
+#: delivered, and the operator suppresses the complaining recipient and watches the complaint
+#: rate. ``not-spam`` and ``auth-failure`` reports are not complaints (the first is the opposite,
+#: the second is a receiver's authentication report, not a recipient's verdict); they say
+#: nothing about the address either, so they are ``undetermined`` and stay out of complaint rates.
+FEEDBACK_CATEGORIES: dict[str, str] = {
+    FEEDBACK_ABUSE: COMPLAINT,
+    FEEDBACK_FRAUD: COMPLAINT,
+    FEEDBACK_VIRUS: COMPLAINT,
+    FEEDBACK_OPT_OUT: COMPLAINT,
+    FEEDBACK_OTHER: COMPLAINT,
+    FEEDBACK_NOT_SPAM: UNDETERMINED,
+    FEEDBACK_AUTH_FAILURE: UNDETERMINED,
+}
+
+FEEDBACK_LABELS: tuple[str, ...] = tuple(FEEDBACK_CATEGORIES)
+
+
+def _normalise(value: str) -> str:
+    return "-".join(value.strip().lower().replace("_", " ").replace("-", " ").split())
+
+
+def feedback_label(record: Any) -> str | None:
+    """The label of a log record's ARF feedback report, or None if it carries no usable one.
+
+    ``record["feedback_report"]["feedback_type"]`` decides: a known Feedback-Type gives its
+    label (case, ``_`` and surrounding spaces do not matter), any other non-empty type gives
+    ``FeedbackOther`` (RFC 5965 lets reporters register new types). None when the record is
+    not a mapping, has no ``feedback_report`` mapping, or the report has no non-empty string
+    ``feedback_type``: the record is then classified from its response line as usual.
+    """
+    try:
+        if not isinstance(record, Mapping):
+            return None
+        report = record.get("feedback_report")
+        if not isinstance(report, Mapping):
+            return None
+        kind = report.get("feedback_type")
+        if not isinstance(kind, str):
+            return None
+        key = _normalise(kind)
+        if not key:
+            return None
+        return FEEDBACK_TYPES.get(key, FEEDBACK_OTHER)
+    except Exception:  # a hostile Mapping implementation; never let it break the pipeline
+        return None
+
+
+def feedback_category(label: str) -> str | None:
+    """The category of a feedback label, or None if it is not one of ours."""
+    return FEEDBACK_CATEGORIES.get(label)
