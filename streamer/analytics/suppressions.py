@@ -34,6 +34,7 @@ SUPPRESSING_TYPES = frozenset({"Bounce", "OOB"})
 @dataclass(slots=True)
 class _Seen:
     first_seen: int
+    last_seen: int
     count: int
 
 
@@ -101,13 +102,14 @@ class SuppressionTracker:
         seen = self._seen
         entry = seen.get(recipient)
         if entry is None:
-            entry = seen[recipient] = _Seen(t, 0)
+            entry = seen[recipient] = _Seen(t, t, 0)
             if len(seen) > self.capacity:
                 seen.popitem(last=False)
         else:
             seen.move_to_end(recipient)
         entry.count += 1
-        entry.first_seen = min(entry.first_seen, t)
+        entry.first_seen = min(entry.first_seen, t)  # records may arrive out of order
+        entry.last_seen = max(entry.last_seen, t)
         value = {
             "recipient": recipient,
             "label": label,
@@ -115,7 +117,7 @@ class SuppressionTracker:
             "response": line,
             "provider": provider,
             "first_seen": entry.first_seen,
-            "last_seen": t,
+            "last_seen": entry.last_seen,
             "count": entry.count,
         }
         return [(recipient.encode(), orjson.dumps(value))]
