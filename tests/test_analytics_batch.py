@@ -82,12 +82,21 @@ def test_complaints_and_gaps() -> None:
     agg = BatchAggregator()
     fb = rec(type="Feedback", feedback_report={"feedback_type": "abuse"})
     agg.add(fb, "Feedback", "FeedbackAbuse", "complaint", "mailru", "250 ")
-    agg.add(rec(type="Feedback", feedback_report={"feedback_type": "x" * 50}), "Feedback", None, None, "mailru", None)
+    agg.add(
+        rec(type="Feedback", feedback_report={"feedback_type": "x" * 50}),
+        "Feedback",
+        None,
+        None,
+        "mailru",
+        None,
+    )
     agg.add(rec(), "Bounce", "Uncategorized", "undetermined", "mailru", "451 4.9.9 zork 12")
     agg.add(rec(), "Bounce", "Uncategorized", "undetermined", "mailru", "451 4.9.9 zork 345")
     [c] = agg.finish().values()
     assert c.complaints == {"abuse": 1, "other": 1}
-    assert c.gap_rows(10) == [{"template": "451 4.9.9 zork {n}", "count": 2, "example": "451 4.9.9 zork 12"}]
+    assert c.gap_rows(10) == [
+        {"template": "451 4.9.9 zork {n}", "count": 2, "example": "451 4.9.9 zork 12"}
+    ]
 
 
 def test_disabled_dimensions_and_bounded_values() -> None:

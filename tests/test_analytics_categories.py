@@ -47,7 +47,9 @@ def test_shipped_table_covers_every_label_with_an_action(table: CategoryTable) -
         ("FeedbackAbuse", 250, "complaint"),
     ],
 )
-def test_shipped_categories(table: CategoryTable, label: str, code: int | None, expected: str) -> None:
+def test_shipped_categories(
+    table: CategoryTable, label: str, code: int | None, expected: str
+) -> None:
     assert table.category(label, code) == expected
 
 

@@ -62,7 +62,9 @@ def test_template_pattern_matches_its_lines() -> None:
     assert template_pattern("550 5.1.1 a.b (c) {n}") == r"(?i)^550 5\.1\.1 a\.b \(c\) [0-9]+"
 
 
-def test_skeleton_is_valid_toml_and_its_entries_are_valid_rules(tmp_path: Path, classifier: Classifier) -> None:
+def test_skeleton_is_valid_toml_and_its_entries_are_valid_rules(
+    tmp_path: Path, classifier: Classifier
+) -> None:
     g = GapCollector(classifier)
     for line in UNKNOWN:
         g.add_line(line)
@@ -96,9 +98,14 @@ def test_cli_text_json_toml_and_gzip(tmp_path: Path) -> None:
     with gzip.open(records, "wt") as fh:
         for line in UNKNOWN[:3]:
             code, rest = line.split(" ", 1)
-            fh.write(json.dumps({"type": "Bounce", "response": {"code": int(code), "content": rest}}) + "\n")
+            fh.write(
+                json.dumps({"type": "Bounce", "response": {"code": int(code), "content": rest}})
+                + "\n"
+            )
     out_toml = tmp_path / "skeleton.toml"
-    result = runner.invoke(app, ["gaps", str(plain), str(records), "--top", "2", "--toml", str(out_toml)])
+    result = runner.invoke(
+        app, ["gaps", str(plain), str(records), "--top", "2", "--toml", str(out_toml)]
+    )
     assert result.exit_code == 0, result.output
     assert "8 of 9 responses uncategorized, 3 templates" in result.output
     assert "       6  451 4.9.9 zork failure for <{email}> id {id}" in result.output
@@ -123,3 +130,12 @@ def test_cli_corrupt_gzip_is_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["gaps", str(bad)])
     assert result.exit_code == 2
     assert "Traceback" not in result.output and "bad.gz: cannot read" in result.output
+
+
+def test_cli_zstd_without_or_with_a_corrupt_frame_is_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "log.zst"
+    bad.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 10)
+    result = runner.invoke(app, ["gaps", str(bad)])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{bad}: ")

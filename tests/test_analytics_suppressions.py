@@ -14,7 +14,9 @@ RULE = Rule(3, "InvalidRecipient", "(?i)user unknown", "rules/x.toml")
 LINE = "550 5.1.1 user unknown"
 
 
-def bounce(recipient: str = "Bob@Example.com", t: int = T0, rtype: str = "Bounce") -> dict[str, Any]:
+def bounce(
+    recipient: str = "Bob@Example.com", t: int = T0, rtype: str = "Bounce"
+) -> dict[str, Any]:
     return {"type": rtype, "recipient": recipient, "timestamp": t}
 
 
@@ -31,7 +33,12 @@ def test_hard_bounce_writes_an_entry_and_counts_repeats() -> None:
     assert doc == {
         "recipient": "bob@example.com",
         "label": "InvalidRecipient",
-        "rule": {"file": "rules/x.toml", "label": "InvalidRecipient", "index": 3, "pattern": "(?i)user unknown"},
+        "rule": {
+            "file": "rules/x.toml",
+            "label": "InvalidRecipient",
+            "index": 3,
+            "pattern": "(?i)user unknown",
+        },
         "response": LINE,
         "provider": "google",
         "first_seen": T0 * 1000,
@@ -41,18 +48,29 @@ def test_hard_bounce_writes_an_entry_and_counts_repeats() -> None:
     [(_, v2)] = hard(tr, bounce("bob@example.com", T0 + 100, rtype="OOB"))
     assert v2 is not None
     doc2 = orjson.loads(v2)
-    assert (doc2["first_seen"], doc2["last_seen"], doc2["count"]) == (T0 * 1000, (T0 + 100) * 1000, 2)
+    assert (doc2["first_seen"], doc2["last_seen"], doc2["count"]) == (
+        T0 * 1000,
+        (T0 + 100) * 1000,
+        2,
+    )
     [(_, v3)] = hard(tr, bounce(t=T0 - 50))  # out of order: first_seen moves back, last stays
     assert v3 is not None
     doc3 = orjson.loads(v3)
-    assert (doc3["first_seen"], doc3["last_seen"], doc3["count"]) == ((T0 - 50) * 1000, (T0 + 100) * 1000, 3)
+    assert (doc3["first_seen"], doc3["last_seen"], doc3["count"]) == (
+        (T0 - 50) * 1000,
+        (T0 + 100) * 1000,
+        3,
+    )
 
 
 def test_only_hard_bounces_suppress() -> None:
     tr = SuppressionTracker()
     assert tr.update(bounce(), "QuotaIssues", "soft", None, LINE, "g", 0) == []
     assert tr.update(bounce(), "SpamBlock", "block", None, LINE, "g", 0) == []
-    assert tr.update(bounce(rtype="TransientFailure"), "InvalidRecipient", "hard", None, LINE, "g", 0) == []
+    assert (
+        tr.update(bounce(rtype="TransientFailure"), "InvalidRecipient", "hard", None, LINE, "g", 0)
+        == []
+    )
     assert tr.update({"type": "Bounce"}, "InvalidRecipient", "hard", None, LINE, "g", 0) == []
     assert len(tr) == 0
 
@@ -63,7 +81,9 @@ def test_delivery_tombstones_a_known_suppression_once() -> None:
     delivery = {"type": "Delivery", "recipient": "BOB@example.com"}
     assert tr.update(delivery, None, None, None, None, "google", 0) == [(b"bob@example.com", None)]
     assert tr.update(delivery, None, None, None, None, "google", 0) == []  # already removed
-    assert tr.update({"type": "Delivery", "recipient": "new@x"}, None, None, None, None, "g", 0) == []
+    assert (
+        tr.update({"type": "Delivery", "recipient": "new@x"}, None, None, None, None, "g", 0) == []
+    )
 
 
 def test_tombstone_all_deliveries_option() -> None:
@@ -85,7 +105,9 @@ def test_memory_is_bounded_and_an_evicted_entry_restarts_its_count() -> None:
 
 def test_now_stands_in_for_a_missing_event_time() -> None:
     tr = SuppressionTracker()
-    [(_, v)] = tr.update({"type": "Bounce", "recipient": "a@b"}, "X", "hard", "rule-text", LINE, "g", now=12.5)
+    [(_, v)] = tr.update(
+        {"type": "Bounce", "recipient": "a@b"}, "X", "hard", "rule-text", LINE, "g", now=12.5
+    )
     assert v is not None
     doc = orjson.loads(v)
     assert doc["first_seen"] == 12_500 and doc["rule"] == "rule-text"

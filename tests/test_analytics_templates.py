@@ -26,8 +26,8 @@ from streamer.analytics.templates import MAX_LINE, template
             "550 5.7.1 Client host [{ip}] blocked using {host}",
         ),
         (
-            "451 Temporary local problem at 12:00:01, try again in 300 seconds (IPv6:2001:db8:1::5)",
-            "451 Temporary local problem at {time}, try again in {n} seconds (IPv6:{ip})",
+            "451 Temporary local problem at 12:00:01, try again in 300 s (IPv6:2001:db8:1::5)",
+            "451 Temporary local problem at {time}, try again in {n} s (IPv6:{ip})",
         ),
         (
             "550 5.7.1 rejected [BN8NAM11FT055.eop-nam11.prod.protection.outlook.com "
@@ -43,7 +43,10 @@ from streamer.analytics.templates import MAX_LINE, template
             "554 message 6b1e1c2e-4f0a-4c1e-9d3a-0a1b2c3d4e5f refused, size 123456 > 100000",
             "554 message {id} refused, size {n} > {n}",
         ),
-        ("KumoMTA internal: failed to connect to mx.example.org", "KumoMTA internal: failed to connect to {host}"),
+        (
+            "KumoMTA internal: failed to connect to mx.example.org",
+            "KumoMTA internal: failed to connect to {host}",
+        ),
         ("250 ok", "250 ok"),
         ("", ""),
     ],
@@ -62,7 +65,9 @@ def test_leading_codes_are_kept_even_when_they_look_like_numbers() -> None:
 
 
 def test_short_informative_codes_stay() -> None:
-    assert template("550 5.7.1 Blocked S3150 CON:B1 TSS04") == "550 5.7.1 Blocked S3150 CON:B1 TSS04"
+    assert (
+        template("550 5.7.1 Blocked S3150 CON:B1 TSS04") == "550 5.7.1 Blocked S3150 CON:B1 TSS04"
+    )
 
 
 def test_lines_differing_only_in_variable_parts_collapse() -> None:

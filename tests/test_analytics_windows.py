@@ -61,7 +61,9 @@ def test_row_schema_and_key() -> None:
     assert row["window_start"] == T0 and row["window_end"] == T0 + MIN
     assert row["counts"] == {"Bounce": 2}
     assert row["labels"] == {"InvalidRecipient": 2}
-    assert row["gaps"] == [{"template": "451 4.9.9 zork {n}", "count": 1, "example": "451 4.9.9 zork 1"}]
+    assert row["gaps"] == [
+        {"template": "451 4.9.9 zork {n}", "count": 1, "example": "451 4.9.9 zork 1"}
+    ]
     assert orjson.loads(row_key(row)) == [T0, "google", "pool", "ip1", "t"]
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import gzip
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -39,23 +39,33 @@ class Gap:
     example: str
 
 
-def open_input(name: str, raw: IO[bytes]) -> IO[bytes]:
-    """``raw`` decompressed when it starts with a gzip or zstd magic number."""
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+def open_input(name: str, raw: IO[bytes]) -> Iterable[bytes]:
+    """The lines of ``raw``, decompressed when it starts with a gzip or zstd magic number.
+
+    Decompression errors surface while iterating (``OSError`` / ``EOFError``)."""
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(Any, raw))
     head = buffered.peek(4)[:4]
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=buffered, mode="rb")
     if head == _ZSTD_MAGIC:
         try:
-            import zstandard  # type: ignore[import-not-found]
+            import zstandard  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
             raise InputError(
                 f"{name}: zstd-compressed; install the 'zstandard' package, or run "
                 f"`zstd -dc {name} | streamer gaps`"
             ) from None
-        reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(buffered)
-        return io.BufferedReader(reader)  # type: ignore[arg-type]
+        reader = zstandard.ZstdDecompressor().stream_reader(buffered)
+        return _zstd_lines(io.BufferedReader(cast(Any, reader)), zstandard.ZstdError)
     return buffered
+
+
+def _zstd_lines(lines: Iterable[bytes], error: type[Exception]) -> Iterator[bytes]:
+    # a corrupt frame raises zstandard's own error type: report it like gzip's (OSError)
+    try:
+        yield from lines
+    except error as exc:
+        raise OSError(f"zstd: {exc}") from None
 
 
 class GapCollector:
@@ -85,7 +95,7 @@ class GapCollector:
     def add_record(self, record: dict[str, Any]) -> None:
         """A KumoMTA record: its response, when it is a classifiable failure (not Feedback)."""
         rtype = record.get("type")
-        response = record.get("response")
+        response: Any = record.get("response")
         if rtype in CLASSIFIABLE_TYPES and rtype != "Feedback" and response_is_valid(response):
             self.add_line(response_line(response))
         else:

@@ -94,9 +94,7 @@ class SpaceSaving(Generic[K]):
         if not 0 < factor <= 1:
             raise ValueError("factor must be in (0, 1]")
         self._counts = {k: c2 for k, c in self._counts.items() if (c2 := int(c * factor)) > 0}
-        self._errors = {
-            k: int(e * factor) for k, e in self._errors.items() if k in self._counts
-        }
+        self._errors = {k: int(e * factor) for k, e in self._errors.items() if k in self._counts}
         self._seq = itertools.count()
         self._heap = [(c, next(self._seq), k) for k, c in self._counts.items()]
         heapq.heapify(self._heap)

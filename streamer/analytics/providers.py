@@ -62,9 +62,7 @@ class ProviderMatcher:
         self.mx = dict(mx)
         self.domains = dict(domains)
         self.names: dict[str, str] = {}
-        self._cache: LRUCache[tuple[str | None, str | None, str | None], str] = LRUCache(
-            cache_size
-        )
+        self._cache: LRUCache[tuple[str | None, str | None, str | None], str] = LRUCache(cache_size)
 
     @classmethod
     def from_files(

@@ -41,7 +41,12 @@ class _Seen:
 def rule_object(rule: Rule | Mapping[str, Any] | str | None) -> Any:
     """A JSON-able rule: the same object as ``classification.rule`` for a :class:`Rule`."""
     if isinstance(rule, Rule):
-        return {"file": rule.file, "label": rule.label, "index": rule.index, "pattern": rule.pattern}
+        return {
+            "file": rule.file,
+            "label": rule.label,
+            "index": rule.index,
+            "pattern": rule.pattern,
+        }
     if isinstance(rule, Mapping):
         return dict(rule)
     return rule

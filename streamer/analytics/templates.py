@@ -64,7 +64,11 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 # Reply + enhanced codes inside the text are kept (group 1); other numbers are masked.
-_NUMBERS = re.compile(r"\b([2-5][0-9]{2}[ -][2-5]\.[0-9]{1,3}\.[0-9]{1,3}\b|[2-5]\.[0-9]{1,3}\.[0-9]{1,3}\b(?!\.[0-9]))|\b[0-9]+\b")
+_NUMBERS = re.compile(
+    r"\b([2-5][0-9]{2}[ -][2-5]\.[0-9]{1,3}\.[0-9]{1,3}\b"
+    r"|[2-5]\.[0-9]{1,3}\.[0-9]{1,3}\b(?!\.[0-9]))"
+    r"|\b[0-9]+\b"
+)
 
 
 def _number(m: re.Match[str]) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -125,7 +125,7 @@ def event_time_ms(record: Mapping[str, Any]) -> int | None:
             dt = None
         if dt is not None:
             if dt.tzinfo is None:  # RFC 3339 requires an offset; assume UTC without one
-                dt = dt.replace(tzinfo=timezone.utc)
+                dt = dt.replace(tzinfo=UTC)
             return int(dt.timestamp() * 1000)
     ts = record.get("timestamp")
     if isinstance(ts, int | float) and not isinstance(ts, bool) and ts == ts:  # not NaN
