@@ -145,7 +145,13 @@ class BoundedDimension:
 
     def map(self, value: str) -> str:
         """Count one observation of ``value``; return ``value`` or ``other``."""
-        self.summary.add(value)
+        summary = self.summary
+        counts = summary._counts
+        if value in counts:  # the common case, inlined: this runs for every record
+            counts[value] += 1
+            summary.total += 1
+        else:
+            summary.add(value)
         admitted = self._admitted
         if value in admitted:
             result = value
