@@ -1,0 +1,183 @@
+"""Rule gaps: which responses nobody classifies, as templates with counts and a real example.
+
+Reads KumoMTA log files (JSONL, optionally gzip or zstd compressed: KumoMTA writes zstd log
+segments by default) or plain response lines, classifies each response with the given
+classifier and keeps the Uncategorized ones as templates in a bounded space-saving summary.
+:func:`render_toml` writes a rules-file skeleton with one commented entry per template.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, cast
+
+import orjson
+
+from streamer.analytics.heavy import SpaceSaving
+from streamer.analytics.templates import template
+from streamer.analytics.windows import EXAMPLE_MAX
+from streamer.classifier import Classifier
+from streamer.records import CLASSIFIABLE_TYPES, response_is_valid, response_line
+from streamer.rules import UNCATEGORIZED
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class InputError(Exception):
+    """An input cannot be read; the message is one line naming the input."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    template: str
+    count: int
+    example: str
+
+
+def open_input(name: str, raw: IO[bytes]) -> Iterable[bytes]:
+    """The lines of ``raw``, decompressed when it starts with a gzip or zstd magic number.
+
+    Decompression errors surface while iterating (``OSError`` / ``EOFError``)."""
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(Any, raw))
+    head = buffered.peek(4)[:4]
+    if head.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=buffered, mode="rb")
+    if head == _ZSTD_MAGIC:
+        try:
+            import zstandard  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            raise InputError(
+                f"{name}: zstd-compressed; install the 'zstandard' package, or run "
+                f"`zstd -dc {name} | streamer gaps`"
+            ) from None
+        reader = zstandard.ZstdDecompressor().stream_reader(buffered)
+        return _zstd_lines(io.BufferedReader(cast(Any, reader)), zstandard.ZstdError)
+    return buffered
+
+
+def _zstd_lines(lines: Iterable[bytes], error: type[Exception]) -> Iterator[bytes]:
+    # a corrupt frame raises zstandard's own error type: report it like gzip's (OSError)
+    try:
+        yield from lines
+    except error as exc:
+        raise OSError(f"zstd: {exc}") from None
+
+
+class GapCollector:
+    """Feeds lines through ``classifier``; counts Uncategorized templates (bounded)."""
+
+    def __init__(self, classifier: Classifier, capacity: int = 10_000) -> None:
+        self.classifier = classifier
+        self.summary: SpaceSaving[str] = SpaceSaving(capacity)
+        self.examples: dict[str, str] = {}
+        self.responses = 0  # response lines classified
+        self.uncategorized = 0
+        self.skipped = 0  # records without a classifiable response, malformed JSON
+
+    def add_line(self, line: str) -> None:
+        """Classify one response line."""
+        self.responses += 1
+        if self.classifier.classify(line).label != UNCATEGORIZED:
+            return
+        self.uncategorized += 1
+        tpl = template(line)
+        evicted = self.summary.add(tpl)
+        if evicted is not None:
+            self.examples.pop(evicted, None)
+        if tpl not in self.examples:
+            self.examples[tpl] = line[:EXAMPLE_MAX]
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        """A KumoMTA record: its response, when it is a classifiable failure (not Feedback)."""
+        rtype = record.get("type")
+        response: Any = record.get("response")
+        if rtype in CLASSIFIABLE_TYPES and rtype != "Feedback" and response_is_valid(response):
+            self.add_line(response_line(response))
+        else:
+            self.skipped += 1
+
+    def feed(self, raw: bytes) -> None:
+        """One input line: a JSON record when it starts with ``{``, else a response line."""
+        text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not text.strip():
+            return
+        if text.lstrip().startswith("{"):
+            try:
+                obj = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                self.skipped += 1
+                return
+            if isinstance(obj, dict):
+                self.add_record(obj)
+            else:
+                self.skipped += 1
+            return
+        self.add_line(text)
+
+    def feed_stream(self, stream: Iterable[bytes]) -> None:
+        for raw in stream:
+            self.feed(raw)
+
+    def top(self, n: int | None = None) -> list[Gap]:
+        return [Gap(t, c, self.examples.get(t, "")) for t, c in self.summary.top(n)]
+
+
+_PLACEHOLDER = re.compile(r"\{(url|email|id|time|ip|host|n)\}")
+_META = re.compile(r"([\\.+*?()|\[\]{}^$])")
+_FRAGMENT = {"n": "[0-9]+"}
+
+
+def _escape(text: str) -> str:
+    # Only the characters that are special in both Rust's regex and RE2.
+    return _META.sub(r"\\\1", text)
+
+
+def template_pattern(tpl: str) -> str:
+    """A case-insensitive, start-anchored regex (Rust / RE2 syntax) matching ``tpl``'s lines."""
+    parts: list[str] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(tpl):
+        parts.append(_escape(tpl[pos : m.start()]))
+        parts.append(_FRAGMENT.get(m.group(1), "[^ ]+"))
+        pos = m.end()
+    parts.append(_escape(tpl[pos:]))
+    return "(?i)^" + "".join(parts)
+
+
+def toml_string(value: str) -> str:
+    """A TOML string for ``value``: literal '...' when possible (regexes read better)."""
+    if "'" not in value and not any(c in value for c in "\n\r\x7f") and value.isprintable():
+        return f"'{value}'"
+    return orjson.dumps(value).decode()  # a JSON string is a valid TOML basic string
+
+
+def _comment(text: str) -> str:
+    return " ".join(text.split())
+
+
+def render_toml(gaps: list[Gap]) -> str:
+    """A rules-file skeleton: every template as a commented entry with a placeholder label.
+
+    Uncomment an entry, replace ``LABEL`` with a label (group entries of one label into one
+    list: a TOML table holds each label once) and load the file before the shipped rules.
+    """
+    out = [
+        "# Rules skeleton written by `streamer gaps`: responses no rule classifies, most frequent",
+        "# first. For each entry: check the pattern against the example, replace LABEL with a",
+        "# label (rules/README.md lists them), uncomment it, and merge entries of the same label",
+        "# into one list. Load this file BEFORE the shipped rules (the lowest index wins).",
+        "",
+        "[rules]",
+    ]
+    for i, gap in enumerate(gaps, 1):
+        out += [
+            "",
+            f"# {i}. {gap.count} lines, e.g.: {_comment(gap.example)}",
+            f"# LABEL = [ {toml_string(template_pattern(gap.template))} ]",
+        ]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,128 @@
+"""Suppression-list updates: hard bounces write an entry, a later Delivery removes it.
+
+Output is (key, value) pairs for a compacted topic keyed by the lower-cased recipient; a value
+of None is a tombstone. The tracker remembers recently hard-bounced recipients in a bounded LRU:
+
+* ``first_seen`` and ``count`` come from that memory, so when an entry is evicted (or the
+  worker restarts, or another worker saw the earlier bounce) the next hard bounce starts again
+  at ``count`` 1 with a new ``first_seen``; consumers that need exact history should merge.
+* A Delivery writes a tombstone only for a recipient the tracker remembers as hard-bounced.
+  Tombstoning every Delivery would roughly double the output volume (most deliveries go to
+  addresses that never bounced). The cost: a Delivery to an address bounced long ago
+  (evicted) or seen by another worker leaves its suppression in place, the safe direction;
+  set ``tombstone_all_deliveries`` where the topic volume allows it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streamer.analytics.categories import HARD
+from streamer.analytics.windows import event_time_ms
+from streamer.rules import Rule
+
+#: Record types whose hard category suppresses the recipient. OOB is an asynchronous bounce
+#: (a DSN received after the receiver accepted the message): just as final as a Bounce.
+SUPPRESSING_TYPES = frozenset({"Bounce", "OOB"})
+
+
+@dataclass(slots=True)
+class _Seen:
+    first_seen: int
+    last_seen: int
+    count: int
+
+
+def rule_object(rule: Rule | Mapping[str, Any] | str | None) -> Any:
+    """A JSON-able rule: the same object as ``classification.rule`` for a :class:`Rule`."""
+    if isinstance(rule, Rule):
+        return {
+            "file": rule.file,
+            "label": rule.label,
+            "index": rule.index,
+            "pattern": rule.pattern,
+        }
+    if isinstance(rule, Mapping):
+        return dict(rule)
+    return rule
+
+
+def recipient_key(record: Mapping[str, Any]) -> str | None:
+    r = record.get("recipient")
+    if type(r) is not str:
+        return None
+    r = r.strip().strip("<>").lower()
+    return r or None
+
+
+class SuppressionTracker:
+    """Turns classified records into suppression-topic writes (see the module doc)."""
+
+    def __init__(self, capacity: int = 100_000, tombstone_all_deliveries: bool = False) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self.tombstone_all_deliveries = tombstone_all_deliveries
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, recipient: object) -> bool:
+        return recipient in self._seen
+
+    def update(
+        self,
+        record: Mapping[str, Any],
+        label: str | None,
+        category: str | None,
+        rule: Rule | Mapping[str, Any] | str | None,
+        line: str | None,
+        provider: str,
+        now: float,
+    ) -> list[tuple[bytes, bytes | None]]:
+        """The writes for one record (usually none). ``now`` (epoch seconds) stands in for the
+        record's event time when it has none; times in the value are epoch ms."""
+        rtype = record.get("type")
+        if rtype == "Delivery":
+            recipient = recipient_key(record)
+            if recipient is None:
+                return []
+            if self._seen.pop(recipient, None) is not None or self.tombstone_all_deliveries:
+                return [(recipient.encode(), None)]
+            return []
+        if category != HARD or rtype not in SUPPRESSING_TYPES:
+            return []
+        recipient = recipient_key(record)
+        if recipient is None:
+            return []
+        t = event_time_ms(record)
+        if t is None:
+            t = int(now * 1000)
+        seen = self._seen
+        entry = seen.get(recipient)
+        if entry is None:
+            entry = seen[recipient] = _Seen(t, t, 0)
+            if len(seen) > self.capacity:
+                seen.popitem(last=False)
+        else:
+            seen.move_to_end(recipient)
+        entry.count += 1
+        entry.first_seen = min(entry.first_seen, t)  # records may arrive out of order
+        entry.last_seen = max(entry.last_seen, t)
+        value = {
+            "recipient": recipient,
+            "label": label,
+            "rule": rule_object(rule),
+            "response": line,
+            "provider": provider,
+            "first_seen": entry.first_seen,
+            "last_seen": entry.last_seen,
+            "count": entry.count,
+        }
+        return [(recipient.encode(), orjson.dumps(value))]

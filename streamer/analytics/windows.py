@@ -1,0 +1,284 @@
+"""Tumbling-window statistics per (provider, egress pool, egress source, tenant).
+
+Pure aggregation: the worker hands in per-batch partial counts (:class:`Counts` per key) and
+asks, from time to time, which rows are :meth:`WindowedStats.due`. A window is emitted once
+event time has passed its end plus a grace period, or once it has not been updated for
+``idle_flush_s`` of wall-clock time (quiet streams, replays of old logs). Emitted windows are
+kept for ``retention_s`` of event time: a late record updates its window and the changed rows
+are emitted again with the window's *full* counts, so the latest row per key is the truth.
+Records older than the retention are dropped (and counted): re-creating a forgotten window
+would emit partial counts that overwrite the truth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from streamer.analytics.heavy import OTHER, SpaceSaving
+
+#: (window_start_ms, provider, egress_pool, egress_source, tenant)
+Key = tuple[int, str, str, str, str]
+DimKey = tuple[str, str, str, str]
+
+DIMENSIONS: tuple[str, ...] = ("provider", "egress_pool", "egress_source", "tenant")
+OVERFLOW: DimKey = (OTHER, OTHER, OTHER, OTHER)
+
+GAP_CAPACITY = 32
+#: An example line is kept up to this length (a response can be as long as a message).
+EXAMPLE_MAX = 1000
+
+
+class Counts:
+    """The counters of one row: record types, labels, categories, complaints and gaps.
+
+    ``gaps`` is a space-saving summary of Uncategorized templates (``gap_capacity`` at most),
+    with the first example line seen for each template kept in ``examples``.
+    """
+
+    __slots__ = ("categories", "complaints", "counts", "examples", "gap_capacity", "gaps", "labels")
+
+    def __init__(self, gap_capacity: int = GAP_CAPACITY) -> None:
+        self.counts: dict[str, int] = {}
+        self.labels: dict[str, int] = {}
+        self.categories: dict[str, int] = {}
+        self.complaints: dict[str, int] = {}
+        self.gaps: SpaceSaving[str] | None = None  # created on the first gap: most rows have none
+        self.examples: dict[str, str] = {}
+        self.gap_capacity = gap_capacity
+
+    def add_gap(self, template: str, example: str, n: int = 1) -> None:
+        gaps = self.gaps
+        if gaps is None:
+            gaps = self.gaps = SpaceSaving(self.gap_capacity)
+        evicted = gaps.add(template, n)
+        if evicted is not None:
+            self.examples.pop(evicted, None)
+        if template not in self.examples:
+            self.examples[template] = example[:EXAMPLE_MAX]
+
+    def merge(self, other: Counts) -> None:
+        for mine, theirs in (
+            (self.counts, other.counts),
+            (self.labels, other.labels),
+            (self.categories, other.categories),
+            (self.complaints, other.complaints),
+        ):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        if other.gaps is not None:
+            for tpl, n in other.gaps.items():
+                self.add_gap(tpl, other.examples.get(tpl, ""), n)
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def gap_rows(self, top: int) -> list[dict[str, Any]]:
+        if self.gaps is None:
+            return []
+        return [
+            {"template": t, "count": n, "example": self.examples.get(t, "")}
+            for t, n in self.gaps.top(top)
+        ]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Counts):
+            return NotImplemented
+        mine = self.gaps.items() if self.gaps else []
+        theirs = other.gaps.items() if other.gaps else []
+        return (
+            self.counts == other.counts
+            and self.labels == other.labels
+            and self.categories == other.categories
+            and self.complaints == other.complaints
+            and sorted(mine) == sorted(theirs)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Counts(counts={self.counts}, labels={self.labels}, categories={self.categories})"
+
+
+@dataclass(slots=True)
+class _Window:
+    start: int
+    rows: dict[DimKey, Counts] = field(default_factory=dict)
+    dirty: set[DimKey] = field(default_factory=set)
+    emitted: bool = False
+    last_wall: float = 0.0
+
+
+def event_time_ms(record: Mapping[str, Any]) -> int | None:
+    """A record's event time in epoch ms: ``event_time`` (RFC 3339) when it parses, else
+    ``timestamp`` (epoch seconds, int or float); None when neither is usable."""
+    value = record.get("event_time")
+    if isinstance(value, str) and value:
+        try:
+            dt = datetime.fromisoformat(value.upper())
+        except ValueError:
+            dt = None
+        if dt is not None:
+            if dt.tzinfo is None:  # RFC 3339 requires an offset; assume UTC without one
+                dt = dt.replace(tzinfo=UTC)
+            return int(dt.timestamp() * 1000)
+    ts = record.get("timestamp")
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and ts == ts:  # not NaN
+        return int(ts * 1000)
+    return None
+
+
+def row_key(row: Mapping[str, Any]) -> bytes:
+    """The Kafka key of a stats row: window start and the dimensions, as a JSON array."""
+    return orjson.dumps([row["window_start"], *(row[d] for d in DIMENSIONS)])
+
+
+class WindowedStats:
+    """Aggregates partial counts into tumbling windows; :meth:`due` returns rows to publish.
+
+    Bounds: at most ``max_windows`` windows (the oldest is emitted and forgotten to make room)
+    and ``max_keys`` rows over all windows (a new key beyond that is counted in the window's
+    all-"other" row). Event time never runs more than ``future_skew_s`` ahead of the wall
+    clock, so one record stamped in the far future cannot close every window early.
+    """
+
+    def __init__(
+        self,
+        window_s: float = 60,
+        grace_s: float = 10,
+        idle_flush_s: float = 5,
+        retention_s: float = 3600,
+        max_windows: int = 512,
+        max_keys: int = 100_000,
+        gaps_top: int = 10,
+        future_skew_s: float = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if window_s <= 0 or max_windows < 1 or max_keys < 1:
+            raise ValueError("window_s, max_windows and max_keys must be positive")
+        if retention_s < grace_s:
+            raise ValueError("retention_s must be >= grace_s")
+        self.window_ms = int(window_s * 1000)
+        self.grace_ms = int(grace_s * 1000)
+        self.idle_flush_s = idle_flush_s
+        self.retention_ms = int(retention_s * 1000)
+        self.max_windows = max_windows
+        self.max_keys = max_keys
+        self.gaps_top = gaps_top
+        self.future_skew_ms = int(future_skew_s * 1000)
+        self.clock = clock
+        self.watermark: int | None = None
+        self.dropped_late = 0  # records in windows older than the retention
+        self.overflowed = 0  # records folded into the all-"other" row by max_keys
+        self._windows: dict[int, _Window] = {}
+        self._nkeys = 0
+        self._pending: list[dict[str, Any]] = []  # rows of windows evicted by max_windows
+
+    def __len__(self) -> int:
+        """Rows held (over all windows)."""
+        return self._nkeys
+
+    @property
+    def windows(self) -> list[int]:
+        return sorted(self._windows)
+
+    def add(self, partial: Mapping[Key, Counts], now_wall: float | None = None) -> None:
+        wall = self.clock() if now_wall is None else now_wall
+        windows = self._windows
+        horizon = None if self.watermark is None else self.watermark - self.retention_ms
+        for key, counts in partial.items():
+            start = key[0]
+            if horizon is not None and start + self.window_ms < horizon:
+                self.dropped_late += counts.total()
+                continue
+            win = windows.get(start)
+            if win is None:
+                if len(windows) >= self.max_windows:
+                    self._evict_oldest()
+                win = windows[start] = _Window(start)
+            dims: DimKey = (key[1], key[2], key[3], key[4])
+            row = win.rows.get(dims)
+            if row is None:
+                if self._nkeys >= self.max_keys and dims != OVERFLOW:
+                    self.overflowed += counts.total()
+                    dims = OVERFLOW
+                    row = win.rows.get(dims)
+                if row is None:
+                    row = win.rows[dims] = Counts(counts.gap_capacity)
+                    self._nkeys += 1
+            row.merge(counts)
+            win.dirty.add(dims)
+            win.last_wall = wall
+
+    def _evict_oldest(self) -> None:
+        start = min(self._windows)
+        win = self._windows.pop(start)
+        if win.dirty:
+            self._pending.extend(self._rows(win, win.dirty))
+        self._nkeys -= len(win.rows)
+
+    def _rows(self, win: _Window, keys: set[DimKey]) -> list[dict[str, Any]]:
+        out = []
+        for dims in sorted(keys):
+            c = win.rows[dims]
+            out.append(
+                {
+                    "window_start": win.start,
+                    "window_end": win.start + self.window_ms,
+                    "provider": dims[0],
+                    "egress_pool": dims[1],
+                    "egress_source": dims[2],
+                    "tenant": dims[3],
+                    "counts": dict(c.counts),
+                    "labels": dict(c.labels),
+                    "categories": dict(c.categories),
+                    "complaints": dict(c.complaints),
+                    "gaps": c.gap_rows(self.gaps_top),
+                }
+            )
+        return out
+
+    def due(self, now_event_ms: int | None, now_wall: float | None = None) -> list[dict[str, Any]]:
+        """Rows to publish now (full counts of every changed row of every due window), and
+        forget emitted windows older than the retention. ``now_event_ms``: the largest event
+        time seen so far (None: none yet)."""
+        wall = self.clock() if now_wall is None else now_wall
+        if now_event_ms is not None:
+            capped = min(now_event_ms, int(wall * 1000) + self.future_skew_ms)
+            if self.watermark is None or capped > self.watermark:
+                self.watermark = capped
+        mark = self.watermark
+        out, self._pending = self._pending, []
+        for start in sorted(self._windows):
+            win = self._windows[start]
+            if not win.dirty:
+                continue
+            closed = mark is not None and start + self.window_ms + self.grace_ms <= mark
+            if closed or wall - win.last_wall >= self.idle_flush_s:
+                out.extend(self._rows(win, win.dirty))
+                win.dirty = set()
+                win.emitted = True
+        if mark is not None:
+            horizon = mark - self.retention_ms
+            for start in [s for s, w in self._windows.items() if s + self.window_ms < horizon]:
+                win = self._windows.pop(start)
+                if win.dirty:  # cannot happen after the loop above; kept for safety
+                    out.extend(self._rows(win, win.dirty))
+                self._nkeys -= len(win.rows)
+        return out
+
+    def flush_all(self) -> list[dict[str, Any]]:
+        """Every changed row now, whatever its window's state (shutdown, tests)."""
+        out, self._pending = self._pending, []
+        for start in sorted(self._windows):
+            win = self._windows[start]
+            if win.dirty:
+                out.extend(self._rows(win, win.dirty))
+                win.dirty = set()
+                win.emitted = True
+        return out

@@ -1,0 +1,87 @@
+"""``streamer gaps``: the responses no rule classifies, as templates (no Kafka involved)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streamer.cli import app
+from streamer.cli.classify import RulesOption, _load_classifier
+
+
+def _error(message: str) -> typer.Exit:
+    print(message, file=sys.stderr)
+    return typer.Exit(2)
+
+
+@app.command("gaps")
+def gaps_command(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="KumoMTA log files (JSONL, gzip, zstd) or response lines; '-': stdin."),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many templates.")] = 20,
+    toml_out: Annotated[
+        Path | None, typer.Option("--toml", help="Also write a rules-file skeleton here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    rules: RulesOption = None,
+) -> None:
+    """The most frequent Uncategorized response templates, with a count and a real example."""
+    from streamer.analytics.gaps import GapCollector, InputError, open_input, render_toml
+
+    names = inputs or ["-"]
+    for name in names:  # fail before any work: one line per problem, no traceback
+        if name != "-" and not Path(name).is_file():
+            reason = "is a directory" if Path(name).is_dir() else "No such file or directory"
+            raise _error(f"{name}: cannot read: {reason}")
+    collector = GapCollector(_load_classifier(rules))
+    for name in names:
+        try:
+            if name == "-":
+                collector.feed_stream(open_input("<stdin>", sys.stdin.buffer))
+                continue
+            with open(name, "rb") as fh:
+                collector.feed_stream(open_input(name, fh))
+        except InputError as exc:
+            raise _error(str(exc)) from None
+        except (OSError, EOFError) as exc:  # unreadable, or a corrupt / truncated archive
+            raise _error(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    gaps = collector.top(top)
+    if toml_out is not None:
+        try:
+            toml_out.write_text(render_toml(gaps), encoding="utf-8")
+        except OSError as exc:
+            raise _error(f"{toml_out}: cannot write: {exc.strerror or exc}") from None
+    if as_json:
+        from streamer.analytics.gaps import template_pattern
+
+        doc = {
+            "responses": collector.responses,
+            "uncategorized": collector.uncategorized,
+            "skipped": collector.skipped,
+            "gaps": [
+                {
+                    "template": g.template,
+                    "count": g.count,
+                    "example": g.example,
+                    "pattern": template_pattern(g.template),
+                }
+                for g in gaps
+            ],
+        }
+        print(json.dumps(doc, ensure_ascii=False))
+        return
+    print(
+        f"{collector.uncategorized} of {collector.responses} responses uncategorized, "
+        f"{len(collector.summary)} templates; top {len(gaps)}:"
+    )
+    for g in gaps:
+        print(f"{g.count:8d}  {g.template}")
+        print(f"{'':8}  e.g. {g.example}")
+    if toml_out is not None:
+        print(f"skeleton written to {toml_out}", file=sys.stderr)

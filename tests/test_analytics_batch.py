@@ -1,0 +1,174 @@
+"""Batch pre-aggregation: tenants, dimensions, complaints, gaps, and the sample end to end."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamer.analytics.batch import ALL, BatchAggregator, tenant_of
+from streamer.analytics.categories import CategoryTable, feedback_label
+from streamer.analytics.providers import ProviderMatcher
+from streamer.analytics.windows import WindowedStats, row_key
+from streamer.classifier import Classifier
+from streamer.config import shipped_rule_files
+from streamer.records import CLASSIFIABLE_TYPES, response_line
+
+SAMPLE = Path(__file__).resolve().parent.parent / "streamer" / "data" / "sample.jsonl"
+T0 = 1_767_268_800
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"queue": "spring-sale:acme@outlook.com"}, "acme"),
+        ({"queue": "acme@outlook.com"}, "acme"),
+        ({"queue": "spring-sale:acme@outlook.com!relay.example"}, "acme"),
+        ({"queue": "outlook.com"}, ""),
+        ({"queue": "campaign:@outlook.com"}, ""),
+        ({"queue": "x:acme@d", "meta": {"tenant": "explicit"}}, "explicit"),
+        ({"queue": "x:acme@d", "meta": {"tenant": ""}}, "acme"),
+        ({"queue": "custom-queue", "meta": {"tenant": "t1"}}, "t1"),
+        ({"queue": None, "meta": None}, ""),
+        ({}, ""),
+    ],
+)
+def test_tenant_of(record: dict[str, Any], expected: str) -> None:
+    assert tenant_of(record) == expected
+
+
+def rec(**kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "type": "Bounce",
+        "timestamp": T0 + 5,
+        "queue": "c:tenant1@gmail.com",
+        "egress_pool": "pool1",
+        "egress_source": "ip1",
+    }
+    base.update(kw)
+    return base
+
+
+def test_counts_labels_categories_and_window_key() -> None:
+    agg = BatchAggregator(window_s=60, clock=lambda: 0.0)
+    agg.add(rec(), "Bounce", "InvalidRecipient", "hard", "google", "550 5.1.1 unknown")
+    agg.add(rec(timestamp=T0 + 59), "Bounce", "InvalidRecipient", "hard", "google", "550 5.1.1 x")
+    agg.add(rec(timestamp=T0 + 60), "Delivery", None, None, "google", None)
+    out = agg.finish()
+    assert set(out) == {
+        (T0 * 1000, "google", "pool1", "ip1", "tenant1"),
+        ((T0 + 60) * 1000, "google", "pool1", "ip1", "tenant1"),
+    }
+    c = out[(T0 * 1000, "google", "pool1", "ip1", "tenant1")]
+    assert c.counts == {"Bounce": 2}
+    assert c.labels == {"InvalidRecipient": 2} and c.categories == {"hard": 2}
+    assert c.gaps is None
+    assert agg.finish() == {}  # a new batch
+    assert agg.watermark == (T0 + 60) * 1000
+
+
+def test_event_time_falls_back_to_the_clock() -> None:
+    agg = BatchAggregator(window_s=60, clock=lambda: T0 + 61.5)
+    agg.add({"type": "Delivery"}, "Delivery", None, None, "other", None)
+    [k] = agg.finish()
+    assert k == ((T0 + 60) * 1000, "other", "", "", "")
+    assert agg.watermark is None  # the clock is not event time
+
+
+def test_complaints_and_gaps() -> None:
+    agg = BatchAggregator()
+    fb = rec(type="Feedback", feedback_report={"feedback_type": "abuse"})
+    agg.add(fb, "Feedback", "FeedbackAbuse", "complaint", "mailru", "250 ")
+    agg.add(
+        rec(type="Feedback", feedback_report={"feedback_type": "x" * 50}),
+        "Feedback",
+        None,
+        None,
+        "mailru",
+        None,
+    )
+    agg.add(rec(), "Bounce", "Uncategorized", "undetermined", "mailru", "451 4.9.9 zork 12")
+    agg.add(rec(), "Bounce", "Uncategorized", "undetermined", "mailru", "451 4.9.9 zork 345")
+    [c] = agg.finish().values()
+    assert c.complaints == {"abuse": 1, "other": 1}
+    assert c.gap_rows(10) == [
+        {"template": "451 4.9.9 zork {n}", "count": 2, "example": "451 4.9.9 zork 12"}
+    ]
+
+
+def test_disabled_dimensions_and_bounded_values() -> None:
+    agg = BatchAggregator(dimensions=["provider", "tenant"], tenant_capacity=3)
+    for i in range(50):
+        agg.add(rec(queue=f"c:t{i}@x"), "Bounce", None, None, "google", None)
+    out = agg.finish()
+    tenants = sorted(k[4] for k in out)
+    assert tenants == ["other", "t0", "t1", "t2"]
+    assert {(k[2], k[3]) for k in out} == {(ALL, ALL)}
+    assert sum(c.counts["Bounce"] for c in out.values()) == 50
+    with pytest.raises(ValueError, match="unknown dimensions"):
+        BatchAggregator(dimensions=["colour"])
+
+
+def test_unknown_record_types_are_bounded() -> None:
+    agg = BatchAggregator(type_capacity=2)
+    for i in range(10):
+        agg.add(rec(), f"Weird{i}", None, None, "other", None)
+    [c] = agg.finish().values()
+    assert c.counts == {"Weird0": 1, "Weird1": 1, "other": 8}
+
+
+def test_bounded_values_are_stable_inside_a_window_and_rebalanced_at_the_next() -> None:
+    agg = BatchAggregator(tenant_capacity=1)
+    agg.add(rec(queue="c:small@x"), "Bounce", None, None, "g", None)
+    for _ in range(20):
+        agg.add(rec(queue="c:big@x"), "Bounce", None, None, "g", None)
+    assert {k[4] for k in agg.finish()} == {"small", "other"}
+    agg.add(rec(queue="c:big@x", timestamp=T0 + 60), "Bounce", None, None, "g", None)
+    assert {k[4] for k in agg.finish()} == {"big"}
+
+
+def test_sample_end_to_end_totals_match_the_sample() -> None:
+    records = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+    classifier = Classifier.from_files(shipped_rule_files())
+    table = CategoryTable.shipped()
+    providers = ProviderMatcher.shipped()
+    agg = BatchAggregator(window_s=60, clock=lambda: 0.0)
+    stats = WindowedStats(window_s=60, grace_s=10, idle_flush_s=5, clock=lambda: 0.0)
+    latest: dict[bytes, dict[str, Any]] = {}
+    want_labels: Counter[str] = Counter()
+    wall = 1000.0
+    for i, r in enumerate(records):
+        rtype = r["type"]
+        label = category = line = None
+        if rtype in CLASSIFIABLE_TYPES:
+            line = response_line(r["response"])
+            label = classifier.classify(line).label
+            if rtype == "Feedback":
+                label = feedback_label(r["feedback_report"]["feedback_type"])
+            category = table.category(label, r["response"]["code"])
+            want_labels[label] += 1
+        agg.add(r, rtype, label, category, providers.match_record(r), line)
+        if i % 97 == 96:
+            stats.add(agg.finish(), now_wall=wall)
+            wall += 3
+            for row in stats.due(agg.watermark, wall):
+                latest[row_key(row)] = row
+    stats.add(agg.finish(), now_wall=wall)
+    for row in stats.flush_all():
+        latest[row_key(row)] = row
+    counts: Counter[str] = Counter()
+    labels: Counter[str] = Counter()
+    complaints: Counter[str] = Counter()
+    for row in latest.values():
+        counts.update(row["counts"])
+        labels.update(row["labels"])
+        complaints.update(row["complaints"])
+    assert counts == Counter(r["type"] for r in records)
+    assert labels == want_labels
+    assert complaints == {"abuse": 20}
+    assert {r["tenant"] for r in latest.values()} >= {"acme", "pinepay", "greenleaf"}
+    assert {r["provider"] for r in latest.values()} >= {"google", "microsoft", "yahoo"}
+    assert stats.dropped_late == 0

@@ -1,0 +1,141 @@
+"""Rule gaps: collection, the TOML skeleton (valid, matching its examples), the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from streamer.analytics.gaps import Gap, GapCollector, render_toml, template_pattern
+from streamer.analytics.templates import template
+from streamer.classifier import Classifier
+from streamer.cli import _register, app
+from streamer.config import shipped_rule_files
+from streamer.rules import load_rules
+
+UNKNOWN = [
+    "451 4.9.9 zork failure for <a@example.com> id 3F2A9C11D0",
+    "451 4.9.9 zork failure for <bob.smith@mail.example.org> id 0A1B2C3D4E",
+    "451 4.9.9 zork failure for <c@x.co.uk> id 99AABBCCDD",
+    "KumoMTA internal: odd thing at mx1.example.net (attempt 3)",
+    "550 5.9.9 It's a 'quoted' reply from [192.0.2.5]",
+]
+KNOWN = "550 5.1.1 <a@example.com>: Recipient address rejected: User unknown"
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return Classifier.from_files(shipped_rule_files())
+
+
+def test_collector_counts_uncategorized_templates(classifier: Classifier) -> None:
+    g = GapCollector(classifier)
+    for line in [*UNKNOWN, KNOWN]:
+        g.add_line(line)
+    g.feed(json.dumps({"type": "Bounce", "response": {"code": 451, "content": "4.9.9 x"}}).encode())
+    g.feed(json.dumps({"type": "Feedback", "response": {"code": 250, "content": ""}}).encode())
+    g.feed(json.dumps({"type": "Delivery", "response": {"code": 250, "content": "ok"}}).encode())
+    g.feed(b"{not json\n")
+    g.feed(b"\n")
+    assert g.responses == 7 and g.uncategorized == 6 and g.skipped == 3
+    top = g.top(1)[0]
+    assert top == Gap(template(UNKNOWN[0]), 3, UNKNOWN[0])
+
+
+def test_collector_is_bounded(classifier: Classifier) -> None:
+    g = GapCollector(classifier, capacity=10)
+    for i in range(500):
+        g.add_line(f"451 4.9.9 zork variant{'x' * (i % 50)} {i}")
+    assert len(g.summary) <= 10 and len(g.examples) <= 10
+
+
+def test_template_pattern_matches_its_lines() -> None:
+    for line in UNKNOWN:
+        pattern = template_pattern(template(line))
+        assert pattern.startswith("(?i)^")
+        assert re.search(pattern, line), (pattern, line)
+    assert template_pattern("550 5.1.1 a.b (c) {n}") == r"(?i)^550 5\.1\.1 a\.b \(c\) [0-9]+"
+
+
+def test_skeleton_is_valid_toml_and_its_entries_are_valid_rules(
+    tmp_path: Path, classifier: Classifier
+) -> None:
+    g = GapCollector(classifier)
+    for line in UNKNOWN:
+        g.add_line(line)
+    gaps = g.top()
+    text = render_toml(gaps)
+    assert tomllib.loads(text) == {"rules": {}}  # as written: nothing active
+    # uncomment every entry under its own label: a valid rule file whose rules classify
+    # their examples
+    entries = re.findall(r"^# LABEL = (.*)$", text, flags=re.M)
+    assert len(entries) == len(gaps)
+    body = "[rules]\n" + "".join(f"Label{i} = {e}\n" for i, e in enumerate(entries))
+    path = tmp_path / "filled.toml"
+    path.write_text(body)
+    filled = Classifier(load_rules([path, *shipped_rule_files()]))
+    for i, gap in enumerate(gaps):
+        assert filled.classify(gap.example).label == f"Label{i}"
+
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _commands() -> None:
+    _register()
+
+
+def test_cli_text_json_toml_and_gzip(tmp_path: Path) -> None:
+    plain = tmp_path / "lines.txt"
+    plain.write_text("\n".join([*UNKNOWN, KNOWN]) + "\n")
+    records = tmp_path / "log.jsonl.gz"
+    with gzip.open(records, "wt") as fh:
+        for line in UNKNOWN[:3]:
+            code, rest = line.split(" ", 1)
+            fh.write(
+                json.dumps({"type": "Bounce", "response": {"code": int(code), "content": rest}})
+                + "\n"
+            )
+    out_toml = tmp_path / "skeleton.toml"
+    result = runner.invoke(
+        app, ["gaps", str(plain), str(records), "--top", "2", "--toml", str(out_toml)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "8 of 9 responses uncategorized, 3 templates" in result.output
+    assert "       6  451 4.9.9 zork failure for <{email}> id {id}" in result.output
+    assert f"e.g. {UNKNOWN[0]}" in result.output
+    assert "LABEL = " in out_toml.read_text()
+    result = runner.invoke(app, ["gaps", "--json", str(plain)])
+    doc = json.loads(result.output)
+    assert doc["uncategorized"] == 5 and doc["gaps"][0]["count"] == 3
+    assert doc["gaps"][0]["pattern"] == template_pattern(doc["gaps"][0]["template"])
+
+
+def test_cli_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["gaps", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines == [f"{tmp_path / 'missing.jsonl'}: cannot read: No such file or directory"]
+
+
+def test_cli_corrupt_gzip_is_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(b"\x1f\x8b" + b"garbage" * 10)
+    result = runner.invoke(app, ["gaps", str(bad)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and "bad.gz: cannot read" in result.output
+
+
+def test_cli_zstd_without_or_with_a_corrupt_frame_is_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "log.zst"
+    bad.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 10)
+    result = runner.invoke(app, ["gaps", str(bad)])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{bad}: ")
