@@ -3,8 +3,8 @@
 A ``Feedback`` record carries no SMTP response worth classifying; what it means is in its
 ``feedback_report`` object, whose ``feedback_type`` field holds the RFC 5965 Feedback-Type
 (``abuse``, ``fraud``, ``virus``, ``other``, ``not-spam``; ``auth-failure`` from RFC 6591).
-:func:`feedback_label` turns that into a label, and :data:`FEEDBACK_CATEGORIES` gives each
-label its category. KumoMTA's predefined bounce labels have no complaint label, so these are
+:func:`feedback_label` turns that into a label; ``rules/categories.toml`` gives each label its
+category. KumoMTA's predefined bounce labels have no complaint label, so these are
 user-defined labels; ``rules/README.md`` ("Feedback (ARF) records") documents them.
 
 Pure Python: no Kafka, no rule loading. Any input shape is tolerated; nothing here raises.
@@ -36,29 +36,23 @@ FEEDBACK_TYPES: dict[str, str] = {
     "other": FEEDBACK_OTHER,  # RFC 5965: any other kind of report
 }
 
-COMPLAINT = "complaint"
-UNDETERMINED = "undetermined"
-
-#: Feedback label -> category. Complaints are neither hard nor soft bounces: the message was
-#: delivered, and the operator suppresses the complaining recipient and watches the complaint
-#: rate. ``not-spam`` and ``auth-failure`` reports are not complaints (the first is the opposite,
-#: the second is a receiver's authentication report, not a recipient's verdict); they say
-#: nothing about the address either, so they are ``undetermined`` and stay out of complaint rates.
-FEEDBACK_CATEGORIES: dict[str, str] = {
-    FEEDBACK_ABUSE: COMPLAINT,
-    FEEDBACK_FRAUD: COMPLAINT,
-    FEEDBACK_VIRUS: COMPLAINT,
-    FEEDBACK_OPT_OUT: COMPLAINT,
-    FEEDBACK_OTHER: COMPLAINT,
-    FEEDBACK_NOT_SPAM: UNDETERMINED,
-    FEEDBACK_AUTH_FAILURE: UNDETERMINED,
-}
-
-FEEDBACK_LABELS: tuple[str, ...] = tuple(FEEDBACK_CATEGORIES)
+#: Every label this module gives; their categories are in ``rules/categories.toml``
+#: (complaints are neither hard nor soft bounces: the message was delivered; ``not-spam`` and
+#: ``auth-failure`` reports are no recipient's complaint, so they are ``undetermined``).
+FEEDBACK_LABELS: tuple[str, ...] = tuple(dict.fromkeys(FEEDBACK_TYPES.values()))
 
 
 def _normalise(value: str) -> str:
     return "-".join(value.strip().lower().replace("_", " ").replace("-", " ").split())
+
+
+def feedback_type(record: Any) -> str | None:
+    """The normalised Feedback-Type of a record's report: a known type, ``"other"`` for any
+    other non-empty one (a bounded set: types are input values), None without a usable one."""
+    label = feedback_label(record)
+    if label is None:
+        return None
+    return _TYPE_OF_LABEL[label]
 
 
 def feedback_label(record: Any) -> str | None:
@@ -87,6 +81,6 @@ def feedback_label(record: Any) -> str | None:
         return None
 
 
-def feedback_category(label: str) -> str | None:
-    """The category of a feedback label, or None if it is not one of ours."""
-    return FEEDBACK_CATEGORIES.get(label)
+_TYPE_OF_LABEL: dict[str, str] = {}
+for _type, _label in FEEDBACK_TYPES.items():
+    _TYPE_OF_LABEL.setdefault(_label, _type)

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streamer.analytics.batch import ALL, BatchAggregator, tenant_of
-from streamer.analytics.categories import CategoryTable, feedback_label
+from streamer.analytics.categories import CategoryTable
 from streamer.analytics.providers import ProviderMatcher
 from streamer.analytics.windows import WindowedStats, row_key
 from streamer.classifier import Classifier
 from streamer.config import shipped_rule_files
+from streamer.devkit.sample import bundled_sample_path
+from streamer.feedback import feedback_label
 from streamer.records import CLASSIFIABLE_TYPES, response_line
 
-SAMPLE = Path(__file__).resolve().parent.parent / "streamer" / "data" / "sample.jsonl"
+SAMPLE = bundled_sample_path()
 T0 = 1_767_268_800
 
 
@@ -147,7 +148,7 @@ def test_sample_end_to_end_totals_match_the_sample() -> None:
             line = response_line(r["response"])
             label = classifier.classify(line).label
             if rtype == "Feedback":
-                label = feedback_label(r["feedback_report"]["feedback_type"])
+                label = feedback_label(r) or label
             category = table.category(label, r["response"]["code"])
             want_labels[label] += 1
         agg.add(r, rtype, label, category, providers.match_record(r), line)

@@ -7,13 +7,9 @@ from pathlib import Path
 import pytest
 
 from streamer.analytics import shipped_categories_file
-from streamer.analytics.categories import (
-    CATEGORIES,
-    FEEDBACK_LABELS,
-    CategoryTable,
-    feedback_label,
-)
+from streamer.analytics.categories import CATEGORIES, CategoryTable
 from streamer.analytics.tables import TableError
+from streamer.feedback import FEEDBACK_LABELS
 from streamer.rules import PREDEFINED_LABELS
 
 
@@ -23,7 +19,7 @@ def table() -> CategoryTable:
 
 
 def test_shipped_table_covers_every_label_with_an_action(table: CategoryTable) -> None:
-    for label in (*PREDEFINED_LABELS, *FEEDBACK_LABELS.values()):
+    for label in (*PREDEFINED_LABELS, *FEEDBACK_LABELS):
         assert label in table, label
         assert table.action(label).strip(), f"{label} has no action"
         assert table.category(label, None) in CATEGORIES
@@ -101,11 +97,3 @@ def test_bad_entries_name_file_and_key(tmp_path: Path, text: str, needle: str) -
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TableError, match="file not found"):
         CategoryTable.load([tmp_path / "nope.toml"])
-
-
-def test_feedback_labels() -> None:
-    assert feedback_label("abuse") == "FeedbackAbuse"
-    assert feedback_label("Not-Spam") == "FeedbackNotSpam"
-    assert feedback_label("auth-failure") == "FeedbackAuthFailure"
-    assert feedback_label("something-new") == "FeedbackOther"
-    assert feedback_label(None) == "FeedbackOther"

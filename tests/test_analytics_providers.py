@@ -9,8 +9,9 @@ import pytest
 
 from streamer.analytics.providers import ProviderMatcher, site_hosts
 from streamer.analytics.tables import TableError
+from streamer.devkit.sample import bundled_sample_path
 
-SAMPLE = Path(__file__).resolve().parent.parent / "streamer" / "data" / "sample.jsonl"
+SAMPLE = bundled_sample_path()
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,8 @@ from typing import Any
 
 import pytest
 
-from streamer.feedback import (
-    FEEDBACK_CATEGORIES,
-    FEEDBACK_LABELS,
-    FEEDBACK_TYPES,
-    feedback_category,
-    feedback_label,
-)
+from streamer.analytics.categories import CategoryTable
+from streamer.feedback import FEEDBACK_LABELS, FEEDBACK_TYPES, feedback_label, feedback_type
 from streamer.rules import PREDEFINED_LABELS
 
 README = Path(__file__).resolve().parent.parent / "rules" / "README.md"
@@ -116,22 +111,29 @@ def test_only_the_feedback_type_matters() -> None:
     assert feedback_label({"feedback_report": {"feedback_type": "fraud"}}) == "FeedbackFraud"
 
 
-def test_every_label_has_a_category() -> None:
-    assert set(FEEDBACK_TYPES.values()) <= set(FEEDBACK_CATEGORIES)
-    assert set(FEEDBACK_LABELS) == set(FEEDBACK_CATEGORIES)
-    assert set(FEEDBACK_CATEGORIES.values()) <= {"complaint", "undetermined"}
-    for label, category in FEEDBACK_CATEGORIES.items():
-        assert feedback_category(label) == category
-    assert feedback_category("InvalidRecipient") is None
+def test_every_label_has_a_category_in_the_shipped_table() -> None:
+    table = CategoryTable.shipped()
+    assert set(FEEDBACK_TYPES.values()) == set(FEEDBACK_LABELS)
+    for label in FEEDBACK_LABELS:
+        assert label in table, label
+        assert table.category(label, None) in {"complaint", "undetermined"}
 
 
 def test_complaints_and_non_complaints() -> None:
+    table = CategoryTable.shipped()
     for kind in ("abuse", "fraud", "virus", "other", "opt-out"):
         label = feedback_label(_record(kind))
-        assert label is not None and feedback_category(label) == "complaint", kind
+        assert label is not None and table.category(label, None) == "complaint", kind
     for kind in ("not-spam", "auth-failure"):
         label = feedback_label(_record(kind))
-        assert label is not None and feedback_category(label) == "undetermined", kind
+        assert label is not None and table.category(label, None) == "undetermined", kind
+
+
+def test_feedback_type_is_bounded() -> None:
+    assert feedback_type(_record("Not_Spam")) == "not-spam"
+    assert feedback_type(_record("opt-out-list")) == "opt-out"
+    assert feedback_type(_record("x-anything")) == "other"
+    assert feedback_type({"type": "Feedback"}) is None
 
 
 def test_labels_are_user_defined_and_documented() -> None:

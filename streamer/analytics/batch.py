@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from streamer.analytics.categories import FEEDBACK_LABELS
 from streamer.analytics.heavy import OTHER, BoundedDimension
 from streamer.analytics.templates import template
 from streamer.analytics.windows import DIMENSIONS, GAP_CAPACITY, Counts, Key, event_time_ms
 from streamer.cache import LRUCache
+from streamer.feedback import feedback_type
 from streamer.rules import UNCATEGORIZED
 
 #: KumoMTA's record types (kumo-log-types RecordType, plus "Delay" seen in some exports).
@@ -159,10 +159,7 @@ class BatchAggregator:
         if category is not None:
             c.categories[category] = c.categories.get(category, 0) + 1
         if rtype == "Feedback":
-            report = record.get("feedback_report")
-            ft = report.get("feedback_type") if type(report) is dict else None
-            ft = ft.lower() if type(ft) is str else OTHER
-            ft = ft if ft in FEEDBACK_LABELS else OTHER  # feedback types are input values too
+            ft = feedback_type(record) or OTHER  # a bounded set: feedback types are inputs too
             c.complaints[ft] = c.complaints.get(ft, 0) + 1
         elif label == UNCATEGORIZED and line:
             cache = self._templates

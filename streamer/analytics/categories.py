@@ -21,24 +21,7 @@ UNDETERMINED = "undetermined"
 COMPLAINT = "complaint"
 CATEGORIES: tuple[str, ...] = (HARD, SOFT, BLOCK, ADMIN, UNDETERMINED, COMPLAINT)
 
-#: ARF (RFC 5965 / RFC 6591) feedback types and the labels complaints are counted under.
-FEEDBACK_LABELS: dict[str, str] = {
-    "abuse": "FeedbackAbuse",
-    "fraud": "FeedbackFraud",
-    "virus": "FeedbackVirus",
-    "not-spam": "FeedbackNotSpam",
-    "auth-failure": "FeedbackAuthFailure",
-    "other": "FeedbackOther",
-}
-
 _KEYS = frozenset({"category", "action", "on_4xx", "on_5xx"})
-
-
-def feedback_label(feedback_type: object) -> str:
-    """The complaint label of a Feedback record's ``feedback_report.feedback_type``."""
-    if isinstance(feedback_type, str):
-        return FEEDBACK_LABELS.get(feedback_type.lower(), "FeedbackOther")
-    return "FeedbackOther"
 
 
 @dataclass(frozen=True, slots=True)
