@@ -101,6 +101,41 @@ class Settings(BaseSettings):
     uncategorized_cache_size: int = Field(1024, ge=0)
     watch_rules: bool = Field(True, description="Reload rules when a rules file changes.")
 
+    # --- Analytics (see README "Analytics") ----------------------------------------------------
+    analytics: bool = Field(
+        True, description="Category, provider, windowed stats and suppressions; false: off."
+    )
+    stats_topic: str = Field("kumomta.stats", description="Windowed statistics (compacted).")
+    suppressions_topic: str = Field(
+        "kumomta.suppressions", description="Hard-bounced recipients (compacted; tombstones)."
+    )
+    stats_window: int = Field(60, ge=1, le=86_400, description="Window length, seconds.")
+    stats_grace: int = Field(10, ge=0, description="A window is final this long after its end.")
+    stats_flush_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between stats updates (at-least-once mode)."
+    )
+    stats_retention: int = Field(
+        3600, ge=60, description="Seconds a window is kept in memory for late records."
+    )
+    stats_dimensions: list[str] = Field(
+        default_factory=lambda: ["provider", "egress_pool", "egress_source", "tenant"],
+        description="Keys of a stats row; a dimension left out is reported as '*'.",
+    )
+    stats_max_pools: int = Field(200, ge=1, description="Distinct egress pools, then 'other'.")
+    stats_max_sources: int = Field(1000, ge=1, description="Distinct egress sources.")
+    stats_max_tenants: int = Field(500, ge=1, description="Distinct tenants.")
+    stats_max_rows: int = Field(100_000, ge=1, description="Rows held over all windows.")
+    suppressions_memory: int = Field(
+        100_000, ge=1, description="Hard-bounced recipients remembered (for counts, tombstones)."
+    )
+    category_files: list[Path] = Field(
+        default_factory=list, description="Category tables applied over rules/categories.toml."
+    )
+    provider_files: list[Path] = Field(
+        default_factory=list,
+        description="Provider tables applied over rules/mailbox-providers.toml.",
+    )
+
     # --- Worker -----------------------------------------------------------------------------
     batch_size: int = Field(2000, ge=1, description="Max records handed to an agent at once.")
     exactly_once: bool = False
@@ -117,6 +152,15 @@ class Settings(BaseSettings):
         default_factory=lambda: PROJECT_ROOT / "var",
         description="Local broker data, Faust state and logs.",
     )
+
+    @field_validator("stats_dimensions")
+    @classmethod
+    def _check_dimensions(cls, v: list[str]) -> list[str]:
+        known = ("provider", "egress_pool", "egress_source", "tenant")
+        unknown = [d for d in v if d not in known]
+        if unknown:
+            raise ValueError(f"unknown dimensions {unknown}; use some of {list(known)}")
+        return v
 
     @field_validator("non_classifiable")
     @classmethod
@@ -195,8 +239,9 @@ class _TomlSource(PydanticBaseSettingsSource):
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
         flat = flatten_tables(data)
         base = Path(path).resolve().parent
-        if "files" in flat:  # rule files in a config file are relative to that file
-            flat["files"] = [str(base / f) for f in flat["files"]]
+        for key in ("files", "category_files", "provider_files"):
+            if key in flat:  # rule and table files in a config file are relative to that file
+                flat[key] = [str(base / f) for f in flat[key]]
         return flat
 
 

@@ -14,10 +14,13 @@ from bisect import bisect_left
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from streamer.analytics.heavy import BoundedDimension
 
 #: Buckets for per-record classification time: a cache hit is ~µs, a regex-set scan ~10-100 µs.
 CLASSIFY_BUCKETS: tuple[float, ...] = (
@@ -78,44 +81,56 @@ class BulkHistogram(Collector):
 
 
 SiteLabel = tuple[str, str]
+LabelValues = tuple[str, ...]
 
 
-class TopSites(Collector):
-    """``streamer_top_sites{site,label}``: for each label, the ``top`` receiving sites with the
-    most classified records over the last ``window`` seconds, as seen by this worker.
+class RollingTop(Collector):
+    """A gauge of the ``top`` keys with the most counts over the last ``window`` seconds.
 
-    Bounded cardinality: at most ``top`` series per label, and a site that drops out of its
-    label's top list (or out of the window) is no longer exported. Cheap: the pipeline counts
-    ``(site, label)`` per batch, ``add`` merges a batch's counts into the current time bucket,
-    and ``refresh`` (from the worker's timer) closes buckets as their time passes, keeping a
-    running total (add the new bucket, subtract the one leaving the window) and recomputing
-    the top lists once per bucket. A bucket keeps at most ``max_keys`` pairs (its largest), so
-    memory stays bounded however many sites the traffic names.
+    Keys are tuples of label values. With ``per`` set, each value of that label gets its own top
+    list (``streamer_top_sites``: the top sites of each label); without, there is one list.
+    Bounded cardinality: at most ``top`` series per list, and a key that drops out of its list
+    (or out of the window) is no longer exported. Cheap: ``add`` merges a batch's counts into
+    the current time bucket, and ``refresh`` (from the worker's timer) closes buckets as their
+    time passes, keeping a running total (add the new bucket, subtract the one leaving the
+    window) and recomputing the top lists once per bucket. Memory stays bounded however many
+    keys the traffic names: a bucket keeps at most ``max_keys`` keys (its largest), and the
+    current bucket is trimmed to that as soon as it holds twice as many.
     """
 
     def __init__(
         self,
+        name: str,
+        documentation: str,
+        labels: LabelValues,
         *,
+        per: int | None = None,
         top: int = 20,
         window: float = 300.0,
         buckets: int = 30,
         max_keys: int = 2000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.per = per
         self.top = top
         self.buckets = buckets
         self.width = window / buckets
         self.max_keys = max_keys
         self.clock = clock
-        self._closed: deque[Tally[SiteLabel]] = deque()
-        self._total: Tally[SiteLabel] = Tally()
-        self._current: Tally[SiteLabel] = Tally()
+        self._closed: deque[Tally[LabelValues]] = deque()
+        self._total: Tally[LabelValues] = Tally()
+        self._current: Tally[LabelValues] = Tally()
         self._bucket_start = clock()
-        self._series: list[tuple[str, str, float]] = []  # replaced whole: read by the scraper
+        self._series: list[tuple[LabelValues, float]] = []  # replaced whole: read by the scraper
 
-    def add(self, counts: Mapping[SiteLabel, int]) -> None:
+    def add(self, counts: Mapping[Any, int]) -> None:
         if counts:
             self._current.update(counts)
+            if len(self._current) > 2 * self.max_keys:
+                self._current = Tally(dict(self._current.most_common(self.max_keys)))
 
     def refresh(self) -> bool:
         """Close the buckets whose time is up; True when the exported top lists changed."""
@@ -132,27 +147,105 @@ class TopSites(Collector):
             self._total.update(bucket)
             if len(self._closed) > self.buckets:
                 self._total.subtract(self._closed.popleft())
-        self._total = +self._total  # drop pairs whose count fell to zero
-        by_label: dict[str, list[tuple[int, str]]] = {}
-        for (site, label), n in self._total.items():
-            by_label.setdefault(label, []).append((n, site))
+        self._total = +self._total  # drop keys whose count fell to zero
+        lists: dict[str, list[tuple[int, LabelValues]]] = {}
+        for key, n in self._total.items():
+            lists.setdefault("" if self.per is None else key[self.per], []).append((n, key))
         self._series = [
-            (site, label, float(n))
-            for label, counts in sorted(by_label.items())
-            for n, site in heapq.nlargest(self.top, counts)
+            (key, float(n))
+            for _group, counts in sorted(lists.items())
+            for n, key in heapq.nlargest(self.top, counts)
         ]
         return True
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
+        family = GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for key, n in self._series:
+            family.add_metric(list(key), n)
+        yield family
+
+
+class TopSites(RollingTop):
+    """``streamer_top_sites{site,label}``: for each label, the ``top`` receiving sites with the
+    most classified records over the last ``window`` seconds, as seen by this worker."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
             "streamer_top_sites",
             "Classified records per receiving site and label over the last 5 minutes; only "
             "each label's top sites of this worker are exported.",
-            labels=["site", "label"],
+            ("site", "label"),
+            per=1,
+            **kwargs,
         )
-        for site, label, n in self._series:
-            family.add_metric([site, label], n)
-        yield family
+
+
+#: Delivery outcomes exported per dimension value: ``delivered`` for Delivery records, else the
+#: category of a classified record.
+DIMENSIONS = ("provider", "egress_pool", "egress_source", "tenant")
+#: Distinct values per dimension exported as series (the heaviest; the rest count as "other").
+METRIC_VALUES_PER_DIMENSION = 50
+
+
+class DeliverabilityMetrics:
+    """The deliverability dashboard's metrics, fed from the analytics' partial counts per batch.
+
+    ``streamer_outcomes_total{dimension,value,outcome}``, ``streamer_labels_total{provider,label}``
+    and ``streamer_rule_gaps{template}`` (top Uncategorized templates over 5 minutes). Label
+    values are bounded: the stats dimensions are bounded already, and each dimension exports at
+    most ``METRIC_VALUES_PER_DIMENSION`` values (its heaviest) plus ``other``.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outcomes = Counter(
+            "streamer_outcomes",
+            "Delivery outcomes (delivered, or the category of a classified record) per value "
+            "of a dimension (provider, egress_pool, egress_source, tenant).",
+            ["dimension", "value", "outcome"],
+            registry=registry,
+        )
+        self.labels = Counter(
+            "streamer_labels",
+            "Classified records per mailbox provider and label.",
+            ["provider", "label"],
+            registry=registry,
+        )
+        self.rule_gaps = RollingTop(
+            "streamer_rule_gaps",
+            "Uncategorized responses per template over the last 5 minutes (top 20).",
+            ("template",),
+        )
+        registry.register(self.rule_gaps)
+        self._values = {
+            d: BoundedDimension(METRIC_VALUES_PER_DIMENSION, rebalance_every=100_000)
+            for d in DIMENSIONS
+        }
+
+    def record(self, partials: Mapping[tuple[Any, ...], Any]) -> None:
+        """Count a batch's partial analytics (keys: window, provider, pool, source, tenant)."""
+        outcomes: Tally[tuple[str, str, str]] = Tally()
+        labels: Tally[tuple[str, str]] = Tally()
+        gaps: Tally[tuple[str]] = Tally()
+        for key, c in partials.items():
+            delivered = c.counts.get("Delivery", 0)
+            for dim, value in zip(DIMENSIONS, key[1:], strict=True):
+                if value == "*":
+                    continue  # a dimension the stats leave out
+                v = self._values[dim].map(value)
+                if delivered:
+                    outcomes[dim, v, "delivered"] += delivered
+                for category, n in c.categories.items():
+                    outcomes[dim, v, category] += n
+            for label, n in c.labels.items():
+                labels[key[1], label] += n
+            if c.gaps is not None:
+                for template, n in c.gaps.items():
+                    gaps[(template,)] += n
+        for (dim, v, outcome), n in outcomes.items():
+            self.outcomes.labels(dim, v, outcome).inc(n)
+        for (provider, label), n in labels.items():
+            self.labels.labels(provider, label).inc(n)
+        self.rule_gaps.add(gaps)
 
 
 class Metrics:
@@ -248,6 +341,7 @@ class Metrics:
         )
         self.top_sites = TopSites()
         r.register(self.top_sites)
+        self.deliverability = DeliverabilityMetrics(r)
         self._rules_version: str | None = None
         self._cache_seen: dict[tuple[str, str], int] = {}
 

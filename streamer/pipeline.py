@@ -24,8 +24,12 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from streamer.analytics.analyzer import Analyzer
+from streamer.analytics.windows import Counts, Key
+from streamer.classifier import Classification
 from streamer.config import parse_non_classifiable
 from streamer.deadletter import Headers, dead_letter_headers
+from streamer.feedback import feedback_label
 from streamer.records import (
     CLASSIFIABLE_TYPES,
     MalformedRecord,
@@ -82,6 +86,9 @@ class BatchStats:
     dropped: int = 0
     classify_seconds: list[float] = field(default_factory=list)  # one per classified record
     sites: Counter[tuple[str, str]] = field(default_factory=Counter)  # (site, label) -> n
+    #: Partial windowed counts (when analytics are on), merged into the worker's windows.
+    analytics: dict[Key, Counts] = field(default_factory=dict)
+    watermark: int | None = None  # the largest event time counted so far (epoch ms)
 
     def merge(self, other: BatchStats) -> None:
         self.events_in.update(other.events_in)
@@ -90,6 +97,14 @@ class BatchStats:
         self.dropped += other.dropped
         self.classify_seconds.extend(other.classify_seconds)
         self.sites.update(other.sites)
+        if other.watermark is not None:
+            self.watermark = max(self.watermark or other.watermark, other.watermark)
+        for key, counts in other.analytics.items():
+            mine = self.analytics.get(key)
+            if mine is None:
+                self.analytics[key] = counts
+            else:
+                mine.merge(counts)
 
 
 class Pipeline:
@@ -99,7 +114,9 @@ class Pipeline:
     is decoded again by ``decode_record`` only to name the reason (rare). The ``classification``
     object of each rule is built once per rule set. (Splicing the enrichment into the input
     bytes instead of re-encoding was tried: orjson encodes a 1.4 KB record in ~1 µs, faster
-    than the Python needed to splice safely.)
+    than the Python needed to splice safely.) With an ``analyzer``, every decoded record is
+    also counted for the windowed statistics, a classified record's ``classification`` gains
+    ``category`` and ``provider``, and suppression writes follow the record's own output.
     """
 
     def __init__(
@@ -111,6 +128,8 @@ class Pipeline:
         non_classifiable: str = "pass",
         max_message_bytes: int = 1_048_576,
         clock: Callable[[], float] = time.time,
+        analyzer: Analyzer | None = None,
+        suppressions_topic: str = "",
     ) -> None:
         self.classifiers = classifiers
         self.output_topic = output_topic
@@ -118,33 +137,28 @@ class Pipeline:
         self.other_topic = parse_non_classifiable(non_classifiable, output_topic)
         self.max_message_bytes = max_message_bytes
         self.clock = clock
+        self.analyzer = analyzer
+        self.suppressions_topic = suppressions_topic
         # id(Classification) -> its ``classification`` object, shared by every record it
         # classifies (encoded, never mutated); valid for the classifier in _enrichment_owner,
         # whose results are long-lived, one per rule, so their ids are stable.
         self._enrichment_owner: Any = None
         self._enrichments: dict[int, dict[str, Any]] = {}
+        self._feedback: dict[str, Classification] = {}  # one result per feedback label
 
     def process(self, messages: Sequence[RawMessage]) -> tuple[list[Output], BatchStats]:
         """Outputs in input order (dropped records have none) and the batch's counts."""
         classifier = self.classifiers.current  # one rule set for the whole batch
-        enrichments = self._enrichments_of(classifier)
-        version: str | None = None
-        classify = classifier.classify
-        output_topic = self.output_topic
+        self._begin(classifier)
         other_topic = self.other_topic
         max_bytes = self.max_message_bytes
         classifiable = CLASSIFIABLE_TYPES
-        dumps = orjson.dumps
-        perf = time.perf_counter
+        analyzer = self.analyzer
         stats = BatchStats()
         events_in = stats.events_in
         events_out = stats.events_out
-        durations = stats.classify_seconds
-        sites = stats.sites
         outputs: list[Output] = []
         append = outputs.append
-        dropped = 0
-
         for msg in messages:
             raw = msg.value()
             record = accept(raw, max_bytes)
@@ -152,45 +166,81 @@ class Pipeline:
                 self._dead_letter(msg, raw, *_malformed_reason(raw, max_bytes), append, stats)
                 continue
             rtype = record["type"]
-            if rtype not in classifiable:
-                events_in[rtype] += 1
-                if other_topic is None:
-                    dropped += 1
-                else:
-                    events_out[rtype, UNCLASSIFIED_LABEL] += 1
-                    append(Output(other_topic, msg.key(), raw, msg.headers()))
-                continue
-            try:
-                t0 = perf()
-                result = classify(response_line(record["response"]))
-                durations.append(perf() - t0)
-                cls = enrichments.get(id(result))
-                if cls is None:
-                    if version is None:
-                        version = classifier.version
-                    cls = classification_object(result, version)
-                    enrichments[id(result)] = cls
-                label = result.label
-                value = dumps(set_classification(record, label, cls))
-            except Exception as exc:  # a bad record must never stop the worker
-                detail = f"{type(exc).__name__}: {exc}"
-                self._dead_letter(msg, raw, PROCESSING_ERROR, detail, append, stats)
+            if rtype in classifiable:
+                self._classified(msg, raw, record, rtype, classifier, append, stats)
                 continue
             events_in[rtype] += 1
-            events_out[rtype, label] += 1
-            site = record.get("site")
-            if site and type(site) is str:
-                sites[site, label] += 1
-            append(Output(output_topic, msg.key(), value, msg.headers()))
-        stats.dropped = dropped
+            if other_topic is None:
+                stats.dropped += 1
+            else:
+                events_out[rtype, UNCLASSIFIED_LABEL] += 1
+                append(Output(other_topic, msg.key(), raw, msg.headers()))
+            if analyzer is not None:
+                self._suppress(analyzer.observe(record, rtype, None, None, None)[2], append)
+        if analyzer is not None:
+            stats.analytics = analyzer.finish()
+            stats.watermark = analyzer.aggregator.watermark
         return outputs, stats
 
-    def _enrichments_of(self, classifier: Any) -> dict[int, dict[str, Any]]:
-        """The ``classification`` objects of ``classifier``'s results (reset on a reload)."""
+    def _classified(
+        self,
+        msg: RawMessage,
+        raw: bytes | None,
+        record: dict[str, Any],
+        rtype: str,
+        classifier: Any,
+        append: Callable[[Output], None],
+        stats: BatchStats,
+    ) -> None:
+        """Classify, enrich and route one record of a classifiable type."""
+        try:
+            t0 = time.perf_counter()
+            label = feedback_label(record) if rtype == "Feedback" else None
+            if label is None:
+                line: str | None = response_line(record["response"])
+                result = classifier.classify(line)
+            else:  # a feedback report says what it is: no response line to read
+                line = None
+                result = self._feedback.get(label) or self._feedback.setdefault(
+                    label, Classification(label, None)
+                )
+            stats.classify_seconds.append(time.perf_counter() - t0)
+            cls = self._enrichments.get(id(result))
+            if cls is None:
+                cls = self._enrichments[id(result)] = classification_object(
+                    result, classifier.version
+                )
+            label = result.label
+            writes: list[tuple[bytes, bytes | None]] = []
+            if self.analyzer is not None:
+                category, provider, writes = self.analyzer.observe(
+                    record, rtype, label, result.rule, line
+                )
+                cls = {**cls, "category": category, "provider": provider}
+            value = orjson.dumps(set_classification(record, label, cls))
+        except Exception as exc:  # a bad record must never stop the worker
+            detail = f"{type(exc).__name__}: {exc}"
+            self._dead_letter(msg, raw, PROCESSING_ERROR, detail, append, stats)
+            return
+        stats.events_in[rtype] += 1
+        stats.events_out[rtype, label] += 1
+        site = record.get("site")
+        if site and type(site) is str:
+            stats.sites[site, label] += 1
+        append(Output(self.output_topic, msg.key(), value, msg.headers()))
+        self._suppress(writes, append)
+
+    def _suppress(
+        self, writes: list[tuple[bytes, bytes | None]], append: Callable[[Output], None]
+    ) -> None:
+        for key, value in writes:
+            append(Output(self.suppressions_topic, key, value, None))
+
+    def _begin(self, classifier: Any) -> None:
+        """The ``classification`` objects belong to one rule set: start over after a reload."""
         if classifier is not self._enrichment_owner:
             self._enrichment_owner = classifier
             self._enrichments = {}
-        return self._enrichments
 
     def _dead_letter(
         self,

@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from streamer.classifier import Classification
+from streamer.feedback import feedback_label
+
 if TYPE_CHECKING:
-    from streamer.classifier import Classification, Classifier, ReloadableClassifier
+    from streamer.classifier import Classifier, ReloadableClassifier
 
 CLASSIFIABLE_TYPES = frozenset(
     {"Bounce", "TransientFailure", "Expiration", "AdminBounce", "OOB", "Feedback", "Rejection"}
@@ -156,12 +159,18 @@ def set_classification(
 def enrich(record: dict[str, Any], classifier: Classifier | ReloadableClassifier) -> dict[str, Any]:
     """Add ``bounce_classification`` and ``classification`` to classifiable records (in place).
 
-    Other record types are returned unchanged; every other field is left untouched.
+    Other record types are returned unchanged; every other field is left untouched. A Feedback
+    record with a usable ARF report is labelled from it (``streamer.feedback``).
     """
-    if record.get("type") not in CLASSIFIABLE_TYPES:
+    rtype = record.get("type")
+    if rtype not in CLASSIFIABLE_TYPES:
         return record
     current = getattr(classifier, "current", classifier)  # a ReloadableClassifier's snapshot
-    result = current.classify(response_line(record["response"]))
+    label = feedback_label(record) if rtype == "Feedback" else None
+    if label is not None:  # an ARF report says what it is (see streamer.feedback)
+        result = Classification(label, None)
+    else:
+        result = current.classify(response_line(record["response"]))
     return enrich_with(record, result, current.version)
 
 

@@ -59,6 +59,17 @@ records = st.one_of(
             "site": st.one_of(st.text(max_size=6), scalars),
             "id": st.text(max_size=6),
             "padding": st.text(max_size=3000),
+            "feedback_report": st.one_of(
+                scalars,
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "feedback_type": st.one_of(
+                            scalars, st.sampled_from(["abuse", "Not-Spam", "x-new", "fraud", ""])
+                        )
+                    },
+                ),
+            ),
         },
     ),
 )

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
 from streamer.config import Settings
 from streamer.kafka.admin import create_topics, default_topics, delete_topics, topic_partitions
-from streamer.kafka.clients import consumer
+from streamer.kafka.clients import admin_client, consumer
 from streamer.kafka.produce import ProduceError, TokenBucket, produce_file, record_key
 
 _SCRIPT = Path(sys.executable).parent / "streamer"
@@ -80,8 +81,9 @@ def test_create_topics_is_idempotent(kafka_settings: Settings) -> None:
 
 def test_default_topics_include_dlq_and_non_classifiable_target(test_rules_file: Path) -> None:
     s = Settings(files=[test_rules_file], input_topic="in", non_classifiable="topic:other")
-    assert default_topics(s) == ["in", "kumomta.classified", "in.dlq", "other"]
-    s = Settings(files=[test_rules_file], input_topic="in", output_topic="out")
+    analytics = ["kumomta.stats", "kumomta.suppressions"]
+    assert default_topics(s) == ["in", "kumomta.classified", "in.dlq", "other", *analytics]
+    s = Settings(files=[test_rules_file], input_topic="in", output_topic="out", analytics=False)
     assert default_topics(s) == ["in", "out", "in.dlq"]
 
 
@@ -92,17 +94,27 @@ def test_cli_topics_create(kafka_settings: Settings) -> None:
         "STREAMER_OUTPUT_TOPIC": f"out.{u}",
         "STREAMER_NON_CLASSIFIABLE": f"topic:other.{u}",
         "STREAMER_PARTITIONS": "6",
+        "STREAMER_STATS_TOPIC": f"stats.{u}",
+        "STREAMER_SUPPRESSIONS_TOPIC": f"supp.{u}",
     }
     first = _cli(kafka_settings, "topics", "create", **names)
     assert first.returncode == 0, first.stderr
-    for topic in (f"in.{u}", f"out.{u}", f"in.{u}.dlq", f"other.{u}"):
+    topics = (f"in.{u}", f"out.{u}", f"in.{u}.dlq", f"other.{u}", f"stats.{u}", f"supp.{u}")
+    for topic in topics:
         assert f"created  {topic}  partitions=6" in first.stdout
     second = _cli(kafka_settings, "topics", "create", **names)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("exists ") == 4 and "created" not in second.stdout
+    assert second.stdout.count("exists ") == 6 and "created" not in second.stdout
     assert kafka_settings.bootstrap
     parts = topic_partitions(kafka_settings, kafka_settings.bootstrap)
     assert parts[f"in.{u}.dlq"] == 6
+    # the analytics topics keep the latest record per key: compacted
+    admin = admin_client(kafka_settings, kafka_settings.bootstrap)
+    for topic in topics:
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        config = admin.describe_configs([res])[res].result(timeout=10)
+        policy = config["cleanup.policy"].value
+        assert policy == ("compact" if topic.startswith(("stats.", "supp.")) else "delete"), topic
 
 
 def _write_jsonl(path: Path, n: int) -> list[bytes]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamer.config import PROJECT_ROOT
+from streamer.config import SHIPPED_RULES_DIR
 
 #: The shipped analytics tables live next to the shipped rules (they are not rule files).
-TABLES_DIR = PROJECT_ROOT / "rules"
+TABLES_DIR = SHIPPED_RULES_DIR
 
 
 def shipped_categories_file() -> Path:

@@ -108,9 +108,11 @@ class Counts:
 @dataclass(slots=True)
 class _Window:
     start: int
+    serial: int = 0  # tells a window re-created after it was forgotten from the first one
     rows: dict[DimKey, Counts] = field(default_factory=dict)
     dirty: set[DimKey] = field(default_factory=set)
     emitted: bool = False
+    final: bool = False  # its rows were published as final (end + grace passed)
     last_wall: float = 0.0
 
 
@@ -158,6 +160,7 @@ class WindowedStats:
         gaps_top: int = 10,
         future_skew_s: float = 300,
         clock: Callable[[], float] = time.time,
+        recreate_late: bool = False,
     ) -> None:
         if window_s <= 0 or max_windows < 1 or max_keys < 1:
             raise ValueError("window_s, max_windows and max_keys must be positive")
@@ -172,6 +175,10 @@ class WindowedStats:
         self.gaps_top = gaps_top
         self.future_skew_ms = int(future_skew_s * 1000)
         self.clock = clock
+        #: Late records older than the retention start a new instance of their window (its rows
+        #: carry another ``serial``) instead of being dropped: nothing counted is lost.
+        self.recreate_late = recreate_late
+        self._serial = 0
         self.watermark: int | None = None
         self.dropped_late = 0  # records in windows older than the retention
         self.overflowed = 0  # records folded into the all-"other" row by max_keys
@@ -193,14 +200,15 @@ class WindowedStats:
         horizon = None if self.watermark is None else self.watermark - self.retention_ms
         for key, counts in partial.items():
             start = key[0]
-            if horizon is not None and start + self.window_ms < horizon:
+            if horizon is not None and start + self.window_ms < horizon and not self.recreate_late:
                 self.dropped_late += counts.total()
                 continue
             win = windows.get(start)
             if win is None:
                 if len(windows) >= self.max_windows:
                     self._evict_oldest()
-                win = windows[start] = _Window(start)
+                self._serial += 1
+                win = windows[start] = _Window(start, self._serial)
             dims: DimKey = (key[1], key[2], key[3], key[4])
             row = win.rows.get(dims)
             if row is None:
@@ -222,26 +230,82 @@ class WindowedStats:
             self._pending.extend(self._rows(win, win.dirty))
         self._nkeys -= len(win.rows)
 
-    def _rows(self, win: _Window, keys: set[DimKey]) -> list[dict[str, Any]]:
+    def _rows(
+        self, win: _Window, keys: set[DimKey] | dict[DimKey, Counts], final: bool | None = None
+    ) -> list[dict[str, Any]]:
         out = []
         for dims in sorted(keys):
             c = win.rows[dims]
-            out.append(
-                {
-                    "window_start": win.start,
-                    "window_end": win.start + self.window_ms,
-                    "provider": dims[0],
-                    "egress_pool": dims[1],
-                    "egress_source": dims[2],
-                    "tenant": dims[3],
-                    "counts": dict(c.counts),
-                    "labels": dict(c.labels),
-                    "categories": dict(c.categories),
-                    "complaints": dict(c.complaints),
-                    "gaps": c.gap_rows(self.gaps_top),
-                }
-            )
+            row = {
+                "window_start": win.start,
+                "window_end": win.start + self.window_ms,
+                "provider": dims[0],
+                "egress_pool": dims[1],
+                "egress_source": dims[2],
+                "tenant": dims[3],
+                "counts": dict(c.counts),
+                "labels": dict(c.labels),
+                "categories": dict(c.categories),
+                "complaints": dict(c.complaints),
+                "gaps": c.gap_rows(self.gaps_top),
+            }
+            if final is not None:
+                row["final"] = final
+                row["serial"] = win.serial
+            out.append(row)
         return out
+
+    def _advance(self, now_event_ms: int | None, wall: float) -> int | None:
+        """Move the watermark (never more than ``future_skew_s`` ahead of the wall clock)."""
+        if now_event_ms is not None:
+            capped = min(now_event_ms, int(wall * 1000) + self.future_skew_ms)
+            if self.watermark is None or capped > self.watermark:
+                self.watermark = capped
+        return self.watermark
+
+    def updates(
+        self, now_event_ms: int | None, now_wall: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Every row that changed since the last call, with its window's full counts, plus all
+        rows of each window that closed since (``final``: its end + grace passed in event
+        time); windows older than the retention are forgotten. The worker publishes these with
+        the records they count, so the published rows never lag the committed offsets."""
+        wall = self.clock() if now_wall is None else now_wall
+        mark = self._advance(now_event_ms, wall)
+        out, self._pending = self._pending, []
+        for start in sorted(self._windows):
+            win = self._windows[start]
+            closed = mark is not None and start + self.window_ms + self.grace_ms <= mark
+            if closed and not win.final:
+                out.extend(self._rows(win, win.rows, final=True))
+                win.final = win.emitted = True
+                win.dirty = set()
+            elif win.dirty:
+                out.extend(self._rows(win, win.dirty, final=closed))
+                win.dirty = set()
+                win.emitted = True
+        self._forget_old(mark)
+        return out
+
+    def _forget_old(self, mark: int | None) -> None:
+        if mark is None:
+            return
+        horizon = mark - self.retention_ms
+        for start in [s for s in self._windows if s + self.window_ms < horizon]:
+            self._nkeys -= len(self._windows.pop(start).rows)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every row held now (``/stats``), changed or not."""
+        mark = self.watermark
+        return [
+            row
+            for start in sorted(self._windows)
+            for row in self._rows(
+                self._windows[start],
+                self._windows[start].rows,
+                final=mark is not None and start + self.window_ms + self.grace_ms <= mark,
+            )
+        ]
 
     def due(self, now_event_ms: int | None, now_wall: float | None = None) -> list[dict[str, Any]]:
         """Rows to publish now (full counts of every changed row of every due window), and

@@ -17,10 +17,17 @@ class TopicError(Exception):
 
 
 def default_topics(settings: Settings) -> list[str]:
-    """The topics a worker needs: input, output, dead letters, and a ``topic:NAME`` target."""
+    """The topics a worker needs: input, output, dead letters, a ``topic:NAME`` target, and the
+    analytics topics (when analytics are on)."""
     other = parse_non_classifiable(settings.non_classifiable, settings.output_topic)
     names = [settings.input_topic, settings.output_topic, settings.dlq_topic or "", other or ""]
+    names += compacted_topics(settings)
     return list(dict.fromkeys(n for n in names if n))  # de-duplicated, order kept
+
+
+def compacted_topics(settings: Settings) -> list[str]:
+    """Topics whose latest record per key is the truth: created with cleanup.policy=compact."""
+    return [settings.stats_topic, settings.suppressions_topic] if settings.analytics else []
 
 
 def create_topics(
@@ -40,11 +47,13 @@ def create_topics(
     if not wanted:
         return {}
     admin = admin_client(settings, bootstrap)
+    compacted = set(compacted_topics(settings))
     new = [
         NewTopic(
             name,
             num_partitions=partitions or settings.partitions,
             replication_factor=replication or settings.replication_factor,
+            config={"cleanup.policy": "compact"} if name in compacted else {},
         )
         for name in wanted
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from streamer.kafka.sink import Sink
 from streamer.kafka.source import RebalanceHandler
@@ -29,9 +29,16 @@ DRAIN_TIMEOUT_S = 20.0
 
 class PartitionLifecycle(RebalanceHandler):
     def __init__(
-        self, checkpoint: Checkpoint, sink: Sink, flow: FlowControl, metrics: Metrics
+        self,
+        checkpoint: Checkpoint,
+        sink: Sink,
+        flow: FlowControl,
+        metrics: Metrics,
+        publish: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.checkpoint = checkpoint
+        #: Publishes what holds chunks back (the stats update), so revoked ones can finish.
+        self.publish = publish
         self.tracker = checkpoint.tracker
         self.sink = sink
         self.flow = flow
@@ -43,6 +50,8 @@ class PartitionLifecycle(RebalanceHandler):
 
     async def on_revoking(self, tps: list[TP]) -> dict[TP, int]:
         """Finish what is queued or in flight for the partitions, then say what to commit."""
+        if self.publish is not None:
+            await self.publish()
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while self.tracker.open_records(tps) and time.monotonic() < deadline:
             self.sink.poll(0)

@@ -34,6 +34,8 @@ log = logging.getLogger("streamer.worker")
 SendChunk = Callable[[Chunk, Sequence[Any]], Awaitable[None]]
 #: What a batch is made of: each partition's chunk with its messages.
 Groups = Sequence[tuple[Chunk, Sequence[Any]]]
+#: Publishes what must commit with the batch's offsets (the stats update); None: nothing.
+Publish = Callable[[], Awaitable[int]] | None
 
 
 class Committer(Protocol):
@@ -68,8 +70,12 @@ class Checkpoint(ABC):
         self.failed = False
 
     @abstractmethod
-    async def process(self, groups: Groups, send: SendChunk) -> int:
-        """Send every live chunk of a batch; returns how many records went through."""
+    async def process(self, groups: Groups, send: SendChunk, publish: Publish = None) -> int:
+        """Send every live chunk of a batch; returns how many records went through.
+
+        ``publish`` runs where the mode needs it: inside the transaction in exactly-once mode;
+        at-least-once mode publishes on its timer instead (the chunks stay held until then).
+        """
 
     @abstractmethod
     def commit_due(self) -> None:
@@ -99,7 +105,7 @@ class Checkpoint(ABC):
 class AtLeastOnce(Checkpoint):
     exactly_once = False
 
-    async def process(self, groups: Groups, send: SendChunk) -> int:
+    async def process(self, groups: Groups, send: SendChunk, publish: Publish = None) -> int:
         done = 0
         for chunk, messages in groups:
             if chunk.abandoned:
@@ -131,7 +137,7 @@ class ExactlyOnce(Checkpoint):
         super().__init__(tracker, committer, metrics)
         self.producer = producer
 
-    async def process(self, groups: Groups, send: SendChunk) -> int:
+    async def process(self, groups: Groups, send: SendChunk, publish: Publish = None) -> int:
         live = [(c, m) for c, m in groups if not c.abandoned]
         if self.failed or not live:
             return 0
@@ -142,6 +148,8 @@ class ExactlyOnce(Checkpoint):
             for chunk, messages in live:
                 await send(chunk, messages)
                 positions[chunk.topic, chunk.partition] = chunk.last + 1
+            if publish is not None:
+                await publish()
             offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
             # the group metadata is read by the fetch thread: the consumer is never called here
             producer.send_offsets_to_transaction(offsets, self.committer.group_metadata)

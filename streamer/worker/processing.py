@@ -20,6 +20,7 @@ from streamer.metrics import Metrics
 from streamer.pipeline import BatchStats, Pipeline
 from streamer.worker.checkpoint import Checkpoint
 from streamer.worker.offsets import Chunk, OffsetTracker
+from streamer.worker.stats import StatsPublisher
 
 #: Records classified before their outputs are handed to the producer.
 SLICE_RECORDS = 500
@@ -60,33 +61,51 @@ def make_batch(tracker: OffsetTracker, messages: Sequence[Any]) -> Batch | None:
 
 
 class BatchProcessor:
-    def __init__(self, pipeline: Pipeline, sink: Sink, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        sink: Sink,
+        metrics: Metrics,
+        stats: StatsPublisher | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.sink = sink
         self.metrics = metrics
+        #: Analytics on: each chunk stays held until a stats update covers it.
+        self.stats = stats
         self._stats = BatchStats()
 
     async def process(self, batch: Batch, checkpoint: Checkpoint) -> int:
         """Run a batch; returns the records that went through (0 when the mode failed)."""
         self._stats = BatchStats()
-        done = await checkpoint.process(batch.groups, self.send_chunk)
+        publish = self.stats.flush if self.stats is not None else None
+        done = await checkpoint.process(batch.groups, self.send_chunk, publish)
         self.sink.poll(0)
         if done:
             s = self._stats
-            self.metrics.batches.inc()
-            self.metrics.record_batch(
-                s.events_in, s.events_out, s.dlq, s.dropped, s.classify_seconds, s.sites
-            )
+            m = self.metrics
+            m.batches.inc()
+            m.record_batch(s.events_in, s.events_out, s.dlq, s.dropped, s.classify_seconds, s.sites)
+            if s.analytics:
+                m.deliverability.record(s.analytics)
         return done
 
     async def send_chunk(self, chunk: Chunk, messages: Sequence[Any]) -> None:
-        """Process and produce a chunk slice by slice, then seal it."""
-        sink = self.sink
+        """Process and produce a chunk slice by slice, then seal it.
+
+        With analytics, each slice's counts go to the windows as soon as it is classified, and
+        the chunk is held (after its last slice's counts went in): a stats flush releases it.
+        """
+        sink, publisher = self.sink, self.stats
         n = len(messages)
         for start in range(0, n, SLICE_RECORDS):
             part = messages if n <= SLICE_RECORDS else messages[start : start + SLICE_RECORDS]
             outputs, stats = self.pipeline.process(part)
             last = start + SLICE_RECORDS >= n
+            if publisher is not None:
+                publisher.add(stats.analytics, stats.watermark)
+                if last:
+                    publisher.hold(chunk)
             await sink.send(outputs, chunk, seal=last)
             self._stats.merge(stats)
             if not last:

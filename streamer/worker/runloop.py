@@ -34,7 +34,7 @@ from streamer.classifier import ReloadableClassifier
 from streamer.config import Settings
 from streamer.logs import log_event
 from streamer.worker.processing import Batch
-from streamer.worker.stream import StreamWorker, worker_status
+from streamer.worker.stream import StreamWorker, prepare, worker_status
 
 log = logging.getLogger("streamer.worker")
 
@@ -97,7 +97,7 @@ def _faust_broker_url(bootstrap: str) -> str:
 
 
 def build_app(stream: StreamWorker) -> faust.App:
-    """The Faust app running ``stream``: agent, tasks, timer and the ``/status`` page."""
+    """The Faust app running ``stream``: agent, tasks, timer, ``/status`` and ``/stats``."""
     s = stream.settings
     datadir = Path(s.state_dir) / "faust" / stream.worker_id
     datadir.mkdir(parents=True, exist_ok=True)
@@ -134,6 +134,12 @@ def build_app(stream: StreamWorker) -> faust.App:
     @app.page("/status")
     async def status(web: Any, request: Any) -> Any:
         return web.json(worker_status(stream))
+
+    @app.page("/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        publisher = stream.stats
+        rows = publisher.snapshot() if publisher is not None else []
+        return web.json({"session": publisher.session if publisher else None, "rows": rows})
 
     return app
 
@@ -196,7 +202,7 @@ class _FaustWorker(faust.Worker):
 def run_worker(settings: Settings, bootstrap: str, classifiers: ReloadableClassifier) -> int:
     """Run until SIGTERM/SIGINT or a fatal error; returns the process exit code."""
     stream = StreamWorker(settings, bootstrap, classifiers=classifiers)
-    stream.prepare()
+    prepare(stream)
     worker = _FaustWorker(
         build_app(stream),
         stream,

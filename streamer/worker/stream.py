@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from streamer.analytics.analyzer import Analyzer, windows_from_settings
 from streamer.classifier import ReloadableClassifier
 from streamer.config import Settings
 from streamer.kafka.admin import TopicError, create_topics, default_topics, wait_for_topics
@@ -40,6 +41,7 @@ from streamer.worker.flow import FlowControl
 from streamer.worker.offsets import TP, OffsetTracker
 from streamer.worker.processing import Batch, BatchProcessor, make_batch
 from streamer.worker.reload import RulesReloader
+from streamer.worker.stats import StatsPublisher
 
 log = logging.getLogger("streamer.worker")
 
@@ -76,7 +78,11 @@ class StreamWorker:
             dlq_topic=settings.dlq_topic or "",
             non_classifiable=settings.non_classifiable,
             max_message_bytes=settings.max_message_bytes,
+            analyzer=Analyzer.from_settings(settings) if settings.analytics else None,
+            suppressions_topic=settings.suppressions_topic,
         )
+        self.stats: StatsPublisher | None = None  # analytics on: set by start_clients()
+        self._last_stats_flush = 0.0
         self.fetch_size = max(1, min(settings.batch_size, settings.back_pressure))
         # Set by start_clients(), on the event loop.
         self.source: Source | None = None
@@ -95,31 +101,6 @@ class StreamWorker:
         self._background: set[asyncio.Future[Any]] = set()  # keeps fire-and-forget tasks alive
 
     # --- start-up ------------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """Checks and set-up that need no event loop: topics and the metrics endpoint."""
-        s = self.settings
-        try:
-            create_topics(s, self.bootstrap, default_topics(s))
-        except TopicError as exc:
-            # No right to create topics? Then they must exist already.
-            log_event(log, logging.WARNING, "could not create topics", error=str(exc))
-            wait_for_topics(s, self.bootstrap, default_topics(s), 10.0)
-        self.metrics_port = self.metrics.serve(s.metrics_host, s.metrics_port)
-        self.metrics.set_rules_version(self.classifiers.current.version)
-        log_event(
-            log,
-            logging.INFO,
-            "worker starting",
-            group=s.group_id,
-            input=s.input_topic,
-            output=s.output_topic,
-            dlq=s.dlq_topic,
-            rules_version=self.classifiers.current.version,
-            metrics_port=self.metrics_port,
-            web_port=s.web_port,
-            exactly_once=s.exactly_once,
-        )
-
     def start_clients(self) -> None:
         s = self.settings
         eos = s.exactly_once
@@ -141,10 +122,15 @@ class StreamWorker:
         self.checkpoint = make_checkpoint(
             eos, self.tracker, self.source, self.metrics, self.sink.producer
         )
+        if s.analytics:
+            windows = windows_from_settings(s)
+            self.stats = StatsPublisher(windows, self.sink, s.stats_topic, self.worker_id)
+        # at-least-once: held chunks are released by a stats flush (exactly-once: per batch)
+        publish = self.stats.flush if self.stats is not None and not eos else None
         self.source.handler = PartitionLifecycle(
-            self.checkpoint, self.sink, self.flow, self.metrics
+            self.checkpoint, self.sink, self.flow, self.metrics, publish
         )
-        self.processor = BatchProcessor(self.pipeline, self.sink, self.metrics)
+        self.processor = BatchProcessor(self.pipeline, self.sink, self.metrics, self.stats)
         self.flow.source = self.source
         self.source.subscribe()
 
@@ -224,7 +210,9 @@ class StreamWorker:
         if source.want_paused:
             m.paused_partitions.set(len(source.paused))
         m.top_sites.refresh()
+        m.deliverability.rule_gaps.refresh()
         now = time.monotonic()
+        await self._flush_stats_when_due(now)
         if now - self._last_lag >= LAG_INTERVAL_S:
             self._last_lag = now
             m.set_lag(source.lags)
@@ -233,6 +221,15 @@ class StreamWorker:
             m.update_cache_stats(self.classifiers.current.cache_stats(), reset=reset)
         if self.reloader.changed():
             await self.reloader.reload("file changed")
+
+    async def _flush_stats_when_due(self, now: float) -> None:
+        """At-least-once: publish the stats update (releasing held chunks) every interval."""
+        stats = self.stats
+        if stats is None or self.settings.exactly_once or self._draining:
+            return
+        if now - self._last_stats_flush >= self.settings.stats_flush_interval:
+            self._last_stats_flush = now
+            await stats.flush()
 
     def in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` fire-and-forget, keeping a reference until it is done."""
@@ -265,6 +262,8 @@ class StreamWorker:
         source, sink, checkpoint = self.source, self.sink, self.checkpoint
         if source is None or sink is None or checkpoint is None:
             return
+        if self.stats is not None and not checkpoint.exactly_once:
+            await self.stats.flush()  # releases the held chunks
         deadline = t0 + DRAIN_TIMEOUT_S
         while self.tracker.in_flight and time.monotonic() < deadline:
             sink.poll(0)
@@ -286,6 +285,32 @@ class StreamWorker:
             undelivered=undelivered,
             seconds=round(time.monotonic() - t0, 3),
         )
+
+
+def prepare(stream: StreamWorker) -> None:
+    """Checks and set-up that need no event loop: topics and the metrics endpoint."""
+    s = stream.settings
+    try:
+        create_topics(s, stream.bootstrap, default_topics(s))
+    except TopicError as exc:
+        # No right to create topics? Then they must exist already.
+        log_event(log, logging.WARNING, "could not create topics", error=str(exc))
+        wait_for_topics(s, stream.bootstrap, default_topics(s), 10.0)
+    stream.metrics_port = stream.metrics.serve(s.metrics_host, s.metrics_port)
+    stream.metrics.set_rules_version(stream.classifiers.current.version)
+    log_event(
+        log,
+        logging.INFO,
+        "worker starting",
+        group=s.group_id,
+        input=s.input_topic,
+        output=s.output_topic,
+        dlq=s.dlq_topic,
+        rules_version=stream.classifiers.current.version,
+        metrics_port=stream.metrics_port,
+        web_port=s.web_port,
+        exactly_once=s.exactly_once,
+    )
 
 
 def _without_errors(messages: list[Any]) -> list[Any]:
