@@ -203,3 +203,20 @@ def test_unknown_record_types_pass_through() -> None:
     raw = orjson.dumps(rec)
     assert decode_record(raw, 1_048_576)["type"] == "SomeFutureType"
     assert to_message(rec).kind == "pass"
+
+
+def test_readme_lists_the_record_types() -> None:
+    from streamer.config import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What comes out", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        cells[0]: {t.strip() for t in cells[1].split(",")}
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| Handling")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    classified = next(v for k, v in rows.items() if k.startswith("classified"))
+    passed = next(v for k, v in rows.items() if k.startswith("not classifiable"))
+    assert classified == set(CLASSIFIABLE_TYPES)
+    assert passed == set(RECORD_TYPES) - set(CLASSIFIABLE_TYPES)
