@@ -1,13 +1,16 @@
-"""Sample data: realistic, deterministic, every record type, malformed kinds the worker knows."""
+"""Sample data: realistic, deterministic, KumoMTA's record types and fields, malformed kinds."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import kumomta_schema as schema
 import orjson
 import pytest
 
+from streamer.analytics.windows import event_time_ms
 from streamer.devkit.sample import (
     BUNDLED_SAMPLE_SIZE,
     MALFORMED_REASONS,
@@ -19,6 +22,7 @@ from streamer.devkit.sample import (
     load_bundled_sample,
     make_malformed,
     record_identity,
+    to_message,
     write_bundled_sample,
 )
 from streamer.records import CLASSIFIABLE_TYPES, MalformedRecord, decode_record, response_line
@@ -32,24 +36,43 @@ def test_deterministic_per_seed() -> None:
     assert [m.value for m in a] != [m.value for m in c]
 
 
+def test_record_types_are_kumomtas() -> None:
+    assert set(RECORD_TYPES) == schema.RECORD_TYPES
+    assert "Delay" not in RECORD_TYPES  # KumoMTA's type is Delayed
+    # streamer classifies exactly what KumoMTA's own bounce classifier would look at.
+    assert CLASSIFIABLE_TYPES == schema.BOUNCE_CLASSIFIABLE
+
+
 def test_records_look_like_kumomta_logs() -> None:
     records = list(generate_records(3000, seed=1))
     assert set(Counter(r["type"] for r in records)) == set(RECORD_TYPES)
-    required = {
-        "type", "id", "sender", "recipient", "queue", "site", "size", "response",
-        "peer_address", "timestamp", "created", "num_attempts", "bounce_classification",
-        "egress_pool", "egress_source", "feedback_report", "meta", "headers",
-        "delivery_protocol", "reception_protocol", "nodeid",
-    }  # fmt: skip
     for r in records:
-        assert required <= set(r), r["type"]
+        assert schema.record_problems(r) == []
+        # Field order as KumoMTA writes it.
+        assert [k for k in r if k in schema.REQUIRED] == list(schema.REQUIRED)
         resp = r["response"]
-        assert isinstance(resp["code"], int) and isinstance(resp["content"], str)
         if resp["enhanced_code"] is not None:
-            assert set(resp["enhanced_code"]) == {"class", "subject", "detail"}
             assert resp["enhanced_code"]["class"] == resp["code"] // 100
         assert "@" in r["recipient"] and len(r["id"]) == 32
-        assert r["timestamp"] >= r["created"]
+        if r["type"] != "OOB":  # an OOB record's time is the report's last-attempt date
+            assert r["timestamp"] >= r["created"]
+    by_type: dict[str, list[dict[str, object]]] = {}
+    for r in records:
+        by_type.setdefault(r["type"], []).append(r)
+    # Outbound attempts carry the connection details; the queue machinery's records do not.
+    for r in by_type["Delivery"] + by_type["Bounce"] + by_type["TransientFailure"]:
+        assert r["egress_source"] and r["source_address"] and "session_id" in r
+    for t in ("Delayed", "AdminRebind", "Expiration", "AdminBounce", "XferOut"):
+        for r in by_type[t]:
+            assert r["egress_pool"] is None and r["peer_address"] is None
+            assert "tls_cipher" not in r and "session_id" not in r
+    assert all(r["response"]["code"] == 400 for r in by_type["Delayed"])
+    assert all(r["response"]["content"].startswith("Context: ") for r in by_type["Delayed"])
+    assert all(r["response"]["content"].startswith("Rebound from ") for r in by_type["AdminRebind"])
+    assert all(r["delivery_protocol"] == "xfer" for r in by_type["XferOut"] + by_type["XferIn"])
+    assert all(r["queue"].endswith(".xfer.kumomta.internal") for r in by_type["XferOut"])
+    assert all(r["delivery_protocol"] == "DeferredSmtpInjection"
+               for r in by_type["DeferredInjectionRebind"])  # fmt: skip
     deliveries = [r for r in records if r["type"] == "Delivery"]
     assert all(r["response"]["code"] == 250 and r["site"] for r in deliveries)
     failures = [r for r in records if r["type"] == "Bounce"]
@@ -57,7 +80,15 @@ def test_records_look_like_kumomta_logs() -> None:
     transient = [r for r in records if r["type"] == "TransientFailure"]
     assert all(400 <= r["response"]["code"] < 500 for r in transient)
     feedback = [r for r in records if r["type"] == "Feedback"]
-    assert all(r["feedback_report"]["feedback_type"] == "abuse" for r in feedback)
+    kinds = Counter(r["feedback_report"]["feedback_type"] for r in feedback)
+    assert set(kinds) == schema.FEEDBACK_TYPES and kinds.most_common(1)[0][0] == "abuse"
+    for r in feedback:
+        report = r["feedback_report"]
+        # The record is the report's own reception; the complainer is in the report.
+        assert r["recipient"] not in report["original_rcpto_to"]
+        assert report["supplemental_trace"]["recipient"] == report["original_rcpto_to"][0]
+    # OOB records come with the report's enhanced status code.
+    assert all(r["response"]["enhanced_code"] for r in records if r["type"] == "OOB")
     # ~1 KB per record, as the benchmark promises.
     sizes = [len(orjson.dumps(r)) for r in records]
     assert 900 <= sum(sizes) / len(sizes) <= 1800
@@ -77,7 +108,11 @@ def test_traffic_mix_is_realistic() -> None:
     assert len(lines) > 100
     recipients = {r["recipient"] for r in records}
     assert len(recipients) > len(records) / 5
-    assert any("\r\n" in r["response"]["content"] for r in failures)
+    # Most records are receptions and deliveries; the new types are a few each.
+    types = Counter(r["type"] for r in records)
+    assert (types["Reception"] + types["Delivery"]) / len(records) > 0.6
+    for t in ("AdminRebind", "DeferredInjectionRebind", "Delayed", "XferOut", "XferIn"):
+        assert 0 < types[t] / len(records) < 0.02, t
     # Every record of one message keeps the message's key (its spool id); identities are unique.
     assert len({record_identity(r) for r in records}) == len(records)
     per_message = Counter(r["id"] for r in records)
@@ -137,3 +172,51 @@ def test_bundled_sample_is_current_and_complete(tmp_path: Path) -> None:
     types = Counter(orjson.loads(m.value)["type"] for m in msgs)
     assert set(types) == set(RECORD_TYPES)
     assert bundled.stat().st_size < 4_000_000
+
+
+def _bundled_records() -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in bundled_sample_path().read_bytes().splitlines()]
+
+
+def test_bundled_sample_matches_kumomta_schema() -> None:
+    records = _bundled_records()
+    problems = [p for r in records for p in schema.record_problems(r)]
+    assert problems == []
+    feedback = [r["feedback_report"] for r in records if r["type"] == "Feedback"]
+    assert {f["feedback_type"] for f in feedback} == schema.FEEDBACK_TYPES
+
+
+def test_bundled_sample_event_time_agrees_with_timestamp() -> None:
+    """The analytics read ``event_time`` first: it must name the same second as ``timestamp``."""
+    for r in _bundled_records():
+        ms = event_time_ms(r)
+        assert ms is not None and ms // 1000 == r["timestamp"], r["event_time"]
+        assert event_time_ms({"timestamp": r["timestamp"]}) == r["timestamp"] * 1000
+        created = event_time_ms({"event_time": r["created_time"]})
+        assert created is not None and created // 1000 == r["created"]
+
+
+def test_unknown_record_types_pass_through() -> None:
+    """A type streamer does not know (a newer KumoMTA's) is passed, never dead-lettered."""
+    rec = next(r for r in generate_records(50, seed=9) if r["type"] == "Delivery")
+    rec = {**rec, "type": "SomeFutureType", "response": None}
+    raw = orjson.dumps(rec)
+    assert decode_record(raw, 1_048_576)["type"] == "SomeFutureType"
+    assert to_message(rec).kind == "pass"
+
+
+def test_readme_lists_the_record_types() -> None:
+    from streamer.config import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What comes out", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        cells[0]: {t.strip() for t in cells[1].split(",")}
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| Handling")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    classified = next(v for k, v in rows.items() if k.startswith("classified"))
+    passed = next(v for k, v in rows.items() if k.startswith("not classifiable"))
+    assert classified == set(CLASSIFIABLE_TYPES)
+    assert passed == set(RECORD_TYPES) - set(CLASSIFIABLE_TYPES)

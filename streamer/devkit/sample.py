@@ -1,18 +1,27 @@
 """Realistic, deterministic KumoMTA log records for the demo, the benchmarks and the tests.
 
-The records follow KumoMTA's JSON log record shape (``type``, ``id``, ``sender``, ``recipient``,
+The records follow the JSON log record KumoMTA writes today (its ``log_record`` reference and
+the ``JsonLogRecord`` struct of its ``kumo-log-types`` crate; ``tests/kumomta_schema.py`` holds
+the schema every record is checked against): ``type``, ``id``, ``sender``, ``recipient``,
 ``queue``, ``site``, ``size``, ``response{code, enhanced_code, content, command}``,
-``peer_address``, ``timestamp``, ``created``, ``num_attempts``, ``egress_pool``, ``meta``,
-``headers``, TLS fields, ...). Every response text below is our own wording, written in the style
-each mailbox provider uses (user unknown, mailbox full, spam blocks, DNS failures, rate limits,
-policy and authentication failures, multi-line responses joined by CRLF).
+``peer_address``, ``timestamp`` and ``event_time`` (epoch seconds and RFC 3339 of one instant),
+``created`` and ``created_time``, ``num_attempts``, ``bounce_classification``, ``egress_pool``,
+``egress_source``, ``source_address``, ``feedback_report`` (RFC 5965 fields on ``Feedback``
+records), ``meta``, ``headers``, the protocols, ``nodeid``; ``tls_*``, ``provider_name`` and
+``session_id`` only when set, as KumoMTA omits them rather than writing null. Response content is
+one line (KumoMTA joins a multi-line SMTP response with spaces when it logs it). Every response
+text below is our own wording, written in the style each mailbox provider uses (user unknown,
+mailbox full, spam blocks, DNS failures, rate limits, policy and authentication failures).
 
-Traffic is simulated as interleaved message lifecycles: a ``Reception``, then zero or more
-``TransientFailure``/``Delay`` records, then a ``Delivery``, ``Bounce``, ``Expiration`` or
-``AdminBounce``; some deliveries are later followed by an ``OOB`` bounce or a ``Feedback``
-(complaint) report, and inbound ``Rejection`` records appear on their own. Providers are drawn by
-market share and each provider's responses by a Zipf-like law, so a few responses dominate as in
-real traffic, while addresses, ids and timestamps vary.
+Traffic is simulated as interleaved message lifecycles: a ``Reception`` (or, for a message another
+node handed over, an ``XferIn``), then zero or more ``TransientFailure``/``Delayed`` records, then
+a ``Delivery``, ``Bounce``, ``Expiration`` or ``AdminBounce``; some deliveries are later followed
+by an ``OOB`` bounce or a ``Feedback`` (ARF) report, and inbound ``Rejection`` records appear on
+their own. A few messages take the newer paths: moved to another queue (``AdminRebind``),
+released from the deferred-injection queue (``DeferredInjectionRebind``) or transferred to another
+node (``AdminRebind`` to the transfer queue, then ``XferOut``). Providers are drawn by market share
+and each provider's responses by a Zipf-like law, so a few responses dominate as in real traffic,
+while addresses, ids and timestamps vary.
 
 Kafka key: the message spool ``id``. Every record of one message lands on the same partition, so a
 message's lifecycle (``TransientFailure`` ... then ``Bounce``) keeps its order, and partitions stay
@@ -25,10 +34,12 @@ what the demo and the end-to-end benchmark use to check that every input came ou
 
 from __future__ import annotations
 
+import base64
 import random
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,7 +49,9 @@ import orjson
 from streamer.deadletter import Headers
 from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS
 
-#: Record types KumoMTA logs. Types outside ``streamer.records.CLASSIFIABLE_TYPES`` pass through.
+#: Record types KumoMTA logs (``RecordType`` in ``kumo-log-types``, less ``Any``, which only
+#: matches types in its logging configuration). Types outside
+#: ``streamer.records.CLASSIFIABLE_TYPES`` pass through.
 RECORD_TYPES: tuple[str, ...] = (
     "Reception",
     "Delivery",
@@ -49,13 +62,42 @@ RECORD_TYPES: tuple[str, ...] = (
     "OOB",
     "Feedback",
     "Rejection",
-    "Delay",
+    "AdminRebind",
+    "DeferredInjectionRebind",
+    "Delayed",
+    "XferOut",
+    "XferIn",
 )
 
 #: Default size limit the ``too-large`` samples exceed (``Settings.max_message_bytes``).
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 
 BASE_TIMESTAMP = 1_767_268_800  # 2026-01-01T12:00:00Z: fixed so the output is reproducible
+_NS = 1_000_000_000
+
+
+def rfc3339(ns: int) -> str:
+    """An epoch time in nanoseconds as KumoMTA writes ``event_time``/``created_time``: UTC with a
+    ``Z``, and 0, 3, 6 or 9 fractional digits, the fewest that keep every non-zero digit."""
+    secs, frac = divmod(ns, _NS)
+    text = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac == 0:
+        return text + "Z"
+    if frac % 1_000_000 == 0:
+        return f"{text}.{frac // 1_000_000:03d}Z"
+    if frac % 1_000 == 0:
+        return f"{text}.{frac // 1_000:06d}Z"
+    return f"{text}.{frac:09d}Z"
+
+
+def _duration(ns: int) -> str:
+    """A duration the way KumoMTA's ``Delayed`` records spell it (``4m 59s 120ms``)."""
+    parts = []
+    for unit, size in (("h", 3600 * _NS), ("m", 60 * _NS), ("s", _NS), ("ms", 1_000_000)):
+        n, ns = divmod(ns, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return " ".join(parts) or "0s"
 
 
 class SampleMessage(NamedTuple):
@@ -530,12 +572,24 @@ _ADMIN_BOUNCES = _responses(
 551 5.6.0 - | Administrator bounced via API: purging queue for {domain} after blocklisting
 """
 )
-_DELAYS = _responses(
-    """
-451 4.4.5 - | KumoMTA internal: rate limit for egress source exceeded; rescheduled
-451 4.4.5 - | KumoMTA internal: tenant throttle reached, message rescheduled
-"""
+# Why a message went to the scheduled queue without a TransientFailure (KumoMTA's InsertReason
+# names, as its Delayed records list them), and how long until it is due again (seconds).
+_DELAY_CONTEXTS: tuple[tuple[str, int], ...] = (
+    ("Received, ScheduledForLater", 1800),
+    ("MessageRateThrottle", 60),
+    ("ThrottledByThrottleInsertReadyQueue", 90),
+    ("ReadyQueueWasFull", 30),
+    ("ConnectionRateThrottle", 45),
 )
+# Why an operator rebound a queue (kcli rebind --reason ...).
+_REBIND_REASONS: tuple[str, ...] = (
+    "route via the backup relay while the primary pool is blocklisted",
+    "move to the warm-up pool",
+)
+_REBIND_ROUTES: tuple[str, ...] = ("relay-backup.internal", "warmup-relay.internal")
+_XFER_TARGET = "http://10.20.0.12:8000/"  # the node messages are transferred to
+_XFER_QUEUE = f"{_XFER_TARGET}.xfer.kumomta.internal"
+_DEFERRED_QUEUE = "deferred_smtp_inject.kumomta.internal"
 _REJECTIONS = _responses(
     """
 550 5.7.1 RCPT | relaying denied: {domain} is not a domain we relay for
@@ -546,7 +600,8 @@ _REJECTIONS = _responses(
 550 5.7.1 MAIL | sender {sender_domain} is not allowed for this listener
 """
 )
-# DSN diagnostics seen in out-of-band bounces (the remote MTA accepted, then bounced).
+# DSN diagnostics seen in out-of-band bounces (the remote MTA accepted, then bounced). KumoMTA
+# takes the enhanced code from the report's Status field, so every one has one.
 _OOB_DIAGNOSTICS = _responses(
     """
 550 5.1.1 - | user unknown: no mailbox here by that name
@@ -554,7 +609,7 @@ _OOB_DIAGNOSTICS = _responses(
 550 5.7.1 - | message rejected as spam by content filter
 554 5.6.0 - | message rejected: virus detected in attachment (Eicar-Test-Signature)
 550 5.2.1 - | this mailbox has been disabled due to inactivity
-550 - - | Vacation auto-reply: I'm travelling until the 14th with limited email access
+550 5.0.0 - | Vacation auto-reply: I'm travelling until the 14th with limited email access
 """
 )
 
@@ -564,6 +619,9 @@ _FEEDBACK_AGENTS: tuple[tuple[str, str], ...] = (
     ("Comcast Feedback Loop (V0.01)", "fbl.comcast.net"),
     ("Mail.Ru FBL/1.0", "fbl.mail.ru"),
 )
+# RFC 5965 Feedback-Type values, dealt from a shuffled deck so that every twelve reports hold
+# each of them: mostly complaints (abuse), now and then the others.
+_FEEDBACK_DECK: tuple[str, ...] = ("abuse",) * 8 + ("not-spam", "fraud", "other", "virus")
 
 _SENDER_DOMAINS: tuple[str, ...] = (
     "news.acme-outdoor.com",
@@ -623,6 +681,16 @@ _LAST: tuple[str, ...] = _words(
 # --------------------------------------------------------------------------------------------
 
 
+def _single_line(text: str) -> str:
+    """Response content as KumoMTA logs it: each line break of a multi-line reply is one space."""
+    return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _internal(code: int, content: str) -> dict[str, Any]:
+    """A response KumoMTA writes itself (no peer, no enhanced code, no command)."""
+    return {"code": code, "enhanced_code": None, "content": content, "command": None}
+
+
 def _zipf_weights(n: int, s: float = 1.2) -> list[float]:
     return [1.0 / (rank + 1) ** s for rank in range(n)]
 
@@ -636,7 +704,7 @@ class _Message:
     recipient: str
     provider: Provider | None  # None: a dead domain
     domain: str
-    created: int
+    created_ns: int  # reception time, epoch nanoseconds
     tenant: str
     campaign: str
     subject: str
@@ -644,18 +712,31 @@ class _Message:
     plan: list[str]  # record types still to emit, in order
     attempts: int = 0
     session_id: str = ""
+    queue: str = ""  # set when an operator rebinds the message to another queue
+    xfer_from: str = ""  # the node a transferred-in message came from
+
+    @property
+    def created(self) -> int:
+        return self.created_ns // _NS
 
 
 class _Generator:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        self.now = BASE_TIMESTAMP
+        self.now_ns = BASE_TIMESTAMP * _NS
         self.nodeid = str(uuid.UUID(int=self.rng.getrandbits(128), version=1))
+        self.peer_nodeid = str(uuid.UUID(int=self.rng.getrandbits(128), version=1))
         self.provider_weights = [p.weight for p in PROVIDERS]
         self.failure_weights = {p.domain: _zipf_weights(len(p.failures)) for p in PROVIDERS}
         self.active: list[_Message] = []
+        self.feedback_deck: list[str] = []
 
     # -- helpers -------------------------------------------------------------------------------
+    @property
+    def now(self) -> int:
+        """The current time in whole epoch seconds (KumoMTA's ``timestamp``)."""
+        return self.now_ns // _NS
+
     def _hex(self, bits: int) -> str:
         return f"{self.rng.getrandbits(bits):0{bits // 4}x}"
 
@@ -679,7 +760,7 @@ class _Generator:
 
     def _render(self, resp: Resp, msg: _Message, mx: str) -> dict[str, Any]:
         code, enhanced, template, command = resp
-        content = template.format(
+        content = _single_line(template).format(
             rcpt=msg.recipient,
             local=msg.recipient.split("@", 1)[0],
             domain=msg.domain,
@@ -716,7 +797,7 @@ class _Generator:
             recipient=f"{self._local_part()}@{domain}",
             provider=provider,
             domain=domain,
-            created=self.now,
+            created_ns=self.now_ns,
             tenant=_TENANTS[t],
             campaign=camp,
             subject=rng.choice(_SUBJECTS).format(n=rng.randint(10000, 99999), month="January"),
@@ -734,21 +815,29 @@ class _Generator:
             plan.append(rng.choice(("Bounce", "Bounce", "Expiration")))
             return plan
         r = rng.random()
-        if r < 0.46:
+        if r < 0.42:
             plan.append("Delivery")
-        elif r < 0.56:
+        elif r < 0.51:
             plan += ["TransientFailure"] * rng.randint(1, 3) + ["Delivery"]
-        elif r < 0.74:
+        elif r < 0.67:
             plan.append("Bounce")
-        elif r < 0.82:
+        elif r < 0.75:
             plan += ["TransientFailure"] * rng.randint(1, 3) + ["Bounce"]
-        elif r < 0.85:
+        elif r < 0.78:
             plan += ["TransientFailure"] * rng.randint(2, 4) + ["Expiration"]
-        elif r < 0.87:
-            plan += ["Delay", "AdminBounce"]
-        elif r < 0.90:
-            plan += ["Delay", "Delivery"]
-        elif r < 0.95:
+        elif r < 0.795:
+            plan += ["Delayed", "AdminBounce"]
+        elif r < 0.82:
+            plan += ["Delayed", "Delivery"]
+        elif r < 0.835:  # an operator moved its queue to another route
+            plan += ["TransientFailure", "AdminRebind", "Delivery"]
+        elif r < 0.85:  # its queue was drained to another node
+            plan += ["TransientFailure", "AdminRebind", "XferOut"]
+        elif r < 0.865:  # accepted into the deferred-injection queue, then released
+            plan += ["DeferredInjectionRebind", "Delivery"]
+        elif r < 0.88:  # handed over by another node: no Reception here
+            plan = ["XferIn", "Delivery"]
+        elif r < 0.93:
             plan += ["Delivery", "OOB"]
         else:
             plan += ["Delivery", "Feedback"]
@@ -756,7 +845,7 @@ class _Generator:
 
     def next_record(self) -> dict[str, Any]:
         rng = self.rng
-        self.now += rng.choice((0, 0, 0, 1))
+        self.now_ns += rng.randrange(0, _NS // 2)  # about four records a second
         if rng.random() < 0.03:  # inbound rejections have no lifecycle of their own
             return self._rejection()
         while len(self.active) < 64:
@@ -778,13 +867,15 @@ class _Generator:
             "id": msg.spool_id,
             "sender": msg.sender,
             "recipient": msg.recipient,
-            "queue": f"{msg.campaign}:{msg.tenant}@{msg.domain}",
+            "queue": msg.queue or f"{msg.campaign}:{msg.tenant}@{msg.domain}",
             "site": "",
             "size": msg.size,
             "response": None,
             "peer_address": None,
             "timestamp": self.now,
+            "event_time": rfc3339(self.now_ns),
             "created": msg.created,
+            "created_time": rfc3339(msg.created_ns),
             "num_attempts": msg.attempts,
             "bounce_classification": "Uncategorized",
             "egress_pool": f"{msg.tenant}-pool",
@@ -809,10 +900,6 @@ class _Generator:
             "delivery_protocol": None,
             "reception_protocol": "ESMTP",
             "nodeid": self.nodeid,
-            "tls_cipher": None,
-            "tls_protocol_version": None,
-            "tls_peer_subject_name": None,
-            "session_id": msg.session_id or None,
         }
 
     def _outbound(self, rec: dict[str, Any], msg: _Message) -> str:
@@ -828,12 +915,16 @@ class _Generator:
         }
         rec["delivery_protocol"] = "ESMTP"
         rec["source_address"] = {"address": f"{self._src_ip()}:{self.rng.randint(30000, 60999)}"}
-        if p is not None:
+        if p is not None:  # KumoMTA omits the TLS fields (no null) when there was no TLS
             rec["tls_cipher"] = "TLS_AES_256_GCM_SHA384"
             rec["tls_protocol_version"] = "TLSv1.3"
             rec["tls_peer_subject_name"] = [f"CN={mx.rstrip('.')}"]
         rec["session_id"] = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         return mx
+
+    def _no_delivery(self, rec: dict[str, Any]) -> None:
+        """Records logged by the queue machinery, not a delivery attempt: no egress, no protocol."""
+        rec.update(egress_pool=None, egress_source=None, delivery_protocol=None)
 
     def _failure(self, msg: _Message, transient: bool) -> Resp:
         p, rng = msg.provider, self.rng
@@ -855,7 +946,10 @@ class _Generator:
         if kind == "Reception":
             msg.session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         rec = self._base(kind, msg)
+        if kind in ("Reception", "Rejection"):  # the inbound session (omitted when there is none)
+            rec["session_id"] = msg.session_id
         if kind == "Reception":
+            self._no_delivery(rec)
             http = rng.random() < 0.4
             rec["reception_protocol"] = "HTTP" if http else "ESMTP"
             rec["meta"]["reception_protocol"] = rec["reception_protocol"]
@@ -876,46 +970,152 @@ class _Generator:
             rec["response"] = self._render(resp, msg, mx)
             if msg.provider is None:
                 rec["peer_address"] = None  # nobody answered: KumoMTA wrote the response
-                rec["tls_cipher"] = rec["tls_protocol_version"] = None
-                rec["tls_peer_subject_name"] = None
         elif kind == "Expiration":
+            self._no_delivery(rec)
             rec["response"] = self._render(_EXPIRATION, msg, "")
         elif kind == "AdminBounce":
+            self._no_delivery(rec)
             rec["response"] = self._render(rng.choice(_ADMIN_BOUNCES), msg, "")
-        elif kind == "Delay":
-            rec["response"] = self._render(rng.choice(_DELAYS), msg, "")
-        elif kind == "OOB":
-            rec["response"] = self._render(
-                rng.choices(_OOB_DIAGNOSTICS, weights=_zipf_weights(len(_OOB_DIAGNOSTICS)))[0],
-                msg,
-                "",
+        elif kind == "Delayed":
+            self._no_delivery(rec)
+            context, due_s = rng.choice(_DELAY_CONTEXTS)
+            due_in = due_s * _NS - rng.randrange(_NS)
+            rec["response"] = _internal(
+                400,
+                f"Context: {context}. Next due in {_duration(due_in)} at"
+                f" {rfc3339(self.now_ns + due_in)}",
             )
-            reporter = msg.provider.mx.rstrip(".") if msg.provider else msg.domain
-            rec["peer_address"] = {"name": reporter, "addr": ""}
-            rec["reception_protocol"] = "ESMTP"
-        elif kind == "Feedback":
-            agent, reporter = rng.choice(_FEEDBACK_AGENTS)
-            rec["response"] = {"code": 250, "enhanced_code": None, "content": "", "command": None}
-            rec["peer_address"] = {"name": reporter, "addr": f"203.0.113.{rng.randint(1, 254)}"}
-            rec["feedback_report"] = {
-                "feedback_type": "abuse",
-                "user_agent": agent,
-                "version": 1,
-                "arrival_date": f"2026-01-01T12:{rng.randint(0, 59):02d}:00Z",
-                "incidents": None,
-                "original_envelope_id": None,
-                "original_mail_from": f"<{msg.sender}>",
-                "reporting_mta": {"mta_type": "dns", "name": reporter},
-                "source_ip": self._src_ip(),
-                "authentication_results": [f"{reporter}; spf=pass smtp.mail={msg.sender}"],
-                "original_rcpto_to": [f"<{msg.recipient}>"],
-                "reported_domain": [msg.sender.split("@", 1)[1]],
-                "reported_uri": [],
-                "extensions": {},
-                "original_message": None,
-                "supplemental_trace": None,
+        elif kind == "AdminRebind":
+            self._no_delivery(rec)
+            old = rec["queue"]
+            if msg.plan and msg.plan[0] == "XferOut":
+                msg.queue, reason = _XFER_QUEUE, "drain for node maintenance"
+            else:
+                i = rng.randrange(len(_REBIND_ROUTES))
+                msg.queue, reason = f"{old}!{_REBIND_ROUTES[i]}", _REBIND_REASONS[i]
+            rec["queue"] = msg.queue
+            rec["response"] = _internal(250, f"Rebound from {old} to {msg.queue}: {reason}")
+        elif kind == "XferOut":
+            self._no_delivery(rec)
+            rec["site"] = _XFER_QUEUE
+            rec["delivery_protocol"] = "xfer"
+            rec["response"] = _internal(250, f"new id is {self._hex(128)}")
+        elif kind == "XferIn":
+            self._no_delivery(rec)
+            msg.xfer_from = f"10.20.0.{rng.randint(11, 14)}"
+            rec["peer_address"] = {
+                "name": "",
+                "addr": f"{msg.xfer_from}:{rng.randint(30000, 60999)}",
             }
+            rec["delivery_protocol"] = "xfer"
+            rec["response"] = _internal(250, "")
+        elif kind == "DeferredInjectionRebind":
+            self._no_delivery(rec)
+            rec["site"] = _DEFERRED_QUEUE
+            rec["delivery_protocol"] = "DeferredSmtpInjection"
+            rec["response"] = _internal(250, "ok")
+        elif kind == "OOB":
+            self._oob(rec, msg)
+        elif kind == "Feedback":
+            self._feedback(rec, msg)
         return rec
+
+    def _inbound_report(self, rec: dict[str, Any]) -> None:
+        """An OOB or Feedback record is logged when the report arrives: the report message has
+        its own spool id, was just received, and was never sent through an egress source."""
+        rec.update(
+            id=self._hex(128),
+            created=self.now,
+            created_time=rfc3339(self.now_ns),
+            num_attempts=0,
+            egress_pool=None,
+            egress_source=None,
+            delivery_protocol=None,
+            reception_protocol="ESMTP",
+            session_id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+        )
+
+    def _oob(self, rec: dict[str, Any], msg: _Message) -> None:
+        """An RFC 3464 report for the message: one OOB record per failed recipient, with the
+        original envelope, the reporter as peer, and the report's last-attempt date as time."""
+        rng = self.rng
+        self._inbound_report(rec)
+        rec["size"] = 0
+        diag = rng.choices(_OOB_DIAGNOSTICS, weights=_zipf_weights(len(_OOB_DIAGNOSTICS)))[0]
+        rec["response"] = self._render(diag, msg, "")
+        p = msg.provider
+        reporter = p.mx.rstrip(".") if p else f"mx.{msg.domain}"
+        addr = f"{p.ip_prefix}.{rng.randint(0, 255)}.{rng.randint(1, 254)}" if p else "0.0.0.0"
+        rec["peer_address"] = {"name": reporter, "addr": addr}
+        last_attempt = self.now - rng.randint(1, 5)  # the report's date: whole seconds
+        rec["timestamp"], rec["event_time"] = last_attempt, rfc3339(last_attempt * _NS)
+
+    def _feedback(self, rec: dict[str, Any], msg: _Message) -> None:
+        """An ARF report (RFC 5965) about the message, as KumoMTA logs it: the record is the
+        report's own reception (sent by the feedback loop to the tenant's complaint address),
+        and ``feedback_report`` holds the parsed report, whose ``original_rcpto_to`` (KumoMTA's
+        spelling) and ``supplemental_trace`` (decoded from KumoMTA's trace header in the
+        returned headers) name the original recipient."""
+        rng = self.rng
+        self._inbound_report(rec)
+        agent, reporter = rng.choice(_FEEDBACK_AGENTS)
+        if not self.feedback_deck:
+            self.feedback_deck = list(_FEEDBACK_DECK)
+            rng.shuffle(self.feedback_deck)
+        ftype = self.feedback_deck.pop()
+        sender_domain = msg.sender.split("@", 1)[1]
+        fbl = f"fbl@{sender_domain}"
+        rec.update(
+            sender=f"fbl-reports@{reporter}",
+            recipient=fbl,
+            queue=sender_domain,
+            size=rng.randint(4_000, 12_000),
+            meta={
+                "reception_protocol": "ESMTP",
+                "received_from": f"203.0.113.{rng.randint(1, 254)}:25",
+            },
+            headers={
+                "Subject": f"Complaint about message from {sender_domain}",
+                "From": f"<fbl-reports@{reporter}>",
+                "To": f"<{fbl}>",
+                "Message-ID": f"<arf.{self._hex(64)}@{reporter}>",
+            },
+        )
+        rec["response"] = {"code": 250, "enhanced_code": None, "content": "", "command": None}
+        rec["peer_address"] = {"name": reporter, "addr": f"203.0.113.{rng.randint(1, 254)}"}
+        src_ip = self._src_ip()
+        arrival = msg.created + rng.randint(60, 3600)
+        message_id = f"<{msg.spool_id[:16]}.{msg.created}@{sender_domain}>"
+        trace = {"recipient": msg.recipient, "tenant": msg.tenant, "campaign": msg.campaign}
+        # KumoMTA's trace header: base64 of the trace as JSON, tagged with its "_@_" marker.
+        kumo_ref = base64.b64encode(orjson.dumps({"_@_": "\\_/", **trace})).decode()
+        rec["feedback_report"] = {
+            "feedback_type": ftype,
+            "user_agent": agent,
+            "version": "1",  # KumoMTA keeps the Version field as text
+            "arrival_date": rfc3339(arrival * _NS),
+            "incidents": rng.choice((None, None, 1)),
+            "original_envelope_id": None,
+            "original_mail_from": msg.sender,
+            "reporting_mta": {"mta_type": "dns", "name": reporter},
+            "source_ip": src_ip,
+            "authentication_results": [
+                f"{reporter}; spf=pass smtp.mailfrom={sender_domain};"
+                f" dkim=pass header.d={sender_domain}"
+            ],
+            "original_rcpto_to": [msg.recipient],
+            "reported_domain": [sender_domain],
+            "reported_uri": [f"https://{sender_domain}/u/{msg.spool_id[:20]}"],
+            "extensions": {},
+            "original_message": (
+                f"Received: from {sender_domain} ([{src_ip}]) by {reporter};"
+                f" {datetime.fromtimestamp(arrival, UTC):%a, %d %b %Y %H:%M:%S +0000}\n"
+                f"From: <no-reply@{sender_domain}>\nTo: <{msg.recipient}>\n"
+                f"Subject: {msg.subject}\nMessage-ID: {message_id}\n"
+                f"X-KumoRef: {kumo_ref}\n"
+            ),
+            "supplemental_trace": trace,
+        }
 
     def _rejection(self) -> dict[str, Any]:
         rng = self.rng
@@ -924,6 +1124,7 @@ class _Generator:
         rec = self._base("Rejection", msg)
         # Refused during the SMTP dialogue: nothing was queued, no body or headers were seen.
         rec.update(queue="", size=0, egress_pool=None, egress_source=None, headers={})
+        rec["session_id"] = msg.session_id
         rec["meta"] = {"reception_protocol": "ESMTP", "received_from": rec["meta"]["received_from"]}
         rec["peer_address"] = {
             "name": f"client-{rng.randint(1, 999)}.example.net",
