@@ -7,11 +7,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamer.analytics.batch import ALL, BatchAggregator, tenant_of
 from streamer.analytics.categories import CategoryTable
 from streamer.analytics.providers import ProviderMatcher
-from streamer.analytics.windows import WindowedStats, row_key
+from streamer.analytics.windows import WindowedStats, event_time_ms, row_key
 from streamer.classifier import Classifier
 from streamer.config import shipped_rule_files
 from streamer.devkit.sample import bundled_sample_path
@@ -173,3 +175,27 @@ def test_sample_end_to_end_totals_match_the_sample() -> None:
     assert {r["tenant"] for r in latest.values()} >= {"acme", "pinepay", "greenleaf"}
     assert {r["provider"] for r in latest.values()} >= {"google", "microsoft", "yahoo"}
     assert stats.dropped_late == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1_500_000_000_000, 2_100_000_000_000),
+    st.sampled_from(["Z", "+00:00", "+02:00", "-05:30", ""]),
+    st.sampled_from(["", ".1", ".123", ".123456789"]),
+)
+def test_cached_event_time_equals_the_full_parse(ms: int, tz: str, frac: str) -> None:
+    """The per-minute cache reads the same second as ``event_time_ms`` for any RFC 3339 form."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    dt = datetime.fromtimestamp(ms / 1000, UTC)
+    if tz not in ("", "Z"):
+        sign = 1 if tz[0] == "+" else -1
+        offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+        dt = dt.astimezone(timezone(sign * offset))
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + tz
+    agg = BatchAggregator()
+    record = {"event_time": text, "timestamp": ms // 1000}
+    want = event_time_ms(record)
+    assert want is not None
+    for _ in range(2):  # the first call fills the cache, the second reads it
+        assert agg._event_ms(record) == want - want % 1000

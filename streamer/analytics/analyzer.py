@@ -7,14 +7,13 @@ returns the suppression-topic writes it causes (a hard bounce, a delivery after 
 :meth:`Analyzer.finish` hands over the batch's partial counts.
 
 Costs are per record, so lookups are cached: the category per (label, reply class), the
-provider per receiving site (bounded; a site that names no known provider falls back to the
-provider matcher's own LRU over site, peer and recipient domain).
+provider per receiving site, else per recipient domain (both bounded).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from streamer.analytics.batch import BatchAggregator
@@ -25,8 +24,8 @@ from streamer.analytics.suppressions import SuppressionTracker
 from streamer.analytics.windows import Counts, Key, WindowedStats
 from streamer.config import Settings
 
-#: Distinct sites whose provider is remembered (cleared when full: memory stays flat).
-SITE_CACHE_SIZE = 10_000
+#: Distinct sites (and recipient domains) whose provider is remembered.
+CACHE_SIZE = 10_000
 
 
 #: (category, provider, suppression writes): category is None for an unclassified record; a
@@ -50,6 +49,7 @@ class Analyzer:
         self.clock = clock
         self._category_of: dict[tuple[str, int], str] = {}
         self._site_provider: dict[str, str] = {}
+        self._domain_provider: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
@@ -82,17 +82,26 @@ class Analyzer:
         return category
 
     def provider(self, record: Mapping[str, Any]) -> str:
+        """The mailbox provider: by the receiving site (MX) first, else the recipient domain."""
         site = record.get("site")
         if type(site) is str and site:
-            provider = self._site_provider.get(site)
-            if provider is None:
-                provider = self.providers.match_uncached(site, None, None)
-                if len(self._site_provider) >= SITE_CACHE_SIZE:
-                    self._site_provider.clear()
-                self._site_provider[site] = provider
+            provider = _cached(self._site_provider, site, self._by_site)
             if provider != OTHER:
                 return provider
-        return self.providers.match_record(record)
+        peer = record.get("peer_address")
+        if type(peer) is dict and peer.get("name") and record.get("type") != "Reception":
+            return self.providers.match_record(record)  # rare: a peer name but no known site
+        recipient = record.get("recipient")
+        if type(recipient) is not str:
+            return OTHER
+        domain = recipient.rpartition("@")[2]
+        return _cached(self._domain_provider, domain, self._by_domain)
+
+    def _by_site(self, site: str) -> str:
+        return self.providers.match_uncached(site, None, None)
+
+    def _by_domain(self, domain: str) -> str:
+        return self.providers.match_uncached(None, None, domain.strip(" <>.").lower() or None)
 
     def observe(
         self,
@@ -129,3 +138,14 @@ def windows_from_settings(settings: Settings) -> WindowedStats:
         max_keys=settings.stats_max_rows,
         recreate_late=True,
     )
+
+
+def _cached(cache: dict[str, str], key: str, compute: Callable[[str], str]) -> str:
+    """``compute(key)`` remembered in ``cache``, which is emptied when it is full (flat memory)."""
+    value = cache.get(key)
+    if value is None:
+        value = compute(key)
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[key] = value
+    return value

@@ -143,15 +143,15 @@ class BoundedDimension:
     def admitted(self) -> frozenset[str]:
         return frozenset(self._admitted)
 
-    def map(self, value: str) -> str:
-        """Count one observation of ``value``; return ``value`` or ``other``."""
+    def map(self, value: str, n: int = 1) -> str:
+        """Count ``n`` observations of ``value``; return ``value`` or ``other``."""
         summary = self.summary
         counts = summary._counts
-        if value in counts:  # the common case, inlined: this runs for every record
-            counts[value] += 1
-            summary.total += 1
+        if value in counts:  # the common case, inlined
+            counts[value] += n
+            summary.total += n
         else:
-            summary.add(value)
+            summary.add(value, n)
         admitted = self._admitted
         if value in admitted:
             result = value
@@ -161,7 +161,7 @@ class BoundedDimension:
         else:
             result = self.other
         if self.rebalance_every:
-            self._since += 1
+            self._since += n
             if self._since >= self.rebalance_every:
                 self.rebalance()
         return result

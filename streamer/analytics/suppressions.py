@@ -90,6 +90,8 @@ class SuppressionTracker:
         record's event time when it has none; times in the value are epoch ms."""
         rtype = record.get("type")
         if rtype == "Delivery":
+            if not self._seen and not self.tombstone_all_deliveries:
+                return []  # nobody to un-suppress: skip the address work
             recipient = recipient_key(record)
             if recipient is None:
                 return []
