@@ -37,6 +37,8 @@ CONFIG = ROOT / "deploy" / "config" / "streamer.toml"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "streamer.json"
+DELIVERABILITY = GRAFANA / "dashboards" / "deliverability.json"
+DASHBOARDS = (DASHBOARD, DELIVERABILITY)
 K8S = ROOT / "deploy" / "k8s"
 REQUIREMENTS = ROOT / "deploy" / "docker" / "requirements.txt"
 METRICS_MODULE = ROOT / "streamer" / "metrics.py"
@@ -60,9 +62,16 @@ CONTRACT_METRICS = frozenset(
         "streamer_consumer_lag",
     }
 )
-#: Metrics the dashboard may query before the worker exports them (none now: every metric the
-#: dashboard queries must exist). Add a name here only while its exporter is being written.
-PENDING_METRICS: frozenset[str] = frozenset()
+#: Metrics the dashboards may query before the worker exports them. Add a name here only while
+#: its exporter is being written: the deliverability metrics of the analytics issue (remove them
+#: once streamer/metrics.py defines them).
+PENDING_METRICS: frozenset[str] = frozenset(
+    {"streamer_outcomes_total", "streamer_labels_total", "streamer_rule_gaps"}
+)
+#: The deliverability dashboard's metric contract (exported by the worker's analytics).
+DELIVERABILITY_METRICS = frozenset(
+    {"streamer_outcomes_total", "streamer_labels_total", "streamer_rule_gaps"}
+)
 #: Suffixes Prometheus adds to a histogram's or counter's base name in the exposition.
 SAMPLE_SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")
 
@@ -307,7 +316,7 @@ def test_every_yaml_file_parses() -> None:
 
 def test_every_json_file_parses() -> None:
     files = _deploy_files(".json")
-    assert DASHBOARD in files
+    assert set(DASHBOARDS) <= set(files)
     for path in files:
         json.loads(path.read_text(encoding="utf-8"))
 
@@ -582,9 +591,32 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards() -> None:
     home = _compose_env("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert _host_path("grafana", home) == DASHBOARD
     assert _host_path("grafana", "/etc/grafana/provisioning") == GRAFANA / "provisioning"
-    # Every panel and query uses the provisioned datasource.
-    uids = {ref["uid"] for ref in _datasource_refs(json.loads(DASHBOARD.read_text()))}
-    assert uids == {ds["uid"]}
+    # Both dashboards sit in the provisioned folder (the provider loads every JSON file there).
+    assert all(p.parent == GRAFANA / "dashboards" for p in DASHBOARDS)
+    # The `datasource` variable resolves to the default Prometheus: the provisioned one here.
+    assert ds["isDefault"] is True
+    uids = [json.loads(p.read_text())["uid"] for p in DASHBOARDS]
+    assert len(set(uids)) == len(uids)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_is_portable(path: Path) -> None:
+    """Loads into any Grafana: the datasource is a variable (and an import input), never a uid."""
+    dash = json.loads(path.read_text(encoding="utf-8"))
+    (ds_input,) = [i for i in dash["__inputs"] if i["type"] == "datasource"]
+    assert ds_input["pluginId"] == "prometheus"
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    refs = list(_datasource_refs(dash))
+    assert refs, "no panel names its datasource"
+    for ref in refs:
+        assert ref == {"type": "prometheus", "uid": "${datasource}"}, ref
+    # Everything a query names is a variable of the dashboard (or one Grafana defines).
+    builtin = {"__rate_interval", "__interval", "__range"}
+    for query in _dashboard_queries(path):
+        for name in re.findall(r"\$\{?(\w+)", query):
+            assert name in variables or name in builtin, f"{path.name}: ${name} in {query}"
 
 
 def _datasource_refs(node: Any) -> Iterator[dict[str, Any]]:
@@ -598,15 +630,19 @@ def _datasource_refs(node: Any) -> Iterator[dict[str, Any]]:
             yield from _datasource_refs(value)
 
 
-def _dashboard_queries() -> list[str]:
-    dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+def _dashboard_queries(path: Path = DASHBOARD) -> list[str]:
+    """Every PromQL expression of a dashboard's panels, and its query variables' queries."""
+    dash = json.loads(path.read_text(encoding="utf-8"))
     queries = []
     for panel in dash["panels"]:
+        if panel["type"] == "row":
+            continue
         assert panel.get("targets"), f"panel {panel['title']!r} has no query"
         queries += [t["expr"] for t in panel["targets"]]
     for var in dash.get("templating", {}).get("list", []):
-        query = var.get("query")
-        queries.append(query["query"] if isinstance(query, dict) else query)
+        if var["type"] == "query":
+            query = var.get("query")
+            queries.append(query["query"] if isinstance(query, dict) else query)
     return queries
 
 
@@ -624,10 +660,10 @@ def _is_defined(name: str, defined: set[str]) -> bool:
 
 
 def test_dashboard_queries_use_only_defined_metrics() -> None:
-    queries = _dashboard_queries()
+    queries = [q for path in DASHBOARDS for q in _dashboard_queries(path)]
     used = {m for q in queries for m in re.findall(r"\bstreamer_[a-z0-9_]+\b", q)}
     for query in queries:
-        assert re.search(r"\bstreamer_[a-z0-9_]+\b", query) or 'up{job="streamer"}' in query, query
+        assert re.search(r"\bstreamer_[a-z0-9_]+\b", query) or 'up{job="$job"}' in query, query
     if METRICS_MODULE.exists():
         defined = _defined_metric_names()
         assert defined, "streamer/metrics.py names no streamer_* metric"
@@ -648,6 +684,10 @@ def test_dashboard_queries_use_only_defined_metrics() -> None:
         "streamer_top_sites",
     ):
         assert metric in used, f"no panel shows {metric}"
+    deliverability = {
+        m for q in _dashboard_queries(DELIVERABILITY) for m in re.findall(r"\bstreamer_\w+", q)
+    }
+    assert deliverability >= DELIVERABILITY_METRICS
 
 
 def test_contract_metrics_are_defined_by_the_worker() -> None:
@@ -657,8 +697,9 @@ def test_contract_metrics_are_defined_by_the_worker() -> None:
     assert not missing, f"streamer/metrics.py lacks contract metrics: {missing}"
 
 
-def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
-    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap(path: Path) -> None:
+    panels = json.loads(path.read_text(encoding="utf-8"))["panels"]
     assert len({p["id"] for p in panels}) == len(panels)
     cells: dict[tuple[int, int], str] = {}
     for panel in panels:
@@ -670,12 +711,25 @@ def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
                 cells[(x, y)] = panel["title"]
 
 
-def test_dashboard_job_label_matches_prometheus_job() -> None:
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_job_variable_matches_prometheus_and_kubernetes_jobs(path: Path) -> None:
+    """No hard-coded job: every selector filters on the `job` variable, whose default is the
+    job docker-compose's Prometheus and the Kubernetes ServiceMonitor both give the workers."""
+    dash = json.loads(path.read_text(encoding="utf-8"))
+    (job_var,) = [v for v in dash["templating"]["list"] if v["name"] == "job"]
+    default = job_var["current"]["value"]
     (config,) = _yaml_docs(PROMETHEUS)
-    jobs = {j["job_name"] for j in config["scrape_configs"]}
-    for query in _dashboard_queries():
-        for job in re.findall(r'job="([^"]+)"', query):
-            assert job in jobs, query
+    assert default in {j["job_name"] for j in config["scrape_configs"]}
+    (monitor,) = _k8s("ServiceMonitor")
+    (service,) = _k8s("Service", "streamer-metrics")
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == default
+    for query in _dashboard_queries(path):
+        if query.startswith("label_values(") and query.endswith(", job)"):
+            continue  # the job variable's own query
+        selectors = re.findall(r"\b(?:streamer_\w+|up)\s*(\{[^}]*\})?", query)
+        assert selectors, query
+        for sel in selectors:
+            assert 'job="$job"' in sel, f'{path.name}: a selector without job="$job": {query}'
 
 
 # --- Kubernetes ------------------------------------------------------------------------------
@@ -805,8 +859,23 @@ def test_k8s_kustomization_lists_existing_files() -> None:
     (kustomization,) = _yaml_docs(K8S / "kustomization.yaml")
     for resource in kustomization["resources"]:
         assert (K8S / resource).is_file(), resource
-    # KEDA's object needs KEDA's CRDs: applied separately, and said so in the file.
+    # KEDA's object and the ServiceMonitor need CRDs (KEDA's, the Prometheus Operator's):
+    # applied separately, and said so in the files.
     assert "keda-scaledobject.yaml" not in kustomization["resources"]
+    assert "servicemonitor.yaml" not in kustomization["resources"]
+
+
+def test_k8s_service_monitor_scrapes_the_metrics_service() -> None:
+    (monitor,) = _k8s("ServiceMonitor")
+    (service,) = _k8s("Service", "streamer-metrics")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    (svc_port,) = service["spec"]["ports"]
+    assert endpoint["port"] == svc_port["name"]
+    annotations = _deployment()["spec"]["template"]["metadata"]["annotations"]
+    assert endpoint["path"] == annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_k8s_rules_configmap_loads_site_rules_then_the_shipped_ones(

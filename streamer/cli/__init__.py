@@ -30,7 +30,7 @@ def _global_options(
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from streamer.cli import bench, classify, demo, gaps, kafka, worker  # noqa: F401
+    from streamer.cli import bench, classify, demo, gaps, kafka, report, worker  # noqa: F401
 
 
 def main() -> None:

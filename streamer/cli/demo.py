@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,9 +32,27 @@ def demo(
     from streamer.kafka.admin import TopicError
 
     try:
-        ok = run_demo(load_settings(), timeout=timeout, examples=examples, keep_topics=keep_topics)
+        settings = load_settings()
+        ok = run_demo(settings, timeout=timeout, examples=examples, keep_topics=keep_topics)
     except (ConfigError, BrokerError, HarnessError, TopicError) as exc:
         typer.secho(f"demo failed: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+    _write_report(settings.state_dir / "report.html")
     if not ok:
         raise typer.Exit(1)
+
+
+def _write_report(out: Path) -> None:
+    """The HTML report on the sample the demo fed (``streamer report``), and its path."""
+    from streamer.classifier import Classifier
+    from streamer.config import shipped_rule_files
+    from streamer.devkit.sample import bundled_sample_path
+    from streamer.report import ReportError, read_files, write_report
+
+    try:
+        data = read_files([bundled_sample_path()], Classifier.from_files(shipped_rule_files()))
+        written = write_report(data, out)
+    except (ReportError, OSError) as exc:
+        typer.secho(f"report not written: {exc}", fg=typer.colors.YELLOW, err=True)
+        return
+    typer.echo(f"report: {written.resolve()} (open it in a browser; it works offline)")

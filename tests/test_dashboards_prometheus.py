@@ -1,0 +1,186 @@
+"""The proof of both Grafana dashboards: every panel's PromQL on a real Prometheus server.
+
+A real ``streamer worker`` (shipped rules) classifies the bundled sample (with malformed messages
+mixed in, as the demo feeds it) from the real local Kafka broker; a real Prometheus (Debian's
+``prometheus``, on 127.0.0.1 with temporary storage) scrapes it every second. Then each panel
+target of deploy/grafana/dashboards/*.json, and each query variable, is evaluated through
+Prometheus' HTTP API with the template variables substituted the way Grafana would: each must
+parse and return data. Grafana itself is not needed: it only sends these queries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from system_tools import require
+from worker_harness import WorkerProcess, produce, wait_until
+
+from streamer.config import shipped_rule_files
+from streamer.devkit.demo import DemoInput
+from streamer.devkit.prometheus import PrometheusServer, QueryError
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+JOB = "streamer"
+#: Grafana's own variables, as Grafana would fill them for a short time range.
+BUILTINS = {"__rate_interval": "30s", "__interval": "1s", "__range": "5m"}
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _variables(dash: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dash["templating"]["list"]}
+
+
+def _values(var: dict[str, Any]) -> list[str]:
+    """The values a variable takes in a query: every option of a repeat variable, the regex of
+    "All" for a multi-value query variable, its default otherwise."""
+    if var["type"] == "custom":
+        return [o["value"] for o in var["options"] if o["value"] != "$__all"]
+    if var.get("includeAll"):
+        return [var.get("allValue") or ".*"]
+    return [var["current"]["value"]]
+
+
+def _substitute(expr: str, values: dict[str, str]) -> str:
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        assert name in values, f"unknown variable ${name} in {expr}"
+        return values[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, expr)
+
+
+def _expansions(expr: str, variables: dict[str, dict[str, Any]]) -> list[str]:
+    """``expr`` with every variable substituted: one query per value of a repeat variable."""
+    base = {**BUILTINS, "job": JOB}
+    for name, var in variables.items():
+        if name not in base and var["type"] != "datasource":
+            base[name] = _values(var)[0]
+    queries = []
+    repeats = [n for n, v in variables.items() if v["type"] == "custom" and f"${n}" in expr]
+    if not repeats:
+        return [_substitute(expr, base)]
+    for name in repeats:
+        for value in _values(variables[name]):
+            queries.append(_substitute(expr, {**base, name: value}))
+    return queries
+
+
+def _label_values(query: str) -> str:
+    """Grafana's ``label_values(selector, label)`` as the PromQL that lists the same values."""
+    m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query.strip())
+    assert m, query
+    return f"count by ({m.group(2)}) ({m.group(1)})"
+
+
+def _dashboard_queries(path: Path) -> list[tuple[str, str]]:
+    """(what, PromQL) for every panel target and query variable, variables substituted."""
+    dash = json.loads(path.read_text(encoding="utf-8"))
+    variables = _variables(dash)
+    out: list[tuple[str, str]] = []
+    for panel in dash["panels"]:
+        for target in panel.get("targets", []):
+            for query in _expansions(target["expr"], variables):
+                out.append((f"{path.name}: panel {panel['title']!r} {target['refId']}", query))
+    for name, var in variables.items():
+        if var["type"] == "query":
+            raw = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+            for query in _expansions(_label_values(raw), variables):
+                out.append((f"{path.name}: variable ${name}", query))
+    return out
+
+
+def _has_number(result: list[Any]) -> bool:
+    for sample in result:
+        value = sample["value"][1] if isinstance(sample, dict) else sample[1]
+        if not math.isnan(float(value)):
+            return True
+    return False
+
+
+@pytest.fixture
+def fed_worker(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
+) -> Iterator[tuple[WorkerProcess, int]]:
+    inp, out = new_topic(2), new_topic(2)
+    rules = shipped_rule_files()
+    extra = [arg for path in rules[1:] for arg in ("--files", str(path))]
+    worker = WorkerProcess(
+        kafka_bootstrap,
+        tmp_path,
+        name="w-dashboards",
+        input_topic=inp,
+        output_topic=out,
+        group=f"g-{inp}",
+        rules=rules[0],
+        args=("--log-format", "text", *extra),
+        env={"STREAMER_MAX_MESSAGE_BYTES": "262144"},
+    ).start()
+    try:
+        yield worker, len(DemoInput.build().messages)
+    finally:
+        worker.cleanup()
+
+
+def test_every_panel_query_returns_data_from_a_real_prometheus(
+    fed_worker: tuple[WorkerProcess, int], kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    require("prometheus", package="prometheus")
+    started = time.monotonic()
+    worker, n_messages = fed_worker
+    worker.wait_assigned(timeout=45)
+    target = f"127.0.0.1:{worker.metrics_port}"
+    with PrometheusServer(tmp_path / "prometheus", [target], job=JOB) as prom:
+        prom.wait_for(f'up{{job="{JOB}"}} == 1', timeout=15)
+        # Fed after the first scrapes, paced over a few seconds: the counters rise between
+        # scrapes, so rate() sees the traffic as Grafana would.
+        produce(
+            kafka_bootstrap,
+            worker.cmd[worker.cmd.index("--input-topic") + 1],
+            DemoInput.build().messages,
+            rate=400,
+        )
+        wait_until(
+            lambda: _scraped_total(prom) >= n_messages,
+            timeout=40,
+            what=f"Prometheus to see {n_messages} records consumed",
+            interval=0.5,
+        )
+        time.sleep(2.5)  # a couple more scrapes after the last record
+        results: list[str] = []
+        failures: list[str] = []
+        for path in DASHBOARDS:
+            for what, query in _dashboard_queries(path):
+                try:
+                    result = prom.query(query)
+                except QueryError as exc:
+                    failures.append(f"{what}: does not evaluate: {exc}")
+                    continue
+                if not result:
+                    failures.append(f"{what}: no data: {query}")
+                elif not _has_number(result):
+                    failures.append(f"{what}: only NaN: {query}")
+                else:
+                    results.append(f"{what}: {len(result)} series")
+    report = tmp_path / "dashboard-queries.txt"
+    report.write_text("\n".join(["FAILED:", *failures, "", "OK:", *results]) + "\n")
+    print(f"{len(results)} queries returned data, {len(failures)} did not; see {report}")
+    assert not failures, f"{len(failures)} dashboard queries failed:\n" + "\n".join(failures)
+    assert len(results) >= 40
+    assert time.monotonic() - started < 85
+
+
+def _scraped_total(prom: PrometheusServer) -> float:
+    result = prom.query(
+        f'sum(streamer_events_in_total{{job="{JOB}"}}) '
+        f'+ (sum(streamer_dlq_total{{job="{JOB}"}}) or vector(0))'
+    )
+    return float(result[0]["value"][1]) if result else 0.0

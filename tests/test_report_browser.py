@@ -1,0 +1,100 @@
+"""``streamer report`` rendered by a real browser: headless Chromium (Debian's ``chromium``).
+
+The report is generated from the bundled sample (classified with the shipped provider rules
+only, so that rule gaps exist), opened from disk with the network unreachable for the
+page (everything is inline), and every chart must have rendered an SVG with marks in it. A
+screenshot is kept in the test's tmp dir and copied to var/artifacts/report.png.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from system_tools import require
+
+from streamer.config import shipped_rule_files
+from streamer.devkit.sample import bundled_sample_path
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACT = ROOT / "var" / "artifacts" / "report.png"
+CHARTS = ("label-mix", "rates", "categories", "rules", "gaps")
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            # the page must not need the network: send every request nowhere
+            "--proxy-server=127.0.0.1:9",
+            "--proxy-bypass-list=<-loopback>",
+            "--virtual-time-budget=10000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    rules = [p for p in shipped_rule_files() if p.name.startswith(("providers-", "security-"))]
+    cmd = [sys.executable, "-c", "from streamer.cli import main; main()", "report"]
+    cmd += [str(bundled_sample_path()), "-o", str(out)]
+    for path in rules:
+        cmd += ["--rules", str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out.resolve())
+    return out
+
+
+def test_report_is_self_contained(report: Path) -> None:
+    page = report.read_text(encoding="utf-8")
+    # no script, stylesheet or image is loaded from anywhere
+    assert not re.search(r"<script[^>]+src=", page)
+    assert not re.search(r"<link[^>]+href=", page)
+    assert "vegaEmbed" in page and "cdn.jsdelivr" not in page
+    for cid in CHARTS:
+        assert f'id="chart-{cid}"' in page
+
+
+def test_every_chart_renders_in_chromium(report: Path, tmp_path: Path) -> None:
+    require("chromium", package="chromium")
+    done = _chromium("--dump-dom", report.as_uri())
+    dom = done.stdout
+    assert "<body" in dom, done.stderr[-2000:]
+    for cid in CHARTS:
+        m = re.search(
+            rf'<div[^>]*id="chart-{cid}"[^>]*>(.*?)</div>\s*(?:<h2|<table|<script)', dom, re.S
+        )
+        assert m, f"chart {cid}: container missing from the rendered DOM"
+        inner = m.group(1)
+        assert "data-error" not in m.group(0), f"chart {cid}: {m.group(0)[:500]}"
+        assert "<svg" in inner, f"chart {cid}: no svg rendered"
+        marks = len(re.findall(r'<path[^>]+d="M', inner))
+        assert marks >= 2, f"chart {cid}: the svg has no marks"
+    assert re.search(r'<ul class="summary" id="summary">\s*<li>', dom)
+    assert dom.count("<tr>") >= 2  # the rule gaps table with examples
+
+    shot = tmp_path / "report.png"
+    done = _chromium(
+        "--hide-scrollbars", "--window-size=1200,3000", f"--screenshot={shot}", report.as_uri()
+    )
+    assert shot.is_file() and shot.stat().st_size > 20_000, done.stderr[-2000:]
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, ARTIFACT)
