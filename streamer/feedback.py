@@ -46,6 +46,29 @@ def _normalise(value: str) -> str:
     return "-".join(value.strip().lower().replace("_", " ").replace("-", " ").split())
 
 
+def complained_about(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(recipient, tenant) of the message a feedback report complains about, as far as known.
+
+    The record's own ``recipient`` is the feedback mailbox; the complainer is in the report:
+    KumoMTA's ``supplemental_trace`` (decoded from the X-KumoRef header it adds to every
+    message) names the recipient and tenant, ``original_rcpto_to`` the recipient.
+    """
+    report = record.get("feedback_report")
+    if not isinstance(report, Mapping):
+        return None, None
+    trace = report.get("supplemental_trace")
+    trace = trace if isinstance(trace, Mapping) else {}
+    recipient = trace.get("recipient")
+    if not isinstance(recipient, str):
+        listed = report.get("original_rcpto_to")
+        recipient = listed[0] if isinstance(listed, list) and listed else None
+    tenant = trace.get("tenant")
+    return (
+        recipient if isinstance(recipient, str) and recipient else None,
+        tenant if isinstance(tenant, str) and tenant else None,
+    )
+
+
 def feedback_type(record: Any) -> str | None:
     """The normalised Feedback-Type of a record's report: a known type, ``"other"`` for any
     other non-empty one (a bounded set: types are input values), None without a usable one."""

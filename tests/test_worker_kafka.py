@@ -23,6 +23,7 @@ from worker_harness import (
     WorkerProcess,
     produce,
     read_topic,
+    stats_totals,
     topic_size,
     wait_until,
 )
@@ -238,6 +239,20 @@ def test_kill9_then_restart_loses_nothing(
         f"duplicates {dupes} (re-processed after the crash: consumed, never committed)"
     )
     assert len(outputs) == len(sent) + dupes
+    # the windowed stats lost no count either: never fewer, extra only from the replay
+    types, _labels = stats_totals(kafka_bootstrap, f"{inp}.stats")
+    want = _types_sent(sent)
+    assert all(types[t] >= n for t, n in want.items()), (types, want)
+    extra = sum(types.values()) - sum(want.values())
+    print(f"stats: {sum(types.values())} records counted for {len(sent)}, {extra} from replays")
+    assert extra <= dupes
+
+
+def _types_sent(sent: list[SampleMessage]) -> Counter[str]:
+    """Record types of the well-formed messages sent."""
+    return Counter(
+        orjson.loads(m.value)["type"] for m in sent if not m.kind.startswith("malformed")
+    )
 
 
 def test_back_pressure_pauses_and_resumes_with_bounded_memory(
@@ -398,6 +413,14 @@ def test_exactly_once_kill9_then_restart_no_duplicates(
     assert dupes == 0
     assert len(outputs) == len(sent) - n_bad
     assert len(dlq) == n_bad
+    # the stats committed with the same transactions: exactly the records consumed
+    types, labels = stats_totals(kafka_bootstrap, f"{inp}.stats")
+    assert types == _types_sent(sent)
+    assert labels == Counter(
+        orjson.loads(o.value or b"{}").get("bounce_classification")
+        for o in outputs
+        if "bounce_classification" in orjson.loads(o.value or b"{}")
+    )
 
 
 def test_output_refused_by_broker_goes_to_dlq_and_is_committed(

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import orjson
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
@@ -57,6 +59,22 @@ def topic_size(bootstrap: str, topic: str) -> int:
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[TopicRecord]:
     """Every committed message of ``topic`` present now."""
     return harness.read_topic(load_settings(bootstrap=bootstrap), bootstrap, topic, timeout)
+
+
+def latest_per_key(bootstrap: str, topic: str) -> dict[bytes | None, bytes | None]:
+    """A compacted topic as its consumers see it: the latest value per key (None: tombstone)."""
+    return {r.key: r.value for r in read_topic(bootstrap, topic)}
+
+
+def stats_totals(bootstrap: str, topic: str) -> tuple[Counter[str], Counter[str]]:
+    """Record types and labels summed over the latest stats row per key."""
+    types: Counter[str] = Counter()
+    labels: Counter[str] = Counter()
+    for value in latest_per_key(bootstrap, topic).values():
+        row = orjson.loads(value or b"{}")
+        types.update(row.get("counts", {}))
+        labels.update(row.get("labels", {}))
+    return types, labels
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
@@ -115,7 +133,11 @@ class WorkerProcess:
             str(workdir / "state"),
             *args,
         ]
-        self.env = {**os.environ, **(env or {})}
+        analytics = {  # each worker's own analytics topics, unless the test names them
+            "STREAMER_STATS_TOPIC": f"{input_topic}.stats",
+            "STREAMER_SUPPRESSIONS_TOPIC": f"{input_topic}.suppressions",
+        }
+        self.env = {**os.environ, **analytics, **(env or {})}
         for var in ("STREAMER_CONFIG", "KAFKA_BOOTSTRAP", "STREAMER_BOOTSTRAP"):
             self.env.pop(var, None)
         self.proc: subprocess.Popen[bytes] | None = None

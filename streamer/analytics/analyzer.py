@@ -23,6 +23,7 @@ from streamer.analytics.providers import ProviderMatcher
 from streamer.analytics.suppressions import SuppressionTracker
 from streamer.analytics.windows import Counts, Key, WindowedStats
 from streamer.config import Settings
+from streamer.feedback import complained_about
 
 #: Distinct sites (and recipient domains) whose provider is remembered.
 CACHE_SIZE = 10_000
@@ -88,10 +89,14 @@ class Analyzer:
             provider = _cached(self._site_provider, site, self._by_site)
             if provider != OTHER:
                 return provider
-        peer = record.get("peer_address")
-        if type(peer) is dict and peer.get("name") and record.get("type") != "Reception":
-            return self.providers.match_record(record)  # rare: a peer name but no known site
-        recipient = record.get("recipient")
+        rtype = record.get("type")
+        if rtype == "Feedback":  # the complainer's mailbox provider, not the report's sender
+            recipient: Any = complained_about(record)[0]
+        else:
+            peer = record.get("peer_address")
+            if type(peer) is dict and peer.get("name") and rtype != "Reception":
+                return self.providers.match_record(record)  # rare: a peer name, no known site
+            recipient = record.get("recipient")
         if type(recipient) is not str:
             return OTHER
         domain = recipient.rpartition("@")[2]

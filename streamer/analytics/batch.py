@@ -15,7 +15,7 @@ from streamer.analytics.heavy import OTHER, BoundedDimension
 from streamer.analytics.templates import template
 from streamer.analytics.windows import DIMENSIONS, GAP_CAPACITY, Counts, Key, event_time_ms
 from streamer.cache import LRUCache
-from streamer.feedback import feedback_type
+from streamer.feedback import complained_about, feedback_type
 from streamer.rules import UNCATEGORIZED
 
 #: KumoMTA's record types (kumo-log-types RecordType); other types are input values, bounded.
@@ -153,6 +153,8 @@ class BatchAggregator:
             self._gaps.append((key, line))
 
     def _tenant(self, record: Mapping[str, Any]) -> str:
+        if record.get("type") == "Feedback":  # the tenant that sent the message complained of
+            return complained_about(record)[1] or ""
         meta = record.get("meta")
         if type(meta) is dict and "tenant" in meta:
             return tenant_of(record)

@@ -1,0 +1,153 @@
+"""Analytics through a real worker and a real broker: the stats topic counts every record,
+suppressions are written and taken back, both topics are compacted."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+from worker_harness import (
+    RULES_V1,
+    WorkerProcess,
+    latest_per_key,
+    produce,
+    read_topic,
+    stats_totals,
+    topic_size,
+    wait_until,
+)
+
+from streamer.config import load_settings
+from streamer.devkit.sample import SampleMessage, load_bundled_sample
+from streamer.kafka.clients import admin_client
+
+pytestmark = pytest.mark.timeout(150)
+
+ROW_FIELDS = {
+    "window_start", "window_end", "provider", "egress_pool", "egress_source", "tenant",
+    "counts", "labels", "categories", "complaints", "gaps", "final", "serial", "session",
+}  # fmt: skip
+
+
+@pytest.fixture
+def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES_V1)
+    started: list[WorkerProcess] = []
+
+    def start(inp: str, out: str, *args: str) -> WorkerProcess:
+        w = WorkerProcess(
+            kafka_bootstrap,
+            tmp_path,
+            name=f"w{len(started)}",
+            input_topic=inp,
+            output_topic=out,
+            group=f"g-{inp}",
+            rules=rules,
+            args=("--log-format", "text", *args),
+        ).start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.cleanup()
+
+
+def _finish(bootstrap: str, w: WorkerProcess, out: str, n: int) -> None:
+    def done() -> bool:
+        assert w.alive(), w.log()[-3000:]
+        return topic_size(bootstrap, out) >= n and w.metric("streamer_in_flight") == 0
+
+    wait_until(done, 60, f"{n} outputs, nothing in flight", interval=0.3)
+    assert w.stop() == 0  # a graceful stop publishes the last stats update
+
+
+def _types(sent: list[SampleMessage]) -> Counter[str]:
+    return Counter(orjson.loads(m.value)["type"] for m in sent)
+
+
+@pytest.mark.parametrize("mode", ["--at-least-once", "--exactly-once"])
+def test_bundled_sample_stats_count_every_record_and_label(
+    kafka_bootstrap: str, new_topic: Callable[..., str], worker, mode: str
+) -> None:
+    inp, out = new_topic(4), new_topic(4)
+    sent = load_bundled_sample()
+    w = worker(inp, out, mode)
+    w.wait_assigned(4)
+    produce(kafka_bootstrap, inp, sent)
+    _finish(kafka_bootstrap, w, out, len(sent))
+
+    outputs = [orjson.loads(o.value or b"{}") for o in read_topic(kafka_bootstrap, out)]
+    types, labels = stats_totals(kafka_bootstrap, f"{inp}.stats")
+    assert types == _types(sent)
+    assert labels == Counter(o["bounce_classification"] for o in outputs if "classification" in o)
+    rows = [
+        orjson.loads(v or b"{}") for v in latest_per_key(kafka_bootstrap, f"{inp}.stats").values()
+    ]
+    assert rows and all(set(r) == ROW_FIELDS for r in rows)
+    assert all(r["window_end"] - r["window_start"] == 60_000 for r in rows)
+    complaints = Counter[str]()
+    for r in rows:
+        complaints.update(r["complaints"])
+    assert sum(complaints.values()) == _types(sent)["Feedback"]
+    # every classified output says its category and provider
+    classified = [o["classification"] for o in outputs if "classification" in o]
+    assert all(c["category"] and c["provider"] for c in classified)
+    assert {c["provider"] for c in classified} >= {"google", "microsoft", "yahoo"}
+
+
+def test_hard_bounce_suppresses_and_a_later_delivery_takes_it_back(
+    kafka_bootstrap: str, new_topic: Callable[..., str], worker
+) -> None:
+    inp, out = new_topic(1), new_topic(1)  # one partition: the delivery comes after the bounce
+
+    def record(
+        rtype: str, recipient: str, n: int, code: int = 550, text: str = ""
+    ) -> SampleMessage:
+        rec = {
+            "type": rtype,
+            "id": f"id-{n}",
+            "recipient": recipient,
+            "sender": "news@example.net",
+            "site": "gmail-smtp-in.l.google.com",
+            "timestamp": 1_790_000_000 + n,
+            "response": {"code": code, "enhanced_code": None, "content": text, "command": None},
+        }
+        return SampleMessage(rec["id"], orjson.dumps(rec), [], "classify")  # type: ignore[arg-type]
+
+    sent = [
+        record("Bounce", "Gone@Example.com", 1, text="user unknown"),
+        record("Bounce", "gone@example.com", 2, text="no such user here"),
+        record("Bounce", "full@example.com", 3, code=452, text="mailbox full"),  # soft: none
+        record("Bounce", "stays@example.com", 4, text="user unknown"),
+        record("Delivery", "GONE@example.com", 5, code=250, text="ok"),
+    ]
+    w = worker(inp, out)
+    w.wait_assigned(1)
+    produce(kafka_bootstrap, inp, sent)
+    _finish(kafka_bootstrap, w, out, len(sent))
+
+    topic = f"{inp}.suppressions"
+    history = [(r.key, r.value) for r in read_topic(kafka_bootstrap, topic)]
+    gone, stays = b"gone@example.com", b"stays@example.com"
+    assert [k for k, _ in history] == [gone, gone, stays, gone]
+    entry = orjson.loads(history[1][1] or b"{}")
+    assert entry["count"] == 2 and entry["label"] == "InvalidRecipient"
+    assert entry["provider"] == "google" and entry["first_seen"] <= entry["last_seen"]
+    assert history[-1][1] is None  # the delivery's tombstone
+    assert latest_per_key(kafka_bootstrap, topic) == {
+        b"gone@example.com": None,
+        b"stays@example.com": history[2][1],
+    }
+    # both analytics topics keep the latest record per key
+    settings = load_settings(bootstrap=kafka_bootstrap)
+    admin = admin_client(settings, kafka_bootstrap)
+    for name in (topic, f"{inp}.stats"):
+        res = ConfigResource(ConfigResource.Type.TOPIC, name)
+        config = admin.describe_configs([res])[res].result(timeout=10)
+        assert config["cleanup.policy"].value == "compact"
