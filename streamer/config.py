@@ -17,9 +17,12 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from streamer import resources
+
+PROJECT_ROOT = resources.PROJECT_ROOT
 #: Where the rule files we ship live; ``load-order.txt`` inside lists them in load order.
-SHIPPED_RULES_DIR = Path(os.environ.get("STREAMER_RULES_DIR", PROJECT_ROOT / "rules"))
+#: Package data when installed, the repository's ``rules/`` in a checkout (streamer.resources).
+SHIPPED_RULES_DIR = Path(os.environ.get("STREAMER_RULES_DIR") or resources.rules_dir())
 
 
 #: The config file of the current load_settings() call; falls back to $STREAMER_CONFIG.
@@ -48,6 +51,15 @@ def parse_non_classifiable(policy: str, output_topic: str) -> str | None:
     if policy.startswith("topic:") and len(policy) > len("topic:"):
         return policy[len("topic:") :]
     raise ValueError(f"non_classifiable: {policy!r} is not pass, drop or topic:NAME")
+
+
+def default_state_dir() -> Path:
+    """``<checkout>/var`` in a source checkout; else ``$XDG_STATE_HOME/streamer`` (default
+    ``~/.local/state/streamer``), never inside an installed package."""
+    if resources.in_source_checkout():
+        return PROJECT_ROOT / "var"
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "streamer"
 
 
 def default_pool_size() -> int:
@@ -114,7 +126,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     state_dir: Path = Field(
-        default_factory=lambda: PROJECT_ROOT / "var",
+        default_factory=default_state_dir,
         description="Local broker data, Faust state and logs.",
     )
 

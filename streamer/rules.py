@@ -20,6 +20,7 @@ from typing import Any
 
 import json5
 
+from streamer.resources import display_rule_file
 from streamer.rust_regex import RustRegexError, Translation, translate
 
 PREDEFINED_LABELS: tuple[str, ...] = (
@@ -173,6 +174,7 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
     digest = hashlib.sha256()
     for path in paths:
         table = _read_table(path, digest, errors)
+        shown = display_rule_file(path) if table else path  # rules/<name> for shipped files
         for label, patterns in (table or {}).items():
             if not isinstance(label, str) or not label:
                 errors.append(f"{path}: label {label!r}: labels must be non-empty strings")
@@ -194,7 +196,7 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
                 except RustRegexError as exc:
                     errors.append(f"{_where(path, label, pos, pattern)}: {exc}")
                     continue
-                rules.append(Rule(len(rules), label, pattern, path))
+                rules.append(Rule(len(rules), label, pattern, shown))
                 translations.append(tr)
                 positions.append(pos)
     if errors:

@@ -231,6 +231,20 @@ def _dockerfile_copies() -> list[tuple[list[str], str]]:
     return copies
 
 
+def _image_rules_dir() -> str:
+    """Where the image keeps the rules as plain files: copied from the build stage's copy of
+    the build context's ``rules/`` (the one source the wheel's package data comes from too)."""
+    build_copies = {dest.rstrip("/") for srcs, dest in _dockerfile_copies() if srcs == ["rules"]}
+    assert build_copies == {"./rules"}, build_copies  # into WORKDIR /src of the build stage
+    dests = []
+    for word, rest in _dockerfile_instructions():
+        tokens = shlex.split(rest)
+        if word == "COPY" and "--from=build" in tokens and tokens[-2] == "/src/rules":
+            dests.append(tokens[-1])
+    (dest,) = dests
+    return dest
+
+
 def _dockerignore_patterns() -> list[str]:
     lines = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
@@ -469,11 +483,34 @@ def test_dockerfile_copy_sources_exist_and_are_in_the_build_context() -> None:
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
-    for rel in (".venv/bin/python", ".git/HEAD", "var/kafka/log", "tests/test_config.py"):
+    for rel in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "var/kafka/log",
+        "tests/test_config.py",
+        "build/lib/streamer/config.py",
+        "dist/streamer-0.1.0.whl",
+        ".pytest_cache/README.md",
+        "streamer/.mypy_cache/x.json",
+    ):
         assert _excluded_from_context(rel), rel
-    for rel in ("streamer/config.py", "streamer/cli/__init__.py", "pyproject.toml"):
+    for rel in ("streamer/config.py", "streamer/cli/__init__.py", "pyproject.toml", "setup.py"):
+        assert not _excluded_from_context(rel), rel
+    for rel in ("rules/iana.toml", "deploy/kafka/pom.xml", "LICENSE", "MANIFEST.in"):
         assert not _excluded_from_context(rel), rel
     assert _excluded_from_context("streamer/__pycache__/config.cpython-311.pyc")
+
+
+def test_dockerfile_installs_the_wheel_pip_install_builds() -> None:
+    # The image holds the same package as `pip install .`: built as a wheel from the same
+    # files (setup.py adds rules/ and deploy/kafka/ as package data), installed without deps.
+    sources = {src for srcs, _dest in _dockerfile_copies() for src in srcs}
+    needs = ("pyproject.toml", "setup.py", "MANIFEST.in", "streamer", "rules", "deploy/kafka")
+    for needed in needs:
+        assert needed in sources, f"the image build does not copy {needed}"
+    runs = " ".join(rest for word, rest in _dockerfile_instructions() if word == "RUN")
+    assert re.search(r"pip wheel --no-deps --wheel-dir (\S+) \.", runs), runs
+    assert re.search(r"pip install --no-compile --no-deps \S+/streamer-\*\.whl", runs), runs
 
 
 def test_dockerfile_runs_the_worker_as_non_root() -> None:
@@ -487,7 +524,7 @@ def test_dockerfile_runs_the_worker_as_non_root() -> None:
 
 def test_dockerfile_rules_dir_and_metrics_port() -> None:
     env = _dockerfile_env()
-    (rules_dest,) = [dest for srcs, dest in _dockerfile_copies() if srcs == ["rules"]]
+    rules_dest = _image_rules_dir()
     assert env["STREAMER_RULES_DIR"] == rules_dest
     # Compose mounts the repository's rules over the copied ones, at the same place.
     assert _compose_mounts("worker")[rules_dest] == ROOT / "rules"
@@ -820,7 +857,7 @@ def test_k8s_rules_configmap_loads_site_rules_then_the_shipped_ones(
     # What the pod sees: STREAMER_RULES_DIR is the ConfigMap's mount point.
     monkeypatch.setattr(config, "SHIPPED_RULES_DIR", tmp_path)
     in_pod = config.shipped_rule_files()
-    (image_rules,) = [dest for srcs, dest in _dockerfile_copies() if srcs == ["rules"]]
+    image_rules = _image_rules_dir()
     site = [p for p in in_pod if p.parent == tmp_path]
     shipped = [p for p in in_pod if p.parent != tmp_path]
     assert site and all(p.exists() for p in site)

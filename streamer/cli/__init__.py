@@ -12,9 +12,18 @@ app = typer.Typer(
     name="streamer",
     help="Classify MTA delivery-failure events (KumoMTA bounce-classifier semantics).",
     no_args_is_help=True,
-    add_completion=False,
+    # `streamer --install-completion` / `--show-completion`: bash, zsh, fish, PowerShell.
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from streamer import __version__
+
+        typer.echo(f"streamer {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -23,6 +32,12 @@ def _global_options(
         Path | None,
         typer.Option("--config", "-c", help="TOML config file (also STREAMER_CONFIG)."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     if config is not None:
         os.environ["STREAMER_CONFIG"] = str(config)
@@ -35,4 +50,4 @@ def _register() -> None:
 
 def main() -> None:
     _register()
-    app()
+    app(prog_name="streamer")

@@ -55,12 +55,17 @@ def _rule_json(rule: Any) -> dict[str, Any] | None:
 
 @app.command("validate")
 def validate_command(
-    files: Annotated[list[Path], typer.Argument(help="Rule files, in load order.")],
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Rule files, in load order (default: the configured or shipped)."),
+    ] = None,
 ) -> None:
     """Check rule files: print `OK: N patterns, M labels, K files` or every error (exit 1)."""
     from streamer.classifier import Classifier
     from streamer.rules import RulesError, load_rules
 
+    if not files:
+        files = list(_settings().rule_files)
     try:
         ruleset = load_rules(files)
         Classifier(ruleset, cache_size=0, uncategorized_cache_size=0)  # the engine must build too
