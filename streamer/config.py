@@ -9,6 +9,7 @@ address also honours the conventional ``KAFKA_BOOTSTRAP``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from streamer import resources
 
@@ -212,20 +214,41 @@ class _TomlSource(PydanticBaseSettingsSource):
         return flat
 
 
+def env_var(field: str) -> str:
+    """The environment variable of a setting (``files`` -> ``STREAMER_FILES``)."""
+    return f"STREAMER_{field.upper()}"
+
+
+def _settings_error(exc: SettingsError) -> ConfigError:
+    """pydantic-settings' "error parsing value for field ..." (a complex setting from the
+    environment that is not JSON) as one line naming the variable and what it must hold."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    field = match.group(1) if match else None
+    cause = exc.__cause__ or exc.__context__
+    reason = f": {cause}" if cause is not None else ""
+    if field is None or field not in Settings.model_fields:
+        return ConfigError(f"invalid configuration: {exc}{reason}")
+    default = Settings.model_fields[field].get_default(call_default_factory=True)
+    shape = "a JSON object" if isinstance(default, dict) else "a JSON list"
+    return ConfigError(f"{env_var(field)}: not valid JSON{reason} (it must hold {shape})")
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build the settings; ``overrides`` are CLI flags (None values are ignored).
 
-    Raises ConfigError with one line per invalid key.
+    Raises ConfigError with a one-line message naming every invalid key (or variable, or file).
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     token = _config_file.set(str(config_file) if config_file is not None else None)
     try:
         return Settings(**given)
+    except SettingsError as exc:
+        raise _settings_error(exc) from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "config"
             lines.append(f"{key}: {err['msg']}")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from exc
     finally:
         _config_file.reset(token)

@@ -43,11 +43,23 @@ def _global_options(
         os.environ["STREAMER_CONFIG"] = str(config)
 
 
+def config_error(exc: Exception) -> typer.Exit:
+    """A configuration error: one red line on stderr, exit status 2 (never a traceback)."""
+    message = " ".join(str(exc).split())  # one line, whatever the message held
+    typer.secho(f"configuration error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from streamer.cli import bench, classify, demo, gaps, kafka, worker  # noqa: F401
 
 
 def main() -> None:
+    from streamer.config import ConfigError
+
     _register()
-    app(prog_name="streamer")
+    try:
+        app(prog_name="streamer")
+    except ConfigError as exc:  # every command reports its own; this is the safety net
+        raise SystemExit(config_error(exc).exit_code) from None

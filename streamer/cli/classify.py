@@ -9,7 +9,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from streamer.cli import app
+from streamer.cli import app, config_error
 
 RulesOption = Annotated[
     list[Path] | None,
@@ -33,7 +33,7 @@ def _settings(rules: list[Path] | None = None) -> Any:
         # Explicit --rules replace the configured files (and need no shipped rules at all).
         return load_settings(files=list(rules) if rules else None)
     except ConfigError as exc:
-        raise _fail(f"configuration error: {exc}") from None
+        raise config_error(exc) from None
 
 
 def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:

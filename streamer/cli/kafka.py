@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from streamer.cli import app
+from streamer.cli import app, config_error
 from streamer.config import ConfigError, Settings, load_settings
 
 kafka_app = typer.Typer(
@@ -39,8 +39,7 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
-        _err(str(exc))
-        raise typer.Exit(2) from exc
+        raise config_error(exc) from None
 
 
 def _bootstrap(settings: Settings) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from streamer.cli import app
+from streamer.cli import app, config_error
 from streamer.config import ConfigError, load_settings
 
 
@@ -80,8 +80,7 @@ def worker_command(
     try:
         settings = load_settings(**flags)
     except ConfigError as exc:
-        typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise config_error(exc) from None
 
     # Imported here: Faust and the classifier are heavy, other commands should not pay for them.
     from streamer.classifier import ReloadableClassifier
