@@ -36,13 +36,25 @@ def _settings(rules: list[Path] | None = None) -> Any:
         raise config_error(exc) from None
 
 
+def warn_labels(ruleset: Any) -> list[str]:
+    """Print a warning per misspelled predefined label (``streamer.rules.label_warnings``)."""
+    from streamer.rules import label_warnings
+
+    warnings = label_warnings(ruleset)
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    return warnings
+
+
 def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:
     from streamer.classifier import Classifier
-    from streamer.rules import RulesError
+    from streamer.rules import RulesError, load_rules
 
     files = list(rules) if rules else list(_settings().rule_files)
     try:
-        return Classifier.from_files(files, **opts)
+        ruleset = load_rules(files)
+        warn_labels(ruleset)
+        return Classifier(ruleset, **opts)
     except RulesError as exc:
         raise _fail(f"invalid rules:\n{exc}") from None
 
@@ -59,6 +71,10 @@ def validate_command(
         list[Path] | None,
         typer.Argument(help="Rule files, in load order (default: the configured or shipped)."),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="A misspelled predefined label is an error, not a warning."),
+    ] = False,
 ) -> None:
     """Check rule files: print `OK: N patterns, M labels, K files` or every error (exit 1)."""
     from streamer.classifier import Classifier
@@ -73,6 +89,9 @@ def validate_command(
         for err in exc.errors:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+    if warn_labels(ruleset) and strict:
+        typer.secho("error: misspelled labels (--strict)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
     print(f"OK: {len(ruleset.rules)} patterns, {len(ruleset.labels)} labels, {len(files)} files")
 
 

@@ -101,6 +101,12 @@ def worker_command(
     except RulesError as exc:
         typer.secho(f"rules: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    import logging
+
+    from streamer.rules import label_warnings
+
+    for warning in label_warnings(classifiers.current.ruleset):
+        logging.getLogger("streamer.rules").warning("%s", warning)
     try:
         bootstrap_addr = ensure_broker(settings)
     except BrokerError as exc:
