@@ -107,6 +107,19 @@ def worker_command(
 
     for warning in label_warnings(classifiers.current.ruleset):
         logging.getLogger("streamer.rules").warning("%s", warning)
+    # Several workers on one host: a busy web port is replaced by a free one (logged; the
+    # metrics endpoint does the same in Metrics.serve), and Faust folders of exited workers go.
+    from streamer import statedir
+    from streamer.ports import pick_web_port
+
+    try:
+        settings.web_port = pick_web_port(settings.web_host, settings.web_port)
+    except OSError as exc:  # e.g. a web_host that is no address of this machine
+        raise config_error(
+            ConfigError(f"web_host/web_port: cannot listen on {settings.web_host}: {exc}")
+        ) from None
+    statedir.remove_stale(settings.state_dir, keep=settings.worker_id)
+    statedir.claim(settings.state_dir, settings.worker_id)
     try:
         bootstrap_addr = ensure_broker(settings)
     except BrokerError as exc:
