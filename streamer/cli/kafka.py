@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -174,7 +173,13 @@ def topics_list(bootstrap: BootstrapOpt = None) -> None:
 
 @app.command("produce")
 def produce(
-    file: Annotated[Path, typer.Argument(help="JSONL file, one record per line ('-' = stdin).")],
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="KumoMTA logs, one record per line (plain, gzip or zstd): files, folders, "
+            "globs; '-' = stdin."
+        ),
+    ],
     topic: Annotated[
         str | None, typer.Option("--topic", "-t", help="Target topic (default: input topic).")
     ] = None,
@@ -191,7 +196,7 @@ def produce(
         typer.Option("--progress/--no-progress", help="Progress bar (default: when a TTY)."),
     ] = None,
 ) -> None:
-    """Replay a JSONL file into Kafka (each line one message, keyed by its record's id)."""
+    """Replay KumoMTA log files into Kafka (each line one message, keyed by its record's id)."""
     from streamer.kafka.produce import ProduceError, produce_file
 
     settings = _settings(bootstrap=bootstrap)
@@ -200,7 +205,7 @@ def produce(
         result = produce_file(
             settings,
             address,
-            file,
+            files,
             topic=topic,
             rate=rate,
             key_field=key_field or None,
