@@ -128,9 +128,10 @@ def _count_lines(items: list[Input]) -> int | None:
     return count
 
 
-def _lines(lines: Iterable[bytes]) -> Iterator[bytes]:
-    for raw in lines:
-        yield raw.rstrip(b"\r\n")
+def _input_lines(items: Iterable[Input]) -> Iterator[bytes]:
+    for item in items:
+        for raw in read_lines(item):
+            yield raw.rstrip(b"\r\n")
 
 
 def _send(
@@ -182,17 +183,14 @@ def produce_file(
     flush_timeout: float = 60.0,
     producer_overrides: dict[str, Any] | None = None,
 ) -> ProduceResult:
-    """Send every non-blank line of ``path`` to ``topic`` (default: the input topic).
-
-    ``path`` is one or more inputs as :func:`streamer.inputs.expand_inputs` reads them: files
-    (plain, gzip or zstd: KumoMTA's log segments as they are), folders, globs, '-' for stdin.
+    """Send every non-blank line of ``path`` to ``topic`` (default: the input topic). ``path``:
+    inputs as :func:`streamer.inputs.expand_inputs` takes them (files, zstd/gzip, folders, globs).
 
     ``rate`` limits records per second (token bucket). Returns the counts once every message was
-    acknowledged or failed; the caller decides what failures mean.
+    acknowledged or failed.
     """
     topic = topic or settings.input_topic
-    names = [str(path)] if isinstance(path, str | Path) else [str(p) for p in path]
-    items = expand_inputs(names)
+    items = expand_inputs([str(path)] if isinstance(path, str | Path) else map(str, path))
     _check_target(settings, bootstrap, items, topic)
 
     result = ProduceResult(topic=topic)
@@ -210,19 +208,16 @@ def produce_file(
     prod = producer(settings, bootstrap, **conf)
     bucket = TokenBucket(rate) if rate else None
     total = _count_lines(items)
-    bar = tqdm(
-        total=total, unit="rec", unit_scale=True, file=sys.stderr, disable=not progress, leave=False
-    )
+    bar = tqdm(total=total, unit="rec", file=sys.stderr, disable=not progress, leave=False)
     started = time.monotonic()
     try:
-        for item in items:
-            for line in _lines(read_lines(item)):
-                bar.update(1)
-                if not line.strip():
-                    continue
-                if bucket is not None:
-                    bucket.take()
-                _send(prod, topic, line, record_key(line, key_field), result, delivered)
+        for line in _input_lines(items):
+            bar.update(1)
+            if not line.strip():
+                continue
+            if bucket is not None:
+                bucket.take()
+            _send(prod, topic, line, record_key(line, key_field), result, delivered)
         left = prod.flush(flush_timeout)
         if left:
             result.failed += left
