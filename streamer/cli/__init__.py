@@ -52,7 +52,7 @@ def config_error(exc: Exception) -> typer.Exit:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from streamer.cli import bench, classify, demo, gaps, kafka, worker  # noqa: F401
+    from streamer.cli import bench, classify, demo, gaps, kafka, tail, worker  # noqa: F401
 
 
 def main() -> None:
