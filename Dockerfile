@@ -12,10 +12,14 @@ WORKDIR /src
 # Dependencies first, from the fully pinned list, so that code changes reuse this layer.
 COPY deploy/docker/requirements.txt ./requirements.txt
 RUN /opt/streamer/bin/pip install --no-compile -r requirements.txt
-# Then the project itself; --no-deps: everything it needs is already pinned above.
-COPY pyproject.toml README.md ./
+# Then the project itself, as the same wheel `pip install .` builds (rules/ and deploy/kafka/ go
+# into it as package data); --no-deps: everything it needs is already pinned above.
+COPY pyproject.toml setup.py MANIFEST.in README.md LICENSE CHANGELOG.md ./
 COPY streamer ./streamer
-RUN /opt/streamer/bin/pip install --no-compile --no-deps . \
+COPY rules ./rules
+COPY deploy/kafka ./deploy/kafka
+RUN /opt/streamer/bin/pip wheel --no-deps --wheel-dir /src/dist . \
+    && /opt/streamer/bin/pip install --no-compile --no-deps /src/dist/streamer-*.whl \
     && /opt/streamer/bin/python -m compileall -q /opt/streamer/lib
 
 FROM ${PYTHON_IMAGE}
@@ -26,7 +30,9 @@ RUN groupadd --system --gid "${STREAMER_UID}" streamer \
     && install -d -o streamer -g streamer -m 0750 /var/lib/streamer
 # Code and rules stay owned by root: the worker can read them but not change them.
 COPY --from=build /opt/streamer /opt/streamer
-COPY rules /app/rules
+# The rules again as plain files at a fixed path, from the same build-context copy: docker-compose
+# mounts the repository's rules/ here (live reloads) and deploy/k8s's load-order.txt names them.
+COPY --from=build /src/rules /app/rules
 ENV PATH=/opt/streamer/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

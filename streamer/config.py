@@ -9,6 +9,7 @@ address also honours the conventional ``KAFKA_BOOTSTRAP``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -16,10 +17,14 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from streamer import resources
+
+PROJECT_ROOT = resources.PROJECT_ROOT
 #: Where the rule files we ship live; ``load-order.txt`` inside lists them in load order.
-SHIPPED_RULES_DIR = Path(os.environ.get("STREAMER_RULES_DIR", PROJECT_ROOT / "rules"))
+#: Package data when installed, the repository's ``rules/`` in a checkout (streamer.resources).
+SHIPPED_RULES_DIR = Path(os.environ.get("STREAMER_RULES_DIR") or resources.rules_dir())
 
 
 #: The config file of the current load_settings() call; falls back to $STREAMER_CONFIG.
@@ -48,6 +53,15 @@ def parse_non_classifiable(policy: str, output_topic: str) -> str | None:
     if policy.startswith("topic:") and len(policy) > len("topic:"):
         return policy[len("topic:") :]
     raise ValueError(f"non_classifiable: {policy!r} is not pass, drop or topic:NAME")
+
+
+def default_state_dir() -> Path:
+    """``<checkout>/var`` in a source checkout; else ``$XDG_STATE_HOME/streamer`` (default
+    ``~/.local/state/streamer``), never inside an installed package."""
+    if resources.in_source_checkout():
+        return PROJECT_ROOT / "var"
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "streamer"
 
 
 def default_pool_size() -> int:
@@ -149,7 +163,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     state_dir: Path = Field(
-        default_factory=lambda: PROJECT_ROOT / "var",
+        default_factory=default_state_dir,
         description="Local broker data, Faust state and logs.",
     )
 
@@ -245,20 +259,41 @@ class _TomlSource(PydanticBaseSettingsSource):
         return flat
 
 
+def env_var(field: str) -> str:
+    """The environment variable of a setting (``files`` -> ``STREAMER_FILES``)."""
+    return f"STREAMER_{field.upper()}"
+
+
+def _settings_error(exc: SettingsError) -> ConfigError:
+    """pydantic-settings' "error parsing value for field ..." (a complex setting from the
+    environment that is not JSON) as one line naming the variable and what it must hold."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    field = match.group(1) if match else None
+    cause = exc.__cause__ or exc.__context__
+    reason = f": {cause}" if cause is not None else ""
+    if field is None or field not in Settings.model_fields:
+        return ConfigError(f"invalid configuration: {exc}{reason}")
+    default = Settings.model_fields[field].get_default(call_default_factory=True)
+    shape = "a JSON object" if isinstance(default, dict) else "a JSON list"
+    return ConfigError(f"{env_var(field)}: not valid JSON{reason} (it must hold {shape})")
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build the settings; ``overrides`` are CLI flags (None values are ignored).
 
-    Raises ConfigError with one line per invalid key.
+    Raises ConfigError with a one-line message naming every invalid key (or variable, or file).
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     token = _config_file.set(str(config_file) if config_file is not None else None)
     try:
         return Settings(**given)
+    except SettingsError as exc:
+        raise _settings_error(exc) from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "config"
             lines.append(f"{key}: {err['msg']}")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from exc
     finally:
         _config_file.reset(token)

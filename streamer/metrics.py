@@ -7,7 +7,9 @@ classification latency histogram is fed with a whole batch of per-record duratio
 
 from __future__ import annotations
 
+import errno
 import heapq
+import logging
 import threading
 import time
 from bisect import bisect_left
@@ -16,7 +18,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -342,6 +351,10 @@ class Metrics:
         self.top_sites = TopSites()
         r.register(self.top_sites)
         self.deliverability = DeliverabilityMetrics(r)
+        # process_* (CPU seconds, resident memory, open fds, start time) and python_gc_*, as the
+        # default registry has them; this registry is the worker's own.
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
         self._rules_version: str | None = None
         self._cache_seen: dict[tuple[str, str], int] = {}
 
@@ -352,11 +365,33 @@ class Metrics:
             s.value for m in metric.collect() for s in m.samples if s.name.endswith("_total")
         )
 
-    def serve(self, host: str, port: int) -> int:
-        """Start the /metrics HTTP endpoint in a thread; returns the bound port (0 = disabled)."""
+    def serve(self, host: str, port: int, *, fallback: bool = True) -> int:
+        """Start the /metrics HTTP endpoint in a thread; returns the bound port (0 = disabled).
+
+        When ``port`` is taken (another worker on this host) it listens on a free port instead
+        and logs a warning naming ``metrics_port``; without ``fallback`` it raises
+        ``streamer.ports.PortInUseError`` naming the setting.
+        """
         if port == 0:
             return 0
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            from streamer.ports import PortInUseError
+
+            if not fallback:
+                raise PortInUseError(
+                    errno.EADDRINUSE, f"metrics_port: {host}:{port} is in use by another process"
+                ) from None
+            server, _thread = start_http_server(0, addr=host, registry=self.registry)
+            logging.getLogger(__name__).warning(
+                "metrics_port: %s:%d is in use; serving metrics on port %d instead",
+                host,
+                port,
+                server.server_port,
+            )
         return int(server.server_port)
 
     def record_batch(

@@ -8,6 +8,7 @@ raises :class:`RulesError` (listing every problem found) and nothing is returned
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -20,6 +21,7 @@ from typing import Any
 
 import json5
 
+from streamer.resources import display_rule_file
 from streamer.rust_regex import RustRegexError, Translation, translate
 
 PREDEFINED_LABELS: tuple[str, ...] = (
@@ -173,6 +175,7 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
     digest = hashlib.sha256()
     for path in paths:
         table = _read_table(path, digest, errors)
+        shown = display_rule_file(path) if table else path  # rules/<name> for shipped files
         for label, patterns in (table or {}).items():
             if not isinstance(label, str) or not label:
                 errors.append(f"{path}: label {label!r}: labels must be non-empty strings")
@@ -194,7 +197,7 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
                 except RustRegexError as exc:
                     errors.append(f"{_where(path, label, pos, pattern)}: {exc}")
                     continue
-                rules.append(Rule(len(rules), label, pattern, path))
+                rules.append(Rule(len(rules), label, pattern, shown))
                 translations.append(tr)
                 positions.append(pos)
     if errors:
@@ -207,3 +210,35 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
         translations=translations,
         positions=positions,
     )
+
+
+def _closest_predefined(label: str) -> str | None:
+    """The predefined label ``label`` most likely misspells, or None for a deliberate name."""
+    if label in PREDEFINED_LABELS:
+        return None
+    folded = {p.casefold(): p for p in PREDEFINED_LABELS}
+    if label.casefold() in folded:  # 'invalidrecipient'
+        return folded[label.casefold()]
+    close = difflib.get_close_matches(label, PREDEFINED_LABELS, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def label_warnings(ruleset: RuleSet) -> list[str]:
+    """One message per label that looks like a misspelled predefined label (``InvalidRecipent``).
+
+    Custom labels are allowed (KumoMTA accepts any name), so these are warnings; a name far from
+    every predefined label is taken as deliberate and not reported.
+    """
+    first_file: dict[str, str] = {}
+    for rule in ruleset.rules:
+        first_file.setdefault(rule.label, rule.file)
+    warnings = []
+    for label in ruleset.labels:
+        closest = _closest_predefined(label)
+        if closest is not None:
+            where = first_file.get(label, ", ".join(ruleset.files))
+            warnings.append(
+                f"{where}: label {label!r} is not a predefined label; did you mean {closest!r}? "
+                "(custom labels are allowed)"
+            )
+    return warnings

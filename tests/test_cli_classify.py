@@ -141,3 +141,44 @@ def test_bench_classify_small_run() -> None:
     split = report.load_split
     assert split["rules"] == 300 and split["translate_ms"] > 0 and split["compile_ms"] > 0
     assert "fresh process (median of 1)" in report.table()
+
+
+# --- misspelled predefined labels ------------------------------------------------------------
+
+
+def test_label_warnings_name_the_closest_predefined_label(tmp_path: Path) -> None:
+    from streamer.rules import label_warnings, load_rules
+
+    path = tmp_path / "site.toml"
+    path.write_text(
+        "[rules]\nInvalidRecipent = ['a']\nquotaissues = ['b']\nOurVendorThrottle = ['c']\n"
+        "SpamBlock = ['d']\n"
+    )
+    warnings = label_warnings(load_rules([path]))
+    assert len(warnings) == 2, warnings
+    assert "'InvalidRecipent'" in warnings[0] and "did you mean 'InvalidRecipient'" in warnings[0]
+    assert warnings[0].startswith(str(path))
+    assert "did you mean 'QuotaIssues'" in warnings[1]
+
+
+def test_shipped_rules_have_no_label_warnings() -> None:
+    from streamer.config import shipped_rule_files
+    from streamer.rules import label_warnings, load_rules
+
+    assert label_warnings(load_rules(shipped_rule_files())) == []
+
+
+def test_validate_warns_and_strict_fails(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text("[rules]\nInvalidRecipent = ['user unknown']\nCustomThing = ['x']\n")
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("OK: 2 patterns")
+    (warning,) = res.stderr.strip().splitlines()
+    assert warning.startswith("warning: ") and "did you mean 'InvalidRecipient'" in warning
+    strict = runner.invoke(app, ["validate", "--strict", str(path)])
+    assert strict.exit_code == 1 and strict.stdout == ""
+    # classify loads the same rules: the warning goes to stderr, the output is unchanged
+    res = runner.invoke(app, ["classify", "--lines", "--rules", str(path)], input="user unknown\n")
+    assert res.exit_code == 0 and "did you mean 'InvalidRecipient'" in res.stderr
+    assert json.loads(res.stdout)["label"] == "InvalidRecipent"

@@ -234,6 +234,20 @@ def _dockerfile_copies() -> list[tuple[list[str], str]]:
     return copies
 
 
+def _image_rules_dir() -> str:
+    """Where the image keeps the rules as plain files: copied from the build stage's copy of
+    the build context's ``rules/`` (the one source the wheel's package data comes from too)."""
+    build_copies = {dest.rstrip("/") for srcs, dest in _dockerfile_copies() if srcs == ["rules"]}
+    assert build_copies == {"./rules"}, build_copies  # into WORKDIR /src of the build stage
+    dests = []
+    for word, rest in _dockerfile_instructions():
+        tokens = shlex.split(rest)
+        if word == "COPY" and "--from=build" in tokens and tokens[-2] == "/src/rules":
+            dests.append(tokens[-1])
+    (dest,) = dests
+    return dest
+
+
 def _dockerignore_patterns() -> list[str]:
     lines = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
@@ -472,11 +486,34 @@ def test_dockerfile_copy_sources_exist_and_are_in_the_build_context() -> None:
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
-    for rel in (".venv/bin/python", ".git/HEAD", "var/kafka/log", "tests/test_config.py"):
+    for rel in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "var/kafka/log",
+        "tests/test_config.py",
+        "build/lib/streamer/config.py",
+        "dist/streamer-0.1.0.whl",
+        ".pytest_cache/README.md",
+        "streamer/.mypy_cache/x.json",
+    ):
         assert _excluded_from_context(rel), rel
-    for rel in ("streamer/config.py", "streamer/cli/__init__.py", "pyproject.toml"):
+    for rel in ("streamer/config.py", "streamer/cli/__init__.py", "pyproject.toml", "setup.py"):
+        assert not _excluded_from_context(rel), rel
+    for rel in ("rules/iana.toml", "deploy/kafka/pom.xml", "LICENSE", "MANIFEST.in"):
         assert not _excluded_from_context(rel), rel
     assert _excluded_from_context("streamer/__pycache__/config.cpython-311.pyc")
+
+
+def test_dockerfile_installs_the_wheel_pip_install_builds() -> None:
+    # The image holds the same package as `pip install .`: built as a wheel from the same
+    # files (setup.py adds rules/ and deploy/kafka/ as package data), installed without deps.
+    sources = {src for srcs, _dest in _dockerfile_copies() for src in srcs}
+    needs = ("pyproject.toml", "setup.py", "MANIFEST.in", "streamer", "rules", "deploy/kafka")
+    for needed in needs:
+        assert needed in sources, f"the image build does not copy {needed}"
+    runs = " ".join(rest for word, rest in _dockerfile_instructions() if word == "RUN")
+    assert re.search(r"pip wheel --no-deps --wheel-dir (\S+) \.", runs), runs
+    assert re.search(r"pip install --no-compile --no-deps \S+/streamer-\*\.whl", runs), runs
 
 
 def test_dockerfile_runs_the_worker_as_non_root() -> None:
@@ -490,7 +527,7 @@ def test_dockerfile_runs_the_worker_as_non_root() -> None:
 
 def test_dockerfile_rules_dir_and_metrics_port() -> None:
     env = _dockerfile_env()
-    (rules_dest,) = [dest for srcs, dest in _dockerfile_copies() if srcs == ["rules"]]
+    rules_dest = _image_rules_dir()
     assert env["STREAMER_RULES_DIR"] == rules_dest
     # Compose mounts the repository's rules over the copied ones, at the same place.
     assert _compose_mounts("worker")[rules_dest] == ROOT / "rules"
@@ -780,8 +817,10 @@ def test_k8s_autoscaler_watches_the_workers_group_and_topic() -> None:
     flat = flatten_tables(tomllib.loads(_configmap_toml()))
     assert trigger["metadata"]["topic"] == flat["input_topic"]
     assert trigger["metadata"]["consumerGroup"] == flat["group_id"]
-    env = _container_env(_worker_container())
-    assert trigger["metadata"]["bootstrapServers"] == env["STREAMER_BOOTSTRAP"]
+    # KEDA reads the bootstrap address from the workers' environment: set in one place.
+    assert "bootstrapServers" not in trigger["metadata"]
+    assert trigger["metadata"]["bootstrapServersFromEnv"] == "STREAMER_BOOTSTRAP"
+    assert "STREAMER_BOOTSTRAP" in _container_env(_worker_container())
     assert trigger["metadata"].get("allowIdleConsumers", "false") == "false"
 
 
@@ -842,8 +881,8 @@ def test_k8s_topics_job_and_worker_share_bootstrap_and_config() -> None:
     (job,) = _k8s("Job", "streamer-topics")
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["topics", "create"]
-    job_env = _container_env(container)
-    worker_env = _container_env(_worker_container())
+    job_env = {e["name"]: e for e in container["env"]}
+    worker_env = {e["name"]: e for e in _worker_container()["env"]}
     assert job_env["STREAMER_BOOTSTRAP"] == worker_env["STREAMER_BOOTSTRAP"]
     assert job_env["STREAMER_CONFIG"] == worker_env["STREAMER_CONFIG"]
     assert _worker_container()["args"] == ["worker"]
@@ -883,7 +922,7 @@ def test_k8s_rules_configmap_loads_site_rules_then_the_shipped_ones(
     # What the pod sees: STREAMER_RULES_DIR is the ConfigMap's mount point.
     monkeypatch.setattr(config, "SHIPPED_RULES_DIR", tmp_path)
     in_pod = config.shipped_rule_files()
-    (image_rules,) = [dest for srcs, dest in _dockerfile_copies() if srcs == ["rules"]]
+    image_rules = _image_rules_dir()
     site = [p for p in in_pod if p.parent == tmp_path]
     shipped = [p for p in in_pod if p.parent != tmp_path]
     assert site and all(p.exists() for p in site)
@@ -903,6 +942,135 @@ def test_k8s_rules_configmap_loads_site_rules_then_the_shipped_ones(
     ours = Classifier.from_files(files).classify(line)
     assert ours.rule is not None and Path(ours.rule.file).parent == tmp_path
     assert ours.label == "SpamContent"
+
+
+def _kustomize() -> list[dict[str, Any]]:
+    """What ``kubectl kustomize deploy/k8s`` renders, for the features used here: the listed
+    resources, the namespace set on every namespaced object, the image tags replaced."""
+    (kustomization,) = _yaml_docs(K8S / "kustomization.yaml")
+    assert set(kustomization) <= {"apiVersion", "kind", "namespace", "resources", "images"}, (
+        "kustomization.yaml uses a feature _kustomize() does not render"
+    )
+    tags = {i["name"]: i["newTag"] for i in kustomization.get("images", [])}
+    rendered = []
+    for resource in kustomization["resources"]:
+        for obj in _yaml_docs(K8S / resource):
+            obj = json.loads(json.dumps(obj))
+            if obj["kind"] != "Namespace":
+                obj["metadata"]["namespace"] = kustomization["namespace"]
+            pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+            for c in pod.get("containers", []):
+                name = c["image"].split(":", 1)[0]
+                if name in tags:
+                    c["image"] = f"{name}:{tags[name]}"
+            rendered.append(obj)
+    return rendered
+
+
+def _rendered(kind: str) -> list[dict[str, Any]]:
+    return [o for o in _kustomize() if o["kind"] == kind]
+
+
+def _pods() -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"]: o["spec"]["template"]
+        for o in _kustomize()
+        if o["kind"] in ("Deployment", "Job")
+    }
+
+
+def test_k8s_renders_every_object_into_the_namespace() -> None:
+    objs = _kustomize()
+    kinds = {o["kind"] for o in objs}
+    assert kinds >= {
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "Job",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
+    (ns,) = _rendered("Namespace")
+    assert all(o["metadata"].get("namespace") == ns["metadata"]["name"] for o in objs if o != ns)
+    names = [(o["kind"], o["metadata"]["name"]) for o in objs]
+    assert len(names) == len(set(names)), names
+
+
+def test_k8s_pods_use_a_service_account_without_api_token() -> None:
+    (sa,) = _rendered("ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    for name, pod in _pods().items():
+        assert pod["spec"]["serviceAccountName"] == sa["metadata"]["name"], name
+        assert pod["spec"]["automountServiceAccountToken"] is False, name
+
+
+def test_k8s_disruption_budget_covers_the_workers() -> None:
+    (pdb,) = _rendered("PodDisruptionBudget")
+    labels = _deployment()["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def _kafka_port() -> int:
+    (cm,) = _k8s("ConfigMap", "streamer-kafka")
+    ports = {int(hp.rsplit(":", 1)[1]) for hp in cm["data"]["bootstrap"].split(",")}
+    (port,) = ports
+    return port
+
+
+def test_k8s_network_policies_let_in_the_scrape_and_out_kafka_and_dns() -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in _rendered("NetworkPolicy")}
+    worker_labels = _deployment()["spec"]["template"]["metadata"]["labels"]
+    ingress = [p for p in policies.values() if "Ingress" in p["policyTypes"]]
+    (inbound,) = ingress
+    assert inbound["podSelector"]["matchLabels"].items() <= worker_labels.items()
+    (rule,) = inbound["ingress"]
+    assert [p["port"] for p in rule["ports"]] == ["metrics"]
+    (outbound,) = [p for p in policies.values() if "Egress" in p["policyTypes"]]
+    for name, pod in _pods().items():  # every streamer pod is covered by the egress policy
+        selector = outbound["podSelector"]["matchLabels"]
+        assert selector.items() <= pod["metadata"]["labels"].items(), name
+    allowed = {
+        (p["port"], p.get("protocol", "TCP")) for r in outbound["egress"] for p in r["ports"]
+    }
+    assert allowed == {(_kafka_port(), "TCP"), (53, "UDP"), (53, "TCP")}
+
+
+def test_k8s_bootstrap_is_set_in_one_place() -> None:
+    (cm,) = _k8s("ConfigMap", "streamer-kafka")
+    address = cm["data"]["bootstrap"]
+    files = [p.name for p in K8S.glob("*.yaml") if address in p.read_text(encoding="utf-8")]
+    assert files == ["kafka.yaml"], files
+    for name, pod in _pods().items():
+        (container,) = pod["spec"]["containers"]
+        (entry,) = [e for e in container["env"] if e["name"] == "STREAMER_BOOTSTRAP"]
+        ref = entry["valueFrom"]["configMapKeyRef"]
+        assert (ref["name"], ref["key"]) == ("streamer-kafka", "bootstrap"), name
+
+
+def test_k8s_resources_match_the_sizing_model() -> None:
+    worker = _worker_container()["resources"]
+    assert str(worker["requests"]["cpu"]) in ("1", "1000m")  # README: one core per worker
+    assert "cpu" not in worker.get("limits", {})  # no throttling below the one core
+    (job,) = _k8s("Job", "streamer-topics")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert "memory" in container["resources"]["limits"]
+
+
+def test_k8s_liveness_checks_the_event_loop() -> None:
+    # /status is served by Faust's web server on the worker's event loop (the metrics endpoint
+    # is a thread that answers even when the loop is stuck).
+    container = _worker_container()
+    env = _container_env(container)
+    (web,) = [p for p in container["ports"] if p["name"] == "web"]
+    assert int(env["STREAMER_WEB_PORT"]) == web["containerPort"]
+    assert env["STREAMER_WEB_HOST"] == "0.0.0.0"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/status", "port": "web"}
+    runloop = (ROOT / "streamer" / "worker" / "runloop.py").read_text(encoding="utf-8")
+    assert '@app.page("/status")' in runloop
 
 
 # --- regeneration ----------------------------------------------------------------------------

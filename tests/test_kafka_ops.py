@@ -218,5 +218,5 @@ def test_cli_produce_summary_and_failures(
 
     missing = _cli(kafka_settings, "produce", str(good), "--topic", f"missing.{uuid.uuid4().hex}")
     assert missing.returncode == 1 and "does not exist" in missing.stderr
-    with pytest.raises(ProduceError, match="no such file"):
+    with pytest.raises(ProduceError, match="No such file"):
         produce_file(kafka_settings, str(kafka_settings.bootstrap), tmp_path / "nope.jsonl")

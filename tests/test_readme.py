@@ -42,3 +42,46 @@ def test_every_cli_command_is_documented() -> None:
 def test_linked_files_exist() -> None:
     for link in re.findall(r"\]\(([^)#:]+)\)", README):
         assert (Path(PROJECT_ROOT) / link).exists(), link
+
+
+def _section(title: str) -> str:
+    return README.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_shipped_rule_counts_are_the_real_ones() -> None:
+    from streamer.config import shipped_rule_files
+    from streamer.rules import load_rules
+
+    match = re.search(r"`rules/` holds our own rule set: (\d+) files, about (\d+) patterns", README)
+    assert match, "README: the shipped rules sentence changed; keep its numbers checked"
+    files = shipped_rule_files()
+    patterns = len(load_rules(files).rules)
+    assert int(match.group(1)) == len(files)
+    stated = int(match.group(2))
+    assert abs(patterns - stated) <= 0.05 * patterns, (
+        f"README says about {stated} shipped patterns, there are {patterns}"
+    )
+
+
+def test_metrics_table_lists_exactly_the_exported_metrics() -> None:
+    from prometheus_client import generate_latest
+
+    from streamer.metrics import Metrics
+
+    exposition = generate_latest(Metrics().registry).decode()
+    exported = set(re.findall(r"^# TYPE (\S+) ", exposition, re.M))
+    table = _section("Metrics and logs")
+    documented = {
+        name.removesuffix("_total") for name in re.findall(r"`(streamer_[a-z0-9_]+)", table)
+    }
+    ours = {
+        name.removesuffix("_total")
+        for name in exported
+        if name.startswith("streamer_") and not name.endswith("_created")  # a counter's birth
+    }
+    assert ours == documented, (
+        f"undocumented: {sorted(ours - documented)}; gone: {sorted(documented - ours)}"
+    )
+    for prefix in ("process_", "python_gc_"):
+        assert any(n.startswith(prefix) for n in exported)
+        assert f"`{prefix}*`" in table

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamer.config import SHIPPED_RULES_DIR
+from streamer import resources
 
 #: The shipped analytics tables live next to the shipped rules (they are not rule files).
-TABLES_DIR = SHIPPED_RULES_DIR
+TABLES_DIR = resources.rules_dir()
 
 
 def shipped_categories_file() -> Path:

@@ -8,12 +8,10 @@ classifier and keeps the Uncategorized ones as templates in a bounded space-savi
 
 from __future__ import annotations
 
-import gzip
-import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import Any
 
 import orjson
 
@@ -21,15 +19,11 @@ from streamer.analytics.heavy import SpaceSaving
 from streamer.analytics.templates import template
 from streamer.analytics.windows import EXAMPLE_MAX
 from streamer.classifier import Classifier
+from streamer.inputs import InputError, open_input  # where the readers live (re-exported)
 from streamer.records import CLASSIFIABLE_TYPES, response_is_valid, response_line
 from streamer.rules import UNCATEGORIZED
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-class InputError(Exception):
-    """An input cannot be read; the message is one line naming the input."""
+__all__ = ["Gap", "GapCollector", "InputError", "open_input", "render_toml", "template_pattern"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,35 +31,6 @@ class Gap:
     template: str
     count: int
     example: str
-
-
-def open_input(name: str, raw: IO[bytes]) -> Iterable[bytes]:
-    """The lines of ``raw``, decompressed when it starts with a gzip or zstd magic number.
-
-    Decompression errors surface while iterating (``OSError`` / ``EOFError``)."""
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(Any, raw))
-    head = buffered.peek(4)[:4]
-    if head.startswith(_GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=buffered, mode="rb")
-    if head == _ZSTD_MAGIC:
-        try:
-            import zstandard  # type: ignore[import-not-found, unused-ignore]
-        except ImportError:
-            raise InputError(
-                f"{name}: zstd-compressed; install the 'zstandard' package, or run "
-                f"`zstd -dc {name} | streamer gaps`"
-            ) from None
-        reader = zstandard.ZstdDecompressor().stream_reader(buffered)
-        return _zstd_lines(io.BufferedReader(cast(Any, reader)), zstandard.ZstdError)
-    return buffered
-
-
-def _zstd_lines(lines: Iterable[bytes], error: type[Exception]) -> Iterator[bytes]:
-    # a corrupt frame raises zstandard's own error type: report it like gzip's (OSError)
-    try:
-        yield from lines
-    except error as exc:
-        raise OSError(f"zstd: {exc}") from None
 
 
 class GapCollector:

@@ -12,9 +12,18 @@ app = typer.Typer(
     name="streamer",
     help="Classify MTA delivery-failure events (KumoMTA bounce-classifier semantics).",
     no_args_is_help=True,
-    add_completion=False,
+    # `streamer --install-completion` / `--show-completion`: bash, zsh, fish, PowerShell.
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from streamer import __version__
+
+        typer.echo(f"streamer {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -23,16 +32,34 @@ def _global_options(
         Path | None,
         typer.Option("--config", "-c", help="TOML config file (also STREAMER_CONFIG)."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     if config is not None:
         os.environ["STREAMER_CONFIG"] = str(config)
 
 
+def config_error(exc: Exception) -> typer.Exit:
+    """A configuration error: one red line on stderr, exit status 2 (never a traceback)."""
+    message = " ".join(str(exc).split())  # one line, whatever the message held
+    typer.secho(f"configuration error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from streamer.cli import bench, classify, demo, gaps, kafka, report, worker  # noqa: F401
+    from streamer.cli import bench, classify, demo, gaps, kafka, report, tail, worker  # noqa: F401
 
 
 def main() -> None:
+    from streamer.config import ConfigError
+
     _register()
-    app()
+    try:
+        app(prog_name="streamer")
+    except ConfigError as exc:  # every command reports its own; this is the safety net
+        raise SystemExit(config_error(exc).exit_code) from None

@@ -57,7 +57,11 @@ def e2e(
             timeout=timeout,
             keep_topics=keep_topics,
         )
-    except (ConfigError, BrokerError, HarnessError) as exc:
+    except ConfigError as exc:
+        from streamer.cli import config_error
+
+        raise config_error(exc) from None
+    except (BrokerError, HarnessError) as exc:
         typer.secho(f"bench e2e failed: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     if as_json:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from streamer.cli import app
+from streamer.cli import app, config_error
 
 RulesOption = Annotated[
     list[Path] | None,
@@ -33,16 +35,28 @@ def _settings(rules: list[Path] | None = None) -> Any:
         # Explicit --rules replace the configured files (and need no shipped rules at all).
         return load_settings(files=list(rules) if rules else None)
     except ConfigError as exc:
-        raise _fail(f"configuration error: {exc}") from None
+        raise config_error(exc) from None
+
+
+def warn_labels(ruleset: Any) -> list[str]:
+    """Print a warning per misspelled predefined label (``streamer.rules.label_warnings``)."""
+    from streamer.rules import label_warnings
+
+    warnings = label_warnings(ruleset)
+    for warning in warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    return warnings
 
 
 def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:
     from streamer.classifier import Classifier
-    from streamer.rules import RulesError
+    from streamer.rules import RulesError, load_rules
 
     files = list(rules) if rules else list(_settings().rule_files)
     try:
-        return Classifier.from_files(files, **opts)
+        ruleset = load_rules(files)
+        warn_labels(ruleset)
+        return Classifier(ruleset, **opts)
     except RulesError as exc:
         raise _fail(f"invalid rules:\n{exc}") from None
 
@@ -55,12 +69,21 @@ def _rule_json(rule: Any) -> dict[str, Any] | None:
 
 @app.command("validate")
 def validate_command(
-    files: Annotated[list[Path], typer.Argument(help="Rule files, in load order.")],
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Rule files, in load order (default: the configured or shipped)."),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="A misspelled predefined label is an error, not a warning."),
+    ] = False,
 ) -> None:
     """Check rule files: print `OK: N patterns, M labels, K files` or every error (exit 1)."""
     from streamer.classifier import Classifier
     from streamer.rules import RulesError, load_rules
 
+    if not files:
+        files = list(_settings().rule_files)
     try:
         ruleset = load_rules(files)
         Classifier(ruleset, cache_size=0, uncategorized_cache_size=0)  # the engine must build too
@@ -68,46 +91,95 @@ def validate_command(
         for err in exc.errors:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+    if warn_labels(ruleset) and strict:
+        typer.secho("error: misspelled labels (--strict)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
     print(f"OK: {len(ruleset.rules)} patterns, {len(ruleset.labels)} labels, {len(files)} files")
 
 
-def _open_inputs(inputs: list[str]) -> Iterator[tuple[str, IO[bytes] | None, str | None]]:
-    """Yields (name, stream, error) per input; ``-`` or no input means stdin."""
-    if not inputs:
-        inputs = ["-"]
-    for name in inputs:
-        if name == "-":
-            yield "<stdin>", sys.stdin.buffer, None
-            continue
-        try:
-            fh = open(name, "rb")  # noqa: SIM115 - closed below, after the caller is done
-        except OSError as exc:
-            yield name, None, exc.strerror or str(exc)
-            continue
-        try:
-            yield name, fh, None
-        finally:
-            fh.close()
+def _detect(stream: Iterator[bytes], forced: bool | None) -> tuple[bool, Iterator[bytes]]:
+    """(response lines?, the same lines): forced, else from the first non-blank line, which
+    starts with ``{`` in a JSONL log (``[``: JSON, if not a record) and with a reply code in a
+    list of response lines."""
+    if forced is not None:
+        return forced, stream
+    seen: list[bytes] = []
+    for raw in stream:
+        seen.append(raw)
+        if raw.strip():
+            return not raw.lstrip().startswith((b"{", b"[")), itertools.chain(seen, stream)
+    return False, iter(seen)
+
+
+class _Run:
+    """Counts of one classify run and what is printed about skipped lines."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.done = self.malformed = self.failed_inputs = 0
+        self.first_skip: str | None = None
+        self.reasons: Counter[str] = Counter()
+
+    def skip(self, name: str, lineno: int, reason: str) -> None:
+        self.malformed += 1
+        self.reasons[reason] += 1
+        where = f"{name}:{lineno}: skipped malformed line ({reason})"
+        self.first_skip = self.first_skip or where
+        self.progress.clear()
+        print(where, file=sys.stderr)
+
+    def all_rejected(self, lines_mode_hint: bool) -> str | None:
+        """The one-line reason when input lines were given and none was accepted."""
+        if self.done or not self.malformed:
+            return None
+        reasons = ", ".join(f"{n} {r}" for r, n in self.reasons.most_common())
+        hint = " (response lines? use --lines)" if lines_mode_hint else ""
+        return f"error: every input line was rejected: {reasons}{hint}"
 
 
 @app.command("classify")
 def classify_command(
     inputs: Annotated[
-        list[str] | None, typer.Argument(help="Input files (default or '-': stdin).")
+        list[str] | None,
+        typer.Argument(
+            help="KumoMTA logs (JSONL: plain, gzip or zstd) or response lines: files, folders "
+            "(every file inside), globs; '-' or none: stdin."
+        ),
     ] = None,
     rules: RulesOption = None,
     lines: Annotated[
-        bool, typer.Option("--lines", help="Each input line is a response line, not a record.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--lines/--records",
+            help="Each line is a response line / a JSON record (default: detected per input).",
+        ),
+    ] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Also list every matching rule.")
     ] = False,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="Instead of the records: counts per label, category, provider, top rule gaps.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="--summary as one JSON object.")] = False,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rule gaps in --summary.")] = 10,
 ) -> None:
-    """Classify KumoMTA JSONL records (or response lines with --lines); JSONL on stdout."""
+    """Classify KumoMTA log records or response lines; JSONL on stdout (or a --summary)."""
     import orjson
     from tqdm import tqdm
 
-    from streamer.records import CLASSIFIABLE_TYPES, MalformedRecord, decode_record, enrich
+    from streamer.cli.summary import Summary
+    from streamer.inputs import InputError, expand_inputs, read_lines
+    from streamer.records import (
+        CLASSIFIABLE_TYPES,
+        MalformedRecord,
+        decode_record,
+        enrich,
+        response_line,
+    )
 
     settings = _settings(rules)
     classifier = _load_classifier(
@@ -115,69 +187,82 @@ def classify_command(
         cache_size=settings.cache_size,
         uncategorized_cache_size=settings.uncategorized_cache_size,
     )
+    stats = Summary() if summary else None
     out = sys.stdout.buffer
     dumps = orjson.dumps
-    done = malformed = 0
-    failed_inputs = 0
     progress = tqdm(
         unit=" lines", file=sys.stderr, disable=not sys.stderr.isatty(), mininterval=0.5
     )
-
-    def skip(name: str, lineno: int, reason: str) -> None:
-        nonlocal malformed
-        malformed += 1
-        progress.clear()
-        print(f"{name}:{lineno}: skipped malformed line ({reason})", file=sys.stderr)
+    run = _Run(progress)
+    records_seen = False
 
     def matches(text: str) -> list[dict[str, Any] | None]:
         return [_rule_json(r) for r in classifier.explain(text).matches]
 
-    try:
-        for name, stream, error in _open_inputs(inputs or []):
-            if stream is None:
-                failed_inputs += 1
-                print(f"{name}: cannot read: {error}", file=sys.stderr)
-                continue
-            for lineno, raw in enumerate(stream, 1):
-                progress.update(1)
-                if lines:
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        skip(name, lineno, "not-utf8")
-                        continue
-                    text = text.removesuffix("\n").removesuffix("\r")
-                    result = classifier.classify(text)
-                    obj: dict[str, Any] = {
-                        "line": text,
-                        "label": result.label,
-                        "rule": _rule_json(result.rule),
-                    }
-                    if explain:
-                        obj["matches"] = matches(text)
-                else:
-                    if not raw.strip():
-                        continue  # blank lines are not records
-                    try:
-                        obj = enrich(decode_record(raw, settings.max_message_bytes), classifier)
-                    except MalformedRecord as exc:
-                        skip(name, lineno, exc.reason)
-                        continue
-                    if explain and obj.get("type") in CLASSIFIABLE_TYPES:
-                        from streamer.records import response_line
+    def one_line(raw: bytes) -> dict[str, Any] | str:
+        """The output object of a response line, or the reason it is skipped."""
+        try:
+            text = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+        except UnicodeDecodeError:
+            return "not-utf8"
+        result = classifier.classify(text)
+        if stats is not None:
+            stats.add(result.label, text)
+        obj = {"line": text, "label": result.label, "rule": _rule_json(result.rule)}
+        if explain:
+            obj["matches"] = matches(text)
+        return obj
 
-                        obj["classification"]["matches"] = matches(response_line(obj["response"]))
-                out.write(dumps(obj))
-                out.write(b"\n")
-                done += 1
+    def one_record(raw: bytes) -> dict[str, Any] | str:
+        try:
+            obj = enrich(decode_record(raw, settings.max_message_bytes), classifier)
+        except MalformedRecord as exc:
+            return exc.reason
+        if obj.get("type") in CLASSIFIABLE_TYPES:
+            if stats is not None:
+                label = obj["classification"]["label"]
+                stats.add(label, response_line(obj["response"]), obj)
+            if explain:
+                obj["classification"]["matches"] = matches(response_line(obj["response"]))
+        elif stats is not None:
+            stats.add_other(str(obj.get("type")))
+        return obj
+
+    try:
+        for item in expand_inputs(inputs or []):
+            try:
+                as_lines, stream = _detect(iter(read_lines(item)), lines)
+                records_seen = records_seen or not as_lines
+                for lineno, raw in enumerate(stream, 1):
+                    progress.update(1)
+                    if not raw.strip():
+                        continue  # blank lines are neither records nor responses
+                    obj = one_line(raw) if as_lines else one_record(raw)
+                    if isinstance(obj, str):
+                        run.skip(item.name, lineno, obj)
+                        continue
+                    run.done += 1
+                    if stats is None:
+                        out.write(dumps(obj))
+                        out.write(b"\n")
+            except InputError as exc:
+                run.failed_inputs += 1
+                progress.clear()
+                print(str(exc), file=sys.stderr)
+        if stats is not None:
+            stats.skipped = run.malformed
+            out.write(stats.render(top, as_json).encode() + b"\n")
         out.flush()
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         raise typer.Exit(0) from None
     finally:
         progress.close()
-    print(f"classified {done} lines, skipped {malformed} malformed", file=sys.stderr)
-    if failed_inputs:
+    print(f"classified {run.done} lines, skipped {run.malformed} malformed", file=sys.stderr)
+    rejected = run.all_rejected(records_seen and lines is None)
+    if rejected:
+        typer.secho(rejected, fg=typer.colors.RED, err=True)
+    if run.failed_inputs or rejected:
         raise typer.Exit(1)
 
 

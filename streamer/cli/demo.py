@@ -34,7 +34,11 @@ def demo(
     try:
         settings = load_settings()
         ok = run_demo(settings, timeout=timeout, examples=examples, keep_topics=keep_topics)
-    except (ConfigError, BrokerError, HarnessError, TopicError) as exc:
+    except ConfigError as exc:
+        from streamer.cli import config_error
+
+        raise config_error(exc) from None
+    except (BrokerError, HarnessError, TopicError) as exc:
         typer.secho(f"demo failed: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     _write_report(settings.state_dir / "report.html")

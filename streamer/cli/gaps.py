@@ -22,7 +22,10 @@ def _error(message: str) -> typer.Exit:
 def gaps_command(
     inputs: Annotated[
         list[str] | None,
-        typer.Argument(help="KumoMTA log files (JSONL, gzip, zstd) or response lines; '-': stdin."),
+        typer.Argument(
+            help="KumoMTA logs (JSONL: plain, gzip, zstd) or response lines: files, folders, "
+            "globs; '-' or none: stdin."
+        ),
     ] = None,
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many templates.")] = 20,
     toml_out: Annotated[
@@ -32,25 +35,19 @@ def gaps_command(
     rules: RulesOption = None,
 ) -> None:
     """The most frequent Uncategorized response templates, with a count and a real example."""
-    from streamer.analytics.gaps import GapCollector, InputError, open_input, render_toml
+    from streamer.analytics.gaps import GapCollector, InputError, render_toml
+    from streamer.inputs import expand_inputs, read_lines
 
-    names = inputs or ["-"]
-    for name in names:  # fail before any work: one line per problem, no traceback
-        if name != "-" and not Path(name).is_file():
-            reason = "is a directory" if Path(name).is_dir() else "No such file or directory"
-            raise _error(f"{name}: cannot read: {reason}")
+    items = expand_inputs(inputs or [])
+    for item in items:  # fail before any work: one line per problem, no traceback
+        if item.error is not None:
+            raise _error(f"{item.name}: cannot read: {item.error}")
     collector = GapCollector(_load_classifier(rules))
-    for name in names:
+    for item in items:
         try:
-            if name == "-":
-                collector.feed_stream(open_input("<stdin>", sys.stdin.buffer))
-                continue
-            with open(name, "rb") as fh:
-                collector.feed_stream(open_input(name, fh))
+            collector.feed_stream(read_lines(item))
         except InputError as exc:
             raise _error(str(exc)) from None
-        except (OSError, EOFError) as exc:  # unreadable, or a corrupt / truncated archive
-            raise _error(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     gaps = collector.top(top)
     if toml_out is not None:
         try:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from streamer.cli import app
+from streamer.cli import app, config_error
 from streamer.config import ConfigError, Settings, load_settings
 
 kafka_app = typer.Typer(
@@ -39,8 +38,7 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
-        _err(str(exc))
-        raise typer.Exit(2) from exc
+        raise config_error(exc) from None
 
 
 def _bootstrap(settings: Settings) -> str:
@@ -175,7 +173,13 @@ def topics_list(bootstrap: BootstrapOpt = None) -> None:
 
 @app.command("produce")
 def produce(
-    file: Annotated[Path, typer.Argument(help="JSONL file, one record per line ('-' = stdin).")],
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="KumoMTA logs, one record per line (plain, gzip or zstd): files, folders, "
+            "globs; '-' = stdin."
+        ),
+    ],
     topic: Annotated[
         str | None, typer.Option("--topic", "-t", help="Target topic (default: input topic).")
     ] = None,
@@ -192,7 +196,7 @@ def produce(
         typer.Option("--progress/--no-progress", help="Progress bar (default: when a TTY)."),
     ] = None,
 ) -> None:
-    """Replay a JSONL file into Kafka (each line one message, keyed by its record's id)."""
+    """Replay KumoMTA log files into Kafka (each line one message, keyed by its record's id)."""
     from streamer.kafka.produce import ProduceError, produce_file
 
     settings = _settings(bootstrap=bootstrap)
@@ -201,7 +205,7 @@ def produce(
         result = produce_file(
             settings,
             address,
-            file,
+            files,
             topic=topic,
             rate=rate,
             key_field=key_field or None,

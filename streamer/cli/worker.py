@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from streamer.cli import app
+from streamer.cli import app, config_error
 from streamer.config import ConfigError, load_settings
 
 
@@ -80,8 +80,7 @@ def worker_command(
     try:
         settings = load_settings(**flags)
     except ConfigError as exc:
-        typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise config_error(exc) from None
 
     # Imported here: Faust and the classifier are heavy, other commands should not pay for them.
     from streamer.classifier import ReloadableClassifier
@@ -102,6 +101,25 @@ def worker_command(
     except RulesError as exc:
         typer.secho(f"rules: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    import logging
+
+    from streamer.rules import label_warnings
+
+    for warning in label_warnings(classifiers.current.ruleset):
+        logging.getLogger("streamer.rules").warning("%s", warning)
+    # Several workers on one host: a busy web port is replaced by a free one (logged; the
+    # metrics endpoint does the same in Metrics.serve), and Faust folders of exited workers go.
+    from streamer import statedir
+    from streamer.ports import pick_web_port
+
+    try:
+        settings.web_port = pick_web_port(settings.web_host, settings.web_port)
+    except OSError as exc:  # e.g. a web_host that is no address of this machine
+        raise config_error(
+            ConfigError(f"web_host/web_port: cannot listen on {settings.web_host}: {exc}")
+        ) from None
+    statedir.remove_stale(settings.state_dir, keep=settings.worker_id)
+    statedir.claim(settings.state_dir, settings.worker_id)
     try:
         bootstrap_addr = ensure_broker(settings)
     except BrokerError as exc:

@@ -36,11 +36,13 @@ import psutil
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from streamer.config import PROJECT_ROOT, Settings
+from streamer import resources
+from streamer.config import Settings
 from streamer.devkit.console import Say, say
 from streamer.kafka.clients import client_config
 
-DEPLOY_DIR = PROJECT_ROOT / "deploy" / "kafka"
+#: ``deploy/kafka`` of the repository, shipped in the wheel as package data (streamer.resources).
+DEPLOY_DIR = resources.kafka_dir()
 POM = DEPLOY_DIR / "pom.xml"
 SERVER_TEMPLATE = DEPLOY_DIR / "server.properties"
 LOG4J_CONFIG = DEPLOY_DIR / "log4j2.properties"

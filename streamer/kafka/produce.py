@@ -11,16 +11,17 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from tqdm import tqdm
 
 from streamer.config import Settings
+from streamer.inputs import Input, InputError, expand_inputs, is_plain_file, read_lines
 from streamer.kafka.clients import admin_client, producer
 
 
@@ -115,19 +116,22 @@ def record_key(line: bytes, key_field: str | None) -> bytes | None:
     return None
 
 
-def _count_lines(path: Path) -> int | None:
-    if not path.is_file():
-        return None
+def _count_lines(items: list[Input]) -> int | None:
+    """Lines in all inputs, when they are plain files (for the progress bar), else None."""
     count = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            count += chunk.count(b"\n")
+    for item in items:
+        if item.path is None or not is_plain_file(item.path):
+            return None
+        with open(item.path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                count += chunk.count(b"\n")
     return count
 
 
-def _lines(fh: IO[bytes]) -> Iterator[bytes]:
-    for raw in fh:
-        yield raw.rstrip(b"\r\n")
+def _input_lines(items: Iterable[Input]) -> Iterator[bytes]:
+    for item in items:
+        for raw in read_lines(item):
+            yield raw.rstrip(b"\r\n")
 
 
 def _send(
@@ -155,10 +159,11 @@ def _send(
     prod.poll(0)
 
 
-def _check_target(settings: Settings, bootstrap: str, path: Path | str, topic: str) -> None:
-    """The file exists and so does the topic, or ProduceError says which does not."""
-    if str(path) != "-" and not Path(path).is_file():
-        raise ProduceError(f"{path}: no such file")
+def _check_target(settings: Settings, bootstrap: str, items: list[Input], topic: str) -> None:
+    """The inputs exist and so does the topic, or ProduceError says which does not."""
+    for item in items:
+        if item.error is not None:
+            raise ProduceError(f"{item.name}: cannot read: {item.error}")
     md = admin_client(settings, bootstrap).list_topics(timeout=10)
     if topic not in md.topics or md.topics[topic].error is not None:
         raise ProduceError(
@@ -169,7 +174,7 @@ def _check_target(settings: Settings, bootstrap: str, path: Path | str, topic: s
 def produce_file(
     settings: Settings,
     bootstrap: str,
-    path: Path | str,
+    path: Path | str | Sequence[Path | str],
     *,
     topic: str | None = None,
     rate: float | None = None,
@@ -178,14 +183,15 @@ def produce_file(
     flush_timeout: float = 60.0,
     producer_overrides: dict[str, Any] | None = None,
 ) -> ProduceResult:
-    """Send every non-blank line of ``path`` ('-' = stdin) to ``topic`` (default: input topic).
+    """Send every non-blank line of ``path`` to ``topic`` (default: the input topic). ``path``:
+    inputs as :func:`streamer.inputs.expand_inputs` takes them (files, zstd/gzip, folders, globs).
 
     ``rate`` limits records per second (token bucket). Returns the counts once every message was
-    acknowledged or failed; the caller decides what failures mean.
+    acknowledged or failed.
     """
     topic = topic or settings.input_topic
-    source = Path(path)
-    _check_target(settings, bootstrap, path, topic)
+    items = expand_inputs([str(path)] if isinstance(path, str | Path) else map(str, path))
+    _check_target(settings, bootstrap, items, topic)
 
     result = ProduceResult(topic=topic)
 
@@ -201,14 +207,11 @@ def produce_file(
     conf = {"message.timeout.ms": 60_000, "log_level": 3, **(producer_overrides or {})}
     prod = producer(settings, bootstrap, **conf)
     bucket = TokenBucket(rate) if rate else None
-    total = None if str(path) == "-" else _count_lines(source)
-    bar = tqdm(
-        total=total, unit="rec", unit_scale=True, file=sys.stderr, disable=not progress, leave=False
-    )
+    total = _count_lines(items)
+    bar = tqdm(total=total, unit="rec", file=sys.stderr, disable=not progress, leave=False)
     started = time.monotonic()
-    fh: IO[bytes] = sys.stdin.buffer if str(path) == "-" else open(source, "rb")  # noqa: SIM115
     try:
-        for line in _lines(fh):
+        for line in _input_lines(items):
             bar.update(1)
             if not line.strip():
                 continue
@@ -219,9 +222,10 @@ def produce_file(
         if left:
             result.failed += left
             result.errors[f"not delivered within {flush_timeout:.0f}s"] += left
+    except InputError as exc:
+        prod.flush(flush_timeout)  # what was read so far is sent; the failure is reported
+        raise ProduceError(str(exc)) from None
     finally:
-        if fh is not sys.stdin.buffer:
-            fh.close()
         bar.close()
         result.seconds = time.monotonic() - started
     return result

@@ -1,0 +1,126 @@
+"""Reading KumoMTA's log files: plain, gzip or zstd JSON lines, from files, folders, globs, stdin.
+
+KumoMTA writes its logs as zstd-compressed JSON-lines segments in a folder; operators also have
+gzip'ed or plain copies. Every input name given to a command expands to files
+(:func:`expand_inputs`): ``-`` is stdin, a folder means every regular file directly inside it
+(sorted by name, hidden files skipped), a name with ``*``, ``?`` or ``[`` is a glob (sorted), and
+anything else is a file. :func:`open_input` picks the decompression from the content's magic
+number, not the file name.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+STDIN = "-"
+
+
+class InputError(Exception):
+    """An input cannot be read; the message is one line naming the input."""
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One file to read (``path`` None: stdin), or why a name gave nothing (``error``)."""
+
+    name: str
+    path: Path | None = None
+    error: str | None = None
+
+
+def _is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
+def expand_inputs(names: Iterable[str]) -> list[Input]:
+    """The inputs ``names`` stand for, in order (no names: stdin)."""
+    out: list[Input] = []
+    for name in list(names) or [STDIN]:
+        if name == STDIN:
+            out.append(Input("<stdin>"))
+        elif os.path.isdir(name):
+            files = sorted(
+                p for p in Path(name).iterdir() if p.is_file() and not p.name.startswith(".")
+            )
+            out.extend(Input(str(p), p) for p in files)
+            if not files:
+                out.append(Input(name, error="empty directory"))
+        elif _is_glob(name) and not os.path.exists(name):
+            matches = sorted(m for m in glob.glob(name) if os.path.isfile(m))
+            out.extend(Input(m, Path(m)) for m in matches)
+            if not matches:
+                out.append(Input(name, error="no file matches this pattern"))
+        elif os.path.isfile(name):
+            out.append(Input(name, Path(name)))
+        else:
+            out.append(Input(name, error="No such file or directory"))
+    return out
+
+
+def compression(head: bytes) -> str | None:
+    """``gzip``, ``zstd`` or None (plain) from the first bytes of a stream."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+def open_input(name: str, raw: IO[bytes]) -> Iterable[bytes]:
+    """The lines of ``raw``, decompressed when it starts with a gzip or zstd magic number.
+
+    Decompression errors surface while iterating (``OSError`` / ``EOFError``)."""
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(Any, raw))
+    kind = compression(buffered.peek(4)[:4])
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=buffered, mode="rb")
+    if kind == "zstd":
+        try:
+            import zstandard  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            raise InputError(
+                f"{name}: zstd-compressed; install the 'zstandard' package, or pipe it through "
+                f"`zstd -dc {name}`"
+            ) from None
+        reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+        return _zstd_lines(io.BufferedReader(cast(Any, reader)), zstandard.ZstdError)
+    return buffered
+
+
+def _zstd_lines(lines: Iterable[bytes], error: type[Exception]) -> Iterator[bytes]:
+    # a corrupt frame raises zstandard's own error type: report it like gzip's (OSError)
+    try:
+        yield from lines
+    except error as exc:
+        raise OSError(f"zstd: {exc}") from None
+
+
+def read_lines(item: Input) -> Iterator[bytes]:
+    """The (decompressed) lines of one input; ``InputError`` names it when it cannot be read."""
+    if item.error is not None:
+        raise InputError(f"{item.name}: cannot read: {item.error}")
+    try:
+        if item.path is None:
+            yield from open_input(item.name, sys.stdin.buffer)
+            return
+        with open(item.path, "rb") as fh:
+            yield from open_input(item.name, fh)
+    except (OSError, EOFError) as exc:  # unreadable, or a corrupt / truncated archive
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise InputError(f"{item.name}: cannot read: {reason}") from None
+
+
+def is_plain_file(path: Path) -> bool:
+    """True for an uncompressed file (its lines can be counted up front for progress)."""
+    with open(path, "rb") as fh:
+        return compression(fh.read(4)) is None

@@ -1,0 +1,91 @@
+"""Configuration errors are one line naming the setting, exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from streamer.cli import _register, app
+from streamer.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+_register()
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--config` sets STREAMER_CONFIG in the process: registered here, so it is undone after.
+    monkeypatch.setenv("STREAMER_CONFIG", "")
+    for var in list(os.environ):
+        if var.startswith("STREAMER_") or var == "KAFKA_BOOTSTRAP":
+            monkeypatch.delenv(var)
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "shape"),
+    [
+        ("STREAMER_FILES", "rules.toml", "a JSON list"),
+        ("STREAMER_FILES", "[broken", "a JSON list"),
+        ("STREAMER_KAFKA_EXTRA", "{'a': 1}", "a JSON object"),
+        ("STREAMER_KAFKA_EXTRA", "client.id=x", "a JSON object"),
+    ],
+)
+def test_non_json_environment_names_the_variable(
+    var: str, value: str, shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=rf"^{var}: not valid JSON.*{shape}"):
+        load_settings()
+    for command in (["validate"], ["explain", "550 x"], ["topics", "list"]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 2, (command, res.output)
+        line = _one_line(res.stderr)
+        assert line.startswith(f"configuration error: {var}: not valid JSON"), line
+
+
+def test_bad_toml_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("input_topic = \n[kafka\n")
+    for command in (["validate"], ["classify", "--lines"], ["worker"], ["kafka", "status"]):
+        res = runner.invoke(app, ["--config", str(bad), *command], input="")
+        assert res.exit_code == 2, (command, res.output)
+        line = _one_line(res.stderr)
+        assert line.startswith(f"configuration error: {bad}: invalid TOML"), line
+
+
+def test_invalid_values_are_one_line_naming_each_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_METRICS_PORT", "ninety")
+    monkeypatch.setenv("STREAMER_CACHE_SIZE", "-1")
+    res = runner.invoke(app, ["validate"])
+    assert res.exit_code == 2
+    line = _one_line(res.stderr)
+    assert "metrics_port:" in line and "cache_size:" in line
+
+
+def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
+    env["STREAMER_KAFKA_EXTRA"] = "not json"
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamer", "validate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert _one_line(proc.stderr).startswith("configuration error: STREAMER_KAFKA_EXTRA")
