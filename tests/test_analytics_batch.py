@@ -83,10 +83,17 @@ def test_event_time_falls_back_to_the_clock() -> None:
 
 def test_complaints_and_gaps() -> None:
     agg = BatchAggregator()
-    fb = rec(type="Feedback", feedback_report={"feedback_type": "abuse"})
+    # a feedback report counts for the tenant that sent the message complained of
+    trace = {"tenant": "tenant1", "recipient": "someone@mail.ru"}
+    fb = rec(
+        type="Feedback", feedback_report={"feedback_type": "abuse", "supplemental_trace": trace}
+    )
     agg.add(fb, "Feedback", "FeedbackAbuse", "complaint", "mailru", "250 ")
     agg.add(
-        rec(type="Feedback", feedback_report={"feedback_type": "x" * 50}),
+        rec(
+            type="Feedback",
+            feedback_report={"feedback_type": "x" * 50, "supplemental_trace": trace},
+        ),
         "Feedback",
         None,
         None,
