@@ -202,7 +202,7 @@ def read_files(paths: Iterable[Path], classifier: Classifier) -> ReportData:
 
 
 def latest_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The last row per key: a window re-emitted after late records holds its full counts."""
+    """The last row per key: a row holds its key's full counts so far (see ``row_key``)."""
     latest: dict[bytes, dict[str, Any]] = {}
     for row in rows:
         latest[row_key(row)] = dict(row)
@@ -271,7 +271,7 @@ def _outcomes(row: Mapping[str, Any]) -> Counter[str]:
     return out
 
 
-def _rate(outcomes: Mapping[str, int], kind: str) -> float | None:
+def outcome_rate(outcomes: Mapping[str, int], kind: str) -> float | None:
     # complaints per delivered message (as mailbox providers count them); the rest per outcome
     base = outcomes.get("delivered", 0) if kind == "complaint" else sum(outcomes.values())
     return outcomes.get(kind, 0) / base if base else None
@@ -335,7 +335,7 @@ def tables(data: ReportData) -> Tables:
     rates = []
     for provider, outcomes in sorted(providers.items()):
         for title, kind in RATE_KINDS:
-            value = _rate(outcomes, kind)
+            value = outcome_rate(outcomes, kind)
             if value is not None:
                 rates.append(
                     {
@@ -494,14 +494,14 @@ def summary(data: ReportData, t: Tables) -> list[str]:
     if total:
         parts = []
         for title, kind in RATE_KINDS:
-            value = _rate(t.totals, kind)
+            value = outcome_rate(t.totals, kind)
             if value is not None:
                 parts.append(f"{title} {value:.2%}")
         lines.append("Overall: " + ", ".join(parts) + ".")
     worst = [
         (rate, provider, outcomes)
         for provider, outcomes in t.providers.items()
-        if sum(outcomes.values()) >= 20 and (rate := _rate(outcomes, "hard")) is not None
+        if sum(outcomes.values()) >= 20 and (rate := outcome_rate(outcomes, "hard")) is not None
     ]
     if worst:
         rate, provider, outcomes = max(worst)

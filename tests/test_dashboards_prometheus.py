@@ -1,11 +1,12 @@
 """The proof of both Grafana dashboards: every panel's PromQL on a real Prometheus server.
 
 A real ``streamer worker`` (the shipped provider and gateway rules) classifies the bundled
-sample (with malformed messages mixed in, as the demo feeds it) from the real local Kafka broker; a real Prometheus (Debian's
-``prometheus``, on 127.0.0.1 with temporary storage) scrapes it every second. Then each panel
-target of deploy/grafana/dashboards/*.json, and each query variable, is evaluated through
-Prometheus' HTTP API with the template variables substituted the way Grafana would: each must
-parse and return data. Grafana itself is not needed: it only sends these queries.
+sample (with malformed messages mixed in, as the demo feeds it) from the real local Kafka
+broker; a real Prometheus (Debian's ``prometheus``, on 127.0.0.1 with temporary storage) scrapes
+it every second. Then each panel target of deploy/grafana/dashboards/*.json, and each query
+variable, is evaluated through Prometheus' HTTP API with the template variables substituted the
+way Grafana would: each must parse and return data. Grafana itself is not needed: it only sends
+these queries.
 """
 
 from __future__ import annotations

@@ -136,8 +136,12 @@ def event_time_ms(record: Mapping[str, Any]) -> int | None:
 
 
 def row_key(row: Mapping[str, Any]) -> bytes:
-    """The Kafka key of a stats row: window start and the dimensions, as a JSON array."""
-    return orjson.dumps([row["window_start"], *(row[d] for d in DIMENSIONS)])
+    """The Kafka key of a stats row, a JSON array: window start, the dimensions, and for a row
+    a worker published its session and the window's serial (see ``streamer.worker.stats``)."""
+    parts = [row["window_start"], *(row[d] for d in DIMENSIONS)]
+    if "session" in row:
+        parts += [row["session"], row.get("serial", 0)]
+    return orjson.dumps(parts)
 
 
 class WindowedStats:

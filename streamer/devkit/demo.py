@@ -66,6 +66,8 @@ class DemoTopics:
     input: str
     output: str
     dlq: str
+    stats: str
+    suppressions: str
     group: str
 
     @classmethod
@@ -74,12 +76,20 @@ class DemoTopics:
             input=f"{settings.input_topic}.{suffix}",
             output=f"{settings.output_topic}.{suffix}",
             dlq=f"{settings.dlq_topic}.{suffix}",
+            stats=f"{settings.stats_topic}.{suffix}",
+            suppressions=f"{settings.suppressions_topic}.{suffix}",
             group=f"{settings.group_id}.{suffix}",
         )
 
     @property
     def names(self) -> list[str]:
-        return [self.input, self.output, self.dlq]
+        return [self.input, self.output, self.dlq, self.stats, self.suppressions]
+
+    def settings(self, settings: Settings) -> Settings:
+        """``settings`` with this run's analytics topics (created compacted)."""
+        return settings.model_copy(
+            update={"stats_topic": self.stats, "suppressions_topic": self.suppressions}
+        )
 
 
 @dataclass
@@ -362,6 +372,42 @@ def report(
         w(f"  events in by type: {_fmt_counts(by_type)}\n")
 
 
+def analytics_report(out: TextIO, settings: Settings, bootstrap: str, topics: DemoTopics) -> None:
+    """Rates per mailbox provider and the top rule gaps, from the run's stats topic."""
+    from streamer.report import RATE_KINDS, outcome_rate, stats_data, tables
+
+    rows = [orjson.loads(r.value or b"{}") for r in read_topic(settings, bootstrap, topics.stats)]
+    suppressed = {
+        r.key: r.value for r in read_topic(settings, bootstrap, topics.suppressions, timeout=60)
+    }
+    t = tables(stats_data(rows, topics.stats))
+    w = out.write
+    w(f"\nDeliverability per mailbox provider (stats topic {topics.stats}, {len(rows)} rows):\n")
+    table: list[tuple[str, ...]] = [
+        ("provider", "outcomes", *(title.removesuffix(" rate") for title, _ in RATE_KINDS))
+    ]
+    ranked = sorted(t.providers.items(), key=lambda kv: -sum(kv[1].values()))
+    for provider, outcomes in ranked:
+        rates = [outcome_rate(outcomes, kind) for _title, kind in RATE_KINDS]
+        table.append(
+            (
+                provider,
+                f"{sum(outcomes.values()):,}",
+                *("-" if r is None else f"{100 * r:.1f}%" for r in rates),
+            )
+        )
+    w("\n".join(_table(table, set(range(1, len(table[0]))))) + "\n")
+    w("  (share of outcomes: Delivery records, or the category of a classified record;\n")
+    w("   complaints per delivery)\n")
+    live = sum(1 for v in suppressed.values() if v is not None)
+    w(f"  suppressions: {live} addresses in {topics.suppressions}\n")
+    w("\nTop rule gaps (Uncategorized responses; `streamer gaps` writes a rules skeleton):\n")
+    if not t.gaps:
+        w("  none: the rules classified every response\n")
+    for g in t.gaps[:5]:
+        w(f"  {g['records']:>5}  {g['template'][:90]}\n")
+
+
 # --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
@@ -398,7 +444,7 @@ def run_demo(
         w("streamer demo\n")
         w(f"  Kafka      {bootstrap} ({where})\n")
         w(f"  topics     {topics.input} -> {topics.output}, dead letters {topics.dlq}\n")
-        create_topics(settings, bootstrap, topics.names)
+        create_topics(topics.settings(settings), bootstrap, topics.names)
         workers = WorkerSet.start(
             bootstrap,
             topics.input,
@@ -410,6 +456,8 @@ def run_demo(
             extra_env={
                 "STREAMER_NON_CLASSIFIABLE": "pass",
                 "STREAMER_MAX_MESSAGE_BYTES": str(DEMO_MAX_MESSAGE_BYTES),
+                "STREAMER_STATS_TOPIC": topics.stats,
+                "STREAMER_SUPPRESSIONS_TOPIC": topics.suppressions,
             },
         )
         port = workers.metrics_ports[0]
@@ -425,11 +473,12 @@ def run_demo(
         metrics = scrape_metrics(port)
         report(out, demo_input=demo_input, result=result, metrics=metrics, examples=examples)
         ok = result.accounted(demo_input.malformed)
-        codes = workers.stop()
+        codes = workers.stop()  # a graceful stop publishes the last stats update
         workers = None
         if codes != [0]:
             w(f"\nThe worker did not stop cleanly on SIGTERM (exit code {codes[0]}).\n")
             ok = False
+        analytics_report(out, settings, bootstrap, topics)
         if ok:
             w(
                 f"\nResult: every input accounted for — {len(result.outputs):,} records out, "

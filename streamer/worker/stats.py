@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from streamer.analytics.windows import Counts, Key, WindowedStats
+from streamer.analytics.windows import Counts, Key, WindowedStats, row_key
 from streamer.kafka.sink import Sink
 from streamer.pipeline import Output
 from streamer.worker.offsets import Chunk
@@ -108,10 +108,8 @@ class StatsPublisher:
         return len(outputs)
 
     def _output(self, row: dict[str, Any]) -> Output:
-        dims = [row["provider"], row["egress_pool"], row["egress_source"], row["tenant"]]
-        key = orjson.dumps([row["window_start"], *dims, self.session, row["serial"]])
         row["session"] = self.session
-        return Output(self.topic, key, orjson.dumps(row), None)
+        return Output(self.topic, row_key(row), orjson.dumps(row), None)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every row held now, for ``/stats``."""
