@@ -16,6 +16,7 @@ from streamer.analytics.templates import template
 from streamer.classifier import Classifier
 from streamer.cli import _register, app
 from streamer.config import shipped_rule_files
+from streamer.records import CLASSIFIABLE_TYPES
 from streamer.rules import load_rules
 
 UNKNOWN = [
@@ -139,3 +140,28 @@ def test_cli_zstd_without_or_with_a_corrupt_frame_is_exit_2(tmp_path: Path) -> N
     assert result.exit_code == 2
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"{bad}: ")
+
+
+def test_cli_finds_the_bundled_samples_gaps_with_the_provider_rules_only() -> None:
+    """The full shipped rules classify every sample response; with only the provider rules the
+    rest are gaps, each shown with a real response line of the sample as its example."""
+    from streamer.devkit.sample import bundled_sample_path
+
+    sample = bundled_sample_path()
+    lines = set()
+    for raw in sample.read_text().splitlines():
+        record = json.loads(raw)
+        response = record.get("response") or {}
+        if record["type"] in CLASSIFIABLE_TYPES and response.get("content"):
+            lines.add(record["response"]["content"])
+    rules = [p for p in shipped_rule_files() if p.name.startswith("providers-")]
+    args = ["gaps", "--json", "--top", "50", str(sample)]
+    for path in rules:
+        args += ["--rules", str(path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["uncategorized"] > 20 and len(doc["gaps"]) > 5
+    for gap in doc["gaps"]:
+        assert any(content in gap["example"] for content in lines), gap
+        assert re.search(gap["pattern"], gap["example"]), gap

@@ -3,6 +3,9 @@ suppressions are written and taken back, both topics are compacted."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +29,7 @@ from streamer.devkit.sample import SampleMessage, load_bundled_sample
 from streamer.kafka.clients import admin_client
 
 pytestmark = pytest.mark.timeout(150)
+STREAMER = [sys.executable, "-c", "from streamer.cli import main; main()"]
 
 ROW_FIELDS = {
     "window_start", "window_end", "provider", "egress_pool", "egress_source", "tenant",
@@ -99,6 +103,17 @@ def test_bundled_sample_stats_count_every_record_and_label(
     classified = [o["classification"] for o in outputs if "classification" in o]
     assert all(c["category"] and c["provider"] for c in classified)
     assert {c["provider"] for c in classified} >= {"google", "microsoft", "yahoo"}
+    # `streamer gaps --topic` reads the rule gaps the worker counted
+    gaps = subprocess.run(
+        [*STREAMER, "gaps", "--topic", f"{inp}.stats", "-b", kafka_bootstrap, "--json"],
+        capture_output=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "STREAMER_CONFIG"},
+    )
+    assert gaps.returncode == 0, gaps.stderr
+    doc = orjson.loads(gaps.stdout)
+    assert doc["uncategorized"] == labels["Uncategorized"] > 0
+    assert doc["gaps"] and all(g["count"] > 0 and g["example"] for g in doc["gaps"])
 
 
 def test_hard_bounce_suppresses_and_a_later_delivery_takes_it_back(
@@ -133,16 +148,26 @@ def test_hard_bounce_suppresses_and_a_later_delivery_takes_it_back(
     _finish(kafka_bootstrap, w, out, len(sent))
 
     topic = f"{inp}.suppressions"
-    history = [(r.key, r.value) for r in read_topic(kafka_bootstrap, topic)]
-    gone, stays = b"gone@example.com", b"stays@example.com"
-    assert [k for k, _ in history] == [gone, gone, stays, gone]
-    entry = orjson.loads(history[1][1] or b"{}")
+    history: dict[bytes | None, list[bytes | None]] = {}
+    for r in read_topic(kafka_bootstrap, topic):  # a key's records keep their order
+        history.setdefault(r.key, []).append(r.value)
+    gone, stays = history[b"gone@example.com"], history[b"stays@example.com"]
+    assert (
+        len(gone) == 3
+        and len(stays) == 1
+        and set(history)
+        == {
+            b"gone@example.com",
+            b"stays@example.com",
+        }
+    )
+    entry = orjson.loads(gone[1] or b"{}")
     assert entry["count"] == 2 and entry["label"] == "InvalidRecipient"
     assert entry["provider"] == "google" and entry["first_seen"] <= entry["last_seen"]
-    assert history[-1][1] is None  # the delivery's tombstone
+    assert gone[2] is None  # the delivery's tombstone
     assert latest_per_key(kafka_bootstrap, topic) == {
         b"gone@example.com": None,
-        b"stays@example.com": history[2][1],
+        b"stays@example.com": stays[0],
     }
     # both analytics topics keep the latest record per key
     settings = load_settings(bootstrap=kafka_bootstrap)

@@ -60,9 +60,13 @@ def test_demo_runs_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert sum(counts) == BUNDLED_SAMPLE_SIZE and min(counts) > 100
     assert "InvalidRecipient" in out and '"classification": {' in out
     assert "streamer_events_in_total" in out and "rules version" in out
-    # It left nothing behind: its topics are gone.
-    names = re.findall(r"(kumomta\.\S+\.demo-\S+?)[,\s]", out)
-    assert len(names) == 3
+    # The analytics: rates per provider from the stats topic, and the rule gaps.
+    assert "Deliverability per mailbox provider" in out
+    assert re.search(r"^\s*google\s+[\d,]+\s+\d+\.\d%", out, re.M), out
+    assert "Top rule gaps" in out and "suppressions:" in out
+    # It left nothing behind: its topics (input, output, dead letters, stats, suppressions).
+    names = set(re.findall(r"(kumomta\.\S+\.demo-[\w-]+)", out))
+    assert len(names) == 5, names
     settings = Settings(bootstrap=kafka_bootstrap, files=[Path(os.devnull)])
     left = set(topic_partitions(settings, kafka_bootstrap))
     assert not set(names) & left
@@ -75,7 +79,14 @@ def test_accounting_detects_loss_and_wrong_reasons(
     demo = DemoInput.build()
     settings = Settings(bootstrap=kafka_bootstrap, state_dir=kafka_settings.state_dir)
     labels = expected_labels(settings, demo)
-    topics = DemoTopics(input="unused", output=new_topic(2), dlq=new_topic(1), group="unused")
+    topics = DemoTopics(
+        input="unused",
+        output=new_topic(2),
+        dlq=new_topic(1),
+        stats="unused",
+        suppressions="unused",
+        group="unused",
+    )
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     classifier = Classifier.from_files(settings.files)
     records = list(demo.records.values())

@@ -57,6 +57,14 @@ class GapCollector:
         if tpl not in self.examples:
             self.examples[tpl] = line[:EXAMPLE_MAX]
 
+    def add_template(self, template: str, count: int, example: str) -> None:
+        """Templates already counted elsewhere (the ``gaps`` of a stats row)."""
+        self.uncategorized += count
+        evicted = self.summary.add(template, count)
+        if evicted is not None:
+            self.examples.pop(evicted, None)
+        self.examples.setdefault(template, example[:EXAMPLE_MAX])
+
     def add_record(self, record: dict[str, Any]) -> None:
         """A KumoMTA record: its response, when it is a classifiable failure (not Feedback)."""
         rtype = record.get("type")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +16,19 @@ from streamer.cli.classify import RulesOption, _load_classifier
 def _error(message: str) -> typer.Exit:
     print(message, file=sys.stderr)
     return typer.Exit(2)
+
+
+def _read_topic(collector: Any, topic: str, bootstrap: str | None) -> None:
+    """The templates in the latest stats row per key (summed over keys) of ``topic``."""
+    from streamer.cli.kafka import _bootstrap, _settings
+    from streamer.report import latest_rows, read_stats_topic
+
+    settings = _settings(bootstrap=bootstrap)
+    rows = latest_rows(read_stats_topic(settings, _bootstrap(settings), topic))
+    for row in rows:
+        collector.responses += sum(row.get("labels", {}).values())
+        for gap in row.get("gaps", []):
+            collector.add_template(gap["template"], int(gap["count"]), gap.get("example", ""))
 
 
 @app.command("gaps")
@@ -33,21 +46,33 @@ def gaps_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     rules: RulesOption = None,
+    topic: Annotated[
+        str | None,
+        typer.Option("--topic", help="Read the gaps the workers counted in this stats topic."),
+    ] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option("--bootstrap", "-b", help="Kafka bootstrap servers.")
+    ] = None,
 ) -> None:
     """The most frequent Uncategorized response templates, with a count and a real example."""
     from streamer.analytics.gaps import GapCollector, InputError, render_toml
     from streamer.inputs import expand_inputs, read_lines
 
-    items = expand_inputs(inputs or [])
-    for item in items:  # fail before any work: one line per problem, no traceback
-        if item.error is not None:
-            raise _error(f"{item.name}: cannot read: {item.error}")
     collector = GapCollector(_load_classifier(rules))
-    for item in items:
-        try:
-            collector.feed_stream(read_lines(item))
-        except InputError as exc:
-            raise _error(str(exc)) from None
+    if topic is not None:
+        if inputs:
+            raise _error("give either files or --topic, not both")
+        _read_topic(collector, topic, bootstrap)
+    else:
+        items = expand_inputs(inputs or [])
+        for item in items:  # fail before any work: one line per problem, no traceback
+            if item.error is not None:
+                raise _error(f"{item.name}: cannot read: {item.error}")
+        for item in items:
+            try:
+                collector.feed_stream(read_lines(item))
+            except InputError as exc:
+                raise _error(str(exc)) from None
     gaps = collector.top(top)
     if toml_out is not None:
         try:

@@ -444,6 +444,7 @@ def run_demo(
         w("streamer demo\n")
         w(f"  Kafka      {bootstrap} ({where})\n")
         w(f"  topics     {topics.input} -> {topics.output}, dead letters {topics.dlq}\n")
+        w(f"  analytics  {topics.stats} (stats), {topics.suppressions} (suppressions)\n")
         create_topics(topics.settings(settings), bootstrap, topics.names)
         workers = WorkerSet.start(
             bootstrap,

@@ -259,6 +259,9 @@ class WorkerSet:
                     "STREAMER_WEB_PORT": str(free_port()),
                     "STREAMER_WORKER_ID": f"{group}-{i}",
                     "STREAMER_STATE_DIR": str(state),
+                    # the analytics topics of this input, unless extra_env names others
+                    "STREAMER_STATS_TOPIC": f"{in_topic}.stats",
+                    "STREAMER_SUPPRESSIONS_TOPIC": f"{in_topic}.suppressions",
                     "PYTHONUNBUFFERED": "1",
                 }
             )

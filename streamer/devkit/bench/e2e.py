@@ -59,6 +59,7 @@ from streamer.config import Settings
 from streamer.devkit.console import Say, say
 from streamer.devkit.harness import (
     HarnessError,
+    TopicRecord,
     Watermarks,
     WorkerSet,
     produce_all,
@@ -118,6 +119,10 @@ class E2EResult:
     mean_record_bytes: float
     baseline: PhaseRate
     streamer: PhaseRate
+    #: The same workers with analytics = false, on the same input, in the same run.
+    analytics_off_events_per_s: float = 0.0
+    #: 1 - (analytics on / analytics off): the share of throughput the analytics cost.
+    analytics_cost: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -144,6 +149,11 @@ class E2EResult:
                 f"{self.streamer_events_per_s:,.0f} events/s ({s.events:,} in {s.seconds:.2f}s)",
             ),
             ("ratio streamer / baseline", f"{self.ratio:.3f}"),
+            (
+                "analytics off (same input)",
+                f"{self.analytics_off_events_per_s:,.0f} events/s: analytics cost "
+                f"{100 * self.analytics_cost:.1f}% of throughput",
+            ),
             (
                 f"latency at {self.latency_rate_per_s:,.0f}/s",
                 f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, max {self.max_ms:.1f} ms"
@@ -443,8 +453,14 @@ def run(
         "lat_in": f"{base}.latency.in",
         "lat_out": f"{base}.latency.out",
         "lat_dlq": f"{base}.latency.dlq",
+        "plain_out": f"{base}.plain.out",
+        "plain_dlq": f"{base}.plain.dlq",
+        "stats": f"{base}.in.stats",
+        "suppressions": f"{base}.in.suppressions",
+        "lat_stats": f"{base}.latency.in.stats",
+        "lat_suppressions": f"{base}.latency.in.suppressions",
     }
-    log_append = {"baseline_out", "out", "lat_out", "dlq", "lat_dlq"}
+    log_append = {"baseline_out", "out", "lat_out", "dlq", "lat_dlq", "plain_out", "plain_dlq"}
     notes: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
     marks: Watermarks | None = None
@@ -478,33 +494,14 @@ def run(
         )
         say(f"baseline: {baseline.events_per_s:,.0f} events/s")
 
-        # 3. streamer worker(s) on the same input
+        # 3. streamer worker(s) on the same input; then again without the analytics
+        phase = _StreamerPhase(settings, bootstrap, t["in"], workers, events, marks, phase_timeout)
         say(f"streamer: {workers} `streamer worker` process(es) ...")
-        group = f"bench-streamer-{run_id}"
-        watch = GroupWatch(settings, bootstrap, group, workers) if workers > 1 else None
-        if watch:
-            watch.start()
-        ws = WorkerSet.start(
-            bootstrap, t["in"], t["out"], t["dlq"], group, workers, workdir / "throughput"
+        streamer, outputs, dead, codes = phase.run(
+            t["out"], t["dlq"], f"bench-streamer-{run_id}", workdir / "throughput", sampler
         )
-        sampler.watch(p.pid for p in ws.procs)
-        try:
-            wait_for_outputs(
-                marks, [t["out"], t["dlq"]], events, phase_timeout, ws.check, "streamer"
-            )
-        except HarnessError as exc:
-            raise BenchError(f"{exc}\n{ws.tails()}") from exc
-        finally:
-            codes = ws.stop()
-            if watch:
-                watch.stop()
         if any(c not in (0, None) for c in codes):
             notes.append(f"worker exit codes after SIGTERM: {codes}")
-        outputs = read_topic(settings, bootstrap, t["out"])
-        dead = read_topic(settings, bootstrap, t["dlq"])
-        streamer = window_rate(
-            [r.timestamp_ms for r in outputs], watch.stable_at if watch else None
-        )
         seen: dict[Identity, int] = {}
         for rec in outputs:
             ident = _output_identity(rec.value)
@@ -516,6 +513,18 @@ def run(
             f"streamer: {streamer.events_per_s:,.0f} events/s; {len(outputs):,} outputs, "
             f"{missing} missing, {duplicates} duplicates, {len(dead)} dead letters"
         )
+        say("streamer without analytics (analytics = false) ...")
+        plain, plain_out, _dead, _codes = phase.run(
+            t["plain_out"],
+            t["plain_dlq"],
+            f"bench-plain-{run_id}",
+            workdir / "plain",
+            None,
+            {"STREAMER_ANALYTICS": "false"},
+        )
+        if len(plain_out) < events - len(dead):
+            notes.append(f"analytics-off run: {len(plain_out)} outputs for {events} inputs")
+        say(f"streamer without analytics: {plain.events_per_s:,.0f} events/s")
 
         # 4. latency at half the measured capacity
         rate = max(50.0, streamer.events_per_s / 2)
@@ -564,6 +573,10 @@ def run(
             mean_record_bytes=round(mean_bytes, 1),
             baseline=baseline,
             streamer=streamer,
+            analytics_off_events_per_s=round(plain.events_per_s, 1),
+            analytics_cost=round(1 - streamer.events_per_s / plain.events_per_s, 4)
+            if plain.events_per_s
+            else 0.0,
             notes=notes,
         )
         return result
@@ -575,6 +588,60 @@ def run(
             with contextlib.suppress(Exception):
                 delete_topics(settings, bootstrap, t.values())
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _StreamerPhase:
+    """`streamer worker` processes draining the benchmark's input once, measured."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        in_topic: str,
+        workers: int,
+        events: int,
+        marks: Watermarks,
+        timeout: float,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.in_topic = in_topic
+        self.workers = workers
+        self.events = events
+        self.marks = marks
+        self.timeout = timeout
+
+    def run(
+        self,
+        out: str,
+        dlq: str,
+        group: str,
+        workdir: Path,
+        sampler: RssSampler | None,
+        extra_env: dict[str, str] | None = None,
+    ) -> tuple[PhaseRate, list[TopicRecord], list[TopicRecord], list[int | None]]:
+        """(rate, outputs, dead letters, exit codes) of one run in consumer group ``group``."""
+        s, bootstrap = self.settings, self.bootstrap
+        watch = GroupWatch(s, bootstrap, group, self.workers) if self.workers > 1 else None
+        if watch:
+            watch.start()
+        ws = WorkerSet.start(
+            bootstrap, self.in_topic, out, dlq, group, self.workers, workdir, extra_env
+        )
+        if sampler is not None:
+            sampler.watch(p.pid for p in ws.procs)
+        try:
+            wait_for_outputs(self.marks, [out, dlq], self.events, self.timeout, ws.check, group)
+        except HarnessError as exc:
+            raise BenchError(f"{exc}\n{ws.tails()}") from exc
+        finally:
+            codes = ws.stop()
+            if watch:
+                watch.stop()
+        outputs = read_topic(s, bootstrap, out)
+        dead = read_topic(s, bootstrap, dlq)
+        rate = window_rate([r.timestamp_ms for r in outputs], watch.stable_at if watch else None)
+        return rate, outputs, dead, codes
 
 
 def run_latency(
