@@ -229,32 +229,61 @@ class DeliverabilityMetrics:
             d: BoundedDimension(METRIC_VALUES_PER_DIMENSION, rebalance_every=100_000)
             for d in DIMENSIONS
         }
+        # bounded: every label value comes through a BoundedDimension or a finite table
+        self._children: dict[tuple[str, ...], Any] = {}
 
-    def record(self, partials: Mapping[tuple[Any, ...], Any]) -> None:
-        """Count a batch's partial analytics (keys: window, provider, pool, source, tenant)."""
-        outcomes: Tally[tuple[str, str, str]] = Tally()
+    def record(self, partials: Iterable[Mapping[tuple[Any, ...], Any]]) -> None:
+        """Count a batch's partial analytics (keys: window, provider, pool, source, tenant).
+
+        Runs once per batch: the counts are summed per series first, each dimension value is
+        bounded once per batch, and the counters' children are kept (their label sets are
+        bounded), so the cost is per distinct series, not per record.
+        """
+        by_dims: Tally[tuple[str, str, str, str]] = Tally()
+        outcomes_of: dict[tuple[str, str, str, str], Tally[str]] = {}
         labels: Tally[tuple[str, str]] = Tally()
         gaps: Tally[tuple[str]] = Tally()
-        for key, c in partials.items():
-            delivered = c.counts.get("Delivery", 0)
-            for dim, value in zip(DIMENSIONS, key[1:], strict=True):
-                if value == "*":
-                    continue  # a dimension the stats leave out
-                v = self._values[dim].map(value)
+        for partial in partials:
+            for key, c in partial.items():
+                dims = key[1:]
+                tally = outcomes_of.get(dims)
+                if tally is None:
+                    tally = outcomes_of[dims] = Tally()
+                delivered = c.counts.get("Delivery", 0)
                 if delivered:
-                    outcomes[dim, v, "delivered"] += delivered
-                for category, n in c.categories.items():
-                    outcomes[dim, v, category] += n
-            for label, n in c.labels.items():
-                labels[key[1], label] += n
-            if c.gaps is not None:
-                for template, n in c.gaps.items():
-                    gaps[(template,)] += n
-        for (dim, v, outcome), n in outcomes.items():
-            self.outcomes.labels(dim, v, outcome).inc(n)
-        for (provider, label), n in labels.items():
-            self.labels.labels(provider, label).inc(n)
+                    tally["delivered"] += delivered
+                tally.update(c.categories)
+                by_dims[dims] += c.total()
+                for label, n in c.labels.items():
+                    labels[key[1], label] += n
+                if c.gaps is not None:
+                    for template, n in c.gaps.items():
+                        gaps[(template,)] += n
+        outcomes: Tally[tuple[str, str, str]] = Tally()
+        for i, dim in enumerate(DIMENSIONS):
+            volume: Tally[str] = Tally()
+            for dims, n in by_dims.items():
+                volume[dims[i]] += n
+            if "*" in volume:
+                continue  # a dimension the stats leave out
+            bounded = {v: self._values[dim].map(v, n) for v, n in volume.items()}
+            for dims, tally in outcomes_of.items():
+                v = bounded[dims[i]]
+                for outcome, n in tally.items():
+                    outcomes[dim, v, outcome] += n
+        for series, n in outcomes.items():
+            self._child(self.outcomes, series).inc(n)
+        for series2, n in labels.items():
+            self._child(self.labels, series2).inc(n)
         self.rule_gaps.add(gaps)
+
+    def _child(self, counter: Counter, series: tuple[str, ...]) -> Any:
+        """``counter.labels(*series)``, remembered (a lookup there costs microseconds)."""
+        key = (counter._name, *series)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*series)
+        return child
 
 
 class Metrics:

@@ -61,6 +61,14 @@ def make_batch(tracker: OffsetTracker, messages: Sequence[Any]) -> Batch | None:
 
 
 class BatchProcessor:
+    """Runs batches: the pipeline slice by slice, outputs to the sink, counts to the metrics.
+
+    With analytics, the batch's records are counted into the analyzer as they are classified,
+    and folded into the stats windows once per batch (per distinct key, not per record). Each
+    chunk carries a hold from its first slice on; the fold hands the batch's chunks to the
+    stats publisher, whose next flush releases them once the rows counting them are delivered.
+    """
+
     def __init__(
         self,
         pipeline: Pipeline,
@@ -71,15 +79,17 @@ class BatchProcessor:
         self.pipeline = pipeline
         self.sink = sink
         self.metrics = metrics
-        #: Analytics on: each chunk stays held until a stats update covers it.
         self.stats = stats
         self._stats = BatchStats()
+        self._held: list[Chunk] = []  # this batch's chunks, held until the fold
 
     async def process(self, batch: Batch, checkpoint: Checkpoint) -> int:
         """Run a batch; returns the records that went through (0 when the mode failed)."""
         self._stats = BatchStats()
-        publish = self.stats.flush if self.stats is not None else None
+        publish = self._fold_and_flush if self.stats is not None else None
         done = await checkpoint.process(batch.groups, self.send_chunk, publish)
+        if self._held:  # at-least-once: the timer's flush publishes what was folded now
+            self._fold()
         self.sink.poll(0)
         if done:
             s = self._stats
@@ -91,23 +101,33 @@ class BatchProcessor:
         return done
 
     async def send_chunk(self, chunk: Chunk, messages: Sequence[Any]) -> None:
-        """Process and produce a chunk slice by slice, then seal it.
-
-        With analytics, each slice's counts go to the windows as soon as it is classified, and
-        the chunk is held (after its last slice's counts went in): a stats flush releases it.
-        """
-        sink, publisher = self.sink, self.stats
+        """Process and produce a chunk slice by slice, then seal it."""
+        sink = self.sink
+        if self.stats is not None:
+            chunk.add_pending(1)  # the hold: released by the stats flush that counts it
+            self._held.append(chunk)
         n = len(messages)
         for start in range(0, n, SLICE_RECORDS):
             part = messages if n <= SLICE_RECORDS else messages[start : start + SLICE_RECORDS]
             outputs, stats = self.pipeline.process(part)
             last = start + SLICE_RECORDS >= n
-            if publisher is not None:
-                publisher.add(stats.analytics, stats.watermark)
-                if last:
-                    publisher.hold(chunk)
             await sink.send(outputs, chunk, seal=last)
             self._stats.merge(stats)
             if not last:
                 sink.poll(0)
                 await asyncio.sleep(0)
+
+    def _fold(self) -> None:
+        """The batch's counts into the windows; its held chunks to the publisher."""
+        analyzer = self.pipeline.analyzer
+        assert self.stats is not None and analyzer is not None
+        partial = analyzer.finish()
+        self.stats.add(partial, analyzer.aggregator.watermark, self._held)
+        self._stats.analytics.append(partial)
+        self._held = []
+
+    async def _fold_and_flush(self) -> int:
+        """Exactly-once: inside the batch's transaction."""
+        self._fold()
+        assert self.stats is not None
+        return await self.stats.flush()

@@ -1,6 +1,6 @@
 """Windowed statistics published with the records they count (analytics on).
 
-Each batch's partial counts (``BatchStats.analytics``) are merged into this worker's windows.
+Each batch's partial counts (folded once per batch) are merged into this worker's windows.
 The rows that changed are published to the stats topic by ``flush``: every
 ``stats_flush_interval`` in at-least-once mode, inside each transaction in exactly-once mode.
 A chunk's offsets may only be committed once a published update covers its records, so every
@@ -78,17 +78,15 @@ class StatsPublisher:
         self._watermark: int | None = None
         self.rows_published = 0
 
-    def add(self, partial: Mapping[Key, Counts], watermark: int | None) -> None:
-        """Merge a slice's partial counts (``watermark``: the largest event time seen)."""
+    def add(self, partial: Mapping[Key, Counts], watermark: int | None, held: list[Chunk]) -> None:
+        """Merge a batch's partial counts (``watermark``: the largest event time seen) and take
+        the batch's ``held`` chunks (each with one extra pending output): the next flush
+        releases them."""
         if partial:
             self.windows.add(partial)
         if watermark is not None and (self._watermark is None or watermark > self._watermark):
             self._watermark = watermark
-
-    def hold(self, chunk: Chunk) -> None:
-        """Keep ``chunk`` uncommitted until a flush published its counts (call before sealing)."""
-        chunk.add_pending(1)
-        self._held.append(chunk)
+        self._held.extend(held)
 
     async def flush(self) -> int:
         """Publish the changed rows; returns how many. Releases the held chunks once delivered."""
