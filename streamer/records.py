@@ -13,6 +13,25 @@ from streamer.feedback import feedback_label
 if TYPE_CHECKING:
     from streamer.classifier import Classifier, ReloadableClassifier
 
+#: The record types KumoMTA logs (``RecordType`` in ``kumo-log-types``, less ``Any``, which
+#: only matches types in its logging configuration), in its order.
+RECORD_TYPES: tuple[str, ...] = (
+    "Reception",
+    "Delivery",
+    "Bounce",
+    "TransientFailure",
+    "Expiration",
+    "AdminBounce",
+    "OOB",
+    "Feedback",
+    "Rejection",
+    "AdminRebind",
+    "DeferredInjectionRebind",
+    "Delayed",
+    "XferOut",
+    "XferIn",
+)
+#: The types KumoMTA's bounce classifier looks at; every other type passes through.
 CLASSIFIABLE_TYPES = frozenset(
     {"Bounce", "TransientFailure", "Expiration", "AdminBounce", "OOB", "Feedback", "Rejection"}
 )

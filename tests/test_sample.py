@@ -15,7 +15,6 @@ from streamer.devkit.sample import (
     BUNDLED_SAMPLE_SIZE,
     MALFORMED_REASONS,
     PROVIDERS,
-    RECORD_TYPES,
     bundled_sample_path,
     generate,
     generate_records,
@@ -25,7 +24,13 @@ from streamer.devkit.sample import (
     to_message,
     write_bundled_sample,
 )
-from streamer.records import CLASSIFIABLE_TYPES, MalformedRecord, decode_record, response_line
+from streamer.records import (
+    CLASSIFIABLE_TYPES,
+    RECORD_TYPES,
+    MalformedRecord,
+    decode_record,
+    response_line,
+)
 
 
 def test_deterministic_per_seed() -> None:

@@ -16,27 +16,11 @@ from streamer.analytics.templates import template
 from streamer.analytics.windows import DIMENSIONS, GAP_CAPACITY, Counts, Key, event_time_ms
 from streamer.cache import LRUCache
 from streamer.feedback import complained_about, feedback_type
+from streamer.records import RECORD_TYPES
 from streamer.rules import UNCATEGORIZED
 
-#: KumoMTA's record types (kumo-log-types RecordType); other types are input values, bounded.
-KNOWN_TYPES = frozenset(
-    {
-        "Reception",
-        "Delivery",
-        "Bounce",
-        "TransientFailure",
-        "Expiration",
-        "AdminBounce",
-        "OOB",
-        "Feedback",
-        "Rejection",
-        "AdminRebind",
-        "Delayed",
-        "DeferredInjectionRebind",
-        "XferOut",
-        "XferIn",
-    }
-)
+#: KumoMTA's record types; other types are input values, bounded (``type_capacity``).
+KNOWN_TYPES = frozenset(RECORD_TYPES)
 
 #: "00".."60" -> milliseconds ("60": a leap second).
 _SECOND_MS = {f"{n:02d}": n * 1000 for n in range(61)}

@@ -49,26 +49,6 @@ import orjson
 from streamer.deadletter import Headers
 from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS
 
-#: Record types KumoMTA logs (``RecordType`` in ``kumo-log-types``, less ``Any``, which only
-#: matches types in its logging configuration). Types outside
-#: ``streamer.records.CLASSIFIABLE_TYPES`` pass through.
-RECORD_TYPES: tuple[str, ...] = (
-    "Reception",
-    "Delivery",
-    "Bounce",
-    "TransientFailure",
-    "Expiration",
-    "AdminBounce",
-    "OOB",
-    "Feedback",
-    "Rejection",
-    "AdminRebind",
-    "DeferredInjectionRebind",
-    "Delayed",
-    "XferOut",
-    "XferIn",
-)
-
 #: Default size limit the ``too-large`` samples exceed (``Settings.max_message_bytes``).
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 
