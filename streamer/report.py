@@ -219,47 +219,19 @@ def read_stats_topic(
     settings: Any, bootstrap: str, topic: str, timeout: float = 60.0
 ) -> Iterator[dict[str, Any]]:
     """Every row on ``topic`` now (from the start up to the current end of each partition)."""
-    import uuid
+    from streamer.kafka.topics import ReadError, read_topic
 
-    from confluent_kafka import KafkaError, TopicPartition
-
-    from streamer.kafka.clients import consumer
-
-    c = consumer(settings, bootstrap, group_id=f"streamer-report-{uuid.uuid4().hex[:8]}")
     try:
-        md = c.list_topics(topic, timeout=10)
-        if topic not in md.topics or md.topics[topic].error is not None:
-            raise ReportError(f"topic {topic}: not found on {bootstrap}")
-        ends: dict[int, int] = {}
-        starts = []
-        for p in md.topics[topic].partitions:
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                ends[p] = high
-                starts.append(TopicPartition(topic, p, low))
-        c.assign(starts)
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(done) < len(ends):
-            if time.monotonic() > deadline:
-                raise ReportError(f"topic {topic}: not read within {timeout:.0f}s")
-            for msg in c.consume(1000, 0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise ReportError(f"topic {topic}: {err.str()}")
-                try:
-                    row = orjson.loads(msg.value() or b"")
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(row, dict) and "window_start" in row:
-                    yield row
-            for tp in c.position([TopicPartition(topic, p) for p in ends]):
-                if tp.offset >= ends[tp.partition]:
-                    done.add(tp.partition)
-    finally:
-        c.close()
+        records = read_topic(settings, bootstrap, topic, timeout)
+    except ReadError as exc:
+        raise ReportError(str(exc)) from None
+    for record in records:
+        try:
+            row = orjson.loads(record.value or b"")
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "window_start" in row:
+            yield row
 
 
 # --- tables the charts show --------------------------------------------------------------------

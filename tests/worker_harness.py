@@ -19,10 +19,11 @@ import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 from streamer.config import load_settings
-from streamer.devkit import harness
 from streamer.devkit.broker import free_port
-from streamer.devkit.harness import TopicRecord, produce_all
+from streamer.devkit.harness import produce_all
 from streamer.devkit.sample import SampleMessage
+from streamer.kafka import topics
+from streamer.kafka.topics import TopicRecord
 
 RULES_V1 = """
 [rules]
@@ -58,7 +59,7 @@ def topic_size(bootstrap: str, topic: str) -> int:
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[TopicRecord]:
     """Every committed message of ``topic`` present now."""
-    return harness.read_topic(load_settings(bootstrap=bootstrap), bootstrap, topic, timeout)
+    return topics.read_topic(load_settings(bootstrap=bootstrap), bootstrap, topic, timeout)
 
 
 def latest_per_key(bootstrap: str, topic: str) -> dict[bytes | None, bytes | None]:

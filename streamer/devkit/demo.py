@@ -41,7 +41,7 @@ from streamer.config import Settings
 from streamer.deadletter import DLQ_REASON
 from streamer.devkit.broker import LocalBroker, ensure_broker
 from streamer.devkit.console import Say, say
-from streamer.devkit.harness import HarnessError, Watermarks, WorkerSet, produce_all, read_topic
+from streamer.devkit.harness import HarnessError, Watermarks, WorkerSet, produce_all
 from streamer.devkit.sample import (
     BUNDLED_SAMPLE_SEED,
     SampleMessage,
@@ -52,6 +52,7 @@ from streamer.devkit.sample import (
 )
 from streamer.kafka.admin import create_topics, delete_topics
 from streamer.kafka.clients import admin_client
+from streamer.kafka.topics import read_topic
 from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS
 
 Identity = tuple[str, str, int]

@@ -59,16 +59,15 @@ from streamer.config import Settings
 from streamer.devkit.console import Say, say
 from streamer.devkit.harness import (
     HarnessError,
-    TopicRecord,
     Watermarks,
     WorkerSet,
     produce_all,
-    read_topic,
     wait_for_outputs,
 )
 from streamer.devkit.sample import SampleMessage, generate_records, record_identity, to_message
 from streamer.kafka.admin import delete_topics, wait_for_topics
 from streamer.kafka.clients import admin_client, consumer_config, producer_config
+from streamer.kafka.topics import TopicRecord, read_topic
 
 #: Granularity of the latency run's offered load.
 PACE_TICK_S = 0.002
