@@ -29,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from streamer.analytics.batch import Folded
 from streamer.analytics.heavy import BoundedDimension
 
 #: Buckets for per-record classification time: a cache hit is ~µs, a regex-set scan ~10-100 µs.
@@ -232,50 +233,30 @@ class DeliverabilityMetrics:
         # bounded: every label value comes through a BoundedDimension or a finite table
         self._children: dict[tuple[str, ...], Any] = {}
 
-    def record(self, partials: Iterable[Mapping[tuple[Any, ...], Any]]) -> None:
-        """Count a batch's partial analytics (keys: window, provider, pool, source, tenant).
+    def record(self, batch: Folded) -> None:
+        """Count one batch (``BatchAggregator.fold_into``).
 
-        Runs once per batch: the counts are summed per series first, each dimension value is
-        bounded once per batch, and the counters' children are kept (their label sets are
-        bounded), so the cost is per distinct series, not per record.
+        Runs once per batch: each dimension value is bounded once per batch, and the counters'
+        children are kept (their label sets are bounded), so the cost is per distinct series,
+        not per record.
         """
-        by_dims: Tally[tuple[str, str, str, str]] = Tally()
-        outcomes_of: dict[tuple[str, str, str, str], Tally[str]] = {}
-        labels: Tally[tuple[str, str]] = Tally()
-        gaps: Tally[tuple[str]] = Tally()
-        for partial in partials:
-            for key, c in partial.items():
-                dims = key[1:]
-                tally = outcomes_of.get(dims)
-                if tally is None:
-                    tally = outcomes_of[dims] = Tally()
-                delivered = c.counts.get("Delivery", 0)
-                if delivered:
-                    tally["delivered"] += delivered
-                tally.update(c.categories)
-                by_dims[dims] += c.total()
-                for label, n in c.labels.items():
-                    labels[key[1], label] += n
-                if c.gaps is not None:
-                    for template, n in c.gaps.items():
-                        gaps[(template,)] += n
         outcomes: Tally[tuple[str, str, str]] = Tally()
         for i, dim in enumerate(DIMENSIONS):
             volume: Tally[str] = Tally()
-            for dims, n in by_dims.items():
+            for dims, n in batch.volume.items():
                 volume[dims[i]] += n
             if "*" in volume:
                 continue  # a dimension the stats leave out
             bounded = {v: self._values[dim].map(v, n) for v, n in volume.items()}
-            for dims, tally in outcomes_of.items():
+            for dims, tally in batch.outcomes.items():
                 v = bounded[dims[i]]
                 for outcome, n in tally.items():
                     outcomes[dim, v, outcome] += n
         for series, n in outcomes.items():
             self._child(self.outcomes, series).inc(n)
-        for series2, n in labels.items():
+        for series2, n in batch.labels.items():
             self._child(self.labels, series2).inc(n)
-        self.rule_gaps.add(gaps)
+        self.rule_gaps.add({(t,): n for t, n in batch.gaps.items()})
 
     def _child(self, counter: Counter, series: tuple[str, ...]) -> Any:
         """``counter.labels(*series)``, remembered (a lookup there costs microseconds)."""

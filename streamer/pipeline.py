@@ -25,7 +25,6 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from streamer.analytics.analyzer import Analyzer
-from streamer.analytics.windows import Counts, Key
 from streamer.classifier import Classification
 from streamer.config import parse_non_classifiable
 from streamer.deadletter import Headers, dead_letter_headers
@@ -86,8 +85,6 @@ class BatchStats:
     dropped: int = 0
     classify_seconds: list[float] = field(default_factory=list)  # one per classified record
     sites: Counter[tuple[str, str]] = field(default_factory=Counter)  # (site, label) -> n
-    #: Partial windowed counts of the batch (analytics on), as the worker folded them.
-    analytics: list[dict[Key, Counts]] = field(default_factory=list)
 
     def merge(self, other: BatchStats) -> None:
         self.events_in.update(other.events_in)
@@ -96,7 +93,6 @@ class BatchStats:
         self.dropped += other.dropped
         self.classify_seconds.extend(other.classify_seconds)
         self.sites.update(other.sites)
-        self.analytics.extend(other.analytics)
 
 
 class Pipeline:
@@ -169,7 +165,9 @@ class Pipeline:
                 events_out[rtype, UNCLASSIFIED_LABEL] += 1
                 append(Output(other_topic, msg.key(), raw, msg.headers()))
             if analyzer is not None:
-                self._suppress(analyzer.observe(record, rtype, None, None, None)[2], append)
+                writes = analyzer.observe(record, rtype, None, None, None)[2]
+                if writes:
+                    self._suppress(writes, append)
         return outputs, stats
 
     def _classified(
@@ -218,7 +216,8 @@ class Pipeline:
         if site and type(site) is str:
             stats.sites[site, label] += 1
         append(Output(self.output_topic, msg.key(), value, msg.headers()))
-        self._suppress(writes, append)
+        if writes:
+            self._suppress(writes, append)
 
     def _suppress(
         self, writes: list[tuple[bytes, bytes | None]], append: Callable[[Output], None]

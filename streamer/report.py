@@ -157,7 +157,7 @@ class RecordReader:
             self._merge()
 
     def _merge(self) -> None:
-        self.windows.add(self.aggregator.finish(), now_wall=0.0)
+        self.aggregator.fold_into(self.windows, 0.0)
         self._pending = 0
 
     def feed_lines(self, name: str, lines: Iterable[bytes]) -> None:

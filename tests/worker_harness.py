@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 import psutil
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streamer.config import load_settings
 from streamer.devkit.broker import free_port
@@ -50,7 +50,10 @@ def topic_size(bootstrap: str, topic: str) -> int:
         md = c.list_topics(topic, timeout=10)
         total = 0
         for p in md.topics[topic].partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            try:
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            except KafkaException:  # a topic just created: no leader yet, count it as empty
+                continue
             total += hi - lo
         return total
     finally:

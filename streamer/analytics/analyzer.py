@@ -4,7 +4,7 @@ For every decoded record the pipeline calls :meth:`Analyzer.observe` once. It re
 record's ``category`` and ``provider`` (added to a classified record's ``classification``),
 counts the record into the batch's windowed partial counts (:class:`BatchAggregator`), and
 returns the suppression-topic writes it causes (a hard bounce, a delivery after one).
-:meth:`Analyzer.finish` hands over the batch's partial counts.
+:meth:`BatchAggregator.fold_into` then counts the batch into the windows, once per batch.
 
 Costs are per record, so lookups are cached: the category per (label, reply class), the
 provider per receiving site, else per recipient domain (both bounded).
@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from streamer.analytics.batch import BatchAggregator
-from streamer.analytics.categories import CategoryTable
+from streamer.analytics.categories import HARD, CategoryTable
 from streamer.analytics.heavy import OTHER
 from streamer.analytics.providers import ProviderMatcher
 from streamer.analytics.suppressions import SuppressionTracker
-from streamer.analytics.windows import Counts, Key, WindowedStats
+from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.feedback import complained_about
 
@@ -86,7 +86,9 @@ class Analyzer:
         """The mailbox provider: by the receiving site (MX) first, else the recipient domain."""
         site = record.get("site")
         if type(site) is str and site:
-            provider = _cached(self._site_provider, site, self._by_site)
+            provider = self._site_provider.get(site)  # inlined _cached: every record comes here
+            if provider is None:
+                provider = _cached(self._site_provider, site, self._by_site)
             if provider != OTHER:
                 return provider
         rtype = record.get("type")
@@ -124,14 +126,12 @@ class Analyzer:
             code = response.get("code") if type(response) is dict else None
             category = self.category(label, code)
         self.aggregator.add(record, rtype, label, category, provider, line)
+        if rtype != "Delivery" and category != HARD:
+            return category, provider, []  # the common case: nothing to suppress or lift
         writes = self.suppressions.update(
             record, label, category, rule, line, provider, self.clock()
         )
         return category, provider, writes
-
-    def finish(self) -> dict[Key, Counts]:
-        """The batch's partial counts per (window, dimensions); the next batch starts empty."""
-        return self.aggregator.finish()
 
 
 def windows_from_settings(settings: Settings) -> WindowedStats:

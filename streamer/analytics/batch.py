@@ -13,7 +13,14 @@ from typing import Any
 
 from streamer.analytics.heavy import OTHER, BoundedDimension
 from streamer.analytics.templates import template
-from streamer.analytics.windows import DIMENSIONS, GAP_CAPACITY, Counts, Key, event_time_ms
+from streamer.analytics.windows import (
+    DIMENSIONS,
+    GAP_CAPACITY,
+    Counts,
+    Key,
+    WindowedStats,
+    event_time_ms,
+)
 from streamer.cache import LRUCache
 from streamer.feedback import complained_about, feedback_type
 from streamer.records import RECORD_TYPES
@@ -49,6 +56,35 @@ def tenant_of(record: Mapping[str, Any]) -> str:
     if not at:
         return ""
     return head.partition(":")[2] if ":" in head else head
+
+
+class Folded:
+    """A batch as the deliverability metrics see it: per dimensions (provider, pool, source,
+    tenant) the records and their outcomes (``delivered``, or a classified record's category),
+    labels per provider, and the Uncategorized templates."""
+
+    __slots__ = ("gaps", "labels", "outcomes", "volume")
+
+    def __init__(self) -> None:
+        self.volume: dict[tuple[str, str, str, str], int] = {}
+        self.outcomes: dict[tuple[str, str, str, str], dict[str, int]] = {}
+        self.labels: dict[tuple[str, str], int] = {}
+        self.gaps: dict[str, int] = {}
+
+    def add(self, key: Key, n: int) -> None:
+        dims = (key[1], key[2], key[3], key[4])
+        self.volume[dims] = self.volume.get(dims, 0) + n
+
+    def count(self, key: Key, rtype: str, label: str | None, category: str | None, n: int) -> None:
+        outcome = "delivered" if rtype == "Delivery" else category
+        if outcome is not None:
+            dims = (key[1], key[2], key[3], key[4])
+            tally = self.outcomes.get(dims)
+            if tally is None:
+                tally = self.outcomes[dims] = {}
+            tally[outcome] = tally.get(outcome, 0) + n
+        if label is not None:
+            self.labels[key[1], label] = self.labels.get((key[1], label), 0) + n
 
 
 class BatchAggregator:
@@ -93,6 +129,7 @@ class BatchAggregator:
         self._latest_window: int | None = None
         self._templates: LRUCache[str, str] = LRUCache(template_cache)
         self._minutes: dict[str, int] = {}  # "2026-11-30T21:40" (UTC) -> its epoch ms
+        self._seconds: dict[str, int] = {}  # "2026-11-30T21:40:30" (UTC) -> its epoch ms
         # this batch: raw key -> records, and the few records that also need more than a count
         self._tally: dict[tuple[Any, ...], int] = {}
         self._complaints: list[tuple[tuple[Any, ...], str]] = []
@@ -162,10 +199,17 @@ class BatchAggregator:
         fraction...) take the full parse.
         """
         et = record.get("event_time")
+        if type(et) is str and et[-1:] == "Z":
+            ms = self._seconds.get(et[:19])  # the common case: a second seen before
+            if ms is not None:
+                return ms
         if type(et) is str and et[-1:] == "Z" and et[16:17] == ":":
             minute = self._minutes.get(et[:16])
             second = _SECOND_MS.get(et[17:19])
             if minute is not None and second is not None:
+                if len(self._seconds) >= 4096:  # bounded: a replay walks through time
+                    self._seconds.clear()
+                self._seconds[et[:19]] = minute + second
                 return minute + second
             ms = event_time_ms({"event_time": et})
             if ms is not None and second is not None:
@@ -178,37 +222,69 @@ class BatchAggregator:
 
     def finish(self) -> dict[Key, Counts]:
         """The batch's counts per key; the aggregator starts a new batch."""
+        out: dict[Key, Counts] = {}
+
+        def row(key: Key, n: int) -> Counts:
+            c = out.get(key)
+            if c is None:
+                c = out[key] = Counts(self.gap_capacity)
+            return c
+
+        self._fold(row)
+        return out
+
+    def fold_into(self, windows: WindowedStats, wall: float) -> Folded:
+        """Count the batch straight into ``windows`` (no partial rows in between); returns what
+        the deliverability metrics need. The aggregator starts a new batch."""
+        folded = Folded()
+
+        def row(key: Key, n: int) -> Counts | None:
+            folded.add(key, n)
+            return windows.row(key, wall, n, self.gap_capacity)
+
+        self._fold(row, folded)
+        return folded
+
+    def _fold(
+        self, row_of: Callable[[Key, int], Counts | None], folded: Folded | None = None
+    ) -> None:
+        """Map the batch's raw tally onto bounded keys and count it into ``row_of(key)``."""
         tally, self._tally = self._tally, {}
         complaints, self._complaints = self._complaints, []
         gaps, self._gaps = self._gaps, []
-        out: dict[Key, Counts] = {}
-        keys: dict[tuple[Any, ...], Key] = {}
+        rows: dict[tuple[Any, ...], Counts | None] = {}
         for raw, n in sorted(tally.items(), key=lambda kv: kv[0][0]):  # windows in time order
             start, provider, pool, source, tenant, rtype, label, category = raw
             latest = self._latest_window
             if latest is None or start > latest:
                 self._new_window(start)
-            key = keys[raw] = self._key(start, provider, pool, source, tenant, n)
-            c = out.get(key)
-            if c is None:
-                c = out[key] = Counts(self.gap_capacity)
+            key = self._key(start, provider, pool, source, tenant, n)
+            c = rows[raw] = row_of(key, n)
             if rtype not in KNOWN_TYPES:
                 rtype = self.types.map(rtype, n)
+            if folded is not None:
+                folded.count(key, rtype, label, category, n)
+            if c is None:
+                continue  # dropped: older than the windows' retention
             c.counts[rtype] = c.counts.get(rtype, 0) + n
             if label is not None:
                 c.labels[label] = c.labels.get(label, 0) + n
             if category is not None:
                 c.categories[category] = c.categories.get(category, 0) + n
         for raw, ft in complaints:
-            c = out[keys[raw]]
-            c.complaints[ft] = c.complaints.get(ft, 0) + 1
+            c = rows[raw]
+            if c is not None:
+                c.complaints[ft] = c.complaints.get(ft, 0) + 1
         for raw, line in gaps:
             tpl = self._templates.lookup(line)
             if tpl is None:
                 tpl = template(line)
                 self._templates.put(line, tpl)
-            out[keys[raw]].add_gap(tpl, line)
-        return out
+            if folded is not None:
+                folded.gaps[tpl] = folded.gaps.get(tpl, 0) + 1
+            c = rows[raw]
+            if c is not None:
+                c.add_gap(tpl, line)
 
     def _key(self, start: int, provider: str, pool: Any, source: Any, tenant: str, n: int) -> Key:
         """The bounded window key of ``n`` records with these raw dimension values."""

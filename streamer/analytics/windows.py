@@ -200,32 +200,40 @@ class WindowedStats:
 
     def add(self, partial: Mapping[Key, Counts], now_wall: float | None = None) -> None:
         wall = self.clock() if now_wall is None else now_wall
-        windows = self._windows
-        horizon = None if self.watermark is None else self.watermark - self.retention_ms
         for key, counts in partial.items():
-            start = key[0]
-            if horizon is not None and start + self.window_ms < horizon and not self.recreate_late:
-                self.dropped_late += counts.total()
-                continue
-            win = windows.get(start)
-            if win is None:
-                if len(windows) >= self.max_windows:
-                    self._evict_oldest()
-                self._serial += 1
-                win = windows[start] = _Window(start, self._serial)
-            dims: DimKey = (key[1], key[2], key[3], key[4])
-            row = win.rows.get(dims)
+            row = self.row(key, wall, counts.total(), counts.gap_capacity)
+            if row is not None:
+                row.merge(counts)
+
+    def row(self, key: Key, wall: float, n: int, gap_capacity: int = GAP_CAPACITY) -> Counts | None:
+        """The row ``n`` records of ``key`` are counted into (marked changed), or None when they
+        are dropped (older than the retention, unless ``recreate_late``)."""
+        start = key[0]
+        mark = self.watermark
+        late = mark is not None and start + self.window_ms < mark - self.retention_ms
+        if late and not self.recreate_late:
+            self.dropped_late += n
+            return None
+        windows = self._windows
+        win = windows.get(start)
+        if win is None:
+            if len(windows) >= self.max_windows:
+                self._evict_oldest()
+            self._serial += 1
+            win = windows[start] = _Window(start, self._serial)
+        dims: DimKey = (key[1], key[2], key[3], key[4])
+        row = win.rows.get(dims)
+        if row is None:
+            if self._nkeys >= self.max_keys and dims != OVERFLOW:
+                self.overflowed += n
+                dims = OVERFLOW
+                row = win.rows.get(dims)
             if row is None:
-                if self._nkeys >= self.max_keys and dims != OVERFLOW:
-                    self.overflowed += counts.total()
-                    dims = OVERFLOW
-                    row = win.rows.get(dims)
-                if row is None:
-                    row = win.rows[dims] = Counts(counts.gap_capacity)
-                    self._nkeys += 1
-            row.merge(counts)
-            win.dirty.add(dims)
-            win.last_wall = wall
+                row = win.rows[dims] = Counts(gap_capacity)
+                self._nkeys += 1
+        win.dirty.add(dims)
+        win.last_wall = wall
+        return row
 
     def _evict_oldest(self) -> None:
         start = min(self._windows)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamer.analytics.batch import Folded
 from streamer.kafka.sink import Sink
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchStats, Pipeline
@@ -82,6 +83,7 @@ class BatchProcessor:
         self.stats = stats
         self._stats = BatchStats()
         self._held: list[Chunk] = []  # this batch's chunks, held until the fold
+        self._folded: Folded | None = None  # this batch's analytics, for the metrics
 
     async def process(self, batch: Batch, checkpoint: Checkpoint) -> int:
         """Run a batch; returns the records that went through (0 when the mode failed)."""
@@ -96,8 +98,9 @@ class BatchProcessor:
             m = self.metrics
             m.batches.inc()
             m.record_batch(s.events_in, s.events_out, s.dlq, s.dropped, s.classify_seconds, s.sites)
-            if s.analytics:
-                m.deliverability.record(s.analytics)
+            if self._folded is not None:
+                m.deliverability.record(self._folded)
+        self._folded = None
         return done
 
     async def send_chunk(self, chunk: Chunk, messages: Sequence[Any]) -> None:
@@ -121,9 +124,9 @@ class BatchProcessor:
         """The batch's counts into the windows; its held chunks to the publisher."""
         analyzer = self.pipeline.analyzer
         assert self.stats is not None and analyzer is not None
-        partial = analyzer.finish()
-        self.stats.add(partial, analyzer.aggregator.watermark, self._held)
-        self._stats.analytics.append(partial)
+        aggregator = analyzer.aggregator
+        self._folded = aggregator.fold_into(self.stats.windows, time.time())
+        self.stats.add(aggregator.watermark, self._held)
         self._held = []
 
     async def _fold_and_flush(self) -> int:

@@ -1,6 +1,6 @@
 """Windowed statistics published with the records they count (analytics on).
 
-Each batch's partial counts (folded once per batch) are merged into this worker's windows.
+Each batch's counts are folded into this worker's windows once per batch (``fold_into``).
 The rows that changed are published to the stats topic by ``flush``: every
 ``stats_flush_interval`` in at-least-once mode, inside each transaction in exactly-once mode.
 A chunk's offsets may only be committed once a published update covers its records, so every
@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from streamer.analytics.windows import Counts, Key, WindowedStats, row_key
+from streamer.analytics.windows import WindowedStats, row_key
 from streamer.kafka.sink import Sink
 from streamer.pipeline import Output
 from streamer.worker.offsets import Chunk
@@ -78,12 +77,10 @@ class StatsPublisher:
         self._watermark: int | None = None
         self.rows_published = 0
 
-    def add(self, partial: Mapping[Key, Counts], watermark: int | None, held: list[Chunk]) -> None:
-        """Merge a batch's partial counts (``watermark``: the largest event time seen) and take
-        the batch's ``held`` chunks (each with one extra pending output): the next flush
-        releases them."""
-        if partial:
-            self.windows.add(partial)
+    def add(self, watermark: int | None, held: list[Chunk]) -> None:
+        """A batch was counted into ``windows`` (``watermark``: the largest event time seen):
+        take its ``held`` chunks (each with one extra pending output); the next flush releases
+        them."""
         if watermark is not None and (self._watermark is None or watermark > self._watermark):
             self._watermark = watermark
         self._held.extend(held)
