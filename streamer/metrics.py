@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from streamer.analytics.batch import Folded
 from streamer.analytics.heavy import BoundedDimension
+from streamer.records import RECORD_TYPES
 
 #: Buckets for per-record classification time: a cache hit is ~µs, a regex-set scan ~10-100 µs.
 CLASSIFY_BUCKETS: tuple[float, ...] = (
@@ -267,6 +268,15 @@ class DeliverabilityMetrics:
         return child
 
 
+#: Record types exported as themselves; any other type (an input value: a newer KumoMTA's, or
+#: garbage) is counted as ``other``, so the series stay bounded whatever the input says.
+SERIES_TYPES = frozenset({*RECORD_TYPES, "malformed"})
+
+
+def _series_type(rtype: str) -> str:
+    return rtype if rtype in SERIES_TYPES else "other"
+
+
 class Metrics:
     """Every metric of one worker, in its own registry (so several can live in one process)."""
 
@@ -414,9 +424,9 @@ class Metrics:
         sites: Mapping[SiteLabel, int] | None = None,
     ) -> None:
         for rtype, n in events_in.items():
-            self.events_in.labels(rtype).inc(n)
+            self.events_in.labels(_series_type(rtype)).inc(n)
         for (rtype, label), n in events_out.items():
-            self.events_out.labels(rtype, label).inc(n)
+            self.events_out.labels(_series_type(rtype), label).inc(n)
         for reason, n in dlq.items():
             self.dlq.labels(reason).inc(n)
         if dropped:

@@ -66,3 +66,21 @@ def test_top_sites_exported_with_the_other_metrics() -> None:
     text = generate_latest(m.registry).decode()
     assert "# TYPE streamer_top_sites gauge" in text
     assert 'streamer_top_sites{label="Spam",site="mx1"} 2.0' in text
+
+
+def test_record_type_series_stay_bounded_whatever_the_input_says() -> None:
+    m = Metrics()
+    hostile = {f"Type{i}": 1 for i in range(1000)}
+    m.record_batch({**hostile, "Bounce": 2}, {("Type7", "none"): 1}, {}, 0, [])
+    r = m.registry
+    assert r.get_sample_value("streamer_events_in_total", {"record_type": "other"}) == 1000
+    assert r.get_sample_value("streamer_events_in_total", {"record_type": "Bounce"}) == 2
+    types = {
+        s.labels["record_type"]
+        for metric in r.collect()
+        if metric.name == "streamer_events_in"
+        for s in metric.samples
+    }
+    assert types == {"other", "Bounce"}
+    out = {"record_type": "other", "label": "none"}
+    assert r.get_sample_value("streamer_events_out_total", out) == 1
