@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     stats_max_sources: int = Field(1000, ge=1, description="Distinct egress sources.")
     stats_max_tenants: int = Field(500, ge=1, description="Distinct tenants.")
     stats_max_rows: int = Field(100_000, ge=1, description="Rows held over all windows.")
+    stats_max_gaps: int = Field(32, ge=1, description="Rule-gap templates kept per stats row.")
+    analytics_cache_size: int = Field(
+        4096, ge=16, description="Entries of each analytics lookup cache (emptied when full)."
+    )
     suppressions_memory: int = Field(
         100_000, ge=1, description="Hard-bounced recipients remembered (for counts, tombstones)."
     )
@@ -156,6 +160,12 @@ class Settings(BaseSettings):
     worker_id: str | None = None
 
     # --- Operations -------------------------------------------------------------------------
+    metrics_max_values: int = Field(
+        50, ge=1, description="Values per dimension in the deliverability metrics, then other."
+    )
+    metrics_top_keys: int = Field(
+        2000, ge=1, description="Keys a rolling top (top sites, rule gaps) counts per bucket."
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the endpoint.")
     web_host: str = "127.0.0.1"

@@ -207,7 +207,12 @@ class DeliverabilityMetrics:
     most ``METRIC_VALUES_PER_DIMENSION`` values (its heaviest) plus ``other``.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        max_values: int = METRIC_VALUES_PER_DIMENSION,
+        top_keys: int = 2000,
+    ) -> None:
         self.outcomes = Counter(
             "streamer_outcomes",
             "Delivery outcomes (delivered, or the category of a classified record) per value "
@@ -225,11 +230,11 @@ class DeliverabilityMetrics:
             "streamer_rule_gaps",
             "Uncategorized responses per template over the last 5 minutes (top 20).",
             ("template",),
+            max_keys=top_keys,
         )
         registry.register(self.rule_gaps)
         self._values = {
-            d: BoundedDimension(METRIC_VALUES_PER_DIMENSION, rebalance_every=100_000)
-            for d in DIMENSIONS
+            d: BoundedDimension(max_values, rebalance_every=100_000) for d in DIMENSIONS
         }
         # bounded: every label value comes through a BoundedDimension or a finite table
         self._children: dict[tuple[str, ...], Any] = {}
@@ -280,7 +285,13 @@ def _series_type(rtype: str) -> str:
 class Metrics:
     """Every metric of one worker, in its own registry (so several can live in one process)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        max_values: int = METRIC_VALUES_PER_DIMENSION,
+        top_keys: int = 2000,
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.events_in = Counter(
@@ -368,9 +379,9 @@ class Metrics:
             "or a failed transaction): the next owner consumes them again.",
             registry=r,
         )
-        self.top_sites = TopSites()
+        self.top_sites = TopSites(max_keys=top_keys)
         r.register(self.top_sites)
-        self.deliverability = DeliverabilityMetrics(r)
+        self.deliverability = DeliverabilityMetrics(r, max_values, top_keys)
         # process_* (CPU seconds, resident memory, open fds, start time) and python_gc_*, as the
         # default registry has them; this registry is the worker's own.
         ProcessCollector(registry=r)

@@ -73,3 +73,15 @@ def test_bench_e2e_tiny_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert not [
         t for t in topic_partitions(settings, kafka_bootstrap) if t.startswith("streamer.bench.")
     ]
+
+
+def test_soak_records_are_all_new_and_well_formed() -> None:
+    """The soak's input is hostile on purpose: no value repeats, yet every record is valid."""
+    from streamer.devkit.bench.soak import hostile_messages
+    from streamer.records import decode_record
+
+    records = [decode_record(m.value) for m in hostile_messages(2_000, seed=1)]
+    for field in ("site", "egress_source", "egress_pool", "queue", "recipient"):
+        assert len({r[field] for r in records}) == len(records), field
+    assert len({r["response"]["content"] for r in records}) == len(records)
+    assert {r["type"] for r in records} == {"Bounce", "Delivery"}

@@ -25,10 +25,6 @@ from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.feedback import complained_about
 
-#: Distinct sites (and recipient domains) whose provider is remembered.
-CACHE_SIZE = 10_000
-
-
 #: (category, provider, suppression writes): category is None for an unclassified record; a
 #: write is (key, value) for the suppressions topic, value None being a tombstone.
 Observation = tuple[str | None, str, list[tuple[bytes, bytes | None]]]
@@ -42,6 +38,7 @@ class Analyzer:
         aggregator: BatchAggregator,
         suppressions: SuppressionTracker,
         clock: Any,
+        cache_size: int = 4096,
     ) -> None:
         self.categories = categories
         self.providers = providers
@@ -49,6 +46,7 @@ class Analyzer:
         self.suppressions = suppressions
         self.clock = clock
         self._category_of: dict[tuple[str, int], str] = {}
+        self.cache_size = cache_size  # each lookup cache is emptied when it reaches this
         self._site_provider: dict[str, str] = {}
         self._domain_provider: dict[str, str] = {}
 
@@ -66,9 +64,12 @@ class Analyzer:
                 pool_capacity=settings.stats_max_pools,
                 source_capacity=settings.stats_max_sources,
                 tenant_capacity=settings.stats_max_tenants,
+                gap_capacity=settings.stats_max_gaps,
+                cache_size=settings.analytics_cache_size,
             ),
             SuppressionTracker(settings.suppressions_memory),
             time.time,
+            settings.analytics_cache_size,
         )
 
     def category(self, label: str, code: Any) -> str:
@@ -77,7 +78,7 @@ class Analyzer:
         category = self._category_of.get(key)
         if category is None:
             category = self.categories.category(label, klass * 100 if klass else None)
-            if len(self._category_of) > 4096:  # custom labels are finite, but stay bounded
+            if len(self._category_of) >= self.cache_size:  # custom labels: finite, yet bounded
                 self._category_of.clear()
             self._category_of[key] = category
         return category
@@ -88,7 +89,7 @@ class Analyzer:
         if type(site) is str and site:
             provider = self._site_provider.get(site)  # inlined _cached: every record comes here
             if provider is None:
-                provider = _cached(self._site_provider, site, self._by_site)
+                provider = self._cached(self._site_provider, site, self._by_site)
             if provider != OTHER:
                 return provider
         rtype = record.get("type")
@@ -102,7 +103,17 @@ class Analyzer:
         if type(recipient) is not str:
             return OTHER
         domain = recipient.rpartition("@")[2]
-        return _cached(self._domain_provider, domain, self._by_domain)
+        return self._cached(self._domain_provider, domain, self._by_domain)
+
+    def _cached(self, cache: dict[str, str], key: str, compute: Callable[[str], str]) -> str:
+        """``compute(key)`` remembered in ``cache``, emptied when full (flat memory)."""
+        value = cache.get(key)
+        if value is None:
+            value = compute(key)
+            if len(cache) >= self.cache_size:
+                cache.clear()
+            cache[key] = value
+        return value
 
     def _by_site(self, site: str) -> str:
         return self.providers.match_uncached(site, None, None)
@@ -143,14 +154,3 @@ def windows_from_settings(settings: Settings) -> WindowedStats:
         max_keys=settings.stats_max_rows,
         recreate_late=True,
     )
-
-
-def _cached(cache: dict[str, str], key: str, compute: Callable[[str], str]) -> str:
-    """``compute(key)`` remembered in ``cache``, which is emptied when it is full (flat memory)."""
-    value = cache.get(key)
-    if value is None:
-        value = compute(key)
-        if len(cache) >= CACHE_SIZE:
-            cache.clear()
-        cache[key] = value
-    return value

@@ -105,7 +105,7 @@ class BatchAggregator:
         tenant_capacity: int = 500,
         type_capacity: int = 16,
         gap_capacity: int = GAP_CAPACITY,
-        template_cache: int = 4096,
+        cache_size: int = 4096,
         clock: Callable[[], float] = time.time,
     ) -> None:
         enabled = set(dimensions)
@@ -127,7 +127,8 @@ class BatchAggregator:
         self.types = BoundedDimension(type_capacity, rebalance_every=0)
         self.watermark: int | None = None  # largest event time seen (ms): feed it to due()
         self._latest_window: int | None = None
-        self._templates: LRUCache[str, str] = LRUCache(template_cache)
+        self.cache_size = cache_size  # each lookup cache is emptied (the LRU: trimmed) when full
+        self._templates: LRUCache[str, str] = LRUCache(cache_size)
         self._minutes: dict[str, int] = {}  # "2026-11-30T21:40" (UTC) -> its epoch ms
         self._seconds: dict[str, int] = {}  # "2026-11-30T21:40:30" (UTC) -> its epoch ms
         # this batch: raw key -> records, and the few records that also need more than a count
@@ -185,7 +186,9 @@ class BatchAggregator:
         tenant = self._tenants.get(queue)
         if tenant is None:
             tenant = tenant_of(record)
-            if len(self._tenants) >= 4096:  # bounded: queue names carry recipient domains
+            if (
+                len(self._tenants) >= self.cache_size
+            ):  # bounded: queue names carry recipient domains
                 self._tenants.clear()
             self._tenants[queue] = tenant
         return tenant
@@ -207,13 +210,13 @@ class BatchAggregator:
             minute = self._minutes.get(et[:16])
             second = _SECOND_MS.get(et[17:19])
             if minute is not None and second is not None:
-                if len(self._seconds) >= 4096:  # bounded: a replay walks through time
+                if len(self._seconds) >= self.cache_size:  # bounded: a replay walks through time
                     self._seconds.clear()
                 self._seconds[et[:19]] = minute + second
                 return minute + second
             ms = event_time_ms({"event_time": et})
             if ms is not None and second is not None:
-                if len(self._minutes) >= 4096:  # bounded: a replay walks through time
+                if len(self._minutes) >= self.cache_size:  # bounded: a replay walks through time
                     self._minutes.clear()
                 self._minutes[et[:16]] = ms - ms % 60_000
                 return ms - ms % 1000

@@ -72,6 +72,39 @@ def e2e(
         raise typer.Exit(1)
 
 
+@bench_app.command("soak")
+def soak(
+    events: Annotated[
+        int, typer.Option("--events", "-n", min=1000, help="Hostile records to push through.")
+    ] = 1_000_000,
+    rss_limit_mb: Annotated[float, typer.Option(help="Largest worker RSS allowed (MB).")] = 250.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (progress goes to stderr).")
+    ] = False,
+) -> None:
+    """Memory under hostile cardinality: every site, source, tenant and response new."""
+    import json
+
+    from streamer.config import ConfigError, load_settings
+    from streamer.devkit.bench.soak import run
+    from streamer.devkit.broker import BrokerError, ensure_broker
+    from streamer.devkit.harness import HarnessError
+
+    try:
+        settings = load_settings()
+        result = run(settings, ensure_broker(settings), events=events, rss_limit_mb=rss_limit_mb)
+    except ConfigError as exc:
+        from streamer.cli import config_error
+
+        raise config_error(exc) from None
+    except (BrokerError, HarnessError) as exc:
+        typer.secho(f"bench soak failed: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    print(json.dumps(result.to_json()) if as_json else result.table())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @bench_app.command("classify")
 def classify_bench(
     rules: list[str] | None = typer.Option(  # noqa: B008 - typer's documented style

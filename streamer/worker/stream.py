@@ -68,7 +68,9 @@ class StreamWorker:
         self.bootstrap = bootstrap
         self.worker_id = settings.worker_id or default_worker_id()
         self.classifiers = classifiers
-        self.metrics = Metrics()
+        self.metrics = Metrics(
+            max_values=settings.metrics_max_values, top_keys=settings.metrics_top_keys
+        )
         self.tracker = OffsetTracker()
         self.flow = FlowControl(self.tracker, settings.back_pressure, self.metrics)
         self.reloader = RulesReloader(classifiers, self.metrics, watch=settings.watch_rules)

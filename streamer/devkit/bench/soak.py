@@ -1,0 +1,211 @@
+"""``streamer bench soak``: memory under hostile cardinality.
+
+A worker (analytics on) is fed records in which every response line, receiving site, egress
+source and pool, tenant and recipient is new, as a misconfigured MTA or an attack on the log
+pipeline would produce. The run passes when every record came out, the worker's RSS stayed under
+the limit and ended within the allowed drift of its value at 20% of the run (no upward trend),
+and every exported metric kept its bounded number of series.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from streamer.config import Settings
+from streamer.devkit.bench.e2e import BenchError, create_bench_topics
+from streamer.devkit.console import Say, say
+from streamer.devkit.harness import HarnessError, Watermarks, WorkerSet, produce_all
+from streamer.devkit.sample import SampleMessage
+from streamer.kafka.admin import delete_topics
+from streamer.metrics import METRIC_VALUES_PER_DIMENSION, SERIES_TYPES
+
+#: Most series each bounded metric may export (label values are bounded in the worker).
+SERIES_BOUNDS = {
+    "streamer_events_in_total": len(SERIES_TYPES) + 1,
+    "streamer_rule_gaps": 20,
+    "streamer_outcomes_total": 4 * (METRIC_VALUES_PER_DIMENSION + 1) * 7,
+}
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+\S+$")
+
+
+@dataclass
+class SoakResult:
+    events: int
+    seconds: float
+    outputs: int
+    rss_limit_mb: float
+    rss_peak_mb: float
+    rss_at_20_mb: float
+    rss_end_mb: float
+    drift: float
+    series: dict[str, int]
+    timeline: list[tuple[float, int, float]] = field(default_factory=list)  # s, outputs, MB
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.notes
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+    def table(self) -> str:
+        rows = [
+            ("events", f"{self.events:,} (every site, source, tenant and response new)"),
+            ("outputs", f"{self.outputs:,} in {self.seconds:.1f}s"),
+            ("worker RSS", f"peak {self.rss_peak_mb:.0f} MB (limit {self.rss_limit_mb:.0f})"),
+            (
+                "RSS trend",
+                f"{self.rss_at_20_mb:.0f} MB at 20% of the run, {self.rss_end_mb:.0f} MB at the "
+                f"end ({100 * self.drift:+.1f}%)",
+            ),
+            ("series", ", ".join(f"{k} {v}" for k, v in sorted(self.series.items()))),
+        ]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+        lines += [f"FAILED: {n}" for n in self.notes]
+        lines.append("result: " + ("OK" if self.ok else "FAILED"))
+        return "\n".join(lines)
+
+
+def hostile_messages(n: int, seed: int) -> Iterator[SampleMessage]:
+    """Bounces (and some deliveries) in which every input value is new."""
+    base = 1_790_000_000
+    tag = f"{seed:x}"
+    for i in range(n):
+        rtype = "Delivery" if i % 4 == 0 else "Bounce"
+        code = 250 if rtype == "Delivery" else 550
+        rec = {
+            "type": rtype,
+            "id": f"{tag}-{i}",
+            "sender": f"bounce-{i}@sender{i}.example",
+            "recipient": f"user{i}@domain{i}.example",
+            "queue": f"campaign{i}:tenant{i}@domain{i}.example",
+            "site": f"source{i}->mx{i}.domain{i}.example",
+            "egress_pool": f"pool{i}",
+            "egress_source": f"source{i}",
+            "timestamp": base + i // 20_000,
+            "event_time": f"2026-09-21T{(i // 20_000) // 3600 % 24:02d}:"
+            f"{(i // 20_000) // 60 % 60:02d}:{(i // 20_000) % 60:02d}.{i % 1000:03d}Z",
+            "response": {
+                "code": code,
+                "enhanced_code": None,
+                "content": f"queue {i:08x} refused by relay{i}.example for reason {i * 7919}",
+                "command": None,
+            },
+        }
+        yield SampleMessage(str(i).encode(), orjson.dumps(rec), [], "classify")
+
+
+def _series(port: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m and m.group(1).startswith("streamer_") and not m.group(1).endswith("_created"):
+            counts[m.group(1)] += 1
+    return dict(counts)
+
+
+def run(
+    settings: Settings,
+    bootstrap: str,
+    *,
+    events: int = 1_000_000,
+    partitions: int = 4,
+    rss_limit_mb: float = 250.0,
+    max_drift: float = 0.15,
+    seed: int = 0,
+    timeout: float = 1800.0,
+    say: Say = say,
+) -> SoakResult:
+    run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    base = f"streamer.soak.{run_id}"
+    t = {"in": f"{base}.in", "out": f"{base}.out", "dlq": f"{base}.dlq"}
+    analytics = [f"{t['in']}.stats", f"{t['in']}.suppressions"]
+    workdir = Path(tempfile.mkdtemp(prefix="streamer-soak-"))
+    marks: Watermarks | None = None
+    ws: WorkerSet | None = None
+    try:
+        say(f"soak {run_id}: {events:,} hostile records, {partitions} partitions, 1 worker")
+        create_bench_topics(settings, bootstrap, {name: False for name in t.values()}, partitions)
+        marks = Watermarks(settings, bootstrap)
+        ws = WorkerSet.start(bootstrap, t["in"], t["out"], t["dlq"], f"soak-{run_id}", 1, workdir)
+        proc = psutil.Process(ws.procs[0].pid)
+        errors: list[BaseException] = []
+
+        def feed() -> None:
+            try:
+                produce_all(settings, bootstrap, t["in"], hostile_messages(events, seed))
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        feeder = threading.Thread(target=feed, name="soak-producer", daemon=True)
+        started = time.monotonic()
+        feeder.start()
+        timeline: list[tuple[float, int, float]] = []
+        deadline = started + timeout
+        done = 0
+        while done < events:
+            if errors:
+                raise BenchError(f"producing failed: {errors[0]}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"only {done:,}/{events:,} records out after {timeout:.0f}s")
+            ws.check()
+            done = marks.total([t["out"], t["dlq"]])
+            rss = proc.memory_info().rss / 1e6
+            timeline.append((round(time.monotonic() - started, 2), done, round(rss, 1)))
+            time.sleep(1.0)
+        seconds = time.monotonic() - started
+        feeder.join(60)
+        time.sleep(2.5)  # a few housekeeping rounds: the rolling tops close their buckets
+        series = _series(ws.metrics_ports[0])
+        timeline.append((round(seconds, 2), done, round(proc.memory_info().rss / 1e6, 1)))
+        at_20 = next(mb for _s, n, mb in timeline if n >= events * 0.2)
+        end = timeline[-1][2]
+        peak = max(mb for _s, _n, mb in timeline)
+        result = SoakResult(
+            events=events,
+            seconds=round(seconds, 1),
+            outputs=done,
+            rss_limit_mb=rss_limit_mb,
+            rss_peak_mb=peak,
+            rss_at_20_mb=at_20,
+            rss_end_mb=end,
+            drift=round(end / at_20 - 1, 4),
+            series=series,
+            timeline=timeline,
+        )
+        if peak >= rss_limit_mb:
+            result.notes.append(f"peak RSS {peak:.0f} MB >= {rss_limit_mb:.0f} MB")
+        if end > at_20 * (1 + max_drift):
+            result.notes.append(f"RSS grew {100 * result.drift:.1f}% after 20% of the run")
+        for name, bound in SERIES_BOUNDS.items():
+            if series.get(name, 0) > bound:
+                result.notes.append(f"{name}: {series[name]} series > {bound}")
+        return result
+    except HarnessError as exc:
+        tail = ws.tails() if ws is not None else ""
+        raise BenchError(f"{exc}\n{tail}") from exc
+    finally:
+        if ws is not None:
+            ws.stop()
+        if marks is not None:
+            marks.close()
+        delete_topics(settings, bootstrap, [*t.values(), *analytics])
+        shutil.rmtree(workdir, ignore_errors=True)
