@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -36,17 +37,11 @@ def e2e(
     ] = False,
 ) -> None:
     """End to end: raw confluent-kafka pass-through vs `streamer worker`, latency, RSS."""
-    import json
-
-    from streamer.config import ConfigError, load_settings
     from streamer.devkit.bench.e2e import run
-    from streamer.devkit.broker import BrokerError, ensure_broker
-    from streamer.devkit.harness import HarnessError
 
-    try:
-        settings = load_settings()
-        bootstrap = ensure_broker(settings)
-        result = run(
+    _run_bench(
+        "e2e",
+        lambda settings, bootstrap: run(
             settings,
             bootstrap,
             events=events,
@@ -56,20 +51,9 @@ def e2e(
             latency_seconds=latency_seconds,
             timeout=timeout,
             keep_topics=keep_topics,
-        )
-    except ConfigError as exc:
-        from streamer.cli import config_error
-
-        raise config_error(exc) from None
-    except (BrokerError, HarnessError) as exc:
-        typer.secho(f"bench e2e failed: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from exc
-    if as_json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(result.table())
-    if not result.ok:
-        raise typer.Exit(1)
+        ),
+        as_json,
+    )
 
 
 @bench_app.command("soak")
@@ -83,22 +67,35 @@ def soak(
     ] = False,
 ) -> None:
     """Memory under hostile cardinality: every site, source, tenant and response new."""
+    from streamer.devkit.bench.soak import run
+
+    _run_bench(
+        "soak",
+        lambda settings, bootstrap: run(
+            settings, bootstrap, events=events, rss_limit_mb=rss_limit_mb
+        ),
+        as_json,
+    )
+
+
+def _run_bench(name: str, bench: Callable[[Any, str], Any], as_json: bool) -> None:
+    """Run a Kafka benchmark on the configured (or local) broker; print its table or JSON and
+    exit 1 unless it passed. Configuration and broker errors are one line."""
     import json
 
     from streamer.config import ConfigError, load_settings
-    from streamer.devkit.bench.soak import run
     from streamer.devkit.broker import BrokerError, ensure_broker
     from streamer.devkit.harness import HarnessError
 
     try:
         settings = load_settings()
-        result = run(settings, ensure_broker(settings), events=events, rss_limit_mb=rss_limit_mb)
+        result = bench(settings, ensure_broker(settings))
     except ConfigError as exc:
         from streamer.cli import config_error
 
         raise config_error(exc) from None
     except (BrokerError, HarnessError) as exc:
-        typer.secho(f"bench soak failed: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(f"bench {name} failed: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     print(json.dumps(result.to_json()) if as_json else result.table())
     if not result.ok:

@@ -27,7 +27,6 @@ import shutil
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,13 +34,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.config import Settings
 from streamer.deadletter import DLQ_REASON
 from streamer.devkit.broker import LocalBroker, ensure_broker
 from streamer.devkit.console import Say, say
-from streamer.devkit.harness import HarnessError, Watermarks, WorkerSet, produce_all
+from streamer.devkit.harness import (
+    HarnessError,
+    Watermarks,
+    WorkerSet,
+    produce_all,
+    scrape_metrics,
+)
 from streamer.devkit.sample import (
     BUNDLED_SAMPLE_SEED,
     SampleMessage,
@@ -230,24 +234,6 @@ def expected_labels(settings: Settings, demo_input: DemoInput) -> dict[Identity,
         if rec["type"] in CLASSIFIABLE_TYPES:
             labels[ident] = enrich(dict(rec), classifier)["bounce_classification"]
     return labels
-
-
-def scrape_metrics(
-    port: int, timeout: float = 5.0
-) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """The worker's ``streamer_*`` samples by name (empty when the endpoint does not answer)."""
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name.startswith("streamer_"):
-                samples.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
-    return samples
 
 
 # --------------------------------------------------------------------------------------------

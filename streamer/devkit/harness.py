@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.config import Settings
 from streamer.devkit.broker import free_port
@@ -245,3 +247,21 @@ class WorkerSet:
                 p.wait(10)
                 codes.append(None)
         return codes
+
+
+def scrape_metrics(
+    port: int, timeout: float = 5.0
+) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The worker's ``streamer_*`` samples by name (empty when the endpoint does not answer)."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("streamer_"):
+                samples.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
+    return samples

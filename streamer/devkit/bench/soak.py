@@ -9,14 +9,11 @@ and every exported metric kept its bounded number of series.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +25,13 @@ import psutil
 from streamer.config import Settings
 from streamer.devkit.bench.e2e import BenchError, create_bench_topics
 from streamer.devkit.console import Say, say
-from streamer.devkit.harness import HarnessError, Watermarks, WorkerSet, produce_all
+from streamer.devkit.harness import (
+    HarnessError,
+    Watermarks,
+    WorkerSet,
+    produce_all,
+    scrape_metrics,
+)
 from streamer.devkit.sample import SampleMessage
 from streamer.kafka.admin import delete_topics
 from streamer.metrics import METRIC_VALUES_PER_DIMENSION, SERIES_TYPES
@@ -39,7 +42,6 @@ SERIES_BOUNDS = {
     "streamer_rule_gaps": 20,
     "streamer_outcomes_total": 4 * (METRIC_VALUES_PER_DIMENSION + 1) * 7,
 }
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+\S+$")
 
 
 @dataclass
@@ -112,14 +114,9 @@ def hostile_messages(n: int, seed: int) -> Iterator[SampleMessage]:
 
 
 def _series(port: int) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    counts: Counter[str] = Counter()
-    for line in text.splitlines():
-        m = _SAMPLE.match(line)
-        if m and m.group(1).startswith("streamer_") and not m.group(1).endswith("_created"):
-            counts[m.group(1)] += 1
-    return dict(counts)
+    """How many series each ``streamer_*`` sample name exports now."""
+    samples = scrape_metrics(port, timeout=10)
+    return {name: len(v) for name, v in samples.items() if not name.endswith("_created")}
 
 
 def run(
