@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(2000, ge=1, description="Max records handed to an agent at once.")
     exactly_once: bool = False
     worker_id: str | None = None
+    processes: int | Literal["auto"] = Field(
+        1, description="Worker processes `streamer worker` runs, supervised; auto: one per core."
+    )
 
     # --- Operations -------------------------------------------------------------------------
     metrics_max_values: int = Field(
@@ -185,6 +188,18 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown dimensions {unknown}; use some of {list(known)}")
         return v
+
+    @field_validator("processes")
+    @classmethod
+    def _check_processes(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be at least 1, or auto")
+        return v
+
+    @property
+    def worker_processes(self) -> int:
+        """``processes`` as a number (``auto``: the cores of this host)."""
+        return self.processes if isinstance(self.processes, int) else max(1, os.cpu_count() or 1)
 
     @field_validator("non_classifiable")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +42,10 @@ def worker_command(
         typer.Option("--exactly-once/--at-least-once", help="Kafka transactions (see README)."),
     ] = None,
     worker_id: Annotated[str | None, typer.Option(help="Name in logs (default host-pid).")] = None,
+    processes: Annotated[
+        str | None,
+        typer.Option(help="Worker processes to run, supervised (a number or auto: per core)."),
+    ] = None,
     metrics_host: Annotated[str | None, typer.Option()] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Prometheus endpoint port; 0 disables.")
@@ -69,6 +74,7 @@ def worker_command(
         "watch_rules": watch_rules,
         "exactly_once": exactly_once,
         "worker_id": worker_id,
+        "processes": processes,
         "metrics_host": metrics_host,
         "metrics_port": metrics_port,
         "web_host": web_host,
@@ -107,6 +113,12 @@ def worker_command(
 
     for warning in label_warnings(classifiers.current.ruleset):
         logging.getLogger("streamer.rules").warning("%s", warning)
+    if settings.worker_processes > 1:
+        del classifiers  # the rules are valid; the children load their own
+        raise typer.Exit(_supervise(settings, flags))
+    from streamer.worker.supervisor import follow_supervisor
+
+    follow_supervisor()
     # Several workers on one host: a busy web port is replaced by a free one (logged; the
     # metrics endpoint does the same in Metrics.serve), and Faust folders of exited workers go.
     from streamer import statedir
@@ -126,3 +138,46 @@ def worker_command(
         typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(run_worker(settings, bootstrap_addr, classifiers))
+
+
+def _supervise(settings: Any, flags: dict[str, Any]) -> int:
+    """``--processes N``: run N supervised children (``streamer.worker.supervisor``)."""
+    from streamer.devkit.broker import BrokerError, ensure_broker
+    from streamer.ports import pick_port
+    from streamer.worker.supervisor import Child, Supervisor, child_environment
+    from streamer.worker.supervisor_http import SupervisorMetrics, serve_status
+
+    try:
+        bootstrap = ensure_broker(settings)  # once, for every child
+        metrics_port = pick_port(settings.metrics_host, settings.metrics_port, "metrics_port")
+        web_port = pick_port(settings.web_host, settings.web_port, "web_port")
+    except (BrokerError, OSError) as exc:
+        typer.secho(f"worker: {exc}", fg=typer.colors.RED, err=True)
+        return 1
+
+    def environment(child: Child) -> dict[str, str]:
+        return child_environment(
+            os.environ,
+            flags,
+            {
+                "bootstrap": bootstrap,
+                "processes": 1,
+                "worker_id": child.worker_id,
+                "metrics_port": child.metrics_port,
+                "web_port": child.web_port,
+            },
+        )
+
+    supervisor = Supervisor(
+        settings.worker_processes,
+        settings.worker_id,
+        environment,
+        metrics_host=settings.metrics_host if settings.metrics_port else None,
+        web_host=settings.web_host if settings.web_port else None,
+    )
+    supervisor.install_signal_handlers()
+    metrics = SupervisorMetrics(supervisor, settings.metrics_host)
+    supervisor.on_restart = lambda child: metrics.restarts.labels(str(child.index)).inc()
+    metrics.serve(settings.metrics_host, metrics_port)
+    serve_status(supervisor, settings.web_host, web_port)
+    return supervisor.run()
