@@ -23,6 +23,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
+    Histogram,
     ProcessCollector,
     start_http_server,
 )
@@ -32,6 +33,12 @@ from prometheus_client.registry import Collector
 from streamer.analytics.batch import Folded
 from streamer.analytics.heavy import BoundedDimension
 from streamer.records import RECORD_TYPES
+
+#: Where a record waits (``streamer_stage_seconds``), one observation per batch: ms to seconds.
+STAGES = ("fetch", "queue", "process", "deliver")
+STAGE_BUCKETS: tuple[float, ...] = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+)  # fmt: skip
 
 #: Buckets for per-record classification time: a cache hit is ~µs, a regex-set scan ~10-100 µs.
 CLASSIFY_BUCKETS: tuple[float, ...] = (
@@ -379,6 +386,17 @@ class Metrics:
             "or a failed transaction): the next owner consumes them again.",
             registry=r,
         )
+        stage = Histogram(
+            "streamer_stage_seconds",
+            "Where records wait, per batch: fetch (broker timestamp of the batch's oldest record "
+            "to its fetch), queue (fetched to processing), process (to the last output handed "
+            "to the producer), deliver (to the broker's acknowledgement of the outputs).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        #: stage -> its histogram child (observed once per batch)
+        self.stage_seconds = {name: stage.labels(name) for name in STAGES}
         self.top_sites = TopSites(max_keys=top_keys)
         r.register(self.top_sites)
         self.deliverability = DeliverabilityMetrics(r, max_values, top_keys)

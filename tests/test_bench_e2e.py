@@ -43,7 +43,10 @@ def test_bench_e2e_tiny_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     env.pop("STREAMER_CONFIG", None)
     env.update({"KAFKA_BOOTSTRAP": kafka_bootstrap, "STREAMER_STATE_DIR": str(tmp_path)})
     events = 3000
-    args = f"bench e2e --events {events} --partitions 2 --json --latency-seconds 1 --timeout 120"
+    args = (
+        f"bench e2e --events {events} --partitions 2 --processes 2 --json --latency-seconds 1"
+        " --timeout 120"
+    )
     proc = subprocess.run(
         [*STREAMER, *args.split()],
         env=env,
@@ -68,6 +71,16 @@ def test_bench_e2e_tiny_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert result["dead_letters"] == 0 and result["ok"] is True
     assert result["streamer"]["events"] == events and result["baseline"]["events"] == events
     assert result["latency_events"] >= 1 and 900 <= result["mean_record_bytes"] <= 1800
+    # --processes 2: both process counts ran on the same input; where the latency went.
+    assert result["processes"] == 2 and result["single_process_events_per_s"] > 0
+    assert result["scaling"] == round(
+        result["streamer_events_per_s"] / result["single_process_events_per_s"], 3
+    )
+    stages = result["latency_stages"]
+    assert list(stages) == ["produce", "fetch", "queue", "process", "deliver"]
+    for name in ("fetch", "queue", "process", "deliver"):
+        assert stages[name]["batches"] > 0, name
+        assert 0 <= stages[name]["mean_ms"] <= stages[name]["p99_ms"] or stages[name]["p99_ms"] == 0
     # The benchmark's topics are gone.
     settings = Settings(bootstrap=kafka_bootstrap, files=[Path(os.devnull)])
     assert not [

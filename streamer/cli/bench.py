@@ -24,6 +24,10 @@ def e2e(
     workers: Annotated[
         int, typer.Option("--workers", "-w", min=1, help="Worker processes (and baseline ones).")
     ] = 1,
+    processes: Annotated[
+        int,
+        typer.Option(min=1, help="Processes per worker (also runs 1, for the scaling)."),
+    ] = 1,
     latency_seconds: Annotated[
         float, typer.Option(help="Measured duration of the fixed-rate latency run (at most).")
     ] = 10.0,
@@ -47,6 +51,7 @@ def e2e(
             events=events,
             partitions=partitions,
             workers=workers,
+            processes=processes,
             seed=seed,
             latency_seconds=latency_seconds,
             timeout=timeout,

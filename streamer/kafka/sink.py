@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -70,6 +72,7 @@ class Sink:
         dlq_topic: str,
         on_retry: Callable[[str], None] | None = None,
         transactional_id: str | None = None,
+        on_delivered: Callable[[float], None] | None = None,
         **overrides: Any,
     ) -> None:
         conf: dict[str, Any] = {
@@ -100,6 +103,9 @@ class Sink:
         self._failures: list[tuple[Chunk, int, KafkaError, Any, Any, Any, Any]] = []
         self.fatal: KafkaError | None = None
         self.produced = 0
+        #: Told how long each batch's outputs took from hand-off to acknowledgement.
+        self.on_delivered = on_delivered
+        self._handed: deque[tuple[int, float]] = deque()  # (produced count, when) per batch
 
     # --- hot path ----------------------------------------------------------------------------
     def callback(self, chunk: Chunk, attempt: int = 0) -> DeliveryCallback:
@@ -167,7 +173,24 @@ class Sink:
         n = self.producer.poll(timeout)
         if self._failures:
             self._handle_failures()
+        if self._handed:
+            self._delivered()
         return n
+
+    def mark_handed(self) -> None:
+        """A batch's outputs are all with the producer: time them until acknowledged."""
+        if self.on_delivered is not None:
+            self._handed.append((self.produced, time.monotonic()))
+
+    def _delivered(self) -> None:
+        # Outputs leave the producer's queue in about the order they entered it, so once the
+        # queue holds fewer than were produced after a mark, that batch's outputs are through
+        # (per batch, no per-record work; retries make it an estimate).
+        through = self.produced - len(self.producer)
+        handed, now = self._handed, time.monotonic()
+        while handed and handed[0][0] <= through:
+            _count, at = handed.popleft()
+            self.on_delivered(now - at)  # type: ignore[misc]
 
     @property
     def queued(self) -> int:

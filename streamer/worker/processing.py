@@ -34,6 +34,8 @@ class Batch:
     groups: list[tuple[Chunk, list[Any]]]
     count: int
     consumed_at: float = field(default_factory=time.monotonic)
+    #: Seconds from the broker timestamp of the batch's oldest record to its fetch.
+    fetch_wait: float = 0.0
 
 
 def make_batch(tracker: OffsetTracker, messages: Sequence[Any]) -> Batch | None:
@@ -52,13 +54,20 @@ def make_batch(tracker: OffsetTracker, messages: Sequence[Any]) -> Batch | None:
             group.append(m)
     groups: list[tuple[Chunk, list[Any]]] = []
     count = 0
+    oldest_ms = 0
     for (topic, partition), msgs in by_tp.items():
         chunk = tracker.track(topic, partition, msgs[0].offset(), msgs[-1].offset(), len(msgs))
         if chunk is None:  # revoked between consume() and now: someone else reads it
             continue
         groups.append((chunk, msgs))
         count += len(msgs)
-    return Batch(groups, count) if groups else None
+        ts_type, ts_ms = msgs[0].timestamp()
+        if ts_type and ts_ms > 0 and (oldest_ms == 0 or ts_ms < oldest_ms):
+            oldest_ms = ts_ms
+    if not groups:
+        return None
+    wait = max(0.0, time.time() - oldest_ms / 1000) if oldest_ms else 0.0
+    return Batch(groups, count, fetch_wait=wait)
 
 
 class BatchProcessor:
@@ -88,8 +97,11 @@ class BatchProcessor:
     async def process(self, batch: Batch, checkpoint: Checkpoint) -> int:
         """Run a batch; returns the records that went through (0 when the mode failed)."""
         self._stats = BatchStats()
+        started = time.monotonic()
         publish = self._fold_and_flush if self.stats is not None else None
         done = await checkpoint.process(batch.groups, self.send_chunk, publish)
+        handed = time.monotonic()
+        self.sink.mark_handed()
         if self._held:  # at-least-once: the timer's flush publishes what was folded now
             self._fold()
         self.sink.poll(0)
@@ -97,6 +109,10 @@ class BatchProcessor:
             s = self._stats
             m = self.metrics
             m.batches.inc()
+            stage = m.stage_seconds
+            stage["fetch"].observe(batch.fetch_wait)
+            stage["queue"].observe(started - batch.consumed_at)
+            stage["process"].observe(handed - started)
             m.record_batch(s.events_in, s.events_out, s.dlq, s.dropped, s.classify_seconds, s.sites)
             if self._folded is not None:
                 m.deliverability.record(self._folded)

@@ -113,6 +113,7 @@ class StreamWorker:
             dlq_topic=s.dlq_topic or "",
             on_retry=lambda action: self.metrics.produce_retries.labels(action).inc(),
             transactional_id=f"streamer-{s.group_id}-{self.worker_id}" if eos else None,
+            on_delivered=self.metrics.stage_seconds["deliver"].observe,
         )
         self.source = Source(
             s,

@@ -56,6 +56,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from streamer.config import Settings
+from streamer.devkit.bench import stages
 from streamer.devkit.console import Say, say
 from streamer.devkit.harness import (
     HarnessError,
@@ -114,8 +115,8 @@ class E2EResult:
     max_ms: float
     latency_rate_per_s: float
     latency_events: int
-    rss_mb: float  # the largest peak RSS of one worker (with children)
-    rss_mb_per_worker: list[float]
+    rss_mb: float  # the largest peak RSS of one process (a worker, or a child of --processes)
+    rss_mb_per_worker: list[float]  # each worker's process tree (supervisor and children)
     outputs: int
     missing: int
     duplicates: int
@@ -128,6 +129,13 @@ class E2EResult:
     analytics_off_events_per_s: float = 0.0
     #: 1 - (analytics on / analytics off): the share of throughput the analytics cost.
     analytics_cost: float = 0.0
+    #: Worker processes per `streamer worker` (``--processes``).
+    processes: int = 1
+    #: With several processes: their rate over one process's, same input, same run.
+    single_process_events_per_s: float = 0.0
+    scaling: float = 0.0
+    #: Latency run: stage -> mean and p99 ms (``streamer.devkit.bench.stages``).
+    latency_stages: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -143,7 +151,10 @@ class E2EResult:
         b, s = self.baseline, self.streamer
         rows = [
             ("events", f"{self.events:,} (~{self.mean_record_bytes:,.0f} B each)"),
-            ("partitions / workers", f"{self.partitions} / {self.workers}"),
+            (
+                "partitions / workers / processes",
+                f"{self.partitions} / {self.workers} / {self.processes} per worker",
+            ),
             ("produce (bench producer)", f"{self.produce_events_per_s:,.0f} events/s"),
             (
                 "baseline pass-through",
@@ -160,13 +171,21 @@ class E2EResult:
                 f"{100 * self.analytics_cost:.1f}% of throughput",
             ),
             (
+                "scaling (processes)",
+                f"{self.scaling:.2f}x one process ({self.single_process_events_per_s:,.0f}/s)"
+                if self.processes > 1
+                else "n/a (one process)",
+            ),
+            (
                 f"latency at {self.latency_rate_per_s:,.0f}/s",
                 f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, max {self.max_ms:.1f} ms"
                 f" ({self.latency_events:,} events)",
             ),
+            ("where latency goes", stages.table(self.latency_stages)),
             (
-                "peak RSS per worker",
-                ", ".join(f"{m:.0f} MB" for m in self.rss_mb_per_worker) or "n/a",
+                "peak RSS",
+                f"{self.rss_mb:.0f} MB largest process; per worker tree: "
+                + (", ".join(f"{m:.0f} MB" for m in self.rss_mb_per_worker) or "n/a"),
             ),
             (
                 "verified",
@@ -380,7 +399,8 @@ class RssSampler(threading.Thread):
     def __init__(self, interval: float = 0.2) -> None:
         super().__init__(daemon=True, name="rss-sampler")
         self.interval = interval
-        self.peaks: dict[int, int] = {}  # root pid -> bytes
+        self.peaks: dict[int, int] = {}  # root pid -> bytes (the whole process tree)
+        self.process_peak = 0  # bytes: the largest single process seen
         self._roots: list[psutil.Process] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -397,13 +417,14 @@ class RssSampler(threading.Thread):
                 roots = list(self._roots)
             for root in roots:
                 try:
-                    rss = root.memory_info().rss
+                    sizes = [root.memory_info().rss]
                     for child in root.children(recursive=True):
                         with contextlib.suppress(psutil.Error):
-                            rss += child.memory_info().rss
+                            sizes.append(child.memory_info().rss)
                 except psutil.Error:
                     continue
-                self.peaks[root.pid] = max(self.peaks.get(root.pid, 0), rss)
+                self.peaks[root.pid] = max(self.peaks.get(root.pid, 0), sum(sizes))
+                self.process_peak = max(self.process_peak, *sizes)
 
     def stop(self) -> None:
         self._stop.set()
@@ -443,10 +464,11 @@ def run(
     latency_seconds: float = 10.0,
     timeout: float | None = None,
     keep_topics: bool = False,
+    processes: int = 1,
     say: Say = say,
 ) -> E2EResult:
-    if events < 1 or partitions < 1 or workers < 1:
-        raise BenchError("events, partitions and workers must be at least 1")
+    if events < 1 or partitions < 1 or workers < 1 or processes < 1:
+        raise BenchError("events, partitions, workers and processes must be at least 1")
     phase_timeout = timeout if timeout is not None else 120.0 + events / 500
     run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     base = f"streamer.bench.{run_id}"
@@ -460,12 +482,17 @@ def run(
         "lat_dlq": f"{base}.latency.dlq",
         "plain_out": f"{base}.plain.out",
         "plain_dlq": f"{base}.plain.dlq",
+        "single_out": f"{base}.single.out",
+        "single_dlq": f"{base}.single.dlq",
         "stats": f"{base}.in.stats",
         "suppressions": f"{base}.in.suppressions",
         "lat_stats": f"{base}.latency.in.stats",
         "lat_suppressions": f"{base}.latency.in.suppressions",
     }
-    log_append = {"baseline_out", "out", "lat_out", "dlq", "lat_dlq", "plain_out", "plain_dlq"}
+    log_append = {
+        *("baseline_out", "out", "lat_in", "lat_out", "dlq", "lat_dlq", "plain_out", "plain_dlq"),
+        *("single_out", "single_dlq"),
+    }
     notes: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
     marks: Watermarks | None = None
@@ -500,8 +527,10 @@ def run(
         say(f"baseline: {baseline.events_per_s:,.0f} events/s")
 
         # 3. streamer worker(s) on the same input; then again without the analytics
-        phase = _StreamerPhase(settings, bootstrap, t["in"], workers, events, marks, phase_timeout)
-        say(f"streamer: {workers} `streamer worker` process(es) ...")
+        phase = _StreamerPhase(
+            settings, bootstrap, t["in"], workers, events, marks, phase_timeout, processes
+        )
+        say(f"streamer: {workers} `streamer worker`(s), {processes} process(es) each ...")
         streamer, outputs, dead, codes = phase.run(
             t["out"], t["dlq"], f"bench-streamer-{run_id}", workdir / "throughput", sampler
         )
@@ -530,12 +559,25 @@ def run(
         if len(plain_out) < events - len(dead):
             notes.append(f"analytics-off run: {len(plain_out)} outputs for {events} inputs")
         say(f"streamer without analytics: {plain.events_per_s:,.0f} events/s")
+        single = None
+        if processes > 1:
+            say("streamer with one process per worker (for the scaling) ...")
+            single, *_rest = phase.run(
+                t["single_out"],
+                t["single_dlq"],
+                f"bench-single-{run_id}",
+                workdir / "single",
+                None,
+                {"STREAMER_PROCESSES": "1"},
+                members=workers,
+            )
+            say(f"one process per worker: {single.events_per_s:,.0f} events/s")
 
         # 4. latency at half the measured capacity
         rate = max(50.0, streamer.events_per_s / 2)
         lat_events = max(1, int(min(events, rate * latency_seconds)))
         say(f"latency: {lat_events:,} events offered at {rate:,.0f}/s ...")
-        p50, p99, pmax, lat_missing = run_latency(
+        p50, p99, pmax, lat_missing, lat_stages = run_latency(
             settings,
             bootstrap,
             t["lat_in"],
@@ -549,8 +591,9 @@ def run(
             phase_timeout,
             workdir / "latency",
             sampler,
+            processes,
         )
-        say(f"latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        say(f"latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms; {stages.table(lat_stages)}")
 
         peaks = [sampler.peaks.get(p, 0) / 1e6 for p in sorted(sampler.peaks)]
         result = E2EResult(
@@ -568,7 +611,7 @@ def run(
             max_ms=round(pmax, 2),
             latency_rate_per_s=round(rate, 1),
             latency_events=lat_events,
-            rss_mb=round(max(peaks, default=0.0), 1),
+            rss_mb=round(sampler.process_peak / 1e6, 1),
             rss_mb_per_worker=[round(p, 1) for p in peaks],
             outputs=len(outputs),
             missing=missing,
@@ -582,6 +625,12 @@ def run(
             analytics_cost=round(1 - streamer.events_per_s / plain.events_per_s, 4)
             if plain.events_per_s
             else 0.0,
+            processes=processes,
+            single_process_events_per_s=round(single.events_per_s, 1) if single else 0.0,
+            scaling=round(streamer.events_per_s / single.events_per_s, 3)
+            if single and single.events_per_s
+            else 0.0,
+            latency_stages=lat_stages,
             notes=notes,
         )
         return result
@@ -607,6 +656,7 @@ class _StreamerPhase:
         events: int,
         marks: Watermarks,
         timeout: float,
+        processes: int = 1,
     ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
@@ -615,6 +665,7 @@ class _StreamerPhase:
         self.events = events
         self.marks = marks
         self.timeout = timeout
+        self.processes = processes
 
     def run(
         self,
@@ -624,15 +675,19 @@ class _StreamerPhase:
         workdir: Path,
         sampler: RssSampler | None,
         extra_env: dict[str, str] | None = None,
+        members: int | None = None,
     ) -> tuple[PhaseRate, list[TopicRecord], list[TopicRecord], list[int | None]]:
-        """(rate, outputs, dead letters, exit codes) of one run in consumer group ``group``."""
+        """(rate, outputs, dead letters, exit codes) of one run in consumer group ``group``.
+
+        ``members``: consumers expected in the group (default workers x processes).
+        """
         s, bootstrap = self.settings, self.bootstrap
-        watch = GroupWatch(s, bootstrap, group, self.workers) if self.workers > 1 else None
+        members = members or self.workers * self.processes
+        watch = GroupWatch(s, bootstrap, group, members) if members > 1 else None
         if watch:
             watch.start()
-        ws = WorkerSet.start(
-            bootstrap, self.in_topic, out, dlq, group, self.workers, workdir, extra_env
-        )
+        env = {"STREAMER_PROCESSES": str(self.processes), **(extra_env or {})}
+        ws = WorkerSet.start(bootstrap, self.in_topic, out, dlq, group, self.workers, workdir, env)
         if sampler is not None:
             sampler.watch(p.pid for p in ws.procs)
         try:
@@ -663,8 +718,11 @@ def run_latency(
     timeout: float,
     workdir: Path,
     sampler: RssSampler,
-) -> tuple[float, float, float, int]:
-    """Offer records at ``rate``/s to fresh workers; (p50, p99, max, missing) of ``count``.
+    processes: int = 1,
+) -> tuple[float, float, float, int, dict[str, dict[str, float]]]:
+    """Offer records at ``rate``/s to fresh workers; (p50, p99, max, missing, stages).
+
+    ``stages`` is where the time went (``streamer.devkit.bench.stages``).
 
     A burst of 200 records first gets the workers going; then the paced run starts, and its
     first ``LATENCY_SETTLE_S`` seconds are sent and checked but left out of the percentiles
@@ -681,9 +739,10 @@ def run_latency(
     measured = {ident for ident, _m in timed[settle:]}
     del records
     group = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    watch = GroupWatch(settings, bootstrap, group, workers)
+    watch = GroupWatch(settings, bootstrap, group, workers * processes)
     watch.start()
-    ws = WorkerSet.start(bootstrap, in_topic, out_topic, dlq_topic, group, workers, workdir)
+    env = {"STREAMER_PROCESSES": str(processes)}
+    ws = WorkerSet.start(bootstrap, in_topic, out_topic, dlq_topic, group, workers, workdir, env)
     sampler.watch(p.pid for p in ws.procs)
     sent_ms: dict[Identity, float] = {}
     try:
@@ -698,6 +757,7 @@ def run_latency(
         # paced in ticks (whatever is due is sent, then sleep until the next tick): sleeping per
         # record would burn a core on this 2-core budget and starve the worker being measured.
         producer = Producer(producer_config(settings, bootstrap, **{"linger.ms": 1}))
+        before = stages.snapshot(ws.metrics_ports)
         started = time.monotonic()
         i, total = 0, len(timed)
         while i < total:
@@ -719,6 +779,7 @@ def run_latency(
         wait_for_outputs(
             marks, [out_topic, dlq_topic], warmup + len(timed), timeout, ws.check, "latency"
         )
+        after = stages.snapshot(ws.metrics_ports)
     except HarnessError as exc:
         raise BenchError(f"{exc}\n{ws.tails()}") from exc
     finally:
@@ -735,9 +796,15 @@ def run_latency(
                 latencies.append(max(0.0, ts - sent_ms[out_ident]))
     latencies.sort()
     missing = len(sent_ms) - len(seen)
+    produce_ms = [
+        max(0.0, rec.timestamp_ms - sent_ms[rid])
+        for rec in read_topic(settings, bootstrap, in_topic)
+        if (rid := _output_identity(rec.value)) is not None and rid in measured
+    ]
     return (
         percentile(latencies, 50),
         percentile(latencies, 99),
         latencies[-1] if latencies else 0.0,
         missing,
+        stages.breakdown(before, after, produce_ms),
     )
