@@ -173,3 +173,40 @@ def test_output_refused_before_queueing_is_dead_lettered_on_the_next_poll(sink: 
     producer: Recording = sink.producer  # type: ignore[assignment]
     assert [(p[0], p[1]) for p in producer.produced] == [("in.dlq", b"a"), ("in.dlq", b"b")]
     assert sink.queued >= 2 and sink  # queued in librdkafka; a sink is never falsy
+
+
+class _Queue:
+    """Stands in for the producer's queue length only (what the delivery timing reads)."""
+
+    def __init__(self) -> None:
+        self.length = 0
+
+    def poll(self, _timeout: float = 0.0) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def test_delivery_time_is_observed_per_batch_once_its_outputs_left_the_queue(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(bootstrap="127.0.0.1:9", files=[Path(__file__)], state_dir=tmp_path)
+    seen: list[float] = []
+    sink = Sink(settings, "127.0.0.1:9", client_id="t", dlq_topic="d", on_delivered=seen.append)
+    queue = _Queue()
+    sink.producer = queue  # type: ignore[assignment]
+    sink.produced, queue.length = 3, 3
+    sink.mark_handed()  # batch 1: outputs 1..3
+    sink.produced, queue.length = 5, 5
+    sink.mark_handed()  # batch 2: outputs 4..5
+    sink.poll()
+    assert seen == []  # nothing acknowledged yet
+    queue.length = 2  # three went through: batch 1 is done, batch 2 is not
+    sink.poll()
+    assert len(seen) == 1 and seen[0] >= 0
+    queue.length = 0
+    sink.poll()
+    assert len(seen) == 2
+    sink.poll()
+    assert len(seen) == 2  # each batch is observed once

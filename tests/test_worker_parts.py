@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,16 @@ def test_forget_clears_committed_positions(exactly_once: bool) -> None:
     assert cp.committed == {TP0: 3}
     cp.forget([TP0])
     assert cp.committed == {}
+
+
+def test_make_batch_measures_the_wait_of_its_oldest_record() -> None:
+    tr = OffsetTracker()
+    tr.assign([TP0, TP1])
+    now_ms = int(time.time() * 1000)
+    older = Message(topic=TP1[0], partition=TP1[1], offset=0, timestamp=(2, now_ms - 400))
+    newer = Message(topic=TP0[0], partition=TP0[1], offset=0, timestamp=(2, now_ms - 100))
+    batch = make_batch(tr, [newer, older])
+    assert batch is not None
+    assert 0.4 <= batch.fetch_wait < 5.0  # the older record's wait, from its broker timestamp
+    untimed = make_batch(tr, _msgs(TP0, 1, 2))  # no timestamp: nothing to measure
+    assert untimed is not None and untimed.fetch_wait == 0.0
