@@ -76,6 +76,14 @@ def test_bench_e2e_tiny_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert result["scaling"] == round(
         result["streamer_events_per_s"] / result["single_process_events_per_s"], 3
     )
+    # CPU per event, measured for the pass-through and both streamer runs (a tiny run may be
+    # over within one poll of the watermarks: then the result says so).
+    assert result["baseline_cpu_us"] > 0
+    if result["streamer_cpu_us"] and result["analytics_off_cpu_us"]:
+        cpu_ratio = result["baseline_cpu_us"] / result["streamer_cpu_us"]
+        assert abs(result["cpu_ratio"] - cpu_ratio) < 0.01
+    else:
+        assert any("too few events" in n for n in result["notes"])
     stages = result["latency_stages"]
     assert list(stages) == ["produce", "fetch", "queue", "process", "deliver"]
     for name in ("fetch", "queue", "process", "deliver"):

@@ -119,12 +119,18 @@ def wait_for_outputs(
     check: Callable[[], None],
     what: str,
     stall_timeout: float = 90.0,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Poll high watermarks until ``expected`` records are out; bounded in time and on stalls."""
+    """Poll high watermarks until ``expected`` records are out; bounded in time and on stalls.
+
+    ``progress`` is told the count at every poll (the last time with the final count).
+    """
     deadline = time.monotonic() + timeout
     last, last_change = -1, time.monotonic()
     while True:
         n = marks.total(topics)
+        if progress is not None:
+            progress(n)
         if n >= expected:
             return n
         now = time.monotonic()

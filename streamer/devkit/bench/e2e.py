@@ -134,6 +134,14 @@ class E2EResult:
     #: With several processes: their rate over one process's, same input, same run.
     single_process_events_per_s: float = 0.0
     scaling: float = 0.0
+    #: CPU µs per event (every thread of the processes; ``CpuMeter``) and the ratio of CPU per
+    #: event, pass-through over streamer: the throughput ratio without the machine's noise.
+    baseline_cpu_us: float = 0.0
+    streamer_cpu_us: float = 0.0
+    analytics_off_cpu_us: float = 0.0
+    cpu_ratio: float = 0.0
+    #: 1 - (CPU per event analytics off / on).
+    analytics_cpu_cost: float = 0.0
     #: Latency run: stage -> mean and p99 ms (``streamer.devkit.bench.stages``).
     latency_stages: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -165,6 +173,12 @@ class E2EResult:
                 f"{self.streamer_events_per_s:,.0f} events/s ({s.events:,} in {s.seconds:.2f}s)",
             ),
             ("ratio streamer / baseline", f"{self.ratio:.3f}"),
+            (
+                "CPU per event",
+                f"streamer {self.streamer_cpu_us:.1f} µs, analytics off "
+                f"{self.analytics_off_cpu_us:.1f} µs, pass-through {self.baseline_cpu_us:.1f} µs:"
+                f" ratio {self.cpu_ratio:.3f}, analytics {100 * self.analytics_cpu_cost:.1f}%",
+            ),
             (
                 "analytics off (same input)",
                 f"{self.analytics_off_events_per_s:,.0f} events/s: analytics cost "
@@ -331,7 +345,8 @@ def run_baseline(
     expected: int,
     marks: Watermarks,
     timeout: float,
-) -> PhaseRate:
+) -> tuple[PhaseRate, float]:
+    """The pass-through's rate and CPU µs per event."""
     group = f"bench-baseline-{uuid.uuid4().hex[:8]}"
     cconf = consumer_config(
         settings,
@@ -374,8 +389,11 @@ def run_baseline(
             if time.monotonic() > deadline:
                 raise BenchError(f"baseline: group never had {processes} assigned members")
             time.sleep(0.05)
+        meter = CpuMeter(p.pid for p in procs if p.pid is not None)
+        meter.mark(0)  # idle until now: waiting for ``go``
         go.set()
         wait_for_outputs(marks, [out_topic], expected, timeout, check, "baseline")
+        meter.mark(expected)
     finally:
         go.set()
         stop.set()
@@ -385,7 +403,7 @@ def run_baseline(
                 p.kill()
         watch.stop()
     times = [r.timestamp_ms for r in read_topic(settings, bootstrap, out_topic)]
-    return window_rate(times, watch.stable_at)
+    return window_rate(times, watch.stable_at), meter.us_per_event()
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,6 +446,47 @@ class RssSampler(threading.Thread):
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class CpuMeter:
+    """CPU seconds (user + system, every thread) that process trees spent per event.
+
+    Throughput on a shared 2-core machine depends on what else runs at that moment; the CPU a
+    process spends per event hardly does, so the ratio of CPU per event (pass-through against
+    worker, analytics off against on) is the steadier comparison. Marks are (events out, CPU
+    seconds) pairs: the first at the start of the measured stretch, the last at its end.
+    """
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self.roots = [psutil.Process(pid) for pid in pids]
+        self.first: tuple[int, float] | None = None
+        self.last: tuple[int, float] | None = None
+
+    def cpu(self) -> float:
+        total = 0.0
+        for root in self.roots:
+            with contextlib.suppress(psutil.Error):
+                for proc in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        t = proc.cpu_times()
+                        total += t.user + t.system
+        return total
+
+    def mark(self, events: int) -> None:
+        now = (events, self.cpu())
+        if self.first is None:
+            self.first = now
+        self.last = now
+
+    def progress(self, events: int) -> None:
+        """A ``wait_for_outputs`` hook: the stretch starts at the first output seen."""
+        if events > 0:
+            self.mark(events)
+
+    def us_per_event(self) -> float:
+        if self.first is None or self.last is None or self.last[0] <= self.first[0]:
+            return 0.0
+        return 1e6 * (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,7 +580,7 @@ def run(
 
         # 2. baseline
         say(f"baseline: raw consume→produce pass-through, {workers} process(es) ...")
-        baseline = run_baseline(
+        baseline, baseline_cpu = run_baseline(
             settings, bootstrap, t["in"], t["baseline_out"], workers, events, marks, phase_timeout
         )
         say(f"baseline: {baseline.events_per_s:,.0f} events/s")
@@ -531,7 +590,7 @@ def run(
             settings, bootstrap, t["in"], workers, events, marks, phase_timeout, processes
         )
         say(f"streamer: {workers} `streamer worker`(s), {processes} process(es) each ...")
-        streamer, outputs, dead, codes = phase.run(
+        streamer, outputs, dead, codes, streamer_cpu = phase.run(
             t["out"], t["dlq"], f"bench-streamer-{run_id}", workdir / "throughput", sampler
         )
         if any(c not in (0, None) for c in codes):
@@ -548,7 +607,7 @@ def run(
             f"{missing} missing, {duplicates} duplicates, {len(dead)} dead letters"
         )
         say("streamer without analytics (analytics = false) ...")
-        plain, plain_out, _dead, _codes = phase.run(
+        plain, plain_out, _dead, _codes, plain_cpu = phase.run(
             t["plain_out"],
             t["plain_dlq"],
             f"bench-plain-{run_id}",
@@ -595,6 +654,8 @@ def run(
         )
         say(f"latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms; {stages.table(lat_stages)}")
 
+        if not (streamer_cpu and plain_cpu):
+            notes.append("CPU per event: too few events to measure (the run took one poll)")
         peaks = [sampler.peaks.get(p, 0) / 1e6 for p in sorted(sampler.peaks)]
         result = E2EResult(
             events=events,
@@ -631,6 +692,11 @@ def run(
             if single and single.events_per_s
             else 0.0,
             latency_stages=lat_stages,
+            baseline_cpu_us=round(baseline_cpu, 2),
+            streamer_cpu_us=round(streamer_cpu, 2),
+            analytics_off_cpu_us=round(plain_cpu, 2),
+            cpu_ratio=round(baseline_cpu / streamer_cpu, 4) if streamer_cpu else 0.0,
+            analytics_cpu_cost=round(1 - plain_cpu / streamer_cpu, 4) if streamer_cpu else 0.0,
             notes=notes,
         )
         return result
@@ -676,8 +742,9 @@ class _StreamerPhase:
         sampler: RssSampler | None,
         extra_env: dict[str, str] | None = None,
         members: int | None = None,
-    ) -> tuple[PhaseRate, list[TopicRecord], list[TopicRecord], list[int | None]]:
-        """(rate, outputs, dead letters, exit codes) of one run in consumer group ``group``.
+    ) -> tuple[PhaseRate, list[TopicRecord], list[TopicRecord], list[int | None], float]:
+        """(rate, outputs, dead letters, exit codes, CPU µs per event) of one run in consumer
+        group ``group``.
 
         ``members``: consumers expected in the group (default workers x processes).
         """
@@ -690,8 +757,17 @@ class _StreamerPhase:
         ws = WorkerSet.start(bootstrap, self.in_topic, out, dlq, group, self.workers, workdir, env)
         if sampler is not None:
             sampler.watch(p.pid for p in ws.procs)
+        meter = CpuMeter(p.pid for p in ws.procs)
         try:
-            wait_for_outputs(self.marks, [out, dlq], self.events, self.timeout, ws.check, group)
+            wait_for_outputs(
+                self.marks,
+                [out, dlq],
+                self.events,
+                self.timeout,
+                ws.check,
+                group,
+                progress=meter.progress,
+            )
         except HarnessError as exc:
             raise BenchError(f"{exc}\n{ws.tails()}") from exc
         finally:
@@ -701,7 +777,7 @@ class _StreamerPhase:
         outputs = read_topic(s, bootstrap, out)
         dead = read_topic(s, bootstrap, dlq)
         rate = window_rate([r.timestamp_ms for r in outputs], watch.stable_at if watch else None)
-        return rate, outputs, dead, codes
+        return rate, outputs, dead, codes, meter.us_per_event()
 
 
 def run_latency(
