@@ -349,7 +349,7 @@ def test_missing_write_on_output_stops_the_worker_and_commits_nothing(
     acls = _without_output_write(user.principal, s)
     if grant == "describe":
         acls.append(
-            security._allow(
+            security.allow(
                 user.principal, ResourceType.TOPIC, s.output_topic, AclOperation.DESCRIBE
             )
         )
@@ -371,7 +371,7 @@ def test_missing_write_on_output_stops_the_worker_and_commits_nothing(
     assert topic_size(kafka_bootstrap, s.output_topic) == 0
     assert topic_size(kafka_bootstrap, s.dlq_topic or "") == 0, "nothing dead-lettered for it"
 
-    write = security._allow(user.principal, ResourceType.TOPIC, s.output_topic, AclOperation.WRITE)
+    write = security.allow(user.principal, ResourceType.TOPIC, s.output_topic, AclOperation.WRITE)
     security.create_acls(admin, [write])
     wait_until(lambda: _can_describe(secure_broker, user, rules, s.output_topic), 30, "the ACL")
     w2 = workers(f"w-acl-{grant}", s, user)

@@ -339,7 +339,7 @@ def write_client_config(
     return path
 
 
-def _allow(
+def allow(
     principal: str,
     restype: ResourceType,
     name: str,
@@ -357,15 +357,15 @@ def worker_acls(principal: str, settings: Settings) -> list[AclBinding]:
     outputs = [settings.output_topic, settings.dlq_topic or "", other or ""]
     outputs += [settings.stats_topic, settings.suppressions_topic] if settings.analytics else []
     acls = [
-        _allow(principal, ResourceType.TOPIC, settings.input_topic, AclOperation.READ),
-        _allow(principal, ResourceType.GROUP, settings.group_id, AclOperation.READ),
+        allow(principal, ResourceType.TOPIC, settings.input_topic, AclOperation.READ),
+        allow(principal, ResourceType.GROUP, settings.group_id, AclOperation.READ),
     ]
     for topic in dict.fromkeys(t for t in outputs if t):
-        acls.append(_allow(principal, ResourceType.TOPIC, topic, AclOperation.WRITE))
+        acls.append(allow(principal, ResourceType.TOPIC, topic, AclOperation.WRITE))
     prefix = f"streamer-{settings.group_id}-"
     for op in (AclOperation.WRITE, AclOperation.DESCRIBE):
         acls.append(
-            _allow(
+            allow(
                 principal, ResourceType.TRANSACTIONAL_ID, prefix, op, ResourcePatternType.PREFIXED
             )
         )
