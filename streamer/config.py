@@ -15,7 +15,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -84,11 +91,19 @@ class Settings(BaseSettings):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password; better from a file or the environment."
+    )
+    sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password (a mounted Secret)."
+    )
     ssl_ca_location: str | None = None
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
-    ssl_key_password: str | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_key_password_file: Path | None = Field(
+        None, description="File holding the client key's password."
+    )
     kafka_extra: dict[str, str] = Field(
         default_factory=dict, description="Extra librdkafka properties for every client."
     )
@@ -209,6 +224,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:
+        if self.sasl_password_file is not None:
+            self.sasl_password = _secret_from_file(
+                "sasl_password", self.sasl_password, self.sasl_password_file
+            )
+        if self.ssl_key_password_file is not None:
+            self.ssl_key_password = _secret_from_file(
+                "ssl_key_password", self.ssl_key_password, self.ssl_key_password_file
+            )
         if self.dlq_topic is None:
             self.dlq_topic = f"{self.input_topic}.dlq"
         if not self.files:
@@ -225,11 +248,11 @@ class Settings(BaseSettings):
         optional = {
             "sasl.mechanism": self.sasl_mechanism,
             "sasl.username": self.sasl_username,
-            "sasl.password": self.sasl_password,
+            "sasl.password": _reveal(self.sasl_password),
             "ssl.ca.location": self.ssl_ca_location,
             "ssl.certificate.location": self.ssl_certificate_location,
             "ssl.key.location": self.ssl_key_location,
-            "ssl.key.password": self.ssl_key_password,
+            "ssl.key.password": _reveal(self.ssl_key_password),
         }
         conf.update({k: v for k, v in optional.items() if v is not None})
         conf.update(self.kafka_extra)
@@ -246,6 +269,37 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # CLI flags arrive as init kwargs: they win over the environment, which wins over TOML.
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    """The one place a secret is unwrapped: for the librdkafka configuration."""
+    return secret.get_secret_value() if secret is not None else None
+
+
+def _secret_from_file(field: str, given: SecretStr | None, path: Path) -> SecretStr:
+    """The secret in ``path`` (a mounted Kubernetes Secret, say) without one trailing newline.
+
+    ConfigError names the setting and the file, never what the file holds.
+    """
+    setting = f"{field}_file"
+    if given is not None:
+        raise ConfigError(f"{field} and {setting} are both set: use one of them")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{setting}: cannot read {path}: {reason}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{setting}: {path} is not UTF-8 text") from None
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    if not text:
+        raise ConfigError(f"{setting}: {path} is empty")
+    return SecretStr(text)
 
 
 def flatten_tables(data: dict[str, Any]) -> dict[str, Any]:
@@ -281,6 +335,9 @@ class _TomlSource(PydanticBaseSettingsSource):
         for key in ("files", "category_files", "provider_files"):
             if key in flat:  # rule and table files in a config file are relative to that file
                 flat[key] = [str(base / f) for f in flat[key]]
+        for key in ("sasl_password_file", "ssl_key_password_file"):
+            if isinstance(flat.get(key), str):  # so are secret files
+                flat[key] = str(base / flat[key])
         return flat
 
 

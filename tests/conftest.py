@@ -4,6 +4,11 @@
 dir, random free 127.0.0.1 ports) and stops it when the session ends; with
 ``STREAMER_TEST_BOOTSTRAP=host:port`` the tests use that cluster instead and leave it running.
 Tests that use it are marked ``kafka`` automatically (``-m "not kafka"`` skips them).
+
+The session broker runs in secure mode (``streamer kafka start --secure``): its PLAINTEXT
+listener, which every other test uses, works as before (as a super user), and
+``secure_broker`` gives the security tests its SASL_SSL listeners (one with a certificate for
+another host name), CA and admin connection.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import pytest
 from streamer.config import Settings
 from streamer.devkit.broker import (
     BrokerError,
+    BrokerState,
     LocalBroker,
     check_bootstrap,
     stop_when_owner_exits,
 )
 from streamer.kafka.admin import create_topics
 
-_KAFKA_FIXTURES = {"kafka_bootstrap", "new_topic", "kafka_settings"}
+_KAFKA_FIXTURES = {"kafka_bootstrap", "new_topic", "kafka_settings", "secure_broker"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,23 +49,39 @@ def test_rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of the session's real Kafka broker."""
+def _session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerState | None]:
+    """The session's local broker (secure mode), or None with ``STREAMER_TEST_BOOTSTRAP``."""
     given = os.environ.get("STREAMER_TEST_BOOTSTRAP")
     if given:
         check_bootstrap(Settings(bootstrap=given, files=[Path(os.devnull)]), given)
-        yield given
+        yield None
         return
     broker = LocalBroker(tmp_path_factory.mktemp("kafka"))
     try:
-        state, _ = broker.start(say=lambda _msg: None)
+        state, _ = broker.start(say=lambda _msg: None, secure=True, misnamed_listener=True)
     except BrokerError as exc:
         pytest.fail(f"could not start the test Kafka broker: {exc}", pytrace=False)
     stop_when_owner_exits(broker.dir)  # no orphan broker if this run is killed
     try:
-        yield state.bootstrap
+        yield state
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(_session_broker: BrokerState | None) -> str:
+    """Bootstrap address (PLAINTEXT) of the session's real Kafka broker."""
+    if _session_broker is None:
+        return os.environ["STREAMER_TEST_BOOTSTRAP"]
+    return _session_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def secure_broker(_session_broker: BrokerState | None) -> BrokerState:
+    """The session broker's state with its SASL_SSL listeners (skips on another cluster)."""
+    if _session_broker is None or not _session_broker.secure_bootstrap:
+        pytest.skip("the security tests need the session's own local broker")
+    return _session_broker
 
 
 @pytest.fixture

@@ -58,15 +58,24 @@ def kafka_start(
     ] = None,
     controller_port: Annotated[int | None, typer.Option(help="KRaft controller port.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 120.0,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="Also a SASL_SSL listener (TLS, SCRAM-SHA-512 users, ACLs); prints its "
+            "address and a config file for the worker principal.",
+        ),
+    ] = False,
 ) -> None:
     """Start the local broker (or reuse the running one) and print its bootstrap address."""
     from streamer.devkit.broker import BrokerError, LocalBroker
 
-    broker = LocalBroker.for_settings(_settings())
+    settings = _settings()
+    broker = LocalBroker.for_settings(settings)
     broker.start_timeout = timeout
     started_at = time.monotonic()
     try:
-        state, started = broker.start(port=port, controller_port=controller_port)
+        state, started = broker.start(port=port, controller_port=controller_port, secure=secure)
     except BrokerError as exc:
         _err(str(exc))
         raise typer.Exit(1) from exc
@@ -76,7 +85,35 @@ def kafka_start(
         f"{time.monotonic() - started_at:.1f}s); log: {state.log_file}",
         err=True,
     )
-    typer.echo(state.bootstrap)
+    if not secure:
+        typer.echo(state.bootstrap)
+        return
+    _provision(settings, state)
+
+
+def _provision(settings: Settings, state: Any) -> None:
+    """Users, topics and ACLs of the secured listener; prints its address and config file."""
+    from pathlib import Path
+
+    from streamer.devkit import security
+
+    assert state.secure_bootstrap and state.security_dir
+    files = security.SecurityFiles(Path(state.security_dir))
+    try:
+        configs = security.provision(files, state.bootstrap, state.secure_bootstrap, settings)
+    except security.SecurityError as exc:
+        _err(f"securing the local broker failed: {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"SASL_SSL (SCRAM-SHA-512) on {state.secure_bootstrap}, CA {files.ca_cert}; "
+        f"users {security.WORKER_USER} (ACLs for topics {settings.input_topic} ...) and "
+        f"{security.ADMIN_USER} (super user): --config {configs[security.WORKER_USER]} or "
+        f"{configs[security.ADMIN_USER]}; PLAINTEXT {state.bootstrap} stays open to loopback "
+        "clients as a super user (development only)",
+        err=True,
+    )
+    typer.echo(state.secure_bootstrap)
+    typer.echo(str(configs[security.WORKER_USER]))
 
 
 @kafka_app.command("stop")
@@ -119,7 +156,8 @@ def kafka_status(
             f"  pid:        {state.pid}\n"
             f"  version:    {state.kafka_version}\n"
             f"  controller: 127.0.0.1:{state.controller_port}\n"
-            f"  data:       {state.data_dir}\n"
+            + (f"  sasl_ssl:   {state.secure_bootstrap}\n" if state.secure_bootstrap else "")
+            + f"  data:       {state.data_dir}\n"
             f"  log:        {state.log_file}"
         )
     if not status.running:

@@ -137,7 +137,14 @@ def worker_command(
     except BrokerError as exc:
         typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    raise typer.Exit(run_worker(settings, bootstrap_addr, classifiers))
+    from streamer.kafka.admin import TopicError
+
+    try:
+        code = run_worker(settings, bootstrap_addr, classifiers)
+    except TopicError as exc:  # e.g. topics this principal may not see
+        typer.secho(f"kafka: {' '.join(str(exc).split())}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 def _supervise(settings: Any, flags: dict[str, Any]) -> int:

@@ -33,11 +33,12 @@ from string import Template
 from typing import Any
 
 import psutil
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streamer import resources
 from streamer.config import Settings
+from streamer.devkit import security
 from streamer.devkit.console import Say, say
 from streamer.kafka.clients import client_config
 
@@ -211,17 +212,40 @@ def _port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+#: Connection errors no retry cures (a refused login, a certificate that does not verify):
+#: reported at once instead of after the whole timeout.
+_HOPELESS = {KafkaError._AUTHENTICATION, KafkaError._SSL}
+
+
 def answers_metadata(conf: dict[str, Any], timeout: float = 5.0) -> str | None:
-    """None when the cluster answered a metadata request with at least one broker, else why not."""
-    # Route librdkafka's own log lines (connection refused, ...) away from the user's terminal.
-    admin = AdminClient({**conf, "log_level": 0})
-    try:
-        md = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        return str(exc.args[0]) if exc.args else repr(exc)
-    if not md.brokers:
-        return "metadata lists no broker"
-    return None
+    """None when the cluster answered a metadata request with at least one broker, else why not.
+
+    A failed login or TLS handshake ends the wait at once, with librdkafka's reason.
+    """
+    hopeless: list[KafkaError] = []
+
+    def on_error(err: KafkaError) -> None:
+        if err.code() in _HOPELESS:
+            hopeless.append(err)
+
+    # Route librdkafka's own log lines (connection refused, ...) away from the user's terminal;
+    # its errors reach on_error instead.
+    admin_conf: dict[str, Any] = {**conf, "log_level": 0, "error_cb": on_error}
+    admin = AdminClient(admin_conf)
+    deadline = time.monotonic() + timeout
+    why = "no answer"
+    while True:
+        try:
+            md = admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+        except KafkaException as exc:
+            why = str(exc.args[0]) if exc.args else repr(exc)
+        else:
+            return None if md.brokers else "metadata lists no broker"
+        admin.poll(0)  # serves on_error
+        if hopeless:
+            return hopeless[0].str() + security.tls_hint(hopeless[0], conf)
+        if time.monotonic() >= deadline:
+            return why
 
 
 # Brokers this process launched: kept so that `stop` can reap them (no zombies in tests).
@@ -300,6 +324,11 @@ class BrokerState:
     started_at: float
     #: Where this run dumps its class-data-sharing archive at exit (first runs only).
     class_archive_dump: str | None = None
+    #: ``--secure``: the SASL_SSL listener and the folder of its CA, keystores and users.
+    secure_bootstrap: str | None = None
+    security_dir: str | None = None
+    #: A SASL_SSL listener whose certificate names another host (hostname-verification tests).
+    misnamed_bootstrap: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -327,6 +356,7 @@ class LocalBroker:
         self.log_file = self.dir / "broker.log"
         self.config_file = self.dir / "server.properties"
         self.lock_file = self.dir / "lock"
+        self.security_dir = self.dir / "security"
         self.start_timeout = start_timeout
 
     @classmethod
@@ -358,24 +388,64 @@ class LocalBroker:
 
     # -- start --
     def start(
-        self, say: Say = say, *, port: int | None = None, controller_port: int | None = None
+        self,
+        say: Say = say,
+        *,
+        port: int | None = None,
+        controller_port: int | None = None,
+        secure: bool = False,
+        misnamed_listener: bool = False,
     ) -> tuple[BrokerState, bool]:
         """Start the broker or reuse the running one; returns (state, started_now).
 
         ``port``/``controller_port`` force the listener ports of a new broker (default: the
-        previous ones when still free, else random free ones).
+        previous ones when still free, else random free ones). ``secure`` adds the SASL_SSL
+        listener (streamer.devkit.security; the caller provisions users and ACLs), and
+        ``misnamed_listener`` one more whose certificate names another host.
         """
         self.dir.mkdir(parents=True, exist_ok=True)
         with _locked(self.lock_file):
             previous = self.read_state()
             if previous is not None and previous.pid is not None:
                 if _is_our_broker(previous.pid, Path(previous.config_file)):
+                    lacking = (secure and not previous.secure_bootstrap) or (
+                        misnamed_listener and not previous.misnamed_bootstrap
+                    )
+                    if lacking:
+                        raise BrokerError(
+                            f"the local broker (pid {previous.pid}) runs without the secured "
+                            "listener asked for: stop it first (streamer kafka stop)"
+                        )
                     # Alive: reuse it once it answers (it may still be starting up).
                     self._wait_ready(previous, None)
                     return previous, False
                 previous.pid = None  # stale: the process is gone
                 self._write_state(previous)
-            return self._launch(previous, say, port, controller_port), True
+            security = self._security(previous, secure or misnamed_listener, misnamed_listener)
+            return self._launch(previous, say, port, controller_port, security), True
+
+    def _security(
+        self, previous: BrokerState | None, secure: bool, misnamed: bool
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """(template values, state fields) of the secured listeners; empty ones without."""
+        if not secure:
+            return dict(security.PLAIN_TEMPLATE_VALUES), {}
+        files = security.ensure_material(self.security_dir)
+
+        def reuse(address: str | None) -> int:
+            old = int(address.rpartition(":")[2]) if address else 0
+            return old if old and _port_is_free(old) else free_port()
+
+        secure_port = reuse(previous.secure_bootstrap if previous else None)
+        misnamed_port = (
+            reuse(previous.misnamed_bootstrap if previous else None) if misnamed else None
+        )
+        fields: dict[str, Any] = {
+            "secure_bootstrap": f"127.0.0.1:{secure_port}",
+            "security_dir": str(files.dir),
+            "misnamed_bootstrap": f"127.0.0.1:{misnamed_port}" if misnamed_port else None,
+        }
+        return security.template_values(files, secure_port, misnamed_port), fields
 
     def _choose_ports(
         self, previous: BrokerState | None, forced_port: int | None, forced_cport: int | None
@@ -400,14 +470,16 @@ class LocalBroker:
         say: Say,
         forced_port: int | None,
         forced_cport: int | None,
+        security: tuple[dict[str, str], dict[str, Any]],
     ) -> BrokerState:
         libs = ensure_jars(say)
         java = _java()
         version = kafka_version()
         port, cport = self._choose_ports(previous, forced_port, forced_cport)
+        template_values, secure_fields = security
         self.config_file.write_text(
             Template(SERVER_TEMPLATE.read_text()).substitute(
-                port=port, controller_port=cport, data_dir=str(self.data_dir)
+                port=port, controller_port=cport, data_dir=str(self.data_dir), **template_values
             )
         )
         if self.log_file.exists():  # keep the previous run's log for post-mortems
@@ -466,6 +538,7 @@ class LocalBroker:
             cluster_id=cluster_id,
             started_at=time.time(),
             class_archive_dump=str(dump) if dump else None,
+            **secure_fields,
         )
         self._write_state(state)  # recorded at once so that `stop` finds a broker still starting
         try:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from streamer.config import Settings, parse_non_classifiable
 from streamer.kafka.clients import admin_client
@@ -119,6 +119,7 @@ def wait_for_topics(
     admin = admin_client(settings, bootstrap)
     deadline = time.monotonic() + timeout
     missing: set[str] = set(wanted)
+    errors: dict[str, str] = {}
     while True:
         try:
             md = admin.list_topics(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
@@ -135,8 +136,32 @@ def wait_for_topics(
             }
             if not missing:
                 return
+            # e.g. "Broker: Topic authorization failed": the principal may not see the topic
+            errors = {
+                n: _describe(md.topics[n].error)
+                for n in missing
+                if n in md.topics and md.topics[n].error is not None
+            }
         if time.monotonic() >= deadline:
-            raise TopicError(
-                f"topics not ready within {timeout:.0f}s: {', '.join(sorted(missing))}"
-            )
+            errors.update(_topic_errors(admin, missing - set(errors)))
+            named = [f"{n} ({errors[n]})" if n in errors else n for n in sorted(missing)]
+            raise TopicError(f"topics not ready within {timeout:.0f}s: {', '.join(named)}")
         time.sleep(0.1)
+
+
+def _describe(err: object) -> str:
+    return err.str() if isinstance(err, KafkaError) else str(err)
+
+
+def _topic_errors(admin: AdminClient, names: Iterable[str]) -> dict[str, str]:
+    """Why each topic is missing, asked one by one: a listing of every topic leaves out those
+    the principal may not describe, a request naming one says "Topic authorization failed"."""
+    errors: dict[str, str] = {}
+    for name in names:
+        try:
+            meta = admin.list_topics(name, timeout=5.0).topics.get(name)
+        except KafkaException:
+            continue
+        if meta is not None and meta.error is not None:
+            errors[name] = _describe(meta.error)
+    return errors

@@ -8,10 +8,12 @@ loop, each with the chunk's delivery callback; ``poll`` serves the acknowledgeme
 A failed delivery never lets its input offset be committed. librdkafka already retried retriable
 errors until ``message.timeout.ms``; what reaches us is then produced again (transient errors,
 a bounded number of times) or, for permanent errors (record too large for the output topic, topic
-missing, authorisation...), sent to the dead-letter topic with reason ``produce-failed``. A DLQ
+missing...), sent to the dead-letter topic with reason ``produce-failed``. A DLQ
 copy that fails transiently is retried until it lands (with a log line each time): the input
 stays uncommitted rather than being lost; one refused for good (too large) is dead-lettered
-without its value, keeping its reason and source headers.
+without its value, keeping its reason and source headers. A refusal for want of an ACL is no
+property of the record but of the deployment: it is fatal (``fatal``; the worker stops without
+committing those inputs) rather than a reason to dead-letter every record.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ log = logging.getLogger("streamer.sink")
 PRODUCE_FAILED = "produce-failed"
 #: How many times a transient delivery failure is produced again before it goes to the DLQ.
 MAX_RETRIES = 5
+#: The principal lacks an ACL: every record would fail alike, so the worker stops instead.
+NOT_AUTHORIZED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
@@ -212,6 +220,17 @@ class Sink:
                 )
             return
         for chunk, attempt, err, topic, key, value, headers in failures:
+            if err.code() in NOT_AUTHORIZED:
+                if self.fatal is None:
+                    log_event(
+                        log,
+                        logging.CRITICAL,
+                        "not authorized to write: check the worker principal's ACLs",
+                        topic=topic,
+                        error=err.str(),
+                    )
+                self.fatal = err
+                continue
             if err.fatal():
                 # The idempotent producer cannot go on (e.g. sequence gap): the worker must stop;
                 # the affected inputs are not committed and will be consumed again.

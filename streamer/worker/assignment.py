@@ -53,7 +53,12 @@ class PartitionLifecycle(RebalanceHandler):
         if self.publish is not None:
             await self.publish()
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while self.tracker.open_records(tps) and time.monotonic() < deadline:
+        # a fatal producer (e.g. no ACL to write) acknowledges nothing more: no use waiting
+        while (
+            self.tracker.open_records(tps)
+            and time.monotonic() < deadline
+            and self.sink.fatal is None
+        ):
             self.sink.poll(0)
             await asyncio.sleep(0.005)
         return self.checkpoint.positions_to_commit(tps)

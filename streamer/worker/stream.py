@@ -268,7 +268,8 @@ class StreamWorker:
         if self.stats is not None and not checkpoint.exactly_once:
             await self.stats.flush()  # releases the held chunks
         deadline = t0 + DRAIN_TIMEOUT_S
-        while self.tracker.in_flight and time.monotonic() < deadline:
+        # a fatal producer (e.g. no ACL to write) acknowledges nothing more: no use waiting
+        while self.tracker.in_flight and time.monotonic() < deadline and sink.fatal is None:
             sink.poll(0)
             await asyncio.sleep(0.005)
         positions = {} if checkpoint.failed else checkpoint.positions_to_commit()
