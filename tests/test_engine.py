@@ -55,7 +55,46 @@ def test_failed_set_answer_falls_back_to_per_pattern_matching() -> None:
     # bailing), so the empty answer is injected: the sentinel must expose it and the
     # per-pattern path must still give the right result.
     e = build("zzz", r"(?i)user\s+unknown", "unknown")
-    e._match = lambda data: []  # type: ignore[method-assign]
+    e._sets = [(start, sentinel, lambda data: []) for start, sentinel, _m in e._sets]
     assert e.first_match("550 USER  unknown") == 1
     assert e.first_match("nothing") == -1
     assert e.fallbacks == 2
+
+
+def test_patterns_split_over_sets_keep_the_lowest_index() -> None:
+    # 500 patterns: 4 sets of 125. A line matching rules in several sets gets the lowest index;
+    # one matching only the last set's rules gets that set's first match.
+    patterns = [rf"\bcode {i}\b" for i in range(500)]
+    patterns[450] = "shared"
+    patterns[130] = "shared"
+    e = build(*patterns)
+    assert len(e._sets) == 4 and [s[0] for s in e._sets] == [0, 125, 250, 375]
+    assert e.first_match("550 shared and code 499") == 130
+    assert e.first_match("550 code 499 and code 451") == 451
+    assert e.first_match("code 3 then shared") == 3
+    assert e.first_match("nothing at all") == -1
+    # non-ASCII lines take every set (Unicode boundaries): same answers
+    assert e.first_match("é code 499 — shared") == 130
+    assert e.all_matches("é code 499 — shared") == [130, 450, 499]
+
+
+def test_split_sets_agree_with_one_pattern_at_a_time_on_the_shipped_rules() -> None:
+    # The shipped rules span several sets; the answer must be the lowest pattern that matches
+    # on its own, for realistic lines and for non-ASCII variants of them.
+    from streamer.config import shipped_rule_files
+    from streamer.devkit.sample import generate_records
+    from streamer.records import CLASSIFIABLE_TYPES, response_line
+    from streamer.rules import load_rules
+
+    ruleset = load_rules(shipped_rule_files())
+    e = MatchEngine(ruleset.translations)
+    assert len(e._sets) > 1
+    lines = {
+        response_line(r["response"])
+        for r in generate_records(3000, seed=11)
+        if r["type"] in CLASSIFIABLE_TYPES and "response" in r
+    }
+    sample = sorted(lines)[:150]
+    for line in [*sample, *(f"é {line} ü" for line in sample[:40])]:
+        expected = next((i for i in range(len(e)) if e.matches(i, line)), -1)
+        assert e.first_match(line) == expected, line
