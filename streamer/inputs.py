@@ -76,14 +76,17 @@ def compression(head: bytes) -> str | None:
     return None
 
 
-def open_input(name: str, raw: IO[bytes]) -> Iterable[bytes]:
-    """The lines of ``raw``, decompressed when it starts with a gzip or zstd magic number.
+class _NoError(Exception):
+    """Never raised: the decompression error type of plain and gzip streams (OSError)."""
 
-    Decompression errors surface while iterating (``OSError`` / ``EOFError``)."""
+
+def _open_stream(name: str, raw: IO[bytes]) -> tuple[IO[bytes], type[Exception]]:
+    """``raw`` decompressed when it starts with a gzip or zstd magic number, and the
+    decompressor's own error type (gzip raises ``OSError`` / ``EOFError`` itself)."""
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(Any, raw))
     kind = compression(buffered.peek(4)[:4])
     if kind == "gzip":
-        return gzip.GzipFile(fileobj=buffered, mode="rb")
+        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb")), _NoError
     if kind == "zstd":
         try:
             import zstandard  # type: ignore[import-not-found, unused-ignore]
@@ -93,14 +96,28 @@ def open_input(name: str, raw: IO[bytes]) -> Iterable[bytes]:
                 f"`zstd -dc {name}`"
             ) from None
         reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
-        return _zstd_lines(io.BufferedReader(cast(Any, reader)), zstandard.ZstdError)
-    return buffered
+        return cast(IO[bytes], io.BufferedReader(cast(Any, reader))), zstandard.ZstdError
+    return buffered, _NoError
 
 
-def _zstd_lines(lines: Iterable[bytes], error: type[Exception]) -> Iterator[bytes]:
-    # a corrupt frame raises zstandard's own error type: report it like gzip's (OSError)
+def open_input(name: str, raw: IO[bytes]) -> Iterable[bytes]:
+    """The lines of ``raw``, decompressed when it starts with a gzip or zstd magic number.
+
+    Decompression errors surface while iterating (``OSError`` / ``EOFError``)."""
+    stream, error = _open_stream(name, raw)
+    return stream if error is _NoError else _reported(stream, error)
+
+
+def _blocks(name: str, raw: IO[bytes], size: int) -> Iterator[bytes]:
+    stream, error = _open_stream(name, raw)
+    read = stream.read
+    return _reported(iter(lambda: read(size), b""), error)
+
+
+def _reported(items: Iterable[bytes], error: type[Exception]) -> Iterator[bytes]:
+    # a corrupt zstd frame raises zstandard's own error type: report it like gzip's (OSError)
     try:
-        yield from lines
+        yield from items
     except error as exc:
         raise OSError(f"zstd: {exc}") from None
 
@@ -115,6 +132,22 @@ def read_lines(item: Input) -> Iterator[bytes]:
             return
         with open(item.path, "rb") as fh:
             yield from open_input(item.name, fh)
+    except (OSError, EOFError) as exc:  # unreadable, or a corrupt / truncated archive
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise InputError(f"{item.name}: cannot read: {reason}") from None
+
+
+def read_blocks(item: Input, size: int) -> Iterator[bytes]:
+    """The (decompressed) content of one input in blocks of about ``size`` bytes (lines may
+    span blocks); ``InputError`` names the input when it cannot be read."""
+    if item.error is not None:
+        raise InputError(f"{item.name}: cannot read: {item.error}")
+    try:
+        if item.path is None:
+            yield from _blocks(item.name, sys.stdin.buffer, size)
+            return
+        with open(item.path, "rb") as fh:
+            yield from _blocks(item.name, fh, size)
     except (OSError, EOFError) as exc:  # unreadable, or a corrupt / truncated archive
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise InputError(f"{item.name}: cannot read: {reason}") from None

@@ -135,3 +135,35 @@ def classify_bench(
         typer.secho(f"invalid rules:\n{exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     print(json.dumps(report.to_json()) if as_json else report.table())
+
+
+@bench_app.command("files")
+def files_bench(
+    records: Annotated[
+        int, typer.Option("--records", "-n", min=100, help="Generated KumoMTA records.")
+    ] = 200_000,
+    runs: Annotated[int, typer.Option(min=1, help="Runs per measurement (median).")] = 3,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="The records' response lines, this many times.")
+    ] = 3,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Another source tree whose `streamer classify` runs alongside."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """`streamer classify` over generated files: lines/s and records/s, --jobs 1 and auto."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from streamer.devkit.bench.files import run
+
+    result = run(
+        records,
+        runs=runs,
+        repeat=repeat,
+        baseline=Path(baseline) if baseline else None,
+        progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True),
+    )
+    print(json.dumps(result.to_json()) if as_json else result.table())

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import itertools
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from streamer.cli import app, config_error
+
+if TYPE_CHECKING:
+    from streamer.offline.chunks import ChunkReader
+    from streamer.offline.labeller import Labeller
+    from streamer.offline.summary import Summary
 
 RulesOption = Annotated[
     list[Path] | None,
@@ -61,12 +64,6 @@ def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:
         raise _fail(f"invalid rules:\n{exc}") from None
 
 
-def _rule_json(rule: Any) -> dict[str, Any] | None:
-    if rule is None:
-        return None
-    return {"file": rule.file, "label": rule.label, "index": rule.index, "pattern": rule.pattern}
-
-
 @app.command("validate")
 def validate_command(
     files: Annotated[
@@ -97,36 +94,19 @@ def validate_command(
     print(f"OK: {len(ruleset.rules)} patterns, {len(ruleset.labels)} labels, {len(files)} files")
 
 
-def _detect(stream: Iterator[bytes], forced: bool | None) -> tuple[bool, Iterator[bytes]]:
-    """(response lines?, the same lines): forced, else from the first non-blank line, which
-    starts with ``{`` in a JSONL log (``[``: JSON, if not a record) and with a reply code in a
-    list of response lines."""
-    if forced is not None:
-        return forced, stream
-    seen: list[bytes] = []
-    for raw in stream:
-        seen.append(raw)
-        if raw.strip():
-            return not raw.lstrip().startswith((b"{", b"[")), itertools.chain(seen, stream)
-    return False, iter(seen)
-
-
 class _Run:
     """Counts of one classify run and what is printed about skipped lines."""
 
     def __init__(self, progress: Any) -> None:
         self.progress = progress
         self.done = self.malformed = self.failed_inputs = 0
-        self.first_skip: str | None = None
         self.reasons: Counter[str] = Counter()
 
     def skip(self, name: str, lineno: int, reason: str) -> None:
         self.malformed += 1
         self.reasons[reason] += 1
-        where = f"{name}:{lineno}: skipped malformed line ({reason})"
-        self.first_skip = self.first_skip or where
         self.progress.clear()
-        print(where, file=sys.stderr)
+        print(f"{name}:{lineno}: skipped malformed line ({reason})", file=sys.stderr)
 
     def all_rejected(self, lines_mode_hint: bool) -> str | None:
         """The one-line reason when input lines were given and none was accepted."""
@@ -135,6 +115,20 @@ class _Run:
         reasons = ", ".join(f"{n} {r}" for r, n in self.reasons.most_common())
         hint = " (response lines? use --lines)" if lines_mode_hint else ""
         return f"error: every input line was rejected: {reasons}{hint}"
+
+
+def _jobs(value: str) -> int:
+    from streamer.offline.pool import default_jobs
+
+    if value == "auto":
+        return default_jobs()
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise typer.BadParameter("a number of processes or 'auto'", param_hint="'--jobs'") from None
+    if jobs < 1:
+        raise typer.BadParameter("at least 1", param_hint="'--jobs'")
+    return jobs
 
 
 @app.command("classify")
@@ -166,21 +160,23 @@ def classify_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="--summary as one JSON object.")] = False,
     top: Annotated[int, typer.Option("--top", min=1, help="Rule gaps in --summary.")] = 10,
+    jobs: Annotated[
+        str,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Processes: 'auto' (one per core) or N; 1, or an input of one chunk (4 MB) "
+            "or less, runs in this process. Output order is input order either way.",
+        ),
+    ] = "auto",
 ) -> None:
     """Classify KumoMTA log records or response lines; JSONL on stdout (or a --summary)."""
-    import orjson
-    from tqdm import tqdm
+    from streamer.inputs import expand_inputs
+    from streamer.offline.chunks import ChunkReader
+    from streamer.offline.labeller import Labeller
+    from streamer.offline.summary import Summary
 
-    from streamer.cli.summary import Summary
-    from streamer.inputs import InputError, expand_inputs, read_lines
-    from streamer.records import (
-        CLASSIFIABLE_TYPES,
-        MalformedRecord,
-        decode_record,
-        enrich,
-        response_line,
-    )
-
+    processes = _jobs(jobs)
     settings = _settings(rules)
     classifier = _load_classifier(
         rules,
@@ -188,67 +184,55 @@ def classify_command(
         uncategorized_cache_size=settings.uncategorized_cache_size,
     )
     stats = Summary() if summary else None
+    labeller = Labeller(
+        classifier, max_bytes=settings.max_message_bytes, explain=explain, summary=stats
+    )
+    reader = ChunkReader(expand_inputs(inputs or []), lines)
+    run = _classify(reader, labeller, processes, stats, top, as_json)
+    print(f"classified {run.done} lines, skipped {run.malformed} malformed", file=sys.stderr)
+    rejected = run.all_rejected(reader.records_seen and lines is None)
+    if rejected:
+        typer.secho(rejected, fg=typer.colors.RED, err=True)
+    if run.failed_inputs or rejected:
+        raise typer.Exit(1)
+
+
+def _classify(
+    reader: ChunkReader,
+    labeller: Labeller,
+    jobs: int,
+    stats: Summary | None,
+    top: int,
+    as_json: bool,
+) -> _Run:
+    """Label every chunk (``jobs`` processes) and write the results in input order: one
+    write per chunk; skipped lines and unreadable inputs on stderr; the summary at the end."""
+    from tqdm import tqdm
+
+    from streamer.offline.chunks import InputFailed
+    from streamer.offline.pool import label_all
+
     out = sys.stdout.buffer
-    dumps = orjson.dumps
     progress = tqdm(
         unit=" lines", file=sys.stderr, disable=not sys.stderr.isatty(), mininterval=0.5
     )
     run = _Run(progress)
-    records_seen = False
-
-    def matches(text: str) -> list[dict[str, Any] | None]:
-        return [_rule_json(r) for r in classifier.explain(text).matches]
-
-    def one_line(raw: bytes) -> dict[str, Any] | str:
-        """The output object of a response line, or the reason it is skipped."""
-        try:
-            text = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
-        except UnicodeDecodeError:
-            return "not-utf8"
-        result = classifier.classify(text)
-        if stats is not None:
-            stats.add(result.label, text)
-        obj = {"line": text, "label": result.label, "rule": _rule_json(result.rule)}
-        if explain:
-            obj["matches"] = matches(text)
-        return obj
-
-    def one_record(raw: bytes) -> dict[str, Any] | str:
-        try:
-            obj = enrich(decode_record(raw, settings.max_message_bytes), classifier)
-        except MalformedRecord as exc:
-            return exc.reason
-        if obj.get("type") in CLASSIFIABLE_TYPES:
-            if stats is not None:
-                label = obj["classification"]["label"]
-                stats.add(label, response_line(obj["response"]), obj)
-            if explain:
-                obj["classification"]["matches"] = matches(response_line(obj["response"]))
-        elif stats is not None:
-            stats.add_other(str(obj.get("type")))
-        return obj
-
+    results = label_all(reader, labeller, jobs)
     try:
-        for item in expand_inputs(inputs or []):
-            try:
-                as_lines, stream = _detect(iter(read_lines(item)), lines)
-                records_seen = records_seen or not as_lines
-                for lineno, raw in enumerate(stream, 1):
-                    progress.update(1)
-                    if not raw.strip():
-                        continue  # blank lines are neither records nor responses
-                    obj = one_line(raw) if as_lines else one_record(raw)
-                    if isinstance(obj, str):
-                        run.skip(item.name, lineno, obj)
-                        continue
-                    run.done += 1
-                    if stats is None:
-                        out.write(dumps(obj))
-                        out.write(b"\n")
-            except InputError as exc:
+        for result in results:
+            if isinstance(result, InputFailed):
                 run.failed_inputs += 1
                 progress.clear()
-                print(str(exc), file=sys.stderr)
+                print(result.message, file=sys.stderr)
+                continue
+            progress.update(result.lines)
+            for lineno, reason in result.skips:
+                run.skip(result.name, lineno, reason)
+            run.done += result.done
+            if stats is not None and result.tally is not None:
+                stats.merge(result.tally)
+            else:
+                result.write_to(out)
         if stats is not None:
             stats.skipped = run.malformed
             out.write(stats.render(top, as_json).encode() + b"\n")
@@ -257,13 +241,9 @@ def classify_command(
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         raise typer.Exit(0) from None
     finally:
+        results.close()  # stops the worker processes, if any
         progress.close()
-    print(f"classified {run.done} lines, skipped {run.malformed} malformed", file=sys.stderr)
-    rejected = run.all_rejected(records_seen and lines is None)
-    if rejected:
-        typer.secho(rejected, fg=typer.colors.RED, err=True)
-    if run.failed_inputs or rejected:
-        raise typer.Exit(1)
+    return run
 
 
 @app.command("explain")
@@ -274,6 +254,8 @@ def explain_command(
 ) -> None:
     """Show the winning rule for LINE and every other rule that matches it."""
     import json
+
+    from streamer.offline.labeller import rule_json as _rule_json
 
     classifier = _load_classifier(rules, cache_size=0, uncategorized_cache_size=0)
     ex = classifier.explain(line)

@@ -1,0 +1,162 @@
+"""``streamer bench files``: ``streamer classify`` end to end over files, 1 process and all cores.
+
+Generates its inputs into a temporary folder (realistic KumoMTA records from
+``streamer.devkit.sample``: a plain JSONL file, the same zstd-compressed, and their response
+lines, repeated), then times ``streamer classify`` as a user runs it (a new process, output to a
+file) with ``--jobs 1`` and ``--jobs auto``, a few runs each, and reports medians. With
+``baseline`` (another source tree, e.g. a checkout of the previous release) the same commands
+run from there too, interleaved, so that the ratio is measured on the same machine load.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streamer.devkit.sample import generate_records
+from streamer.records import CLASSIFIABLE_TYPES, response_line
+
+
+@dataclass
+class Inputs:
+    records: int
+    lines: int
+    distinct_lines: int
+    files: dict[str, tuple[Path, bool, int]]  # name -> (path, response lines?, items)
+
+
+@dataclass
+class Result:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    startup_seconds: float = 0.0
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> str:
+        out = [
+            f"inputs: {self.inputs['records']:,} records, {self.inputs['lines']:,} response "
+            f"lines ({self.inputs['distinct_lines']:,} distinct); startup (empty input): "
+            f"{self.startup_seconds:.2f} s; medians of {self.inputs['runs']} runs",
+            f"{'input':<16} {'code':<9} {'jobs':>5} {'seconds':>8} {'per second':>12} {'vs':>6}",
+        ]
+        for r in self.rows:
+            vs = f"{r['ratio']:.2f}x" if r.get("ratio") else ""
+            out.append(
+                f"{r['input']:<16} {r['code']:<9} {r['jobs']:>5} {r['seconds']:>8.2f} "
+                f"{r['per_second']:>12,.0f} {vs:>6}"
+            )
+        return "\n".join(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "startup_seconds": self.startup_seconds, "inputs": self.inputs}
+
+
+def make_inputs(folder: Path, records: int, repeat: int = 3, seed: int = 0) -> Inputs:
+    """Write the benchmark's inputs; the response lines are the records' own, ``repeat`` times
+    (a long log repeats its responses: a few dominate, ids and addresses vary)."""
+    import zstandard
+
+    plain = folder / "records.jsonl"
+    lines: list[str] = []
+    with open(plain, "wb") as fh:
+        for record in generate_records(records, seed=seed):
+            fh.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+            if record["type"] in CLASSIFIABLE_TYPES:
+                lines.append(response_line(record["response"]))
+    packed = folder / "records.jsonl.zst"
+    with open(plain, "rb") as src, open(packed, "wb") as dst:
+        zstandard.ZstdCompressor(level=3).copy_stream(src, dst)
+    text = folder / "lines.txt"
+    block = ("\n".join(lines) + "\n").encode() if lines else b""
+    text.write_bytes(block * repeat)
+    return Inputs(
+        records,
+        len(lines) * repeat,
+        len(set(lines)),
+        {
+            "lines, plain": (text, True, len(lines) * repeat),
+            "records, plain": (plain, False, records),
+            "records, zstd": (packed, False, records),
+        },
+    )
+
+
+def _time(cmd: list[str], env: dict[str, str], out: Path, stdin: bytes | None = None) -> float:
+    t0 = time.perf_counter()
+    with open(out, "wb") as fh:
+        subprocess.run(
+            cmd,
+            input=stdin,
+            stdout=fh,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            check=True,
+            timeout=900,
+        )
+    return time.perf_counter() - t0
+
+
+def run(
+    records: int = 200_000,
+    *,
+    runs: int = 3,
+    repeat: int = 3,
+    jobs: tuple[str, ...] = ("1", "auto"),
+    baseline: Path | None = None,
+    progress: Any = lambda _msg: None,
+) -> Result:
+    with tempfile.TemporaryDirectory(prefix="streamer-bench-files-") as tmpdir:
+        tmp = Path(tmpdir)
+        progress(f"generating {records:,} records")
+        inputs = make_inputs(tmp, records, repeat)
+        src = str(Path(__file__).resolve().parents[3])
+        codes = {"this": src} | ({"baseline": str(baseline)} if baseline else {})
+        env = {name: dict(os.environ, PYTHONPATH=path) for name, path in codes.items()}
+        base = [sys.executable, "-m", "streamer", "classify"]
+        out = tmp / "out.jsonl"
+        result = Result(
+            inputs={
+                "records": records,
+                "lines": inputs.lines,
+                "runs": runs,
+                "distinct_lines": inputs.distinct_lines,
+            }
+        )
+        result.startup_seconds = statistics.median(
+            _time([*base, "--lines"], env["this"], out, b"") for _ in range(runs)
+        )
+        for name, (path, as_lines, count) in inputs.files.items():
+            mode = ["--lines"] if as_lines else ["--records"]
+            variants = [("this", ["--jobs", j], j) for j in jobs]
+            if baseline:
+                variants.insert(0, ("baseline", [], "1"))
+            samples: dict[tuple[str, str], list[float]] = {(c, j): [] for c, _, j in variants}
+            for i in range(runs):  # interleaved: every variant sees the same machine load
+                progress(f"{name}: run {i + 1} of {runs}")
+                for code, extra, j in variants:
+                    samples[(code, j)].append(
+                        _time([*base, *mode, *extra, str(path)], env[code], out)
+                    )
+            first = None
+            for (code, j), secs in samples.items():
+                median = statistics.median(secs)
+                first = first or median
+                result.rows.append(
+                    {
+                        "input": name,
+                        "code": code,
+                        "jobs": j,
+                        "seconds": median,
+                        "per_second": count / median,
+                        "ratio": first / median,
+                    }
+                )
+        return result

@@ -1,0 +1,240 @@
+"""Classifying one chunk of ``streamer classify`` input: the work of a worker process.
+
+The output is byte for byte what classifying the chunk's lines one at a time gives (each
+response line or record as one orjson-encoded JSON line), made cheaper by doing per chunk what
+does not depend on the line's position: a response line is decoded, classified and encoded
+once per distinct line of the chunk and the output assembled by lookups; a record's
+classification object is built once per distinct response line of the chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import orjson
+
+from streamer.classifier import Classification, Classifier
+from streamer.feedback import feedback_label
+from streamer.offline.chunks import Chunk
+from streamer.offline.summary import Summary, Tally
+from streamer.records import (
+    CLASSIFIABLE_TYPES,
+    MalformedRecord,
+    accept,
+    classification_object,
+    decode_record,
+    response_line,
+    set_classification,
+)
+from streamer.rules import Rule
+
+#: What ``bytes.strip`` removes: a line of only these is blank (neither record nor response).
+_BLANK = " \t\n\r\x0b\x0c"
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+#: Distinct lines remembered across chunks (then forgotten all at once): offline, this memo is
+#: the classifier's cache, holding the encoded result (a few hundred bytes a line).
+MEMO_SIZE = 1 << 15
+
+
+@dataclass(slots=True)
+class Labelled:
+    """The result of one chunk: JSONL output (or the file a worker process left it in),
+    counts, the skipped lines (line number, reason) and, for ``--summary``, the chunk's
+    counts."""
+
+    name: str
+    lines: int
+    done: int
+    output: bytes
+    skips: list[tuple[int, str]]
+    tally: Tally | None
+    spooled: str | None = None
+
+    def write_to(self, out: BinaryIO) -> None:
+        """Write the output to ``out`` (and remove its spool file)."""
+        if self.spooled is None:
+            if self.output:
+                out.write(self.output)
+            return
+        with open(self.spooled, "rb") as fh:
+            os.unlink(self.spooled)
+            shutil.copyfileobj(fh, out, 1 << 20)
+
+
+def rule_json(rule: Rule | None) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    return {"file": rule.file, "label": rule.label, "index": rule.index, "pattern": rule.pattern}
+
+
+class Labeller:
+    """Turns chunks into :class:`Labelled` results with one classifier (built once per
+    process). ``summary`` (the run's, for its tables) makes it count instead of output."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        max_bytes: int,
+        explain: bool = False,
+        summary: Summary | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.max_bytes = max_bytes
+        self.explain = explain
+        self.summary = summary
+        self._encoded: dict[str, bytes] = {}  # response line -> its JSON line
+        self._classified: dict[str, tuple[str, dict[str, Any]]] = {}  # -> (label, object)
+
+    def label(self, chunk: Chunk) -> Labelled:
+        return self._lines(chunk) if chunk.as_lines else self._records(chunk)
+
+    def matches(self, text: str) -> list[dict[str, Any] | None]:
+        return [rule_json(r) for r in self.classifier.explain(text).matches]
+
+    # -- response lines
+
+    def _lines(self, chunk: Chunk) -> Labelled:
+        data = chunk.data
+        try:
+            texts: list[str | None] = [*data.decode("utf-8").split("\n")]
+        except UnicodeDecodeError:  # some line is not UTF-8: decode them one by one
+            texts = [_utf8(raw) for raw in data.split(b"\n")]
+        if data.endswith(b"\n"):
+            texts.pop()
+        if self.summary is not None:
+            output, tally = b"", self._count_lines(texts, self.summary)
+        else:
+            output, tally = self._encode_lines(texts), None
+        skips = [(chunk.first_line + i, "not-utf8") for i, t in enumerate(texts) if t is None]
+        unused = [t for t in dict.fromkeys(texts) if t is None or not t.strip(_BLANK)]
+        blank = sum(texts.count(t) for t in unused) if unused else 0
+        return Labelled(chunk.name, len(texts), len(texts) - blank, output, skips, tally)
+
+    def _encode_lines(self, texts: list[str | None]) -> bytes:
+        memo = _bounded(self._encoded)
+        encoded: dict[str | None, bytes] = {}
+        for t in dict.fromkeys(texts):
+            if t is None or not t.strip(_BLANK):
+                encoded[t] = b""
+                continue
+            out = memo.get(t)
+            if out is None:
+                out = memo[t] = self._encode_line(t.removesuffix("\r"))
+            encoded[t] = out
+        return b"".join(map(encoded.__getitem__, texts))
+
+    def _encode_line(self, text: str) -> bytes:
+        result = self.classifier.classify_uncached(text)  # the memo is the cache
+        obj: dict[str, Any] = {"line": text, "label": result.label, "rule": rule_json(result.rule)}
+        if self.explain:
+            obj["matches"] = self.matches(text)
+        return orjson.dumps(obj, option=_NEWLINE)
+
+    def _count_lines(self, texts: list[str | None], summary: Summary) -> Tally:
+        tally = Tally()
+        classify = self.classifier.classify
+        gap_of: dict[str | None, tuple[str, str]] = {}
+        counts: dict[str | None, int] = {}
+        for t in texts:
+            counts[t] = counts.get(t, 0) + 1
+        for t, n in counts.items():
+            if t is None or not t.strip(_BLANK):
+                continue
+            text = t.removesuffix("\r")
+            gap = summary.count(tally, classify(text).label, text, None, n)
+            if gap is not None:
+                gap_of[t] = gap
+        if gap_of:
+            tally.gaps = [gap_of[t] for t in texts if t in gap_of]
+        return tally
+
+    # -- KumoMTA records
+
+    def _records(self, chunk: Chunk) -> Labelled:
+        raws = chunk.data.split(b"\n")
+        open_last = bool(raws[-1])  # the input's last line, without a newline
+        if not open_last:
+            raws.pop()
+        # KumoMTA's size limit counts the line's newline, as when reading line by line
+        limits = [self.max_bytes - 1] * len(raws)
+        if open_last:
+            limits[-1] = self.max_bytes
+        tally = None if self.summary is None else Tally()
+        memo = _bounded(self._classified)
+        outputs: list[bytes] = []
+        skips: list[tuple[int, str]] = []
+        dumps = orjson.dumps
+        for i, raw in enumerate(raws):
+            if not raw.strip():
+                continue
+            record = accept(raw, limits[i])
+            if record is None:
+                skips.append((chunk.first_line + i, _reason(raw, limits[i])))
+                continue
+            rtype = record["type"]
+            if rtype in CLASSIFIABLE_TYPES:
+                self._enrich(record, memo, tally)
+            elif tally is not None:
+                tally.types[str(rtype)] += 1
+            if tally is None:
+                outputs.append(dumps(record, option=_NEWLINE))
+        done = len(raws) - sum(1 for raw in raws if not raw.strip()) - len(skips)
+        return Labelled(chunk.name, len(raws), done, b"".join(outputs), skips, tally)
+
+    def _enrich(
+        self,
+        record: dict[str, Any],
+        memo: dict[str, tuple[str, dict[str, Any]]],
+        tally: Tally | None,
+    ) -> None:
+        """``records.enrich`` (and ``--explain``'s matches) with one classification object
+        per distinct response line (they are equal, so their JSON is too)."""
+        line = response_line(record["response"])
+        label = feedback_label(record) if record["type"] == "Feedback" else None
+        if label is not None:  # an ARF report says what it is (see streamer.feedback)
+            made: tuple[str, dict[str, Any]] | None = self._classification(
+                line, Classification(label, None)
+            )
+        else:
+            made = memo.get(line)
+            if made is None:
+                result = self.classifier.classify_uncached(line)  # the memo is the cache
+                made = memo[line] = self._classification(line, result)
+        assert made is not None
+        set_classification(record, *made)
+        if tally is not None and self.summary is not None:
+            gap = self.summary.count(tally, made[0], line, record)
+            if gap is not None:
+                tally.gaps.append(gap)
+
+    def _classification(self, line: str, result: Classification) -> tuple[str, dict[str, Any]]:
+        obj = classification_object(result, self.classifier.version)
+        if self.explain:
+            obj["matches"] = self.matches(line)
+        return result.label, obj
+
+
+def _bounded(memo: dict[str, Any]) -> dict[str, Any]:
+    if len(memo) > MEMO_SIZE:
+        memo.clear()
+    return memo
+
+
+def _utf8(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _reason(raw: bytes, limit: int) -> str:
+    """Why ``accept`` refused ``raw`` (``decode_record`` names it)."""
+    try:
+        decode_record(raw, limit)
+    except MalformedRecord as exc:
+        return exc.reason
+    return "not-json"  # not reached: decode_record accepts exactly what accept accepts

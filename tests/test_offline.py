@@ -1,0 +1,199 @@
+"""``streamer classify`` over chunks and processes: the same bytes as one line at a time."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+import streamer.offline.chunks
+from streamer.classifier import Classifier
+from streamer.cli import _register, app
+from streamer.inputs import expand_inputs
+from streamer.offline.chunks import Chunk, ChunkReader, InputFailed, detect
+from streamer.offline.labeller import Labeller
+from streamer.offline.pool import label_all
+from streamer.offline.summary import Summary
+from streamer.records import MalformedRecord, decode_record, enrich
+from streamer.rules import load_rules
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RULE_FILES = [FIXTURES / "basic.toml", FIXTURES / "second.json"]
+RULES = [arg for f in RULE_FILES for arg in ("--rules", str(f))]
+runner = CliRunner()
+_register()
+
+
+@pytest.fixture(autouse=True)
+def _no_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STREAMER_CONFIG", raising=False)
+    monkeypatch.delenv("STREAMER_FILES", raising=False)
+
+
+def _classifier() -> Classifier:
+    return Classifier(load_rules(RULE_FILES))
+
+
+def _records() -> bytes:
+    responses = ["550 user unknown", "552 mailbox full", "nothing known", "451 try\r\nlater"]
+    out = []
+    for i in range(300):
+        kind = ("Bounce", "Delivery", "TransientFailure", "Feedback")[i % 4]
+        rec = {
+            "type": kind,
+            "id": f"m{i}",
+            "response": {"code": 550, "enhanced_code": None, "content": responses[i % 4]},
+            "é": "ü",
+        }
+        if kind == "Feedback" and i % 8 == 3:
+            rec["feedback_report"] = {"feedback_type": "abuse"}
+        out.append(orjson.dumps(rec))
+        if i % 37 == 0:
+            out.append(b"{oops")
+        if i % 41 == 0:
+            out.append(b"  ")
+    return b"\n".join(out)  # the last line has no newline
+
+
+def _lines() -> bytes:
+    base = [b"550 user unknown\r", b"", b"552 mailbox full", b"\xff bad", b"x\r\r", b"\x85 nel"]
+    return b"\n".join(base[i % len(base)] + str(i % 7).encode() * (i % 3) for i in range(400))
+
+
+def _reference(data: bytes, as_lines: bool, classifier: Classifier) -> tuple[bytes, list[int]]:
+    """The output and skipped line numbers of classifying one line at a time (the old way)."""
+    out, skipped = [], []
+    for lineno, raw in enumerate(io.BytesIO(data), 1):
+        if not raw.strip():
+            continue
+        if as_lines:
+            try:
+                text = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+            except UnicodeDecodeError:
+                skipped.append(lineno)
+                continue
+            result = classifier.classify(text)
+            rule = result.rule
+            obj = {
+                "line": text,
+                "label": result.label,
+                "rule": None
+                if rule is None
+                else {
+                    "file": rule.file,
+                    "label": rule.label,
+                    "index": rule.index,
+                    "pattern": rule.pattern,
+                },
+            }
+        else:
+            try:
+                obj = enrich(decode_record(raw, 1 << 20), classifier)
+            except MalformedRecord:
+                skipped.append(lineno)
+                continue
+        out.append(orjson.dumps(obj) + b"\n")
+    return b"".join(out), skipped
+
+
+@pytest.mark.parametrize("as_lines", [True, False])
+@pytest.mark.parametrize("chunk_bytes", [1, 50, 1 << 20])
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_chunks_and_processes_give_the_old_output(
+    tmp_path: Path, as_lines: bool, chunk_bytes: int, jobs: int
+) -> None:
+    data = _lines() if as_lines else _records()
+    path = tmp_path / "in"
+    path.write_bytes(data)
+    classifier = _classifier()
+    expected, skipped = _reference(data, as_lines, _classifier())
+    reader = ChunkReader(expand_inputs([str(path)]), None, chunk_bytes)
+    labeller = Labeller(classifier, max_bytes=1 << 20)
+    out = io.BytesIO()
+    skips = []
+    for r in label_all(reader, labeller, jobs):
+        assert not isinstance(r, InputFailed)
+        r.write_to(out)  # before the next result: a worker's output file lives until then
+        skips += [n for n, _ in r.skips]
+    assert out.getvalue() == expected
+    assert skips == skipped
+    assert reader.records_seen is (not as_lines)
+
+
+def test_summary_is_the_same_whatever_the_chunks_and_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(_records())
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes(_lines())
+    docs = []
+    for chunk_bytes, jobs in ((1 << 20, 1), (60, 1), (60, 2)):
+        summary = Summary()
+        labeller = Labeller(_classifier(), max_bytes=1 << 20, summary=summary)
+        reader = ChunkReader(expand_inputs([str(path), str(lines)]), None, chunk_bytes)
+        for r in label_all(reader, labeller, jobs):
+            assert not isinstance(r, InputFailed) and r.tally is not None and not r.output
+            summary.merge(r.tally)
+        docs.append(summary.render(10, True))
+    assert docs[0] == docs[1] == docs[2]
+    assert '"Uncategorized"' in docs[0]
+
+
+def test_records_size_limit_counts_the_newline(tmp_path: Path) -> None:
+    rec = orjson.dumps({"type": "Delivery", "pad": "x" * 2000})
+    limit = len(rec) + 1  # fits with its newline, exactly
+    labeller = Labeller(_classifier(), max_bytes=limit)
+    ok = labeller.label(Chunk("f", 1, rec + b"\n", False))
+    assert ok.done == 1 and not ok.skips
+    too_big = labeller.label(Chunk("f", 1, rec + b" \n" + rec, False))
+    assert too_big.skips == [(1, "too-large")] and too_big.done == 1
+
+
+def test_detect_and_unreadable_inputs_in_order(tmp_path: Path) -> None:
+    assert detect(b"\n \r\n  {x") is False and detect(b"\n550 x") is True
+    assert detect(b" \n\t") is None
+    good = tmp_path / "good.txt"
+    good.write_bytes(b"\n\n550 a\n551 b\n552 c")
+    reader = ChunkReader(expand_inputs([str(tmp_path / "missing"), str(good)]), None, 4)
+    items = list(reader)
+    assert isinstance(items[0], InputFailed) and "missing: cannot read" in items[0].message
+    chunks = [i for i in items if isinstance(i, Chunk)]
+    assert all(c.as_lines for c in chunks)
+    assert [(c.first_line, c.data) for c in chunks] == [
+        (3, b"550 a\n"),
+        (4, b"551 b\n"),
+        (5, b"552 c"),
+    ]
+    assert not reader.records_seen
+
+
+def test_cli_jobs_with_small_chunks_keeps_order_and_line_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes(_lines())
+    one = runner.invoke(app, ["classify", "--lines", "--jobs", "1", *RULES, str(path)])
+    monkeypatch.setattr(streamer.offline.chunks, "CHUNK_BYTES", 64)
+    two = runner.invoke(app, ["classify", "--lines", "--jobs", "2", *RULES, str(path)])
+    assert one.exit_code == two.exit_code == 0, two.output
+    assert one.stdout_bytes == two.stdout_bytes and one.stdout_bytes
+    assert one.stderr == two.stderr
+    assert f"{path}:4: skipped malformed line (not-utf8)" in two.stderr
+    bad = runner.invoke(app, ["classify", "--jobs", "0", str(path)])
+    assert bad.exit_code == 2 and "--jobs" in bad.output
+
+
+def test_bench_files_plumbing(tmp_path: Path) -> None:
+    from streamer.devkit.bench.files import make_inputs, run
+
+    inputs = make_inputs(tmp_path, 60, repeat=2)
+    path, as_lines, count = inputs.files["lines, plain"]
+    assert as_lines and count == inputs.lines and len(path.read_bytes().splitlines()) == count
+    result = run(120, runs=1, repeat=1, jobs=("1", "2"))
+    assert [(r["input"], r["jobs"]) for r in result.rows] == [
+        (name, j) for name in ("lines, plain", "records, plain", "records, zstd") for j in "12"
+    ]
+    assert all(r["per_second"] > 0 for r in result.rows) and result.startup_seconds > 0
+    assert "records, zstd" in result.table()
