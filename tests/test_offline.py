@@ -197,3 +197,22 @@ def test_bench_files_plumbing(tmp_path: Path) -> None:
     ]
     assert all(r["per_second"] > 0 for r in result.rows) and result.startup_seconds > 0
     assert "records, zstd" in result.table()
+
+
+def test_bench_files_runs_the_baseline_tree_not_this_one(tmp_path: Path) -> None:
+    # `python -m` puts the working directory before PYTHONPATH on sys.path: the benchmark must
+    # run each tree's own code whatever folder it is started from.
+    import os
+    import sys
+
+    from streamer.devkit.bench.files import _time
+
+    fake = tmp_path / "other" / "streamer"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("print('the other tree')\n")
+    out = tmp_path / "run" / "out.jsonl"
+    out.parent.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(fake.parent))
+    _time([sys.executable, "-m", "streamer", "classify"], env, out)
+    assert out.read_text() == "the other tree\n"

@@ -98,6 +98,9 @@ def _time(cmd: list[str], env: dict[str, str], out: Path, stdin: bytes | None = 
             stdout=fh,
             stderr=subprocess.DEVNULL,
             env=env,
+            # `python -m` puts the working directory first on sys.path, before PYTHONPATH: run
+            # from the output's folder, so that each tree's code is the one that runs
+            cwd=out.parent,
             check=True,
             timeout=900,
         )
