@@ -9,7 +9,10 @@ all its patterns: one 610-pattern set spent ~47 µs per line on its first 10,000
 response lines and ~19 µs per cache miss after 100,000 lines, against ~16 and ~10 µs for four
 sets of ~150 (an already-seen line: 2.7 against 4.0 µs, and those mostly hit the caches).
 The sets are asked in order and the first one with a hit holds the lowest matching index, so a
-line matched by an early rule never reaches the later sets.
+line matched by an early rule never reaches the later sets. Above ``SPLIT_LIMIT`` patterns the
+engine keeps one set: on 2,000 and 10,000 generated patterns (simple ones, few shared states)
+four sets were 3-5x slower per new line, every line that matched no early rule paying a pass
+per set.
 
 Two safety nets:
 
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 #: Patterns per RE2 set, and the most sets (``MatchEngine``); see the module docstring.
 SET_PATTERNS = 160
 MAX_SETS = 4
+SPLIT_LIMIT = 1000
 
 _BASE_MEM = 128 << 20
 _PER_PATTERN_MEM = 32 << 10
@@ -109,7 +113,7 @@ class MatchEngine:
         self._opts = _options(n)
         #: (index of its first pattern, its sentinel's index, its Match) per set, in order
         self._sets: list[tuple[int, int, Callable[[bytes], list[int]]]] = []
-        groups = max(1, min(MAX_SETS, -(-n // SET_PATTERNS)))
+        groups = max(1, min(MAX_SETS, -(-n // SET_PATTERNS))) if n <= SPLIT_LIMIT else 1
         size = -(-n // groups) if n else 0
         for start in range(0, max(n, 1), max(size, 1)):
             part = [t.re2 for t in self._translations[start : start + size]]
