@@ -134,6 +134,12 @@ def test_a_configuration_error_in_a_child_is_not_retried() -> None:
     assert sup.children[0].restarts == 0
 
 
+def test_a_command_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
+    sup = Supervisor(2, "w", _env, command=[str(tmp_path / "no-such-program")], policy=FAST)
+    assert sup.run() == 1
+    assert all(c.restarts == 0 for c in sup.children)
+
+
 def test_sighup_is_passed_on_and_children_know_their_supervisor(tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     code = (

@@ -169,7 +169,8 @@ class Supervisor:
         """Start the children and watch them until stopped; returns the exit code."""
         log_event(log, logging.INFO, "supervisor starting", processes=len(self.children))
         for child in self.children:
-            self._start(child)
+            if not self.stopping:
+                self._start(child)
         while not self.stopping:
             self._wake.wait(TICK_S)
             self._wake.clear()
@@ -232,7 +233,12 @@ class Supervisor:
         child.web_port = free_port(self.web_host) if self.web_host else 0
         env = self.environment(child)
         env[SUPERVISOR_PID_ENV] = str(os.getpid())
-        child.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=env)
+        try:
+            child.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=env)
+        except OSError as exc:  # cannot even start: no restart will do better
+            log_event(log, logging.ERROR, "cannot start a worker", child=child.index, error=exc)
+            self._give_up(1)
+            return
         child.started_at = time.time()
         log_event(log, logging.INFO, "worker started", child=child.index, pid=child.proc.pid)
 
