@@ -136,3 +136,15 @@ def test_later_file_overrides_and_errors(tmp_path: Path) -> None:
     other.write_text('[providers.other]\nmx = ["o.example"]\n')
     with pytest.raises(TableError, match=r"providers\.other"):
         ProviderMatcher.from_files([other])
+
+
+def test_a_multi_recipient_record_matches_by_its_first_recipient(
+    matcher: ProviderMatcher,
+) -> None:
+    from streamer.analytics.analyzer import Analyzer
+    from streamer.config import Settings
+
+    record = {"type": "Bounce", "site": "", "recipient": ["x@gmail.com", "y@gmail.com"]}
+    assert matcher.match_record(record) == matcher.match(None, None, "x@gmail.com") == "google"
+    analyzer = Analyzer.from_settings(Settings())  # the worker's path, with its caches
+    assert analyzer.provider(record) == "google"

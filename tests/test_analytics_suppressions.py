@@ -111,3 +111,19 @@ def test_now_stands_in_for_a_missing_event_time() -> None:
     assert v is not None
     doc = orjson.loads(v)
     assert doc["first_seen"] == 12_500 and doc["rule"] == "rule-text"
+
+
+def test_a_multi_recipient_record_suppresses_and_lifts_each_recipient() -> None:
+    # KumoMTA logs a multi-recipient transaction's recipient as a list (since 2025.12.02).
+    tr = SuppressionTracker()
+    record: dict[str, Any] = {
+        "type": "Bounce",
+        "recipient": ["<A@x.example>", "b@x.example", 7, ""],
+        "timestamp": T0,
+    }
+    writes = hard(tr, record)
+    assert [k for k, _v in writes] == [b"a@x.example", b"b@x.example"]  # junk entries skipped
+    assert all(orjson.loads(v or b"")["count"] == 1 for _k, v in writes)
+    delivered = {"type": "Delivery", "recipient": ["B@x.example", "c@x.example"]}
+    assert tr.update(delivered, None, None, None, None, "g", 0) == [(b"b@x.example", None)]
+    assert "a@x.example" in tr and "b@x.example" not in tr

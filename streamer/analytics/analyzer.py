@@ -100,6 +100,8 @@ class Analyzer:
             if type(peer) is dict and peer.get("name") and rtype != "Reception":
                 return self.providers.match_record(record)  # rare: a peer name, no known site
             recipient = record.get("recipient")
+            if type(recipient) is list and recipient:  # a multi-recipient transaction: one
+                recipient = recipient[0]  # destination domain (KumoMTA batches per queue)
         if type(recipient) is not str:
             return OTHER
         domain = recipient.rpartition("@")[2]

@@ -180,6 +180,8 @@ class ProviderMatcher:
             name = peer.get("name")
             peer_name = name if isinstance(name, str) else None
         recipient = record.get("recipient")
+        if isinstance(recipient, list) and recipient:  # a multi-recipient transaction
+            recipient = recipient[0]
         return self.match(
             site if isinstance(site, str) else None,
             peer_name,

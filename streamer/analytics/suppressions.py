@@ -6,6 +6,8 @@ of None is a tombstone. The tracker remembers recently hard-bounced recipients i
 * ``first_seen`` and ``count`` come from that memory, so when an entry is evicted (or the
   worker restarts, or another worker saw the earlier bounce) the next hard bounce starts again
   at ``count`` 1 with a new ``first_seen``; consumers that need exact history should merge.
+* A record of a multi-recipient transaction (KumoMTA since 2025.12.02 logs ``recipient`` as a
+  list then) writes an entry, or a tombstone, for each of its recipients.
 * A Delivery writes a tombstone only for a recipient the tracker remembers as hard-bounced.
   Tombstoning every Delivery would roughly double the output volume (most deliveries go to
   addresses that never bounced). The cost: a Delivery to an address bounced long ago
@@ -52,12 +54,28 @@ def rule_object(rule: Rule | Mapping[str, Any] | str | None) -> Any:
     return rule
 
 
-def recipient_key(record: Mapping[str, Any]) -> str | None:
-    r = record.get("recipient")
-    if type(r) is not str:
+def _key(address: Any) -> str | None:
+    if type(address) is not str:
         return None
-    r = r.strip().strip("<>").lower()
-    return r or None
+    key = address.strip().strip("<>").lower()
+    return key or None
+
+
+def recipient_key(record: Mapping[str, Any]) -> str | None:
+    """The record's recipient as a suppression key; the first of a list."""
+    keys = recipient_keys(record)
+    return keys[0] if keys else None
+
+
+def recipient_keys(record: Mapping[str, Any]) -> list[str]:
+    """Every recipient of the record as a suppression key (lower-cased, no angle brackets).
+
+    ``recipient`` is a string, or a list of them for a multi-recipient transaction."""
+    r = record.get("recipient")
+    if type(r) is list:
+        return [k for k in map(_key, r) if k is not None]
+    key = _key(r)
+    return [key] if key is not None else []
 
 
 class SuppressionTracker:
@@ -92,20 +110,29 @@ class SuppressionTracker:
         if rtype == "Delivery":
             if not self._seen and not self.tombstone_all_deliveries:
                 return []  # nobody to un-suppress: skip the address work
-            recipient = recipient_key(record)
-            if recipient is None:
-                return []
-            if self._seen.pop(recipient, None) is not None or self.tombstone_all_deliveries:
-                return [(recipient.encode(), None)]
-            return []
+            seen, everyone = self._seen, self.tombstone_all_deliveries
+            return [
+                (r.encode(), None)
+                for r in recipient_keys(record)
+                if seen.pop(r, None) is not None or everyone
+            ]
         if category != HARD or rtype not in SUPPRESSING_TYPES:
-            return []
-        recipient = recipient_key(record)
-        if recipient is None:
             return []
         t = event_time_ms(record)
         if t is None:
             t = int(now * 1000)
+        return [self._suppress(r, t, label, rule, line, provider) for r in recipient_keys(record)]
+
+    def _suppress(
+        self,
+        recipient: str,
+        t: int,
+        label: str | None,
+        rule: Rule | Mapping[str, Any] | str | None,
+        line: str | None,
+        provider: str,
+    ) -> tuple[bytes, bytes]:
+        """The entry for one hard-bounced recipient (remembered, its count advanced)."""
         seen = self._seen
         entry = seen.get(recipient)
         if entry is None:
@@ -127,4 +154,4 @@ class SuppressionTracker:
             "last_seen": entry.last_seen,
             "count": entry.count,
         }
-        return [(recipient.encode(), orjson.dumps(value))]
+        return recipient.encode(), orjson.dumps(value)
