@@ -26,10 +26,8 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def rules(tmp_path: Path) -> Path:
-    f = tmp_path / "r.toml"
-    f.write_text('[rules]\nInvalidRecipient = ["user unknown"]\n')
-    return f
+def rules(test_rules_file: Path) -> Path:
+    return test_rules_file  # the session's one-rule file (conftest)
 
 
 def _secret_file(tmp_path: Path, content: str, name: str = "password") -> Path:
