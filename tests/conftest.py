@@ -40,6 +40,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kafka)
 
 
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No STREAMER_* or KAFKA_BOOTSTRAP from the developer's shell may leak into Settings.
+
+    ``STREAMER_CONFIG`` is registered first: ``--config`` sets it in the process, and the
+    monkeypatch then undoes that after the test too.
+    """
+    monkeypatch.setenv("STREAMER_CONFIG", "")
+    for var in list(os.environ):
+        if var.startswith("STREAMER_") or var == "KAFKA_BOOTSTRAP":
+            monkeypatch.delenv(var)
+    return monkeypatch
+
+
 @pytest.fixture(scope="session")
 def test_rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-rule file, for Settings in tests that do not care about the shipped rules."""

@@ -18,13 +18,7 @@ runner = CliRunner()
 _register()
 
 
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
-    # `--config` sets STREAMER_CONFIG in the process: registered here, so it is undone after.
-    monkeypatch.setenv("STREAMER_CONFIG", "")
-    for var in list(os.environ):
-        if var.startswith("STREAMER_") or var == "KAFKA_BOOTSTRAP":
-            monkeypatch.delenv(var)
+pytestmark = pytest.mark.usefixtures("clean_env")  # conftest: no STREAMER_* leaks in
 
 
 def _one_line(stderr: str) -> str:

@@ -17,12 +17,7 @@ runner = CliRunner()
 _register()
 
 
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STREAMER_CONFIG", "")
-    for var in list(os.environ):
-        if var.startswith("STREAMER_") or var == "KAFKA_BOOTSTRAP":
-            monkeypatch.delenv(var)
+pytestmark = pytest.mark.usefixtures("clean_env")  # conftest: no STREAMER_* leaks in
 
 
 @pytest.fixture

@@ -147,17 +147,6 @@ def _env_field(var: str) -> str | None:
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No STREAMER_* or KAFKA_BOOTSTRAP from the developer's shell may leak into Settings."""
-    import os
-
-    for var in list(os.environ):
-        if var.startswith("STREAMER_") or var == "KAFKA_BOOTSTRAP":
-            monkeypatch.delenv(var)
-    return monkeypatch
-
-
-@pytest.fixture
 def rules_file(tmp_path: Path) -> Path:
     # Settings validates rule files exist; these tests are about the other keys.
     path = tmp_path / "rules.toml"
