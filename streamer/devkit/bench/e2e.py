@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -411,6 +411,24 @@ def run_baseline(
 # --------------------------------------------------------------------------------------------
 
 
+def per_process(root: psutil.Process, measure: Callable[[psutil.Process], float]) -> list[float]:
+    """``measure`` of ``root`` and of each descendant still alive; [] when ``root`` is gone."""
+    try:
+        values = [measure(root)]
+        children = root.children(recursive=True)
+    except psutil.Error:
+        return []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            values.append(measure(child))
+    return values
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
 class RssSampler(threading.Thread):
     """Peak resident memory of each worker process tree, sampled every ``interval`` seconds."""
 
@@ -434,15 +452,11 @@ class RssSampler(threading.Thread):
             with self._lock:
                 roots = list(self._roots)
             for root in roots:
-                try:
-                    sizes = [root.memory_info().rss]
-                    for child in root.children(recursive=True):
-                        with contextlib.suppress(psutil.Error):
-                            sizes.append(child.memory_info().rss)
-                except psutil.Error:
+                sizes = per_process(root, lambda p: float(p.memory_info().rss))
+                if not sizes:
                     continue
-                self.peaks[root.pid] = max(self.peaks.get(root.pid, 0), sum(sizes))
-                self.process_peak = max(self.process_peak, *sizes)
+                self.peaks[root.pid] = max(self.peaks.get(root.pid, 0), int(sum(sizes)))
+                self.process_peak = max(self.process_peak, int(max(sizes)))
 
     def stop(self) -> None:
         self._stop.set()
@@ -463,14 +477,7 @@ class CpuMeter:
         self.last: tuple[int, float] | None = None
 
     def cpu(self) -> float:
-        total = 0.0
-        for root in self.roots:
-            with contextlib.suppress(psutil.Error):
-                for proc in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        t = proc.cpu_times()
-                        total += t.user + t.system
-        return total
+        return sum(sum(per_process(root, _cpu_seconds)) for root in self.roots)
 
     def mark(self, events: int) -> None:
         now = (events, self.cpu())
