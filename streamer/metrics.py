@@ -247,9 +247,9 @@ class DeliverabilityMetrics:
         self._children: dict[tuple[str, ...], Any] = {}
 
     def record(self, batch: Folded) -> None:
-        """Count one batch (``BatchAggregator.fold_into``).
+        """Count one fold of the tally (``BatchAggregator.fold_into``).
 
-        Runs once per batch: each dimension value is bounded once per batch, and the counters'
+        Runs once per fold: each dimension value is bounded once per fold, and the counters'
         children are kept (their label sets are bounded), so the cost is per distinct series,
         not per record.
         """

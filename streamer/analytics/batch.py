@@ -137,6 +137,11 @@ class BatchAggregator:
         self._gaps: list[tuple[tuple[Any, ...], str]] = []
         self._tenants: dict[str, str] = {}  # queue name -> tenant
 
+    @property
+    def pending_keys(self) -> int:
+        """Distinct keys tallied since the last fold."""
+        return len(self._tally)
+
     def _new_window(self, start: int) -> None:
         if self._latest_window is not None:
             for dim in (self.pool, self.source, self.tenant, self.types):
@@ -165,7 +170,11 @@ class BatchAggregator:
             self.watermark = t
         start = t - t % self.window_ms
         pool = record.get("egress_pool")
+        if type(pool) is not str:
+            pool = ""  # as the bounded key counts it; and a list or object is no dict key
         source = record.get("egress_source")
+        if type(source) is not str:
+            source = ""
         key = (start, provider, pool, source, self._tenant(record), rtype, label, category)
         tally = self._tally
         tally[key] = tally.get(key, 0) + 1

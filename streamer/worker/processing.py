@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer.analytics.batch import Folded
 from streamer.kafka.sink import Sink
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchStats, Pipeline
@@ -73,10 +72,10 @@ def make_batch(tracker: OffsetTracker, messages: Sequence[Any]) -> Batch | None:
 class BatchProcessor:
     """Runs batches: the pipeline slice by slice, outputs to the sink, counts to the metrics.
 
-    With analytics, the batch's records are counted into the analyzer as they are classified,
-    and folded into the stats windows once per batch (per distinct key, not per record). Each
-    chunk carries a hold from its first slice on; the fold hands the batch's chunks to the
-    stats publisher, whose next flush releases them once the rows counting them are delivered.
+    With analytics, the batch's records are tallied into the analyzer as they are classified.
+    Each chunk carries a hold from its first slice on and goes to the stats publisher after the
+    batch; the publisher's next flush folds the tally into the windows and releases the holds
+    once the rows counting them are delivered (exactly-once: inside the batch's transaction).
     """
 
     def __init__(
@@ -91,19 +90,18 @@ class BatchProcessor:
         self.metrics = metrics
         self.stats = stats
         self._stats = BatchStats()
-        self._held: list[Chunk] = []  # this batch's chunks, held until the fold
-        self._folded: Folded | None = None  # this batch's analytics, for the metrics
+        self._held: list[Chunk] = []  # this batch's chunks, held until a stats flush
 
     async def process(self, batch: Batch, checkpoint: Checkpoint) -> int:
         """Run a batch; returns the records that went through (0 when the mode failed)."""
         self._stats = BatchStats()
         started = time.monotonic()
-        publish = self._fold_and_flush if self.stats is not None else None
+        publish = self._hold_and_flush if self.stats is not None else None
         done = await checkpoint.process(batch.groups, self.send_chunk, publish)
         handed = time.monotonic()
         self.sink.mark_handed()
-        if self._held:  # at-least-once: the timer's flush publishes what was folded now
-            self._fold()
+        if self._held:  # at-least-once: the timer's flush publishes (and releases) them
+            self._hand_held()
         self.sink.poll(0)
         if done:
             s = self._stats
@@ -114,9 +112,6 @@ class BatchProcessor:
             stage["queue"].observe(started - batch.consumed_at)
             stage["process"].observe(handed - started)
             m.record_batch(s.events_in, s.events_out, s.dlq, s.dropped, s.classify_seconds, s.sites)
-            if self._folded is not None:
-                m.deliverability.record(self._folded)
-        self._folded = None
         return done
 
     async def send_chunk(self, chunk: Chunk, messages: Sequence[Any]) -> None:
@@ -136,17 +131,13 @@ class BatchProcessor:
                 sink.poll(0)
                 await asyncio.sleep(0)
 
-    def _fold(self) -> None:
-        """The batch's counts into the windows; its held chunks to the publisher."""
-        analyzer = self.pipeline.analyzer
-        assert self.stats is not None and analyzer is not None
-        aggregator = analyzer.aggregator
-        self._folded = aggregator.fold_into(self.stats.windows, time.time())
-        self.stats.add(aggregator.watermark, self._held)
+    def _hand_held(self) -> None:
+        assert self.stats is not None
+        self.stats.hold(self._held)
         self._held = []
 
-    async def _fold_and_flush(self) -> int:
+    async def _hold_and_flush(self) -> int:
         """Exactly-once: inside the batch's transaction."""
-        self._fold()
+        self._hand_held()
         assert self.stats is not None
         return await self.stats.flush()

@@ -1,8 +1,11 @@
 """Windowed statistics published with the records they count (analytics on).
 
-Each batch's counts are folded into this worker's windows once per batch (``fold_into``).
-The rows that changed are published to the stats topic by ``flush``: every
-``stats_flush_interval`` in at-least-once mode, inside each transaction in exactly-once mode.
+The pipeline tallies each record into the analyzer's ``BatchAggregator``; ``fold`` counts that
+tally into this worker's windows once per distinct key (``fold_into``) and feeds the
+deliverability metrics. ``flush`` folds, then publishes the rows that changed to the stats topic:
+every ``stats_flush_interval`` in at-least-once mode, inside each transaction in exactly-once
+mode. Folding at the flush rather than after every batch matters: a batch of 500 records holds
+~350 distinct keys, a second of traffic ~0.14 per record, and the fold costs per key.
 A chunk's offsets may only be committed once a published update covers its records, so every
 chunk that was counted carries one extra pending output (a *hold*) that the next flush releases
 when all its rows are acknowledged. A crash therefore never loses a count: what was committed
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from streamer.analytics.batch import BatchAggregator, Folded
 from streamer.analytics.windows import WindowedStats, row_key
 from streamer.kafka.sink import Sink
 from streamer.pipeline import Output
@@ -67,28 +72,48 @@ class StatsRelease:
             chunk.ack()
 
 
+#: Distinct keys the aggregator may tally before a fold that does not wait for the flush
+#: (memory stays flat whatever ``stats_flush_interval`` and the traffic's cardinality).
+FOLD_AT_KEYS = 20_000
+
+
 class StatsPublisher:
-    def __init__(self, windows: WindowedStats, sink: Sink, topic: str, worker_id: str) -> None:
+    def __init__(
+        self,
+        windows: WindowedStats,
+        sink: Sink,
+        topic: str,
+        worker_id: str,
+        aggregator: BatchAggregator,
+        on_folded: Callable[[Folded], None] = lambda folded: None,
+    ) -> None:
         self.windows = windows
         self.sink = sink
         self.topic = topic
         self.session = f"{worker_id}/{uuid.uuid4().hex[:8]}"
+        self.aggregator = aggregator
+        self.on_folded = on_folded  # the deliverability metrics
         self._held: list[Chunk] = []
-        self._watermark: int | None = None
         self.rows_published = 0
 
-    def add(self, watermark: int | None, held: list[Chunk]) -> None:
-        """A batch was counted into ``windows`` (``watermark``: the largest event time seen):
-        take its ``held`` chunks (each with one extra pending output); the next flush releases
-        them."""
-        if watermark is not None and (self._watermark is None or watermark > self._watermark):
-            self._watermark = watermark
-        self._held.extend(held)
+    def hold(self, chunks: list[Chunk]) -> None:
+        """Take chunks whose records were tallied (each with one extra pending output): the
+        next flush releases them. A tally grown past ``FOLD_AT_KEYS`` is folded at once."""
+        self._held.extend(chunks)
+        if self.aggregator.pending_keys > FOLD_AT_KEYS:
+            self.fold()
+
+    def fold(self) -> None:
+        """Count the aggregator's tally into the windows, and into the metrics."""
+        if self.aggregator.pending_keys:
+            self.on_folded(self.aggregator.fold_into(self.windows, time.time()))
 
     async def flush(self) -> int:
-        """Publish the changed rows; returns how many. Releases the held chunks once delivered."""
+        """Fold, then publish the changed rows; returns how many. Releases the held chunks once
+        their rows are delivered."""
+        self.fold()
         held, self._held = self._held, []
-        rows = self.windows.updates(self._watermark, time.time())
+        rows = self.windows.updates(self.aggregator.watermark, time.time())
         if not rows:
             for chunk in held:
                 chunk.ack()

@@ -127,7 +127,16 @@ class StreamWorker:
         )
         if s.analytics:
             windows = windows_from_settings(s)
-            self.stats = StatsPublisher(windows, self.sink, s.stats_topic, self.worker_id)
+            analyzer = self.pipeline.analyzer
+            assert analyzer is not None
+            self.stats = StatsPublisher(
+                windows,
+                self.sink,
+                s.stats_topic,
+                self.worker_id,
+                analyzer.aggregator,
+                self.metrics.deliverability.record,
+            )
         # at-least-once: held chunks are released by a stats flush (exactly-once: per batch)
         publish = self.stats.flush if self.stats is not None and not eos else None
         self.source.handler = PartitionLifecycle(
