@@ -1,6 +1,11 @@
-"""Build hook: ship the repository's ``rules/`` and ``deploy/kafka/`` inside the package.
+"""Build hooks: the analytics' C speed-up, and the repository's ``rules/`` and ``deploy/kafka/``
+inside the package.
 
-The metadata is in pyproject.toml. This file only adds one step to ``build_py``: copy the
+The metadata is in pyproject.toml. ``streamer.analytics._fastcount`` is an optional extension:
+where no C compiler is found the build goes on without it and the analytics count in Python
+(the same results, at a higher cost per record; the worker's start-up log says which).
+
+The other hook adds one step to ``build_py``: copy the
 top-level folders named in ``streamer.resources.SOURCES`` into ``streamer/_data/`` of the build,
 so that a wheel (built from the checkout or from the sdist, which carries both folders through
 MANIFEST.in) holds the default rules and the local broker's files. The repository keeps a single
@@ -12,7 +17,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
@@ -35,4 +40,10 @@ class BuildWithShippedFiles(build_py):  # type: ignore[misc]
             shutil.copytree(src, dest, ignore=SKIP)
 
 
-setup(cmdclass={"build_py": BuildWithShippedFiles})
+FASTCOUNT = Extension(
+    "streamer.analytics._fastcount",
+    sources=["streamer/analytics/_fastcount.c"],
+    optional=True,  # no compiler: a warning, and the pure-Python path
+)
+
+setup(cmdclass={"build_py": BuildWithShippedFiles}, ext_modules=[FASTCOUNT])

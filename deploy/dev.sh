@@ -12,7 +12,8 @@ venv="${STREAMER_VENV:-$root/.venv}"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null 2>&1 || python=python3
 
-stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# The stamp covers what the install builds: the metadata and the analytics' C extension.
+stamp="$venv/.installed-$(cat pyproject.toml setup.py streamer/analytics/_fastcount.c | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     echo "==> preparing $venv" >&2
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"

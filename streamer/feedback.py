@@ -53,11 +53,13 @@ def complained_about(record: Mapping[str, Any]) -> tuple[str | None, str | None]
     KumoMTA's ``supplemental_trace`` (decoded from the X-KumoRef header it adds to every
     message) names the recipient and tenant, ``original_rcpto_to`` the recipient.
     """
+    # exact-type tests first: decoded JSON is plain dicts, and an ABC isinstance costs ~10x
     report = record.get("feedback_report")
-    if not isinstance(report, Mapping):
+    if type(report) is not dict and not isinstance(report, Mapping):
         return None, None
     trace = report.get("supplemental_trace")
-    trace = trace if isinstance(trace, Mapping) else {}
+    if type(trace) is not dict and not isinstance(trace, Mapping):
+        trace = {}
     recipient = trace.get("recipient")
     if not isinstance(recipient, str):
         listed = report.get("original_rcpto_to")
@@ -88,10 +90,10 @@ def feedback_label(record: Any) -> str | None:
     ``feedback_type``: the record is then classified from its response line as usual.
     """
     try:
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):
             return None
         report = record.get("feedback_report")
-        if not isinstance(report, Mapping):
+        if type(report) is not dict and not isinstance(report, Mapping):
             return None
         kind = report.get("feedback_type")
         if not isinstance(kind, str):
@@ -107,3 +109,7 @@ def feedback_label(record: Any) -> str | None:
 _TYPE_OF_LABEL: dict[str, str] = {}
 for _type, _label in FEEDBACK_TYPES.items():
     _TYPE_OF_LABEL.setdefault(_label, _type)
+
+#: ``feedback_type`` of a report whose Feedback-Type is already in canonical form (a key of
+#: ``FEEDBACK_TYPES``): the analytics' C counter looks the raw value up here.
+COMPLAINT_TYPES: dict[str, str] = {t: _TYPE_OF_LABEL[label] for t, label in FEEDBACK_TYPES.items()}

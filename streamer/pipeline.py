@@ -48,6 +48,8 @@ EMPTY = "empty"
 MALFORMED_TYPE = "malformed"
 #: Label counted for outputs that were not classified (passed through or re-routed).
 UNCLASSIFIED_LABEL = "none"
+#: Enrichment objects with analytics kept per rule set (ids are only valid while it lives).
+ENRICHMENT_CACHE = 10_000
 
 
 class RawMessage(Protocol):
@@ -133,6 +135,8 @@ class Pipeline:
         # whose results are long-lived, one per rule, so their ids are stable.
         self._enrichment_owner: Any = None
         self._enrichments: dict[int, dict[str, Any]] = {}
+        # (id of such an object, category, provider) -> the object with both added
+        self._analytics: dict[tuple[int, str | None, str], dict[str, Any]] = {}
         self._feedback: dict[str, Classification] = {}  # one result per feedback label
 
     def process(self, messages: Sequence[RawMessage]) -> tuple[list[Output], BatchStats]:
@@ -165,7 +169,7 @@ class Pipeline:
                 events_out[rtype, UNCLASSIFIED_LABEL] += 1
                 append(Output(other_topic, msg.key(), raw, msg.headers()))
             if analyzer is not None:
-                writes = analyzer.observe(record, rtype, None, None, None)[2]
+                writes = analyzer.observer(record, rtype, None, None, None)[2]
                 if writes:
                     self._suppress(writes, append)
         return outputs, stats
@@ -199,12 +203,12 @@ class Pipeline:
                     result, classifier.version
                 )
             label = result.label
-            writes: list[tuple[bytes, bytes | None]] = []
+            writes: Sequence[tuple[bytes, bytes | None]] = ()
             if self.analyzer is not None:
-                category, provider, writes = self.analyzer.observe(
+                category, provider, writes = self.analyzer.observer(
                     record, rtype, label, result.rule, line
                 )
-                cls = {**cls, "category": category, "provider": provider}
+                cls = self._with_analytics(cls, category, provider)
             value = orjson.dumps(set_classification(record, label, cls))
         except Exception as exc:  # a bad record must never stop the worker
             detail = f"{type(exc).__name__}: {exc}"
@@ -219,8 +223,21 @@ class Pipeline:
         if writes:
             self._suppress(writes, append)
 
+    def _with_analytics(
+        self, cls: dict[str, Any], category: str | None, provider: str
+    ) -> dict[str, Any]:
+        """``cls`` plus ``category`` and ``provider``: one shared object per combination, like
+        ``cls`` itself (bounded: rules x categories x providers, emptied when full)."""
+        key = (id(cls), category, provider)
+        enriched = self._analytics.get(key)
+        if enriched is None:
+            if len(self._analytics) >= ENRICHMENT_CACHE:
+                self._analytics.clear()
+            enriched = self._analytics[key] = {**cls, "category": category, "provider": provider}
+        return enriched
+
     def _suppress(
-        self, writes: list[tuple[bytes, bytes | None]], append: Callable[[Output], None]
+        self, writes: Sequence[tuple[bytes, bytes | None]], append: Callable[[Output], None]
     ) -> None:
         for key, value in writes:
             append(Output(self.suppressions_topic, key, value, None))
@@ -230,6 +247,7 @@ class Pipeline:
         if classifier is not self._enrichment_owner:
             self._enrichment_owner = classifier
             self._enrichments = {}
+            self._analytics = {}
 
     def _dead_letter(
         self,

@@ -43,6 +43,7 @@ _NOT_SOURCE = shutil.ignore_patterns(
     ".ruff_cache",
     ".mypy_cache",
     ".hypothesis",
+    "*.so",  # the analytics' C extension built in place by the editable install
 )
 
 
@@ -115,6 +116,8 @@ def test_wheel_ships_rules_and_broker_files_once(
     for rel in (ROOT / "deploy" / "kafka").iterdir():
         assert f"streamer/_data/kafka/{rel.name}" in names, rel.name
     assert "streamer/__main__.py" in names and "streamer/py.typed" in names
+    # the analytics' C counter is compiled into the wheel (the sdist carries its source)
+    assert any(n.startswith("streamer/analytics/_fastcount") and n.endswith(".so") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
     # The repository keeps the one copy: no second one inside the package sources.
     assert not (ROOT / "streamer" / "_data").exists()
@@ -129,6 +132,8 @@ def test_installed_cli_works_outside_the_repository(
 
     where = _run([python, "-c", "import streamer; print(streamer.__file__)"], work, env).strip()
     assert where.startswith(str(bindir.parent)), where  # the wheel's copy, not the checkout
+    fast = "from streamer.analytics.analyzer import SPEEDUPS; print(SPEEDUPS)"
+    assert _run([python, "-c", fast], work, env).strip() == "True"
 
     assert _run([streamer, "--version"], work, env).strip() == "streamer 0.1.0"
     assert _run([python, "-m", "streamer", "--version"], work, env).strip() == "streamer 0.1.0"

@@ -7,27 +7,41 @@ returns the suppression-topic writes it causes (a hard bounce, a delivery after 
 :meth:`BatchAggregator.fold_into` then counts the batch into the windows, once per batch.
 
 Costs are per record, so lookups are cached: the category per (label, reply class), the
-provider per receiving site, else per recipient domain (both bounded).
+provider per receiving site, else per peer (MX) name, else per recipient domain (all bounded).
+When the optional C extension ``streamer.analytics._fastcount`` is built, its ``FastCounter``
+counts the common records over these same caches and hands every other one (a cache miss, a
+Feedback report) to the Python path, which stays the reference.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.categories import HARD, CategoryTable
 from streamer.analytics.heavy import OTHER
-from streamer.analytics.providers import ProviderMatcher
+from streamer.analytics.providers import INBOUND_TYPES, ProviderMatcher
 from streamer.analytics.suppressions import SuppressionTracker
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
-from streamer.feedback import complained_about
+from streamer.feedback import COMPLAINT_TYPES, complained_about
+from streamer.rules import UNCATEGORIZED
+
+try:
+    from streamer.analytics import _fastcount
+except ImportError:  # built without a C compiler: the Python path counts every record
+    _fastcount = None  # type: ignore[assignment]
+
+#: Whether the C counter is built (``streamer version`` and the worker's log say so).
+SPEEDUPS = _fastcount is not None
 
 #: (category, provider, suppression writes): category is None for an unclassified record; a
 #: write is (key, value) for the suppressions topic, value None being a tombstone.
-Observation = tuple[str | None, str, list[tuple[bytes, bytes | None]]]
+Observation = tuple[str | None, str, Sequence[tuple[bytes, bytes | None]]]
+#: ``observe``'s signature: (record, rtype, label, rule, line) -> Observation.
+Observe = Callable[[Mapping[str, Any], str, str | None, Any, str | None], Observation]
 
 
 class Analyzer:
@@ -39,6 +53,7 @@ class Analyzer:
         suppressions: SuppressionTracker,
         clock: Any,
         cache_size: int = 4096,
+        fast: bool = True,
     ) -> None:
         self.categories = categories
         self.providers = providers
@@ -49,6 +64,39 @@ class Analyzer:
         self.cache_size = cache_size  # each lookup cache is emptied when it reaches this
         self._site_provider: dict[str, str] = {}
         self._domain_provider: dict[str, str] = {}
+        self._peer_provider: dict[str, str] = {}
+        #: What the pipeline calls for every record: :meth:`observe`, or the C counter's
+        #: ``observe`` (the same contract) when it is built.
+        self.observer: Observe = self._fast_observer() if fast and SPEEDUPS else self.observe
+
+    def _fast_observer(self) -> Observe:
+        """The C counter's ``observe`` over the containers this analyzer and its aggregator fill
+        (which are therefore only ever emptied in place, never replaced). It counts the common
+        records itself and hands every other one to :meth:`observe`."""
+        agg = self.aggregator
+        counter = _fastcount.FastCounter(
+            window_ms=agg.window_ms,
+            gaps=agg._gaps,
+            complaints=agg._complaints,
+            complaint_types=COMPLAINT_TYPES,
+            seconds=agg._seconds,
+            tenants=agg._tenants,
+            site_provider=self._site_provider,
+            domain_provider=self._domain_provider,
+            peer_provider=self._peer_provider,
+            category_of=self._category_of,
+            suppressed=self.suppressions._seen,
+            owner=agg,  # its ``watermark`` is raised by both paths
+            other=OTHER,
+            hard=HARD,
+            uncategorized=UNCATEGORIZED,
+            fallback=self.observe,
+            suppress=self._suppress,
+            tombstone_all=self.suppressions.tombstone_all_deliveries,
+        )
+        agg.elsewhere = counter  # its counts join the tally at every fold
+        observe: Observe = counter.observe
+        return observe
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
@@ -97,8 +145,12 @@ class Analyzer:
             recipient: Any = complained_about(record)[0]
         else:
             peer = record.get("peer_address")
-            if type(peer) is dict and peer.get("name") and rtype != "Reception":
-                return self.providers.match_record(record)  # rare: a peer name, no known site
+            if type(peer) is dict and rtype not in INBOUND_TYPES:
+                name = peer.get("name")  # the receiving MX when the site named none we know
+                if type(name) is str and name:
+                    provider = self._cached(self._peer_provider, name, self._by_peer)
+                    if provider != OTHER:
+                        return provider
             recipient = record.get("recipient")
             if type(recipient) is list and recipient:  # a multi-recipient transaction: one
                 recipient = recipient[0]  # destination domain (KumoMTA batches per queue)
@@ -120,6 +172,9 @@ class Analyzer:
     def _by_site(self, site: str) -> str:
         return self.providers.match_uncached(site, None, None)
 
+    def _by_peer(self, name: str) -> str:
+        return self.providers.match_uncached(None, name, None)
+
     def _by_domain(self, domain: str) -> str:
         return self.providers.match_uncached(None, None, domain.strip(" <>.").lower() or None)
 
@@ -131,7 +186,10 @@ class Analyzer:
         rule: Any,
         line: str | None,
     ) -> Observation:
-        """Count one record; ``label``/``rule``/``line`` are None for unclassified types."""
+        """Count one record; ``label``/``rule``/``line`` are None for unclassified types.
+
+        The reference path; :attr:`observer` is the one to call (it may be the C counter).
+        """
         provider = self.provider(record)
         category = None
         if label is not None:
@@ -141,10 +199,18 @@ class Analyzer:
         self.aggregator.add(record, rtype, label, category, provider, line)
         if rtype != "Delivery" and category != HARD:
             return category, provider, []  # the common case: nothing to suppress or lift
-        writes = self.suppressions.update(
-            record, label, category, rule, line, provider, self.clock()
-        )
-        return category, provider, writes
+        return category, provider, self._suppress(record, label, category, rule, line, provider)
+
+    def _suppress(
+        self,
+        record: Mapping[str, Any],
+        label: str | None,
+        category: str | None,
+        rule: Any,
+        line: str | None,
+        provider: str,
+    ) -> list[tuple[bytes, bytes | None]]:
+        return self.suppressions.update(record, label, category, rule, line, provider, self.clock())
 
 
 def windows_from_settings(settings: Settings) -> WindowedStats:

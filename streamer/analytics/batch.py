@@ -36,6 +36,11 @@ _SECOND_MS = {f"{n:02d}": n * 1000 for n in range(61)}
 ALL = "*"
 
 
+def _window_start(dims: tuple[Any, ...]) -> int:
+    start: int = dims[0]
+    return start
+
+
 def tenant_of(record: Mapping[str, Any]) -> str:
     """The tenant of a record; ``""`` when it has none.
 
@@ -136,11 +141,16 @@ class BatchAggregator:
         self._complaints: list[tuple[tuple[Any, ...], str]] = []
         self._gaps: list[tuple[tuple[Any, ...], str]] = []
         self._tenants: dict[str, str] = {}  # queue name -> tenant
+        #: Counts kept outside ``_tally`` (the C counter, ``streamer.analytics.analyzer``): an
+        #: object with ``drain_into(tally)`` and ``pending``, drained before every fold.
+        self.elsewhere: Any = None
 
     @property
     def pending_keys(self) -> int:
-        """Distinct keys tallied since the last fold."""
-        return len(self._tally)
+        """Distinct keys tallied since the last fold (an upper bound: the C counter's keys and
+        the Python path's may overlap)."""
+        elsewhere = self.elsewhere
+        return len(self._tally) + (elsewhere.pending if elsewhere is not None else 0)
 
     def _new_window(self, start: int) -> None:
         if self._latest_window is not None:
@@ -261,30 +271,49 @@ class BatchAggregator:
         self, row_of: Callable[[Key, int], Counts | None], folded: Folded | None = None
     ) -> None:
         """Map the batch's raw tally onto bounded keys and count it into ``row_of(key)``."""
+        if self.elsewhere is not None:
+            self.elsewhere.drain_into(self._tally)
         tally, self._tally = self._tally, {}
-        complaints, self._complaints = self._complaints, []
-        gaps, self._gaps = self._gaps, []
-        rows: dict[tuple[Any, ...], Counts | None] = {}
-        for raw, n in sorted(tally.items(), key=lambda kv: kv[0][0]):  # windows in time order
-            start, provider, pool, source, tenant, rtype, label, category = raw
+        # emptied in place: the C counter (streamer.analytics.analyzer) appends to these too
+        gaps = self._gaps.copy()
+        self._gaps.clear()
+        complaints = self._complaints.copy()
+        self._complaints.clear()
+        # Raw keys differ in their dimensions, type, label and category; the bounded key and
+        # the row cost most, so they are found once per (window, dimensions) group.
+        groups: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], int]]] = {}
+        for raw, n in tally.items():
+            dims = raw[:5]
+            members = groups.get(dims)
+            if members is None:
+                groups[dims] = [(raw, n)]
+            else:
+                members.append((raw, n))
+        rows: dict[tuple[Any, ...], Counts | None] = {}  # (start, dimensions) -> its row
+        for dims in sorted(groups, key=_window_start):  # windows in time order
+            members = groups[dims]
+            start, provider, pool, source, tenant = dims
             latest = self._latest_window
             if latest is None or start > latest:
                 self._new_window(start)
-            key = self._key(start, provider, pool, source, tenant, n)
-            c = rows[raw] = row_of(key, n)
-            if rtype not in KNOWN_TYPES:
-                rtype = self.types.map(rtype, n)
-            if folded is not None:
-                folded.count(key, rtype, label, category, n)
-            if c is None:
-                continue  # dropped: older than the windows' retention
-            c.counts[rtype] = c.counts.get(rtype, 0) + n
-            if label is not None:
-                c.labels[label] = c.labels.get(label, 0) + n
-            if category is not None:
-                c.categories[category] = c.categories.get(category, 0) + n
+            total = sum(n for _, n in members)
+            key = self._key(start, provider, pool, source, tenant, total)
+            c = rows[dims] = row_of(key, total)
+            for raw, n in members:
+                rtype, label, category = raw[5], raw[6], raw[7]
+                if rtype not in KNOWN_TYPES:
+                    rtype = self.types.map(rtype, n)
+                if folded is not None:
+                    folded.count(key, rtype, label, category, n)
+                if c is None:
+                    continue  # dropped: older than the windows' retention
+                c.counts[rtype] = c.counts.get(rtype, 0) + n
+                if label is not None:
+                    c.labels[label] = c.labels.get(label, 0) + n
+                if category is not None:
+                    c.categories[category] = c.categories.get(category, 0) + n
         for raw, ft in complaints:
-            c = rows[raw]
+            c = rows[raw[:5]]
             if c is not None:
                 c.complaints[ft] = c.complaints.get(ft, 0) + 1
         for raw, line in gaps:
@@ -294,7 +323,7 @@ class BatchAggregator:
                 self._templates.put(line, tpl)
             if folded is not None:
                 folded.gaps[tpl] = folded.gaps.get(tpl, 0) + 1
-            c = rows[raw]
+            c = rows[raw[:5]]
             if c is not None:
                 c.add_gap(tpl, line)
 

@@ -15,6 +15,8 @@ from streamer.analytics.tables import TableError, read_toml
 from streamer.cache import LRUCache
 
 OTHER = "other"
+#: Record types written on the receiving side: their peer is the injecting client, not an MX.
+INBOUND_TYPES = frozenset({"Reception", "Rejection"})
 
 #: "(alt1|alt2)?.gmail-smtp-in.l.google.com": KumoMTA factors the MX hosts of a site into one
 #: name with a single alternation group; the group may be optional.
@@ -171,12 +173,13 @@ class ProviderMatcher:
     def match_record(self, record: Mapping[str, object]) -> str:
         """:meth:`match` on a KumoMTA record's ``site``, ``peer_address.name``, ``recipient``.
 
-        A Reception's peer is the injecting client, not a receiving MX, so it is ignored there.
+        A Reception's or a Rejection's peer is the injecting client, not a receiving MX, so it
+        is ignored there.
         """
         site = record.get("site")
         peer = record.get("peer_address")
         peer_name = None
-        if isinstance(peer, Mapping) and record.get("type") != "Reception":
+        if isinstance(peer, Mapping) and record.get("type") not in INBOUND_TYPES:
             name = peer.get("name")
             peer_name = name if isinstance(name, str) else None
         recipient = record.get("recipient")

@@ -31,6 +31,9 @@ from streamer.rules import Rule
 #: Record types whose hard category suppresses the recipient. OOB is an asynchronous bounce
 #: (a DSN received after the receiver accepted the message): just as final as a Bounce.
 SUPPRESSING_TYPES = frozenset({"Bounce", "OOB"})
+#: Bounds of the tracker's small caches (event seconds, rules' JSON objects).
+SECONDS_REMEMBERED = 4096
+RULES_REMEMBERED = 4096
 
 
 @dataclass(slots=True)
@@ -87,6 +90,8 @@ class SuppressionTracker:
         self.capacity = capacity
         self.tombstone_all_deliveries = tombstone_all_deliveries
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._seconds: dict[str, int] = {}  # "2026-11-30T21:40:30" -> its epoch ms
+        self._rules: dict[Any, Any] = {}  # Rule -> rule_object(Rule): built once per rule
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -108,9 +113,15 @@ class SuppressionTracker:
         record's event time when it has none; times in the value are epoch ms."""
         rtype = record.get("type")
         if rtype == "Delivery":
-            if not self._seen and not self.tombstone_all_deliveries:
-                return []  # nobody to un-suppress: skip the address work
             seen, everyone = self._seen, self.tombstone_all_deliveries
+            if not seen and not everyone:
+                return []  # nobody to un-suppress: skip the address work
+            recipient = record.get("recipient")
+            if type(recipient) is str:  # the common case: one recipient, no list to build
+                key = _key(recipient)
+                if key is not None and (seen.pop(key, None) is not None or everyone):
+                    return [(key.encode(), None)]
+                return []
             return [
                 (r.encode(), None)
                 for r in recipient_keys(record)
@@ -118,10 +129,28 @@ class SuppressionTracker:
             ]
         if category != HARD or rtype not in SUPPRESSING_TYPES:
             return []
-        t = event_time_ms(record)
+        t = self._event_ms(record)
         if t is None:
             t = int(now * 1000)
         return [self._suppress(r, t, label, rule, line, provider) for r in recipient_keys(record)]
+
+    def _event_ms(self, record: Mapping[str, Any]) -> int | None:
+        """``event_time_ms``: KumoMTA's ``...THH:MM:SS.fffffffffZ`` from its second (parsed once,
+        remembered) plus the fraction's first three digits; any other form takes the parser."""
+        et = record.get("event_time")
+        if type(et) is str and len(et) >= 20 and et[-1] == "Z":
+            fraction = et[20:-1]
+            if et[19] == "." and fraction.isascii() and fraction.isdigit():
+                second = self._seconds.get(et[:19])
+                if second is None:
+                    second = event_time_ms({"event_time": et[:19] + "Z"})
+                    if second is not None:
+                        if len(self._seconds) >= SECONDS_REMEMBERED:
+                            self._seconds.clear()
+                        self._seconds[et[:19]] = second
+                if second is not None:
+                    return second + int(fraction[:3].ljust(3, "0"))
+        return event_time_ms(record)
 
     def _suppress(
         self,
@@ -144,10 +173,18 @@ class SuppressionTracker:
         entry.count += 1
         entry.first_seen = min(entry.first_seen, t)  # records may arrive out of order
         entry.last_seen = max(entry.last_seen, t)
+        if isinstance(rule, Rule):  # hashable (frozen): its JSON object is built once
+            rule_json = self._rules.get(rule)
+            if rule_json is None:
+                if len(self._rules) >= RULES_REMEMBERED:
+                    self._rules.clear()
+                rule_json = self._rules[rule] = rule_object(rule)
+        else:
+            rule_json = rule_object(rule)
         value = {
             "recipient": recipient,
             "label": label,
-            "rule": rule_object(rule),
+            "rule": rule_json,
             "response": line,
             "provider": provider,
             "first_seen": entry.first_seen,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -116,6 +116,10 @@ class _Window:
     last_wall: float = 0.0
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def event_time_ms(record: Mapping[str, Any]) -> int | None:
     """A record's event time in epoch ms: ``event_time`` (RFC 3339) when it parses, else
     ``timestamp`` (epoch seconds, int or float); None when neither is usable."""
@@ -128,7 +132,7 @@ def event_time_ms(record: Mapping[str, Any]) -> int | None:
         if dt is not None:
             if dt.tzinfo is None:  # RFC 3339 requires an offset; assume UTC without one
                 dt = dt.replace(tzinfo=UTC)
-            return int(dt.timestamp() * 1000)
+            return (dt - _EPOCH) // _MS  # exact: float seconds * 1000 can lose the last ms
     ts = record.get("timestamp")
     if isinstance(ts, int | float) and not isinstance(ts, bool) and ts == ts:  # not NaN
         return int(ts * 1000)

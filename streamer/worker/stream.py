@@ -323,6 +323,19 @@ def prepare(stream: StreamWorker) -> None:
         metrics_port=stream.metrics_port,
         web_port=s.web_port,
         exactly_once=s.exactly_once,
+        analytics=_analytics_mode(stream),
+    )
+
+
+def _analytics_mode(stream: StreamWorker) -> str:
+    """``off``, ``on`` (the C counter) or ``on (Python counter: C extension not built)``."""
+    analyzer = stream.pipeline.analyzer
+    if analyzer is None:
+        return "off"
+    return (
+        "on"
+        if analyzer.observer != analyzer.observe
+        else "on (Python counter: C extension not built)"
     )
 
 

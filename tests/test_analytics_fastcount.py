@@ -1,0 +1,220 @@
+"""The analytics' C counter (``streamer.analytics._fastcount``) counts exactly like Python.
+
+``Analyzer.observer`` is the C counter's ``observe`` where the extension is built (always in
+this repository: ``pip install -e .`` compiles it). For any sequence of records, two analyzers
+fed alike, one through the C counter and one through the Python reference ``Analyzer.observe``,
+must return the same (category, provider, suppression writes) for every record and fold the
+same windowed counts, gaps, complaints and watermark.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamer.analytics.analyzer import SPEEDUPS, Analyzer
+from streamer.analytics.batch import BatchAggregator
+from streamer.analytics.categories import CategoryTable
+from streamer.analytics.providers import ProviderMatcher
+from streamer.analytics.suppressions import SuppressionTracker
+from streamer.devkit.sample import generate_records
+from streamer.feedback import feedback_label
+from streamer.records import CLASSIFIABLE_TYPES, RECORD_TYPES, response_line
+from streamer.rules import UNCATEGORIZED, Rule
+
+pytestmark = pytest.mark.skipif(not SPEEDUPS, reason="the C extension is not built")
+
+CATEGORIES = CategoryTable.shipped()
+PROVIDERS = ProviderMatcher.shipped()
+NOW = 1_767_268_800.0
+LABELS = [None, "InvalidRecipient", "BadDestinationMailbox", "QuotaIssues", UNCATEGORIZED]
+RULE = Rule(index=3, label="InvalidRecipient", pattern="user unknown", file="rules/x.toml")
+
+
+def analyzer(fast: bool, **agg: Any) -> Analyzer:
+    return Analyzer(
+        CATEGORIES,
+        PROVIDERS,
+        BatchAggregator(window_s=60, **agg),
+        SuppressionTracker(capacity=50),
+        clock=lambda: NOW,
+        cache_size=16,  # small: the caches are emptied while the test runs
+        fast=fast,
+    )
+
+
+def test_the_extension_is_built_here() -> None:
+    """The speed-up must not silently go missing where it can be built (CI, dev.sh)."""
+    assert SPEEDUPS
+
+
+def _observe(an: Analyzer, record: dict[str, Any], label: str | None, line: str | None) -> Any:
+    category, provider, writes = an.observer(record, record["type"], label, RULE, line)
+    return category, provider, list(writes)
+
+
+def _folded(an: Analyzer) -> tuple[Any, ...]:
+    agg = an.aggregator
+    watermark = agg.watermark
+    return (dict(agg.finish()), watermark, sorted(an.suppressions._seen))
+
+
+def _assert_same(records: list[tuple[dict[str, Any], str | None, str | None]]) -> None:
+    fast, slow = analyzer(True), analyzer(False)
+    assert fast.observer != fast.observe and slow.observer == slow.observe
+    for i, (record, label, line) in enumerate(records):
+        # each path gets its own copy: nothing may depend on the other's objects
+        got = _observe(fast, copy.deepcopy(record), label, line)
+        want = _observe(slow, copy.deepcopy(record), label, line)
+        assert got == want, (i, record)
+        if i % 37 == 36:
+            assert _folded(fast) == _folded(slow)
+    assert _folded(fast) == _folded(slow)
+
+
+def _labelled(record: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | None]:
+    """The label and line the pipeline would pass (a fixed rule instead of the classifier)."""
+    rtype = record.get("type")
+    if rtype not in CLASSIFIABLE_TYPES:
+        return record, None, None
+    label = feedback_label(record) if rtype == "Feedback" else None
+    if label is not None:
+        return record, label, None
+    line = response_line(record["response"])
+    if "unknown" in line or "does not exist" in line:
+        return record, "InvalidRecipient", line
+    if "quota" in line.lower() or "full" in line.lower():
+        return record, "QuotaIssues", line
+    return record, UNCATEGORIZED, line
+
+
+def test_the_sample_counts_alike() -> None:
+    records = [_labelled(r) for r in generate_records(3000, seed=5, records_per_second=400.0)]
+    _assert_same(records)
+
+
+texts = st.one_of(st.text(max_size=12), st.sampled_from(["", " ", "<A@B.C>", "X@Gmail.COM"]))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 700), texts, st.lists(texts))
+event_times = st.one_of(
+    st.sampled_from(
+        [
+            "2026-01-01T12:00:00.055102736Z",
+            "2026-01-01T12:00:00.955Z",
+            "2026-01-01T12:00:01Z",
+            "2026-01-01T12:01:59.5Z",
+            "2026-01-01T12:00:00+02:00",
+            "2026-02-30T12:00:00Z",
+            "1969-12-31T23:59:59.999Z",
+            "2026-01-01T12:00:60Z",
+            "Z",
+        ]
+    ),
+    scalars,
+)
+sites = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "(alt1|alt2)?.gmail-smtp-in.l.google.com",
+            "mx.example.net",
+            "src->yahoo.com.mx",
+            "mx1.hotmail.com|mx2.hotmail.com",
+        ]
+    ),
+    scalars,
+)
+recipients = st.one_of(
+    st.sampled_from(
+        ["a@gmail.com", "B@Example.NET", " c@yahoo.com ", "<d@outlook.com>", "e@ünï.de", "f"]
+    ),
+    st.lists(st.sampled_from(["a@gmail.com", "g@aol.com", "B@Example.NET"]), max_size=3),
+    scalars,
+)
+records = st.fixed_dictionaries(
+    {
+        "type": st.one_of(
+            st.sampled_from([*RECORD_TYPES, "Delivery", "Delivery", "Bounce", "Custom"])
+        ),
+    },
+    optional={
+        "event_time": event_times,
+        "timestamp": st.one_of(st.integers(1_700_000_000, 1_800_000_000), scalars),
+        "site": sites,
+        "recipient": recipients,
+        "queue": st.one_of(
+            st.sampled_from(["camp:tenant1@gmail.com", "tenant2@yahoo.com", "plain"]), scalars
+        ),
+        "meta": st.one_of(
+            st.fixed_dictionaries({}, optional={"tenant": st.one_of(texts, scalars)}), scalars
+        ),
+        "egress_pool": st.one_of(st.sampled_from(["pool-a", "pool-b"]), scalars),
+        "egress_source": st.one_of(st.sampled_from(["ip-1", "ip-2"]), scalars),
+        "peer_address": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "name": st.one_of(
+                        st.sampled_from(["mta7.am0.yahoodns.net", "mx.unknown.example"]), scalars
+                    )
+                },
+            ),
+            scalars,
+        ),
+        "response": st.one_of(
+            st.fixed_dictionaries(
+                {}, optional={"code": st.one_of(st.integers(-700, 700), scalars)}
+            ),
+            scalars,
+        ),
+        "feedback_report": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "feedback_type": st.sampled_from(["abuse", "fraud", "x-new", ""]),
+                    "supplemental_trace": st.fixed_dictionaries(
+                        {}, optional={"recipient": recipients, "tenant": texts}
+                    ),
+                },
+            ),
+            scalars,
+        ),
+    },
+)
+observations = st.tuples(
+    records.map(lambda r: orjson.loads(orjson.dumps(r))),  # what the decoder hands over
+    st.sampled_from(LABELS),
+    st.one_of(st.none(), st.sampled_from(["", "550 5.1.1 user unknown", "451 try later 10.0.0.1"])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(observations, min_size=1, max_size=60))
+def test_any_records_count_alike(items: list[tuple[dict[str, Any], str | None, Any]]) -> None:
+    _assert_same(items)
+
+
+@pytest.mark.parametrize(
+    "event_time", ["1969-12-31T23:59:59.999Z", "2026-01-01T00:00:59.001Z", "2026-06-30T23:59:60Z"]
+)
+def test_window_starts_match_at_the_edges(event_time: str) -> None:
+    """Before 1970 the window start needs Python's floor modulo; a leap second takes Python."""
+    record = {"type": "Delivery", "event_time": event_time, "site": "mx.example.net"}
+    _assert_same([(dict(record, recipient=f"u{i}@example.net"), None, None) for i in range(6)])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_pool_or_source_that_is_no_string_counts_as_empty(fast: bool) -> None:
+    """A list or object there once raised in the tally (unhashable) and stopped the batch."""
+    an = analyzer(fast)
+    odd = {"type": "Reception", "event_time": "2026-01-01T12:00:00.1Z", "recipient": "a@b.c"}
+    for pool, source in (([1, 2], {"x": 1}), ({"y": 2}, ["z"]), (None, 7)):
+        an.observer(
+            dict(odd, egress_pool=pool, egress_source=source), "Reception", None, None, None
+        )
+    [(key, counts)] = an.aggregator.finish().items()
+    assert key[2:4] == ("", "") and counts.counts == {"Reception": 3}
