@@ -7,6 +7,11 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
+# gcc for the analytics' C extension (streamer/analytics/_fastcount.c), compiled into the wheel;
+# only this stage has it.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/streamer
 WORKDIR /src
 # Dependencies first, from the fully pinned list, so that code changes reuse this layer.

@@ -91,7 +91,7 @@ class SuppressionTracker:
         self.tombstone_all_deliveries = tombstone_all_deliveries
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
         self._seconds: dict[str, int] = {}  # "2026-11-30T21:40:30" -> its epoch ms
-        self._rules: dict[Any, Any] = {}  # Rule -> rule_object(Rule): built once per rule
+        self._rules: dict[int, tuple[Rule, Any]] = {}  # id(rule) -> (rule, rule_object(rule))
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -171,16 +171,21 @@ class SuppressionTracker:
         else:
             seen.move_to_end(recipient)
         entry.count += 1
-        entry.first_seen = min(entry.first_seen, t)  # records may arrive out of order
-        entry.last_seen = max(entry.last_seen, t)
-        if isinstance(rule, Rule):  # hashable (frozen): its JSON object is built once
-            rule_json = self._rules.get(rule)
-            if rule_json is None:
-                if len(self._rules) >= RULES_REMEMBERED:
-                    self._rules.clear()
-                rule_json = self._rules[rule] = rule_object(rule)
+        if t < entry.first_seen:  # records may arrive out of order
+            entry.first_seen = t
+        if t > entry.last_seen:
+            entry.last_seen = t
+        # a rule's JSON object is built once: remembered by the rule's identity (the entry
+        # holds the rule, so its id cannot be reused while remembered)
+        cached = self._rules.get(id(rule))
+        if cached is not None and cached[0] is rule:
+            rule_json = cached[1]
         else:
             rule_json = rule_object(rule)
+            if type(rule) is Rule:
+                if len(self._rules) >= RULES_REMEMBERED:
+                    self._rules.clear()
+                self._rules[id(rule)] = (rule, rule_json)
         value = {
             "recipient": recipient,
             "label": label,
