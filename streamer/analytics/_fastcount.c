@@ -4,11 +4,12 @@
  * Every record the worker consumes is tallied for the windowed statistics. In Python that step
  * (look up the provider, tenant, category and event second in the analyzer's caches, build the
  * window key, count it) costs more than the rest of the worker's analytics together, and the
- * issue's budget is 10% of the worker. FastCounter.count() does the common case here, reading
- * the very dicts the Python code fills; whenever anything is unusual (a cache miss, an odd
- * field) it changes nothing and hands the record to the Python path
- * (Analyzer.observe), which fills the caches for the next record. So the Python code stays the reference: tests check that both
- * paths count every record alike, and the package works unchanged where this is not built.
+ * issue's budget is 10% of the worker. FastCounter.observe() does the common case here,
+ * reading the very dicts the Python code fills; whenever anything is unusual (a cache miss, an
+ * odd field) it changes nothing and hands the record to the Python path (Analyzer.observe),
+ * which fills the caches for the next record. So the Python code stays the reference: tests
+ * check that both paths count every record alike, and the package works unchanged where this
+ * is not built.
  *
  * observe(record, rtype, label, rule, line) -> (category, provider, suppression writes)
  *   Analyzer.observe's contract. The tally key is (window_start, provider, egress_pool,
@@ -59,8 +60,7 @@ typedef struct {
     int tombstone_all;         /* every delivery writes a tombstone: always the Python path */
     long long watermark_set;   /* the largest event time this counter gave ``owner`` */
     int has_watermark_set;
-    PyObject *last_second;     /* the last event time whose second was in ``seconds`` ... */
-    long long last_ms;         /* ... and that second's epoch ms */
+    PyObject *last_second;     /* the last second found in ``seconds`` (its hash is known) */
     /* (label, reply class) -> category, remembered by the label object (labels are the rule
      * set's own strings, so the same few objects come back); strong references */
     struct {
@@ -104,8 +104,8 @@ floor_div(long long a, long long b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-/* Whether ``et`` starts with the 19 characters of the last event second found, whose epoch ms
- * is then ``last_ms`` (a record stream mostly stays within one second for many records). */
+/* Whether ``et`` starts with the 19 characters of the last event second found in the seconds
+ * cache (a record stream mostly stays within one second for many records). */
 static int
 same_second(FastCounter *self, PyObject *et)
 {
@@ -129,9 +129,20 @@ event_second(FastCounter *self, PyObject *record, long long *ms, int *found)
     if (n == 0 || PyUnicode_READ_CHAR(et, n - 1) != 'Z')
         return 0;
     if (same_second(self, et)) {
-        *ms = self->last_ms;
-        *found = 1;
-        return 0;
+        /* the dict still holding that second (it may have been emptied since) is a lookup of
+         * a string whose hash is known: no slice, no hashing */
+        PyObject *cached = PyDict_GetItemWithError(self->seconds, self->last_second);
+        if (cached != NULL && PyLong_CheckExact(cached)) {
+            *ms = PyLong_AsLongLong(cached);
+            if (*ms == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return 0;
+            }
+            *found = 1;
+            return 0;
+        }
+        if (PyErr_Occurred())
+            return -1;
     }
     PyObject *second = PyUnicode_Substring(et, 0, n < 19 ? n : 19);
     if (second == NULL)
@@ -150,10 +161,8 @@ event_second(FastCounter *self, PyObject *record, long long *ms, int *found)
     }
     *found = 1;
     if (PyUnicode_GET_LENGTH(second) == 19 && PyUnicode_IS_ASCII(second)) {
-        /* the value of a key never changes (it is computed from the key), so remembering it
-         * is safe even after the dict is emptied */
+        /* a key's value never changes (it is computed from the key) */
         Py_XSETREF(self->last_second, second);
-        self->last_ms = *ms;
     }
     else {
         Py_DECREF(second);
