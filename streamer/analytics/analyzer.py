@@ -1,16 +1,16 @@
 """The pipeline's analytics step: what each record adds to the enrichment and the aggregates.
 
-For every decoded record the pipeline calls :meth:`Analyzer.observe` once. It returns the
+For every decoded record the pipeline calls :attr:`Analyzer.observer` once. It returns the
 record's ``category`` and ``provider`` (added to a classified record's ``classification``),
 counts the record into the batch's windowed partial counts (:class:`BatchAggregator`), and
 returns the suppression-topic writes it causes (a hard bounce, a delivery after one).
-:meth:`BatchAggregator.fold_into` then counts the batch into the windows, once per batch.
+:meth:`BatchAggregator.fold_into` then counts the tally into the windows at each stats flush.
 
 Costs are per record, so lookups are cached: the category per (label, reply class), the
 provider per receiving site, else per peer (MX) name, else per recipient domain (all bounded).
 When the optional C extension ``streamer.analytics._fastcount`` is built, its ``FastCounter``
-counts the common records over these same caches and hands every other one (a cache miss, a
-Feedback report) to the Python path, which stays the reference.
+counts the common records over these same caches and hands every other one (a cache miss, an
+odd field) to the Python path, which stays the reference.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ try:
 except ImportError:  # built without a C compiler: the Python path counts every record
     _fastcount = None  # type: ignore[assignment]
 
-#: Whether the C counter is built (``streamer version`` and the worker's log say so).
+#: Whether the C counter is built (the worker's ``worker starting`` log line says so).
 SPEEDUPS = _fastcount is not None
 
 #: (category, provider, suppression writes): category is None for an unclassified record; a

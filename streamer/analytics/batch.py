@@ -1,8 +1,9 @@
-"""Per-batch pre-aggregation: one dict update per record, merged into the windows per batch.
+"""Pre-aggregation: one dict update per record, merged into the windows once per distinct key.
 
-The worker calls :meth:`BatchAggregator.add` for every record it has classified and hands
-:meth:`BatchAggregator.finish` to :meth:`WindowedStats.add` once per batch, so the windowed
-state is touched once per (window, key) per batch instead of once per record.
+The worker tallies every record it has classified (:meth:`BatchAggregator.add`, or the C
+counter of ``streamer.analytics.analyzer`` for the common records) and folds the tally into its
+:class:`WindowedStats` at each stats flush (:meth:`BatchAggregator.fold_into`), so the windowed
+state is touched once per (window, key) per flush instead of once per record.
 """
 
 from __future__ import annotations
