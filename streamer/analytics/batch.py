@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
 from streamer.analytics.heavy import OTHER, BoundedDimension
@@ -35,11 +36,6 @@ _SECOND_MS = {f"{n:02d}": n * 1000 for n in range(61)}
 
 #: A dimension that is switched off is reported with this value.
 ALL = "*"
-
-
-def _window_start(dims: tuple[Any, ...]) -> int:
-    start: int = dims[0]
-    return start
 
 
 def tenant_of(record: Mapping[str, Any]) -> str:
@@ -291,7 +287,7 @@ class BatchAggregator:
             else:
                 members.append((raw, n))
         rows: dict[tuple[Any, ...], Counts | None] = {}  # (start, dimensions) -> its row
-        for dims in sorted(groups, key=_window_start):  # windows in time order
+        for dims in sorted(groups, key=itemgetter(0)):  # windows in time order
             members = groups[dims]
             start, provider, pool, source, tenant = dims
             latest = self._latest_window

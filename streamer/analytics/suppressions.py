@@ -31,8 +31,7 @@ from streamer.rules import Rule
 #: Record types whose hard category suppresses the recipient. OOB is an asynchronous bounce
 #: (a DSN received after the receiver accepted the message): just as final as a Bounce.
 SUPPRESSING_TYPES = frozenset({"Bounce", "OOB"})
-#: Bounds of the tracker's small caches (event seconds, rules' JSON objects).
-SECONDS_REMEMBERED = 4096
+#: Rules whose JSON object the tracker remembers (emptied when full).
 RULES_REMEMBERED = 4096
 
 
@@ -64,12 +63,6 @@ def _key(address: Any) -> str | None:
     return key or None
 
 
-def recipient_key(record: Mapping[str, Any]) -> str | None:
-    """The record's recipient as a suppression key; the first of a list."""
-    keys = recipient_keys(record)
-    return keys[0] if keys else None
-
-
 def recipient_keys(record: Mapping[str, Any]) -> list[str]:
     """Every recipient of the record as a suppression key (lower-cased, no angle brackets).
 
@@ -90,7 +83,6 @@ class SuppressionTracker:
         self.capacity = capacity
         self.tombstone_all_deliveries = tombstone_all_deliveries
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
-        self._seconds: dict[str, int] = {}  # "2026-11-30T21:40:30" -> its epoch ms
         self._rules: dict[int, tuple[Rule, Any]] = {}  # id(rule) -> (rule, rule_object(rule))
 
     def __len__(self) -> int:
@@ -116,12 +108,6 @@ class SuppressionTracker:
             seen, everyone = self._seen, self.tombstone_all_deliveries
             if not seen and not everyone:
                 return []  # nobody to un-suppress: skip the address work
-            recipient = record.get("recipient")
-            if type(recipient) is str:  # the common case: one recipient, no list to build
-                key = _key(recipient)
-                if key is not None and (seen.pop(key, None) is not None or everyone):
-                    return [(key.encode(), None)]
-                return []
             return [
                 (r.encode(), None)
                 for r in recipient_keys(record)
@@ -129,28 +115,10 @@ class SuppressionTracker:
             ]
         if category != HARD or rtype not in SUPPRESSING_TYPES:
             return []
-        t = self._event_ms(record)
+        t = event_time_ms(record)
         if t is None:
             t = int(now * 1000)
         return [self._suppress(r, t, label, rule, line, provider) for r in recipient_keys(record)]
-
-    def _event_ms(self, record: Mapping[str, Any]) -> int | None:
-        """``event_time_ms``: KumoMTA's ``...THH:MM:SS.fffffffffZ`` from its second (parsed once,
-        remembered) plus the fraction's first three digits; any other form takes the parser."""
-        et = record.get("event_time")
-        if type(et) is str and len(et) >= 20 and et[-1] == "Z":
-            fraction = et[20:-1]
-            if et[19] == "." and fraction.isascii() and fraction.isdigit():
-                second = self._seconds.get(et[:19])
-                if second is None:
-                    second = event_time_ms({"event_time": et[:19] + "Z"})
-                    if second is not None:
-                        if len(self._seconds) >= SECONDS_REMEMBERED:
-                            self._seconds.clear()
-                        self._seconds[et[:19]] = second
-                if second is not None:
-                    return second + int(fraction[:3].ljust(3, "0"))
-        return event_time_ms(record)
 
     def _suppress(
         self,
