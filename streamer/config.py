@@ -141,7 +141,11 @@ class Settings(BaseSettings):
     stats_window: int = Field(60, ge=1, le=86_400, description="Window length, seconds.")
     stats_grace: int = Field(10, ge=0, description="A window is final this long after its end.")
     stats_flush_interval: float = Field(
-        1.0, gt=0, le=60, description="Seconds between stats updates (at-least-once mode)."
+        3.0,
+        gt=0,
+        le=60,
+        description="Seconds between stats updates (at-least-once mode; sooner when the records "
+        "they hold near back_pressure).",
     )
     stats_retention: int = Field(
         3600, ge=60, description="Seconds a window is kept in memory for late records."

@@ -43,7 +43,7 @@ def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Worke
     rules.write_text(RULES_V1)
     started: list[WorkerProcess] = []
 
-    def start(inp: str, out: str, *args: str) -> WorkerProcess:
+    def start(inp: str, out: str, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
         w = WorkerProcess(
             kafka_bootstrap,
             tmp_path,
@@ -53,6 +53,7 @@ def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Worke
             group=f"g-{inp}",
             rules=rules,
             args=("--log-format", "text", *args),
+            env=env,
         ).start()
         started.append(w)
         return w
@@ -73,6 +74,38 @@ def _finish(bootstrap: str, w: WorkerProcess, out: str, n: int) -> None:
 
 def _types(sent: list[SampleMessage]) -> Counter[str]:
     return Counter(orjson.loads(m.value)["type"] for m in sent)
+
+
+def test_counted_records_near_back_pressure_bring_the_stats_flush_forward(
+    kafka_bootstrap: str, new_topic: Callable[..., str], worker
+) -> None:
+    # A counted chunk stays in flight until the stats flush that publishes its counts. With a
+    # minute between flushes, 1,000 records and a back_pressure of 200, only the flush brought
+    # forward by the in-flight records lets the worker finish in well under that minute.
+    inp, out = new_topic(2), new_topic(2)
+    sent = load_bundled_sample()
+    w = worker(
+        inp,
+        out,
+        "--back-pressure",
+        "200",
+        "--batch-size",
+        "50",
+        env={"STREAMER_STATS_FLUSH_INTERVAL": "60"},
+    )
+    w.wait_assigned(2)
+    produce(kafka_bootstrap, inp, sent)
+
+    def done() -> bool:
+        assert w.alive(), w.log()[-3000:]
+        return topic_size(kafka_bootstrap, out) >= len(sent)
+
+    wait_until(done, 40, f"{len(sent)} outputs", interval=0.3)
+    m = w.metrics()
+    assert m["streamer_in_flight_max"] <= 200 + 50
+    assert w.stop() == 0
+    types, _ = stats_totals(kafka_bootstrap, f"{inp}.stats")
+    assert types == _types(sent)
 
 
 @pytest.mark.parametrize("mode", ["--at-least-once", "--exactly-once"])

@@ -45,6 +45,8 @@ from streamer.worker.stats import StatsPublisher
 
 log = logging.getLogger("streamer.worker")
 
+#: The shortest time between two stats flushes that the in-flight records bring forward.
+EARLY_FLUSH_S = 0.25
 #: consume() timeout while records flow / when the last fetch was empty. Short, so a batch never
 #: waits long to fill at moderate rates (latency), while a busy topic fills batches anyway.
 FETCH_TIMEOUT_BUSY_S = 0.01
@@ -85,6 +87,9 @@ class StreamWorker:
         )
         self.stats: StatsPublisher | None = None  # analytics on: set by start_clients()
         self._last_stats_flush = 0.0
+        # Held chunks count as in flight until the flush that publishes their counts: flush
+        # early rather than let them reach back_pressure and pause the partitions.
+        self._stats_flush_at = max(1, settings.back_pressure * 3 // 4)
         self.fetch_size = max(1, min(settings.batch_size, settings.back_pressure))
         # Set by start_clients(), on the event loop.
         self.source: Source | None = None
@@ -185,6 +190,8 @@ class StreamWorker:
         assert self.processor is not None and self.checkpoint is not None
         await self.processor.process(batch, self.checkpoint)
         self._produced.set()
+        if self.tracker.in_flight >= self._stats_flush_at:
+            await self._flush_stats_when_due(time.monotonic())
         if self.checkpoint.failed and not self._stopping:
             self.metrics.abandoned.inc(self.checkpoint.fail())
             self.stop(1)
@@ -235,11 +242,15 @@ class StreamWorker:
             await self.reloader.reload("file changed")
 
     async def _flush_stats_when_due(self, now: float) -> None:
-        """At-least-once: publish the stats update (releasing held chunks) every interval."""
+        """At-least-once: publish the stats update (releasing held chunks) every interval, or
+        sooner (at most every ``EARLY_FLUSH_S``) while in-flight records near back_pressure."""
         stats = self.stats
         if stats is None or self.settings.exactly_once or self._draining:
             return
-        if now - self._last_stats_flush >= self.settings.stats_flush_interval:
+        since = now - self._last_stats_flush
+        if since >= self.settings.stats_flush_interval or (
+            since >= EARLY_FLUSH_S and self.tracker.in_flight >= self._stats_flush_at
+        ):
             self._last_stats_flush = now
             await stats.flush()
 
