@@ -218,3 +218,24 @@ def test_a_pool_or_source_that_is_no_string_counts_as_empty(fast: bool) -> None:
         )
     [(key, counts)] = an.aggregator.finish().items()
     assert key[2:4] == ("", "") and counts.counts == {"Reception": 3}
+
+
+def test_long_and_non_ascii_key_values_count_alike() -> None:
+    """Pool and source values of every string width (1, 2 and 4 bytes a character), and long
+    ones, count under the same keys on both paths."""
+    base = {"type": "Delivery", "event_time": "2026-01-01T12:00:00.1Z", "site": "mx.example.net"}
+    pools = ["", "é", "€uro", "😀", "pool-" + "x" * 5000, "é", "😀", "pool-" + "x" * 5000, "€uro"]
+    records = [
+        (
+            dict(base, recipient=f"u{i}@example.net", egress_pool=pool, egress_source=pool[:9]),
+            None,
+            None,
+        )
+        for i, pool in enumerate(pools * 3)
+    ]
+    _assert_same(records)
+    an = analyzer(True)
+    for record, _, _ in records:
+        an.observer(record, "Delivery", None, None, None)
+    counts = {key[2]: c.counts["Delivery"] for key, c in an.aggregator.finish().items()}
+    assert counts == {pool: 3 * pools.count(pool) for pool in pools}
