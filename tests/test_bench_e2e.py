@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_bench_e2e_tiny_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     events = 3000
     args = (
         f"bench e2e --events {events} --partitions 2 --processes 2 --json --latency-seconds 1"
-        " --timeout 120"
+        " --timeout 120 --analytics-pairs 2"
     )
     proc = subprocess.run(
         [*STREAMER, *args.split()],
@@ -84,6 +85,11 @@ def test_bench_e2e_tiny_run(kafka_bootstrap: str, tmp_path: Path) -> None:
         assert abs(result["cpu_ratio"] - cpu_ratio) < 0.01
     else:
         assert any("too few events" in n for n in result["notes"])
+    # The analytics' cost: the median of two pairs of runs, with and without.
+    assert result["analytics_pairs"] == 2 and len(result["analytics_costs"]) == 2
+    assert result["analytics_cost"] == round(statistics.median(result["analytics_costs"]), 4)
+    assert len(result["analytics_cpu_costs"]) == 2
+    assert result["analytics_on_events_per_s"] > 0 and result["analytics_off_events_per_s"] > 0
     stages = result["latency_stages"]
     assert list(stages) == ["produce", "fetch", "queue", "process", "deliver"]
     for name in ("fetch", "queue", "process", "deliver"):

@@ -36,6 +36,13 @@ def e2e(
         float | None, typer.Option(help="Seconds each phase may take (default 120 + events/500).")
     ] = None,
     keep_topics: Annotated[bool, typer.Option(help="Keep the benchmark's topics.")] = False,
+    analytics_pairs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Runs with and without analytics, alternating, for the analytics' cost (median).",
+        ),
+    ] = 3,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (progress goes to stderr).")
     ] = False,
@@ -56,6 +63,7 @@ def e2e(
             latency_seconds=latency_seconds,
             timeout=timeout,
             keep_topics=keep_topics,
+            analytics_pairs=analytics_pairs,
         ),
         as_json,
     )

@@ -125,10 +125,18 @@ class E2EResult:
     mean_record_bytes: float
     baseline: PhaseRate
     streamer: PhaseRate
-    #: The same workers with analytics = false, on the same input, in the same run.
+    #: The same workers with analytics = false, on the same input, in the same run: the median
+    #: over ``analytics_pairs`` runs, each paired with a run with analytics (the first being the
+    #: ``streamer`` run), alternately before and after it, so drift in the machine's load
+    #: weighs on both sides.
     analytics_off_events_per_s: float = 0.0
-    #: 1 - (analytics on / analytics off): the share of throughput the analytics cost.
+    #: The median of the runs with analytics that were paired with one without.
+    analytics_on_events_per_s: float = 0.0
+    #: 1 - (analytics on / analytics off): the share of throughput the analytics cost, the
+    #: median over the pairs (each pair's in ``analytics_costs``).
     analytics_cost: float = 0.0
+    analytics_costs: list[float] = field(default_factory=list)
+    analytics_pairs: int = 1
     #: Worker processes per `streamer worker` (``--processes``).
     processes: int = 1
     #: With several processes: their rate over one process's, same input, same run.
@@ -140,8 +148,10 @@ class E2EResult:
     streamer_cpu_us: float = 0.0
     analytics_off_cpu_us: float = 0.0
     cpu_ratio: float = 0.0
-    #: 1 - (CPU per event analytics off / on).
+    #: 1 - (CPU per event analytics off / on), the median over the pairs (each pair's in
+    #: ``analytics_cpu_costs``); ``analytics_off_cpu_us`` is the median without analytics.
     analytics_cpu_cost: float = 0.0
+    analytics_cpu_costs: list[float] = field(default_factory=list)
     #: Latency run: stage -> mean and p99 ms (``streamer.devkit.bench.stages``).
     latency_stages: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -177,12 +187,15 @@ class E2EResult:
                 "CPU per event",
                 f"streamer {self.streamer_cpu_us:.1f} µs, analytics off "
                 f"{self.analytics_off_cpu_us:.1f} µs, pass-through {self.baseline_cpu_us:.1f} µs:"
-                f" ratio {self.cpu_ratio:.3f}, analytics {100 * self.analytics_cpu_cost:.1f}%",
+                f" ratio {self.cpu_ratio:.3f}",
             ),
             (
                 "analytics off (same input)",
-                f"{self.analytics_off_events_per_s:,.0f} events/s: analytics cost "
-                f"{100 * self.analytics_cost:.1f}% of throughput",
+                f"{self.analytics_off_events_per_s:,.0f} events/s against "
+                f"{self.analytics_on_events_per_s:,.0f} with (medians of {self.analytics_pairs}"
+                f" pairs): analytics cost {100 * self.analytics_cost:.1f}% of throughput "
+                f"({_percents(self.analytics_costs)}), {100 * self.analytics_cpu_cost:.1f}% of "
+                f"CPU per event ({_percents(self.analytics_cpu_costs)})",
             ),
             (
                 "scaling (processes)",
@@ -531,10 +544,13 @@ def run(
     timeout: float | None = None,
     keep_topics: bool = False,
     processes: int = 1,
+    analytics_pairs: int = 3,
     say: Say = say,
 ) -> E2EResult:
-    if events < 1 or partitions < 1 or workers < 1 or processes < 1:
-        raise BenchError("events, partitions, workers and processes must be at least 1")
+    if min(events, partitions, workers, processes, analytics_pairs) < 1:
+        raise BenchError(
+            "events, partitions, workers, processes and analytics pairs must be at least 1"
+        )
     phase_timeout = timeout if timeout is not None else 120.0 + events / 500
     run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     base = f"streamer.bench.{run_id}"
@@ -555,9 +571,14 @@ def run(
         "lat_stats": f"{base}.latency.in.stats",
         "lat_suppressions": f"{base}.latency.in.suppressions",
     }
+    for i in range(1, analytics_pairs):  # the pairs after the first: runs with and without
+        for kind in ("on", "off"):
+            t[f"{kind}{i}_out"] = f"{base}.{kind}{i}.out"
+            t[f"{kind}{i}_dlq"] = f"{base}.{kind}{i}.dlq"
     log_append = {
         *("baseline_out", "out", "lat_in", "lat_out", "dlq", "lat_dlq", "plain_out", "plain_dlq"),
         *("single_out", "single_dlq"),
+        *(k for k in t if k[:2] == "on" or k[:3] == "off"),
     }
     notes: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
@@ -625,6 +646,25 @@ def run(
         if len(plain_out) < events - len(dead):
             notes.append(f"analytics-off run: {len(plain_out)} outputs for {events} inputs")
         say(f"streamer without analytics: {plain.events_per_s:,.0f} events/s")
+        # more pairs, alternately off first and on first: (rate, CPU µs/event) with, without
+        pairs = [((streamer.events_per_s, streamer_cpu), (plain.events_per_s, plain_cpu))]
+        for i in range(1, analytics_pairs):
+            run_pair: dict[str, tuple[float, float]] = {}
+            for kind in ("off", "on") if i % 2 else ("on", "off"):
+                say(f"analytics pair {i + 1}/{analytics_pairs}: analytics {kind} ...")
+                rate_i, *_unused, cpu_i = phase.run(
+                    t[f"{kind}{i}_out"],
+                    t[f"{kind}{i}_dlq"],
+                    f"bench-{kind}{i}-{run_id}",
+                    workdir / f"{kind}{i}",
+                    None,
+                    {"STREAMER_ANALYTICS": "false"} if kind == "off" else None,
+                )
+                run_pair[kind] = (rate_i.events_per_s, cpu_i)
+            pairs.append((run_pair["on"], run_pair["off"]))
+        costs = [1 - on[0] / off[0] if off[0] else 0.0 for on, off in pairs]
+        cpu_costs = [1 - off[1] / on[1] if on[1] and off[1] else 0.0 for on, off in pairs]
+        say(f"analytics cost, per pair: throughput {_percents(costs)}, CPU {_percents(cpu_costs)}")
         single = None
         if processes > 1:
             say("streamer with one process per worker (for the scaling) ...")
@@ -689,10 +729,11 @@ def run(
             mean_record_bytes=round(mean_bytes, 1),
             baseline=baseline,
             streamer=streamer,
-            analytics_off_events_per_s=round(plain.events_per_s, 1),
-            analytics_cost=round(1 - streamer.events_per_s / plain.events_per_s, 4)
-            if plain.events_per_s
-            else 0.0,
+            analytics_off_events_per_s=round(statistics.median(off[0] for _, off in pairs), 1),
+            analytics_on_events_per_s=round(statistics.median(on[0] for on, _ in pairs), 1),
+            analytics_cost=round(statistics.median(costs), 4),
+            analytics_costs=[round(c, 4) for c in costs],
+            analytics_pairs=analytics_pairs,
             processes=processes,
             single_process_events_per_s=round(single.events_per_s, 1) if single else 0.0,
             scaling=round(streamer.events_per_s / single.events_per_s, 3)
@@ -701,9 +742,10 @@ def run(
             latency_stages=lat_stages,
             baseline_cpu_us=round(baseline_cpu, 2),
             streamer_cpu_us=round(streamer_cpu, 2),
-            analytics_off_cpu_us=round(plain_cpu, 2),
+            analytics_off_cpu_us=round(statistics.median(off[1] for _, off in pairs), 2),
             cpu_ratio=round(baseline_cpu / streamer_cpu, 4) if streamer_cpu else 0.0,
-            analytics_cpu_cost=round(1 - plain_cpu / streamer_cpu, 4) if streamer_cpu else 0.0,
+            analytics_cpu_cost=round(statistics.median(cpu_costs), 4),
+            analytics_cpu_costs=[round(c, 4) for c in cpu_costs],
             notes=notes,
         )
         return result
@@ -715,6 +757,10 @@ def run(
             with contextlib.suppress(Exception):
                 delete_topics(settings, bootstrap, t.values())
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _percents(values: list[float]) -> str:
+    return " ".join(f"{100 * v:.1f}%" for v in values)
 
 
 class _StreamerPhase:
