@@ -89,6 +89,46 @@ def test_match_record_ignores_the_peer_of_a_reception(matcher: ProviderMatcher) 
     assert matcher.match_record({**rec, "type": "Bounce"}) == "yandex"
 
 
+def test_a_feedback_reports_provider_is_the_complainers(matcher: ProviderMatcher) -> None:
+    """The record's own recipient is the feedback mailbox; the complainer is in the report."""
+    rec = {
+        "type": "Feedback",
+        "recipient": "fbl@feedback.example.org",
+        "peer_address": {"name": "mx.yandex.ru"},
+        "feedback_report": {"supplemental_trace": {"recipient": "Someone@Hotmail.com"}},
+    }
+    assert matcher.match_record(rec) == "microsoft"
+    rec["feedback_report"] = {"original_rcpto_to": ["x@gmail.com"]}
+    assert matcher.match_record(rec) == "google"
+
+
+ODD_RECORDS = [
+    {"type": "Bounce", "recipient": " <Bob@GMAIL.com.> "},
+    {"type": "Bounce", "recipient": "<yahoo.com>"},
+    {"type": "Bounce", "recipient": "a@\tyandex.ru"},
+    {"type": "Bounce", "recipient": ["a@mail.ru", "b@gmail.com"]},
+    {"type": "Bounce", "recipient": [], "site": "mx.example.net"},
+    {"type": "Bounce", "recipient": 7, "peer_address": {"name": "mx.yandex.ru"}},
+    {"type": "Bounce", "site": "", "peer_address": {"name": ""}, "recipient": "a@aol.com"},
+    {"type": "Rejection", "peer_address": {"name": "mx.yandex.ru"}, "recipient": "a@b.c"},
+    {"type": "Feedback", "site": "mx.example.net", "feedback_report": {}},
+    {"type": "Feedback", "feedback_report": {"supplemental_trace": {"recipient": 3}}},
+]
+
+
+def test_the_workers_cached_provider_agrees_with_match_record(matcher: ProviderMatcher) -> None:
+    """`streamer report` and `classify --summary` (match_record) and the worker's stats
+    (Analyzer.provider, cached per clue) name the same provider for every record."""
+    from streamer.analytics.analyzer import Analyzer
+    from streamer.config import Settings
+
+    analyzer = Analyzer.from_settings(Settings())
+    records = [json.loads(line) for line in SAMPLE.read_text().splitlines()] + ODD_RECORDS
+    for _ in range(2):  # the second time from the analyzer's caches
+        for r in records:
+            assert analyzer.provider(r) == matcher.match_record(r), r
+
+
 def test_sample_records_mostly_match(matcher: ProviderMatcher) -> None:
     records = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
     found = {matcher.match_record(r) for r in records}

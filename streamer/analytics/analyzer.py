@@ -22,7 +22,7 @@ from typing import Any
 from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.categories import HARD, CategoryTable
 from streamer.analytics.heavy import OTHER
-from streamer.analytics.providers import INBOUND_TYPES, ProviderMatcher
+from streamer.analytics.providers import INBOUND_TYPES, ProviderMatcher, recipient_domain
 from streamer.analytics.suppressions import SuppressionTracker
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
@@ -132,7 +132,11 @@ class Analyzer:
         return category
 
     def provider(self, record: Mapping[str, Any]) -> str:
-        """The mailbox provider: by the receiving site (MX) first, else the recipient domain."""
+        """The mailbox provider: by the receiving site (MX) first, else the recipient domain.
+
+        ``ProviderMatcher.match_record`` with a cache per clue: the same clues
+        (``providers.record_clues``), read here with exact-type checks, every record comes here.
+        """
         site = record.get("site")
         if type(site) is str and site:
             provider = self._site_provider.get(site)  # inlined _cached: every record comes here
@@ -176,7 +180,7 @@ class Analyzer:
         return self.providers.match_uncached(None, name, None)
 
     def _by_domain(self, domain: str) -> str:
-        return self.providers.match_uncached(None, None, domain.strip(" <>.").lower() or None)
+        return self.providers.match_uncached(None, None, recipient_domain(domain))
 
     def observe(
         self,

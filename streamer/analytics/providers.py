@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from os import PathLike
+from typing import Any
 
 from streamer.analytics.tables import TableError, read_toml
 from streamer.cache import LRUCache
+from streamer.feedback import complained_about
 
 OTHER = "other"
 #: Record types written on the receiving side: their peer is the injecting client, not an MX.
@@ -153,9 +155,7 @@ class ProviderMatcher:
     def match(self, site: str | None, peer_name: str | None, recipient: str | None) -> str:
         """The provider id for a record, or ``"other"``. ``recipient`` may be an address or a
         bare domain; only its domain part matters (and is the cache key)."""
-        domain = None
-        if recipient:
-            domain = recipient.rpartition("@")[2].strip().rstrip(">").rstrip(".").lower() or None
+        domain = recipient_domain(recipient) if recipient else None
         key = (site or None, peer_name or None, domain)
         cache = self._cache
         hit = cache.lookup(key)
@@ -170,23 +170,42 @@ class ProviderMatcher:
     def cache_stats(self) -> dict[str, int]:
         return self._cache.stats()
 
-    def match_record(self, record: Mapping[str, object]) -> str:
-        """:meth:`match` on a KumoMTA record's ``site``, ``peer_address.name``, ``recipient``.
+    def match_record(self, record: Mapping[str, Any]) -> str:
+        """:meth:`match` on a record's clues (:func:`record_clues`)."""
+        site, peer_name, recipient = record_clues(record)
+        return self.match(site, peer_name, recipient)
 
-        A Reception's or a Rejection's peer is the injecting client, not a receiving MX, so it
-        is ignored there.
-        """
-        site = record.get("site")
+
+def recipient_domain(address: str) -> str | None:
+    """The domain of an address (or a bare domain) as the tables list domains: no angle
+    brackets, spaces or trailing dot, lower case."""
+    return address.rpartition("@")[2].strip().strip("<>").strip().rstrip(".").lower() or None
+
+
+def record_clues(record: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(site, receiving MX name, recipient address) of a KumoMTA record, tried in that order.
+
+    An inbound record's peer (Reception, Rejection) is the injecting client, not a receiving
+    MX; a Feedback report's provider is the complainer's, whose address is in the report (the
+    record's own ``recipient`` is the feedback mailbox). A multi-recipient transaction's
+    recipients share one destination domain (KumoMTA batches per queue): the first is used.
+    The worker's cached ``Analyzer.provider`` reads the same clues.
+    """
+    site = record.get("site")
+    rtype = record.get("type")
+    peer_name = None
+    if rtype == "Feedback":
+        recipient: Any = complained_about(record)[0]
+    else:
         peer = record.get("peer_address")
-        peer_name = None
-        if isinstance(peer, Mapping) and record.get("type") not in INBOUND_TYPES:
+        if isinstance(peer, Mapping) and rtype not in INBOUND_TYPES:
             name = peer.get("name")
-            peer_name = name if isinstance(name, str) else None
+            peer_name = name if isinstance(name, str) and name else None
         recipient = record.get("recipient")
-        if isinstance(recipient, list) and recipient:  # a multi-recipient transaction
+        if isinstance(recipient, list) and recipient:
             recipient = recipient[0]
-        return self.match(
-            site if isinstance(site, str) else None,
-            peer_name,
-            recipient if isinstance(recipient, str) else None,
-        )
+    return (
+        site if isinstance(site, str) and site else None,
+        peer_name,
+        recipient if isinstance(recipient, str) and recipient else None,
+    )
