@@ -53,15 +53,27 @@ def test_the_extension_is_built_here() -> None:
     assert SPEEDUPS
 
 
-def _observe(an: Analyzer, record: dict[str, Any], label: str | None, line: str | None) -> Any:
-    category, provider, writes = an.observer(record, record["type"], label, RULE, line)
+#: Rules as the pipeline passes them: the rule set's objects, and odd ones (a mapping, none).
+RULES: list[Any] = [
+    RULE,
+    Rule(index=9, label="BadDestinationMailbox", pattern="no such", file="b"),
+    {"label": "x"},
+    None,
+]
+
+
+def _observe(
+    an: Analyzer, record: dict[str, Any], label: str | None, line: str | None, rule: Any = RULE
+) -> Any:
+    category, provider, writes = an.observer(record, record["type"], label, rule, line)
     return category, provider, list(writes)
 
 
 def _folded(an: Analyzer) -> tuple[Any, ...]:
     agg = an.aggregator
     watermark = agg.watermark
-    return (dict(agg.finish()), watermark, sorted(an.suppressions._seen))
+    seen = [(k, v.first_seen, v.last_seen, v.count) for k, v in an.suppressions._seen.items()]
+    return (dict(agg.finish()), watermark, seen)  # the remembered entries in their LRU order
 
 
 def _assert_same(records: list[tuple[dict[str, Any], str | None, str | None]]) -> None:
@@ -69,8 +81,9 @@ def _assert_same(records: list[tuple[dict[str, Any], str | None, str | None]]) -
     assert fast.observer != fast.observe and slow.observer == slow.observe
     for i, (record, label, line) in enumerate(records):
         # each path gets its own copy: nothing may depend on the other's objects
-        got = _observe(fast, copy.deepcopy(record), label, line)
-        want = _observe(slow, copy.deepcopy(record), label, line)
+        rule = RULES[i % len(RULES)]
+        got = _observe(fast, copy.deepcopy(record), label, line, rule)
+        want = _observe(slow, copy.deepcopy(record), label, line, rule)
         assert got == want, (i, record)
         if i % 37 == 36:
             assert _folded(fast) == _folded(slow)
@@ -239,3 +252,54 @@ def test_long_and_non_ascii_key_values_count_alike() -> None:
         an.observer(record, "Delivery", None, None, None)
     counts = {key[2]: c.counts["Delivery"] for key, c in an.aggregator.finish().items()}
     assert counts == {pool: 3 * pools.count(pool) for pool in pools}
+
+
+def test_suppression_writes_alike_and_the_common_ones_stay_in_c(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hard bounces and deliveries to suppressed addresses: the same entries, counts, times and
+    tombstones on both paths; plain addresses with a usual time never reach the Python path."""
+    site = {"site": "mx.example.net", "response": {"code": 550}}
+    times = ["2026-01-01T12:00:00.5Z", "2026-01-01T12:00:01Z", "2026-01-01T11:59:59.123456789Z"]
+    records: list[tuple[dict[str, Any], str | None, str | None]] = []
+    for i in range(60):  # more addresses than the tracker remembers (50)
+        address = f"User{i % 55}@Example.net"
+        t = times[i % 3]
+        records.append(
+            (
+                {"type": "Bounce", "recipient": address, "event_time": t, **site},
+                "InvalidRecipient",
+                "550 no",
+            )
+        )
+        records.append(
+            (
+                {"type": "OOB", "recipient": address.lower(), "event_time": t, **site},
+                "InvalidRecipient",
+                None,
+            )
+        )
+        if i % 4 == 0:
+            records.append(
+                ({"type": "Delivery", "recipient": address, "event_time": t, **site}, None, None)
+            )
+    _assert_same(records)
+
+    calls: list[str] = []
+    original = Analyzer._suppress
+
+    def spy(self: Analyzer, record: Any, *args: Any) -> Any:
+        calls.append(record["type"])
+        return original(self, record, *args)
+
+    monkeypatch.setattr(Analyzer, "_suppress", spy)
+    fast = Analyzer(
+        CATEGORIES, PROVIDERS, BatchAggregator(60), SuppressionTracker(50), lambda: NOW, fast=True
+    )
+    for record, label, line in records:  # the caches learn the records' site and times
+        _observe(fast, dict(record), label, line)
+    calls.clear()
+    writes = [
+        w for record, label, line in records for w in _observe(fast, dict(record), label, line)[2]
+    ]
+    assert calls == [] and any(v is None for _, v in writes) and any(v for _, v in writes)

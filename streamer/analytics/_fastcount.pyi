@@ -22,6 +22,11 @@ class FastCounter:
         uncategorized: str,
         fallback: Callable[..., Any],
         suppress: Callable[..., Any],
+        seen_type: Callable[[int, int, int], Any],
+        capacity: int,
+        rule_object: Callable[[Any], Any],
+        rule_type: type,
+        dumps: Callable[[Any], bytes],
         tombstone_all: bool = ...,
     ) -> None: ...
     @property

@@ -19,15 +19,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.categories import HARD, CategoryTable
 from streamer.analytics.heavy import OTHER
 from streamer.analytics.providers import INBOUND_TYPES, ProviderMatcher, recipient_domain
-from streamer.analytics.suppressions import SuppressionTracker
+from streamer.analytics.suppressions import Seen, SuppressionTracker, rule_object
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.feedback import COMPLAINT_TYPES, complained_about
-from streamer.rules import UNCATEGORIZED
+from streamer.rules import UNCATEGORIZED, Rule
 
 try:
     from streamer.analytics import _fastcount
@@ -92,6 +94,12 @@ class Analyzer:
             uncategorized=UNCATEGORIZED,
             fallback=self.observe,
             suppress=self._suppress,
+            # the common suppression writes, as SuppressionTracker makes them
+            seen_type=Seen,
+            capacity=self.suppressions.capacity,
+            rule_object=rule_object,
+            rule_type=Rule,
+            dumps=orjson.dumps,
             tombstone_all=self.suppressions.tombstone_all_deliveries,
         )
         agg.elsewhere = counter  # its counts join the tally at every fold

@@ -36,7 +36,9 @@ RULES_REMEMBERED = 4096
 
 
 @dataclass(slots=True)
-class _Seen:
+class Seen:
+    """What the tracker remembers of a hard-bounced recipient (also made by the C counter)."""
+
     first_seen: int
     last_seen: int
     count: int
@@ -75,14 +77,18 @@ def recipient_keys(record: Mapping[str, Any]) -> list[str]:
 
 
 class SuppressionTracker:
-    """Turns classified records into suppression-topic writes (see the module doc)."""
+    """Turns classified records into suppression-topic writes (see the module doc).
+
+    The reference: where the C counter is built (``streamer.analytics._fastcount``) it makes
+    the common writes itself, in this tracker's memory (``_seen``), and leaves the rest here.
+    """
 
     def __init__(self, capacity: int = 100_000, tombstone_all_deliveries: bool = False) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
         self.tombstone_all_deliveries = tombstone_all_deliveries
-        self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._seen: OrderedDict[str, Seen] = OrderedDict()
         self._rules: dict[int, tuple[Rule, Any]] = {}  # id(rule) -> (rule, rule_object(rule))
 
     def __len__(self) -> int:
@@ -133,7 +139,7 @@ class SuppressionTracker:
         seen = self._seen
         entry = seen.get(recipient)
         if entry is None:
-            entry = seen[recipient] = _Seen(t, t, 0)
+            entry = seen[recipient] = Seen(t, t, 0)
             if len(seen) > self.capacity:
                 seen.popitem(last=False)
         else:
