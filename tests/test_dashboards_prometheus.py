@@ -125,7 +125,10 @@ def fed_worker(
         group=f"g-{inp}",
         rules=rules[0],
         args=("--log-format", "text", *extra),
-        env={"STREAMER_MAX_MESSAGE_BYTES": "262144"},
+        # The deliverability counters rise at each stats flush, and the feed lasts ~2.5 s: with
+        # the default 3 s a series could be born with all its records and never rise again,
+        # which rate() reads as no traffic. A flush every second makes them rise while fed.
+        env={"STREAMER_MAX_MESSAGE_BYTES": "262144", "STREAMER_STATS_FLUSH_INTERVAL": "1"},
     ).start()
     try:
         yield worker, len(DemoInput.build().messages)
@@ -157,7 +160,15 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
             what=f"Prometheus to see {n_messages} records consumed",
             interval=0.5,
         )
-        time.sleep(2.5)  # a couple more scrapes after the last record
+        # the deliverability series come from the stats flush after the records: wait for
+        # its rule gaps to be scraped, then a couple more scrapes
+        wait_until(
+            lambda: bool(prom.query(f'streamer_rule_gaps{{job="{JOB}"}}')),
+            timeout=20,
+            what="Prometheus to see the rule gaps",
+            interval=0.5,
+        )
+        time.sleep(2.5)
         results: list[str] = []
         failures: list[str] = []
         for path in DASHBOARDS:

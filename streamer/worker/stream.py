@@ -228,10 +228,10 @@ class StreamWorker:
         m.assigned_partitions.set(len(source.assignment))
         if source.want_paused:
             m.paused_partitions.set(len(source.paused))
-        m.top_sites.refresh()
-        m.deliverability.rule_gaps.refresh()
         now = time.monotonic()
         await self._flush_stats_when_due(now)
+        m.top_sites.refresh()
+        m.deliverability.rule_gaps.refresh()  # after the flush: it counts the gaps it folded
         if now - self._last_lag >= LAG_INTERVAL_S:
             self._last_lag = now
             m.set_lag(source.lags)

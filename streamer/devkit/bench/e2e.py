@@ -662,8 +662,8 @@ def run(
                 )
                 run_pair[kind] = (rate_i.events_per_s, cpu_i)
             pairs.append((run_pair["on"], run_pair["off"]))
-        costs = [1 - on[0] / off[0] if off[0] else 0.0 for on, off in pairs]
-        cpu_costs = [1 - off[1] / on[1] if on[1] and off[1] else 0.0 for on, off in pairs]
+        costs = [round(1 - on[0] / off[0], 4) if off[0] else 0.0 for on, off in pairs]
+        cpu_costs = [round(1 - off[1] / on[1], 4) if on[1] and off[1] else 0.0 for on, off in pairs]
         say(f"analytics cost, per pair: throughput {_percents(costs)}, CPU {_percents(cpu_costs)}")
         single = None
         if processes > 1:
@@ -732,7 +732,7 @@ def run(
             analytics_off_events_per_s=round(statistics.median(off[0] for _, off in pairs), 1),
             analytics_on_events_per_s=round(statistics.median(on[0] for on, _ in pairs), 1),
             analytics_cost=round(statistics.median(costs), 4),
-            analytics_costs=[round(c, 4) for c in costs],
+            analytics_costs=costs,
             analytics_pairs=analytics_pairs,
             processes=processes,
             single_process_events_per_s=round(single.events_per_s, 1) if single else 0.0,
@@ -745,7 +745,7 @@ def run(
             analytics_off_cpu_us=round(statistics.median(off[1] for _, off in pairs), 2),
             cpu_ratio=round(baseline_cpu / streamer_cpu, 4) if streamer_cpu else 0.0,
             analytics_cpu_cost=round(statistics.median(cpu_costs), 4),
-            analytics_cpu_costs=[round(c, 4) for c in cpu_costs],
+            analytics_cpu_costs=cpu_costs,
             notes=notes,
         )
         return result
