@@ -142,8 +142,8 @@ class Analyzer:
     def provider(self, record: Mapping[str, Any]) -> str:
         """The mailbox provider: by the receiving site (MX) first, else the recipient domain.
 
-        ``ProviderMatcher.match_record`` with a cache per clue: the same clues
-        (``providers.record_clues``), read here with exact-type checks, every record comes here.
+        The clues of ``providers.record_clues`` (what ``ProviderMatcher.match_record`` reads),
+        with a cache per clue and exact-type checks: every record comes here.
         """
         site = record.get("site")
         if type(site) is str and site:
