@@ -69,7 +69,7 @@ typedef struct {
      * plain address, a Delivery to a suppressed one. */
     PyObject *seen_type;       /* the class of a remembered entry (first_seen, last_seen, count) */
     Py_ssize_t capacity;       /* entries remembered at most (the oldest is forgotten) */
-    PyObject *rule_object;     /* rule -> its JSON object (suppressions.rule_object) */
+    PyObject *rule_object;     /* rule -> its JSON object (SuppressionTracker.rule_json) */
     PyObject *rule_type;       /* Rule: its objects are remembered with their JSON object */
     PyObject *dumps;           /* orjson.dumps */
     struct {

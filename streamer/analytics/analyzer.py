@@ -25,7 +25,7 @@ from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.categories import HARD, CategoryTable
 from streamer.analytics.heavy import OTHER
 from streamer.analytics.providers import INBOUND_TYPES, ProviderMatcher, recipient_domain
-from streamer.analytics.suppressions import Seen, SuppressionTracker, rule_object
+from streamer.analytics.suppressions import Seen, SuppressionTracker
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.feedback import COMPLAINT_TYPES, complained_about
@@ -97,7 +97,7 @@ class Analyzer:
             # the common suppression writes, as SuppressionTracker makes them
             seen_type=Seen,
             capacity=self.suppressions.capacity,
-            rule_object=rule_object,
+            rule_object=self.suppressions.rule_json,  # one memory of rule objects
             rule_type=Rule,
             dumps=orjson.dumps,
             tombstone_all=self.suppressions.tombstone_all_deliveries,

@@ -94,6 +94,19 @@ class SuppressionTracker:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def rule_json(self, rule: Rule | Mapping[str, Any] | str | None) -> Any:
+        """:func:`rule_object`, built once per :class:`Rule` (immutable): remembered by the
+        rule's identity (the entry holds the rule, so its id cannot be reused meanwhile)."""
+        cached = self._rules.get(id(rule))
+        if cached is not None and cached[0] is rule:
+            return cached[1]
+        rule_json = rule_object(rule)
+        if type(rule) is Rule:
+            if len(self._rules) >= RULES_REMEMBERED:
+                self._rules.clear()
+            self._rules[id(rule)] = (rule, rule_json)
+        return rule_json
+
     def __contains__(self, recipient: object) -> bool:
         return recipient in self._seen
 
@@ -149,21 +162,10 @@ class SuppressionTracker:
             entry.first_seen = t
         if t > entry.last_seen:
             entry.last_seen = t
-        # a rule's JSON object is built once: remembered by the rule's identity (the entry
-        # holds the rule, so its id cannot be reused while remembered)
-        cached = self._rules.get(id(rule))
-        if cached is not None and cached[0] is rule:
-            rule_json = cached[1]
-        else:
-            rule_json = rule_object(rule)
-            if type(rule) is Rule:
-                if len(self._rules) >= RULES_REMEMBERED:
-                    self._rules.clear()
-                self._rules[id(rule)] = (rule, rule_json)
         value = {
             "recipient": recipient,
             "label": label,
-            "rule": rule_json,
+            "rule": self.rule_json(rule),
             "response": line,
             "provider": provider,
             "first_seen": entry.first_seen,
