@@ -441,25 +441,34 @@ exact_ms(PyObject *record, long long second, long long *ms)
     return 1;
 }
 
-/* ``entry.name`` = t when t is earlier (``later`` 0) or later (1): the remembered times widen. */
+/* ``entry.name`` = t when t is earlier (``later`` 0) or later (1): the remembered times widen.
+ * *result is the value it holds afterwards (a new reference). */
 static int
-widen(PyObject *entry, PyObject *name, long long t, int later)
+widen(PyObject *entry, PyObject *name, long long t, int later, PyObject **result)
 {
+    *result = NULL;
     PyObject *v = PyObject_GetAttr(entry, name);
     if (v == NULL)
         return -1;
     long long current = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    if (current == -1 && PyErr_Occurred())
+    if (current == -1 && PyErr_Occurred()) {
+        Py_DECREF(v);
         return -1;
-    if (later ? t <= current : t >= current)
+    }
+    if (later ? t <= current : t >= current) {
+        *result = v;
         return 0;
+    }
+    Py_DECREF(v);
     PyObject *value = PyLong_FromLongLong(t);
     if (value == NULL)
         return -1;
-    int rc = PyObject_SetAttr(entry, name, value);
-    Py_DECREF(value);
-    return rc;
+    if (PyObject_SetAttr(entry, name, value) < 0) {
+        Py_DECREF(value);
+        return -1;
+    }
+    *result = value;
+    return 0;
 }
 
 /* The JSON object of a rule (borrowed from the memo, or a new reference in *owned). */
@@ -497,6 +506,7 @@ hard_bounce_writes(FastCounter *self, PyObject *record, long long second, PyObje
     if (key == NULL)
         return PyErr_Occurred() ? -1 : 0;
     PyObject *entry = NULL, *value = NULL, *json_owned = NULL, *time = NULL;
+    PyObject *total = NULL, *first = NULL, *last = NULL;
     int rc = -1;
     entry = PyDict_GetItemWithError(self->suppressed, key);
     if (entry != NULL) {
@@ -529,12 +539,11 @@ hard_bounce_writes(FastCounter *self, PyObject *record, long long second, PyObje
     Py_DECREF(count);
     if (n == -1 && PyErr_Occurred())
         goto done;
-    PyObject *next = PyLong_FromLongLong(n + 1);
-    if (next == NULL)
-        goto done;
-    int stored = PyObject_SetAttr(entry, s_count, next);
-    Py_DECREF(next);
-    if (stored < 0 || widen(entry, s_first_seen, t, 0) < 0 || widen(entry, s_last_seen, t, 1) < 0)
+    /* the entry's new count and widened times: also the value's fields */
+    total = PyLong_FromLongLong(n + 1);
+    if (total == NULL || PyObject_SetAttr(entry, s_count, total) < 0
+        || widen(entry, s_first_seen, t, 0, &first) < 0
+        || widen(entry, s_last_seen, t, 1, &last) < 0)
         goto done;
     PyObject *json = rule_json(self, rule, &json_owned);
     if (json == NULL)
@@ -542,10 +551,7 @@ hard_bounce_writes(FastCounter *self, PyObject *record, long long second, PyObje
     value = PyDict_New();
     if (value == NULL)
         goto done;
-    PyObject *first = PyObject_GetAttr(entry, s_first_seen);
-    PyObject *last = first == NULL ? NULL : PyObject_GetAttr(entry, s_last_seen);
-    PyObject *total = last == NULL ? NULL : PyObject_GetAttr(entry, s_count);
-    int built = total != NULL && PyDict_SetItem(value, s_recipient, key) == 0
+    int built = PyDict_SetItem(value, s_recipient, key) == 0
                 && PyDict_SetItem(value, s_label, label) == 0
                 && PyDict_SetItem(value, s_rule, json) == 0
                 && PyDict_SetItem(value, s_response, line) == 0
@@ -553,9 +559,6 @@ hard_bounce_writes(FastCounter *self, PyObject *record, long long second, PyObje
                 && PyDict_SetItem(value, s_first_seen, first) == 0
                 && PyDict_SetItem(value, s_last_seen, last) == 0
                 && PyDict_SetItem(value, s_count, total) == 0;
-    Py_XDECREF(first);
-    Py_XDECREF(last);
-    Py_XDECREF(total);
     if (!built)
         goto done;
     PyObject *encoded = PyObject_CallOneArg(self->dumps, value);
@@ -570,6 +573,9 @@ done:
     Py_XDECREF(value);
     Py_XDECREF(json_owned);
     Py_XDECREF(time);
+    Py_XDECREF(total);
+    Py_XDECREF(first);
+    Py_XDECREF(last);
     return rc;
 }
 
