@@ -14,13 +14,18 @@ in_flight=1200 partitions=4`` (one line); json: ``{"ts": "...", "level": "INFO",
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
 
 _FIELDS = "streamer_fields"
+#: The loggers librdkafka's messages go to (``logger`` in the clients' configurations).
+LIBRDKAFKA_LOGGERS = ("streamer.librdkafka.consumer", "streamer.librdkafka.producer")
+_NUMBERS = re.compile(r"\d+")
 
 
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
@@ -78,6 +83,38 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
+class RepeatFilter(logging.Filter):
+    """Passes the first of a run of like messages and counts the rest.
+
+    With a broker away, librdkafka reports every reconnect attempt: ~20 lines a second per
+    client, all alike but for numbers. Messages equal once their numbers are blanked count as
+    one: within ``window`` seconds of the last one let through, they are dropped; the next one
+    after that carries ``repeats_suppressed`` (how many were dropped) and ``over_s``.
+    """
+
+    def __init__(self, window: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.window = window
+        self.clock = clock
+        self._runs: dict[tuple[int, str], list[float]] = {}  # -> [let through at, dropped]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, _NUMBERS.sub("#", record.getMessage()))
+        now = self.clock()
+        run = self._runs.get(key)
+        if run is not None and now - run[0] < self.window:
+            run[1] += 1
+            return False
+        if run is not None and run[1]:
+            fields = dict(getattr(record, _FIELDS, None) or {})
+            fields.update(repeats_suppressed=int(run[1]), over_s=round(now - run[0]))
+            setattr(record, _FIELDS, fields)
+        if len(self._runs) >= 1024:  # bounded: forget runs that ended
+            self._runs = {k: r for k, r in self._runs.items() if now - r[0] < self.window}
+        self._runs[key] = [now, 0]
+        return True
+
+
 def setup_logging(
     worker_id: str, level: str = "INFO", fmt: str = "text", stream: TextIO | None = None
 ) -> None:
@@ -91,3 +128,7 @@ def setup_logging(
     # matters, so theirs start at WARNING unless DEBUG was asked for.
     for name in ("faust", "mode", "aiokafka"):
         logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
+    repeats = RepeatFilter()
+    for name in LIBRDKAFKA_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.filters[:] = [repeats]  # setup may run again (tests): one filter, not a stack

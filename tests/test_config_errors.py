@@ -83,3 +83,27 @@ def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert _one_line(proc.stderr).startswith("configuration error: STREAMER_KAFKA_EXTRA")
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_kafka_not_answering_is_one_line_exit_75(tmp_path: Path, processes: str) -> None:
+    """No broker at the address: one line, and EX_TEMPFAIL (try again later), which a supervisor
+    retries without counting a crash."""
+    from streamer.devkit.broker import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamer", "worker", "-b", address, "--processes", processes,
+         "--metrics-port", "0", "--web-port", "0", "--state-dir", str(tmp_path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 75, proc.stderr
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("kafka:")]
+    assert line == [f"kafka: Kafka at {address} does not answer: nothing accepts connections"]
+    assert "Traceback" not in proc.stderr

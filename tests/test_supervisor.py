@@ -27,6 +27,7 @@ from streamer.config import Settings
 from streamer.devkit.sample import generate, record_identity
 from streamer.worker.supervisor import (
     SUPERVISOR_PID_ENV,
+    UNREACHABLE_EXIT,
     Child,
     RestartPolicy,
     Supervisor,
@@ -126,6 +127,30 @@ def test_a_killed_child_is_restarted_in_its_slot_and_sigterm_drains_all() -> Non
     thread.join(15)
     assert result == [0]
     assert [c.last_exit for c in sup.children] == [0, 0]
+
+
+def test_a_child_finding_kafka_away_is_retried_as_long_as_it_takes(tmp_path: Path) -> None:
+    """Exit 75 (Kafka does not answer) is no crash: more of them than ``max_crashes`` in a row,
+    then the broker is back and the child runs."""
+    starts = tmp_path / "starts"
+    code = (
+        "import pathlib, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        f"p = pathlib.Path({str(starts)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        f"if n <= {FAST.max_crashes + 2}: sys.exit(UNREACHABLE)\n"
+        "time.sleep(60)"
+    ).replace("UNREACHABLE", str(UNREACHABLE_EXIT))
+    sup = Supervisor(1, "w", _env, command=_python(code), policy=FAST, drain_timeout_s=10)
+    thread, result = _run_in_thread(sup)
+    wait_until(lambda: starts.exists() and int(starts.read_text()) > FAST.max_crashes + 2, 20, "")
+    _wait_running(sup, 1)
+    assert not result  # still supervising
+    assert sup.children[0].restarts == FAST.max_crashes + 2 and not sup.children[0].crashes
+    sup.request_stop("test")
+    thread.join(15)
+    assert result == [0]
 
 
 def test_a_configuration_error_in_a_child_is_not_retried() -> None:

@@ -4,7 +4,9 @@ batching and rules reloading."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,11 +17,13 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from streamer.classifier import ReloadableClassifier
 from streamer.metrics import Metrics
+from streamer.worker import checkpoint
 from streamer.worker.checkpoint import AtLeastOnce, ExactlyOnce, make_checkpoint
 from streamer.worker.flow import FlowControl
 from streamer.worker.offsets import TP, Chunk, OffsetTracker
 from streamer.worker.processing import make_batch
 from streamer.worker.reload import RulesReloader
+from streamer.worker.watchdog import Watchdog
 
 TP0: TP = ("in", 0)
 TP1: TP = ("in", 1)
@@ -46,10 +50,14 @@ class Producer:
     def begin_transaction(self) -> None:
         self.calls.append(("begin", None))
 
-    def send_offsets_to_transaction(self, offsets: list[TopicPartition], meta: Any) -> None:
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], meta: Any, timeout: float
+    ) -> None:
+        assert 0 < timeout < float("inf")  # never librdkafka's "wait forever"
         self.calls.append(("offsets", {(o.topic, o.partition): o.offset for o in offsets}))
 
-    def commit_transaction(self) -> None:
+    def commit_transaction(self, timeout: float) -> None:
+        assert 0 < timeout < float("inf")
         if self.fail_commit is not None:
             raise KafkaException(self.fail_commit)
         self.calls.append(("commit", None))
@@ -164,6 +172,65 @@ def test_exactly_once_failed_transaction_aborts_and_marks_the_checkpoint_failed(
     assert later is not None
     assert asyncio.run(cp.process(later.groups, _deliver_all)) == 0
     assert cp.fail() == 2 and tr.partitions == {}
+
+
+# --- the watchdog on blocking calls -----------------------------------------------------------
+def _wait_for(event: threading.Event, seconds: float = 10.0) -> bool:
+    return event.wait(seconds)
+
+
+def test_watchdog_fires_once_for_a_call_outliving_its_deadline_and_never_after_one_in_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fired = threading.Event()
+    count = [0]
+
+    def expired() -> None:
+        count[0] += 1
+        fired.set()
+
+    dog = Watchdog(on_expiry=expired)
+    threads_before = threading.active_count()
+    for _ in range(50):  # re-armed per call: one thread, no expiry while calls return in time
+        with dog.guard(0.2, "quick"):
+            pass
+    time.sleep(0.5)
+    assert count == [0]
+    with (
+        caplog.at_level(logging.CRITICAL, "streamer.worker"),
+        dog.guard(0.05, "send_offsets_to_transaction"),
+    ):
+        assert _wait_for(fired)
+        time.sleep(0.2)  # still blocked: it fired once only
+    assert count == [1]
+    (record,) = caplog.records
+    assert "blocking call hung" in record.getMessage()
+    assert record.streamer_fields["call"] == "send_offsets_to_transaction"  # type: ignore[attr-defined]
+    assert threading.active_count() == threads_before + 1  # one thread for every call
+
+
+def test_exactly_once_a_hung_offsets_call_ends_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka's send_offsets_to_transaction can ignore its timeout (librdkafka issues 5456,
+    5511): past the deadline the watchdog ends the process (here: records it)."""
+    monkeypatch.setattr(checkpoint, "HANG_GRACE_S", 0.05)
+    ended = threading.Event()
+
+    class Hanging(Producer):
+        def send_offsets_to_transaction(
+            self, offsets: list[TopicPartition], meta: Any, timeout: float
+        ) -> None:
+            assert timeout == 0.05
+            assert _wait_for(ended)  # blocked until the process would have ended
+
+    tr, producer = OffsetTracker(), Hanging()
+    cp = ExactlyOnce(
+        tr, Committer(), Metrics(), producer, Watchdog(on_expiry=ended.set), call_timeout=0.05
+    )
+    tr.assign([TP0])
+    batch = make_batch(tr, _msgs(TP0, 0, 3))
+    assert batch is not None
+    asyncio.run(cp.process(batch.groups, _deliver_all))
+    assert ended.is_set()
 
 
 # --- flow control -----------------------------------------------------------------------------

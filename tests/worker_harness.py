@@ -60,6 +60,31 @@ def topic_size(bootstrap: str, topic: str) -> int:
         c.close()
 
 
+def open_transactions(bootstrap: str, topics: Iterable[str]) -> list[tuple[str, int]]:
+    """Partitions a transaction still holds open: their last stable offset (how far a
+    ``read_committed`` reader gets) is behind the end of the log."""
+    ends = {
+        level: Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "lso-probe", "isolation.level": level}
+        )
+        for level in ("read_committed", "read_uncommitted")
+    }
+    held: list[tuple[str, int]] = []
+    try:
+        for topic in topics:
+            md = ends["read_committed"].list_topics(topic, timeout=10)
+            for p in md.topics[topic].partitions:
+                tp = TopicPartition(topic, p)
+                _, stable = ends["read_committed"].get_watermark_offsets(tp, timeout=10)
+                _, end = ends["read_uncommitted"].get_watermark_offsets(tp, timeout=10)
+                if stable < end:
+                    held.append((topic, p))
+        return held
+    finally:
+        for c in ends.values():
+            c.close()
+
+
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[TopicRecord]:
     """Every committed message of ``topic`` present now."""
     return topics.read_topic(load_settings(bootstrap=bootstrap), bootstrap, topic, timeout)

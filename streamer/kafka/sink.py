@@ -51,6 +51,13 @@ NOT_AUTHORIZED = {
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 }
 
+#: Exactly-once: how long the broker lets a transaction stay open. A worker killed mid-batch
+#: leaves one open; unless the same worker id comes back first (which aborts it at once), the
+#: broker aborts it after this, and until then ``read_committed`` readers of the partitions it
+#: wrote wait. librdkafka's default (60 s) is far above a batch's round trip; Kafka Streams
+#: uses 10 s for the same reason. librdkafka derives its message timeout from it.
+TRANSACTION_TIMEOUT_MS = 10_000
+
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
@@ -98,8 +105,14 @@ class Sink:
         }
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id
+            conf["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
         conf.update(overrides)
-        self.producer = Producer(producer_config(settings, bootstrap, **conf))
+        final = producer_config(settings, bootstrap, **conf)
+        self.producer = Producer(final)
+        #: Seconds the broker keeps a transaction open (``kafka_extra`` may set another).
+        self.transaction_timeout = (
+            float(final.get("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)) / 1000
+        )
         #: Exactly-once mode: outputs and input offsets commit in one Kafka transaction; a
         #: failed delivery fails the transaction (no re-produce outside it).
         self.transactional = transactional_id is not None

@@ -24,11 +24,16 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from streamer.kafka.sink import TRANSACTION_TIMEOUT_MS
 from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.worker.offsets import TP, Chunk, OffsetTracker
+from streamer.worker.watchdog import Watchdog
 
 log = logging.getLogger("streamer.worker")
+
+#: A call still blocked this long after its own timeout hangs (``streamer.worker.watchdog``).
+HANG_GRACE_S = 5.0
 
 #: Sends one chunk's records through the pipeline to the producer.
 SendChunk = Callable[[Chunk, Sequence[Any]], Awaitable[None]]
@@ -50,8 +55,10 @@ class TransactionalProducer(Protocol):
     """The transactional calls of ``confluent_kafka.Producer``."""
 
     def begin_transaction(self) -> None: ...
-    def send_offsets_to_transaction(self, offsets: list[TopicPartition], meta: Any) -> None: ...
-    def commit_transaction(self) -> None: ...
+    def send_offsets_to_transaction(
+        self, offsets: list[TopicPartition], meta: Any, timeout: float
+    ) -> None: ...
+    def commit_transaction(self, timeout: float) -> None: ...
     def abort_transaction(self, timeout: float) -> None: ...
 
 
@@ -133,9 +140,15 @@ class ExactlyOnce(Checkpoint):
         committer: Committer,
         metrics: Metrics,
         producer: TransactionalProducer,
+        watchdog: Watchdog | None = None,
+        call_timeout: float = TRANSACTION_TIMEOUT_MS / 1000,
     ) -> None:
         super().__init__(tracker, committer, metrics)
         self.producer = producer
+        self.watchdog = watchdog or Watchdog()
+        #: Longest a transactional call may block the event loop (librdkafka's default: for
+        #: ever); the producer's transaction timeout, after which the broker aborts anyway.
+        self.call_timeout = call_timeout
 
     async def process(self, groups: Groups, send: SendChunk, publish: Publish = None) -> int:
         live = [(c, m) for c, m in groups if not c.abandoned]
@@ -151,17 +164,25 @@ class ExactlyOnce(Checkpoint):
             if publish is not None:
                 await publish()
             offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
-            # the group metadata is read by the fetch thread: the consumer is never called here
-            producer.send_offsets_to_transaction(offsets, self.committer.group_metadata)
+            timeout = self.call_timeout
+            with self.watchdog.guard(timeout + HANG_GRACE_S, "send_offsets_to_transaction"):
+                # the group metadata is read by the fetch thread: the consumer is not called here
+                producer.send_offsets_to_transaction(
+                    offsets, self.committer.group_metadata, timeout
+                )
             # Blocks the loop until the broker committed (outputs flushed first): one round
             # trip per batch, the price of exactly-once.
-            producer.commit_transaction()
+            with self.watchdog.guard(timeout + HANG_GRACE_S, "commit_transaction"):
+                producer.commit_transaction(timeout)
         except KafkaException as exc:
             err = exc.args[0]
             log_event(log, logging.CRITICAL, "transaction failed; stopping", error=str(err))
-            with contextlib.suppress(KafkaException):
-                if err.txn_requires_abort():
-                    producer.abort_transaction(10.0)
+            if err.txn_requires_abort():
+                with (
+                    contextlib.suppress(KafkaException),
+                    self.watchdog.guard(self.call_timeout + HANG_GRACE_S, "abort_transaction"),
+                ):
+                    producer.abort_transaction(self.call_timeout)
             self.failed = True  # the worker calls fail() and stops
             return 0
         # committable() drops the chunks the transaction completed (nothing else would here)
@@ -183,7 +204,8 @@ def make_checkpoint(
     committer: Committer,
     metrics: Metrics,
     producer: TransactionalProducer,
+    transaction_timeout: float = TRANSACTION_TIMEOUT_MS / 1000,
 ) -> Checkpoint:
     if exactly_once:
-        return ExactlyOnce(tracker, committer, metrics, producer)
+        return ExactlyOnce(tracker, committer, metrics, producer, call_timeout=transaction_timeout)
     return AtLeastOnce(tracker, committer, metrics)

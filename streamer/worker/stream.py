@@ -128,7 +128,12 @@ class StreamWorker:
             group_metadata=eos,
         )
         self.checkpoint = make_checkpoint(
-            eos, self.tracker, self.source, self.metrics, self.sink.producer
+            eos,
+            self.tracker,
+            self.source,
+            self.metrics,
+            self.sink.producer,
+            self.sink.transaction_timeout,
         )
         if s.analytics:
             windows = windows_from_settings(s)

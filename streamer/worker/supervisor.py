@@ -8,7 +8,9 @@ same settings, ``processes = 1``, worker id ``<id>-<i>`` and ports of their own)
   the slot keeps its worker id, so in exactly-once mode the new child fences the old one's
   transactions;
 - gives up when one slot crashed ``max_crashes`` times within ``window_s``: every other child is
-  drained and the supervisor exits 1 (a crash loop needs a human, not more restarts);
+  drained and the supervisor exits 1 (a crash loop needs a human, not more restarts); a child
+  that found Kafka not answering (``UNREACHABLE_EXIT``) is no crash: it is retried until the
+  broker is back;
 - on SIGTERM/SIGINT passes the signal on, waits for every child to drain and commit, exits 0;
 - on SIGHUP passes it on (each child reloads its rules).
 
@@ -41,6 +43,11 @@ log = logging.getLogger("streamer.supervisor")
 SUPERVISOR_PID_ENV = "STREAMER_SUPERVISOR_PID"
 #: A child exiting with this code met a configuration or rules error: restarting cannot help.
 CONFIG_ERROR_EXIT = 2
+#: A worker exits with this code (sysexits' EX_TEMPFAIL) when Kafka does not answer at its start:
+#: no fault of the worker, so the child is started again with back-off, without counting as a
+#: crash, for as long as the broker is away (a restart during an outage would else soon look
+#: like a crash loop and stop the supervisor).
+UNREACHABLE_EXIT = 75
 #: How often the supervisor looks at its children.
 TICK_S = 0.2
 
@@ -73,6 +80,7 @@ class Child:
     last_exit: int | None = None
     restart_at: float | None = None  # monotonic time of the next start, while backing off
     crashes: deque[float] = field(default_factory=deque)
+    unreachable: int = 0  # starts in a row that found Kafka not answering
 
     @property
     def pid(self) -> int | None:
@@ -196,6 +204,19 @@ class Supervisor:
             log_event(log, logging.ERROR, "worker has a configuration error", child=child.index)
             self._give_up(CONFIG_ERROR_EXIT)
             return
+        if code == UNREACHABLE_EXIT:
+            child.unreachable += 1
+            delay = self.policy.backoff(child.unreachable)
+            child.restart_at = now + delay
+            log_event(
+                log,
+                logging.WARNING,
+                "Kafka does not answer; starting the worker again",
+                child=child.index,
+                restart_in_s=round(delay, 2),
+            )
+            return
+        child.unreachable = 0
         child.crashes.append(now)
         while child.crashes and now - child.crashes[0] > self.policy.window_s:
             child.crashes.popleft()

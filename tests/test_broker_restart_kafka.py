@@ -1,0 +1,130 @@
+"""Supervised workers across a restart of their broker: nothing is lost, and the exactly-once
+worker duplicates nothing.
+
+The broker is stopped for longer than the consumers' session (10 s), so the workers lose their
+partitions and get them back on a broker that left and came back: the case where librdkafka's
+``send_offsets_to_transaction`` hangs (``streamer.worker.watchdog``). The test has a broker of its
+own: the session's broker serves every other test and must not go away.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from worker_harness import (
+    RULES_V1,
+    WorkerProcess,
+    open_transactions,
+    produce,
+    read_topic,
+    wait_until,
+)
+
+from streamer.config import Settings
+from streamer.devkit.broker import BrokerState, LocalBroker, stop_when_owner_exits
+from streamer.devkit.sample import generate, record_identity
+from streamer.kafka.admin import create_topics
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(400)]
+
+#: Longer than the consumers' session timeout (10 s): the workers lose their partitions.
+OUTAGE_S = 15
+MODES = ("--at-least-once", "--exactly-once")
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, BrokerState]]:
+    broker = LocalBroker(tmp_path / "kafka")
+    state, _ = broker.start(say=lambda _msg: None)
+    stop_when_owner_exits(broker.dir)  # no orphan broker if this run is killed
+    try:
+        yield broker, state
+    finally:
+        broker.stop()
+
+
+def _identities(values: list[bytes | None]) -> Counter[tuple[str, str, int]]:
+    return Counter(record_identity(orjson.loads(v or b"{}")) for v in values)
+
+
+def test_supervised_workers_ride_out_a_broker_restart(
+    own_broker: tuple[LocalBroker, BrokerState], tmp_path: Path, test_rules_file: Path
+) -> None:
+    broker, state = own_broker
+    bootstrap = state.bootstrap
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES_V1)
+    sent = list(generate(6_000, seed=61))
+    want = _identities([m.value for m in sent])
+    topics = {mode: (f"in{i}", f"out{i}") for i, mode in enumerate(MODES)}
+    settings = Settings(bootstrap=bootstrap, files=[test_rules_file])
+    create_topics(settings, bootstrap, [t for pair in topics.values() for t in pair], partitions=4)
+    workers = {
+        mode: WorkerProcess(
+            bootstrap,
+            tmp_path,
+            name=f"w{i}",
+            input_topic=inp,
+            output_topic=out,
+            group=f"g{i}",
+            rules=rules,
+            args=("--log-format", "text", "--processes", "2", mode),
+        ).start()
+        for i, (mode, (inp, out)) in enumerate(topics.items())
+    }
+    try:
+        half = len(sent) // 2
+        for inp, _out in topics.values():
+            produce(bootstrap, inp, sent[:half])
+
+        def caught_up(out: str, n: int) -> bool:
+            assert all(w.alive() for w in workers.values())
+            return not open_transactions(bootstrap, [out]) and len(read_topic(bootstrap, out)) >= n
+
+        for _inp, out in topics.values():
+            wait_until(lambda out=out: caught_up(out, half), 120, f"{out} before the outage")
+
+        assert broker.stop()
+        time.sleep(OUTAGE_S)
+        restarted, _ = broker.start(say=lambda _msg: None)
+        assert restarted.bootstrap == bootstrap  # the same port: the workers reconnect
+        feeders = [
+            threading.Thread(target=produce, args=(bootstrap, inp, sent[half:]))
+            for inp, _out in topics.values()
+        ]
+        for f in feeders:
+            f.start()
+        for f in feeders:
+            f.join(60)
+
+        def complete(out: str) -> bool:
+            assert all(w.alive() for w in workers.values())  # the supervisors stay up
+            if open_transactions(bootstrap, [out]):
+                return False
+            return not (want - _identities([r.value for r in read_topic(bootstrap, out)]))
+
+        for _inp, out in topics.values():
+            wait_until(lambda out=out: complete(out), 150, f"every record in {out}", interval=2)
+        for w in workers.values():
+            assert w.stop() == 0, w.log()[-3000:]
+    finally:
+        for w in workers.values():
+            w.cleanup()
+
+    at_least_once = _identities([r.value for r in read_topic(bootstrap, topics[MODES[0]][1])])
+    exactly_once = _identities([r.value for r in read_topic(bootstrap, topics[MODES[1]][1])])
+    assert not (want - at_least_once) and not (want - exactly_once)  # nothing lost
+    assert exactly_once == want  # and nothing twice
+    eos_log = workers[MODES[1]].log()
+    print(
+        f"\nbroker away {OUTAGE_S} s: at-least-once {sum((at_least_once - want).values())} "
+        f"duplicates; exactly-once none, {eos_log.count('blocking call hung')} hung "
+        f"transactional calls ended by the watchdog, "
+        f"{eos_log.count('worker exited; restarting')} restarts"
+    )
