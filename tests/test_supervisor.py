@@ -25,9 +25,9 @@ from worker_harness import RULES_V1, WorkerProcess, produce, read_topic, topic_s
 
 from streamer.config import Settings
 from streamer.devkit.sample import generate, record_identity
+from streamer.worker.exits import TEMPFAIL_EXIT
 from streamer.worker.supervisor import (
     SUPERVISOR_PID_ENV,
-    UNREACHABLE_EXIT,
     Child,
     RestartPolicy,
     Supervisor,
@@ -141,7 +141,7 @@ def test_a_child_finding_kafka_away_is_retried_as_long_as_it_takes(tmp_path: Pat
         "p.write_text(str(n))\n"
         f"if n <= {FAST.max_crashes + 2}: sys.exit(UNREACHABLE)\n"
         "time.sleep(60)"
-    ).replace("UNREACHABLE", str(UNREACHABLE_EXIT))
+    ).replace("UNREACHABLE", str(TEMPFAIL_EXIT))
     sup = Supervisor(1, "w", _env, command=_python(code), policy=FAST, drain_timeout_s=10)
     thread, result = _run_in_thread(sup)
     wait_until(lambda: starts.exists() and int(starts.read_text()) > FAST.max_crashes + 2, 20, "")

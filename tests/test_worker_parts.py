@@ -166,12 +166,23 @@ def test_exactly_once_failed_transaction_aborts_and_marks_the_checkpoint_failed(
     assert batch is not None
     assert asyncio.run(cp.process(batch.groups, _deliver_all)) == 0
     assert ("abort", None) in producer.calls and ("commit", None) not in producer.calls
-    assert cp.failed and cp.committed == {}
+    assert cp.failed and cp.committed == {} and not cp.overtaken  # a crash: exit 1
     # nothing more goes through; the worker gives up the partitions
     later = make_batch(tr, _msgs(TP0, 3, 2))
     assert later is not None
     assert asyncio.run(cp.process(later.groups, _deliver_all)) == 0
     assert cp.fail() == 2 and tr.partitions == {}
+
+
+def test_exactly_once_a_transaction_overtaken_by_a_rebalance_is_no_crash() -> None:
+    tr = OffsetTracker()
+    err = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation", txn_requires_abort=True)
+    cp = ExactlyOnce(tr, Committer(), Metrics(), Producer(fail_commit=err))
+    tr.assign([TP0])
+    batch = make_batch(tr, _msgs(TP0, 0, 3))
+    assert batch is not None
+    assert asyncio.run(cp.process(batch.groups, _deliver_all)) == 0
+    assert cp.failed and cp.overtaken and not cp.busy  # the worker exits TEMPFAIL_EXIT
 
 
 # --- the watchdog on blocking calls -----------------------------------------------------------

@@ -116,7 +116,8 @@ def worker_command(
     if settings.worker_processes > 1:
         del classifiers  # the rules are valid; the children load their own
         raise typer.Exit(_supervise(settings, flags))
-    from streamer.worker.supervisor import UNREACHABLE_EXIT, follow_supervisor
+    from streamer.worker.exits import TEMPFAIL_EXIT
+    from streamer.worker.supervisor import follow_supervisor
 
     follow_supervisor()
     # Several workers on one host: a busy web port is replaced by a free one (logged; the
@@ -136,7 +137,7 @@ def worker_command(
         bootstrap_addr = ensure_broker(settings)
     except BrokerError as exc:
         typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(UNREACHABLE_EXIT) from None
+        raise typer.Exit(TEMPFAIL_EXIT) from None
     from streamer.kafka.admin import TopicError
 
     try:
@@ -151,14 +152,15 @@ def _supervise(settings: Any, flags: dict[str, Any]) -> int:
     """``--processes N``: run N supervised children (``streamer.worker.supervisor``)."""
     from streamer.devkit.broker import BrokerError, ensure_broker
     from streamer.ports import pick_port
-    from streamer.worker.supervisor import UNREACHABLE_EXIT, Child, Supervisor, child_environment
+    from streamer.worker.exits import TEMPFAIL_EXIT
+    from streamer.worker.supervisor import Child, Supervisor, child_environment
     from streamer.worker.supervisor_http import SupervisorMetrics, serve_status
 
     try:
         bootstrap = ensure_broker(settings)  # once, for every child
     except BrokerError as exc:
         typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
-        return UNREACHABLE_EXIT
+        return TEMPFAIL_EXIT
     try:
         metrics_port = pick_port(settings.metrics_host, settings.metrics_port, "metrics_port")
         web_port = pick_port(settings.web_host, settings.web_port, "web_port")

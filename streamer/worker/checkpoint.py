@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from streamer.kafka.sink import TRANSACTION_TIMEOUT_MS
 from streamer.logs import log_event
@@ -31,6 +31,17 @@ from streamer.worker.offsets import TP, Chunk, OffsetTracker
 from streamer.worker.watchdog import Watchdog
 
 log = logging.getLogger("streamer.worker")
+
+#: A transaction failing with these was overtaken by a rebalance of the group (its offsets carry
+#: a generation that is no longer current): no fault of the worker's.
+REBALANCED = frozenset(
+    {
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.FENCED_INSTANCE_ID,
+    }
+)
 
 #: A call still blocked this long after its own timeout hangs (``streamer.worker.watchdog``).
 HANG_GRACE_S = 5.0
@@ -75,6 +86,10 @@ class Checkpoint(ABC):
         self.committed: dict[TP, int] = {}
         #: Set once the mode cannot go on: the worker must stop and commit nothing more.
         self.failed = False
+        #: ... because the group rebalanced under a transaction (a restart is all it takes).
+        self.overtaken = False
+        #: A transaction is open (a graceful stop waits for it: leaving the group first fails it).
+        self.busy = False
 
     @abstractmethod
     async def process(self, groups: Groups, send: SendChunk, publish: Publish = None) -> int:
@@ -156,6 +171,7 @@ class ExactlyOnce(Checkpoint):
             return 0
         producer = self.producer
         positions: dict[TP, int] = {}
+        self.busy = True
         try:
             producer.begin_transaction()
             for chunk, messages in live:
@@ -167,6 +183,7 @@ class ExactlyOnce(Checkpoint):
             timeout = self.call_timeout
             with self.watchdog.guard(timeout + HANG_GRACE_S, "send_offsets_to_transaction"):
                 # the group metadata is read by the fetch thread: the consumer is not called here
+                # (from this thread, during a rebalance, the call waited on the fetch thread)
                 producer.send_offsets_to_transaction(
                     offsets, self.committer.group_metadata, timeout
                 )
@@ -176,7 +193,15 @@ class ExactlyOnce(Checkpoint):
                 producer.commit_transaction(timeout)
         except KafkaException as exc:
             err = exc.args[0]
-            log_event(log, logging.CRITICAL, "transaction failed; stopping", error=str(err))
+            self.overtaken = err.code() in REBALANCED
+            log_event(
+                log,
+                logging.WARNING if self.overtaken else logging.CRITICAL,
+                "transaction overtaken by a rebalance; stopping"
+                if self.overtaken
+                else "transaction failed; stopping",
+                error=str(err),
+            )
             if err.txn_requires_abort():
                 with (
                     contextlib.suppress(KafkaException),
@@ -185,6 +210,8 @@ class ExactlyOnce(Checkpoint):
                     producer.abort_transaction(self.call_timeout)
             self.failed = True  # the worker calls fail() and stops
             return 0
+        finally:
+            self.busy = False
         # committable() drops the chunks the transaction completed (nothing else would here)
         self.tracker.committable(list(positions))
         self.on_committed(positions)

@@ -37,6 +37,7 @@ from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
 from streamer.worker.checkpoint import Checkpoint, make_checkpoint
+from streamer.worker.exits import TEMPFAIL_EXIT
 from streamer.worker.flow import FlowControl
 from streamer.worker.offsets import TP, OffsetTracker
 from streamer.worker.processing import Batch, BatchProcessor, make_batch
@@ -199,7 +200,7 @@ class StreamWorker:
             await self._flush_stats_when_due(time.monotonic())
         if self.checkpoint.failed and not self._stopping:
             self.metrics.abandoned.inc(self.checkpoint.fail())
-            self.stop(1)
+            self.stop(TEMPFAIL_EXIT if self.checkpoint.overtaken else 1)
         self.flow.maybe_resume()
 
     async def poll_loop(self) -> None:
@@ -294,7 +295,12 @@ class StreamWorker:
             await self.stats.flush()  # releases the held chunks
         deadline = t0 + DRAIN_TIMEOUT_S
         # a fatal producer (e.g. no ACL to write) acknowledges nothing more: no use waiting
-        while self.tracker.in_flight and time.monotonic() < deadline and sink.fatal is None:
+        # exactly-once: also the open transaction (leaving the group first would fail it)
+        while (
+            (self.tracker.in_flight or checkpoint.busy)
+            and time.monotonic() < deadline
+            and sink.fatal is None
+        ):
             sink.poll(0)
             await asyncio.sleep(0.005)
         positions = {} if checkpoint.failed else checkpoint.positions_to_commit()

@@ -9,8 +9,9 @@ same settings, ``processes = 1``, worker id ``<id>-<i>`` and ports of their own)
   transactions;
 - gives up when one slot crashed ``max_crashes`` times within ``window_s``: every other child is
   drained and the supervisor exits 1 (a crash loop needs a human, not more restarts); a child
-  that found Kafka not answering (``UNREACHABLE_EXIT``) is no crash: it is retried until the
-  broker is back;
+  exiting with ``TEMPFAIL_EXIT`` (Kafka away at its start, a rebalance under an exactly-once
+  transaction) did not crash: it is started again with back-off, without counting, for as long
+  as it takes (else a restart during a broker outage soon looks like a crash loop);
 - on SIGTERM/SIGINT passes the signal on, waits for every child to drain and commit, exits 0;
 - on SIGHUP passes it on (each child reloads its rules).
 
@@ -36,18 +37,12 @@ from typing import Any
 from streamer.config import env_var
 from streamer.logs import log_event
 from streamer.ports import free_port
+from streamer.worker.exits import CONFIG_ERROR_EXIT, TEMPFAIL_EXIT
 
 log = logging.getLogger("streamer.supervisor")
 
 #: Environment variable naming the supervisor's pid in a child (see ``follow_supervisor``).
 SUPERVISOR_PID_ENV = "STREAMER_SUPERVISOR_PID"
-#: A child exiting with this code met a configuration or rules error: restarting cannot help.
-CONFIG_ERROR_EXIT = 2
-#: A worker exits with this code (sysexits' EX_TEMPFAIL) when Kafka does not answer at its start:
-#: no fault of the worker, so the child is started again with back-off, without counting as a
-#: crash, for as long as the broker is away (a restart during an outage would else soon look
-#: like a crash loop and stop the supervisor).
-UNREACHABLE_EXIT = 75
 #: How often the supervisor looks at its children.
 TICK_S = 0.2
 
@@ -80,7 +75,7 @@ class Child:
     last_exit: int | None = None
     restart_at: float | None = None  # monotonic time of the next start, while backing off
     crashes: deque[float] = field(default_factory=deque)
-    unreachable: int = 0  # starts in a row that found Kafka not answering
+    tempfails: int = 0  # TEMPFAIL_EXIT exits in a row
 
     @property
     def pid(self) -> int | None:
@@ -204,19 +199,21 @@ class Supervisor:
             log_event(log, logging.ERROR, "worker has a configuration error", child=child.index)
             self._give_up(CONFIG_ERROR_EXIT)
             return
-        if code == UNREACHABLE_EXIT:
-            child.unreachable += 1
-            delay = self.policy.backoff(child.unreachable)
+        if code == TEMPFAIL_EXIT:
+            if time.time() - child.started_at > self.policy.window_s:  # started_at: wall clock
+                child.tempfails = 0  # it ran a good while: start the back-off over
+            child.tempfails += 1
+            delay = self.policy.backoff(child.tempfails)
             child.restart_at = now + delay
             log_event(
                 log,
                 logging.WARNING,
-                "Kafka does not answer; starting the worker again",
+                "worker met a passing condition; starting it again",
                 child=child.index,
                 restart_in_s=round(delay, 2),
             )
             return
-        child.unreachable = 0
+        child.tempfails = 0
         child.crashes.append(now)
         while child.crashes and now - child.crashes[0] > self.policy.window_s:
             child.crashes.popleft()
