@@ -112,7 +112,7 @@ class StreamWorker:
     def start_clients(self) -> None:
         s = self.settings
         eos = s.exactly_once
-        self.sink = Sink(
+        self.sink = sink = Sink(
             s,
             self.bootstrap,
             client_id=f"{self.worker_id}-out",
@@ -129,12 +129,7 @@ class StreamWorker:
             group_metadata=eos,
         )
         self.checkpoint = make_checkpoint(
-            eos,
-            self.tracker,
-            self.source,
-            self.metrics,
-            self.sink.producer,
-            self.sink.transaction_timeout,
+            eos, self.tracker, self.source, self.metrics, sink.producer, sink.transaction_timeout
         )
         if s.analytics:
             windows = windows_from_settings(s)
@@ -293,16 +288,7 @@ class StreamWorker:
             return
         if self.stats is not None and not checkpoint.exactly_once:
             await self.stats.flush()  # releases the held chunks
-        deadline = t0 + DRAIN_TIMEOUT_S
-        # a fatal producer (e.g. no ACL to write) acknowledges nothing more: no use waiting
-        # exactly-once: also the open transaction (leaving the group first would fail it)
-        while (
-            (self.tracker.in_flight or checkpoint.busy)
-            and time.monotonic() < deadline
-            and sink.fatal is None
-        ):
-            sink.poll(0)
-            await asyncio.sleep(0.005)
+        await _finish_in_flight(self.tracker, checkpoint, sink, t0 + DRAIN_TIMEOUT_S)
         positions = {} if checkpoint.failed else checkpoint.positions_to_commit()
         ok = await source.run_in_fetch_thread(source.commit_sync, positions)
         if ok and positions:
@@ -320,6 +306,21 @@ class StreamWorker:
             undelivered=undelivered,
             seconds=round(time.monotonic() - t0, 3),
         )
+
+
+async def _finish_in_flight(
+    tracker: OffsetTracker, checkpoint: Checkpoint, sink: Sink, deadline: float
+) -> None:
+    """Serve acknowledgements until nothing is in flight and no transaction is open (leaving
+    the group first would fail it), or until the deadline. A fatal producer (e.g. no ACL to
+    write) acknowledges nothing more: no use waiting for it."""
+    while (
+        (tracker.in_flight or checkpoint.busy)
+        and time.monotonic() < deadline
+        and sink.fatal is None
+    ):
+        sink.poll(0)
+        await asyncio.sleep(0.005)
 
 
 def prepare(stream: StreamWorker) -> None:
