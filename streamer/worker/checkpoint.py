@@ -183,7 +183,7 @@ class ExactlyOnce(Checkpoint):
             timeout = self.call_timeout
             with self.watchdog.guard(timeout + HANG_GRACE_S, "send_offsets_to_transaction"):
                 # the group metadata is read by the fetch thread: the consumer is not called here
-                # (from this thread, during a rebalance, the call waited on the fetch thread)
+                # (reading it fresh from this thread deadlocked during rebalances)
                 producer.send_offsets_to_transaction(
                     offsets, self.committer.group_metadata, timeout
                 )

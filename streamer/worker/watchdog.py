@@ -23,18 +23,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from streamer.logs import log_event
+from streamer.worker.exits import CRASH_EXIT
 
 log = logging.getLogger("streamer.worker")
-
-#: Exit status of a worker ended by a deadline (as for any fatal error: restart it).
-EXIT_HUNG = 1
 
 
 def exit_now() -> None:
     """End the process without unwinding (the main thread is blocked in C code)."""
     for handler in logging.getLogger().handlers:
         handler.flush()
-    os._exit(EXIT_HUNG)
+    os._exit(CRASH_EXIT)
 
 
 class Watchdog:
