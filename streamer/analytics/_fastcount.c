@@ -29,7 +29,6 @@
 #include <structmember.h>
 
 #define CATEGORY_MEMO 16
-#define RULE_MEMO 64
 
 /* A tuple does not keep its hash: the tally computes it once for its lookup and its store
  * where CPython exports the known-hash calls (3.11, 3.12). */
@@ -69,13 +68,9 @@ typedef struct {
      * plain address, a Delivery to a suppressed one. */
     PyObject *seen_type;       /* the class of a remembered entry (first_seen, last_seen, count) */
     Py_ssize_t capacity;       /* entries remembered at most (the oldest is forgotten) */
-    PyObject *rule_object;     /* rule -> its JSON object (SuppressionTracker.rule_json) */
-    PyObject *rule_type;       /* Rule: its objects are remembered with their JSON object */
+    PyObject *rule_object;     /* rule -> its JSON object (SuppressionTracker.rule_json,
+                                  which remembers it per rule) */
     PyObject *dumps;           /* orjson.dumps */
-    struct {
-        PyObject *rule;
-        PyObject *json;
-    } rules[RULE_MEMO];
     long long watermark_set;   /* the largest event time this counter gave ``owner`` */
     int has_watermark_set;
     PyObject *last_second;     /* the last second found in ``seconds`` (its hash is known) */
@@ -471,27 +466,6 @@ widen(PyObject *entry, PyObject *name, long long t, int later, PyObject **result
     return 0;
 }
 
-/* The JSON object of a rule (borrowed from the memo, or a new reference in *owned). */
-static PyObject *
-rule_json(FastCounter *self, PyObject *rule, PyObject **owned)
-{
-    *owned = NULL;
-    size_t slot = ((size_t)rule >> 4) % RULE_MEMO;
-    if (Py_TYPE(rule) == (PyTypeObject *)self->rule_type && self->rules[slot].rule == rule)
-        return self->rules[slot].json;
-    PyObject *json = PyObject_CallOneArg(self->rule_object, rule);
-    if (json == NULL)
-        return NULL;
-    if (Py_TYPE(rule) == (PyTypeObject *)self->rule_type) {  /* immutable: remember it */
-        Py_INCREF(rule);
-        Py_XSETREF(self->rules[slot].rule, rule);
-        Py_XSETREF(self->rules[slot].json, json);
-        return json;
-    }
-    *owned = json;
-    return json;
-}
-
 /* A hard Bounce's or OOB's suppression writes (SuppressionTracker._suppress): 1 with *writes
  * set, 0 for the Python path (nothing changed), -1 on an error. */
 static int
@@ -505,7 +479,7 @@ hard_bounce_writes(FastCounter *self, PyObject *record, long long second, PyObje
     PyObject *key = plain_key(record);
     if (key == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    PyObject *entry = NULL, *value = NULL, *json_owned = NULL, *time = NULL;
+    PyObject *entry = NULL, *value = NULL, *json = NULL, *time = NULL;
     PyObject *total = NULL, *first = NULL, *last = NULL;
     int rc = -1;
     entry = PyDict_GetItemWithError(self->suppressed, key);
@@ -545,7 +519,7 @@ hard_bounce_writes(FastCounter *self, PyObject *record, long long second, PyObje
         || widen(entry, s_first_seen, t, 0, &first) < 0
         || widen(entry, s_last_seen, t, 1, &last) < 0)
         goto done;
-    PyObject *json = rule_json(self, rule, &json_owned);
+    json = PyObject_CallOneArg(self->rule_object, rule);
     if (json == NULL)
         goto done;
     value = PyDict_New();
@@ -571,7 +545,7 @@ done:
     Py_DECREF(key);
     Py_XDECREF(entry);
     Py_XDECREF(value);
-    Py_XDECREF(json_owned);
+    Py_XDECREF(json);
     Py_XDECREF(time);
     Py_XDECREF(total);
     Py_XDECREF(first);
@@ -899,21 +873,21 @@ FastCounter_init(FastCounter *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"window_ms", "gaps", "complaints", "complaint_types", "seconds", "tenants", "site_provider",
                              "domain_provider", "peer_provider", "category_of", "suppressed", "owner", "other",
                              "hard", "uncategorized", "fallback", "suppress", "seen_type", "capacity",
-                             "rule_object", "rule_type", "dumps", "tombstone_all", NULL};
+                             "rule_object", "dumps", "tombstone_all", NULL};
     long long window_ms;
     PyObject *gaps, *complaints, *complaint_types, *seconds, *tenants, *site_provider, *domain_provider, *peer_provider,
         *category_of, *suppressed, *owner, *other, *hard, *uncategorized, *fallback, *suppress,
-        *seen_type, *rule_object, *rule_type, *dumps;
+        *seen_type, *rule_object, *dumps;
     Py_ssize_t capacity;
     int tombstone_all = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LO!O!O!O!O!O!O!O!O!O!OUUUOOOnOO!O|p", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LO!O!O!O!O!O!O!O!O!O!OUUUOOOnOO|p", kwlist,
                                      &window_ms, &PyList_Type, &gaps, &PyList_Type, &complaints,
                                      &PyDict_Type, &complaint_types, &PyDict_Type,
                                      &seconds, &PyDict_Type, &tenants, &PyDict_Type,
                                      &site_provider, &PyDict_Type, &domain_provider, &PyDict_Type,
                                      &peer_provider, &PyDict_Type, &category_of, &PyDict_Type, &suppressed, &owner, &other,
                                      &hard, &uncategorized, &fallback, &suppress, &seen_type,
-                                     &capacity, &rule_object, &PyType_Type, &rule_type, &dumps,
+                                     &capacity, &rule_object, &dumps,
                                      &tombstone_all))
         return -1;
     if (window_ms <= 0) {
@@ -938,7 +912,7 @@ FastCounter_init(FastCounter *self, PyObject *args, PyObject *kwds)
     KEEP(gaps) KEEP(complaints) KEEP(complaint_types) KEEP(seconds) KEEP(tenants) KEEP(site_provider) KEEP(domain_provider)
     KEEP(peer_provider) KEEP(category_of) KEEP(suppressed) KEEP(owner) KEEP(other) KEEP(hard)
     KEEP(uncategorized) KEEP(fallback) KEEP(suppress) KEEP(seen_type) KEEP(rule_object)
-    KEEP(rule_type) KEEP(dumps)
+    KEEP(dumps)
 #undef KEEP
     self->tombstone_all = tombstone_all;
     self->has_watermark_set = 0;
@@ -968,12 +942,7 @@ FastCounter_traverse(FastCounter *self, visitproc visit, void *arg)
     Py_VISIT(self->suppress);
     Py_VISIT(self->seen_type);
     Py_VISIT(self->rule_object);
-    Py_VISIT(self->rule_type);
     Py_VISIT(self->dumps);
-    for (int i = 0; i < RULE_MEMO; i++) {
-        Py_VISIT(self->rules[i].rule);
-        Py_VISIT(self->rules[i].json);
-    }
     return 0;
 }
 
@@ -1001,12 +970,7 @@ FastCounter_clear(FastCounter *self)
     Py_CLEAR(self->last_second);
     Py_CLEAR(self->seen_type);
     Py_CLEAR(self->rule_object);
-    Py_CLEAR(self->rule_type);
     Py_CLEAR(self->dumps);
-    for (int i = 0; i < RULE_MEMO; i++) {
-        Py_CLEAR(self->rules[i].rule);
-        Py_CLEAR(self->rules[i].json);
-    }
     for (int i = 0; i < CATEGORY_MEMO; i++) {
         Py_CLEAR(self->categories[i].label);
         Py_CLEAR(self->categories[i].category);

@@ -25,7 +25,6 @@ class FastCounter:
         seen_type: Callable[[int, int, int], Any],
         capacity: int,
         rule_object: Callable[[Any], Any],
-        rule_type: type,
         dumps: Callable[[Any], bytes],
         tombstone_all: bool = ...,
     ) -> None: ...

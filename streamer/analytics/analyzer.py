@@ -29,7 +29,7 @@ from streamer.analytics.suppressions import Seen, SuppressionTracker
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.feedback import COMPLAINT_TYPES, complained_about
-from streamer.rules import UNCATEGORIZED, Rule
+from streamer.rules import UNCATEGORIZED
 
 try:
     from streamer.analytics import _fastcount
@@ -98,7 +98,6 @@ class Analyzer:
             seen_type=Seen,
             capacity=self.suppressions.capacity,
             rule_object=self.suppressions.rule_json,  # one memory of rule objects
-            rule_type=Rule,
             dumps=orjson.dumps,
             tombstone_all=self.suppressions.tombstone_all_deliveries,
         )
