@@ -26,10 +26,10 @@ from streamer.devkit.broker import (
     BrokerError,
     BrokerState,
     LocalBroker,
-    check_bootstrap,
     stop_when_owner_exits,
 )
 from streamer.kafka.admin import create_topics
+from streamer.kafka.probe import check_bootstrap
 
 _KAFKA_FIXTURES = {"kafka_bootstrap", "new_topic", "kafka_settings", "secure_broker"}
 

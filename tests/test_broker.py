@@ -15,7 +15,6 @@ import pytest
 
 from streamer.config import Settings
 from streamer.devkit.broker import (
-    BrokerError,
     LocalBroker,
     cache_dir,
     ensure_broker,
@@ -25,6 +24,7 @@ from streamer.devkit.broker import (
     stop_when_owner_exits,
 )
 from streamer.kafka.admin import create_topics, topic_partitions
+from streamer.kafka.probe import KafkaUnavailable
 
 # The installed console script, as a user runs it (next to this interpreter in the venv).
 _SCRIPT = Path(sys.executable).parent / "streamer"
@@ -146,7 +146,7 @@ def test_ensure_broker_uses_configured_bootstrap(
     assert ensure_broker(settings, say=lambda _m: None) == kafka_bootstrap
 
     dead = Settings(bootstrap=f"127.0.0.1:{free_port()}", files=[test_rules_file])
-    with pytest.raises(BrokerError, match="does not answer"):
+    with pytest.raises(KafkaUnavailable, match="does not answer"):
         ensure_broker(dead, say=lambda _m: None)
 
 

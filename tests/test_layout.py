@@ -83,3 +83,29 @@ def test_no_class_over_250_lines_and_no_function_over_60(path: Path) -> None:
         if lines > limit and not qualified & LARGE_ON_PURPOSE:
             too_big.append(f"{node.name}: {lines} lines")
     assert not too_big, too_big
+
+
+def test_a_worker_with_a_bootstrap_never_loads_the_devkit() -> None:
+    """The worker command loads the local-broker tool only when no Kafka is configured."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from streamer.cli.worker import _bootstrap\n"
+        "from streamer.config import Settings\n"
+        "from streamer.kafka.probe import KafkaUnavailable\n"
+        "from streamer.ports import free_port\n"
+        "dead = f'127.0.0.1:{free_port(\"127.0.0.1\")}'\n"
+        "s = Settings(bootstrap=dead, files=[Path('/dev/null')])\n"
+        "try:\n"
+        "    _bootstrap(s)\n"
+        "except KafkaUnavailable as exc:\n"
+        "    print(exc)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('streamer.devkit')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()
+    assert "does not answer" in out[0] and out[-1] == "[]", out

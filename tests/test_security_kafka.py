@@ -30,11 +30,12 @@ from worker_harness import RULES_V1, WorkerProcess, produce, read_topic, topic_s
 
 from streamer.config import Settings
 from streamer.devkit import security
-from streamer.devkit.broker import BrokerError, BrokerState, check_bootstrap, free_port
+from streamer.devkit.broker import BrokerState, free_port
 from streamer.devkit.harness import worker_command
 from streamer.devkit.sample import SampleMessage, generate, record_identity
 from streamer.kafka.admin import create_topics, default_topics
 from streamer.kafka.clients import client_config
+from streamer.kafka.probe import KafkaUnavailable, check_bootstrap
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -409,7 +410,7 @@ def test_a_certificate_for_another_host_is_refused(
     )
     bad = user_settings(secure_broker, user, secure_broker.misnamed_bootstrap, rules)
     t0 = time.monotonic()
-    with pytest.raises(BrokerError) as info:
+    with pytest.raises(KafkaUnavailable) as info:
         check_bootstrap(bad, secure_broker.misnamed_bootstrap, timeout=20)
     message = str(info.value)
     assert time.monotonic() - t0 < 10, "refused at once, not after the timeout"
@@ -423,7 +424,7 @@ def test_a_certificate_for_another_host_is_refused(
 def _answers(s: Settings, bootstrap: str) -> bool:
     try:
         check_bootstrap(s, bootstrap, timeout=5)
-    except BrokerError:
+    except KafkaUnavailable:
         return False
     return True
 

@@ -26,10 +26,10 @@ def demo(
     label the rules give it, each malformed message on the dead-letter topic with its reason.
     """
     from streamer.config import ConfigError, load_settings
-    from streamer.devkit.broker import BrokerError
     from streamer.devkit.demo import run_demo
     from streamer.devkit.harness import HarnessError
     from streamer.kafka.admin import TopicError
+    from streamer.kafka.probe import KafkaUnavailable
 
     try:
         settings = load_settings()
@@ -38,7 +38,7 @@ def demo(
         from streamer.cli import config_error
 
         raise config_error(exc) from None
-    except (BrokerError, HarnessError, TopicError) as exc:
+    except (KafkaUnavailable, HarnessError, TopicError) as exc:
         typer.secho(f"demo failed: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     _write_report(settings.state_dir / "report.html")

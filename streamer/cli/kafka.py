@@ -42,11 +42,12 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _bootstrap(settings: Settings) -> str:
-    from streamer.devkit.broker import BrokerError, ensure_broker
+    from streamer.devkit.broker import ensure_broker
+    from streamer.kafka.probe import KafkaUnavailable
 
     try:
         return ensure_broker(settings)
-    except BrokerError as exc:
+    except KafkaUnavailable as exc:
         _err(str(exc))
         raise typer.Exit(1) from exc
 

@@ -90,7 +90,7 @@ def worker_command(
 
     # Imported here: Faust and the classifier are heavy, other commands should not pay for them.
     from streamer.classifier import ReloadableClassifier
-    from streamer.devkit.broker import BrokerError, ensure_broker
+    from streamer.kafka.probe import KafkaUnavailable
     from streamer.logs import setup_logging
     from streamer.rules import RulesError
     from streamer.worker import default_worker_id, run_worker
@@ -134,8 +134,8 @@ def worker_command(
     statedir.remove_stale(settings.state_dir, keep=settings.worker_id)
     statedir.claim(settings.state_dir, settings.worker_id)
     try:
-        bootstrap_addr = ensure_broker(settings)
-    except BrokerError as exc:
+        bootstrap_addr = _bootstrap(settings)
+    except KafkaUnavailable as exc:
         typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(TEMPFAIL_EXIT) from None
     from streamer.kafka.admin import TopicError
@@ -148,17 +148,33 @@ def worker_command(
     raise typer.Exit(code)
 
 
+def _bootstrap(settings: Any) -> str:
+    """The configured Kafka, checked to answer; without one, the embedded local broker.
+
+    The local broker is a development tool (``streamer.devkit``): imported only when it is used,
+    so a worker pointed at a real cluster never loads it.
+    """
+    if settings.bootstrap:
+        from streamer.kafka.probe import check_bootstrap
+
+        check_bootstrap(settings, settings.bootstrap)
+        return str(settings.bootstrap)
+    from streamer.devkit.broker import ensure_broker
+
+    return ensure_broker(settings)
+
+
 def _supervise(settings: Any, flags: dict[str, Any]) -> int:
     """``--processes N``: run N supervised children (``streamer.worker.supervisor``)."""
-    from streamer.devkit.broker import BrokerError, ensure_broker
+    from streamer.kafka.probe import KafkaUnavailable
     from streamer.ports import pick_port
     from streamer.worker.exits import TEMPFAIL_EXIT
     from streamer.worker.supervisor import Child, Supervisor, child_environment
     from streamer.worker.supervisor_http import SupervisorMetrics, serve_status
 
     try:
-        bootstrap = ensure_broker(settings)  # once, for every child
-    except BrokerError as exc:
+        bootstrap = _bootstrap(settings)  # once, for every child
+    except KafkaUnavailable as exc:
         typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
         return TEMPFAIL_EXIT
     try:

@@ -33,14 +33,12 @@ from string import Template
 from typing import Any
 
 import psutil
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
 
 from streamer import resources
 from streamer.config import Settings
 from streamer.devkit import security
 from streamer.devkit.console import Say, say
-from streamer.kafka.clients import client_config
+from streamer.kafka.probe import KafkaUnavailable, answers_metadata, check_bootstrap, port_accepts
 
 #: ``deploy/kafka`` of the repository, shipped in the wheel as package data (streamer.resources).
 DEPLOY_DIR = resources.kafka_dir()
@@ -70,8 +68,9 @@ _REQUIRED_JARS = (
 _LOG_TAIL_LINES = 40
 
 
-class BrokerError(Exception):
-    """The broker could not be provided; the message says why (with the log tail if relevant)."""
+class BrokerError(KafkaUnavailable):
+    """The local broker could not be provided; the message says why (with the log tail if
+    relevant). A KafkaUnavailable, as for a cluster that does not answer."""
 
 
 # --- jars -------------------------------------------------------------------------------------
@@ -202,50 +201,6 @@ def _port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def _port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-#: Connection errors no retry cures (a refused login, a certificate that does not verify):
-#: reported at once instead of after the whole timeout.
-_HOPELESS = {KafkaError._AUTHENTICATION, KafkaError._SSL}
-
-
-def answers_metadata(conf: dict[str, Any], timeout: float = 5.0) -> str | None:
-    """None when the cluster answered a metadata request with at least one broker, else why not.
-
-    A failed login or TLS handshake ends the wait at once, with librdkafka's reason.
-    """
-    hopeless: list[KafkaError] = []
-
-    def on_error(err: KafkaError) -> None:
-        if err.code() in _HOPELESS:
-            hopeless.append(err)
-
-    # Route librdkafka's own log lines (connection refused, ...) away from the user's terminal;
-    # its errors reach on_error instead.
-    admin_conf: dict[str, Any] = {**conf, "log_level": 0, "error_cb": on_error}
-    admin = AdminClient(admin_conf)
-    deadline = time.monotonic() + timeout
-    why = "no answer"
-    while True:
-        try:
-            md = admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
-        except KafkaException as exc:
-            why = str(exc.args[0]) if exc.args else repr(exc)
-        else:
-            return None if md.brokers else "metadata lists no broker"
-        admin.poll(0)  # serves on_error
-        if hopeless:
-            return hopeless[0].str() + security.tls_hint(hopeless[0], conf)
-        if time.monotonic() >= deadline:
-            return why
 
 
 # Brokers this process launched: kept so that `stop` can reap them (no zombies in tests).
@@ -580,7 +535,7 @@ class LocalBroker:
                     f"the Kafka broker exited{code} while starting; last lines of "
                     f"{self.log_file}:\n{_tail(self.log_file)}"
                 )
-            if _port_accepts("127.0.0.1", state.port):
+            if port_accepts("127.0.0.1", state.port):
                 why = answers_metadata(conf, timeout=2.0) or ""
                 if not why:
                     return
@@ -680,22 +635,6 @@ def _read_cluster_id(meta: Path) -> str:
         if line.startswith("cluster.id="):
             return line.split("=", 1)[1].strip()
     return ""
-
-
-def check_bootstrap(settings: Settings, bootstrap: str, timeout: float = 10.0) -> None:
-    """BrokerError unless the Kafka cluster at ``bootstrap`` answers a metadata request."""
-    # A quick TCP look first: a wrong address fails in a second, not after the whole timeout.
-    addresses = [a.strip() for a in bootstrap.split(",") if a.strip()]
-    reachable = []
-    for address in addresses:
-        host, _, port = address.rpartition(":")
-        if port.isdigit() and _port_accepts(host.strip("[]") or "127.0.0.1", int(port), 3.0):
-            reachable.append(address)
-    if not reachable:
-        raise BrokerError(f"Kafka at {bootstrap} does not answer: nothing accepts connections")
-    why = answers_metadata(client_config(settings, bootstrap), timeout)
-    if why is not None:
-        raise BrokerError(f"Kafka at {bootstrap} does not answer: {why}")
 
 
 def ensure_broker(settings: Settings, say: Say = say) -> str:

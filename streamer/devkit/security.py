@@ -23,15 +23,13 @@ import datetime as dt
 import ipaddress
 import os
 import secrets
-import socket
-import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
     AclOperation,
@@ -465,34 +463,3 @@ def provision(
     worker = user_settings(files, WORKER_USER, secure_bootstrap, plain)
     wait_for_login(client_config(worker, secure_bootstrap), plain.input_topic)
     return configs
-
-
-def tls_hint(err: KafkaError, conf: dict[str, Any]) -> str:
-    """Why a TLS handshake failed, in words librdkafka does not give: it says "certificate verify
-    failed" (and suggests ssl.ca.location) for a hostname mismatch too. Python's ssl module
-    repeats the handshake with the same CA and says which check failed; "" when it cannot."""
-    if err.code() != KafkaError._SSL or "verify failed" not in err.str():
-        return ""
-    first = str(conf.get("bootstrap.servers", "")).split(",")[0].strip()
-    host, _, port = first.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit():
-        return ""
-    ca = conf.get("ssl.ca.location")
-    try:
-        context = ssl.create_default_context(
-            cafile=ca if ca and os.path.isfile(ca) else None,
-            capath=ca if ca and os.path.isdir(ca) else None,
-        )
-        with (
-            socket.create_connection((host, int(port)), timeout=5.0) as sock,
-            context.wrap_socket(sock, server_hostname=host),
-        ):
-            return ""
-    except ssl.SSLCertVerificationError as exc:
-        message = str(exc.verify_message)
-        if "mismatch" in message.lower():
-            message += "; hostname verification is on"
-        return f" ({message})"
-    except (OSError, ValueError):
-        return ""
