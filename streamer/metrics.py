@@ -386,6 +386,12 @@ class Metrics:
             "or a failed transaction): the next owner consumes them again.",
             registry=r,
         )
+        self.rewinds = Counter(
+            "streamer_rewinds",
+            "Exactly-once transactions aborted and read again from the last commit, in place "
+            "(overtaken by a rebalance, or the producer needed a new epoch).",
+            registry=r,
+        )
         stage = Histogram(
             "streamer_stage_seconds",
             "Where records wait, per batch: fetch (broker timestamp of the batch's oldest record "

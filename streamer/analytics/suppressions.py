@@ -94,6 +94,11 @@ class SuppressionTracker:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def forget(self) -> None:
+        """Start with an empty memory, as a restarted worker does (emptied in place: the C
+        counter holds the same dict)."""
+        self._seen.clear()
+
     def rule_json(self, rule: Rule | Mapping[str, Any] | str | None) -> Any:
         """:func:`rule_object`, built once per :class:`Rule` (immutable): remembered by the
         rule's identity (the entry holds the rule, so its id cannot be reused meanwhile)."""

@@ -194,6 +194,21 @@ class WindowedStats:
         self._nkeys = 0
         self._pending: list[dict[str, Any]] = []  # rows of windows evicted by max_windows
 
+    def empty_copy(self) -> WindowedStats:
+        """A new, empty instance with the same settings."""
+        return WindowedStats(
+            window_s=self.window_ms / 1000,
+            grace_s=self.grace_ms / 1000,
+            idle_flush_s=self.idle_flush_s,
+            retention_s=self.retention_ms / 1000,
+            max_windows=self.max_windows,
+            max_keys=self.max_keys,
+            gaps_top=self.gaps_top,
+            future_skew_s=self.future_skew_ms / 1000,
+            clock=self.clock,
+            recreate_late=self.recreate_late,
+        )
+
     def __len__(self) -> int:
         """Rows held (over all windows)."""
         return self._nkeys

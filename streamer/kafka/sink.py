@@ -51,6 +51,9 @@ NOT_AUTHORIZED = {
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 }
 
+#: What librdkafka reports for outputs an aborted transaction removed from its queues.
+PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
+
 #: Exactly-once: how long the broker lets a transaction stay open. A worker killed mid-batch
 #: leaves one open; unless the same worker id comes back first (which aborts it at once), the
 #: broker aborts it after this, and until then ``read_committed`` readers of the partitions it
@@ -222,7 +225,11 @@ class Sink:
     def _handle_failures(self) -> None:
         failures, self._failures = self._failures, []
         if self.transactional:
-            for _chunk, _attempt, err, topic, *_ in failures:
+            purged = 0
+            for chunk, _attempt, err, topic, *_ in failures:
+                if chunk.abandoned or err.code() in PURGED:
+                    purged += 1  # an aborted transaction's output: its record is read again
+                    continue
                 # the transaction's commit fails on this; the worker aborts and stops
                 log_event(
                     log,
@@ -231,6 +238,8 @@ class Sink:
                     topic=topic,
                     error=err.str(),
                 )
+            if purged:
+                log_event(log, logging.INFO, "aborted transaction's outputs discarded", n=purged)
             return
         for chunk, attempt, err, topic, key, value, headers in failures:
             if err.code() in NOT_AUTHORIZED:

@@ -15,12 +15,16 @@
   ``consume()`` sits in a rebalance callback waiting for the event loop, it never returns (two
   workers starting together deadlocked this way). So the loop only *requests* pauses, resumes,
   commits and lag readings; the fetch thread applies them around each ``consume()``.
+- Exactly-once recovery rewinds partitions (``rewind``): the fetch thread seeks them before a
+  ``consume()`` and then reports them read from there (``RebalanceHandler.on_rewound``), with
+  the first batch fetched after the seek. Records fetched before it are the tracker's to drop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +61,10 @@ class RebalanceHandler:
 
     def on_committed(self, positions: dict[TP, int]) -> None:
         """Called on the event loop when an asynchronous commit succeeded."""
+
+    def on_rewound(self, tps: set[TP], failed: dict[TP, str]) -> None:
+        """On the event loop: these partitions are now read from their ``rewind`` offsets (the
+        batch this comes with was fetched after the seek); ``failed``: seeks that did not."""
 
 
 class Source:
@@ -112,6 +120,7 @@ class Source:
         #: the fetch thread after each consume() and on each rebalance.
         self._want_group_metadata = group_metadata
         self.group_metadata: Any = None
+        self._seeks = Seeks()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -124,16 +133,25 @@ class Source:
 
     async def fetch(self, num_messages: int, timeout: float) -> list[Message]:
         """The next batch (possibly empty); rebalance callbacks may run during the call."""
-        return await self.loop.run_in_executor(self._executor, self._consume, num_messages, timeout)
+        messages, sought, failed = await self.loop.run_in_executor(
+            self._executor, self._consume, num_messages, timeout
+        )
+        if sought or failed:  # before the batch is tracked: its records are from the new offsets
+            self.handler.on_rewound(sought, failed)
+        return messages
 
-    def _consume(self, num_messages: int, timeout: float) -> list[Message]:
+    def _consume(
+        self, num_messages: int, timeout: float
+    ) -> tuple[list[Message], set[TP], dict[TP, str]]:
         # fetch thread
         self._run_ops()
+        # Seeks applied before this consume(): its records are read from the new offsets.
+        sought, failed = self._seeks.applied()
         messages = self.consumer.consume(num_messages, timeout)
         self._run_ops()
         if self._want_group_metadata:
             self.group_metadata = self.consumer.consumer_group_metadata()
-        return messages
+        return messages, sought, failed
 
     def _run_ops(self) -> None:
         ops = self._ops
@@ -154,6 +172,13 @@ class Source:
         self.closed = True
         await self.run_in_fetch_thread(self.consumer.close)
         self._executor.shutdown(wait=False)
+
+    # --- rewinding (requested on the event loop, applied in the fetch thread) -----------------
+    def rewind(self, positions: dict[TP, int]) -> None:
+        """Read these partitions again from these offsets, from the next fetch on."""
+        if positions:
+            self._seeks.request(positions)
+            self._ops.append(lambda: self._seeks.apply(self.consumer, self.assignment))
 
     # --- flow control (requested on the event loop, applied in the fetch thread) ---------------
     def pause(self) -> int:
@@ -232,27 +257,12 @@ class Source:
         self._ops.append(self._read_lag)
 
     def _read_lag(self) -> None:
-        """High watermark (as last seen by the fetcher) minus the position, per partition."""
-        out: dict[TP, int] = {}
         if not self.assignment or self.closed:
-            self.lags = out
+            self.lags = {}
             return
-        try:
-            positions = self.consumer.position(
-                [TopicPartition(t, p) for (t, p) in sorted(self.assignment)]
-            )
-        except KafkaException:
-            return
-        for tp in positions:
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            if high < 0:
-                continue
-            pos = tp.offset if tp.offset >= 0 else high  # nothing consumed yet: unknown, say 0
-            out[tp.topic, tp.partition] = max(0, high - pos)
-        self.lags = out
+        lags = read_lags(self.consumer, self.assignment)
+        if lags is not None:
+            self.lags = lags
 
     # --- rebalance callbacks (fetch thread) ---------------------------------------------------
     def _wait(self, coro: Awaitable[Any]) -> Any:
@@ -265,6 +275,7 @@ class Source:
     def _cb_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = _tps(partitions)
         self._refresh_group_metadata(consumer)
+        self._seeks.cancel(tps)
         self._wait(self.handler.on_assigned(tps))
         self.assignment.update(tps)
         consumer.incremental_assign(partitions)
@@ -276,6 +287,7 @@ class Source:
     def _cb_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = _tps(partitions)
         self._refresh_group_metadata(consumer)
+        self._seeks.cancel(tps)
         try:
             positions = self._wait(self.handler.on_revoking(tps))
             self.commit_sync(positions)
@@ -289,6 +301,72 @@ class Source:
     def _cb_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The group moved on without us: others may own these already; never commit them.
         tps = _tps(partitions)
+        self._seeks.cancel(tps)
         self._wait(self.handler.on_revoked(tps, lost=True))
         self.assignment.difference_update(tps)
         self.paused.difference_update(tps)
+
+
+def read_lags(consumer: Consumer, assignment: set[TP]) -> dict[TP, int] | None:
+    """High watermark (as last seen by the fetcher) minus the position, per partition; None
+    when the positions cannot be read."""
+    out: dict[TP, int] = {}
+    try:
+        positions = consumer.position([TopicPartition(t, p) for (t, p) in sorted(assignment)])
+    except KafkaException:
+        return None
+    for tp in positions:
+        try:
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+        except KafkaException:
+            continue
+        if high < 0:
+            continue
+        pos = tp.offset if tp.offset >= 0 else high  # nothing consumed yet: unknown, say 0
+        out[tp.topic, tp.partition] = max(0, high - pos)
+    return out
+
+
+class Seeks:
+    """Seeks asked for on the event loop (``request``), applied by the fetch thread (``apply``)
+    before a consume(), and reported with the batch that consume() returns (``applied``).
+
+    An assignment change of a partition cancels its seek (``cancel``): its new owner, or this
+    worker's new assignment, reads from the committed offset.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wanted: dict[TP, int] = {}
+        self._done: set[TP] = set()  # fetch thread only, like _failed
+        self._failed: dict[TP, str] = {}
+
+    def request(self, positions: dict[TP, int]) -> None:
+        with self._lock:
+            self._wanted.update(positions)
+
+    def cancel(self, tps: list[TP]) -> None:
+        with self._lock:
+            for tp in tps:
+                self._wanted.pop(tp, None)
+
+    def apply(self, consumer: Consumer, assignment: set[TP]) -> None:
+        with self._lock:
+            wanted, self._wanted = self._wanted, {}
+        for (topic, partition), offset in wanted.items():
+            if (topic, partition) not in assignment:
+                continue  # revoked meanwhile: the next owner reads from the committed offset
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                self._failed[topic, partition] = str(exc.args[0])
+            else:
+                self._done.add((topic, partition))
+
+    def applied(self) -> tuple[set[TP], dict[TP, str]]:
+        """The seeks applied (and failed) since the last call."""
+        if not (self._done or self._failed):
+            return set(), {}
+        done, failed = self._done, self._failed
+        self._done, self._failed = set(), {}
+        return done, failed

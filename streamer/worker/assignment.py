@@ -19,7 +19,7 @@ from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.worker.checkpoint import Checkpoint
 from streamer.worker.flow import FlowControl
-from streamer.worker.offsets import TP
+from streamer.worker.offsets import TP, RewindError
 
 log = logging.getLogger("streamer.worker")
 
@@ -77,6 +77,16 @@ class PartitionLifecycle(RebalanceHandler):
 
     def on_committed(self, positions: dict[TP, int]) -> None:
         self.checkpoint.on_committed(positions)
+
+    def on_rewound(self, tps: set[TP], failed: dict[TP, str]) -> None:
+        """Exactly-once recovery (``streamer.worker.rewind``): the consumer reads ``tps`` from
+        their rewind offsets now. A failed seek leaves no safe way on: RewindError."""
+        self.tracker.positioned(tps)
+        if failed:
+            raise RewindError(
+                "seek failed: "
+                + ", ".join(f"{t}:{p} ({e})" for (t, p), e in sorted(failed.items()))
+            )
 
 
 def format_partitions(tps: Iterable[TP]) -> str:

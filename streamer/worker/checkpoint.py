@@ -7,7 +7,9 @@ how a batch's outputs and its input offsets reach Kafka:
   waiting, the prefix of offsets whose outputs were all acknowledged. A crash re-delivers what
   was not committed yet (duplicates, never losses).
 - ``ExactlyOnce``: each batch is one Kafka transaction holding its outputs and its input
-  offsets. A failed transaction is aborted and the worker stops (its partitions move on to a
+  offsets. A transaction that a rebalance of the group overtook is aborted, and the worker
+  reads its partitions again from the last commit (``on_aborted``: ``streamer.worker.rewind``).
+  Any other failed transaction is aborted and the worker stops (its partitions move on to a
   worker that starts from the last committed transaction).
 
 The worker calls the same four methods whatever the mode (the interface below), so the mode is
@@ -16,7 +18,6 @@ decided once, in ``make_checkpoint``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +43,13 @@ REBALANCED = frozenset(
         KafkaError.FENCED_INSTANCE_ID,
     }
 )
+
+#: Failures an abort clears, after which the worker reads the transaction's records again in
+#: place: a rebalance overtook the transaction, or the producer's sequence numbers need the new
+#: epoch an abort brings. (After an abort that purged outputs in flight, librdkafka 2.16's next
+#: transaction can fail with OUT_OF_ORDER_SEQUENCE_NUMBER; produce() reports that transaction's
+#: failed state as _STATE.)
+REWINDABLE = REBALANCED | {KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError._STATE}
 
 #: A call still blocked this long after its own timeout hangs (``streamer.worker.watchdog``).
 HANG_GRACE_S = 5.0
@@ -86,7 +94,8 @@ class Checkpoint(ABC):
         self.committed: dict[TP, int] = {}
         #: Set once the mode cannot go on: the worker must stop and commit nothing more.
         self.failed = False
-        #: ... because the group rebalanced under a transaction (a restart is all it takes).
+        #: ... because the group rebalanced under a transaction, or rewinds came too often (a
+        #: restart is all it takes: exit 75).
         self.overtaken = False
         #: A transaction is open (a graceful stop waits for it: leaving the group first fails it).
         self.busy = False
@@ -164,6 +173,10 @@ class ExactlyOnce(Checkpoint):
         #: Longest a transactional call may block the event loop (librdkafka's default: for
         #: ever); the producer's transaction timeout, after which the broker aborts anyway.
         self.call_timeout = call_timeout
+        #: After a transaction failed with a REWINDABLE error and was aborted: reads the
+        #: uncommitted records again (``streamer.worker.rewind``). False, or none set: the
+        #: worker stops.
+        self.on_aborted: Callable[[], bool] | None = None
 
     async def process(self, groups: Groups, send: SendChunk, publish: Publish = None) -> int:
         live = [(c, m) for c, m in groups if not c.abandoned]
@@ -193,21 +206,22 @@ class ExactlyOnce(Checkpoint):
                 producer.commit_transaction(timeout)
         except KafkaException as exc:
             err = exc.args[0]
-            self.overtaken = err.code() in REBALANCED
+            code = err.code()
+            rebalanced = code in REBALANCED
+            aborted = (code in REWINDABLE or err.txn_requires_abort()) and self._abort()
+            why = "overtaken by a rebalance" if rebalanced else "producer needs a new epoch"
+            if aborted and code in REWINDABLE and self.on_aborted is not None:
+                log_event(log, logging.WARNING, "transaction aborted", why=why, error=str(err))
+                if self.on_aborted():
+                    return 0
+            self.overtaken = rebalanced or (aborted and code in REWINDABLE)
             log_event(
                 log,
                 logging.WARNING if self.overtaken else logging.CRITICAL,
-                "transaction overtaken by a rebalance; stopping"
-                if self.overtaken
-                else "transaction failed; stopping",
+                "transaction failed; stopping",
+                why=why if self.overtaken else None,
                 error=str(err),
             )
-            if err.txn_requires_abort():
-                with (
-                    contextlib.suppress(KafkaException),
-                    self.watchdog.guard(self.call_timeout + HANG_GRACE_S, "abort_transaction"),
-                ):
-                    producer.abort_transaction(self.call_timeout)
             self.failed = True  # the worker calls fail() and stops
             return 0
         finally:
@@ -217,6 +231,16 @@ class ExactlyOnce(Checkpoint):
         self.on_committed(positions)
         self.metrics.commits.inc()
         return sum(c.count for c, _ in live)
+
+    def _abort(self) -> bool:
+        """Abort the open transaction; False if that failed too."""
+        try:
+            with self.watchdog.guard(self.call_timeout + HANG_GRACE_S, "abort_transaction"):
+                self.producer.abort_transaction(self.call_timeout)
+        except KafkaException as exc:
+            log_event(log, logging.ERROR, "abort failed", error=str(exc.args[0]))
+            return False
+        return True
 
     def commit_due(self) -> None:
         pass  # every batch committed its own offsets

@@ -14,15 +14,26 @@ callbacks only fire from ``Producer.poll``/``flush`` called there).
 Partitions belong to an *assignment generation*: revoking a partition drops its tracker, and
 chunks created for it before the revocation are abandoned: their late acknowledgements are
 ignored and they can never produce a commit, even if the partition is assigned again later.
+
+Exactly-once mode can also *rewind* (``rewind``): an aborted transaction abandons every
+uncommitted chunk, and each partition is read again from its first uncommitted offset. Records
+fetched before the consumer's seek took effect are refused (``track`` returns None) until the
+source says the partition is read from there again (``positioned``); the first chunk after that
+must start exactly at that offset, or ``RewindError``.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 #: (topic, partition)
 TP = tuple[str, int]
+
+
+class RewindError(Exception):
+    """After a seek, a partition's records did not start where the seek put it."""
 
 
 class Chunk:
@@ -115,6 +126,8 @@ class OffsetTracker:
         self.generation = 0
         # Positions computed by committable() but not yet confirmed by mark_committed().
         self._pending_positions: dict[TP, int] = {}
+        #: Partitions being rewound: [offset read again from, whether the seek took effect].
+        self._rewinding: dict[TP, list[Any]] = {}
 
     # --- assignment -------------------------------------------------------------------------
     def assign(self, tps: Iterable[TP]) -> None:
@@ -124,6 +137,7 @@ class OffsetTracker:
             old = self.partitions.get(tp)
             if old is not None:  # assigned again without a revoke (lost session): start over
                 self._abandon(old)
+            self._rewinding.pop(tp, None)  # a new assignment reads from the committed offset
             self.partitions[tp] = PartitionTracker(self, tp[0], tp[1], self.generation)
 
     def revoke(self, tps: Iterable[TP]) -> list[Chunk]:
@@ -132,6 +146,7 @@ class OffsetTracker:
         for tp in tps:
             pt = self.partitions.pop(tp, None)
             self._pending_positions.pop(tp, None)
+            self._rewinding.pop(tp, None)
             if pt is not None:
                 abandoned.extend(self._abandon(pt))
         return abandoned
@@ -153,6 +168,8 @@ class OffsetTracker:
         pt = self.partitions.get((topic, partition))
         if pt is None:
             return None
+        if self._rewinding and not self._resumes((topic, partition), first):
+            return None  # fetched before the seek: read again later
         chunk = Chunk(pt, first, last, count)
         pt.chunks.append(chunk)
         self.in_flight += count
@@ -185,3 +202,45 @@ class OffsetTracker:
     def open_records(self, tps: Iterable[TP]) -> int:
         """Records of these partitions whose outputs are not all acknowledged yet."""
         return sum(self.partitions[tp].open_records for tp in tps if tp in self.partitions)
+
+    # --- rewinding (exactly-once: the transaction was aborted) --------------------------------
+    def rewind(self) -> tuple[dict[TP, int], int]:
+        """Abandon every uncommitted chunk. Returns where each partition must be read again
+        from (its first uncommitted offset; partitions with nothing uncommitted are left out)
+        and how many records that gives up."""
+        positions: dict[TP, int] = {}
+        records = 0
+        for tp, pt in self.partitions.items():
+            committed = pt.committed if pt.committed is not None else -1
+            uncommitted = [c for c in pt.chunks if c.last >= committed]
+            self._abandon(pt)  # done chunks too: the transaction that covered them was aborted
+            self._pending_positions.pop(tp, None)
+            if uncommitted:
+                positions[tp] = uncommitted[0].first
+                self._rewinding[tp] = [uncommitted[0].first, False]
+                records += sum(c.count for c in uncommitted)
+        return positions, records
+
+    def positioned(self, tps: Iterable[TP]) -> None:
+        """The consumer reads these partitions from their rewind offsets now."""
+        for tp in tps:
+            state = self._rewinding.get(tp)
+            if state is not None:
+                state[1] = True
+
+    @property
+    def rewinding(self) -> int:
+        """Partitions whose seek has not taken effect yet, or whose records have not resumed."""
+        return len(self._rewinding)
+
+    def _resumes(self, tp: TP, first: int) -> bool:
+        state = self._rewinding.get(tp)
+        if state is None:
+            return True
+        offset, positioned = state
+        if not positioned:
+            return False
+        del self._rewinding[tp]
+        if first != offset:
+            raise RewindError(f"{tp[0]}:{tp[1]} resumed at offset {first}, not at {offset}")
+        return True

@@ -91,7 +91,8 @@ class StatsPublisher:
         self.windows = windows
         self.sink = sink
         self.topic = topic
-        self.session = f"{worker_id}/{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id
+        self.session = _session(worker_id)
         self.aggregator = aggregator
         self.on_folded = on_folded  # the deliverability metrics
         self._held: list[Chunk] = []
@@ -128,6 +129,18 @@ class StatsPublisher:
         self.rows_published += len(outputs)
         return len(outputs)
 
+    def new_session(self) -> None:
+        """Count afresh under a new session (exactly-once, after an aborted transaction).
+
+        The windows had counted the aborted records; the rows earlier transactions committed
+        under the old session stay true for what they counted. Records read again are counted
+        in the new session's rows. The tally not folded yet goes with the old windows.
+        """
+        self.aggregator.fold_into(self.windows, time.time())
+        self.windows = self.windows.empty_copy()
+        self._held = []
+        self.session = _session(self.worker_id)
+
     def _output(self, row: dict[str, Any]) -> Output:
         row["session"] = self.session
         return Output(self.topic, row_key(row), orjson.dumps(row), None)
@@ -135,6 +148,10 @@ class StatsPublisher:
     def snapshot(self) -> list[dict[str, Any]]:
         """Every row held now, for ``/stats``."""
         return self.windows.snapshot()
+
+
+def _session(worker_id: str) -> str:
+    return f"{worker_id}/{uuid.uuid4().hex[:8]}"
 
 
 class _Unheld:

@@ -11,8 +11,9 @@ loop, started by the run loop (``streamer.worker.runloop``):
   flight;
 
 and ``housekeeping`` on a timer: the periodic commit, gauges, consumer lag, cache statistics,
-and a rules reload when a file changed. Rebalances are handled by ``PartitionLifecycle``. Nothing
-here imports Faust: a fatal error calls ``on_stop``, which the run loop points at a graceful stop.
+and a rules reload when a file changed. Rebalances are handled by ``PartitionLifecycle``, an
+aborted exactly-once transaction by the ``Rewinder``. Nothing here imports Faust: a fatal error
+calls ``on_stop``, which the run loop points at a graceful stop.
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
-from streamer.worker.checkpoint import Checkpoint, make_checkpoint
+from streamer.worker.checkpoint import Checkpoint, ExactlyOnce, make_checkpoint
 from streamer.worker.exits import TEMPFAIL_EXIT
 from streamer.worker.flow import FlowControl
-from streamer.worker.offsets import TP, OffsetTracker
+from streamer.worker.offsets import TP, OffsetTracker, RewindError
 from streamer.worker.processing import Batch, BatchProcessor, make_batch
 from streamer.worker.reload import RulesReloader
+from streamer.worker.rewind import Rewinder
 from streamer.worker.stats import StatsPublisher
 
 log = logging.getLogger("streamer.worker")
@@ -131,18 +133,20 @@ class StreamWorker:
         self.checkpoint = make_checkpoint(
             eos, self.tracker, self.source, self.metrics, sink.producer, sink.transaction_timeout
         )
-        if s.analytics:
-            windows = windows_from_settings(s)
-            analyzer = self.pipeline.analyzer
-            assert analyzer is not None
+        analyzer = self.pipeline.analyzer  # None: analytics off
+        if analyzer is not None:
             self.stats = StatsPublisher(
-                windows,
+                windows_from_settings(s),
                 self.sink,
                 s.stats_topic,
                 self.worker_id,
                 analyzer.aggregator,
                 self.metrics.deliverability.record,
             )
+        if isinstance(self.checkpoint, ExactlyOnce):  # an aborted transaction: read again
+            memory = analyzer.suppressions if analyzer is not None else None
+            rewinder = Rewinder(self.tracker, self.source, self.metrics, self.stats, memory)
+            self.checkpoint.on_aborted = rewinder.rewind
         # at-least-once: held chunks are released by a stats flush (exactly-once: per batch)
         publish = self.stats.flush if self.stats is not None and not eos else None
         self.source.handler = PartitionLifecycle(
@@ -178,6 +182,9 @@ class StreamWorker:
                 if batch is not None:
                     await handoff(batch)
                 self.flow.after_fetch()
+        except RewindError as exc:  # where reading resumed is unknown: restart from the commit
+            log_event(log, logging.WARNING, "rewind failed; stopping", error=str(exc))
+            self.stop(TEMPFAIL_EXIT)
         except Exception:
             log.exception("fetch loop failed")
             # without fetching the worker is useless: stop (drain, commit, exit 1) so that its
@@ -389,6 +396,7 @@ def worker_status(stream: StreamWorker) -> dict[str, Any]:
         "produced": stream.sink.produced if stream.sink is not None else 0,
         "pauses": int(m.total(m.backpressure_pauses)),
         "abandoned": int(m.total(m.abandoned)),
+        "rewinds": int(m.total(m.rewinds)),
         "committed": {f"{t}:{p}": o for (t, p), o in sorted(committed.items())},
         "rules_version": stream.classifiers.current.version,
         "reloads": int(m.total(m.rules_reloads)),
