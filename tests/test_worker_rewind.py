@@ -16,6 +16,7 @@ from streamer.analytics.suppressions import SuppressionTracker
 from streamer.analytics.windows import WindowedStats
 from streamer.kafka.source import Seeks
 from streamer.metrics import Metrics
+from streamer.worker.assignment import PartitionLifecycle
 from streamer.worker.checkpoint import ExactlyOnce
 from streamer.worker.offsets import TP, OffsetTracker, RewindError
 from streamer.worker.processing import make_batch
@@ -134,6 +135,31 @@ def test_a_new_session_counts_afresh_and_forgets_the_old_windows() -> None:
     assert stats.windows.recreate_late and stats.windows.max_keys == old_windows.max_keys
 
 
+def test_exactly_once_folds_reach_the_metrics_only_once_their_transaction_committed() -> None:
+    aggregator = BatchAggregator(60, ["provider"])
+    counted: list[Any] = []
+    stats = StatsPublisher(
+        WindowedStats(window_s=60),
+        sink=None,  # type: ignore[arg-type]
+        topic="stats",
+        worker_id="w1",
+        aggregator=aggregator,
+        on_folded=counted.append,
+        defer_metrics=True,
+    )
+    record = {"type": "Delivery", "timestamp": 1_700_000_000, "site": "x"}
+    aggregator.add(record, "Delivery", None, None, "other", None)
+    stats.fold()
+    assert counted == []
+    stats.settle_metrics()  # the transaction committed
+    assert len(counted) == 1
+    aggregator.add(record, "Delivery", None, None, "other", None)
+    stats.fold()
+    stats.new_session()  # the transaction was aborted: its records come again
+    stats.settle_metrics()
+    assert len(counted) == 1
+
+
 # --- the rewinder and the checkpoint ----------------------------------------------------------
 class RecordingSource:
     def __init__(self) -> None:
@@ -207,31 +233,47 @@ def test_a_failed_abort_stops_the_worker_even_when_overtaken() -> None:
     assert cp.failed and not called  # no rewind over a transaction that may still be open
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "skipped", txn_requires_abort=True),
-        KafkaError(KafkaError._STATE, "Unable to produce message: Local: Erroneous state"),
-    ],
-    ids=["sequence", "produce-in-failed-transaction"],
-)
-def test_a_transaction_that_needs_a_new_producer_epoch_is_read_again(error: KafkaError) -> None:
-    """After an abort that purged outputs in flight, librdkafka's next transaction can fail on
-    its sequence numbers; produce() then raises _STATE. An abort brings the new epoch."""
+def _send_fails(error: KafkaError) -> Any:
+    async def send(chunk: Any, messages: Any) -> None:
+        raise KafkaException(error)
+
+    return send
+
+
+def test_a_transaction_that_needs_a_new_producer_epoch_is_read_again() -> None:
+    """After an abort that purged outputs in flight, librdkafka's next transactions can fail on
+    their sequence numbers; produce() then raises _STATE. An abort brings the new epoch."""
     tr, metrics, source = OffsetTracker(), Metrics(), RecordingSource()
     producer = Producer()
     cp = ExactlyOnce(tr, Committer(), metrics, producer)
     cp.on_aborted = Rewinder(tr, source, metrics).rewind
     tr.assign([TP0])
-    batch = make_batch(tr, _msgs(TP0, 7, 3))
+    sequence = KafkaError(
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "skipped", txn_requires_abort=True
+    )
+    state = KafkaError(KafkaError._STATE, "Unable to produce message: Local: Erroneous state")
+    offset = 7
+    for error in (sequence, state):
+        batch = make_batch(tr, _msgs(TP0, offset, 3))
+        assert batch is not None
+        assert asyncio.run(cp.process(batch.groups, _send_fails(error))) == 0
+        assert not cp.failed and source.rewinds[-1] == {TP0: offset}
+        tr.positioned([TP0])
+    assert [c for c in producer.calls if c[0] == "abort"] == [("abort", None)] * 2
+
+
+def test_an_erroneous_state_before_any_abort_is_a_fault() -> None:
+    """_STATE is librdkafka's generic misuse error: only after an abort does it mean the
+    transaction's failed state; otherwise the worker stops as for any fault (exit 1)."""
+    tr, metrics, source = OffsetTracker(), Metrics(), RecordingSource()
+    cp = ExactlyOnce(tr, Committer(), metrics, Producer())
+    cp.on_aborted = Rewinder(tr, source, metrics).rewind
+    tr.assign([TP0])
+    batch = make_batch(tr, _msgs(TP0, 0, 3))
     assert batch is not None
-
-    async def send_fails(chunk: Any, messages: Any) -> None:
-        raise KafkaException(error)
-
-    assert asyncio.run(cp.process(batch.groups, send_fails)) == 0
-    assert ("abort", None) in producer.calls and not cp.failed
-    assert source.rewinds == [{TP0: 7}]
+    state = KafkaError(KafkaError._STATE, "Local: Erroneous state")
+    assert asyncio.run(cp.process(batch.groups, _send_fails(state))) == 0
+    assert cp.failed and not cp.overtaken and source.rewinds == []
 
 
 def test_a_refused_record_still_stops_the_worker() -> None:
@@ -248,3 +290,19 @@ def test_a_refused_record_still_stops_the_worker() -> None:
     assert asyncio.run(cp.process(batch.groups, _deliver_all)) == 0
     assert ("abort", None) in producer.calls and source.rewinds == []
     assert cp.failed and not cp.overtaken
+
+
+def test_a_failed_seek_stops_the_worker_only_for_a_partition_it_still_owns() -> None:
+    tr = OffsetTracker()
+    cp = ExactlyOnce(tr, Committer(), Metrics(), Producer())
+    lifecycle = PartitionLifecycle(cp, sink=None, flow=None, metrics=Metrics())  # type: ignore[arg-type]
+    tr.assign([TP0, TP1])
+    _track(tr, TP0, 4, 2)
+    _track(tr, TP1, 9, 2)
+    tr.rewind()
+    tr.revoke([TP1])  # taken away before the seek: its failure does not matter
+    lifecycle.on_rewound({TP0}, {TP1: "Local: Erroneous state"})
+    assert _track(tr, TP0, 4, 1) is not None
+    tr.rewind()
+    with pytest.raises(RewindError, match="seek failed: in:0"):
+        lifecycle.on_rewound(set(), {TP0: "Local: Erroneous state"})

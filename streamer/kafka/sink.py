@@ -228,7 +228,7 @@ class Sink:
             purged = 0
             for chunk, _attempt, err, topic, *_ in failures:
                 if chunk.abandoned or err.code() in PURGED:
-                    purged += 1  # an aborted transaction's output: its record is read again
+                    purged += 1  # of an aborted transaction: its records are read again
                     continue
                 # the transaction's commit fails on this; the worker aborts and stops
                 log_event(
@@ -239,7 +239,7 @@ class Sink:
                     error=err.str(),
                 )
             if purged:
-                log_event(log, logging.INFO, "aborted transaction's outputs discarded", n=purged)
+                log_event(log, logging.INFO, "outputs of an aborted transaction failed", n=purged)
             return
         for chunk, attempt, err, topic, key, value, headers in failures:
             if err.code() in NOT_AUTHORIZED:

@@ -15,9 +15,10 @@
   ``consume()`` sits in a rebalance callback waiting for the event loop, it never returns (two
   workers starting together deadlocked this way). So the loop only *requests* pauses, resumes,
   commits and lag readings; the fetch thread applies them around each ``consume()``.
-- Exactly-once recovery rewinds partitions (``rewind``): the fetch thread seeks them before a
-  ``consume()`` and then reports them read from there (``RebalanceHandler.on_rewound``), with
-  the first batch fetched after the seek. Records fetched before it are the tracker's to drop.
+- Exactly-once recovery rewinds partitions (``rewind``): the fetch thread seeks them around a
+  ``consume()`` and reports them read from there (``RebalanceHandler.on_rewound``) with the
+  batch of the first ``consume()`` that started after the seek. Records fetched before it are
+  the tracker's to drop.
 """
 
 from __future__ import annotations
@@ -275,8 +276,10 @@ class Source:
     def _cb_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = _tps(partitions)
         self._refresh_group_metadata(consumer)
-        self._seeks.cancel(tps)
         self._wait(self.handler.on_assigned(tps))
+        # After the tracker's fresh start: a seek asked for before it belonged to the old
+        # assignment (the new one reads from the committed offset).
+        self._seeks.cancel(tps)
         self.assignment.update(tps)
         consumer.incremental_assign(partitions)
         if self.want_paused and partitions:
@@ -346,9 +349,13 @@ class Seeks:
             self._wanted.update(positions)
 
     def cancel(self, tps: list[TP]) -> None:
+        """Fetch thread (assignment callbacks): forget these partitions' seeks and reports."""
         with self._lock:
             for tp in tps:
                 self._wanted.pop(tp, None)
+        for tp in tps:
+            self._done.discard(tp)
+            self._failed.pop(tp, None)
 
     def apply(self, consumer: Consumer, assignment: set[TP]) -> None:
         with self._lock:

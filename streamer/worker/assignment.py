@@ -80,8 +80,10 @@ class PartitionLifecycle(RebalanceHandler):
 
     def on_rewound(self, tps: set[TP], failed: dict[TP, str]) -> None:
         """Exactly-once recovery (``streamer.worker.rewind``): the consumer reads ``tps`` from
-        their rewind offsets now. A failed seek leaves no safe way on: RewindError."""
+        their rewind offsets now. A failed seek of a partition still owned leaves no safe way
+        on: RewindError."""
         self.tracker.positioned(tps)
+        failed = {tp: why for tp, why in failed.items() if self.tracker.owns(tp)}
         if failed:
             raise RewindError(
                 "seek failed: "

@@ -47,9 +47,9 @@ REBALANCED = frozenset(
 #: Failures an abort clears, after which the worker reads the transaction's records again in
 #: place: a rebalance overtook the transaction, or the producer's sequence numbers need the new
 #: epoch an abort brings. (After an abort that purged outputs in flight, librdkafka 2.16's next
-#: transaction can fail with OUT_OF_ORDER_SEQUENCE_NUMBER; produce() reports that transaction's
-#: failed state as _STATE.)
-REWINDABLE = REBALANCED | {KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError._STATE}
+#: transactions can fail with OUT_OF_ORDER_SEQUENCE_NUMBER; produce() reports such a
+#: transaction's failed state as _STATE, which counts only once a transaction was aborted.)
+REWINDABLE = REBALANCED | {KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER}
 
 #: A call still blocked this long after its own timeout hangs (``streamer.worker.watchdog``).
 HANG_GRACE_S = 5.0
@@ -173,10 +173,11 @@ class ExactlyOnce(Checkpoint):
         #: Longest a transactional call may block the event loop (librdkafka's default: for
         #: ever); the producer's transaction timeout, after which the broker aborts anyway.
         self.call_timeout = call_timeout
-        #: After a transaction failed with a REWINDABLE error and was aborted: reads the
+        #: After a transaction failed with a rewindable error and was aborted: reads the
         #: uncommitted records again (``streamer.worker.rewind``). False, or none set: the
         #: worker stops.
         self.on_aborted: Callable[[], bool] | None = None
+        self.aborts = 0  # transactions aborted so far
 
     async def process(self, groups: Groups, send: SendChunk, publish: Publish = None) -> int:
         live = [(c, m) for c, m in groups if not c.abandoned]
@@ -208,13 +209,14 @@ class ExactlyOnce(Checkpoint):
             err = exc.args[0]
             code = err.code()
             rebalanced = code in REBALANCED
-            aborted = (code in REWINDABLE or err.txn_requires_abort()) and self._abort()
+            rewindable = code in REWINDABLE or (code == KafkaError._STATE and self.aborts > 0)
+            aborted = (rewindable or err.txn_requires_abort()) and self._abort()
             why = "overtaken by a rebalance" if rebalanced else "producer needs a new epoch"
-            if aborted and code in REWINDABLE and self.on_aborted is not None:
+            if aborted and rewindable and self.on_aborted is not None:
                 log_event(log, logging.WARNING, "transaction aborted", why=why, error=str(err))
                 if self.on_aborted():
                     return 0
-            self.overtaken = rebalanced or (aborted and code in REWINDABLE)
+            self.overtaken = rebalanced or (aborted and rewindable)
             log_event(
                 log,
                 logging.WARNING if self.overtaken else logging.CRITICAL,
@@ -240,6 +242,7 @@ class ExactlyOnce(Checkpoint):
         except KafkaException as exc:
             log_event(log, logging.ERROR, "abort failed", error=str(exc.args[0]))
             return False
+        self.aborts += 1
         return True
 
     def commit_due(self) -> None:

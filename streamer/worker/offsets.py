@@ -164,7 +164,8 @@ class OffsetTracker:
 
     # --- consuming ---------------------------------------------------------------------------
     def track(self, topic: str, partition: int, first: int, last: int, count: int) -> Chunk | None:
-        """Register consumed offsets; None when the partition is not (any more) assigned."""
+        """Register consumed offsets; None when the partition is not (any more) assigned, or
+        when it is being rewound and these records were fetched before the seek."""
         pt = self.partitions.get((topic, partition))
         if pt is None:
             return None

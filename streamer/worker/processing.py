@@ -56,7 +56,7 @@ def make_batch(tracker: OffsetTracker, messages: Sequence[Any]) -> Batch | None:
     oldest_ms = 0
     for (topic, partition), msgs in by_tp.items():
         chunk = tracker.track(topic, partition, msgs[0].offset(), msgs[-1].offset(), len(msgs))
-        if chunk is None:  # revoked between consume() and now: someone else reads it
+        if chunk is None:  # revoked since consume() (someone else reads it), or being rewound
             continue
         groups.append((chunk, msgs))
         count += len(msgs)
@@ -98,6 +98,8 @@ class BatchProcessor:
         started = time.monotonic()
         publish = self._hold_and_flush if self.stats is not None else None
         done = await checkpoint.process(batch.groups, self.send_chunk, publish)
+        if done and self.stats is not None:
+            self.stats.settle_metrics()  # exactly-once: their transaction committed
         handed = time.monotonic()
         self.sink.mark_handed()
         if self._held:  # at-least-once: the timer's flush publishes (and releases) them

@@ -87,6 +87,8 @@ class StatsPublisher:
         worker_id: str,
         aggregator: BatchAggregator,
         on_folded: Callable[[Folded], None] = lambda folded: None,
+        *,
+        defer_metrics: bool = False,
     ) -> None:
         self.windows = windows
         self.sink = sink
@@ -95,20 +97,35 @@ class StatsPublisher:
         self.session = _session(worker_id)
         self.aggregator = aggregator
         self.on_folded = on_folded  # the deliverability metrics
+        #: Exactly-once: folds reach the metrics only once their transaction committed
+        #: (``settle_metrics``), so records read again after an abort count once.
+        self.defer_metrics = defer_metrics
+        self._unsettled: list[Folded] = []
         self._held: list[Chunk] = []
         self.rows_published = 0
 
     def hold(self, chunks: list[Chunk]) -> None:
         """Take chunks whose records were tallied (each with one extra pending output): the
-        next flush releases them. A tally grown past ``FOLD_AT_KEYS`` is folded at once."""
-        self._held.extend(chunks)
+        next flush releases them (abandoned ones need no release). A tally grown past
+        ``FOLD_AT_KEYS`` is folded at once."""
+        self._held.extend(c for c in chunks if not c.abandoned)
         if self.aggregator.pending_keys > FOLD_AT_KEYS:
             self.fold()
 
     def fold(self) -> None:
         """Count the aggregator's tally into the windows, and into the metrics."""
         if self.aggregator.pending_keys:
-            self.on_folded(self.aggregator.fold_into(self.windows, time.time()))
+            folded = self.aggregator.fold_into(self.windows, time.time())
+            if self.defer_metrics:
+                self._unsettled.append(folded)
+            else:
+                self.on_folded(folded)
+
+    def settle_metrics(self) -> None:
+        """The transaction holding the folds since the last call committed: count them."""
+        unsettled, self._unsettled = self._unsettled, []
+        for folded in unsettled:
+            self.on_folded(folded)
 
     async def flush(self) -> int:
         """Fold, then publish the changed rows; returns how many. Releases the held chunks once
@@ -134,11 +151,13 @@ class StatsPublisher:
 
         The windows had counted the aborted records; the rows earlier transactions committed
         under the old session stay true for what they counted. Records read again are counted
-        in the new session's rows. The tally not folded yet goes with the old windows.
+        in the new session's rows. The tally not folded yet goes with the old windows, and what
+        the aborted transaction folded never reaches the metrics.
         """
         self.aggregator.fold_into(self.windows, time.time())
         self.windows = self.windows.empty_copy()
         self._held = []
+        self._unsettled = []  # their transaction was aborted
         self.session = _session(self.worker_id)
 
     def _output(self, row: dict[str, Any]) -> Output:

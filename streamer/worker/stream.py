@@ -134,15 +134,7 @@ class StreamWorker:
             eos, self.tracker, self.source, self.metrics, sink.producer, sink.transaction_timeout
         )
         analyzer = self.pipeline.analyzer  # None: analytics off
-        if analyzer is not None:
-            self.stats = StatsPublisher(
-                windows_from_settings(s),
-                self.sink,
-                s.stats_topic,
-                self.worker_id,
-                analyzer.aggregator,
-                self.metrics.deliverability.record,
-            )
+        self.stats = _stats_publisher(s, sink, self.worker_id, analyzer, self.metrics)
         if isinstance(self.checkpoint, ExactlyOnce):  # an aborted transaction: read again
             memory = analyzer.suppressions if analyzer is not None else None
             rewinder = Rewinder(self.tracker, self.source, self.metrics, self.stats, memory)
@@ -184,6 +176,8 @@ class StreamWorker:
                 self.flow.after_fetch()
         except RewindError as exc:  # where reading resumed is unknown: restart from the commit
             log_event(log, logging.WARNING, "rewind failed; stopping", error=str(exc))
+            if self.checkpoint is not None:  # a batch tracked in part: nothing of it may wait
+                self.metrics.abandoned.inc(self.checkpoint.fail())
             self.stop(TEMPFAIL_EXIT)
         except Exception:
             log.exception("fetch loop failed")
@@ -328,6 +322,24 @@ async def _finish_in_flight(
     ):
         sink.poll(0)
         await asyncio.sleep(0.005)
+
+
+def _stats_publisher(
+    s: Settings, sink: Sink, worker_id: str, analyzer: Analyzer | None, metrics: Metrics
+) -> StatsPublisher | None:
+    """Analytics on: the publisher of the worker's windowed stats. Exactly-once: what it folds
+    reaches the deliverability metrics once its transaction committed."""
+    if analyzer is None:
+        return None
+    return StatsPublisher(
+        windows_from_settings(s),
+        sink,
+        s.stats_topic,
+        worker_id,
+        analyzer.aggregator,
+        metrics.deliverability.record,
+        defer_metrics=s.exactly_once,
+    )
 
 
 def prepare(stream: StreamWorker) -> None:
