@@ -38,6 +38,9 @@ SHIPPED_RULES_DIR = Path(os.environ.get("STREAMER_RULES_DIR") or resources.rules
 _config_file: ContextVar[str | None] = ContextVar("streamer_config_file", default=None)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class ConfigError(Exception):
     """The configuration is invalid; the message names the key and the reason."""
 
@@ -220,6 +223,14 @@ class Settings(BaseSettings):
         """``processes`` as a number (``auto``: the cores of this host)."""
         return self.processes if isinstance(self.processes, int) else max(1, os.cpu_count() or 1)
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, v: str) -> str:
+        level = v.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{v!r} is no log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("non_classifiable")
     @classmethod
     def _check_non_classifiable(cls, v: str) -> str:
@@ -334,11 +345,18 @@ class _TomlSource(PydanticBaseSettingsSource):
             raise ConfigError(f"{path}: config file not found") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: config file is not UTF-8 text") from None
+        except OSError as exc:  # a folder, no permission
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
         flat = flatten_tables(data)
         base = Path(path).resolve().parent
         for key in ("files", "category_files", "provider_files"):
             if key in flat:  # rule and table files in a config file are relative to that file
-                flat[key] = [str(base / f) for f in flat[key]]
+                names = flat[key]
+                if not isinstance(names, list) or not all(isinstance(f, str) for f in names):
+                    raise ConfigError(f"{path}: {key}: must be a list of file names")
+                flat[key] = [str(base / f) for f in names]
         for key in ("sasl_password_file", "ssl_key_password_file"):
             if isinstance(flat.get(key), str):  # so are secret files
                 flat[key] = str(base / flat[key])
@@ -379,7 +397,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         lines = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "config"
-            lines.append(f"{key}: {err['msg']}")
+            lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration: " + "; ".join(lines)) from exc
     finally:
         _config_file.reset(token)

@@ -95,9 +95,49 @@ def _open_stream(name: str, raw: IO[bytes]) -> tuple[IO[bytes], type[Exception]]
                 f"{name}: zstd-compressed; install the 'zstandard' package, or pipe it through "
                 f"`zstd -dc {name}`"
             ) from None
-        reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
-        return cast(IO[bytes], io.BufferedReader(cast(Any, reader))), zstandard.ZstdError
+        reader = _ZstdFrames(buffered, zstandard.ZstdDecompressor())
+        return cast(IO[bytes], io.BufferedReader(reader, 1 << 17)), zstandard.ZstdError
     return buffered, _NoError
+
+
+class _ZstdFrames(io.RawIOBase):
+    """The decompressed bytes of consecutive zstd frames; ``EOFError`` when the input ends
+    inside a frame (a segment still being written, or cut short), where zstandard's own
+    stream reader would just stop: the lines after the cut must not vanish silently. The
+    error comes on the read after the last bytes (an end of file first), so that a buffered
+    read returns what was decompressed before it."""
+
+    CHUNK = 1 << 17
+
+    def __init__(self, raw: IO[bytes], decompressor: Any) -> None:
+        self._raw = raw
+        self._decompressor = decompressor
+        self._frame: Any = None  # the decompression object of the current frame
+        self._out = memoryview(b"")
+        self._truncated = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            chunk = self._raw.read(self.CHUNK)
+            if not chunk:
+                if self._truncated:
+                    raise EOFError("zstd stream ends inside a frame (truncated?)")
+                self._truncated = self._frame is not None and not self._frame.eof
+                return 0
+            out = bytearray()
+            while chunk:
+                if self._frame is None or self._frame.eof:
+                    self._frame = self._decompressor.decompressobj()
+                out += self._frame.decompress(chunk)
+                chunk = self._frame.unused_data if self._frame.eof else b""
+            self._out = memoryview(out)
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
 
 
 def open_input(name: str, raw: IO[bytes]) -> Iterable[bytes]:

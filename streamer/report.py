@@ -194,8 +194,13 @@ class RecordReader:
         return self.data
 
 
-def read_files(paths: Iterable[Path], classifier: Classifier) -> ReportData:
-    reader = RecordReader(classifier)
+def read_files(
+    paths: Iterable[Path],
+    classifier: Classifier,
+    categories: CategoryTable | None = None,
+    providers: ProviderMatcher | None = None,
+) -> ReportData:
+    reader = RecordReader(classifier, categories, providers)
     for path in paths:
         reader.feed_file(path)
     return reader.finish()

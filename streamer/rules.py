@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -85,15 +85,19 @@ class RuleSet:
     translations: list[Translation] = field(default_factory=list, repr=False)
     #: Position of each rule within its label's list in its file (for error messages).
     positions: list[int] = field(default_factory=list, repr=False)
+    #: What loading noticed without failing (a label twice in a JSON file: the last list wins,
+    #: as in KumoMTA); ``label_warnings`` reports them.
+    notes: list[str] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.rules)
 
     def describe(self, index: int) -> str:
-        """``file: label 'X' pattern #N 'text'``, the prefix of every per-pattern error."""
+        """``file:line: label 'X' pattern #N 'text'``, the prefix of every per-pattern error."""
         r = self.rules[index]
-        pos = self.positions[index] if index < len(self.positions) else "?"
-        return f"{r.file}: label {r.label!r} pattern #{pos} {r.pattern!r}"
+        pos = self.positions[index] if index < len(self.positions) else -1
+        real = next((f for f in self.files if display_rule_file(f) == r.file), r.file)
+        return _where(real, r.label, pos, r.pattern, shown=r.file)
 
 
 def _syntax_error(path: str, kind: str, exc: Exception) -> str:
@@ -111,7 +115,69 @@ def _syntax_error(path: str, kind: str, exc: Exception) -> str:
     return f"{where}: invalid {kind}: {msg}"
 
 
-def _parse_file(path: str, data: bytes) -> Any:
+def _pairs_noting_duplicates(
+    path: str, notes: list[str]
+) -> Callable[[Iterable[tuple[str, Any]]], Any]:
+    """A JSON ``object_pairs_hook``: a dict as usual (the last value of a repeated key wins, as
+    in KumoMTA), noting every repeated key."""
+
+    def hook(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+        pairs = list(items)
+        out = dict(pairs)
+        if len(out) < len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    line = _key_line(path, str(key), nth=2)
+                    where = f"{path}:{line}" if line else path
+                    notes.append(
+                        f"{where}: {key!r} appears more than once in the same object; only its "
+                        "last value counts (as in KumoMTA)"
+                    )
+                seen.add(key)
+        return out
+
+    return hook
+
+
+def _key_line(path: str, key: str, nth: int = 1) -> int | None:
+    """The line of the ``nth`` occurrence of ``key`` as a table key or object member."""
+    text = _text(path)
+    if text is None:
+        return None
+    keys = re.finditer(r"""(?<![\w"'-])["']?""" + re.escape(key) + r"""["']?\s*[=:]""", text)
+    for i, m in enumerate(keys, 1):
+        if i == nth:
+            return text.count("\n", 0, m.start()) + 1
+    return None
+
+
+def _pattern_line(path: str, label: str, pattern: object) -> int | None:
+    """The line where ``pattern`` is written under ``label`` (error messages only: the file is
+    read again); the label's line when the pattern's text cannot be found."""
+    text = _text(path)
+    if text is None:
+        return None
+    key = _key_line(path, label)
+    if isinstance(pattern, str) and pattern:
+        start = 0
+        if key is not None:  # search from the label's line on
+            start = sum(len(line) for line in text.splitlines(keepends=True)[: key - 1])
+        written = {pattern, json.dumps(pattern, ensure_ascii=False)[1:-1]}
+        found = [i for form in written if (i := text.find(form, start)) >= 0]
+        if found:
+            return text.count("\n", 0, min(found)) + 1
+    return key
+
+
+def _text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _parse_file(path: str, data: bytes, notes: list[str] | None = None) -> Any:
     suffix = Path(path).suffix.lower()
     try:
         text = data.decode("utf-8")
@@ -120,19 +186,28 @@ def _parse_file(path: str, data: bytes) -> Any:
     try:
         if suffix == ".toml":
             return tomllib.loads(text)
+        hook = _pairs_noting_duplicates(path, notes if notes is not None else [])
         if suffix == ".json":
-            return json.loads(text)
-        return json5.loads(text)
+            return json.loads(text, object_pairs_hook=hook)
+        return json5.loads(text, object_pairs_hook=hook)
     except ValueError as exc:
         kind = {".toml": "TOML", ".json": "JSON", ".json5": "JSON5"}[suffix]
         raise RulesError([_syntax_error(path, kind, exc)]) from None
 
 
-def _where(path: str, label: str, pos: int, pattern: object) -> str:
-    return f"{path}: label {label!r} pattern #{pos} {pattern!r}"
+def _where(path: str, label: str, pos: int, pattern: object, shown: str | None = None) -> str:
+    """``file:line: label 'X' pattern #N 'text'``: N counts from 1, the text as written;
+    ``shown``: how to name the file (``rules/<name>`` for a shipped one)."""
+    line = _pattern_line(path, label, pattern)
+    name = shown or path
+    where = f"{name}:{line}" if line else name
+    text = "'" + pattern.replace("\n", "\\n") + "'" if isinstance(pattern, str) else repr(pattern)
+    return f"{where}: label {label!r} pattern #{pos + 1} {text}"
 
 
-def _read_table(path: str, digest: Any, errors: list[str]) -> dict[Any, Any] | None:
+def _read_table(
+    path: str, digest: Any, errors: list[str], notes: list[str]
+) -> dict[Any, Any] | None:
     """A rules file's ``rules`` table (the file's bytes go into ``digest``); None on errors."""
     suffix = Path(path).suffix.lower()
     if suffix not in SUPPORTED_EXTENSIONS:
@@ -148,7 +223,7 @@ def _read_table(path: str, digest: Any, errors: list[str]) -> dict[Any, Any] | N
         return None
     digest.update(data)
     try:
-        doc = _parse_file(path, data)
+        doc = _parse_file(path, data, notes)
     except RulesError as exc:
         errors.extend(exc.errors)
         return None
@@ -172,17 +247,22 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
     translations: list[Translation] = []
     positions: list[int] = []
     labels: dict[str, None] = {}
+    notes: list[str] = []
     digest = hashlib.sha256()
     for path in paths:
-        table = _read_table(path, digest, errors)
+        table = _read_table(path, digest, errors, notes)
         shown = display_rule_file(path) if table else path  # rules/<name> for shipped files
         for label, patterns in (table or {}).items():
             if not isinstance(label, str) or not label:
                 errors.append(f"{path}: label {label!r}: labels must be non-empty strings")
                 continue
             if not isinstance(patterns, list):
+                line = _key_line(path, label)
                 errors.append(
-                    f"{path}: label {label!r}: expected a list of pattern strings, "
+                    f"{path}:{line}: label {label!r}: expected a list of pattern strings, "
+                    f"got {type(patterns).__name__}"
+                    if line
+                    else f"{path}: label {label!r}: expected a list of pattern strings, "
                     f"got {type(patterns).__name__}"
                 )
                 continue
@@ -209,6 +289,7 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
         version=digest.hexdigest()[:12],
         translations=translations,
         positions=positions,
+        notes=notes,
     )
 
 
@@ -232,7 +313,7 @@ def label_warnings(ruleset: RuleSet) -> list[str]:
     first_file: dict[str, str] = {}
     for rule in ruleset.rules:
         first_file.setdefault(rule.label, rule.file)
-    warnings = []
+    warnings = list(ruleset.notes)
     for label in ruleset.labels:
         closest = _closest_predefined(label)
         if closest is not None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -38,8 +41,8 @@ def test_validate_errors(tmp_path: Path) -> None:
     assert res.exit_code == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 3
-    assert lines[0].startswith(f"error: {bad}: label 'A' pattern #0 '(?=x)': look-around")
-    assert "pattern #2" in lines[1] and "backreferences" in lines[1]
+    assert lines[0].startswith(f"error: {bad}:2: label 'A' pattern #1 '(?=x)': look-around")
+    assert "pattern #3" in lines[1] and "backreferences" in lines[1]
     assert "unsupported rules file extension '.yaml'" in lines[2]
     assert res.stdout == ""
 
@@ -182,3 +185,27 @@ def test_validate_warns_and_strict_fails(tmp_path: Path) -> None:
     res = runner.invoke(app, ["classify", "--lines", "--rules", str(path)], input="user unknown\n")
     assert res.exit_code == 0 and "did you mean 'InvalidRecipient'" in res.stderr
     assert json.loads(res.stdout)["label"] == "InvalidRecipent"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, jobs: str) -> None:
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text(
+        "".join(
+            f'{{"type":"Bounce","id":"{i}","response":{{"code":550,"content":"no such user"}}}}\n'
+            for i in range(20_000)
+        )
+    )
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamer", "classify", "--jobs", jobs, str(logs)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert "cannot write output: No space left on device" in proc.stderr

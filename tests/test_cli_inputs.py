@@ -134,3 +134,28 @@ def test_unreadable_input_is_reported_and_others_processed(logs: Path, tmp_path:
     assert res.exit_code == 1
     assert f"{bad}: cannot read: zstd" in res.stderr
     assert len(res.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_truncated_zstd_segment_gives_what_it_holds_and_an_error(
+    tmp_path: Path, jobs: str
+) -> None:
+    """A segment cut short (still being written, or copied half-way): zstandard's own stream
+    reader just stops there. Its readable lines come out, then a one-line error and exit 1."""
+    lines = b"".join(
+        b'{"type":"Bounce","id":"%d","response":{"code":550,"content":"user unknown"}}\n' % i
+        for i in range(4000)
+    )
+    compressor = zstandard.ZstdCompressor()
+    whole = compressor.compress(lines[:200_000]) + compressor.compress(lines[200_000:])
+    cut = tmp_path / "segment.zst"
+    cut.write_bytes(whole[: len(whole) - 7])  # the second frame loses its end
+    res = runner.invoke(app, ["classify", "--jobs", jobs, str(cut)])
+    assert res.exit_code == 1
+    assert f"{cut}: cannot read: zstd stream ends inside a frame (truncated?)" in res.stderr
+    out = res.stdout.splitlines()
+    assert 2_000 < len(out) < 4000  # the first frame whole, and the second as far as it goes
+    ok = tmp_path / "whole.zst"
+    ok.write_bytes(whole)
+    res = runner.invoke(app, ["classify", "--jobs", jobs, str(ok)])
+    assert res.exit_code == 0 and len(res.stdout.splitlines()) == 4000

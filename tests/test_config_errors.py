@@ -107,3 +107,83 @@ def test_kafka_not_answering_is_one_line_exit_75(tmp_path: Path, processes: str)
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("kafka:")]
     assert line == [f"kafka: Kafka at {address} does not answer: nothing accepts connections"]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'files = "rules.toml"\n', "files: must be a list of file names"),
+        (b"files = 5\n", "files: must be a list of file names"),
+        (b"category_files = [5]\n", "category_files: must be a list of file names"),
+        (b'input_topic = "\xff"\n', "config file is not UTF-8 text"),
+        (None, "cannot read the config file: Is a directory"),
+        (b'log_level = "LOUD"\n', "log_level: 'LOUD' is no log level; use one of DEBUG"),
+    ],
+    ids=["files-string", "files-number", "files-list-of-numbers", "not-utf8", "folder", "level"],
+)
+def test_a_config_file_of_the_wrong_shape_is_one_line_exit_2(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    config = tmp_path / "streamer.toml"
+    if content is None:
+        config.mkdir()
+    else:
+        config.write_bytes(content)
+    for command in (["validate"], ["classify", "--lines"], ["worker"]):
+        res = runner.invoke(app, ["--config", str(config), *command], input="")
+        assert res.exit_code == 2, (command, res.output)
+        line = _one_line(res.stderr)
+        assert line.startswith("configuration error: ") and message in line, line
+
+
+def test_log_levels_are_taken_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_LOG_LEVEL", "debug")
+    assert load_settings().log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (None, "missing.toml: file not found"),
+        (b'[labels.X]\ncategory = "weird"\n', "labels.X.category: 'weird' is not a category"),
+    ],
+    ids=["missing", "bad-category"],
+)
+def test_a_bad_category_file_is_one_line_exit_2_for_every_command(
+    tmp_path: Path, table: bytes | None, message: str
+) -> None:
+    name = "missing.toml" if table is None else "local-categories.toml"
+    if table is not None:
+        (tmp_path / name).write_bytes(table)
+    config = tmp_path / "streamer.toml"
+    config.write_text(f'category_files = ["{name}"]\n')
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text('{"type":"Bounce","id":"1","response":{"code":550,"content":"no such user"}}\n')
+    commands = (
+        ["classify", "--summary", str(logs)],
+        ["report", str(logs), "-o", str(tmp_path / "r.html")],
+        ["worker", "-b", "127.0.0.1:9"],
+    )
+    for command in commands:
+        res = runner.invoke(app, ["--config", str(config), *command])
+        assert res.exit_code == 2, (command, res.output)
+        line = _one_line(res.stderr)
+        assert line.startswith("configuration error: ") and message in line, line
+
+
+def test_the_configured_categories_serve_classify_summary_too(tmp_path: Path) -> None:
+    """One configuration for every command: a local categories file changes the summary's
+    categories as it changes the worker's."""
+    import json
+
+    (tmp_path / "local.toml").write_text('[labels.InvalidRecipient]\ncategory = "admin"\n')
+    config = tmp_path / "streamer.toml"
+    config.write_text('category_files = ["local.toml"]\n')
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text('{"type":"Bounce","id":"1","response":{"code":550,"content":"no such user"}}\n')
+    plain = runner.invoke(app, ["classify", "--summary", "--json", str(logs)])
+    local = runner.invoke(
+        app, ["--config", str(config), "classify", "--summary", "--json", str(logs)]
+    )
+    assert json.loads(plain.stdout)["categories"] == {"hard": 1}
+    assert json.loads(local.stdout)["categories"] == {"admin": 1}

@@ -108,11 +108,12 @@ class Analyzer:
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
         """The analyzer ``settings`` describe: shipped tables plus the configured ones."""
-        from streamer.analytics import shipped_categories_file, shipped_providers_file
+        from streamer.analytics import tables_from_settings
 
+        categories, providers = tables_from_settings(settings)
         return cls(
-            CategoryTable.load([shipped_categories_file(), *settings.category_files]),
-            ProviderMatcher.from_files([shipped_providers_file(), *settings.provider_files]),
+            categories,
+            providers,
             BatchAggregator(
                 settings.stats_window,
                 settings.stats_dimensions,

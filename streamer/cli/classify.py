@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -51,6 +52,19 @@ def warn_labels(ruleset: Any) -> list[str]:
     return warnings
 
 
+def _tables(settings: Any) -> tuple[Any, Any]:
+    """The configured category table and provider matcher; a bad table file is one line, exit
+    2 (a configuration error, as for the worker)."""
+    from streamer.analytics import tables_from_settings
+    from streamer.analytics.tables import TableError
+
+    try:
+        return tables_from_settings(settings)
+    except TableError as exc:
+        typer.secho(f"configuration error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
 def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:
     from streamer.classifier import Classifier
     from streamer.rules import RulesError, load_rules
@@ -72,7 +86,11 @@ def validate_command(
     ] = None,
     strict: Annotated[
         bool,
-        typer.Option("--strict", help="A misspelled predefined label is an error, not a warning."),
+        typer.Option(
+            "--strict",
+            help="Warnings are errors: a misspelled predefined label, a label given twice in "
+            "one JSON file.",
+        ),
     ] = False,
 ) -> None:
     """Check rule files: print `OK: N patterns, M labels, K files` or every error (exit 1)."""
@@ -89,7 +107,7 @@ def validate_command(
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     if warn_labels(ruleset) and strict:
-        typer.secho("error: misspelled labels (--strict)", fg=typer.colors.RED, err=True)
+        typer.secho("error: warnings above (--strict)", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     print(f"OK: {len(ruleset.rules)} patterns, {len(ruleset.labels)} labels, {len(files)} files")
 
@@ -183,7 +201,7 @@ def classify_command(
         cache_size=settings.cache_size,
         uncategorized_cache_size=settings.uncategorized_cache_size,
     )
-    stats = Summary() if summary else None
+    stats = Summary(*_tables(settings)) if summary else None
     labeller = Labeller(
         classifier, max_bytes=settings.max_message_bytes, explain=explain, summary=stats
     )
@@ -195,6 +213,33 @@ def classify_command(
         typer.secho(rejected, fg=typer.colors.RED, err=True)
     if run.failed_inputs or rejected:
         raise typer.Exit(1)
+
+
+class _OutputError(Exception):
+    """Standard output refused a write (not a closed pipe: that ends the command quietly)."""
+
+
+class _Output:
+    """Standard output, its write errors as ``_OutputError``."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def write(self, data: bytes) -> int:
+        try:
+            return int(self._raw.write(data))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputError(exc.strerror or str(exc)) from None
+
+    def flush(self) -> None:
+        try:
+            self._raw.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputError(exc.strerror or str(exc)) from None
 
 
 def _classify(
@@ -212,7 +257,7 @@ def _classify(
     from streamer.offline.chunks import InputFailed
     from streamer.offline.pool import label_all
 
-    out = sys.stdout.buffer
+    out = _Output(sys.stdout.buffer)
     progress = tqdm(
         unit=" lines", file=sys.stderr, disable=not sys.stderr.isatty(), mininterval=0.5
     )
@@ -240,6 +285,11 @@ def _classify(
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         raise typer.Exit(0) from None
+    except _OutputError as exc:  # e.g. a full disk: one line, not a traceback
+        # what is still buffered can never be written either: drop it, quietly, at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        typer.secho(f"cannot write output: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     finally:
         results.close()  # stops the worker processes, if any
         progress.close()

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from streamer.cli import app
-from streamer.cli.classify import RulesOption, _load_classifier
+from streamer.cli.classify import RulesOption, _load_classifier, _tables
+from streamer.cli.classify import _settings as _file_settings
 from streamer.cli.kafka import BootstrapOpt
 
 
@@ -61,7 +62,7 @@ def report_command(
                 if not path.is_file():
                     reason = "is a directory" if path.is_dir() else "No such file or directory"
                     raise _error(f"{path}: cannot read: {reason}")
-            data = read_files(inputs, _load_classifier(rules))
+            data = read_files(inputs, _load_classifier(rules), *_tables(_file_settings(rules)))
         written = write_report(data, output)
     except ReportError as exc:
         raise _error(str(exc)) from None

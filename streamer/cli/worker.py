@@ -113,6 +113,14 @@ def worker_command(
 
     for warning in label_warnings(classifiers.current.ruleset):
         logging.getLogger("streamer.rules").warning("%s", warning)
+    if settings.analytics:  # a bad category or provider file: before any Kafka client starts
+        from streamer.analytics import tables_from_settings
+        from streamer.analytics.tables import TableError
+
+        try:
+            tables_from_settings(settings)
+        except TableError as exc:
+            raise config_error(ConfigError(str(exc))) from None
     if settings.worker_processes > 1:
         del classifiers  # the rules are valid; the children load their own
         raise typer.Exit(_supervise(settings, flags))

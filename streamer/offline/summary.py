@@ -40,9 +40,11 @@ class Tally:
 class Summary:
     """Accumulates one classify run: :meth:`count` into a :class:`Tally`, :meth:`merge` it."""
 
-    def __init__(self) -> None:
-        self.categories = CategoryTable.shipped()
-        self.providers = ProviderMatcher.shipped()
+    def __init__(
+        self, categories: CategoryTable | None = None, providers: ProviderMatcher | None = None
+    ) -> None:
+        self.categories = categories or CategoryTable.shipped()
+        self.providers = providers or ProviderMatcher.shipped()
         self.counts = Tally()
         self.gaps: SpaceSaving[str] = SpaceSaving(GAP_CAPACITY)
         self.examples: dict[str, str] = {}
