@@ -50,6 +50,14 @@ def config_error(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+def rules_error(exc: Exception) -> typer.Exit:
+    """Rules that do not load (a configuration error too): one red line per problem, each
+    naming file, line and pattern, exit status 2."""
+    for problem in getattr(exc, "errors", None) or [str(exc)]:
+        typer.secho(f"rules: {problem}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from streamer.cli import bench, classify, demo, gaps, kafka, report, tail, worker  # noqa: F401

@@ -141,8 +141,9 @@ def classify_bench(
             progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True),
         )
     except RulesError as exc:
-        typer.secho(f"invalid rules:\n{exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from exc
+        from streamer.cli import rules_error
+
+        raise rules_error(exc) from None
     print(json.dumps(report.to_json()) if as_json else report.table())
 
 

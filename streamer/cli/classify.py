@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from streamer.cli import app, config_error
+from streamer.cli import app, config_error, rules_error
 
 if TYPE_CHECKING:
     from streamer.offline.chunks import ChunkReader
@@ -75,7 +75,7 @@ def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:
         warn_labels(ruleset)
         return Classifier(ruleset, **opts)
     except RulesError as exc:
-        raise _fail(f"invalid rules:\n{exc}") from None
+        raise rules_error(exc) from None
 
 
 @app.command("validate")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from streamer.cli import app, config_error
+from streamer.cli import app, config_error, rules_error
 from streamer.config import ConfigError, load_settings
 
 
@@ -32,8 +32,12 @@ def worker_command(
         int | None, typer.Option(help="Pause fetching at this many in-flight records.")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Records per consume batch.")] = None,
-    cache_size: Annotated[int | None, typer.Option()] = None,
-    uncategorized_cache_size: Annotated[int | None, typer.Option()] = None,
+    cache_size: Annotated[
+        int | None, typer.Option(help="Classified response lines remembered (LRU); 0: none.")
+    ] = None,
+    uncategorized_cache_size: Annotated[
+        int | None, typer.Option(help="Unclassified response lines remembered (LRU); 0: none.")
+    ] = None,
     watch_rules: Annotated[
         bool | None, typer.Option("--watch-rules/--no-watch-rules", help="Reload on change.")
     ] = None,
@@ -41,22 +45,34 @@ def worker_command(
         bool | None,
         typer.Option("--exactly-once/--at-least-once", help="Kafka transactions (see README)."),
     ] = None,
+    analytics: Annotated[
+        bool | None,
+        typer.Option("--analytics/--no-analytics", help="Stats, suppressions and rule-gap topics."),
+    ] = None,
     worker_id: Annotated[str | None, typer.Option(help="Name in logs (default host-pid).")] = None,
     processes: Annotated[
         str | None,
         typer.Option(help="Worker processes to run, supervised (a number or auto: per core)."),
     ] = None,
-    metrics_host: Annotated[str | None, typer.Option()] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="Address the Prometheus endpoint listens on.")
+    ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Prometheus endpoint port; 0 disables.")
     ] = None,
-    web_host: Annotated[str | None, typer.Option()] = None,
+    web_host: Annotated[
+        str | None, typer.Option(help="Address the web views (/status, /stats) listen on.")
+    ] = None,
     web_port: Annotated[
         int | None, typer.Option(help="Faust web (/status) port; 0 disables.")
     ] = None,
-    log_level: Annotated[str | None, typer.Option()] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+    ] = None,
     log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
-    state_dir: Annotated[Path | None, typer.Option()] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Local state: the local broker, Faust folders.")
+    ] = None,
 ) -> None:
     """Classify the input topic in the consumer group until SIGTERM (then drain, commit, exit)."""
     flags: dict[str, Any] = {
@@ -73,6 +89,7 @@ def worker_command(
         "uncategorized_cache_size": uncategorized_cache_size,
         "watch_rules": watch_rules,
         "exactly_once": exactly_once,
+        "analytics": analytics,
         "worker_id": worker_id,
         "processes": processes,
         "metrics_host": metrics_host,
@@ -105,8 +122,7 @@ def worker_command(
             uncategorized_cache_size=settings.uncategorized_cache_size,
         )
     except RulesError as exc:
-        typer.secho(f"rules: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise rules_error(exc) from None
     import logging
 
     from streamer.rules import label_warnings
