@@ -165,3 +165,22 @@ def test_cli_finds_the_bundled_samples_gaps_with_the_provider_rules_only() -> No
     for gap in doc["gaps"]:
         assert any(content in gap["example"] for content in lines), gap
         assert re.search(gap["pattern"], gap["example"]), gap
+
+
+def test_a_file_of_records_never_takes_garbage_for_response_lines(
+    classifier: Classifier, tmp_path: Path
+) -> None:
+    """As ``classify`` decides per input: a file whose first line is a record holds records,
+    and a line that is none is malformed, not a rule gap. Binary lines are never responses."""
+    record = {"type": "Bounce", "response": {"code": 451, "content": "4.9.9 zork failure id 3"}}
+    logs = tmp_path / "logs.jsonl"
+    logs.write_bytes(json.dumps(record).encode() + b"\nnot json\n[1, 2]\n")
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes(f"{UNKNOWN[3]}\n".encode() + b"\x7fELF\x00\x01\x02\n")
+    res = runner.invoke(app, ["gaps", "--json", str(logs), str(lines)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["responses"] == 2 and doc["uncategorized"] == 2 and doc["skipped"] == 3
+    assert {g["example"] for g in doc["gaps"]} == {"451 4.9.9 zork failure id 3", UNKNOWN[3]}
+    text = runner.invoke(app, ["gaps", str(logs)])
+    assert "skipped 2 lines (no record or response line)" in text.stderr

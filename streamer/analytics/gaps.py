@@ -42,7 +42,10 @@ class GapCollector:
         self.examples: dict[str, str] = {}
         self.responses = 0  # response lines classified
         self.uncategorized = 0
-        self.skipped = 0  # records without a classifiable response, malformed JSON
+        self.skipped = 0  # records without a classifiable response, malformed JSON, binary
+        #: The current input holds JSON records (its first line is one): a line that is no
+        #: record is then a malformed record, not a response line (as ``classify`` decides).
+        self._records: bool | None = None
 
     def add_line(self, line: str) -> None:
         """Classify one response line."""
@@ -75,11 +78,18 @@ class GapCollector:
             self.skipped += 1
 
     def feed(self, raw: bytes) -> None:
-        """One input line: a JSON record when it starts with ``{``, else a response line."""
+        """One input line: a JSON record when it starts with ``{``, else a response line
+        (unless the input holds records); a line with NUL bytes is binary, never a response."""
         text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if not text.strip():
             return
-        if text.lstrip().startswith("{"):
+        record = text.lstrip().startswith("{")
+        if self._records is None:
+            self._records = record
+        if "\x00" in text or (self._records and not record):
+            self.skipped += 1
+            return
+        if record:
             try:
                 obj = orjson.loads(text)
             except orjson.JSONDecodeError:
@@ -93,6 +103,8 @@ class GapCollector:
         self.add_line(text)
 
     def feed_stream(self, stream: Iterable[bytes]) -> None:
+        """One input; its first line says whether it holds records or response lines."""
+        self._records = None
         for raw in stream:
             self.feed(raw)
 
@@ -150,7 +162,7 @@ def render_toml(gaps: list[Gap]) -> str:
     for i, gap in enumerate(gaps, 1):
         out += [
             "",
-            f"# {i}. {gap.count} lines, e.g.: {_comment(gap.example)}",
+            f"# {i}. {gap.count} line{'s' * (gap.count != 1)}, e.g.: {_comment(gap.example)}",
             f"# LABEL = [ {toml_string(template_pattern(gap.template))} ]",
         ]
     return "\n".join(out) + "\n"

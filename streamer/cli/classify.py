@@ -207,7 +207,8 @@ def classify_command(
     )
     reader = ChunkReader(expand_inputs(inputs or []), lines)
     run = _classify(reader, labeller, processes, stats, top, as_json)
-    print(f"classified {run.done} lines, skipped {run.malformed} malformed", file=sys.stderr)
+    done = f"{run.done} line{'s' * (run.done != 1)}"
+    print(f"classified {done}, skipped {run.malformed} malformed", file=sys.stderr)
     rejected = run.all_rejected(reader.records_seen and lines is None)
     if rejected:
         typer.secho(rejected, fg=typer.colors.RED, err=True)
