@@ -118,26 +118,26 @@ def test_cli_text_json_toml_and_gzip(tmp_path: Path) -> None:
     assert doc["gaps"][0]["pattern"] == template_pattern(doc["gaps"][0]["template"])
 
 
-def test_cli_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_cli_missing_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     result = runner.invoke(app, ["gaps", str(tmp_path / "missing.jsonl")])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # as in classify: an input that cannot be read
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert lines == [f"{tmp_path / 'missing.jsonl'}: cannot read: No such file or directory"]
 
 
-def test_cli_corrupt_gzip_is_exit_2(tmp_path: Path) -> None:
+def test_cli_corrupt_gzip_is_exit_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gz"
     bad.write_bytes(b"\x1f\x8b" + b"garbage" * 10)
     result = runner.invoke(app, ["gaps", str(bad)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "Traceback" not in result.output and "bad.gz: cannot read" in result.output
 
 
-def test_cli_zstd_without_or_with_a_corrupt_frame_is_exit_2(tmp_path: Path) -> None:
+def test_cli_zstd_without_or_with_a_corrupt_frame_is_exit_1(tmp_path: Path) -> None:
     bad = tmp_path / "log.zst"
     bad.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 10)
     result = runner.invoke(app, ["gaps", str(bad)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"{bad}: ")
 

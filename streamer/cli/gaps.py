@@ -13,9 +13,10 @@ from streamer.cli import app
 from streamer.cli.classify import RulesOption, _load_classifier
 
 
-def _error(message: str) -> typer.Exit:
+def _error(message: str, code: int = 1) -> typer.Exit:
+    """One line on stderr; exit 1 (an input or output that fails), 2 for a usage error."""
     print(message, file=sys.stderr)
-    return typer.Exit(2)
+    return typer.Exit(code)
 
 
 def _read_topic(collector: Any, topic: str, bootstrap: str | None) -> None:
@@ -61,7 +62,7 @@ def gaps_command(
     collector = GapCollector(_load_classifier(rules))
     if topic is not None:
         if inputs:
-            raise _error("give either files or --topic, not both")
+            raise _error("give either files or --topic, not both", 2)
         _read_topic(collector, topic, bootstrap)
     else:
         items = expand_inputs(inputs or [])

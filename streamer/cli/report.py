@@ -14,9 +14,10 @@ from streamer.cli.classify import _settings as _file_settings
 from streamer.cli.kafka import BootstrapOpt
 
 
-def _error(message: str) -> typer.Exit:
+def _error(message: str, code: int = 1) -> typer.Exit:
+    """One line on stderr; exit 1 (an input or output that fails), 2 for a usage error."""
     print(message, file=sys.stderr)
-    return typer.Exit(2)
+    return typer.Exit(code)
 
 
 @app.command("report")
@@ -46,7 +47,7 @@ def report_command(
     try:
         if topic is not None:
             if inputs:
-                raise _error("give either files or --topic, not both")
+                raise _error("give either files or --topic, not both", 2)
             from streamer.cli.kafka import _bootstrap, _settings
 
             settings = _settings(bootstrap=bootstrap)
