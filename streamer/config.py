@@ -8,9 +8,11 @@ address also honours the conventional ``KAFKA_BOOTSTRAP``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -361,6 +363,29 @@ class _TomlSource(PydanticBaseSettingsSource):
             if isinstance(flat.get(key), str):  # so are secret files
                 flat[key] = str(base / flat[key])
         return flat
+
+
+#: STREAMER_* variables that are no setting but mean something: the config file, where shipped
+#: files and caches live, the supervisor's hand-over to its children, tests and container set-up.
+OTHER_VARIABLES = frozenset(
+    {"CONFIG", "RULES_DIR", "CACHE_DIR", "SUPERVISOR_PID", "TEST_BOOTSTRAP", "UID", "VENV"}
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning per ``STREAMER_*`` variable that names no setting (a typo is otherwise
+    silently ignored, while the same typo in a config file is an error)."""
+    names = [env_var(f) for f in Settings.model_fields]
+    out = []
+    for var in sorted(environ):
+        if not var.startswith("STREAMER_") or var in names:
+            continue
+        if var.removeprefix("STREAMER_") in OTHER_VARIABLES:
+            continue
+        close = difflib.get_close_matches(var, names, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        out.append(f"{var} is not a streamer setting and is ignored{hint}")
+    return out
 
 
 def env_var(field: str) -> str:

@@ -187,3 +187,17 @@ def test_the_configured_categories_serve_classify_summary_too(tmp_path: Path) ->
     )
     assert json.loads(plain.stdout)["categories"] == {"hard": 1}
     assert json.loads(local.stdout)["categories"] == {"admin": 1}
+
+
+def test_a_misspelled_environment_variable_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A typo in a config file is an error; in the environment it would be silently ignored."""
+    monkeypatch.setenv("STREAMER_BACK_PRESURE", "5")
+    monkeypatch.setenv("STREAMER_CACHE_DIR", "/tmp")  # means something, though no setting
+    res = runner.invoke(app, ["validate"])
+    assert res.exit_code == 0
+    assert res.stderr.splitlines() == [
+        "warning: STREAMER_BACK_PRESURE is not a streamer setting and is ignored "
+        "(did you mean STREAMER_BACK_PRESSURE?)"
+    ]

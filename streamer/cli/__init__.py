@@ -41,6 +41,10 @@ def _global_options(
 ) -> None:
     if config is not None:
         os.environ["STREAMER_CONFIG"] = str(config)
+    from streamer.config import unknown_variables
+
+    for warning in unknown_variables(os.environ):
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
 
 
 def config_error(exc: Exception) -> typer.Exit:
