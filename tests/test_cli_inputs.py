@@ -159,3 +159,16 @@ def test_a_truncated_zstd_segment_gives_what_it_holds_and_an_error(
     ok.write_bytes(whole)
     res = runner.invoke(app, ["classify", "--jobs", jobs, str(ok)])
     assert res.exit_code == 0 and len(res.stdout.splitlines()) == 4000
+
+
+def test_report_reads_a_log_folder_and_globs_like_classify(logs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    for given in ([str(logs)], [str(logs / "*")]):
+        res = runner.invoke(app, ["report", *given, "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        assert out.stat().st_size > 10_000
+        out.unlink()
+    res = runner.invoke(app, ["report", str(tmp_path / "nothing-*.zst"), "-o", str(out)])
+    assert res.exit_code == 1 and "no file matches this pattern" in res.stderr
+    res = runner.invoke(app, ["report", "-", "-o", str(out)], input="")
+    assert res.exit_code == 2 and "report reads files, not standard input" in res.stderr

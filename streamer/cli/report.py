@@ -23,10 +23,10 @@ def _error(message: str, code: int = 1) -> typer.Exit:
 @app.command("report")
 def report_command(
     inputs: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Argument(
-            help="KumoMTA log files or classified JSONL (gzip/zstd by content); "
-            "default: the bundled sample."
+            help="KumoMTA log files or classified JSONL (gzip/zstd by content): files, folders "
+            "(every file inside), globs; default: the bundled sample."
         ),
     ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
@@ -55,15 +55,20 @@ def report_command(
             rows = list(read_stats_topic(settings, address, topic, timeout=timeout))
             data = stats_data(rows, f"topic {topic}")
         else:
+            from streamer.inputs import expand_inputs
+
             if not inputs:
                 from streamer.devkit.sample import bundled_sample_path
 
-                inputs = [bundled_sample_path()]
-            for path in inputs:
-                if not path.is_file():
-                    reason = "is a directory" if path.is_dir() else "No such file or directory"
-                    raise _error(f"{path}: cannot read: {reason}")
-            data = read_files(inputs, _load_classifier(rules), *_tables(_file_settings(rules)))
+                inputs = [str(bundled_sample_path())]
+            files = []
+            for item in expand_inputs(inputs):  # as classify and gaps: folders and globs too
+                if item.path is None and item.error is None:
+                    raise _error("report reads files, not standard input", 2)
+                if item.error is not None or item.path is None:
+                    raise _error(f"{item.name}: cannot read: {item.error}")
+                files.append(item.path)
+            data = read_files(files, _load_classifier(rules), *_tables(_file_settings(rules)))
         written = write_report(data, output)
     except ReportError as exc:
         raise _error(str(exc)) from None
