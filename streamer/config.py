@@ -407,6 +407,22 @@ def _settings_error(exc: SettingsError) -> ConfigError:
     return ConfigError(f"{env_var(field)}: not valid JSON{reason} (it must hold {shape})")
 
 
+def _problems(exc: ValidationError) -> list[str]:
+    """pydantic's errors in a user's words: one per setting (a union's alternatives joined),
+    an unknown key with the closest setting."""
+    by_key: dict[str, list[str]] = {}
+    for err in exc.errors():
+        key = str(err["loc"][0]) if err["loc"] else "config"
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, list(Settings.model_fields), n=1, cutoff=0.8)
+            msg = "not a setting" + (f" (did you mean {close[0]}?)" if close else "")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        if msg not in by_key.setdefault(key, []):
+            by_key[key].append(msg)
+    return [f"{key}: {' or '.join(msgs)}" for key, msgs in by_key.items()]
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build the settings; ``overrides`` are CLI flags (None values are ignored).
 
@@ -419,10 +435,6 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     except SettingsError as exc:
         raise _settings_error(exc) from None
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "config"
-            lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid configuration: " + "; ".join(lines)) from exc
+        raise ConfigError("invalid configuration: " + "; ".join(_problems(exc))) from exc
     finally:
         _config_file.reset(token)

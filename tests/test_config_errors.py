@@ -201,3 +201,15 @@ def test_a_misspelled_environment_variable_is_warned_about(
         "warning: STREAMER_BACK_PRESURE is not a streamer setting and is ignored "
         "(did you mean STREAMER_BACK_PRESSURE?)"
     ]
+
+
+def test_unknown_keys_and_union_values_are_said_in_a_users_words(tmp_path: Path) -> None:
+    config = tmp_path / "streamer.toml"
+    config.write_text('back_presure = 5\nprocesses = "many"\n[nonsense]\nfoo = 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    message = str(info.value)
+    assert "back_presure: not a setting (did you mean back_pressure?)" in message
+    assert "foo: not a setting;" in message or message.endswith("foo: not a setting")
+    assert "processes: Input should be a valid integer" in message and "'auto'" in message
+    assert "Extra inputs" not in message and "literal[" not in message
