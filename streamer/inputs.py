@@ -15,7 +15,7 @@ import gzip
 import io
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -80,13 +80,20 @@ class _NoError(Exception):
     """Never raised: the decompression error type of plain and gzip streams (OSError)."""
 
 
-def _open_stream(name: str, raw: IO[bytes]) -> tuple[IO[bytes], type[Exception]]:
-    """``raw`` decompressed when it starts with a gzip or zstd magic number, and the
-    decompressor's own error type (gzip raises ``OSError`` / ``EOFError`` itself)."""
+def _complete() -> None:
+    """Plain and gzip streams: nothing to check at their end (gzip checks its own)."""
+
+
+def _open_stream(
+    name: str, raw: IO[bytes]
+) -> tuple[IO[bytes], type[Exception], Callable[[], None]]:
+    """``raw`` decompressed when it starts with a gzip or zstd magic number, the
+    decompressor's own error type (gzip raises ``OSError`` / ``EOFError`` itself), and what
+    to call once the stream is read to its end (raises ``EOFError`` for a truncated zstd)."""
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(Any, raw))
     kind = compression(buffered.peek(4)[:4])
     if kind == "gzip":
-        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb")), _NoError
+        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb")), _NoError, _complete
     if kind == "zstd":
         try:
             import zstandard  # type: ignore[import-not-found, unused-ignore]
@@ -96,70 +103,88 @@ def _open_stream(name: str, raw: IO[bytes]) -> tuple[IO[bytes], type[Exception]]
                 f"`zstd -dc {name}`"
             ) from None
         reader = _ZstdFrames(buffered, zstandard.ZstdDecompressor())
-        return cast(IO[bytes], io.BufferedReader(reader, 1 << 17)), zstandard.ZstdError
-    return buffered, _NoError
+        stream = cast(IO[bytes], io.BufferedReader(reader, 1 << 17))
+        return stream, zstandard.ZstdError, reader.check_complete
+    return buffered, _NoError, _complete
 
 
 class _ZstdFrames(io.RawIOBase):
-    """The decompressed bytes of consecutive zstd frames; ``EOFError`` when the input ends
-    inside a frame (a segment still being written, or cut short), where zstandard's own
-    stream reader would just stop: the lines after the cut must not vanish silently. The
-    error comes on the read after the last bytes (an end of file first), so that a buffered
-    read returns what was decompressed before it."""
+    """The decompressed bytes of consecutive zstd frames, in bounded memory.
 
+    zstandard's own stream reader ends quietly where the input ends inside a frame (a
+    segment still being written, or cut short): the lines after the cut would vanish without
+    a word. Here the end of such an input sets ``truncated``; the reader's user raises after
+    the last bytes were read (``check_complete``), so what was readable still comes out.
+    """
+
+    #: Compressed bytes read at once, and fed to the decompressor at once: a slice's output
+    #: is bounded (a zstd block expands to at most 128 KiB), whatever the compression ratio.
     CHUNK = 1 << 17
+    SLICE = 1 << 10
 
     def __init__(self, raw: IO[bytes], decompressor: Any) -> None:
         self._raw = raw
         self._decompressor = decompressor
         self._frame: Any = None  # the decompression object of the current frame
+        self._in = memoryview(b"")  # compressed bytes read, not yet decompressed
+        self._carry = b""  # what the last slice held beyond its frame's end
         self._out = memoryview(b"")
-        self._truncated = False
+        self.truncated = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         while not self._out:
-            chunk = self._raw.read(self.CHUNK)
-            if not chunk:
-                if self._truncated:
-                    raise EOFError("zstd stream ends inside a frame (truncated?)")
-                self._truncated = self._frame is not None and not self._frame.eof
-                return 0
-            out = bytearray()
-            while chunk:
-                if self._frame is None or self._frame.eof:
-                    self._frame = self._decompressor.decompressobj()
-                out += self._frame.decompress(chunk)
-                chunk = self._frame.unused_data if self._frame.eof else b""
-            self._out = memoryview(out)
+            piece: bytes | memoryview
+            if self._carry:
+                piece, self._carry = self._carry, b""
+            else:
+                if not self._in:
+                    chunk = self._raw.read(self.CHUNK)
+                    if not chunk:
+                        self.truncated = self._frame is not None and not self._frame.eof
+                        return 0
+                    self._in = memoryview(chunk)
+                piece, self._in = self._in[: self.SLICE], self._in[self.SLICE :]
+            if self._frame is None or self._frame.eof:
+                self._frame = self._decompressor.decompressobj()
+            self._out = memoryview(self._frame.decompress(piece))
+            if self._frame.eof:
+                self._carry = self._frame.unused_data
         n = min(len(buffer), len(self._out))
         buffer[:n] = self._out[:n]
         self._out = self._out[n:]
         return n
+
+    def check_complete(self) -> None:
+        if self.truncated:
+            raise EOFError("zstd stream ends inside a frame (truncated?)")
 
 
 def open_input(name: str, raw: IO[bytes]) -> Iterable[bytes]:
     """The lines of ``raw``, decompressed when it starts with a gzip or zstd magic number.
 
     Decompression errors surface while iterating (``OSError`` / ``EOFError``)."""
-    stream, error = _open_stream(name, raw)
-    return stream if error is _NoError else _reported(stream, error)
+    stream, error, complete = _open_stream(name, raw)
+    return stream if error is _NoError else _reported(stream, error, complete)
 
 
 def _blocks(name: str, raw: IO[bytes], size: int) -> Iterator[bytes]:
-    stream, error = _open_stream(name, raw)
+    stream, error, complete = _open_stream(name, raw)
     read = stream.read
-    return _reported(iter(lambda: read(size), b""), error)
+    return _reported(iter(lambda: read(size), b""), error, complete)
 
 
-def _reported(items: Iterable[bytes], error: type[Exception]) -> Iterator[bytes]:
+def _reported(
+    items: Iterable[bytes], error: type[Exception], complete: Callable[[], None]
+) -> Iterator[bytes]:
     # a corrupt zstd frame raises zstandard's own error type: report it like gzip's (OSError)
     try:
         yield from items
     except error as exc:
         raise OSError(f"zstd: {exc}") from None
+    complete()  # EOFError after the last lines of a truncated input
 
 
 def read_lines(item: Input) -> Iterator[bytes]:

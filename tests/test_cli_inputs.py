@@ -172,3 +172,31 @@ def test_report_reads_a_log_folder_and_globs_like_classify(logs: Path, tmp_path:
     assert res.exit_code == 1 and "no file matches this pattern" in res.stderr
     res = runner.invoke(app, ["report", "-", "-o", str(out)], input="")
     assert res.exit_code == 2 and "report reads files, not standard input" in res.stderr
+
+
+def test_zstd_frames_of_every_kind_read_whole_and_every_cut_is_an_error() -> None:
+    """Many frames, an empty one and a skippable one read exactly as written, by lines and by
+    blocks; a cut anywhere, also within the first 128 KiB or just after a frame's end, is an
+    EOFError after the readable part (zstandard's stream reader would just stop)."""
+    import io
+
+    from streamer.inputs import _blocks, open_input
+
+    c = zstandard.ZstdCompressor(level=3)
+    lines = b"".join(b"line %d of the log\n" % i for i in range(60_000))
+    frames = [c.compress(lines[i : i + 7_000]) for i in range(0, len(lines), 7_000)]
+    skippable = b"\x50\x2a\x4d\x18" + (4).to_bytes(4, "little") + b"abcd"
+    data = b"".join(frames[:5]) + skippable + c.compress(b"") + b"".join(frames[5:])
+
+    def by_lines(raw: bytes) -> bytes:
+        return b"".join(open_input("x", io.BytesIO(raw)))
+
+    def by_blocks(raw: bytes) -> bytes:
+        return b"".join(_blocks("x", io.BytesIO(raw), 1 << 20))
+
+    for read in (by_lines, by_blocks):
+        assert read(data) == lines
+        whole = c.compress(lines)
+        for cut in (whole[:-7], frames[0][:-3], b"".join(frames[:3]) + frames[3][:10]):
+            with pytest.raises(EOFError, match="ends inside a frame"):
+                read(cut)
