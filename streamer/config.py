@@ -228,7 +228,7 @@ class Settings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, v: str) -> str:
-        level = v.upper()
+        level = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(v.upper(), v.upper())
         if level not in LOG_LEVELS:
             raise ValueError(f"{v!r} is no log level; use one of {', '.join(LOG_LEVELS)}")
         return level
@@ -372,15 +372,23 @@ OTHER_VARIABLES = frozenset(
 )
 
 
+#: What Kubernetes sets for a Service named streamer(-...): STREAMER_SERVICE_HOST and the like.
+_KUBERNETES_SERVICE = re.compile(
+    r"_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$"
+)
+
+
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """A warning per ``STREAMER_*`` variable that names no setting (a typo is otherwise
     silently ignored, while the same typo in a config file is an error)."""
+    if "STREAMER_SUPERVISOR_PID" in environ:
+        return []  # a supervised child: its parent has said it already
     names = [env_var(f) for f in Settings.model_fields]
     out = []
     for var in sorted(environ):
         if not var.startswith("STREAMER_") or var in names:
             continue
-        if var.removeprefix("STREAMER_") in OTHER_VARIABLES:
+        if var.removeprefix("STREAMER_") in OTHER_VARIABLES or _KUBERNETES_SERVICE.search(var):
             continue
         close = difflib.get_close_matches(var, names, n=1, cutoff=0.8)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -407,12 +415,16 @@ def _settings_error(exc: SettingsError) -> ConfigError:
     return ConfigError(f"{env_var(field)}: not valid JSON{reason} (it must hold {shape})")
 
 
+_UNION_TAG = re.compile(r"^(int|str|float|bool|literal\[.*\]|function-\w+\[.*\])$")
+
+
 def _problems(exc: ValidationError) -> list[str]:
     """pydantic's errors in a user's words: one per setting (a union's alternatives joined),
     an unknown key with the closest setting."""
     by_key: dict[str, list[str]] = {}
     for err in exc.errors():
-        key = str(err["loc"][0]) if err["loc"] else "config"
+        # a union's alternatives add their type to the path (processes.int, ...): dropped
+        key = ".".join(str(p) for p in err["loc"] if not _UNION_TAG.match(str(p))) or "config"
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(key, list(Settings.model_fields), n=1, cutoff=0.8)
             msg = "not a setting" + (f" (did you mean {close[0]}?)" if close else "")

@@ -97,7 +97,9 @@ class RuleSet:
         r = self.rules[index]
         pos = self.positions[index] if index < len(self.positions) else -1
         real = next((f for f in self.files if display_rule_file(f) == r.file), r.file)
-        return _where(real, r.label, pos, r.pattern, shown=r.file)
+        listed = [x.pattern for x in self.rules if x.file == r.file and x.label == r.label]
+        line = _Locator(real).pattern_line(r.label, listed, pos)
+        return _where(r.file, line, r.label, pos, r.pattern)
 
 
 def _syntax_error(path: str, kind: str, exc: Exception) -> str:
@@ -119,62 +121,93 @@ def _pairs_noting_duplicates(
     path: str, notes: list[str]
 ) -> Callable[[Iterable[tuple[str, Any]]], Any]:
     """A JSON ``object_pairs_hook``: a dict as usual (the last value of a repeated key wins, as
-    in KumoMTA), noting every repeated key."""
+    in KumoMTA), noting every repeated key with the line it is repeated on."""
+    where = _Locator(path)
 
     def hook(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
         pairs = list(items)
         out = dict(pairs)
         if len(out) < len(pairs):
-            seen: set[str] = set()
+            seen: dict[str, int] = {}
             for key, _ in pairs:
-                if key in seen:
-                    line = _key_line(path, str(key), nth=2)
-                    where = f"{path}:{line}" if line else path
+                seen[key] = seen.get(key, 0) + 1
+                if seen[key] > 1:
+                    lines = where.key_lines(key)
+                    line = lines[seen[key] - 1] if len(lines) >= seen[key] else None
                     notes.append(
-                        f"{where}: {key!r} appears more than once in the same object; only its "
-                        "last value counts (as in KumoMTA)"
+                        f"{_at(path, line)}: {key!r} appears more than once in the same object; "
+                        "only its last value counts (as in KumoMTA)"
                     )
-                seen.add(key)
         return out
 
     return hook
 
 
-def _key_line(path: str, key: str, nth: int = 1) -> int | None:
-    """The line of the ``nth`` occurrence of ``key`` as a table key or object member."""
-    text = _text(path)
-    if text is None:
-        return None
-    keys = re.finditer(r"""(?<![\w"'-])["']?""" + re.escape(key) + r"""["']?\s*[=:]""", text)
-    for i, m in enumerate(keys, 1):
-        if i == nth:
-            return text.count("\n", 0, m.start()) + 1
-    return None
+class _Locator:
+    """Where a label and its patterns are written in a rules file, for error messages: the
+    parsers keep no positions, so the text is searched (once per label), in order."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._text: str | None = None
+        self._read = False
+        self._lines: dict[str, list[int | None]] = {}
+
+    @property
+    def text(self) -> str | None:
+        """The file's text, read on first use (None when unreadable)."""
+        if not self._read:
+            self._read = True
+            try:
+                self._text = Path(self.path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                self._text = None
+        return self._text
+
+    def _keys(self, key: str) -> list[int]:
+        """Offsets just past each place ``key`` stands as a key: first on its line (TOML, JSON
+        on several lines) or after ``{`` or ``,``, quoted or bare, then ``=`` or ``:``. A
+        comment or a string that mentions the label does not count."""
+        if self.text is None:
+            return []
+        name = r"(?:rules\.)?([\"']?)" + re.escape(key) + r"\1"
+        found = re.finditer(r"(?m)(?:^[ \t]*|[{,][ \t]*)" + name + r"[ \t]*[=:]", self.text)
+        return [m.end() for m in found]
+
+    def key_lines(self, key: str) -> list[int]:
+        text = self.text or ""
+        return [text.count("\n", 0, end) + 1 for end in self._keys(key)]
+
+    def pattern_line(self, label: str, patterns: Sequence[object], pos: int) -> int | None:
+        """The line of ``patterns[pos]`` (the label's list as loaded); the label's line when
+        the pattern's text is not found."""
+        if label not in self._lines:
+            self._lines[label] = self._walk(label, patterns)
+        lines = self._lines[label]
+        return lines[pos] if 0 <= pos < len(lines) else None
+
+    def _walk(self, label: str, patterns: Sequence[object]) -> list[int | None]:
+        keys = self._keys(label)
+        if self.text is None or not keys:
+            return [None] * len(patterns)
+        text, cursor = self.text, keys[-1]  # a repeated JSON key: its last list counts
+        key_line = text.count("\n", 0, cursor) + 1
+        out: list[int | None] = []
+        for pattern in patterns:
+            line: int | None = key_line
+            if isinstance(pattern, str) and pattern:
+                forms = {pattern, json.dumps(pattern, ensure_ascii=False)[1:-1]}
+                hits = [(i, len(f)) for f in forms if (i := text.find(f, cursor)) >= 0]
+                if hits:
+                    at, size = min(hits)
+                    line = text.count("\n", 0, at) + 1
+                    cursor = at + size  # the next pattern is written after this one
+            out.append(line)
+        return out
 
 
-def _pattern_line(path: str, label: str, pattern: object) -> int | None:
-    """The line where ``pattern`` is written under ``label`` (error messages only: the file is
-    read again); the label's line when the pattern's text cannot be found."""
-    text = _text(path)
-    if text is None:
-        return None
-    key = _key_line(path, label)
-    if isinstance(pattern, str) and pattern:
-        start = 0
-        if key is not None:  # search from the label's line on
-            start = sum(len(line) for line in text.splitlines(keepends=True)[: key - 1])
-        written = {pattern, json.dumps(pattern, ensure_ascii=False)[1:-1]}
-        found = [i for form in written if (i := text.find(form, start)) >= 0]
-        if found:
-            return text.count("\n", 0, min(found)) + 1
-    return key
-
-
-def _text(path: str) -> str | None:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
+def _at(path: str, line: int | None) -> str:
+    return f"{path}:{line}" if line else path
 
 
 def _parse_file(path: str, data: bytes, notes: list[str] | None = None) -> Any:
@@ -195,14 +228,10 @@ def _parse_file(path: str, data: bytes, notes: list[str] | None = None) -> Any:
         raise RulesError([_syntax_error(path, kind, exc)]) from None
 
 
-def _where(path: str, label: str, pos: int, pattern: object, shown: str | None = None) -> str:
-    """``file:line: label 'X' pattern #N 'text'``: N counts from 1, the text as written;
-    ``shown``: how to name the file (``rules/<name>`` for a shipped one)."""
-    line = _pattern_line(path, label, pattern)
-    name = shown or path
-    where = f"{name}:{line}" if line else name
+def _where(name: str, line: int | None, label: str, pos: int, pattern: object) -> str:
+    """``file:line: label 'X' pattern #N 'text'``: N counts from 1, the text as written."""
     text = "'" + pattern.replace("\n", "\\n") + "'" if isinstance(pattern, str) else repr(pattern)
-    return f"{where}: label {label!r} pattern #{pos + 1} {text}"
+    return f"{_at(name, line)}: label {label!r} pattern #{pos + 1} {text}"
 
 
 def _read_table(
@@ -252,30 +281,33 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
     for path in paths:
         table = _read_table(path, digest, errors, notes)
         shown = display_rule_file(path) if table else path  # rules/<name> for shipped files
+        locate = _Locator(path)  # reads the file only for an error
+
         for label, patterns in (table or {}).items():
             if not isinstance(label, str) or not label:
                 errors.append(f"{path}: label {label!r}: labels must be non-empty strings")
                 continue
             if not isinstance(patterns, list):
-                line = _key_line(path, label)
+                lines = locate.key_lines(label)
                 errors.append(
-                    f"{path}:{line}: label {label!r}: expected a list of pattern strings, "
-                    f"got {type(patterns).__name__}"
-                    if line
-                    else f"{path}: label {label!r}: expected a list of pattern strings, "
-                    f"got {type(patterns).__name__}"
+                    f"{_at(path, lines[-1] if lines else None)}: label {label!r}: expected a "
+                    f"list of pattern strings, got {type(patterns).__name__}"
                 )
                 continue
             labels.setdefault(label, None)
             for pos, pattern in enumerate(patterns):
                 # The error prefix is only formatted for a failing pattern (10,000-rule sets).
                 if not isinstance(pattern, str):
-                    errors.append(f"{_where(path, label, pos, pattern)}: patterns must be strings")
+                    line = locate.pattern_line(label, patterns, pos)
+                    errors.append(
+                        f"{_where(path, line, label, pos, pattern)}: patterns must be strings"
+                    )
                     continue
                 try:
                     tr = translate(pattern)
                 except RustRegexError as exc:
-                    errors.append(f"{_where(path, label, pos, pattern)}: {exc}")
+                    line = locate.pattern_line(label, patterns, pos)
+                    errors.append(f"{_where(path, line, label, pos, pattern)}: {exc}")
                     continue
                 rules.append(Rule(len(rules), label, pattern, shown))
                 translations.append(tr)

@@ -183,4 +183,8 @@ def test_a_file_of_records_never_takes_garbage_for_response_lines(
     assert doc["responses"] == 2 and doc["uncategorized"] == 2 and doc["skipped"] == 3
     assert {g["example"] for g in doc["gaps"]} == {"451 4.9.9 zork failure id 3", UNKNOWN[3]}
     text = runner.invoke(app, ["gaps", str(logs)])
-    assert "skipped 2 lines (no record or response line)" in text.stderr
+    assert "skipped 2 malformed lines" in text.stderr
+    from streamer.devkit.sample import bundled_sample_path
+
+    sample = runner.invoke(app, ["gaps", str(bundled_sample_path())])
+    assert "malformed" not in sample.stderr  # records with nothing to classify are no junk

@@ -213,3 +213,32 @@ def test_unknown_keys_and_union_values_are_said_in_a_users_words(tmp_path: Path)
     assert "foo: not a setting;" in message or message.endswith("foo: not a setting")
     assert "processes: Input should be a valid integer" in message and "'auto'" in message
     assert "Extra inputs" not in message and "literal[" not in message
+
+
+def test_kubernetes_service_variables_and_supervised_children_get_no_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streamer.config import unknown_variables
+
+    k8s = {
+        "STREAMER_SERVICE_HOST": "10.0.0.7",
+        "STREAMER_SERVICE_PORT": "9464",
+        "STREAMER_SERVICE_PORT_METRICS": "9464",
+        "STREAMER_PORT": "tcp://10.0.0.7:9464",
+        "STREAMER_PORT_9464_TCP": "tcp://10.0.0.7:9464",
+        "STREAMER_PORT_9464_TCP_ADDR": "10.0.0.7",
+        "STREAMER_METRICS_SERVICE_HOST": "10.0.0.8",
+    }
+    assert unknown_variables(k8s) == []
+    typo = {"STREAMER_BACK_PRESURE": "5"}
+    assert len(unknown_variables(typo)) == 1
+    assert unknown_variables({**typo, "STREAMER_SUPERVISOR_PID": "1"}) == []
+
+
+def test_the_path_inside_a_table_setting_is_kept(tmp_path: Path) -> None:
+    config = tmp_path / "streamer.toml"
+    config.write_text('log_level = "warn"\n[kafka_extra]\nacks = 1\n')
+    with pytest.raises(ConfigError, match=r"kafka_extra\.acks: Input should be a valid string"):
+        load_settings(config)
+    config.write_text('log_level = "warn"\n')
+    assert load_settings(config).log_level == "WARNING"

@@ -198,3 +198,46 @@ def test_a_label_twice_in_a_json_file_keeps_the_last_list_and_says_so(tmp_path: 
         f"{f}:3: 'A' appears more than once in the same object; only its last value counts "
         "(as in KumoMTA)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        # a bad pattern that is the prefix of the one before it
+        (
+            "a.toml",
+            "[rules]\nPolicy = [\n  '(?i)blocked (by|due to) policy',\n  '(?i)blocked (by',\n]\n",
+            [":4: label 'Policy' pattern #2"],
+        ),
+        # a comment naming the label, the same bad pattern under another label first
+        (
+            "b.toml",
+            "# SpamBlock: the sending IP is listed\n"
+            "[rules]\nFoo = ['bad(']\nSpamBlock = ['bad(']\n",
+            [":3: label 'Foo' pattern #1", ":4: label 'SpamBlock' pattern #1"],
+        ),
+        # the label's name inside another label's pattern
+        (
+            "c.toml",
+            "[rules]\nBlocked = ['550 Spam: rejected', 'x(']\nSpam = [\n  'ok',\n  'x(',\n]\n",
+            [":2: label 'Blocked' pattern #2", ":5: label 'Spam' pattern #2"],
+        ),
+    ],
+)
+def test_the_line_is_where_the_pattern_stands(
+    tmp_path: Path, name: str, text: str, expected: list[str]
+) -> None:
+    f = write(tmp_path, name, text)
+    errs = errors_of([f])
+    assert len(errs) == len(expected), errs
+    assert all(e.startswith(f"{f}{x} ") for e, x in zip(errs, expected, strict=True)), errs
+
+
+def test_each_repeated_json_label_is_warned_on_its_own_line(tmp_path: Path) -> None:
+    text = (
+        '{"rules": {\n "Spam": ["a"],\n "Other": ["5.7.1 Spam: x"],\n'
+        ' "Spam": ["c"],\n "Spam": ["d"]\n}}\n'
+    )
+    f = write(tmp_path, "d.json", text)
+    notes = label_warnings(load_rules([f]))
+    assert [n.split(":")[1] for n in notes] == ["4", "5"], notes

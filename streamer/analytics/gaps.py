@@ -43,6 +43,7 @@ class GapCollector:
         self.responses = 0  # response lines classified
         self.uncategorized = 0
         self.skipped = 0  # records without a classifiable response, malformed JSON, binary
+        self.malformed = 0  # of those: lines that are neither a record nor a response line
         #: The current input holds JSON records (its first line is one): a line that is no
         #: record is then a malformed record, not a response line (as ``classify`` decides).
         self._records: bool | None = None
@@ -88,17 +89,20 @@ class GapCollector:
             self._records = record
         if "\x00" in text or (self._records and not record):
             self.skipped += 1
+            self.malformed += 1
             return
         if record:
             try:
                 obj = orjson.loads(text)
             except orjson.JSONDecodeError:
                 self.skipped += 1
+                self.malformed += 1
                 return
             if isinstance(obj, dict):
                 self.add_record(obj)
             else:
                 self.skipped += 1
+                self.malformed += 1
             return
         self.add_line(text)
 

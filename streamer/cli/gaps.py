@@ -106,8 +106,8 @@ def gaps_command(
     for g in gaps:
         print(f"{g.count:8d}  {g.template}")
         print(f"{'':8}  e.g. {g.example}")
-    if collector.skipped:
-        n = collector.skipped
-        print(f"skipped {n} line{'s' * (n != 1)} (no record or response line)", file=sys.stderr)
+    if collector.malformed:
+        n = collector.malformed
+        print(f"skipped {n} malformed line{'s' * (n != 1)}", file=sys.stderr)
     if toml_out is not None:
         print(f"skeleton written to {toml_out}", file=sys.stderr)
