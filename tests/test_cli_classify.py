@@ -212,3 +212,19 @@ def test_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, jobs: str) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert "cannot write output: No space left on device" in proc.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("command", [["validate"], ["explain", "550 5.1.1 user unknown"]])
+def test_every_command_says_a_full_disk_in_one_line(command: list[str]) -> None:
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamer", *command],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == "cannot write output: No space left on device\n"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -67,11 +69,25 @@ def _register() -> None:
     from streamer.cli import bench, classify, demo, gaps, kafka, report, tail, worker  # noqa: F401
 
 
+#: Errors of a write that no retry cures: the output is lost, say so in one line.
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
 def main() -> None:
     from streamer.config import ConfigError
 
     _register()
     try:
-        app(prog_name="streamer")
+        try:
+            app(prog_name="streamer")
+        finally:
+            sys.stdout.flush()  # a full disk shows here when the output was buffered
     except ConfigError as exc:  # every command reports its own; this is the safety net
         raise SystemExit(config_error(exc).exit_code) from None
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        # what is still buffered can never be written either: drop it, quietly, at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        typer.secho(f"cannot write output: {exc.strerror}", fg=typer.colors.RED, err=True)
+        raise SystemExit(1) from None
