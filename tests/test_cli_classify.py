@@ -228,3 +228,16 @@ def test_every_command_says_a_full_disk_in_one_line(command: list[str]) -> None:
         )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == "cannot write output: No space left on device\n"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--json"], "usage error: --json only applies to --summary"),
+        (["--json", "--top", "3"], "usage error: --json and --top only apply to --summary"),
+        (["--summary", "--explain"], "usage error: --explain lists the rules of each record"),
+    ],
+)
+def test_flags_that_would_do_nothing_are_usage_errors(flags: list[str], message: str) -> None:
+    res = runner.invoke(app, ["classify", "--lines", *flags], input="550 user unknown\n")
+    assert res.exit_code == 2 and res.stderr.startswith(message), res.stderr

@@ -27,6 +27,12 @@ RulesOption = Annotated[
 ]
 
 
+def _usage(message: str) -> typer.Exit:
+    """A usage error: one line, exit status 2 (as click's own)."""
+    typer.secho(f"usage error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
 def _fail(message: str) -> typer.Exit:
     typer.secho(message, fg=typer.colors.RED, err=True)
     return typer.Exit(1)
@@ -177,7 +183,9 @@ def classify_command(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="--summary as one JSON object.")] = False,
-    top: Annotated[int, typer.Option("--top", min=1, help="Rule gaps in --summary.")] = 10,
+    top: Annotated[
+        int | None, typer.Option("--top", min=1, help="Rule gaps in --summary (default 10).")
+    ] = None,
     jobs: Annotated[
         str,
         typer.Option(
@@ -194,6 +202,13 @@ def classify_command(
     from streamer.offline.labeller import Labeller
     from streamer.offline.summary import Summary
 
+    misplaced = [flag for flag, given in (("--json", as_json), ("--top", top)) if given]
+    if misplaced and not summary:
+        verb = "apply" if len(misplaced) > 1 else "applies"
+        raise _usage(f"{' and '.join(misplaced)} only {verb} to --summary")
+    if explain and summary:
+        raise _usage("--explain lists the rules of each record; --summary has none to list")
+    top = top or 10
     processes = _jobs(jobs)
     settings = _settings(rules)
     classifier = _load_classifier(
