@@ -242,3 +242,13 @@ def test_the_path_inside_a_table_setting_is_kept(tmp_path: Path) -> None:
         load_settings(config)
     config.write_text('log_level = "warn"\n')
     assert load_settings(config).log_level == "WARNING"
+
+
+def test_the_worker_takes_rules_like_every_other_command(tmp_path: Path) -> None:
+    """`-r/--rules` as in classify, explain, gaps and report (`-f/--files` still works)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[rules]\nA = ['x(']\n")
+    for flag in ("-r", "--rules", "-f", "--files"):
+        res = runner.invoke(app, ["worker", flag, str(bad), "-b", "127.0.0.1:9"])
+        assert res.exit_code == 2, (flag, res.output)
+        assert _one_line(res.stderr).startswith(f"rules: {bad}:2: label 'A' pattern #1 'x('")

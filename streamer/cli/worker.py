@@ -26,7 +26,7 @@ def worker_command(
     ] = None,
     files: Annotated[
         list[Path] | None,
-        typer.Option("--files", "-f", help="Rule file (repeat, in load order)."),
+        typer.Option("--rules", "-r", "--files", "-f", help="Rule file (repeat, in load order)."),
     ] = None,
     back_pressure: Annotated[
         int | None, typer.Option(help="Pause fetching at this many in-flight records.")
