@@ -418,9 +418,9 @@ def _settings_error(exc: SettingsError) -> ConfigError:
 _UNION_TAG = re.compile(r"^(int|str|float|bool|literal\[.*\]|function-\w+\[.*\])$")
 
 
-def _problems(exc: ValidationError) -> list[str]:
+def _problems(exc: ValidationError, flags: Mapping[str, Any], config: str | None) -> list[str]:
     """pydantic's errors in a user's words: one per setting (a union's alternatives joined),
-    an unknown key with the closest setting."""
+    an unknown key with the closest setting, and where the bad value came from."""
     by_key: dict[str, list[str]] = {}
     for err in exc.errors():
         # a union's alternatives add their type to the path (processes.int, ...): dropped
@@ -432,7 +432,20 @@ def _problems(exc: ValidationError) -> list[str]:
             msg = err["msg"].removeprefix("Value error, ")
         if msg not in by_key.setdefault(key, []):
             by_key[key].append(msg)
-    return [f"{key}: {' or '.join(msgs)}" for key, msgs in by_key.items()]
+    return [
+        f"{key}{_source(key, flags, config)}: {' or '.join(msgs)}" for key, msgs in by_key.items()
+    ]
+
+
+def _source(key: str, flags: Mapping[str, Any], config: str | None) -> str:
+    """`` (from STREAMER_X)`` or `` (in file.toml)`` (flags win over the environment, which
+    wins over the file); "" for a command-line flag (the user just typed it)."""
+    field = key.split(".", 1)[0]
+    if field in flags:
+        return ""
+    if env_var(field) in os.environ:
+        return f" (from {env_var(field)})"
+    return f" (in {config})" if config else ""
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -447,6 +460,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     except SettingsError as exc:
         raise _settings_error(exc) from None
     except ValidationError as exc:
-        raise ConfigError("invalid configuration: " + "; ".join(_problems(exc))) from exc
+        config = _config_file.get() or os.environ.get("STREAMER_CONFIG") or None
+        problems = _problems(exc, given, config)
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from exc
     finally:
         _config_file.reset(token)
