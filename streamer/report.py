@@ -36,6 +36,7 @@ from streamer.analytics.providers import ProviderMatcher
 from streamer.analytics.windows import WindowedStats, row_key
 from streamer.classifier import Classifier
 from streamer.feedback import feedback_label, feedback_type
+from streamer.inputs import Input, InputError, read_lines
 from streamer.records import CLASSIFIABLE_TYPES, response_is_valid, response_line
 from streamer.rules import UNCATEGORIZED
 
@@ -176,17 +177,12 @@ class RecordReader:
                 self.data.skipped += 1
         self.data.sources.append(name)
 
-    def feed_file(self, path: Path) -> None:
-        from streamer.analytics.gaps import InputError, open_input
-
+    def feed_input(self, item: Input) -> None:
+        """One input of ``streamer.inputs.expand_inputs``: a file, or ``-`` (stdin)."""
         try:
-            with path.open("rb") as fh:
-                self.feed_lines(str(path), open_input(str(path), fh))
+            self.feed_lines(item.name, read_lines(item))
         except InputError as exc:
             raise ReportError(str(exc)) from None
-        except (OSError, EOFError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            raise ReportError(f"{path}: cannot read: {reason}") from None
 
     def finish(self) -> ReportData:
         self._merge()
@@ -200,9 +196,20 @@ def read_files(
     categories: CategoryTable | None = None,
     providers: ProviderMatcher | None = None,
 ) -> ReportData:
+    items = [Input(str(p), p) for p in paths]
+    return read_inputs(items, classifier, categories, providers)
+
+
+def read_inputs(
+    items: Iterable[Input],
+    classifier: Classifier,
+    categories: CategoryTable | None = None,
+    providers: ProviderMatcher | None = None,
+) -> ReportData:
+    """The report data of these inputs (``streamer.inputs.expand_inputs``: files, stdin)."""
     reader = RecordReader(classifier, categories, providers)
-    for path in paths:
-        reader.feed_file(path)
+    for item in items:
+        reader.feed_input(item)
     return reader.finish()
 
 

@@ -42,7 +42,7 @@ def report_command(
 ) -> None:
     """Label mix over time, rates per provider, category split, rules that fired and rule
     gaps, with a short summary on top: one HTML file with its charts' scripts inline."""
-    from streamer.report import ReportError, read_files, read_stats_topic, stats_data, write_report
+    from streamer.report import ReportError, read_inputs, read_stats_topic, stats_data, write_report
 
     try:
         if topic is not None:
@@ -61,14 +61,11 @@ def report_command(
                 from streamer.devkit.sample import bundled_sample_path
 
                 inputs = [str(bundled_sample_path())]
-            files = []
-            for item in expand_inputs(inputs):  # as classify and gaps: folders and globs too
-                if item.path is None and item.error is None:
-                    raise _error("report reads files, not standard input", 2)
-                if item.error is not None or item.path is None:
+            items = expand_inputs(inputs)  # as classify and gaps: folders, globs, '-' (stdin)
+            for item in items:  # fail before any work
+                if item.error is not None:
                     raise _error(f"{item.name}: cannot read: {item.error}")
-                files.append(item.path)
-            data = read_files(files, _load_classifier(rules), *_tables(_file_settings(rules)))
+            data = read_inputs(items, _load_classifier(rules), *_tables(_file_settings(rules)))
         written = write_report(data, output)
     except ReportError as exc:
         raise _error(str(exc)) from None
