@@ -190,16 +190,6 @@ class RecordReader:
         return self.data
 
 
-def read_files(
-    paths: Iterable[Path],
-    classifier: Classifier,
-    categories: CategoryTable | None = None,
-    providers: ProviderMatcher | None = None,
-) -> ReportData:
-    items = [Input(str(p), p) for p in paths]
-    return read_inputs(items, classifier, categories, providers)
-
-
 def read_inputs(
     items: Iterable[Input],
     classifier: Classifier,

@@ -190,6 +190,19 @@ def test_validate_warns_and_strict_fails(tmp_path: Path) -> None:
     assert json.loads(res.stdout)["label"] == "InvalidRecipent"
 
 
+def _to_full_disk(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``streamer ARGS`` with its standard output on /dev/full (every write: ENOSPC)."""
+    with open("/dev/full", "wb") as full:
+        return subprocess.run(
+            [sys.executable, "-m", "streamer", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, jobs: str) -> None:
@@ -200,15 +213,7 @@ def test_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, jobs: str) -> None:
             for i in range(20_000)
         )
     )
-    with open("/dev/full", "wb") as full:
-        proc = subprocess.run(
-            [sys.executable, "-m", "streamer", "classify", "--jobs", jobs, str(logs)],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+    proc = _to_full_disk(["classify", "--jobs", jobs, str(logs)])
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert "cannot write output: No space left on device" in proc.stderr
@@ -217,15 +222,7 @@ def test_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, jobs: str) -> None:
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
 @pytest.mark.parametrize("command", [["validate"], ["explain", "550 5.1.1 user unknown"]])
 def test_every_command_says_a_full_disk_in_one_line(command: list[str]) -> None:
-    with open("/dev/full", "wb") as full:
-        proc = subprocess.run(
-            [sys.executable, "-m", "streamer", *command],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+    proc = _to_full_disk(command)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == "cannot write output: No space left on device\n"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -67,8 +66,7 @@ def _tables(settings: Any) -> tuple[Any, Any]:
     try:
         return tables_from_settings(settings)
     except TableError as exc:
-        typer.secho(f"configuration error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise config_error(exc) from None
 
 
 def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:
@@ -231,33 +229,6 @@ def classify_command(
         raise typer.Exit(1)
 
 
-class _OutputError(Exception):
-    """Standard output refused a write (not a closed pipe: that ends the command quietly)."""
-
-
-class _Output:
-    """Standard output, its write errors as ``_OutputError``."""
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-
-    def write(self, data: bytes) -> int:
-        try:
-            return int(self._raw.write(data))
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise _OutputError(exc.strerror or str(exc)) from None
-
-    def flush(self) -> None:
-        try:
-            self._raw.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise _OutputError(exc.strerror or str(exc)) from None
-
-
 def _classify(
     reader: ChunkReader,
     labeller: Labeller,
@@ -273,7 +244,7 @@ def _classify(
     from streamer.offline.chunks import InputFailed
     from streamer.offline.pool import label_all
 
-    out = _Output(sys.stdout.buffer)
+    out = sys.stdout.buffer
     progress = tqdm(
         unit=" lines", file=sys.stderr, disable=not sys.stderr.isatty(), mininterval=0.5
     )
@@ -301,11 +272,6 @@ def _classify(
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         raise typer.Exit(0) from None
-    except _OutputError as exc:  # e.g. a full disk: one line, not a traceback
-        # what is still buffered can never be written either: drop it, quietly, at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        typer.secho(f"cannot write output: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
     finally:
         results.close()  # stops the worker processes, if any
         progress.close()

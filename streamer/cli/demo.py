@@ -51,10 +51,14 @@ def _write_report(out: Path) -> None:
     from streamer.classifier import Classifier
     from streamer.config import shipped_rule_files
     from streamer.devkit.sample import bundled_sample_path
-    from streamer.report import ReportError, read_files, write_report
+    from streamer.inputs import Input
+    from streamer.report import ReportError, read_inputs, write_report
 
     try:
-        data = read_files([bundled_sample_path()], Classifier.from_files(shipped_rule_files()))
+        sample = bundled_sample_path()
+        data = read_inputs(
+            [Input(str(sample), sample)], Classifier.from_files(shipped_rule_files())
+        )
         written = write_report(data, out)
     except (ReportError, OSError) as exc:
         typer.secho(f"report not written: {exc}", fg=typer.colors.YELLOW, err=True)

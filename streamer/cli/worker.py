@@ -136,7 +136,7 @@ def worker_command(
         try:
             tables_from_settings(settings)
         except TableError as exc:
-            raise config_error(ConfigError(str(exc))) from None
+            raise config_error(exc) from None
     if settings.worker_processes > 1:
         del classifiers  # the rules are valid; the children load their own
         raise typer.Exit(_supervise(settings, flags))

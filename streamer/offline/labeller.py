@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -39,12 +39,6 @@ _NEWLINE = orjson.OPT_APPEND_NEWLINE
 MEMO_SIZE = 1 << 15
 
 
-class ByteWriter(Protocol):
-    """Where labelled output goes (standard output, a file)."""
-
-    def write(self, data: bytes, /) -> int: ...
-
-
 @dataclass(slots=True)
 class Labelled:
     """The result of one chunk: JSONL output (or the file a worker process left it in),
@@ -59,7 +53,7 @@ class Labelled:
     tally: Tally | None
     spooled: str | None = None
 
-    def write_to(self, out: ByteWriter) -> None:
+    def write_to(self, out: BinaryIO) -> None:
         """Write the output to ``out`` (and remove its spool file)."""
         if self.spooled is None:
             if self.output:
