@@ -190,14 +190,23 @@ def test_test_series_are_named_and_labelled_as_the_worker_exports_them() -> None
 def test_readme_documents_every_alert() -> None:
     text = README.read_text(encoding="utf-8")
     section = text.split("\n### Alerts\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
-    rows = {
-        row.split("|")[1].strip().strip("`"): row
-        for row in section.splitlines()
-        if row.startswith("| `Streamer")
-    }
-    assert set(rows) == {rule["alert"] for rule in _rules()}
-    for rule in _rules():
-        assert rule["labels"]["severity"] in rows[rule["alert"]], rule["alert"]
+    rows = [row.split("|") for row in section.splitlines() if row.startswith("| `Streamer")]
+    # one row per alert and severity: name, severity, meaning, threshold, what to do
+    documented = [(cells[1].strip().strip("`"), cells[2].strip()) for cells in rows]
+    assert documented == [(rule["alert"], rule["labels"]["severity"]) for rule in _rules()]
+    assert all(len(cells) == 7 and all(c.strip() for c in cells[1:-1]) for cells in rows)
+    # the thresholds, windows and waits the table states are the rules' own
+    for cells, rule in zip(rows, _rules(), strict=True):
+        stated = cells[4]
+        assert f"for {rule['for']}" in stated, (rule["alert"], stated)
+        for window in re.findall(r"\[(\d+[smhd])\]", rule["expr"]):
+            assert window in stated, (rule["alert"], window, stated)
+        for number in re.findall(r"(?:>|>=|==)\s*([\d.]+)", rule["expr"]):
+            value = float(number)
+            if 0 < value < 1:
+                assert f"{value * 100:g}%" in stated, (rule["alert"], number, stated)
+            elif value > 1:
+                assert number in stated, (rule["alert"], number, stated)
     for doc in ("alerts.yml", "alerts_test.yml", "prometheusrule.yaml"):
         assert doc in section, doc
 
