@@ -6,7 +6,8 @@ broker; a real Prometheus (Debian's ``prometheus``, on 127.0.0.1 with temporary 
 it every second. Then each panel target of deploy/grafana/dashboards/*.json, and each query
 variable, is evaluated through Prometheus' HTTP API with the template variables substituted the
 way Grafana would: each must parse and return data. Grafana itself is not needed: it only sends
-these queries.
+these queries. Each series selector of the alerting rules (deploy/prometheus/alerts.yml) must
+return data too: the alerts read series the worker really exports, with the labels it gives them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from system_tools import require
 from worker_harness import WorkerProcess, produce, wait_until
 
@@ -29,6 +31,7 @@ from streamer.devkit.prometheus import PrometheusServer, QueryError
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 JOB = "streamer"
 #: Grafana's own variables, as Grafana would fill them for a short time range.
 BUILTINS = {"__rate_interval": "30s", "__interval": "1s", "__range": "5m"}
@@ -97,6 +100,17 @@ def _dashboard_queries(path: Path) -> list[tuple[str, str]]:
             for query in _expansions(_label_values(raw), variables):
                 out.append((f"{path.name}: variable ${name}", query))
     return out
+
+
+def _alert_selectors() -> list[tuple[str, str]]:
+    """(what, selector) for every distinct series selector of the alerting rules."""
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    out: dict[str, str] = {}
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            for match in re.finditer(r"\b(?:up|streamer_\w+)(?:\{[^}]*\})?", rule["expr"]):
+                out.setdefault(match.group(0), f"{ALERTS.name}: {rule['alert']} reads")
+    return [(what, selector) for selector, what in out.items()]
 
 
 def _has_number(result: list[Any]) -> bool:
@@ -171,19 +185,19 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
         time.sleep(2.5)
         results: list[str] = []
         failures: list[str] = []
-        for path in DASHBOARDS:
-            for what, query in _dashboard_queries(path):
-                try:
-                    result = prom.query(query)
-                except QueryError as exc:
-                    failures.append(f"{what}: does not evaluate: {exc}")
-                    continue
-                if not result:
-                    failures.append(f"{what}: no data: {query}")
-                elif not _has_number(result):
-                    failures.append(f"{what}: only NaN: {query}")
-                else:
-                    results.append(f"{what}: {len(result)} series")
+        queries = [q for path in DASHBOARDS for q in _dashboard_queries(path)]
+        for what, query in [*queries, *_alert_selectors()]:
+            try:
+                result = prom.query(query)
+            except QueryError as exc:
+                failures.append(f"{what}: does not evaluate: {exc}")
+                continue
+            if not result:
+                failures.append(f"{what}: no data: {query}")
+            elif not _has_number(result):
+                failures.append(f"{what}: only NaN: {query}")
+            else:
+                results.append(f"{what}: {len(result)} series")
     report = tmp_path / "dashboard-queries.txt"
     report.write_text("\n".join(["FAILED:", *failures, "", "OK:", *results]) + "\n")
     print(f"{len(results)} queries returned data, {len(failures)} did not; see {report}")

@@ -35,6 +35,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 CONFIG = ROOT / "deploy" / "config" / "streamer.toml"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "streamer.json"
 DELIVERABILITY = GRAFANA / "dashboards" / "deliverability.json"
@@ -366,6 +367,7 @@ def test_compose_mounts_only_config_rules_and_dashboards() -> None:
         CONFIG,
         ROOT / "rules",
         PROMETHEUS,
+        ALERTS,
         GRAFANA / "provisioning",
         GRAFANA / "dashboards",
     }
@@ -597,6 +599,15 @@ def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
     port = int(_compose_env("worker")["STREAMER_METRICS_PORT"])
     assert sd["port"] == port == _metrics_port_everywhere()
     assert _host_path("prometheus", "/etc/prometheus/prometheus.yml") == PROMETHEUS
+
+
+def test_prometheus_rule_files_are_mounted_where_the_config_names_them() -> None:
+    # Prometheus resolves rule_files against the directory of its config file.
+    (config,) = _yaml_docs(PROMETHEUS)
+    assert config["rule_files"] == [ALERTS.name]
+    for name in config["rule_files"]:
+        assert (PROMETHEUS.parent / name).is_file(), name
+        assert _host_path("prometheus", f"/etc/prometheus/{name}") == PROMETHEUS.parent / name
 
 
 def test_grafana_provisioning_points_at_prometheus_and_the_dashboards() -> None:
@@ -881,10 +892,15 @@ def test_k8s_kustomization_lists_existing_files() -> None:
     (kustomization,) = _yaml_docs(K8S / "kustomization.yaml")
     for resource in kustomization["resources"]:
         assert (K8S / resource).is_file(), resource
-    # KEDA's object and the ServiceMonitor need CRDs (KEDA's, the Prometheus Operator's):
-    # applied separately, and said so in the files.
-    assert "keda-scaledobject.yaml" not in kustomization["resources"]
-    assert "servicemonitor.yaml" not in kustomization["resources"]
+    # KEDA's object, the ServiceMonitor and the PrometheusRule need CRDs (KEDA's, the Prometheus
+    # Operator's): applied separately, and said so in the files.
+    for needs_crds in ("keda-scaledobject.yaml", "servicemonitor.yaml", "prometheusrule.yaml"):
+        assert (K8S / needs_crds).is_file(), needs_crds
+        assert needs_crds not in kustomization["resources"]
+        assert (
+            f"kubectl apply -n streamer -f deploy/k8s/{needs_crds}"
+            in (K8S / needs_crds).read_text()
+        )
 
 
 def test_k8s_service_monitor_scrapes_the_metrics_service() -> None:
