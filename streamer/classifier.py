@@ -21,7 +21,7 @@ from typing import Any
 
 from streamer.cache import LRUCache
 from streamer.engine import EngineError, MatchEngine
-from streamer.evidence import evidence_of
+from streamer.evidence import EvidenceMemo
 from streamer.rules import UNCATEGORIZED, Rule, RulesError, RuleSet, load_rules
 
 
@@ -60,6 +60,7 @@ class Classifier:
         # (rule index, evidence) -> its result: one long-lived object each, so that callers
         # may remember what they derive from a result by its identity
         self._results: dict[tuple[int, str], Classification] = {}
+        self._evidence = EvidenceMemo(self.engine.matches)
         self._categorized: LRUCache[str, Classification] = LRUCache(cache_size)
         self._uncategorized: LRUCache[str, Classification] = LRUCache(uncategorized_cache_size)
 
@@ -102,7 +103,7 @@ class Classifier:
 
     def _result(self, idx: int, line: str) -> Classification:
         """The result of rule ``idx`` matching ``line``, with the evidence it rests on."""
-        evidence = evidence_of(line, lambda text: self.engine.matches(idx, text))
+        evidence = self._evidence(idx, line)
         result = self._results.get((idx, evidence))
         if result is None:  # setdefault: threads racing here keep one object
             rule = self.ruleset.rules[idx]

@@ -21,7 +21,7 @@ from streamer.analytics.suppressions import SuppressionTracker
 from streamer.classifier import Classifier
 from streamer.cli import _register, app
 from streamer.config import ConfigError, load_settings, shipped_rule_files
-from streamer.evidence import ENHANCED_CODE, REPLY_CODE, WORDING, evidence_of
+from streamer.evidence import ENHANCED_CODE, REPLY_CODE, WORDING, EvidenceMemo, evidence_of
 from streamer.pipeline import Pipeline
 
 runner = CliRunner()
@@ -224,3 +224,18 @@ def test_gaps_count_reply_code_matches(tmp_path: Path) -> None:
     doc = json.loads(res.stdout)
     assert doc["evidence"] == {REPLY_CODE: 2, WORDING: 1}
     assert sum(g["count"] for g in doc["gaps"]) == 3
+
+
+def test_the_memo_asks_the_rule_once_per_head() -> None:
+    asked: list[tuple[int, str]] = []
+
+    def matches(index: int, text: str) -> bool:
+        asked.append((index, text))
+        return text == "550"
+
+    memo = EvidenceMemo(matches, capacity=2)
+    assert memo(7, "550 weird 1") == memo(7, "550 weird 2") == REPLY_CODE
+    assert asked == [(7, "550")]  # the second line has the same head: not asked again
+    assert memo(7, "550 5.1.1 x") == REPLY_CODE  # another head
+    assert memo(8, "451 4.7.1 busy") == WORDING
+    assert len(memo._memo) <= 2  # bounded
