@@ -21,6 +21,7 @@ from typing import Any
 
 from streamer.cache import LRUCache
 from streamer.engine import EngineError, MatchEngine
+from streamer.evidence import EvidenceMemo
 from streamer.rules import UNCATEGORIZED, Rule, RulesError, RuleSet, load_rules
 
 
@@ -28,6 +29,8 @@ from streamer.rules import UNCATEGORIZED, Rule, RulesError, RuleSet, load_rules
 class Classification:
     label: str
     rule: Rule | None
+    #: What the label rests on (``streamer.evidence``); None for Uncategorized.
+    evidence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Explanation:
     rule: Rule | None
     #: Every rule that matches the line, lowest index (the winner) first.
     matches: list[Rule]
+    #: What the winner's label rests on (``streamer.evidence``); None for Uncategorized.
+    evidence: str | None = None
 
 
 _UNCATEGORIZED = Classification(UNCATEGORIZED, None)
@@ -52,7 +57,10 @@ class Classifier:
         except EngineError as exc:
             where = ruleset.describe(exc.index) if exc.index >= 0 else ", ".join(ruleset.files)
             raise RulesError([f"{where}: {exc.reason}"]) from None
-        self._by_index = [Classification(r.label, r) for r in ruleset.rules]
+        # (rule index, evidence) -> its result: one long-lived object each, so that callers
+        # may remember what they derive from a result by its identity
+        self._results: dict[tuple[int, str], Classification] = {}
+        self._evidence = EvidenceMemo(self.engine.matches)
         self._categorized: LRUCache[str, Classification] = LRUCache(cache_size)
         self._uncategorized: LRUCache[str, Classification] = LRUCache(uncategorized_cache_size)
 
@@ -83,7 +91,7 @@ class Classifier:
             unc.misses += 1
             unc.put(line, _UNCATEGORIZED)
             return _UNCATEGORIZED
-        result = self._by_index[idx]
+        result = self._result(idx, line)
         cat.misses += 1
         cat.put(line, result)
         return result
@@ -91,7 +99,18 @@ class Classifier:
     def classify_uncached(self, line: str) -> Classification:
         """Classify without touching the caches (benchmarks, explain)."""
         idx = self.engine.first_match(line)
-        return _UNCATEGORIZED if idx < 0 else self._by_index[idx]
+        return _UNCATEGORIZED if idx < 0 else self._result(idx, line)
+
+    def _result(self, idx: int, line: str) -> Classification:
+        """The result of rule ``idx`` matching ``line``, with the evidence it rests on."""
+        evidence = self._evidence(idx, line)
+        result = self._results.get((idx, evidence))
+        if result is None:  # setdefault: threads racing here keep one object
+            rule = self.ruleset.rules[idx]
+            result = self._results.setdefault(
+                (idx, evidence), Classification(rule.label, rule, evidence)
+            )
+        return result
 
     def classify_many(self, lines: Iterable[str]) -> list[Classification]:
         classify = self.classify
@@ -100,7 +119,13 @@ class Classifier:
     def explain(self, line: str) -> Explanation:
         matches = [self.ruleset.rules[i] for i in self.engine.all_matches(line)]
         winner = self.classify_uncached(line)
-        return Explanation(line=line, label=winner.label, rule=winner.rule, matches=matches)
+        return Explanation(
+            line=line,
+            label=winner.label,
+            rule=winner.rule,
+            matches=matches,
+            evidence=winner.evidence,
+        )
 
     def cache_stats(self) -> dict[str, dict[str, int]]:
         return {

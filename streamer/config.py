@@ -29,6 +29,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.exceptions import SettingsError
 
 from streamer import resources
+from streamer.evidence import (
+    DEFAULT_SUPPRESS_EVIDENCE,
+    ENHANCED_CODE,
+    REPLY_CODE,
+    WORDING,
+)
 
 PROJECT_ROOT = resources.PROJECT_ROOT
 #: Where the rule files we ship live; ``load-order.txt`` inside lists them in load order.
@@ -170,6 +176,11 @@ class Settings(BaseSettings):
     suppressions_memory: int = Field(
         100_000, ge=1, description="Hard-bounced recipients remembered (for counts, tombstones)."
     )
+    suppress_evidence: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SUPPRESS_EVIDENCE),
+        description="What a hard classification must rest on to suppress the address: "
+        "wording, enhanced-code, reply-code.",
+    )
     category_files: list[Path] = Field(
         default_factory=list, description="Category tables applied over rules/categories.toml."
     )
@@ -211,6 +222,15 @@ class Settings(BaseSettings):
         unknown = [d for d in v if d not in known]
         if unknown:
             raise ValueError(f"unknown dimensions {unknown}; use some of {list(known)}")
+        return v
+
+    @field_validator("suppress_evidence")
+    @classmethod
+    def _check_suppress_evidence(cls, v: list[str]) -> list[str]:
+        known = (WORDING, ENHANCED_CODE, REPLY_CODE)
+        unknown = [e for e in v if e not in known]
+        if unknown:
+            raise ValueError(f"unknown evidence {unknown}; use some of {list(known)}")
         return v
 
     @field_validator("processes")

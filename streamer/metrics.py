@@ -209,7 +209,8 @@ class DeliverabilityMetrics:
     """The deliverability dashboard's metrics, fed from the analytics' partial counts per batch.
 
     ``streamer_outcomes_total{dimension,value,outcome}``, ``streamer_labels_total{provider,label}``
-    and ``streamer_rule_gaps{template}`` (top Uncategorized templates over 5 minutes). Label
+    and ``streamer_rule_gaps{template}`` (top rule-gap templates over 5 minutes: Uncategorized, or
+    classified by the reply code alone). Label
     values are bounded: the stats dimensions are bounded already, and each dimension exports at
     most ``METRIC_VALUES_PER_DIMENSION`` values (its heaviest) plus ``other``.
     """
@@ -235,7 +236,7 @@ class DeliverabilityMetrics:
         )
         self.rule_gaps = RollingTop(
             "streamer_rule_gaps",
-            "Uncategorized responses per template over the last 5 minutes (top 20).",
+            "Rule gaps (Uncategorized, or by the reply code alone) per template, last 5 minutes.",
             ("template",),
             max_keys=top_keys,
         )

@@ -28,6 +28,7 @@ from streamer.analytics.analyzer import Analyzer
 from streamer.classifier import Classification
 from streamer.config import parse_non_classifiable
 from streamer.deadletter import Headers, dead_letter_headers
+from streamer.evidence import FEEDBACK_REPORT
 from streamer.feedback import feedback_label
 from streamer.records import (
     CLASSIFIABLE_TYPES,
@@ -194,7 +195,7 @@ class Pipeline:
             else:  # a feedback report says what it is: no response line to read
                 line = None
                 result = self._feedback.get(label) or self._feedback.setdefault(
-                    label, Classification(label, None)
+                    label, Classification(label, None, FEEDBACK_REPORT)
                 )
             stats.classify_seconds.append(time.perf_counter() - t0)
             cls = self._enrichments.get(id(result))
@@ -204,10 +205,17 @@ class Pipeline:
                 )
             label = result.label
             writes: Sequence[tuple[bytes, bytes | None]] = ()
-            if self.analyzer is not None:
-                category, provider, writes = self.analyzer.observer(
-                    record, rtype, label, result.rule, line
-                )
+            analyzer = self.analyzer
+            if analyzer is not None:
+                evidence = result.evidence
+                if evidence in analyzer.observer_evidence:
+                    category, provider, writes = analyzer.observer(
+                        record, rtype, label, result.rule, line
+                    )
+                else:  # weak evidence (a rule gap, or not trusted to suppress): the reference
+                    category, provider, writes = analyzer.observe(
+                        record, rtype, label, result.rule, line, evidence
+                    )
                 cls = self._with_analytics(cls, category, provider)
             value = orjson.dumps(set_classification(record, label, cls))
         except Exception as exc:  # a bad record must never stop the worker

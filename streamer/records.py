@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from streamer.classifier import Classification
+from streamer.evidence import FEEDBACK_REPORT
 from streamer.feedback import feedback_label
 
 if TYPE_CHECKING:
@@ -163,6 +164,7 @@ def classification_object(result: Classification, version: str) -> dict[str, Any
         if rule is None
         else {"file": rule.file, "label": rule.label, "index": rule.index, "pattern": rule.pattern},
         "rules_version": version,
+        "evidence": result.evidence,
     }
 
 
@@ -187,7 +189,7 @@ def enrich(record: dict[str, Any], classifier: Classifier | ReloadableClassifier
     current = getattr(classifier, "current", classifier)  # a ReloadableClassifier's snapshot
     label = feedback_label(record) if rtype == "Feedback" else None
     if label is not None:  # an ARF report says what it is (see streamer.feedback)
-        result = Classification(label, None)
+        result = Classification(label, None, FEEDBACK_REPORT)
     else:
         result = current.classify(response_line(record["response"]))
     return enrich_with(record, result, current.version)

@@ -417,7 +417,7 @@ def charts(t: Tables) -> list[tuple[str, str, dict[str, Any]]]:
         out.append(
             (
                 "gaps",
-                "Top rule gaps (Uncategorized response templates)",
+                "Top rule gaps (templates no wording or status-code rule matched)",
                 alt.Chart(_inline(t.gaps))
                 .mark_bar(color="#d62728")
                 .encode(
@@ -541,7 +541,7 @@ def render_html(data: ReportData, title: str = "streamer deliverability report")
     if not t.gaps:
         parts.append(
             '<h2>Top rule gaps</h2><p id="no-gaps">No rule gaps: every classified response '
-            "matched a rule.</p>"
+            "matched a wording or status-code rule.</p>"
         )
     for cid, chart_title, _ in specs:
         parts.append(f"<h2>{esc(chart_title)}</h2>")

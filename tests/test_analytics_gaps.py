@@ -108,7 +108,10 @@ def test_cli_text_json_toml_and_gzip(tmp_path: Path) -> None:
         app, ["gaps", str(plain), str(records), "--top", "2", "--toml", str(out_toml)]
     )
     assert result.exit_code == 0, result.output
-    assert "8 of 9 responses uncategorized, 3 templates" in result.output
+    assert (
+        "8 of 9 responses are rule gaps (8 uncategorized, 0 classified by the reply code "
+        "alone), 3 templates" in result.output
+    )
     assert "       6  451 4.9.9 zork failure for <{email}> id {id}" in result.output
     assert f"e.g. {UNKNOWN[0]}" in result.output
     assert "LABEL = " in out_toml.read_text()

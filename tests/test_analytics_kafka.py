@@ -145,7 +145,10 @@ def test_bundled_sample_stats_count_every_record_and_label(
     )
     assert gaps.returncode == 0, gaps.stderr
     doc = orjson.loads(gaps.stdout)
-    assert doc["uncategorized"] == labels["Uncategorized"] > 0
+    # rule gaps: Uncategorized responses and those only a reply-code fallback classified
+    reply_code_only = sum(1 for c in classified if c["evidence"] == "reply-code")
+    assert doc["gaps_total"] == labels["Uncategorized"] + reply_code_only
+    assert labels["Uncategorized"] > 0
     assert doc["gaps"] and all(g["count"] > 0 and g["example"] for g in doc["gaps"])
 
 

@@ -88,6 +88,7 @@ def _reference(data: bytes, as_lines: bool, classifier: Classifier) -> tuple[byt
                     "index": rule.index,
                     "pattern": rule.pattern,
                 },
+                "evidence": result.evidence,
             }
         else:
             try:

@@ -75,6 +75,7 @@ def test_enrich_classifiable(classifier: Classifier) -> None:
             "pattern": r"^(?:5\d\d) 5\.1\.1 ",
         },
         "rules_version": classifier.version,
+        "evidence": "enhanced-code",
     }
 
 

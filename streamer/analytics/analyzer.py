@@ -16,7 +16,7 @@ odd field) to the Python path, which stays the reference.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from streamer.analytics.providers import INBOUND_TYPES, ProviderMatcher, recipie
 from streamer.analytics.suppressions import Seen, SuppressionTracker
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
+from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE, FEEDBACK_REPORT, REPLY_CODE
 from streamer.feedback import COMPLAINT_TYPES, complained_about
 from streamer.rules import UNCATEGORIZED
 
@@ -56,7 +57,16 @@ class Analyzer:
         clock: Any,
         cache_size: int = 4096,
         fast: bool = True,
+        suppress_evidence: Iterable[str] = DEFAULT_SUPPRESS_EVIDENCE,
     ) -> None:
+        #: The evidence a hard classification must rest on to suppress (``streamer.evidence``).
+        self.suppress_evidence = frozenset(suppress_evidence)
+        #: Evidence whose records :attr:`observer` may count: trusted, and no rule gap. The
+        #: pipeline hands every other classified record to :meth:`observe` with its evidence
+        #: (the C counter knows nothing of evidence; such records are few).
+        self.observer_evidence: frozenset[str | None] = frozenset(
+            {*(self.suppress_evidence - {REPLY_CODE}), FEEDBACK_REPORT, None}
+        )
         self.categories = categories
         self.providers = providers
         self.aggregator = aggregator
@@ -126,6 +136,7 @@ class Analyzer:
             SuppressionTracker(settings.suppressions_memory),
             time.time,
             settings.analytics_cache_size,
+            suppress_evidence=settings.suppress_evidence,
         )
 
     def category(self, label: str, code: Any) -> str:
@@ -197,10 +208,15 @@ class Analyzer:
         label: str | None,
         rule: Any,
         line: str | None,
+        evidence: str | None = None,
     ) -> Observation:
         """Count one record; ``label``/``rule``/``line`` are None for unclassified types.
 
-        The reference path; :attr:`observer` is the one to call (it may be the C counter).
+        ``evidence`` is what a classified record's label rests on; None stands for evidence in
+        :attr:`observer_evidence` (what :attr:`observer` hands over). A hard record suppresses
+        only on evidence in :attr:`suppress_evidence`; a reply-code match counts as a rule gap.
+        The reference path; :attr:`observer` is the one to call for evidence in
+        :attr:`observer_evidence` (it may be the C counter).
         """
         provider = self.provider(record)
         category = None
@@ -208,9 +224,12 @@ class Analyzer:
             response = record.get("response")
             code = response.get("code") if type(response) is dict else None
             category = self.category(label, code)
-        self.aggregator.add(record, rtype, label, category, provider, line)
+        gap = evidence == REPLY_CODE
+        self.aggregator.add(record, rtype, label, category, provider, line, gap)
         if rtype != "Delivery" and category != HARD:
             return category, provider, []  # the common case: nothing to suppress or lift
+        if category == HARD and evidence is not None and evidence not in self.suppress_evidence:
+            return category, provider, []  # a label, not proof that the address is bad
         return category, provider, self._suppress(record, label, category, rule, line, provider)
 
     def _suppress(

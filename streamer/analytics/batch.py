@@ -163,9 +163,11 @@ class BatchAggregator:
         category: str | None,
         provider: str,
         line: str | None,
+        gap: bool = False,
     ) -> None:
         """Count one record. ``label``/``category``/``line`` are None for records that were not
-        classified (Reception, Delivery...). Uncategorized lines become gap templates.
+        classified (Reception, Delivery...). Uncategorized lines become gap templates, and so
+        do lines that ``gap`` says only a reply-code fallback classified.
 
         Runs for every record, so it only tallies raw values under one tuple key; ``finish``
         maps them onto the bounded dimensions once per distinct key of the batch.
@@ -187,7 +189,7 @@ class BatchAggregator:
         tally[key] = tally.get(key, 0) + 1
         if rtype == "Feedback":
             self._complaints.append((key, feedback_type(record) or OTHER))
-        elif label == UNCATEGORIZED and line:
+        elif (gap or label == UNCATEGORIZED) and line:
             self._gaps.append((key, line))
 
     def _tenant(self, record: Mapping[str, Any]) -> str:

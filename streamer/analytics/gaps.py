@@ -2,7 +2,8 @@
 
 Reads KumoMTA log files (JSONL, optionally gzip or zstd compressed: KumoMTA writes zstd log
 segments by default) or plain response lines, classifies each response with the given
-classifier and keeps the Uncategorized ones as templates in a bounded space-saving summary.
+classifier and keeps the rule gaps (Uncategorized, or labelled by a reply-code fallback alone:
+``streamer.evidence``) as templates in a bounded space-saving summary.
 :func:`render_toml` writes a rules-file skeleton with one commented entry per template.
 """
 
@@ -19,6 +20,7 @@ from streamer.analytics.heavy import SpaceSaving
 from streamer.analytics.templates import template
 from streamer.analytics.windows import EXAMPLE_MAX
 from streamer.classifier import Classifier
+from streamer.evidence import REPLY_CODE
 from streamer.inputs import InputError, open_input  # where the readers live (re-exported)
 from streamer.records import CLASSIFIABLE_TYPES, response_is_valid, response_line
 from streamer.rules import UNCATEGORIZED
@@ -34,14 +36,16 @@ class Gap:
 
 
 class GapCollector:
-    """Feeds lines through ``classifier``; counts Uncategorized templates (bounded)."""
+    """Feeds lines through ``classifier``; counts rule-gap templates (bounded)."""
 
     def __init__(self, classifier: Classifier, capacity: int = 10_000) -> None:
         self.classifier = classifier
         self.summary: SpaceSaving[str] = SpaceSaving(capacity)
         self.examples: dict[str, str] = {}
         self.responses = 0  # response lines classified
+        self.gaps = 0  # rule gaps: the two kinds below, and those counted in stats rows
         self.uncategorized = 0
+        self.reply_code_only = 0  # labelled by a reply-code fallback alone
         self.skipped = 0  # records without a classifiable response, malformed JSON, binary
         self.malformed = 0  # of those: lines that are neither a record nor a response line
         #: The current input holds JSON records (its first line is one): a line that is no
@@ -51,9 +55,14 @@ class GapCollector:
     def add_line(self, line: str) -> None:
         """Classify one response line."""
         self.responses += 1
-        if self.classifier.classify(line).label != UNCATEGORIZED:
-            return
-        self.uncategorized += 1
+        result = self.classifier.classify(line)
+        if result.label != UNCATEGORIZED:
+            if result.evidence != REPLY_CODE:
+                return
+            self.reply_code_only += 1
+        else:
+            self.uncategorized += 1
+        self.gaps += 1
         tpl = template(line)
         evicted = self.summary.add(tpl)
         if evicted is not None:
@@ -63,7 +72,7 @@ class GapCollector:
 
     def add_template(self, template: str, count: int, example: str) -> None:
         """Templates already counted elsewhere (the ``gaps`` of a stats row)."""
-        self.uncategorized += count
+        self.gaps += count
         evicted = self.summary.add(template, count)
         if evicted is not None:
             self.examples.pop(evicted, None)

@@ -278,6 +278,13 @@ def _classify(
     return run
 
 
+#: What ``explain`` adds after the evidence, where the evidence is weak.
+EVIDENCE_NOTES = {
+    "reply-code": " (only the reply code matched: a rule gap; by default no address is "
+    "suppressed on it)"
+}
+
+
 @app.command("explain")
 def explain_command(
     line: Annotated[str, typer.Argument(help="A response line, e.g. '550 5.1.1 user unknown'.")],
@@ -298,6 +305,7 @@ def explain_command(
                     "line": line,
                     "label": ex.label,
                     "rule": _rule_json(ex.rule),
+                    "evidence": ex.evidence,
                     "matches": [_rule_json(r) for r in ex.matches],
                     "rules_version": classifier.version,
                 },
@@ -312,6 +320,7 @@ def explain_command(
     else:
         r = ex.rule
         print(f"winner: rule #{r.index} ({r.label}) {r.pattern!r}  [{r.file}]")
+        print(f"evidence: {ex.evidence}{EVIDENCE_NOTES.get(ex.evidence or '', '')}")
     others = [r for r in ex.matches if ex.rule is None or r.index != ex.rule.index]
     if others:
         print("also matching (lower priority):")

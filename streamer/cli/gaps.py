@@ -55,7 +55,8 @@ def gaps_command(
         str | None, typer.Option("--bootstrap", "-b", help="Kafka bootstrap servers.")
     ] = None,
 ) -> None:
-    """The most frequent Uncategorized response templates, with a count and a real example."""
+    """The most frequent rule gaps (responses no rule classifies, or only a reply-code fallback
+    does) as templates, with a count and a real example."""
     from streamer.analytics.gaps import GapCollector, InputError, render_toml
     from streamer.inputs import expand_inputs, read_lines
 
@@ -85,7 +86,9 @@ def gaps_command(
 
         doc = {
             "responses": collector.responses,
+            "gaps_total": collector.gaps,
             "uncategorized": collector.uncategorized,
+            "reply_code_only": collector.reply_code_only,
             "skipped": collector.skipped,
             "gaps": [
                 {
@@ -99,8 +102,14 @@ def gaps_command(
         }
         print(json.dumps(doc, ensure_ascii=False))
         return
+    kinds = (
+        ""
+        if topic is not None  # stats rows count the gaps without telling the two kinds apart
+        else f" ({collector.uncategorized} uncategorized, {collector.reply_code_only} "
+        "classified by the reply code alone)"
+    )
     print(
-        f"{collector.uncategorized} of {collector.responses} responses uncategorized, "
+        f"{collector.gaps} of {collector.responses} responses are rule gaps{kinds}, "
         f"{len(collector.summary)} templates; top {len(gaps)}:"
     )
     for g in gaps:

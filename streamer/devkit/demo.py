@@ -388,9 +388,12 @@ def analytics_report(out: TextIO, settings: Settings, bootstrap: str, topics: De
     w("   complaints per delivery)\n")
     live = sum(1 for v in suppressed.values() if v is not None)
     w(f"  suppressions: {live} addresses in {topics.suppressions}\n")
-    w("\nTop rule gaps (Uncategorized responses; `streamer gaps` writes a rules skeleton):\n")
+    w(
+        "\nTop rule gaps (Uncategorized, or classified by the reply code alone; "
+        "`streamer gaps` writes a rules skeleton):\n"
+    )
     if not t.gaps:
-        w("  none: the rules classified every response\n")
+        w("  none: a wording or status-code rule classified every response\n")
     for g in t.gaps[:5]:
         w(f"  {g['records']:>5}  {g['template'][:90]}\n")
 

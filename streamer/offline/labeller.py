@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from streamer.classifier import Classification, Classifier
+from streamer.evidence import FEEDBACK_REPORT
 from streamer.feedback import feedback_label
 from streamer.offline.chunks import Chunk
 from streamer.offline.summary import Summary, Tally
@@ -129,7 +130,12 @@ class Labeller:
 
     def _encode_line(self, text: str) -> bytes:
         result = self.classifier.classify_uncached(text)  # the memo is the cache
-        obj: dict[str, Any] = {"line": text, "label": result.label, "rule": rule_json(result.rule)}
+        obj: dict[str, Any] = {
+            "line": text,
+            "label": result.label,
+            "rule": rule_json(result.rule),
+            "evidence": result.evidence,
+        }
         if self.explain:
             obj["matches"] = self.matches(text)
         return orjson.dumps(obj, option=_NEWLINE)
@@ -145,7 +151,8 @@ class Labeller:
             if t is None or not t.strip(_BLANK):
                 continue
             text = t.removesuffix("\r")
-            gap = summary.count(tally, classify(text).label, text, None, n)
+            result = classify(text)
+            gap = summary.count(tally, result.label, text, None, n, result.evidence)
             if gap is not None:
                 gap_of[t] = gap
         if gap_of:
@@ -197,7 +204,7 @@ class Labeller:
         label = feedback_label(record) if record["type"] == "Feedback" else None
         if label is not None:  # an ARF report says what it is (see streamer.feedback)
             made: tuple[str, dict[str, Any]] | None = self._classification(
-                line, Classification(label, None)
+                line, Classification(label, None, FEEDBACK_REPORT)
             )
         else:
             made = memo.get(line)
@@ -207,7 +214,7 @@ class Labeller:
         assert made is not None
         set_classification(record, *made)
         if tally is not None and self.summary is not None:
-            gap = self.summary.count(tally, made[0], line, record)
+            gap = self.summary.count(tally, made[0], line, record, 1, made[1]["evidence"])
             if gap is not None:
                 tally.gaps.append(gap)
 

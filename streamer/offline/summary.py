@@ -17,6 +17,7 @@ from streamer.analytics.heavy import SpaceSaving
 from streamer.analytics.providers import ProviderMatcher
 from streamer.analytics.templates import template
 from streamer.analytics.windows import EXAMPLE_MAX
+from streamer.evidence import REPLY_CODE
 from streamer.rules import UNCATEGORIZED
 
 #: Distinct gap templates tracked (space-saving: memory stays bounded on any input).
@@ -26,14 +27,16 @@ GAP_CAPACITY = 10_000
 class Tally:
     """The counts of part of a run (picklable: a worker process sends it back)."""
 
-    __slots__ = ("categories", "gaps", "labels", "providers", "types")
+    __slots__ = ("categories", "evidence", "gaps", "labels", "providers", "types")
 
     def __init__(self) -> None:
         self.labels: Counter[str] = Counter()
+        self.evidence: Counter[str] = Counter()  # what the labels rest on (streamer.evidence)
         self.categories: Counter[str] = Counter()
         self.providers: Counter[str] = Counter()
         self.types: Counter[str] = Counter()
-        #: (template, example line) per Uncategorized response, in input order.
+        #: (template, example line) per rule gap (an Uncategorized response, or one only a
+        #: reply-code fallback classified), in input order.
         self.gaps: list[tuple[str, str]] = []
 
 
@@ -51,11 +54,18 @@ class Summary:
         self.skipped = 0
 
     def count(
-        self, into: Tally, label: str, line: str, record: dict[str, Any] | None = None, n: int = 1
+        self,
+        into: Tally,
+        label: str,
+        line: str,
+        record: dict[str, Any] | None = None,
+        n: int = 1,
+        evidence: str | None = None,
     ) -> tuple[str, str] | None:
         """Count ``n`` classified responses ``line`` (from ``record`` when the input was
-        records) into ``into``. Returns the (template, example) gap of an Uncategorized line:
-        the caller appends it to ``into.gaps`` once per occurrence, in input order."""
+        records) into ``into``. Returns the (template, example) gap of a rule gap (an
+        Uncategorized line, or one classified by the reply code alone): the caller appends it
+        to ``into.gaps`` once per occurrence, in input order."""
         code = None
         if record is not None:
             response = record.get("response")
@@ -66,7 +76,9 @@ class Summary:
             code = int(line[:3])
         into.labels[label] += n
         into.categories[self.categories.category(label, code)] += n
-        if label == UNCATEGORIZED:
+        if evidence is not None:
+            into.evidence[evidence] += n
+        if label == UNCATEGORIZED or evidence == REPLY_CODE:
             return template(line), line[:EXAMPLE_MAX]
         return None
 
@@ -75,6 +87,7 @@ class Summary:
         counts = self.counts
         counts.labels.update(part.labels)
         counts.categories.update(part.categories)
+        counts.evidence.update(part.evidence)
         counts.providers.update(part.providers)
         counts.types.update(part.types)
         gaps, examples = self.gaps, self.examples
@@ -92,6 +105,7 @@ class Summary:
             "other_types": dict(counts.types.most_common()),
             "labels": dict(counts.labels.most_common()),
             "categories": dict(counts.categories.most_common()),
+            "evidence": dict(counts.evidence.most_common()),
             "providers": dict(counts.providers.most_common()),
             "gaps": [
                 {"template": t, "count": n, "example": self.examples.get(t, "")}
@@ -107,6 +121,7 @@ class Summary:
         for title, key in (
             ("labels", "labels"),
             ("categories", "categories"),
+            ("evidence (what the labels rest on)", "evidence"),
             ("providers", "providers"),
             ("other record types (passed through)", "other_types"),
         ):
@@ -114,7 +129,8 @@ class Summary:
                 out.append(f"\n{title}:")
                 out += [f"{n:10d}  {name}" for name, n in doc[key].items()]
         if doc["gaps"]:
-            out.append(f"\ntop {len(doc['gaps'])} rule gaps (Uncategorized templates):")
+            n = len(doc["gaps"])
+            out.append(f"\ntop {n} rule gaps (Uncategorized, or matched by the reply code alone):")
             for gap in doc["gaps"]:
                 out.append(f"{gap['count']:10d}  {gap['template']}")
                 out.append(f"{'':10}  e.g. {gap['example']}")
