@@ -113,3 +113,32 @@ def test_soak_records_are_all_new_and_well_formed() -> None:
         assert len({r[field] for r in records}) == len(records), field
     assert len({r["response"]["content"] for r in records}) == len(records)
     assert {r["type"] for r in records} == {"Bounce", "Delivery"}
+
+
+def test_watermarks_ask_again_while_a_leader_moves() -> None:
+    """A new topic on a loaded broker answers NOT_LEADER_FOR_PARTITION for a moment (seen on
+    CI-like load in the demo): the count asks again; any other error goes up at once."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from streamer.devkit.harness import Watermarks
+
+    class Flaky:
+        def __init__(self, errors: list[int]) -> None:
+            self.errors = errors
+
+        def get_watermark_offsets(self, tp: object, timeout: float, cached: bool) -> tuple:
+            if self.errors:
+                raise KafkaException(KafkaError(self.errors.pop(0)))
+            return 0, 7
+
+    marks = Watermarks.__new__(Watermarks)
+    marks._parts = {"t": [0, 1]}
+    marks.consumer = Flaky([KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE])
+    assert marks.total(["t"]) == 14
+    marks.consumer = Flaky([KafkaError.TOPIC_AUTHORIZATION_FAILED])
+    try:
+        marks.total(["t"])
+    except KafkaException as exc:
+        assert exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    else:
+        raise AssertionError("an authorization failure must not be retried")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.config import Settings
@@ -82,6 +82,18 @@ def produce_all(
     return count, seconds
 
 
+#: Errors of a partition whose leadership is settling (a new topic, a loaded broker).
+MOVING_LEADER = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
+WATERMARK_ATTEMPTS = 5
+
+
 class Watermarks:
     """Sums of high watermarks of new topics (= records written, as they start at offset 0)."""
 
@@ -101,11 +113,24 @@ class Watermarks:
         n = 0
         for topic in topics:
             for p in self.partitions(topic):
-                _low, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=10, cached=False
-                )
-                n += max(high, 0)
+                n += max(self._high(TopicPartition(topic, p)), 0)
         return n
+
+    def _high(self, tp: TopicPartition) -> int:
+        """The high watermark; a partition whose leader is moving (a new topic on a loaded
+        broker answers NOT_LEADER_FOR_PARTITION for a moment) is asked again, a few times."""
+        for attempt in range(WATERMARK_ATTEMPTS):
+            try:
+                return int(self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1])
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and (
+                    error.retriable() or error.code() in MOVING_LEADER
+                )
+                if not retriable or attempt == WATERMARK_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("not reached")
 
     def close(self) -> None:
         self.consumer.close()
