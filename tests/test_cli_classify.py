@@ -238,3 +238,16 @@ def test_every_command_says_a_full_disk_in_one_line(command: list[str]) -> None:
 def test_flags_that_would_do_nothing_are_usage_errors(flags: list[str], message: str) -> None:
     res = runner.invoke(app, ["classify", "--lines", *flags], input="550 user unknown\n")
     assert res.exit_code == 2 and res.stderr.startswith(message), res.stderr
+
+
+def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
+    path = tmp_path / "one.toml"
+    path.write_text("[rules]\nInvalidRecipient = ['user unknown']\n")
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == "OK: 1 pattern, 1 label, 1 file\n"
+    lines = tmp_path / "lines.txt"
+    lines.write_text("550 user unknown\n")
+    res = runner.invoke(app, ["classify", "--lines", "--summary", "--rules", str(path), str(lines)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("1 response classified, 0 lines skipped\n")

@@ -24,6 +24,7 @@ from streamer.evidence import REPLY_CODE
 from streamer.inputs import InputError, open_input  # where the readers live (re-exported)
 from streamer.records import CLASSIFIABLE_TYPES, response_is_valid, response_line
 from streamer.rules import UNCATEGORIZED
+from streamer.text import counted
 
 __all__ = ["Gap", "GapCollector", "InputError", "open_input", "render_toml", "template_pattern"]
 
@@ -175,7 +176,7 @@ def render_toml(gaps: list[Gap]) -> str:
     for i, gap in enumerate(gaps, 1):
         out += [
             "",
-            f"# {i}. {gap.count} line{'s' * (gap.count != 1)}, e.g.: {_comment(gap.example)}",
+            f"# {i}. {counted(gap.count, 'line')}, e.g.: {_comment(gap.example)}",
             f"# LABEL = [ {toml_string(template_pattern(gap.template))} ]",
         ]
     return "\n".join(out) + "\n"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from streamer.cli import app, config_error, rules_error
+from streamer.text import counted
 
 if TYPE_CHECKING:
     from streamer.offline.chunks import ChunkReader
@@ -113,7 +114,10 @@ def validate_command(
     if warn_labels(ruleset) and strict:
         typer.secho("error: warnings above (--strict)", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    print(f"OK: {len(ruleset.rules)} patterns, {len(ruleset.labels)} labels, {len(files)} files")
+    print(
+        f"OK: {counted(len(ruleset.rules), 'pattern')}, {counted(len(ruleset.labels), 'label')}, "
+        f"{counted(len(files), 'file')}"
+    )
 
 
 class _Run:
@@ -220,7 +224,7 @@ def classify_command(
     )
     reader = ChunkReader(expand_inputs(inputs or []), lines)
     run = _classify(reader, labeller, processes, stats, top, as_json)
-    done = f"{run.done} line{'s' * (run.done != 1)}"
+    done = counted(run.done, "line")
     print(f"classified {done}, skipped {run.malformed} malformed", file=sys.stderr)
     rejected = run.all_rejected(reader.records_seen and lines is None)
     if rejected:

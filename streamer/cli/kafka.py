@@ -154,7 +154,7 @@ def kafka_status(
         typer.echo(
             f"local Kafka broker: {what}\n"
             f"  bootstrap:  {state.bootstrap}\n"
-            f"  pid:        {state.pid}\n"
+            f"  pid:        {state.pid if state.pid is not None else 'none (stopped)'}\n"
             f"  version:    {state.kafka_version}\n"
             f"  controller: 127.0.0.1:{state.controller_port}\n"
             + (f"  sasl_ssl:   {state.secure_bootstrap}\n" if state.secure_bootstrap else "")

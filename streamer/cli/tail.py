@@ -9,6 +9,7 @@ import typer
 
 from streamer.cli import app
 from streamer.cli.kafka import BootstrapOpt, _bootstrap, _err, _settings
+from streamer.text import counted
 
 
 @app.command("tail")
@@ -61,4 +62,4 @@ def tail_command(
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         raise typer.Exit(0) from None
-    typer.echo(f"{result.printed} records printed ({result.seen} read)", err=True)
+    typer.echo(f"{counted(result.printed, 'record')} printed ({result.seen} read)", err=True)

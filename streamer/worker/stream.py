@@ -301,7 +301,7 @@ class StreamWorker:
             log,
             logging.INFO if not left else logging.WARNING,
             "stopped",
-            consumed=self.metrics.total(self.metrics.events_in),
+            consumed=int(self.metrics.total(self.metrics.events_in)),
             committed=_fmt_positions(positions),
             uncommitted_records=left,
             undelivered=undelivered,
@@ -418,4 +418,5 @@ def worker_status(stream: StreamWorker) -> dict[str, Any]:
 
 
 def _fmt_positions(positions: dict[TP, int]) -> str:
-    return ",".join(f"{t}:{p}@{o}" for (t, p), o in sorted(positions.items()))
+    """``topic:partition@offset,...``, or "none" (a log field never reads as empty)."""
+    return ",".join(f"{t}:{p}@{o}" for (t, p), o in sorted(positions.items())) or "none"
