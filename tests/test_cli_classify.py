@@ -251,3 +251,56 @@ def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
     res = runner.invoke(app, ["classify", "--lines", "--summary", "--rules", str(path), str(lines)])
     assert res.exit_code == 0, res.output
     assert res.stdout.startswith("1 response classified, 0 lines skipped\n")
+
+
+def test_classify_records_enriches_exactly_as_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``classify --records`` adds ``category`` and ``provider`` like a worker with analytics
+    on: every classifiable record of the bundled sample comes out byte for byte as the worker's
+    pipeline writes it."""
+    from confluent_kafka import Message
+
+    from streamer.analytics.analyzer import Analyzer
+    from streamer.classifier import ReloadableClassifier
+    from streamer.config import Settings
+    from streamer.devkit.sample import load_bundled_sample
+    from streamer.pipeline import Pipeline
+    from streamer.records import CLASSIFIABLE_TYPES
+
+    for var in [v for v in os.environ if v.startswith("STREAMER_")]:
+        monkeypatch.delenv(var)
+    sample = [m.value for m in load_bundled_sample() if m.value]
+    records = [orjson.loads(v) for v in sample if v.startswith(b"{") and _decodes(v)]
+    classifiable = [r for r in records if r.get("type") in CLASSIFIABLE_TYPES]
+    src = tmp_path / "sample.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in classifiable))
+    res = runner.invoke(app, ["classify", "--records", "--jobs", "1", str(src)])
+    assert res.exit_code == 0, res.output
+    ours = res.stdout.encode().splitlines()
+    settings = Settings()
+    pipeline = Pipeline(
+        ReloadableClassifier(settings.rule_files),
+        output_topic="out",
+        dlq_topic="dlq",
+        analyzer=Analyzer.from_settings(settings),
+        suppressions_topic="supp",
+    )
+    messages = [
+        Message(topic="in", partition=0, offset=i, value=orjson.dumps(r))
+        for i, r in enumerate(classifiable)
+    ]
+    worker = [o.value for o in pipeline.process(messages)[0] if o.topic == "out"]
+    assert len(ours) == len(worker) == len(classifiable) > 200
+    assert ours == worker
+    res = runner.invoke(app, ["explain", "--json", "452 4.2.2 mailbox full"])
+    doc = json.loads(res.stdout)
+    assert (doc["label"], doc["category"]) == ("QuotaIssues", "soft")
+    assert doc["action"]
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(value), dict)
+    except orjson.JSONDecodeError:
+        return False

@@ -218,9 +218,14 @@ def classify_command(
         cache_size=settings.cache_size,
         uncategorized_cache_size=settings.uncategorized_cache_size,
     )
-    stats = Summary(*_tables(settings)) if summary else None
+    tables = _tables(settings) if summary or settings.analytics else None
+    stats = Summary(*tables) if summary and tables else None
     labeller = Labeller(
-        classifier, max_bytes=settings.max_message_bytes, explain=explain, summary=stats
+        classifier,
+        max_bytes=settings.max_message_bytes,
+        explain=explain,
+        summary=stats,
+        tables=tables if settings.analytics else None,  # as the worker's output
     )
     reader = ChunkReader(expand_inputs(inputs or []), lines)
     run = _classify(reader, labeller, processes, stats, top, as_json)
@@ -302,6 +307,11 @@ def explain_command(
 
     classifier = _load_classifier(rules, cache_size=0, uncategorized_cache_size=0)
     ex = classifier.explain(line)
+    categories = _tables(_settings(rules))[0]
+    code = int(line[:3]) if line[:3].isdigit() else None
+    klass_code = code // 100 * 100 if code else None
+    category = categories.category(ex.label, klass_code)
+    action = categories.action(ex.label, klass_code)
     if as_json:
         print(
             json.dumps(
@@ -310,6 +320,8 @@ def explain_command(
                     "label": ex.label,
                     "rule": _rule_json(ex.rule),
                     "evidence": ex.evidence,
+                    "category": category,
+                    "action": action,
                     "matches": [_rule_json(r) for r in ex.matches],
                     "rules_version": classifier.version,
                 },
@@ -319,6 +331,7 @@ def explain_command(
         return
     print(f"line:   {line!r}")
     print(f"label:  {ex.label}")
+    print(f"category: {category}" + (f" (action: {action})" if action else ""))
     if ex.rule is None:
         print(f"winner: none of the {len(classifier.rules)} rules matches")
     else:

@@ -16,6 +16,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from streamer.analytics.categories import CategoryTable
+from streamer.analytics.providers import ProviderMatcher
 from streamer.classifier import Classification, Classifier
 from streamer.evidence import FEEDBACK_REPORT
 from streamer.feedback import feedback_label
@@ -82,8 +84,12 @@ class Labeller:
         max_bytes: int,
         explain: bool = False,
         summary: Summary | None = None,
+        tables: tuple[CategoryTable, ProviderMatcher] | None = None,
     ) -> None:
         self.classifier = classifier
+        #: With tables, a record's ``classification`` gains ``category`` and ``provider``, as
+        #: the worker's output does with analytics on.
+        self.tables = tables
         self.max_bytes = max_bytes
         self.explain = explain
         self.summary = summary
@@ -212,11 +218,24 @@ class Labeller:
                 result = self.classifier.classify_uncached(line)  # the memo is the cache
                 made = memo[line] = self._classification(line, result)
         assert made is not None
-        set_classification(record, *made)
+        label, obj = made
+        if self.tables is not None:
+            obj = self._with_analytics(record, label, obj)
+        set_classification(record, label, obj)
         if tally is not None and self.summary is not None:
             gap = self.summary.count(tally, made[0], line, record, 1, made[1]["evidence"])
             if gap is not None:
                 tally.gaps.append(gap)
+
+    def _with_analytics(self, record: dict[str, Any], label: str, obj: dict[str, Any]) -> Any:
+        """``obj`` plus the record's ``category`` and ``provider`` (the worker's keys, in its
+        order: the same classification object for the same record)."""
+        assert self.tables is not None
+        categories, providers = self.tables
+        code = record["response"].get("code")
+        klass = code // 100 if type(code) is int else 0
+        category = categories.category(label, klass * 100 if klass else None)
+        return {**obj, "category": category, "provider": providers.match_record(record)}
 
     def _classification(self, line: str, result: Classification) -> tuple[str, dict[str, Any]]:
         obj = classification_object(result, self.classifier.version)
