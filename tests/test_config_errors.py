@@ -291,3 +291,19 @@ def test_help_shows_no_type_for_plain_flags() -> None:
         assert res.exit_code == 0
         assert "<bool>" not in res.output, command
     assert "<int range>" in runner.invoke(app, ["gaps", "--help"]).output  # other types stay
+
+
+def test_site_files_come_before_the_shipped_rules(tmp_path: Path) -> None:
+    from streamer.config import shipped_rule_files
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[rules]\nMessageExpired = ['^550 weird thing']\n")
+    config = tmp_path / "c.toml"
+    config.write_text(f"site_files = [{str(mine)!r}]\n")
+    settings = load_settings(config)
+    assert settings.rule_files == [mine, *shipped_rule_files()]
+    res = runner.invoke(app, ["--config", str(config), "explain", "550 weird thing foo 123"])
+    assert res.exit_code == 0, res.output
+    assert "label:  MessageExpired" in res.output  # the shipped rules say InvalidRecipient
+    res = runner.invoke(app, ["--config", str(config), "validate"])
+    assert res.stdout.startswith("OK: 611 patterns"), res.output

@@ -42,7 +42,8 @@ def _settings(rules: list[Path] | None = None) -> Any:
     from streamer.config import ConfigError, load_settings
 
     try:
-        # Explicit --rules replace the configured files (and need no shipped rules at all).
+        # Explicit --rules replace the configured `files` (and need no shipped rules at all);
+        # `site_files` still come first, as in the worker.
         return load_settings(files=list(rules) if rules else None)
     except ConfigError as exc:
         raise config_error(exc) from None
@@ -74,7 +75,7 @@ def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:
     from streamer.classifier import Classifier
     from streamer.rules import RulesError, load_rules
 
-    files = list(rules) if rules else list(_settings().rule_files)
+    files = list(_settings(rules).rule_files)  # site_files first, then --rules or `files`
     try:
         ruleset = load_rules(files)
         warn_labels(ruleset)

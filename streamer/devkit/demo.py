@@ -228,7 +228,7 @@ def expected_labels(settings: Settings, demo_input: DemoInput) -> dict[Identity,
     from streamer.classifier import Classifier
     from streamer.records import enrich
 
-    classifier = Classifier.from_files(settings.files)
+    classifier = Classifier.from_files(settings.rule_files)
     labels: dict[Identity, str] = {}
     for ident, rec in demo_input.records.items():
         if rec["type"] in CLASSIFIABLE_TYPES:
