@@ -52,14 +52,33 @@ def test_classify_lines_in_order_with_malformed_skipped(tmp_path: Path) -> None:
     res = runner.invoke(app, ["classify", "--lines", *RULES], input=data)
     assert res.exit_code == 0, res.output
     out = [json.loads(x) for x in res.stdout.splitlines()]
-    assert [(o["line"], o["label"]) for o in out] == [
+    assert [(o["line"], o["label"]) for o in out] == [  # one row per input line
         ("550 user unknown", "InvalidRecipient"),
         ("nothing here", "Uncategorized"),
+        (None, None),
         ("552 mailbox full", "QuotaIssues"),
     ]
     assert out[0]["rule"]["index"] == 1 and out[1]["rule"] is None
+    assert out[2]["error"] == "not-utf8"
     assert "<stdin>:3: skipped malformed line (not-utf8)" in res.stderr
     assert "classified 3 lines, skipped 1 malformed" in res.stderr
+
+
+def test_classify_lines_gives_one_row_per_input_line(tmp_path: Path) -> None:
+    data = b"550 user unknown\n\n552 mailbox full\n   \n\r\nlast\n"  # 6 lines, 3 blank
+    res = runner.invoke(app, ["classify", "--lines", *RULES], input=data)
+    assert res.exit_code == 0, res.output
+    out = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [o["line"] for o in out] == [
+        "550 user unknown",
+        "",
+        "552 mailbox full",
+        "   ",
+        "",
+        "last",
+    ]
+    assert [o["label"] for o in out][1] == "Uncategorized"
+    assert "classified 6 lines, skipped 0 malformed" in res.stderr
 
 
 def test_classify_records_from_files(tmp_path: Path) -> None:

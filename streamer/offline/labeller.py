@@ -37,6 +37,11 @@ from streamer.rules import Rule
 #: What ``bytes.strip`` removes: a line of only these is blank (neither record nor response).
 _BLANK = " \t\n\r\x0b\x0c"
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
+#: The output row of a response line that is not UTF-8 (also reported as skipped).
+NOT_UTF8_ROW = orjson.dumps(
+    {"line": None, "label": None, "rule": None, "evidence": None, "error": "not-utf8"},
+    option=orjson.OPT_APPEND_NEWLINE,
+)
 #: Distinct lines remembered across chunks (then forgotten all at once): offline, this memo is
 #: the classifier's cache, holding the encoded result (a few hundred bytes a line).
 MEMO_SIZE = 1 << 15
@@ -117,16 +122,19 @@ class Labeller:
         else:
             output, tally = self._encode_lines(texts), None
         skips = [(chunk.first_line + i, "not-utf8") for i, t in enumerate(texts) if t is None]
-        unused = [t for t in dict.fromkeys(texts) if t is None or not t.strip(_BLANK)]
-        blank = sum(texts.count(t) for t in unused) if unused else 0
-        return Labelled(chunk.name, len(texts), len(texts) - blank, output, skips, tally)
+        if self.summary is None:  # one output row per input line, a blank one too
+            done = len(texts) - len(skips)
+        else:  # a summary counts responses: blank lines are none
+            unused = [t for t in dict.fromkeys(texts) if t is None or not t.strip(_BLANK)]
+            done = len(texts) - (sum(texts.count(t) for t in unused) if unused else 0)
+        return Labelled(chunk.name, len(texts), done, output, skips, tally)
 
     def _encode_lines(self, texts: list[str | None]) -> bytes:
         memo = _bounded(self._encoded)
         encoded: dict[str | None, bytes] = {}
         for t in dict.fromkeys(texts):
-            if t is None or not t.strip(_BLANK):
-                encoded[t] = b""
+            if t is None:  # a row all the same, so that output rows pair with input lines
+                encoded[t] = NOT_UTF8_ROW
                 continue
             out = memo.get(t)
             if out is None:
