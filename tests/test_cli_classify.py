@@ -200,13 +200,25 @@ def test_validate_warns_and_strict_fails(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert res.stdout.startswith("OK: 2 patterns")
     (warning,) = res.stderr.strip().splitlines()
-    assert warning.startswith("warning: ") and "did you mean 'InvalidRecipient'" in warning
+    assert warning == (
+        f"warning: {path}:2: label 'InvalidRecipent' is not a predefined label; did you mean "
+        "'InvalidRecipient'? (custom labels are allowed)"
+    )
     strict = runner.invoke(app, ["validate", "--strict", str(path)])
     assert strict.exit_code == 1 and strict.stdout == ""
     # classify loads the same rules: the warning goes to stderr, the output is unchanged
     res = runner.invoke(app, ["classify", "--lines", "--rules", str(path)], input="user unknown\n")
     assert res.exit_code == 0 and "did you mean 'InvalidRecipient'" in res.stderr
     assert json.loads(res.stdout)["label"] == "InvalidRecipent"
+    # beside errors: the warning is shown too (a misspelled label may explain them)
+    path.write_text("[rules]\nInvalidRecipent = ['user unknown']\nQuotaIssues = ['(x']\n")
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 1
+    assert [line.split(":", 1)[0] for line in res.stderr.strip().splitlines()] == [
+        "warning",
+        "error",
+    ]
+    assert res.stderr.splitlines()[1].startswith(f"error: {path}:3: label 'QuotaIssues'")
 
 
 def _to_full_disk(args: list[str]) -> subprocess.CompletedProcess[str]:

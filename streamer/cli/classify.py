@@ -109,6 +109,8 @@ def validate_command(
         ruleset = load_rules(files)
         Classifier(ruleset, cache_size=0, uncategorized_cache_size=0)  # the engine must build too
     except RulesError as exc:
+        for warning in exc.warnings:  # beside the errors: a misspelled label may be the cause
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         for err in exc.errors:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
