@@ -255,6 +255,14 @@ def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
         )
 
     wait_until(assigned_by_both, 90, "both children to own partitions")
+    # the supervisor says where it serves, and its /stats answers JSON for each child
+    assert f"supervisor serving metrics=http://127.0.0.1:{port}/metrics" in w.log()
+    assert f"status=http://127.0.0.1:{web}/status" in w.log()
+    with urllib.request.urlopen(f"http://127.0.0.1:{web}/stats", timeout=10) as resp:
+        assert resp.headers["Content-Type"] == "application/json"
+        stats = json.loads(resp.read())
+    assert [c["process"] for c in stats["children"]] == [0, 1]
+    assert all(set(c["stats"]) == {"session", "rows"} for c in stats["children"])
     first = list(generate(400, seed=3))
     produce(kafka_bootstrap, inp, first)
     wait_until(lambda: topic_size(kafka_bootstrap, out) >= len(first), 60, "outputs")

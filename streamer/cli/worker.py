@@ -190,7 +190,10 @@ def _bootstrap(settings: Any) -> str:
 
 def _supervise(settings: Any, flags: dict[str, Any]) -> int:
     """``--processes N``: run N supervised children (``streamer.worker.supervisor``)."""
+    import logging
+
     from streamer.kafka.probe import KafkaUnavailable
+    from streamer.logs import log_event
     from streamer.ports import pick_port
     from streamer.worker.exits import TEMPFAIL_EXIT
     from streamer.worker.supervisor import Child, Supervisor, child_environment
@@ -231,6 +234,15 @@ def _supervise(settings: Any, flags: dict[str, Any]) -> int:
     supervisor.install_signal_handlers()
     metrics = SupervisorMetrics(supervisor, settings.metrics_host)
     supervisor.on_restart = lambda child: metrics.restarts.labels(str(child.index)).inc()
-    metrics.serve(settings.metrics_host, metrics_port)
-    serve_status(supervisor, settings.web_host, web_port)
+    served_metrics = metrics.serve(settings.metrics_host, metrics_port)
+    served_web = web_port if serve_status(supervisor, settings.web_host, web_port) else 0
+    log_event(
+        logging.getLogger("streamer.supervisor"),
+        logging.INFO,
+        "supervisor serving",
+        metrics=f"http://{settings.metrics_host}:{served_metrics}/metrics"
+        if served_metrics
+        else "off",
+        status=f"http://{settings.web_host}:{served_web}/status" if served_web else "off",
+    )
     return supervisor.run()
