@@ -64,6 +64,13 @@ def rules_error(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+def kafka_error(exc: Exception) -> typer.Exit:
+    """Kafka that cannot be used (a ``streamer.kafka.probe.KafkaProblem``): one red line, and the
+    exit status of its kind (``streamer.exits``: 75 only when waiting may help)."""
+    typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(int(getattr(exc, "exit_code", 1)))
+
+
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from streamer.cli import bench, classify, demo, gaps, kafka, report, tail, worker  # noqa: F401
@@ -91,3 +98,10 @@ def main() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         typer.secho(f"cannot write output: {exc.strerror}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None
+    except Exception as exc:
+        # Kafka that cannot be used, wherever a command met it (the probe module is only
+        # looked at when it was loaded: commands without Kafka do not pay for its import).
+        probe = sys.modules.get("streamer.kafka.probe")
+        if probe is None or not isinstance(exc, probe.KafkaProblem):
+            raise
+        raise SystemExit(kafka_error(exc).exit_code) from None

@@ -31,14 +31,14 @@ from streamer.analytics.analyzer import Analyzer, windows_from_settings
 from streamer.classifier import ReloadableClassifier
 from streamer.config import Settings
 from streamer.kafka.admin import TopicError, create_topics, default_topics, wait_for_topics
-from streamer.kafka.sink import Sink
+from streamer.kafka.sink import NOT_AUTHORIZED, Sink
 from streamer.kafka.source import Source
 from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
 from streamer.worker.checkpoint import Checkpoint, ExactlyOnce, make_checkpoint
-from streamer.worker.exits import TEMPFAIL_EXIT
+from streamer.worker.exits import NOT_AUTHORIZED_EXIT, TEMPFAIL_EXIT
 from streamer.worker.flow import FlowControl
 from streamer.worker.offsets import TP, OffsetTracker, RewindError
 from streamer.worker.processing import Batch, BatchProcessor, make_batch
@@ -221,7 +221,8 @@ class StreamWorker:
             return
         sink.poll(0)
         if sink.fatal is not None and not self._draining:
-            self.stop(1)
+            # missing ACLs (no restart cures them) have their own exit status
+            self.stop(NOT_AUTHORIZED_EXIT if sink.fatal.code() in NOT_AUTHORIZED else 1)
         if not self._draining:
             checkpoint.commit_due()
         self.flow.maybe_resume()
