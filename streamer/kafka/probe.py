@@ -173,9 +173,14 @@ def _refusal(
     for err in errors:
         if err.code() == KafkaError._AUTHENTICATION:
             return KafkaLoginRefused, librdkafka_reason(err)
-        if err.code() == KafkaError._SSL:
+        if err.code() == KafkaError._SSL and not _CUT_SHORT.search(err.str()):
             return KafkaTLSMismatch, tls_reason(err, conf)
     return None
+
+
+#: A TLS error that only says the connection went away (a broker stopping mid-handshake):
+#: no verdict on the TLS settings.
+_CUT_SHORT = re.compile(r"unexpected eof|disconnected|connection reset|broken pipe", re.I)
 
 
 def librdkafka_reason(err: KafkaError) -> str:
