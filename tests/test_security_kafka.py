@@ -33,9 +33,9 @@ from streamer.devkit import security
 from streamer.devkit.broker import BrokerState, free_port
 from streamer.devkit.harness import worker_command
 from streamer.devkit.sample import SampleMessage, generate, record_identity
+from streamer.exits import LOGIN_REFUSED_EXIT, NOT_AUTHORIZED_EXIT
 from streamer.kafka.admin import create_topics, default_topics
 from streamer.kafka.clients import client_config
-from streamer.exits import LOGIN_REFUSED_EXIT, NOT_AUTHORIZED_EXIT
 from streamer.kafka.probe import KafkaProblem, KafkaTLSMismatch, check_bootstrap
 
 pytestmark = pytest.mark.timeout(180)
