@@ -152,7 +152,8 @@ def metadata_problem(
         try:
             md = admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
         except KafkaException as exc:
-            why = str(exc.args[0]) if exc.args else repr(exc)
+            err = exc.args[0] if exc.args else None
+            why = err.str() if isinstance(err, KafkaError) else repr(exc)
         else:
             return None if md.brokers else (KafkaUnavailable, "metadata lists no broker")
         admin.poll(0)
@@ -163,7 +164,7 @@ def metadata_problem(
         if refused is not None:
             return refused
         if time.monotonic() >= deadline:
-            return KafkaUnavailable, why
+            return KafkaUnavailable, f"no metadata within {timeout:.0f}s ({why})"
 
 
 def _refusal(
