@@ -198,16 +198,8 @@ class Supervisor:
         if proc is None or (code := proc.poll()) is None:
             return
         child.last_exit = code
-        if code in PERMANENT_EXITS:  # a restart would meet it again: stop, with the same code
-            log_event(
-                log,
-                logging.ERROR,
-                "worker cannot run; restarting cannot help",
-                child=child.index,
-                exit_code=code,
-                why=PERMANENT_EXITS[code],
-            )
-            self._give_up(code)
+        if code in PERMANENT_EXITS:
+            self._incurable(child, code)
             return
         if code == TEMPFAIL_EXIT:
             if time.time() - child.started_at > self.policy.window_s:  # started_at: wall clock
@@ -250,6 +242,14 @@ class Supervisor:
             exit_code=code,
             restart_in_s=round(delay, 2),
         )
+
+    def _incurable(self, child: Child, code: int) -> None:
+        """A restart would meet the same fault: stop everything, exiting with the child's code."""
+        why = PERMANENT_EXITS[code]
+        log_event(
+            log, logging.ERROR, "worker cannot run; no restart cures it", child=child.index, why=why
+        )
+        self._give_up(code)
 
     def _give_up(self, code: int) -> None:
         self.exit_code = code
