@@ -21,13 +21,21 @@ from typing import Any
 
 import pytest
 import test_security_kafka as sec
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 from test_security_kafka import Principal, _ca, _login
-from worker_harness import wait_until
+from worker_harness import WorkerProcess, produce, topic_size, wait_until
 
 from streamer.config import Settings
 from streamer.devkit import security
 from streamer.devkit.broker import BrokerState, free_port
+from streamer.devkit.sample import generate
 from streamer.exits import (
     LOGIN_REFUSED_EXIT,
     NOT_AUTHORIZED_EXIT,
@@ -45,6 +53,7 @@ admin = sec.admin
 rules = sec.rules
 topics = sec.topics
 user = sec.user
+workers = sec.workers
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The failure must come in seconds: the probe's own timeout is 10 s, librdkafka's far longer;
@@ -330,3 +339,44 @@ def test_a_listener_that_never_answers_is_temporary(
     assert all(secret not in run.stdout + run.stderr for secret in hidden)
     assert 9 < run.seconds < 30, f"{run.seconds:.1f}s"
     print(f"\nsilent listener: {run.kafka_lines[0]} ({run.seconds:.1f}s)")
+
+
+def test_a_write_acl_removed_while_the_worker_runs_stops_it_with_77(
+    secure_broker: BrokerState,
+    kafka_bootstrap: str,
+    admin: AdminClient,
+    user: Principal,
+    topics: Callable[[], Settings],
+    workers: Callable[..., WorkerProcess],
+    rules: Path,
+) -> None:
+    """The start-up check passed; then the ACL goes. The refused deliveries stop the worker
+    with the same status as a missing ACL at start: no supervisor retries it. (At-least-once
+    mode; in exactly-once mode librdkafka names the refusal in the failed transaction only at
+    times, else the worker exits 1.)"""
+    s = topics()
+    security.create_acls(admin, security.worker_acls(user.principal, s))
+    _login(secure_broker, user, rules, s.input_topic)
+    w = workers("w-revoked", s, user, "--at-least-once")
+    first = list(generate(200, seed=5, max_message_bytes=sec.MAX_BYTES))
+    produce(kafka_bootstrap, s.input_topic, first)
+    wait_until(lambda: topic_size(kafka_bootstrap, s.output_topic) >= len(first), 90, "output")
+    write = AclBindingFilter(
+        ResourceType.TOPIC,
+        s.output_topic,
+        ResourcePatternType.LITERAL,
+        user.principal,
+        "*",
+        AclOperation.WRITE,
+        AclPermissionType.ALLOW,
+    )
+    for future in admin.delete_acls([write]).values():
+        assert future.result(), "the WRITE ACL was there"
+    produce(
+        kafka_bootstrap, s.input_topic, list(generate(200, seed=6, max_message_bytes=sec.MAX_BYTES))
+    )
+    wait_until(lambda: not w.alive(), 90, "the worker to stop by itself")
+    log = w.log()
+    assert w.proc is not None and w.proc.returncode == NOT_AUTHORIZED_EXIT, log[-3000:]
+    assert "not authorized to write: check the worker principal's ACLs" in log
+    assert "Traceback" not in log and user.password not in log

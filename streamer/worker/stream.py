@@ -196,7 +196,7 @@ class StreamWorker:
             await self._flush_stats_when_due(time.monotonic())
         if self.checkpoint.failed and not self._stopping:
             self.metrics.abandoned.inc(self.checkpoint.fail())
-            self.stop(TEMPFAIL_EXIT if self.checkpoint.overtaken else 1)
+            self.stop(failure_exit(self.checkpoint, self.sink))
         self.flow.maybe_resume()
 
     async def poll_loop(self) -> None:
@@ -221,8 +221,7 @@ class StreamWorker:
             return
         sink.poll(0)
         if sink.fatal is not None and not self._draining:
-            # missing ACLs (no restart cures them) have their own exit status
-            self.stop(NOT_AUTHORIZED_EXIT if sink.fatal.code() in NOT_AUTHORIZED else 1)
+            self.stop(failure_exit(self.checkpoint, self.sink))
         if not self._draining:
             checkpoint.commit_due()
         self.flow.maybe_resume()
@@ -420,3 +419,16 @@ def worker_status(stream: StreamWorker) -> dict[str, Any]:
 
 def _fmt_positions(positions: dict[TP, int]) -> str:
     return ",".join(f"{t}:{p}@{o}" for (t, p), o in sorted(positions.items()))
+
+
+def failure_exit(checkpoint: Checkpoint | None, sink: Sink | None) -> int:
+    """The exit status of a worker that cannot go on: 75 when a restart is all it takes,
+    77 when the broker refused its writes for want of an ACL (no restart cures that), else 1."""
+    if checkpoint is not None and checkpoint.overtaken:
+        return TEMPFAIL_EXIT
+    refused = sink.fatal if sink is not None else None
+    if (checkpoint is not None and checkpoint.denied) or (
+        refused is not None and refused.code() in NOT_AUTHORIZED
+    ):
+        return NOT_AUTHORIZED_EXIT
+    return 1
