@@ -203,16 +203,14 @@ def _protocol_mismatch(conf: dict[str, Any]) -> tuple[type[KafkaProblem], str] |
     """A listener of the other protocol than the client's: a TLS client's ClientHello closes a
     plaintext listener's connection, and a TLS listener closes a plaintext client's, both
     looking like a broker going away. Each is told by asking the listener in its own protocol."""
-    addresses = _addresses(str(conf.get("bootstrap.servers", "")))
-    if not addresses:
-        return None
-    host, port = addresses[0]
     protocol = str(conf.get("security.protocol", "PLAINTEXT")).upper()
-    if protocol.endswith("SSL"):
-        if speaks_plain_kafka(host, port):
-            return KafkaTLSMismatch, f"the listener is plaintext, security_protocol is {protocol}"
-    elif speaks_tls(host, port):
-        return KafkaTLSMismatch, f"the listener expects TLS, security_protocol is {protocol}"
+    for host, port in _addresses(str(conf.get("bootstrap.servers", ""))):
+        if protocol.endswith("SSL"):
+            if speaks_plain_kafka(host, port):
+                why = f"the listener is plaintext, security_protocol is {protocol}"
+                return KafkaTLSMismatch, why
+        elif speaks_tls(host, port):
+            return KafkaTLSMismatch, f"the listener expects TLS, security_protocol is {protocol}"
     return None
 
 
