@@ -6,9 +6,12 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from streamer.kafka.probe import KafkaProblem
 
 app = typer.Typer(
     name="streamer",
@@ -64,11 +67,11 @@ def rules_error(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
-def kafka_error(exc: Exception) -> typer.Exit:
-    """Kafka that cannot be used (a ``streamer.kafka.probe.KafkaProblem``): one red line, and the
-    exit status of its kind (``streamer.exits``: 75 only when waiting may help)."""
+def kafka_error(exc: KafkaProblem) -> typer.Exit:
+    """Kafka that cannot be used: one red line, and the exit status of its kind
+    (``streamer.exits``: 75 only when waiting may help)."""
     typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
-    return typer.Exit(int(getattr(exc, "exit_code", 1)))
+    return typer.Exit(exc.exit_code)
 
 
 def _register() -> None:

@@ -197,7 +197,7 @@ def _supervise(settings: Any, flags: dict[str, Any]) -> int:
     try:
         bootstrap = _bootstrap(settings)  # once, for every child
     except KafkaProblem as exc:
-        return int(kafka_error(exc).exit_code)
+        return kafka_error(exc).exit_code
     try:
         metrics_port = pick_port(settings.metrics_host, settings.metrics_port, "metrics_port")
         web_port = pick_port(settings.web_host, settings.web_port, "web_port")
