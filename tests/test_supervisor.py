@@ -25,7 +25,7 @@ from worker_harness import RULES_V1, WorkerProcess, produce, read_topic, topic_s
 
 from streamer.config import Settings
 from streamer.devkit.sample import generate, record_identity
-from streamer.worker.exits import TEMPFAIL_EXIT
+from streamer.worker.exits import PERMANENT_EXITS, TEMPFAIL_EXIT
 from streamer.worker.supervisor import (
     SUPERVISOR_PID_ENV,
     Child,
@@ -153,10 +153,15 @@ def test_a_child_finding_kafka_away_is_retried_as_long_as_it_takes(tmp_path: Pat
     assert result == [0]
 
 
-def test_a_configuration_error_in_a_child_is_not_retried() -> None:
-    sup = Supervisor(1, "w", _env, command=_python("import sys; sys.exit(2)"), policy=FAST)
-    assert sup.run() == 2
-    assert sup.children[0].restarts == 0
+@pytest.mark.parametrize("code", sorted(PERMANENT_EXITS))
+def test_an_exit_no_restart_cures_stops_the_supervisor_with_that_code(code: int) -> None:
+    """A configuration error, a refused login, a TLS mismatch, missing ACLs: the supervisor
+    does not retry them (forever, in the 75 case) but stops with the child's own code."""
+    sup = Supervisor(2, "w", _env, command=_python(f"import sys; sys.exit({code})"), policy=FAST)
+    started = time.monotonic()
+    assert sup.run() == code
+    assert all(c.restarts == 0 for c in sup.children)
+    assert time.monotonic() - started < 10
 
 
 def test_a_command_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:

@@ -6,10 +6,13 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperOption
+
+if TYPE_CHECKING:
+    from streamer.kafka.probe import KafkaProblem
 
 app = typer.Typer(
     name="streamer",
@@ -102,6 +105,13 @@ def rules_error(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+def kafka_error(exc: KafkaProblem) -> typer.Exit:
+    """Kafka that cannot be used: one red line, and the exit status of its kind
+    (``streamer.exits``: 75 only when waiting may help)."""
+    typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(exc.exit_code)
+
+
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from streamer.cli import bench, classify, demo, gaps, kafka, report, tail, worker  # noqa: F401
@@ -129,3 +139,10 @@ def main() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         typer.secho(f"cannot write output: {exc.strerror}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None
+    except Exception as exc:
+        # Kafka that cannot be used, wherever a command met it (the probe module is only
+        # looked at when it was loaded: commands without Kafka do not pay for its import).
+        probe = sys.modules.get("streamer.kafka.probe")
+        if probe is None or not isinstance(exc, probe.KafkaProblem):
+            raise
+        raise SystemExit(kafka_error(exc).exit_code) from None

@@ -33,10 +33,12 @@ def tail_command(
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Follow a topic and print each record as one JSON line (the worker's connection settings)."""
+    from streamer.kafka.probe import Needs
     from streamer.kafka.tail import TailError, tail
 
     settings = _settings(bootstrap=bootstrap)
-    address = _bootstrap(settings)
+    topic = topic or settings.output_topic
+    address = _bootstrap(settings, Needs(read=(topic,)))
     out = sys.stdout.buffer
 
     def write(line: bytes) -> None:
@@ -47,7 +49,7 @@ def tail_command(
         result = tail(
             settings,
             address,
-            topic or settings.output_topic,
+            topic,
             write,
             from_beginning=from_beginning,
             max_records=max_records,
