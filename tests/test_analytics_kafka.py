@@ -27,6 +27,7 @@ from worker_harness import (
 from streamer.config import load_settings
 from streamer.devkit.sample import SampleMessage, load_bundled_sample
 from streamer.kafka.clients import admin_client
+from streamer.records import effective_type
 
 pytestmark = pytest.mark.timeout(150)
 STREAMER = [sys.executable, "-c", "from streamer.cli import main; main()"]
@@ -73,7 +74,7 @@ def _finish(bootstrap: str, w: WorkerProcess, out: str, n: int) -> None:
 
 
 def _types(sent: list[SampleMessage]) -> Counter[str]:
-    return Counter(orjson.loads(m.value)["type"] for m in sent)
+    return Counter(effective_type(orjson.loads(m.value)) for m in sent)
 
 
 def test_counted_records_near_back_pressure_bring_the_stats_flush_forward(
