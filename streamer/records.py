@@ -86,14 +86,15 @@ def effective_type(record: Mapping[str, Any]) -> Any:
     return record.get("type")
 
 
-#: ``RCPT TO:<path>`` as a client sends it (any case, optional spaces, ESMTP parameters after).
-_RCPT_COMMAND = re.compile(r"\s*RCPT\s+TO\s*:\s*(?:<([^>]*)>|([^\s<>]+))", re.IGNORECASE)
+#: ``RCPT TO:<path>`` as a client sends it (any case, optional spaces, ESMTP parameters after,
+#: the brackets perhaps missing or unclosed: KumoMTA logs refused syntax errors too).
+_RCPT_COMMAND = re.compile(r"\s*RCPT\s+TO\s*:\s*(?:<([^>]*)>?|([^\s<>]*))", re.IGNORECASE)
 
 
 def rejected_recipient(record: Mapping[str, Any]) -> str | None:
     """The address a ``Rejection`` of an SMTP ``RCPT TO`` refused, from ``response.command``
-    (the client's line, kept as sent); ``""`` when the command names none; None for any other
-    record.
+    (the client's line, kept as sent); ``""`` when the command names none (never the record's
+    ``recipient``: that is someone else); None for any other record.
 
     KumoMTA fills such a record's ``recipient`` with the transaction's last *accepted*
     recipient (``""`` before any), so the refused address is only in the command.

@@ -76,6 +76,8 @@ def test_a_log_hook_record_is_known_by_its_reception_protocol_whatever_its_queue
         ("RCPT TO:<@relay.example:a@b.example>", "a@b.example"),  # a source route
         ("RCPT TO:<x>", "x"),  # refused with 501 for its syntax: still the refused one
         ("RCPT TO:<>", ""),
+        ("RCPT TO:<a@b.example", "a@b.example"),  # unclosed: refused for its syntax
+        ("RCPT TO:", ""),  # names nobody: still not the last accepted recipient
     ],
 )
 def test_a_rejected_rcpt_names_the_address_of_its_command(command: str, refused: str) -> None:
