@@ -201,18 +201,23 @@ def test_a_refused_rcpt_counts_for_the_refused_address(fast: bool) -> None:
 
 def test_the_other_shapes_are_handled() -> None:
     """``recipient`` as a list, ``mx_list`` sites (provider from the peer), AdminBounce at
-    ``localhost``, a Rejection's empty id: through the worker's path."""
+    ``localhost``, a Rejection's empty id, ``bounce_classification`` on every input record
+    (KumoMTA's own, "Uncategorized" without its classifier): through the worker's path."""
     records = [
         kr.reception(1, ["a@gmail.com", "b@gmail.com"]),
         kr.delivered(2, "a@gmail.com"),
         kr.admin_bounce(3, "c@yahoo.com"),
         kr.rcpt_rejection(4, "d@yahoo.com", ""),
     ]
-    _raws, outputs, stats, _an = _process(records, SPEEDUPS)
+    raws, outputs, stats, _an = _process(records, SPEEDUPS)
     assert [o.topic for o in outputs] == ["out"] * 4 and not stats.dlq
-    admin, refusal = (orjson.loads(o.value)["classification"] for o in outputs[2:])
-    assert admin["provider"] == "yahoo" and admin["label"]
-    assert refusal["provider"] == "yahoo"
+    assert [o.value for o in outputs[:2]] == raws[:2]  # passed as they came
+    admin, refusal = (orjson.loads(o.value) for o in outputs[2:])
+    assert admin["classification"]["provider"] == "yahoo"
+    assert refusal["classification"]["provider"] == "yahoo" and refusal["id"] == ""
+    for enriched in (admin, refusal):  # streamer's label replaces KumoMTA's placeholder
+        assert enriched["bounce_classification"] == enriched["classification"]["label"]
+    assert refusal["bounce_classification"] == "InvalidRecipient"
     an = _analyzer(False)
     assert an.provider(records[1]) == "google"  # mx_list site: the peer's MX name decides
     assert an.provider(records[0]) == "google"  # the list's first recipient
