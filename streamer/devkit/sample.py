@@ -22,9 +22,10 @@ refused ``RCPT TO`` the transaction's last *accepted* recipient in ``recipient``
 address only in the command). With ``log_hook`` (the bundled sample has one) the stream is a
 node's local log with a log hook shipping some records: each shipped record adds the hook's
 bookkeeping ``Delivery`` (now and then a failed attempt) of its queue ``<name>.log_hook``, with
-``reception_protocol`` "LogRecord", from a random stream of its own (the mail stays the same). A few messages take the newer paths: moved to another queue (``AdminRebind``),
-released from the deferred-injection queue (``DeferredInjectionRebind``) or transferred to another
-node (``AdminRebind`` to the transfer queue, then ``XferOut``). Providers are drawn by market share
+``reception_protocol`` "LogRecord", from a random stream of its own (the mail stays the same).
+A few messages take the newer paths: moved to another queue (``AdminRebind``), released from the
+deferred-injection queue (``DeferredInjectionRebind``) or transferred to another node
+(``AdminRebind`` to the transfer queue, then ``XferOut``). Providers are drawn by market share
 and each provider's responses by a Zipf-like law, so a few responses dominate as in real traffic,
 while addresses, ids and timestamps vary.
 
