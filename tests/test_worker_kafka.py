@@ -32,7 +32,7 @@ from worker_harness import (
 from streamer.classifier import Classifier
 from streamer.deadletter import DLQ_DETAIL, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_TOPIC
 from streamer.devkit.sample import SampleMessage, generate, record_identity
-from streamer.records import enrich
+from streamer.records import effective_type, enrich
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -256,7 +256,9 @@ def test_kill9_then_restart_loses_nothing(
 def _types_sent(sent: list[SampleMessage]) -> Counter[str]:
     """Record types of the well-formed messages sent."""
     return Counter(
-        orjson.loads(m.value)["type"] for m in sent if not m.kind.startswith("malformed")
+        effective_type(orjson.loads(m.value))  # the sample's log-hook records: log_hook
+        for m in sent
+        if not m.kind.startswith("malformed")
     )
 
 

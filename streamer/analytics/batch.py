@@ -25,11 +25,12 @@ from streamer.analytics.windows import (
 )
 from streamer.cache import LRUCache
 from streamer.feedback import complained_about, feedback_type
-from streamer.records import RECORD_TYPES
+from streamer.records import LOG_HOOK_TYPE, RECORD_TYPES
 from streamer.rules import UNCATEGORIZED
 
-#: KumoMTA's record types; other types are input values, bounded (``type_capacity``).
-KNOWN_TYPES = frozenset(RECORD_TYPES)
+#: KumoMTA's record types and a log hook's bookkeeping records (``LOG_HOOK_TYPE``); other
+#: types are input values, bounded (``type_capacity``).
+KNOWN_TYPES = frozenset({*RECORD_TYPES, LOG_HOOK_TYPE})
 
 #: "00".."60" -> milliseconds ("60": a leap second).
 _SECOND_MS = {f"{n:02d}": n * 1000 for n in range(61)}

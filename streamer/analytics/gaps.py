@@ -22,7 +22,7 @@ from streamer.analytics.windows import EXAMPLE_MAX
 from streamer.classifier import Classifier
 from streamer.evidence import REPLY_CODE
 from streamer.inputs import InputError, open_input  # where the readers live (re-exported)
-from streamer.records import CLASSIFIABLE_TYPES, response_is_valid, response_line
+from streamer.records import CLASSIFIABLE_TYPES, effective_type, response_is_valid, response_line
 from streamer.rules import UNCATEGORIZED
 from streamer.text import counted
 
@@ -80,8 +80,9 @@ class GapCollector:
         self.examples.setdefault(template, example[:EXAMPLE_MAX])
 
     def add_record(self, record: dict[str, Any]) -> None:
-        """A KumoMTA record: its response, when it is a classifiable failure (not Feedback)."""
-        rtype = record.get("type")
+        """A KumoMTA record: its response, when it is a classifiable failure (not Feedback, nor
+        a log hook's bookkeeping record)."""
+        rtype = effective_type(record)
         response: Any = record.get("response")
         if rtype in CLASSIFIABLE_TYPES and rtype != "Feedback" and response_is_valid(response):
             self.add_line(response_line(response))

@@ -29,6 +29,7 @@ from streamer.records import (
     accept,
     classification_object,
     decode_record,
+    effective_type,
     response_line,
     set_classification,
 )
@@ -196,7 +197,7 @@ class Labeller:
             if record is None:
                 skips.append((chunk.first_line + i, _reason(raw, limits[i])))
                 continue
-            rtype = record["type"]
+            rtype = effective_type(record)  # a log hook's bookkeeping record: log_hook
             if rtype in CLASSIFIABLE_TYPES:
                 self._enrich(record, memo, tally)
             elif tally is not None:
