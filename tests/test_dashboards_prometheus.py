@@ -33,7 +33,7 @@ JOB = "streamer"
 #: Grafana's own variables, as Grafana would fill them for a short time range.
 BUILTINS = {"__rate_interval": "30s", "__interval": "1s", "__range": "5m"}
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(90)]
 
 
 def _variables(dash: dict[str, Any]) -> dict[str, dict[str, Any]]:
