@@ -174,12 +174,14 @@ def test_sighup_is_passed_on_and_children_know_their_supervisor(tmp_path: Path) 
         f"    open(out, 'w').write(os.environ[{SUPERVISOR_PID_ENV!r}])\n"
         "signal.signal(signal.SIGHUP, hup)\n"
         "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "open(out + '.ready', 'w').close()\n"
         "while True: time.sleep(0.05)"
     )
     sup = Supervisor(2, "w", _env, command=_python(code), policy=FAST)
     thread, result = _run_in_thread(sup)
     _wait_running(sup, 2)
-    time.sleep(0.3)  # the children install their handlers
+    ready = [Path(f"{marks}w-0.ready"), Path(f"{marks}w-1.ready")]
+    wait_until(lambda: all(f.exists() for f in ready), 10, "the children's SIGHUP handlers")
     sup._on_hangup(signal.SIGHUP, None)
     files = [Path(f"{marks}w-0"), Path(f"{marks}w-1")]
     wait_until(lambda: all(f.exists() and f.read_text() for f in files), 10, "SIGHUP marks")

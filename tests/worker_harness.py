@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 import psutil
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamer.config import load_settings
 from streamer.devkit.broker import free_port
@@ -56,6 +56,42 @@ def topic_size(bootstrap: str, topic: str) -> int:
                 continue
             total += hi - lo
         return total
+    finally:
+        c.close()
+
+
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+
+
+def uncommitted(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` that ``group`` has not committed (its lag), asked of the group
+    coordinator; retried while a coordinator that just came up is still loading."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
+    try:
+        parts = [
+            TopicPartition(topic, p)
+            for p in c.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        for _attempt in range(20):
+            try:
+                committed = c.committed(parts, timeout=10)
+                break
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not (err.retriable() or err.code() in _COORDINATOR_MOVING):
+                    raise
+                time.sleep(0.5)
+        else:
+            committed = c.committed(parts, timeout=10)
+        lag = 0
+        for tp in committed:
+            _low, high = c.get_watermark_offsets(tp, timeout=10, cached=False)
+            lag += high - max(tp.offset, 0)
+        return lag
     finally:
         c.close()
 
