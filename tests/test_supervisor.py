@@ -19,9 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from worker_harness import RULES_V1, WorkerProcess, produce, read_topic, topic_size, wait_until
+from worker_harness import (
+    RULES_V1,
+    WorkerProcess,
+    produce,
+    read_topic,
+    topic_size,
+    uncommitted,
+    wait_until,
+)
 
 from streamer.config import Settings
 from streamer.devkit.sample import generate, record_identity
@@ -237,17 +246,13 @@ def supervised(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcess]:
     w.cleanup()
 
 
-def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
-    kafka_bootstrap: str, supervised: WorkerProcess
-) -> None:
-    w = supervised
-    port, web = w.metrics_port, w.web_port  # type: ignore[attr-defined]
-    inp, out = w.cmd[w.cmd.index("--input-topic") + 1], w.cmd[w.cmd.index("--output-topic") + 1]
+def _wait_both_assigned(w: WorkerProcess) -> None:
+    """Both children of ``supervised`` own some of the 4 partitions (the parent's /status)."""
 
     def assigned_by_both() -> bool:
         assert w.alive(), w.log()[-3000:]
         try:
-            status = _status(web)
+            status = _status(w.web_port)  # type: ignore[attr-defined]
         except OSError:
             return False
         children = status["children"]
@@ -257,6 +262,19 @@ def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
         )
 
     wait_until(assigned_by_both, 90, "both children to own partitions")
+
+
+def _topics(w: WorkerProcess) -> tuple[str, str]:
+    return w.cmd[w.cmd.index("--input-topic") + 1], w.cmd[w.cmd.index("--output-topic") + 1]
+
+
+def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
+    kafka_bootstrap: str, supervised: WorkerProcess
+) -> None:
+    w = supervised
+    port, web = w.metrics_port, w.web_port  # type: ignore[attr-defined]
+    inp, out = _topics(w)
+    _wait_both_assigned(w)
     first = list(generate(400, seed=3))
     produce(kafka_bootstrap, inp, first)
     wait_until(lambda: topic_size(kafka_bootstrap, out) >= len(first), 60, "outputs")
@@ -299,3 +317,32 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_children_of_a_killed_supervisor_drain_commit_and_exit(
+    kafka_bootstrap: str, supervised: WorkerProcess
+) -> None:
+    """``kill -9`` of the parent: each child notices (``follow_supervisor``), stops as on
+    SIGTERM (drains and commits what it produced) and exits; none is left running."""
+    w = supervised
+    inp, out = _topics(w)
+    _wait_both_assigned(w)
+    sent = list(generate(400, seed=5))
+    produce(kafka_bootstrap, inp, sent)
+    wait_until(lambda: topic_size(kafka_bootstrap, out) >= len(sent), 60, "outputs")
+    children = [psutil.Process(c["pid"]) for c in _status(w.web_port)["children"]]  # type: ignore[attr-defined,union-attr]
+    assert len(children) == 2
+    w.kill9()
+
+    def running(p: psutil.Process) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    wait_until(lambda: not any(running(p) for p in children), 60, "the children to exit")
+    group = w.cmd[w.cmd.index("--group-id") + 1]
+    assert uncommitted(kafka_bootstrap, group, inp) == 0, "the children committed what they did"
+    assert topic_size(kafka_bootstrap, out) == len(sent), "nothing twice"
+    log = w.log()
+    assert log.count("is gone: stopping") == 2 and log.count("stopping: draining") == 2
