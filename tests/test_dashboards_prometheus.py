@@ -168,7 +168,8 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
             what="Prometheus to see the rule gaps",
             interval=0.5,
         )
-        time.sleep(2.5)
+        scraped = _scrapes(prom)
+        wait_until(lambda: _scrapes(prom) >= scraped + 2, 15, "two more scrapes", interval=0.2)
         results: list[str] = []
         failures: list[str] = []
         for path in DASHBOARDS:
@@ -190,6 +191,12 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
     assert not failures, f"{len(failures)} dashboard queries failed:\n" + "\n".join(failures)
     assert len(results) >= 40
     assert time.monotonic() - started < 85
+
+
+def _scrapes(prom: PrometheusServer) -> float:
+    """Scrapes of the worker Prometheus has stored so far (one ``up`` sample each)."""
+    result = prom.query(f'count_over_time(up{{job="{JOB}"}}[1h])')
+    return float(result[0]["value"][1]) if result else 0.0
 
 
 def _scraped_total(prom: PrometheusServer) -> float:

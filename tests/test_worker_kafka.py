@@ -33,6 +33,7 @@ from streamer.classifier import Classifier
 from streamer.deadletter import DLQ_DETAIL, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_TOPIC
 from streamer.devkit.sample import SampleMessage, generate, record_identity
 from streamer.records import enrich
+from streamer.worker.reload import CHECK_INTERVAL_S
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -462,7 +463,8 @@ def test_sighup_reloads_rules(
     w.wait_assigned()
     text = "mailbox full: quota exceeded"
     rules.write_text('[rules]\nPolicyRelated = ["quota exceeded"]\n')
-    time.sleep(1.5)  # a watching worker would have reloaded by now; this one must not
+    # A negative: twice the time a watching worker takes to notice the change; this one must not.
+    time.sleep(2 * CHECK_INTERVAL_S)
     produce(kafka_bootstrap, inp, [_bounce(i, text) for i in range(100)])
     _wait_for_outputs(kafka_bootstrap, [out], 100, w, timeout=30)
     w.signal(signal.SIGHUP)
