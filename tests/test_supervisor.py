@@ -113,11 +113,17 @@ def test_a_crash_looping_child_stops_the_supervisor_with_exit_1() -> None:
     assert healthy.restarts == 0 and healthy.last_exit == -signal.SIGTERM  # stopped by us
 
 
-def test_a_killed_child_is_restarted_in_its_slot_and_sigterm_drains_all() -> None:
+def _ready(sup: Supervisor, marks: Path) -> bool:
+    """Every running child has installed its handlers (each writes ``marks/<pid>`` then)."""
+    return all(c.pid is not None and (marks / str(c.pid)).exists() for c in sup.children)
+
+
+def test_a_killed_child_is_restarted_in_its_slot_and_sigterm_drains_all(tmp_path: Path) -> None:
     # Each child exits 0 on SIGTERM, after a short "drain".
     code = (
-        "import signal, sys, time\n"
+        "import os, pathlib, signal, sys, time\n"
         "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.2), sys.exit(0)))\n"
+        f"pathlib.Path({str(tmp_path)!r}, str(os.getpid())).touch()\n"
         "while True: time.sleep(0.05)"
     )
     sup = Supervisor(2, "w", _env, command=_python(code), policy=FAST, drain_timeout_s=10)
@@ -132,6 +138,7 @@ def test_a_killed_child_is_restarted_in_its_slot_and_sigterm_drains_all() -> Non
     _wait_running(sup, 2)
     assert sup.children[0].pid != first_pid and sup.children[0].worker_id == "w-0"
     assert restarted == [0]
+    wait_until(lambda: _ready(sup, tmp_path), 10, "the children's SIGTERM handlers")
     sup.request_stop("test")
     thread.join(15)
     assert result == [0]
@@ -147,7 +154,8 @@ def test_a_child_finding_kafka_away_is_retried_as_long_as_it_takes(tmp_path: Pat
         "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
         f"p = pathlib.Path({str(starts)!r})\n"
         "n = int(p.read_text()) + 1 if p.exists() else 1\n"
-        "p.write_text(str(n))\n"
+        "p.with_suffix('.new').write_text(str(n))\n"
+        "p.with_suffix('.new').replace(p)\n"  # atomic: the test reads it meanwhile
         f"if n <= {FAST.max_crashes + 2}: sys.exit(UNREACHABLE)\n"
         "time.sleep(60)"
     ).replace("UNREACHABLE", str(TEMPFAIL_EXIT))
