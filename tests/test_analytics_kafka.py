@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ from worker_harness import (
     wait_until,
 )
 
+from streamer.analytics.windows import event_time_ms
 from streamer.config import load_settings
+from streamer.devkit.broker import free_port
 from streamer.devkit.sample import SampleMessage, load_bundled_sample
 from streamer.kafka.clients import admin_client
 from streamer.records import effective_type
@@ -258,3 +261,44 @@ def test_hard_bounce_suppresses_and_a_later_delivery_takes_it_back(
         res = ConfigResource(ConfigResource.Type.TOPIC, name)
         config = admin.describe_configs([res])[res].result(timeout=10)
         assert config["cleanup.policy"].value == "compact"
+
+
+def test_startup_line_stats_endpoint_and_final_rows(
+    kafka_bootstrap: str, new_topic: Callable[..., str], worker
+) -> None:
+    """The start-up line names the ports the worker really listens on; ``/stats`` serves the
+    rows it holds (the session's, summing to what it consumed); a window's latest row is
+    ``final`` exactly when event time passed its end plus ``stats_grace``."""
+    inp, out = new_topic(2), new_topic(2)
+    sent = load_bundled_sample()
+    w = worker(inp, out, "--web-port", str(free_port()))
+    metrics_port, web_port = w.wait_started()
+    line = next(x for x in w.log().splitlines() if "worker starting" in x)
+    for field in (f"group=g-{inp}", f"input={inp}", f"output={out}", "exactly_once=False"):
+        assert field in line.split(), line
+    assert "analytics=on" in line.split() or "analytics='on (Python counter" in line, line
+    assert metrics_port > 0 and web_port > 0
+    w.wait_assigned(2)
+    produce(kafka_bootstrap, inp, sent)
+    wait_until(
+        lambda: sum(stats_totals(kafka_bootstrap, f"{inp}.stats")[0].values()) == len(sent),
+        60,
+        "the stats rows to count every record",
+        interval=0.5,
+    )
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/stats", timeout=10) as resp:
+        held = orjson.loads(resp.read())
+    _finish(kafka_bootstrap, w, out, len(sent))
+
+    rows = held["rows"]
+    assert sum(sum(r["counts"].values()) for r in rows) == len(sent)
+    assert all(set(r) == ROW_FIELDS - {"session"} for r in rows)
+    published = [
+        orjson.loads(v or b"{}") for v in latest_per_key(kafka_bootstrap, f"{inp}.stats").values()
+    ]
+    assert {r["session"] for r in published} == {held["session"]}
+    mark = max(event_time_ms(orjson.loads(m.value)) or 0 for m in sent)
+    grace_ms = load_settings().stats_grace * 1000
+    wrong = [r for r in published if r["final"] != (r["window_end"] + grace_ms <= mark)]
+    assert not wrong, wrong[0]
+    assert {r["final"] for r in published} == {True, False}

@@ -253,11 +253,10 @@ class Analyzer:
 
 
 def windows_from_settings(settings: Settings) -> WindowedStats:
-    """The windowed statistics of a worker: late records re-create forgotten windows."""
+    """The windowed statistics of a worker."""
     return WindowedStats(
         window_s=settings.stats_window,
         grace_s=settings.stats_grace,
         retention_s=settings.stats_retention,
         max_keys=settings.stats_max_rows,
-        recreate_late=True,
     )
