@@ -168,7 +168,20 @@ class Settings(BaseSettings):
         4096, ge=16, description="Entries of each analytics lookup cache (emptied when full)."
     )
     suppressions_memory: int = Field(
-        100_000, ge=1, description="Hard-bounced recipients remembered (for counts, tombstones)."
+        200_000,
+        ge=1,
+        description="Recipients the suppression stage keeps in memory (suppressed ones last).",
+    )
+    suppression_events_topic: str | None = Field(
+        None, description="Internal suppression events; default <suppressions_topic>.events"
+    )
+    suppression_state_topic: str | None = Field(
+        None, description="The suppression stage's changelog; default <suppressions_topic>.state"
+    )
+    suppression_replay: int = Field(
+        600,
+        ge=0,
+        description="Seconds of suppression events the stage reads again on assignment.",
     )
     category_files: list[Path] = Field(
         default_factory=list, description="Category tables applied over rules/categories.toml."
@@ -251,6 +264,10 @@ class Settings(BaseSettings):
             )
         if self.dlq_topic is None:
             self.dlq_topic = f"{self.input_topic}.dlq"
+        if self.suppression_events_topic is None:
+            self.suppression_events_topic = f"{self.suppressions_topic}.events"
+        if self.suppression_state_topic is None:
+            self.suppression_state_topic = f"{self.suppressions_topic}.state"
         if not self.files:
             self.files = shipped_rule_files()
         return self

@@ -180,15 +180,15 @@ def test_a_restart_from_the_changelog_then_a_replay_gives_the_truth(
 
 def test_the_store_forgets_quiet_recipients_first() -> None:
     store = SuppressionStore(capacity=2)
-    assert store.apply(0, "a", hard(10, 0, 1)) is Change.PUBLIC
-    assert store.apply(0, "b", deliver(10)) is Change.QUIET
-    assert store.apply(1, "c", deliver(10)) is Change.QUIET  # "b" goes, "a" stays
+    assert store.apply(0, "a", hard(10, 0, 1))[0] is Change.PUBLIC
+    assert store.apply(0, "b", deliver(10))[0] is Change.QUIET
+    assert store.apply(1, "c", deliver(10))[0] is Change.QUIET  # "b" goes, "a" stays
     assert store.get("b") is None and store.get("a") is not None and not store.overflowed
-    assert store.apply(1, "d", hard(10, 0, 2)) is Change.PUBLIC  # "c" goes
-    assert store.apply(1, "e", hard(10, 0, 3)) is Change.PUBLIC  # only suppressions: "a" goes
+    assert store.apply(1, "d", hard(10, 0, 2))[0] is Change.PUBLIC  # "c" goes
+    assert store.apply(1, "e", hard(10, 0, 3))[0] is Change.PUBLIC  # only suppressions: "a" goes
     assert store.overflowed and store.get("a") is None and len(store) == 2
     store.drop([1])
     assert len(store) == 0
     # a delivery to an unknown recipient may lift a forgotten suppression: a tombstone
-    assert store.apply(0, "a", deliver(20)) is Change.PUBLIC
-    assert store.apply(0, "a", deliver(30)) is Change.QUIET  # known now: nothing to lift
+    assert store.apply(0, "a", deliver(20))[0] is Change.PUBLIC
+    assert store.apply(0, "a", deliver(30))[0] is Change.QUIET  # known now: nothing to lift

@@ -221,20 +221,21 @@ class SuppressionStore:
         entry = self._live.get(recipient) or self._quiet.get(recipient)
         return None if entry is None else entry[1]
 
-    def apply(self, partition: int, recipient: str, event: Event) -> Change:
-        """Fold ``event`` into the recipient's state (created when new)."""
+    def apply(self, partition: int, recipient: str, event: Event) -> tuple[Change, RecipientState]:
+        """Fold ``event`` into the recipient's state (created when new); returns what changed
+        and the state (which the bound may already have forgotten)."""
         entry = self._live.pop(recipient, None) or self._quiet.pop(recipient, None)
         if entry is None:
             state = RecipientState()
             if self.overflowed and event.hard is None:
                 fold(state, event)
                 self._put(recipient, partition, state)
-                return Change.PUBLIC  # it may lift a forgotten suppression: tombstone
+                return Change.PUBLIC, state  # it may lift a forgotten suppression: tombstone
         else:
             state = entry[1]
         change = fold(state, event)
         self._put(recipient, partition, state)
-        return change
+        return change, state
 
     def restore(self, partition: int, recipient: str, state: RecipientState | None) -> None:
         """A changelog record read back (None: a tombstone, forget the recipient)."""
@@ -259,4 +260,3 @@ class SuppressionStore:
             else:
                 self._live.popitem(last=False)
                 self.overflowed = True
-
