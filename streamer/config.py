@@ -80,6 +80,11 @@ def default_pool_size() -> int:
     return max(1, (os.cpu_count() or 1) // 4)
 
 
+def suppression_stage_topics(suppressions_topic: str) -> tuple[str, str]:
+    """The default names of the suppression stage's events and changelog topics."""
+    return f"{suppressions_topic}.events", f"{suppressions_topic}.state"
+
+
 class Settings(BaseSettings):
     """Every option of streamer. Field docs are the configuration reference in README.md."""
 
@@ -264,10 +269,11 @@ class Settings(BaseSettings):
             )
         if self.dlq_topic is None:
             self.dlq_topic = f"{self.input_topic}.dlq"
+        events, state = suppression_stage_topics(self.suppressions_topic)
         if self.suppression_events_topic is None:
-            self.suppression_events_topic = f"{self.suppressions_topic}.events"
+            self.suppression_events_topic = events
         if self.suppression_state_topic is None:
-            self.suppression_state_topic = f"{self.suppressions_topic}.state"
+            self.suppression_state_topic = state
         if not self.files:
             self.files = shipped_rule_files()
         return self

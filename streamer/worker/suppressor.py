@@ -256,7 +256,12 @@ class SuppressionStage:
             self._flush()
         if positions:
             offsets = [TopicPartition(self.events_topic, p, o) for p, o in positions.items()]
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                # e.g. a rebalance overtook it: whoever reads these events next folds them
+                # again, which changes nothing already written (the fold is idempotent)
+                log_event(log, logging.WARNING, "suppression commit failed", error=str(exc))
 
     def _commit_transaction(
         self, changed: dict[str, tuple[int, bytes | None, bytes]], positions: dict[int, int]
@@ -309,6 +314,8 @@ class SuppressionStage:
 
     def _restore(self, ps: list[int]) -> dict[int, int]:
         """Read the partitions' changelog into the store; returns where to read events from."""
+        if not ps:
+            return {}
         t0 = time.monotonic()
         self.store.drop(ps)
         restored = self._read_changelog(ps)
