@@ -25,7 +25,9 @@ from worker_harness import (
     wait_until,
 )
 
+from streamer.config import Settings
 from streamer.devkit.sample import SampleMessage
+from streamer.worker.suppressor import SuppressionStage
 
 pytestmark = pytest.mark.timeout(200)
 
@@ -185,3 +187,22 @@ def test_every_recipient_ends_with_its_event_time_truth(
         f" for {len(truth)} recipients ({live} suppressed)"
     )
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_a_changelog_partitioned_unlike_the_events_stops_the_stage(
+    kafka_bootstrap: str, kafka_settings: Settings, new_topic: Callable[..., str]
+) -> None:
+    """A recipient's state goes to the partition number of its events: different partition
+    counts are refused at start, in one line, and the worker is told to stop."""
+    events, state = new_topic(4), new_topic(2)
+    settings = kafka_settings.model_copy(
+        update={"suppression_events_topic": events, "suppression_state_topic": state}
+    )
+    failed = threading.Event()
+    stage = SuppressionStage(settings, kafka_bootstrap, worker_id="w", on_failure=failed.set)
+    stage.start()
+    assert failed.wait(30)
+    stage.stop()
+    assert stage.error == (
+        f"the suppression topics need as many partitions each ({events}: 4, {state}: 2)"
+    )

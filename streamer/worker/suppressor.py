@@ -153,6 +153,7 @@ class SuppressionStage:
 
     def _run(self) -> None:
         try:
+            self._check_partitions()
             self.consumer.subscribe(
                 [self.events_topic],
                 on_assign=self._on_assign,
@@ -174,6 +175,16 @@ class SuppressionStage:
         finally:
             self._close()
 
+    def _check_partitions(self) -> None:
+        """The changelog must have the events topic's partitions: a recipient's state goes to the
+        partition number of its events."""
+        topics = self.consumer.list_topics(timeout=CALL_TIMEOUT_S).topics
+        internal = (self.events_topic, self.state_topic)
+        counts = {t: len(topics[t].partitions) if t in topics else 0 for t in internal}
+        if len(set(counts.values())) != 1 or 0 in counts.values():
+            found = ", ".join(f"{t}: {n}" for t, n in counts.items())
+            raise StageError(f"the suppression topics need as many partitions each ({found})")
+
     def _close(self) -> None:
         try:
             self.consumer.close()
@@ -193,10 +204,9 @@ class SuppressionStage:
                 log_event(log, logging.WARNING, "suppression consume error", error=str(err))
                 continue
             p = m.partition()
-            assert p is not None
-            positions[p] = (m.offset() or 0) + 1
             if p not in owned:
-                continue
+                continue  # revoked meanwhile: its next owner reads it (never commit it here)
+            positions[p] = (m.offset() or 0) + 1
             key = m.key()
             try:
                 if not key:
