@@ -35,7 +35,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -62,6 +63,24 @@ from streamer.kafka.sink import TRANSACTION_TIMEOUT_MS
 from streamer.logs import log_event
 
 log = logging.getLogger("streamer.suppressions")
+T = TypeVar("T")
+#: Errors of a topic or group just created (the client does not know its leader or
+#: coordinator yet) or of a broker busy restarting: asked again.
+TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._WAIT_COORD,
+    }
+)
 
 #: Events folded per batch (one commit, or one transaction, each).
 BATCH = 2000
@@ -106,6 +125,10 @@ class SuppressionStage:
                     "client.id": f"{worker_id}-suppressions-in",
                     "partition.assignment.strategy": "cooperative-sticky",
                     "isolation.level": "read_committed",
+                    # events are small: a little prefetch keeps batches full and RSS flat
+                    # (librdkafka's default holds up to 64 MiB)
+                    "queued.max.messages.kbytes": 4_096,
+                    "fetch.max.bytes": 2_097_152,
                     "logger": logging.getLogger("streamer.librdkafka.consumer"),
                     **common,
                 },
@@ -115,6 +138,7 @@ class SuppressionStage:
             "client.id": f"{worker_id}-suppressions-out",
             "partitioner": "murmur2_random",  # the public topic: where Java producers put a key
             "linger.ms": 5,
+            "queue.buffering.max.kbytes": 16_384,  # a batch's writes at most, flushed each time
             "logger": logging.getLogger("streamer.librdkafka.producer"),
         }
         if self.exactly_once:
@@ -352,15 +376,15 @@ class SuppressionStage:
                     "isolation.level": "read_committed",
                     "enable.partition.eof": True,
                     "fetch.wait.max.ms": 50,
+                    "queued.max.messages.kbytes": 4_096,
                 },
             )
         )
         try:
             left, n = set(), 0
             for p in ps:  # an empty partition has nothing to wait for
-                low, high = reader.get_watermark_offsets(
-                    TopicPartition(self.state_topic, p), CALL_TIMEOUT_S
-                )
+                tp = TopicPartition(self.state_topic, p)
+                low, high = _retried(partial(reader.get_watermark_offsets, tp, CALL_TIMEOUT_S))
                 if high > low:
                     left.add(p)
             if not left:
@@ -394,16 +418,33 @@ class SuppressionStage:
     def _start_offsets(self, ps: list[int]) -> dict[int, int]:
         """The committed position of each partition, brought ``suppression_replay`` back."""
         tps = [TopicPartition(self.events_topic, p) for p in ps]
-        committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, CALL_TIMEOUT_S)}
+        found = _retried(lambda: self.consumer.committed(tps, CALL_TIMEOUT_S))
+        committed = {tp.partition: tp.offset for tp in found}
         starts = {p: committed.get(p, -1) for p in ps}
         if self.replay_ms:
             since = int(time.time() * 1000) - self.replay_ms
             asked = [TopicPartition(self.events_topic, p, since) for p in ps if starts[p] >= 0]
             if asked:
-                for tp in self.consumer.offsets_for_times(asked, CALL_TIMEOUT_S):
+                for tp in _retried(lambda: self.consumer.offsets_for_times(asked, CALL_TIMEOUT_S)):
                     if tp.offset >= 0:
                         starts[tp.partition] = min(starts[tp.partition], tp.offset)
         return {p: o if o >= 0 else OFFSET_BEGINNING for p, o in starts.items()}
+
+
+def _retried(call: Callable[[], T]) -> T:
+    """``call()``, again while it fails with a retriable error (a topic just created whose
+    leaders the client does not know yet), up to RESTORE_TIMEOUT_S."""
+    deadline = time.monotonic() + RESTORE_TIMEOUT_S
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (isinstance(err, KafkaError) and (err.retriable() or err.code() in TRANSIENT)):
+                raise
+            if time.monotonic() > deadline:
+                raise StageError(f"gave up after {RESTORE_TIMEOUT_S:.0f}s: {err.str()}") from None
+            time.sleep(0.2)
 
 
 def _fmt(ps: list[int]) -> str:
