@@ -74,7 +74,9 @@ def decode_event(value: bytes | None) -> Event:
         hard = doc.get("h")
     except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
         raise BadEvent(f"undecodable suppression event: {exc}") from None
-    if not all(type(x) is int for x in (t, p, o)) or not (hard is None or type(hard) is dict):
+    if type(t) is not int or type(p) is not int or type(o) is not int:
+        raise BadEvent("suppression event with odd fields")
+    if hard is not None and type(hard) is not dict:
         raise BadEvent("suppression event with odd fields")
     return Event(t, p, o, hard)
 
@@ -119,6 +121,8 @@ def _deliver(state: RecipientState, t: int) -> Change:
         return Change.NONE
     state.delivered = t
     before = len(state.episode)
+    if not before and state.merged is None:
+        return Change.QUIET  # the common case: a delivery to an address not suppressed
     if before:
         state.episode = {s: h for s, h in state.episode.items() if h >= t}
     merged = state.merged
@@ -224,17 +228,24 @@ class SuppressionStore:
     def apply(self, partition: int, recipient: str, event: Event) -> tuple[Change, RecipientState]:
         """Fold ``event`` into the recipient's state (created when new); returns what changed
         and the state (which the bound may already have forgotten)."""
-        entry = self._live.pop(recipient, None) or self._quiet.pop(recipient, None)
+        live, quiet = self._live, self._quiet
+        table, entry = live, live.get(recipient)
+        if entry is None:
+            table, entry = quiet, quiet.get(recipient)
         if entry is None:
             state = RecipientState()
+            change = fold(state, event)
+            self._put(recipient, partition, state)
             if self.overflowed and event.hard is None:
-                fold(state, event)
-                self._put(recipient, partition, state)
-                return Change.PUBLIC, state  # it may lift a forgotten suppression: tombstone
-        else:
-            state = entry[1]
+                change = Change.PUBLIC  # it may lift a forgotten suppression: tombstone
+            return change, state
+        state = entry[1]
         change = fold(state, event)
-        self._put(recipient, partition, state)
+        if (table is live) == state.suppressed:
+            table.move_to_end(recipient)  # most recently used
+        else:
+            del table[recipient]
+            (live if table is quiet else quiet)[recipient] = entry
         return change, state
 
     def restore(self, partition: int, recipient: str, state: RecipientState | None) -> None:
@@ -253,7 +264,7 @@ class SuppressionStore:
 
     def _put(self, recipient: str, partition: int, state: RecipientState) -> None:
         (self._live if state.suppressed else self._quiet)[recipient] = (partition, state)
-        while len(self) > self.capacity:
+        while len(self._live) + len(self._quiet) > self.capacity:
             self.evicted += 1
             if self._quiet:
                 self._quiet.popitem(last=False)
