@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 from worker_harness import (
     RULES_V1,
     WorkerProcess,
@@ -206,3 +207,57 @@ def test_a_changelog_partitioned_unlike_the_events_stops_the_stage(
     assert stage.error == (
         f"the suppression topics need as many partitions each ({events}: 4, {state}: 2)"
     )
+
+
+def _event(t: int, p: int, o: int, label: str | None = None) -> bytes:
+    doc: dict[str, Any] = {"p": p, "o": o, "t": t}
+    if label is not None:
+        doc["h"] = {"label": label, "provider": "google"}
+    return orjson.dumps(doc)
+
+
+def test_a_stage_restarted_restores_its_recipients_and_skips_bad_events(
+    kafka_bootstrap: str, kafka_settings: Settings, new_topic: Callable[..., str]
+) -> None:
+    """The stage alone, in process: it folds what it reads, skips (and counts) an event that
+    does not decode, and a successor restores the recipients from the changelog: a replayed
+    event counts once, a later one on top of the restored count."""
+    events, state, public = new_topic(2), new_topic(2), new_topic(2)
+    settings = kafka_settings.model_copy(
+        update={
+            "suppressions_topic": public,
+            "suppression_events_topic": events,
+            "suppression_state_topic": state,
+            "group_id": f"g-{events}",
+            "suppression_replay": 0,  # only the changelog brings the state back
+        }
+    )
+    key = b"bob@example.com"
+
+    def send(*values: bytes | None) -> None:
+        p = Producer({"bootstrap.servers": kafka_bootstrap})
+        for v in values:
+            p.produce(events, v, key)
+        assert p.flush(10) == 0
+
+    def run_until(count: int) -> SuppressionStage:
+        stage = SuppressionStage(settings, kafka_bootstrap, worker_id="w")
+        stage.start()
+
+        def done() -> bool:
+            value = latest_per_key(kafka_bootstrap, public).get(key)
+            return value is not None and orjson.loads(value)["count"] == count
+
+        wait_until(done, 40, f"count {count}")
+        stage.stop()
+        return stage
+
+    send(_event(T0, 0, 1, "A"), b"not json", _event(T0 + 5, 1, 9, "B"))
+    first = run_until(2)
+    assert first.status()["bad_events"] == 1 and first.error is None
+    assert first.metrics.registry.get_sample_value("streamer_suppression_events_total") == 2
+    send(_event(T0 + 5, 1, 9, "B"), _event(T0 + 9, 0, 4, "C"))  # a replay, then a new one
+    second = run_until(3)
+    doc = orjson.loads(latest_per_key(kafka_bootstrap, public)[key] or b"{}")
+    assert (doc["first_seen"], doc["last_seen"], doc["label"]) == (T0, T0 + 9, "C")
+    assert second.status()["events"] == 2

@@ -149,14 +149,7 @@ class StreamWorker:
         self.processor = BatchProcessor(self.pipeline, self.sink, self.metrics, self.stats)
         self.flow.source = self.source
         if analyzer is not None:
-            loop = asyncio.get_running_loop()
-            self.suppressor = SuppressionStage(
-                s,
-                self.bootstrap,
-                worker_id=self.worker_id,
-                on_failure=lambda: loop.call_soon_threadsafe(self.stop, 1),
-            )
-            self.suppressor.start()
+            self.suppressor = _suppression_stage(self)
         self.source.subscribe()
 
     # --- the loops -----------------------------------------------------------------------------
@@ -335,6 +328,20 @@ async def _finish_in_flight(
     ):
         sink.poll(0)
         await asyncio.sleep(0.005)
+
+
+def _suppression_stage(stream: StreamWorker) -> SuppressionStage:
+    """The worker's suppression stage, started; its failure stops the worker (exit 1)."""
+    loop = asyncio.get_running_loop()
+    stage = SuppressionStage(
+        stream.settings,
+        stream.bootstrap,
+        worker_id=stream.worker_id,
+        on_failure=lambda: loop.call_soon_threadsafe(stream.stop, 1),
+        metrics=stream.metrics,
+    )
+    stage.start()
+    return stage
 
 
 def _stats_publisher(

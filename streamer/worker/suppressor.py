@@ -35,25 +35,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamer.analytics.suppression_fold import (
     BadEvent,
     Change,
     SuppressionStore,
     decode_event,
-    decode_state,
     encode_state,
     public_value,
 )
@@ -61,38 +51,19 @@ from streamer.config import Settings
 from streamer.kafka.clients import consumer_config, producer_config
 from streamer.kafka.sink import TRANSACTION_TIMEOUT_MS
 from streamer.logs import log_event
+from streamer.metrics import Metrics
+from streamer.worker.suppression_restore import (
+    CALL_TIMEOUT_S,
+    StageError,
+    read_changelog,
+    restore_config,
+    start_offsets,
+)
 
 log = logging.getLogger("streamer.suppressions")
-T = TypeVar("T")
-#: Errors of a topic or group just created (the client does not know its leader or
-#: coordinator yet) or of a broker busy restarting: asked again.
-TRANSIENT = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError._TRANSPORT,
-        KafkaError._TIMED_OUT,
-        KafkaError._UNKNOWN_PARTITION,
-        KafkaError._WAIT_COORD,
-    }
-)
 
 #: Events folded per batch (one commit, or one transaction, each).
 BATCH = 2000
-#: Longest a restore may take (an open transaction of a dead producer holds read_committed
-#: readers until the broker aborts it: TRANSACTION_TIMEOUT_MS).
-RESTORE_TIMEOUT_S = 60.0
-#: Blocking calls to the broker (commit, flush, transactions).
-CALL_TIMEOUT_S = 30.0
-
-
-class StageError(Exception):
-    """The stage cannot go on (the worker stops; its successor reads the events again)."""
 
 
 class SuppressionStage:
@@ -103,6 +74,7 @@ class SuppressionStage:
         *,
         worker_id: str,
         on_failure: Callable[[], object] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
         s = settings
         self.settings = settings
@@ -114,38 +86,10 @@ class SuppressionStage:
         self.group_id = f"{s.group_id}.suppressions"
         self.replay_ms = s.suppression_replay * 1000
         self.on_failure = on_failure
+        self.metrics = metrics or Metrics()
         self.store = SuppressionStore(s.suppressions_memory)
-        common = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000}
-        self.consumer = Consumer(
-            consumer_config(
-                s,
-                bootstrap,
-                self.group_id,
-                **{
-                    "client.id": f"{worker_id}-suppressions-in",
-                    "partition.assignment.strategy": "cooperative-sticky",
-                    "isolation.level": "read_committed",
-                    # events are small: a little prefetch keeps batches full and RSS flat
-                    # (librdkafka's default holds up to 64 MiB)
-                    "queued.max.messages.kbytes": 4_096,
-                    "fetch.max.bytes": 2_097_152,
-                    "logger": logging.getLogger("streamer.librdkafka.consumer"),
-                    **common,
-                },
-            )
-        )
-        conf: dict[str, Any] = {
-            "client.id": f"{worker_id}-suppressions-out",
-            "partitioner": "murmur2_random",  # the public topic: where Java producers put a key
-            "linger.ms": 5,
-            "queue.buffering.max.kbytes": 16_384,  # a batch's writes at most, flushed each time
-            "logger": logging.getLogger("streamer.librdkafka.producer"),
-        }
-        if self.exactly_once:
-            # under the worker's prefix (streamer-<group_id>-: one ACL), its own id
-            conf["transactional.id"] = f"streamer-{s.group_id}-{worker_id}-suppressions"
-            conf["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
-        self.producer = Producer(producer_config(s, bootstrap, **conf))
+        self.consumer = Consumer(_consumer_config(s, bootstrap, self.group_id, worker_id))
+        self.producer = Producer(_producer_config(s, bootstrap, worker_id))
         if self.exactly_once:
             self.producer.init_transactions(CALL_TIMEOUT_S)
         self.owned: set[int] = set()
@@ -222,6 +166,7 @@ class SuppressionStage:
         store, owned = self.store, self.owned
         changed: dict[str, tuple[int, bytes | None, bytes]] = {}  # recipient -> its writes
         positions: dict[int, int] = {}
+        folded = 0
         for m in messages:
             err = m.error()
             if err is not None:
@@ -241,24 +186,29 @@ class SuppressionStage:
                 self.counts["bad_events"] += 1
                 log_event(log, logging.WARNING, "bad suppression event skipped", error=str(exc))
                 continue
-            self.counts["events"] += 1
             change, state = store.apply(p, recipient, event)
             if change is Change.PUBLIC:
                 changed[recipient] = (p, public_value(recipient, state), encode_state(state))
+            folded += 1
         if self.exactly_once:
             self._commit_transaction(changed, positions)
         else:
             self._commit_at_least_once(changed, positions)
+        self.counts["events"] += folded
+        self.metrics.suppression_events.inc(folded)
+        self.metrics.suppression_recipients.set(len(store))
 
     def _write_public(self, changed: dict[str, tuple[int, bytes | None, bytes]]) -> None:
         for recipient, (_p, value, _state) in changed.items():
             self._produce(self.public_topic, recipient.encode(), value)
         self.counts["public_writes"] += len(changed)
+        self.metrics.suppression_writes.labels("public").inc(len(changed))
 
     def _write_state(self, changed: dict[str, tuple[int, bytes | None, bytes]]) -> None:
         for recipient, (p, _value, state) in changed.items():
             self._produce(self.state_topic, recipient.encode(), state, p)
         self.counts["state_writes"] += len(changed)
+        self.metrics.suppression_writes.labels("changelog").inc(len(changed))
 
     def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int = -1) -> None:
         while True:
@@ -318,11 +268,7 @@ class SuppressionStage:
             producer.abort_transaction(CALL_TIMEOUT_S)
             # the memory holds the aborted batch's changes: start the partitions over
             self._start_over(sorted(self.owned))
-        if self._failed_deliveries:
-            failed, self._failed_deliveries = self._failed_deliveries, []
-            log_event(
-                log, logging.WARNING, "suppression writes of an aborted transaction", n=len(failed)
-            )
+        self._failed_deliveries.clear()  # in a transaction, its commit (or abort) says it all
 
     # --- assignment --------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -352,8 +298,12 @@ class SuppressionStage:
             return {}
         t0 = time.monotonic()
         self.store.drop(ps)
-        restored = self._read_changelog(ps)
-        starts = self._start_offsets(ps)
+        reader = Consumer(restore_config(self.settings, self.bootstrap, self.group_id))
+        try:
+            restored = read_changelog(reader, self.state_topic, ps, self.store)
+        finally:
+            reader.close()
+        starts = start_offsets(self.consumer, self.events_topic, ps, self.replay_ms)
         log_event(
             log,
             logging.INFO,
@@ -364,87 +314,40 @@ class SuppressionStage:
         )
         return starts
 
-    def _read_changelog(self, ps: list[int]) -> int:
-        if not ps:
-            return 0
-        reader = Consumer(
-            consumer_config(
-                self.settings,
-                self.bootstrap,
-                self.group_id,  # assigned, never joins nor commits: no ACL of its own
-                **{
-                    "isolation.level": "read_committed",
-                    "enable.partition.eof": True,
-                    "fetch.wait.max.ms": 50,
-                    "queued.max.messages.kbytes": 4_096,
-                },
-            )
-        )
-        try:
-            left, n = set(), 0
-            for p in ps:  # an empty partition has nothing to wait for
-                tp = TopicPartition(self.state_topic, p)
-                low, high = _retried(partial(reader.get_watermark_offsets, tp, CALL_TIMEOUT_S))
-                if high > low:
-                    left.add(p)
-            if not left:
-                return 0
-            reader.assign([TopicPartition(self.state_topic, p, OFFSET_BEGINNING) for p in left])
-            deadline = time.monotonic() + RESTORE_TIMEOUT_S
-            while left:
-                if time.monotonic() > deadline:
-                    raise StageError(f"restoring {self.state_topic} took over {RESTORE_TIMEOUT_S}s")
-                for m in reader.consume(BATCH, 0.5):
-                    err = m.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            left.discard(m.partition() or 0)
-                            continue
-                        raise StageError(f"restoring {self.state_topic}: {err.str()}")
-                    key, value = m.key(), m.value()
-                    if not key:
-                        continue
-                    try:
-                        state = decode_state(value) if value else None
-                    except BadEvent as exc:
-                        log_event(log, logging.WARNING, "bad suppression state", error=str(exc))
-                        continue
-                    self.store.restore(m.partition() or 0, key.decode(), state)
-                    n += 1
-            return n
-        finally:
-            reader.close()
 
-    def _start_offsets(self, ps: list[int]) -> dict[int, int]:
-        """The committed position of each partition, brought ``suppression_replay`` back."""
-        tps = [TopicPartition(self.events_topic, p) for p in ps]
-        found = _retried(lambda: self.consumer.committed(tps, CALL_TIMEOUT_S))
-        committed = {tp.partition: tp.offset for tp in found}
-        starts = {p: committed.get(p, -1) for p in ps}
-        if self.replay_ms:
-            since = int(time.time() * 1000) - self.replay_ms
-            asked = [TopicPartition(self.events_topic, p, since) for p in ps if starts[p] >= 0]
-            if asked:
-                for tp in _retried(lambda: self.consumer.offsets_for_times(asked, CALL_TIMEOUT_S)):
-                    if tp.offset >= 0:
-                        starts[tp.partition] = min(starts[tp.partition], tp.offset)
-        return {p: o if o >= 0 else OFFSET_BEGINNING for p, o in starts.items()}
+def _consumer_config(s: Settings, bootstrap: str, group_id: str, worker_id: str) -> dict[str, Any]:
+    return consumer_config(
+        s,
+        bootstrap,
+        group_id,
+        **{
+            "client.id": f"{worker_id}-suppressions-in",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            "isolation.level": "read_committed",
+            # events are small: a little prefetch keeps batches full and RSS flat
+            # (librdkafka's default holds up to 64 MiB)
+            "queued.max.messages.kbytes": 4_096,
+            "fetch.max.bytes": 2_097_152,
+            "logger": logging.getLogger("streamer.librdkafka.consumer"),
+        },
+    )
 
 
-def _retried(call: Callable[[], T]) -> T:
-    """``call()``, again while it fails with a retriable error (a topic just created whose
-    leaders the client does not know yet), up to RESTORE_TIMEOUT_S."""
-    deadline = time.monotonic() + RESTORE_TIMEOUT_S
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            err = exc.args[0]
-            if not (isinstance(err, KafkaError) and (err.retriable() or err.code() in TRANSIENT)):
-                raise
-            if time.monotonic() > deadline:
-                raise StageError(f"gave up after {RESTORE_TIMEOUT_S:.0f}s: {err.str()}") from None
-            time.sleep(0.2)
+def _producer_config(s: Settings, bootstrap: str, worker_id: str) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "client.id": f"{worker_id}-suppressions-out",
+        "partitioner": "murmur2_random",  # the public topic: where Java producers put a key
+        "linger.ms": 5,
+        "queue.buffering.max.kbytes": 16_384,  # a batch's writes at most, flushed each time
+        "logger": logging.getLogger("streamer.librdkafka.producer"),
+    }
+    if s.exactly_once:
+        # under the worker's prefix (streamer-<group_id>-: one ACL), its own id
+        conf["transactional.id"] = f"streamer-{s.group_id}-{worker_id}-suppressions"
+        conf["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
+    return producer_config(s, bootstrap, **conf)
 
 
 def _fmt(ps: list[int]) -> str:
