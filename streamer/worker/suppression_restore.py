@@ -69,6 +69,18 @@ def restore_config(settings: Settings, bootstrap: str, group_id: str) -> dict[st
     )
 
 
+def check_partitions(consumer: Consumer, events_topic: str, state_topic: str) -> None:
+    """The changelog must have the events topic's partitions: a recipient's state goes to the
+    partition number of its events."""
+    topics = consumer.list_topics(timeout=CALL_TIMEOUT_S).topics
+    counts = {
+        t: len(topics[t].partitions) if t in topics else 0 for t in (events_topic, state_topic)
+    }
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        found = ", ".join(f"{t}: {n}" for t, n in counts.items())
+        raise StageError(f"the suppression topics need as many partitions each ({found})")
+
+
 def read_changelog(
     reader: Consumer, state_topic: str, ps: list[int], store: SuppressionStore
 ) -> int:

@@ -35,6 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -54,16 +55,22 @@ from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.worker.suppression_restore import (
     CALL_TIMEOUT_S,
+    RESTORE_TIMEOUT_S,
     StageError,
+    check_partitions,
     read_changelog,
     restore_config,
+    retried,
     start_offsets,
 )
+from streamer.worker.watchdog import Watchdog
 
 log = logging.getLogger("streamer.suppressions")
 
 #: Events folded per batch (one commit, or one transaction, each).
 BATCH = 2000
+#: A transactional call (retried while retriable) still blocked after this hangs.
+HANG_S = RESTORE_TIMEOUT_S + CALL_TIMEOUT_S + 5.0
 
 
 class SuppressionStage:
@@ -96,6 +103,7 @@ class SuppressionStage:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="suppression-stage", daemon=True)
         self._failed_deliveries: list[str] = []
+        self._watchdog = Watchdog()
         #: Counts for ``/status`` and the stop log line.
         self.counts = {"events": 0, "public_writes": 0, "state_writes": 0, "bad_events": 0}
         self.error: str | None = None
@@ -121,7 +129,7 @@ class SuppressionStage:
 
     def _run(self) -> None:
         try:
-            self._check_partitions()
+            check_partitions(self.consumer, self.events_topic, self.state_topic)
             self.consumer.subscribe(
                 [self.events_topic],
                 on_assign=self._on_assign,
@@ -142,16 +150,6 @@ class SuppressionStage:
             self.on_failure()
         finally:
             self._close()
-
-    def _check_partitions(self) -> None:
-        """The changelog must have the events topic's partitions: a recipient's state goes to the
-        partition number of its events."""
-        topics = self.consumer.list_topics(timeout=CALL_TIMEOUT_S).topics
-        internal = (self.events_topic, self.state_topic)
-        counts = {t: len(topics[t].partitions) if t in topics else 0 for t in internal}
-        if len(set(counts.values())) != 1 or 0 in counts.values():
-            found = ", ".join(f"{t}: {n}" for t, n in counts.items())
-            raise StageError(f"the suppression topics need as many partitions each ({found})")
 
     def _close(self) -> None:
         try:
@@ -225,10 +223,13 @@ class SuppressionStage:
             self._failed_deliveries.append(f"{msg.topic()}: {err.str()}")
 
     def _flush(self) -> None:
-        left = self.producer.flush(CALL_TIMEOUT_S)
-        if left or self._failed_deliveries:
+        """Wait until every write is acknowledged; librdkafka retries them until its message
+        timeout (a broker away for a while), after which they fail: StageError."""
+        while self.producer.flush(1.0) and not self._failed_deliveries:
+            pass
+        if self._failed_deliveries:
             failed, self._failed_deliveries = self._failed_deliveries, []
-            raise StageError(f"suppression writes failed: {left} undelivered; {failed[:3]}")
+            raise StageError(f"suppression writes failed: {failed[:3]}")
 
     def _commit_at_least_once(
         self, changed: dict[str, tuple[int, bytes | None, bytes]], positions: dict[int, int]
@@ -256,10 +257,16 @@ class SuppressionStage:
             self._write_public(changed)
             self._write_state(changed)
             offsets = [TopicPartition(self.events_topic, p, o) for p, o in positions.items()]
-            producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), CALL_TIMEOUT_S
-            )
-            producer.commit_transaction(CALL_TIMEOUT_S)
+            meta = self.consumer.consumer_group_metadata()
+            # a retriable failure (the broker away for a moment) may be asked again; a call
+            # that hangs past its timeout (librdkafka 5456, 5511) ends the process, like the
+            # record path's (streamer.worker.watchdog)
+            with self._watchdog.guard(HANG_S, "suppression send_offsets_to_transaction"):
+                retried(
+                    partial(producer.send_offsets_to_transaction, offsets, meta, CALL_TIMEOUT_S)
+                )
+            with self._watchdog.guard(HANG_S, "suppression commit_transaction"):
+                retried(partial(producer.commit_transaction, CALL_TIMEOUT_S))
         except KafkaException as exc:
             err = exc.args[0]
             if not err.txn_requires_abort():
