@@ -66,7 +66,7 @@ from streamer.devkit.harness import (
     wait_for_outputs,
 )
 from streamer.devkit.sample import SampleMessage, generate_records, record_identity, to_message
-from streamer.kafka.admin import delete_topics, wait_for_topics
+from streamer.kafka.admin import delete_topics, topic_partitions, wait_for_topics
 from streamer.kafka.clients import admin_client, consumer_config, producer_config
 from streamer.kafka.topics import TopicRecord, read_topic
 
@@ -756,8 +756,11 @@ def run(
         if marks is not None:
             marks.close()
         if not keep_topics:
-            with contextlib.suppress(Exception):
-                delete_topics(settings, bootstrap, t.values())
+            with contextlib.suppress(Exception):  # the runs' own (suppression) topics too
+                made = [
+                    n for n in topic_partitions(settings, bootstrap) if n.startswith(f"{base}.")
+                ]
+                delete_topics(settings, bootstrap, [*t.values(), *made])
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -808,7 +811,13 @@ class _StreamerPhase:
         watch = GroupWatch(s, bootstrap, group, members) if members > 1 else None
         if watch:
             watch.start()
-        env = {"STREAMER_PROCESSES": str(self.processes), **(extra_env or {})}
+        env = {
+            "STREAMER_PROCESSES": str(self.processes),
+            # each run its own suppression topics: a run's new group would otherwise fold the
+            # suppression events of every run before it too
+            "STREAMER_SUPPRESSIONS_TOPIC": f"{out}.suppressions",
+            **(extra_env or {}),
+        }
         ws = WorkerSet.start(bootstrap, self.in_topic, out, dlq, group, self.workers, workdir, env)
         if sampler is not None:
             sampler.watch(p.pid for p in ws.procs)
