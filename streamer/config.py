@@ -86,6 +86,11 @@ def default_pool_size() -> int:
     return max(1, (os.cpu_count() or 1) // 4)
 
 
+def suppression_stage_topics(suppressions_topic: str) -> tuple[str, str]:
+    """The default names of the suppression stage's events and changelog topics."""
+    return f"{suppressions_topic}.events", f"{suppressions_topic}.state"
+
+
 class Settings(BaseSettings):
     """Every option of streamer. Field docs are the configuration reference in README.md."""
 
@@ -179,7 +184,20 @@ class Settings(BaseSettings):
         4096, ge=16, description="Entries of each analytics lookup cache (emptied when full)."
     )
     suppressions_memory: int = Field(
-        100_000, ge=1, description="Hard-bounced recipients remembered (for counts, tombstones)."
+        200_000,
+        ge=1,
+        description="Recipients the suppression stage keeps in memory (suppressed ones last).",
+    )
+    suppression_events_topic: str | None = Field(
+        None, description="Internal suppression events; default <suppressions_topic>.events"
+    )
+    suppression_state_topic: str | None = Field(
+        None, description="The suppression stage's changelog; default <suppressions_topic>.state"
+    )
+    suppression_replay: int = Field(
+        600,
+        ge=0,
+        description="Seconds of suppression events the stage reads again on assignment.",
     )
     suppress_evidence: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SUPPRESS_EVIDENCE),
@@ -276,6 +294,11 @@ class Settings(BaseSettings):
             )
         if self.dlq_topic is None:
             self.dlq_topic = f"{self.input_topic}.dlq"
+        events, state = suppression_stage_topics(self.suppressions_topic)
+        if self.suppression_events_topic is None:
+            self.suppression_events_topic = events
+        if self.suppression_state_topic is None:
+            self.suppression_state_topic = state
         if not self.files:
             self.files = shipped_rule_files()
         return self

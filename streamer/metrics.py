@@ -394,6 +394,22 @@ class Metrics:
             "(overtaken by a rebalance, or the producer needed a new epoch).",
             registry=r,
         )
+        self.suppression_events = Counter(
+            "streamer_suppression_events",
+            "Suppression events the suppression stage folded.",
+            registry=r,
+        )
+        self.suppression_writes = Counter(
+            "streamer_suppression_writes",
+            "Writes of the suppression stage: public (the suppressions topic), changelog.",
+            ["topic"],
+            registry=r,
+        )
+        self.suppression_recipients = Gauge(
+            "streamer_suppression_recipients",
+            "Recipients the suppression stage remembers (bounded by suppressions_memory).",
+            registry=r,
+        )
         stage = Histogram(
             "streamer_stage_seconds",
             "Where records wait, per batch: fetch (broker timestamp of the batch's oldest record "

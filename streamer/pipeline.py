@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from streamer.analytics.analyzer import Analyzer
+from streamer.analytics.suppressions import SuppressionEvent, with_source
 from streamer.classifier import Classification
 from streamer.config import parse_non_classifiable
 from streamer.deadletter import Headers, dead_letter_headers
@@ -111,8 +112,8 @@ class Pipeline:
     bytes instead of re-encoding was tried: orjson encodes a 1.4 KB record in ~1 µs, faster
     than the Python needed to splice safely.) With an ``analyzer``, every decoded record is
     also counted into the analyzer (whose ``finish`` hands over the partial windowed counts), a
-    classified record's ``classification`` gains ``category`` and ``provider``, and suppression
-    writes follow the record's own output.
+    classified record's ``classification`` gains ``category`` and ``provider``, and its
+    suppression events (with the record's partition and offset) follow its own output.
     """
 
     def __init__(
@@ -125,7 +126,7 @@ class Pipeline:
         max_message_bytes: int = 1_048_576,
         clock: Callable[[], float] = time.time,
         analyzer: Analyzer | None = None,
-        suppressions_topic: str = "",
+        suppression_events_topic: str = "",
     ) -> None:
         self.classifiers = classifiers
         self.output_topic = output_topic
@@ -134,7 +135,7 @@ class Pipeline:
         self.max_message_bytes = max_message_bytes
         self.clock = clock
         self.analyzer = analyzer
-        self.suppressions_topic = suppressions_topic
+        self.suppression_events_topic = suppression_events_topic
         # id(Classification) -> its ``classification`` object, shared by every record it
         # classifies (encoded, never mutated); valid for the classifier in _enrichment_owner,
         # whose results are long-lived, one per rule, so their ids are stable.
@@ -176,9 +177,9 @@ class Pipeline:
                 events_out[rtype, UNCLASSIFIED_LABEL] += 1
                 append(Output(other_topic, msg.key(), raw, msg.headers()))
             if analyzer is not None:
-                writes = analyzer.observer(record, rtype, None, None, None)[2]
-                if writes:
-                    self._suppress(writes, append)
+                events = analyzer.observer(record, rtype, None, None, None)[2]
+                if events:
+                    self._suppress(msg, events, append)
         return outputs, stats
 
     def _classified(
@@ -210,16 +211,16 @@ class Pipeline:
                     result, classifier.version
                 )
             label = result.label
-            writes: Sequence[tuple[bytes, bytes | None]] = ()
+            events: Sequence[SuppressionEvent] = ()
             analyzer = self.analyzer
             if analyzer is not None:
                 evidence = result.evidence
                 if evidence in analyzer.observer_evidence:
-                    category, provider, writes = analyzer.observer(
+                    category, provider, events = analyzer.observer(
                         record, rtype, label, result.rule, line
                     )
                 else:  # weak evidence (a rule gap, or not trusted to suppress): the reference
-                    category, provider, writes = analyzer.observe(
+                    category, provider, events = analyzer.observe(
                         record, rtype, label, result.rule, line, evidence
                     )
                 cls = self._with_analytics(cls, category, provider)
@@ -234,8 +235,8 @@ class Pipeline:
         if site and type(site) is str:
             stats.sites[site, label] += 1
         append(Output(self.output_topic, msg.key(), value, msg.headers()))
-        if writes:
-            self._suppress(writes, append)
+        if events:
+            self._suppress(msg, events, append)
 
     def _with_analytics(
         self, cls: dict[str, Any], category: str | None, provider: str
@@ -251,10 +252,18 @@ class Pipeline:
         return enriched
 
     def _suppress(
-        self, writes: Sequence[tuple[bytes, bytes | None]], append: Callable[[Output], None]
+        self,
+        msg: RawMessage,
+        events: Sequence[SuppressionEvent],
+        append: Callable[[Output], None],
     ) -> None:
-        for key, value in writes:
-            append(Output(self.suppressions_topic, key, value, None))
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        for key, value in events:
+            append(
+                Output(
+                    self.suppression_events_topic, key, with_source(value, partition, offset), None
+                )
+            )
 
     def _begin(self, classifier: Any) -> None:
         """The ``classification`` objects belong to one rule set: start over after a reload."""

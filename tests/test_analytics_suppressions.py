@@ -1,4 +1,5 @@
-"""Suppressions: hard bounces write entries, Deliveries tombstone known ones, memory is bounded."""
+"""Suppression events: what a worker emits for the stage (hard bounces and deliveries, one event
+per recipient, keyed by the normalised address)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from streamer.analytics.suppressions import SuppressionTracker
+from streamer.analytics.suppression_fold import decode_event
+from streamer.analytics.suppressions import SuppressionEvents, with_source
 from streamer.rules import Rule
 
 T0 = 1_767_268_800
@@ -15,115 +17,79 @@ LINE = "550 5.1.1 user unknown"
 
 
 def bounce(
-    recipient: str = "Bob@Example.com", t: int = T0, rtype: str = "Bounce"
+    recipient: Any = "Bob@Example.com", t: int = T0, rtype: str = "Bounce"
 ) -> dict[str, Any]:
-    return {"type": rtype, "recipient": recipient, "timestamp": t}
+    return {
+        "type": rtype,
+        "recipient": recipient,
+        "timestamp": t,
+        "sender": "<News@Mail.Shop.example>",
+        "queue": "campaign:acme@example.com",
+    }
 
 
-def hard(tr: SuppressionTracker, record: dict[str, Any]) -> list[tuple[bytes, bytes | None]]:
+def hard(tr: SuppressionEvents, record: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     return tr.update(record, "InvalidRecipient", "hard", RULE, LINE, "google", now=0)
 
 
-def test_hard_bounce_writes_an_entry_and_counts_repeats() -> None:
-    tr = SuppressionTracker()
-    [(k, v)] = hard(tr, bounce())
+def test_a_hard_bounce_emits_its_details() -> None:
+    [(k, v)] = hard(SuppressionEvents(), bounce())
     assert k == b"bob@example.com"
-    assert v is not None
-    doc = orjson.loads(v)
-    assert doc == {
-        "recipient": "bob@example.com",
-        "label": "InvalidRecipient",
-        "rule": {
-            "file": "rules/x.toml",
+    assert orjson.loads(v) == {
+        "t": T0 * 1000,
+        "h": {
             "label": "InvalidRecipient",
-            "index": 3,
-            "pattern": "(?i)user unknown",
+            "rule": {
+                "file": "rules/x.toml",
+                "label": "InvalidRecipient",
+                "index": 3,
+                "pattern": "(?i)user unknown",
+            },
+            "response": LINE,
+            "provider": "google",
+            "tenant": "acme",
+            "sender_domain": "mail.shop.example",
         },
-        "response": LINE,
-        "provider": "google",
-        "first_seen": T0 * 1000,
-        "last_seen": T0 * 1000,
-        "count": 1,
     }
-    [(_, v2)] = hard(tr, bounce("bob@example.com", T0 + 100, rtype="OOB"))
-    assert v2 is not None
-    doc2 = orjson.loads(v2)
-    assert (doc2["first_seen"], doc2["last_seen"], doc2["count"]) == (
-        T0 * 1000,
-        (T0 + 100) * 1000,
-        2,
-    )
-    [(_, v3)] = hard(tr, bounce(t=T0 - 50))  # out of order: first_seen moves back, last stays
-    assert v3 is not None
-    doc3 = orjson.loads(v3)
-    assert (doc3["first_seen"], doc3["last_seen"], doc3["count"]) == (
-        (T0 - 50) * 1000,
-        (T0 + 100) * 1000,
-        3,
-    )
+    event = decode_event(with_source(v, 3, 12345))
+    assert (event.partition, event.offset, event.time) == (3, 12345, T0 * 1000)
+    assert event.hard is not None and event.hard["label"] == "InvalidRecipient"
 
 
-def test_only_hard_bounces_suppress() -> None:
-    tr = SuppressionTracker()
+def test_only_hard_bounces_and_deliveries_emit() -> None:
+    tr = SuppressionEvents()
     assert tr.update(bounce(), "QuotaIssues", "soft", None, LINE, "g", 0) == []
     assert tr.update(bounce(), "SpamBlock", "block", None, LINE, "g", 0) == []
-    assert (
-        tr.update(bounce(rtype="TransientFailure"), "InvalidRecipient", "hard", None, LINE, "g", 0)
-        == []
-    )
+    transient = bounce(rtype="TransientFailure")
+    assert tr.update(transient, "InvalidRecipient", "hard", None, LINE, "g", 0) == []
     assert tr.update({"type": "Bounce"}, "InvalidRecipient", "hard", None, LINE, "g", 0) == []
-    assert len(tr) == 0
+    oob = hard(tr, bounce(rtype="OOB"))
+    assert [k for k, _ in oob] == [b"bob@example.com"]
 
 
-def test_delivery_tombstones_a_known_suppression_once() -> None:
-    tr = SuppressionTracker()
-    hard(tr, bounce())
-    delivery = {"type": "Delivery", "recipient": "BOB@example.com"}
-    assert tr.update(delivery, None, None, None, None, "google", 0) == [(b"bob@example.com", None)]
-    assert tr.update(delivery, None, None, None, None, "google", 0) == []  # already removed
-    assert (
-        tr.update({"type": "Delivery", "recipient": "new@x"}, None, None, None, None, "g", 0) == []
-    )
-
-
-def test_tombstone_all_deliveries_option() -> None:
-    tr = SuppressionTracker(tombstone_all_deliveries=True)
-    out = tr.update({"type": "Delivery", "recipient": "New@X"}, None, None, None, None, "g", 0)
-    assert out == [(b"new@x", None)]
-
-
-def test_memory_is_bounded_and_an_evicted_entry_restarts_its_count() -> None:
-    tr = SuppressionTracker(capacity=100)
-    for i in range(10_000):
-        hard(tr, bounce(f"user{i}@x.example"))
-        assert len(tr) <= 100
-    [(_, v)] = hard(tr, bounce("user0@x.example", T0 + 5))
-    assert v is not None
-    doc = orjson.loads(v)
-    assert doc["count"] == 1 and doc["first_seen"] == (T0 + 5) * 1000
+def test_every_delivery_emits_a_small_event() -> None:
+    tr = SuppressionEvents()
+    delivery = {"type": "Delivery", "recipient": "BOB@example.com", "timestamp": T0}
+    [(k, v)] = tr.update(delivery, None, None, None, None, "google", 0)
+    assert (k, v) == (b"bob@example.com", b'{"t":%d}' % (T0 * 1000))
+    assert with_source(v, 0, 7) == b'{"p":0,"o":7,"t":%d}' % (T0 * 1000)
 
 
 def test_now_stands_in_for_a_missing_event_time() -> None:
-    tr = SuppressionTracker()
+    tr = SuppressionEvents()
     [(_, v)] = tr.update(
         {"type": "Bounce", "recipient": "a@b"}, "X", "hard", "rule-text", LINE, "g", now=12.5
     )
-    assert v is not None
     doc = orjson.loads(v)
-    assert doc["first_seen"] == 12_500 and doc["rule"] == "rule-text"
+    assert doc["t"] == 12_500 and doc["h"]["rule"] == "rule-text"
+    assert doc["h"]["tenant"] is None and doc["h"]["sender_domain"] is None
 
 
-def test_a_multi_recipient_record_suppresses_and_lifts_each_recipient() -> None:
+def test_a_multi_recipient_record_emits_for_each_recipient() -> None:
     # KumoMTA logs a multi-recipient transaction's recipient as a list (since 2025.12.02).
-    tr = SuppressionTracker()
-    record: dict[str, Any] = {
-        "type": "Bounce",
-        "recipient": ["<A@x.example>", "b@x.example", 7, ""],
-        "timestamp": T0,
-    }
-    writes = hard(tr, record)
-    assert [k for k, _v in writes] == [b"a@x.example", b"b@x.example"]  # junk entries skipped
-    assert all(orjson.loads(v or b"")["count"] == 1 for _k, v in writes)
-    delivered = {"type": "Delivery", "recipient": ["B@x.example", "c@x.example"]}
-    assert tr.update(delivered, None, None, None, None, "g", 0) == [(b"b@x.example", None)]
-    assert "a@x.example" in tr and "b@x.example" not in tr
+    tr = SuppressionEvents()
+    events = hard(tr, bounce(["<A@x.example>", "b@x.example", 7, ""]))
+    assert [k for k, _v in events] == [b"a@x.example", b"b@x.example"]  # junk entries skipped
+    delivered = {"type": "Delivery", "recipient": ["B@x.example", "c@x.example"], "timestamp": 1}
+    keys = [k for k, _ in tr.update(delivered, None, None, None, None, "g", 0)]
+    assert keys == [b"b@x.example", b"c@x.example"]

@@ -315,7 +315,7 @@ def test_classify_records_enriches_exactly_as_the_worker(
         output_topic="out",
         dlq_topic="dlq",
         analyzer=Analyzer.from_settings(settings),
-        suppressions_topic="supp",
+        suppression_events_topic="supp",
     )
     messages = [
         Message(topic="in", partition=0, offset=i, value=orjson.dumps(r))

@@ -17,7 +17,7 @@ from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.categories import CategoryTable
 from streamer.analytics.gaps import GapCollector
 from streamer.analytics.providers import ProviderMatcher
-from streamer.analytics.suppressions import SuppressionTracker
+from streamer.analytics.suppressions import SuppressionEvents
 from streamer.classifier import Classifier
 from streamer.cli import _register, app
 from streamer.config import ConfigError, load_settings, shipped_rule_files
@@ -97,7 +97,7 @@ def _analyzer(fast: bool, **kw: Any) -> Analyzer:
         CategoryTable.shipped(),
         ProviderMatcher.shipped(),
         BatchAggregator(window_s=60),
-        SuppressionTracker(capacity=100),
+        SuppressionEvents(),
         clock=lambda: NOW,
         fast=fast,
         **kw,
@@ -122,7 +122,8 @@ def _bounce(content: str, enhanced: tuple[int, int, int] | None, rcpt: str) -> b
 
 
 def _run(analyzer: Analyzer) -> tuple[list[Any], dict[str, str | None]]:
-    """Three hard InvalidRecipient bounces, one per kind of evidence, through a pipeline."""
+    """Three hard InvalidRecipient bounces, one per kind of evidence, through a pipeline; the
+    outputs to "supp" are the hard suppression events the stage would fold."""
 
     class Source:
         current = SHIPPED
@@ -132,7 +133,7 @@ def _run(analyzer: Analyzer) -> tuple[list[Any], dict[str, str | None]]:
         output_topic="out",
         dlq_topic="dlq",
         analyzer=analyzer,
-        suppressions_topic="supp",
+        suppression_events_topic="supp",
         clock=lambda: NOW,
     )
     values = [

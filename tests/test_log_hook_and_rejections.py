@@ -21,7 +21,8 @@ from streamer.analytics.batch import BatchAggregator, tenant_of
 from streamer.analytics.categories import CategoryTable
 from streamer.analytics.gaps import GapCollector
 from streamer.analytics.providers import ProviderMatcher
-from streamer.analytics.suppressions import SuppressionTracker, recipient_keys
+from streamer.analytics.suppression_fold import decode_event, truth
+from streamer.analytics.suppressions import SuppressionEvents, recipient_keys
 from streamer.classifier import Classifier, ReloadableClassifier
 from streamer.cli import _register, app
 from streamer.config import shipped_rule_files
@@ -125,7 +126,7 @@ def _analyzer(fast: bool) -> Analyzer:
         CategoryTable.shipped(),
         ProviderMatcher.shipped(),
         BatchAggregator(window_s=60),
-        SuppressionTracker(),
+        SuppressionEvents(),
         clock=lambda: NOW,
         fast=fast,
     )
@@ -141,7 +142,7 @@ def _process(records: list[dict[str, Any]], fast: bool, non_classifiable: str = 
         non_classifiable=non_classifiable,
         clock=lambda: NOW,
         analyzer=an,
-        suppressions_topic="sup",
+        suppression_events_topic="sup",
     )
     raws = [orjson.dumps(r) for r in records]
     batch = [
@@ -156,10 +157,23 @@ def _process(records: list[dict[str, Any]], fast: bool, non_classifiable: str = 
 def test_a_replayed_local_log_keeps_every_suppression(fast: bool) -> None:
     records = kr.local_log_with_a_hook()
     raws, outputs, stats, an = _process(records, fast)
-    writes = [(o.key, o.value) for o in outputs if o.topic == "sup"]
-    assert [k for k, _ in writes] == [b"gone1@gmail.com", b"gone2@gmail.com"]  # no tombstone
-    assert all(v is not None for _, v in writes)
-    assert set(an.suppressions._seen) == {"gone1@gmail.com", "gone2@gmail.com"}
+    # the suppression events, folded as the keyed stage folds them: the hook's Deliveries
+    # (which name gone1 and gone2) concern nobody, so both stay suppressed
+    events: dict[str, list[Any]] = {}
+    for o in outputs:
+        if o.topic == "sup":
+            events.setdefault(o.key.decode(), []).append(decode_event(o.value))
+    assert sorted(events) == [
+        "gone1@gmail.com",
+        "gone2@gmail.com",
+        "kept@gmail.com",
+        "ok@gmail.com",
+    ]
+    assert {r for r, evs in events.items() if truth(evs).suppressed} == {
+        "gone1@gmail.com",
+        "gone2@gmail.com",
+    }
+    assert all(e.hard is None for e in events["ok@gmail.com"])  # the hook's Bounce: no event
     # bookkeeping records pass unchanged (the default), counted as log_hook, never classified
     rest = [o for o in outputs if o.topic == "out"]
     assert len(rest) == len(records)
@@ -209,8 +223,11 @@ def test_the_other_shapes_are_handled() -> None:
         kr.admin_bounce(3, "c@yahoo.com"),
         kr.rcpt_rejection(4, "d@yahoo.com", ""),
     ]
-    raws, outputs, stats, _an = _process(records, SPEEDUPS)
-    assert [o.topic for o in outputs] == ["out"] * 4 and not stats.dlq
+    raws, everything, stats, _an = _process(records, SPEEDUPS)
+    # a Delivery emits its suppression event (for the keyed stage) after its own output
+    assert [o.topic for o in everything] == ["out", "out", "sup", "out", "out"]
+    assert not stats.dlq
+    outputs = [o for o in everything if o.topic == "out"]
     assert [o.value for o in outputs[:2]] == raws[:2]  # passed as they came
     admin, refusal = (orjson.loads(o.value) for o in outputs[2:])
     assert admin["classification"]["provider"] == "yahoo"

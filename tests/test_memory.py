@@ -79,7 +79,7 @@ def test_the_data_path_holds_no_memory_per_record() -> None:
         output_topic="out",
         dlq_topic="in.dlq",
         analyzer=analyzer,
-        suppressions_topic="supp",
+        suppression_events_topic="supp",
     )
     windows = windows_from_settings(settings)
     metrics = Metrics(CollectorRegistry(), max_values=20, top_keys=50)

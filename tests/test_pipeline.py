@@ -260,3 +260,38 @@ def test_sample_traffic_routes_every_kind(classifiers, rules: Path) -> None:
             assert dict(out.headers)[DLQ_REASON] == reason.encode()
     assert kinds["classify"] and kinds["pass"] and kinds["malformed"]
     assert sum(stats.dlq.values()) == kinds["malformed"]
+
+
+def test_suppression_events_carry_their_source_and_follow_the_record(
+    classifiers: ReloadableClassifier,
+) -> None:
+    """With analytics, a hard bounce and a delivery each emit an event keyed by the recipient
+    to the events topic, after the record's own output, with the input partition and offset."""
+    from streamer.analytics.analyzer import Analyzer
+    from streamer.analytics.suppression_fold import decode_event
+    from streamer.config import Settings
+
+    analyzer = Analyzer.from_settings(Settings(files=[Path("/dev/null")]))
+    pipe = _pipeline(classifiers, analyzer=analyzer, suppression_events_topic="ev")
+    t = {"timestamp": 1_767_268_800}
+    bounce = {**_record("Bounce", "user unknown"), "recipient": "Bob@Example.com", **t}
+    delivery = {
+        **_record("Delivery", "ok", 250),
+        "recipient": ["<a@x.example>", "B@x.example"],
+        **t,
+    }
+    soft = _record("Bounce", "mailbox full", 452)
+    msgs = [_msg(orjson.dumps(r), offset=o) for o, r in ((7, bounce), (8, delivery), (9, soft))]
+    outputs, _ = pipe.process(msgs)
+    assert [(o.topic, o.key) for o in outputs] == [
+        ("out", b"k"),
+        ("ev", b"bob@example.com"),
+        ("out", b"k"),
+        ("ev", b"a@x.example"),
+        ("ev", b"b@x.example"),
+        ("out", b"k"),
+    ]
+    hard, d1, d2 = (decode_event(o.value) for o in outputs if o.topic == "ev")
+    assert (hard.partition, hard.offset, hard.time) == (3, 7, 1_767_268_800_000)
+    assert hard.hard is not None and hard.hard["label"] == "InvalidRecipient"
+    assert (d1.offset, d2.offset, d1.hard, d1.time) == (8, 8, None, 1_767_268_800_000)

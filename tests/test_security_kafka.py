@@ -445,6 +445,11 @@ def test_acls_of_a_worker_are_exactly_the_documented_ones(tmp_path: Path, rules:
         ("TOPIC", "in.dlq", "LITERAL", "WRITE"),
         ("TOPIC", "in.stats", "LITERAL", "WRITE"),
         ("TOPIC", "in.suppressions", "LITERAL", "WRITE"),
+        ("TOPIC", "in.suppressions.events", "LITERAL", "READ"),
+        ("TOPIC", "in.suppressions.events", "LITERAL", "WRITE"),
+        ("TOPIC", "in.suppressions.state", "LITERAL", "READ"),
+        ("TOPIC", "in.suppressions.state", "LITERAL", "WRITE"),
+        ("GROUP", "grp.suppressions", "LITERAL", "READ"),
         ("TRANSACTIONAL_ID", "streamer-grp-", "PREFIXED", "WRITE"),
         ("TRANSACTIONAL_ID", "streamer-grp-", "PREFIXED", "DESCRIBE"),
     }
@@ -497,6 +502,8 @@ def test_cli_start_secure_on_storage_of_a_plain_start(tmp_path: Path, rules: Pat
             "kumomta.logs.dlq",
             "kumomta.stats",
             "kumomta.suppressions",
+            "kumomta.suppressions.events",
+            "kumomta.suppressions.state",
         }, "the worker principal sees its own topics only"
         refused = _cli(with_config, "topics", "create", "worker.made.topic")
         assert refused.returncode == 1 and "Authorization failed" in refused.stderr

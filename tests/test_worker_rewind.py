@@ -12,7 +12,6 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from test_worker_parts import Committer, Producer, _deliver_all, _deliver_none, _msgs
 
 from streamer.analytics.batch import BatchAggregator
-from streamer.analytics.suppressions import SuppressionTracker
 from streamer.analytics.windows import WindowedStats
 from streamer.kafka.source import Seeks
 from streamer.metrics import Metrics
@@ -172,12 +171,10 @@ class RecordingSource:
 
 def test_an_overtaken_transaction_is_aborted_and_read_again_in_place() -> None:
     tr, metrics, source = OffsetTracker(), Metrics(), RecordingSource()
-    memory = SuppressionTracker(10)
-    memory._seen["a@example.com"] = object()  # type: ignore[assignment]
     err = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation", txn_requires_abort=True)
     producer = Producer(fail_commit=err)
     cp = ExactlyOnce(tr, Committer(), metrics, producer)
-    cp.on_aborted = Rewinder(tr, source, metrics, suppressions=memory).rewind
+    cp.on_aborted = Rewinder(tr, source, metrics).rewind
     tr.assign([TP0])
     batch = make_batch(tr, _msgs(TP0, 0, 3))
     queued = make_batch(tr, _msgs(TP0, 3, 2))  # fetched meanwhile
@@ -185,7 +182,7 @@ def test_an_overtaken_transaction_is_aborted_and_read_again_in_place() -> None:
     assert asyncio.run(cp.process(batch.groups, _deliver_all)) == 0
     assert ("abort", None) in producer.calls
     assert not cp.failed and not cp.overtaken  # the worker goes on
-    assert source.rewinds == [{TP0: 0}] and len(memory) == 0 and tr.in_flight == 0
+    assert source.rewinds == [{TP0: 0}] and tr.in_flight == 0
     assert metrics.registry.get_sample_value("streamer_rewinds_total") == 1
     assert metrics.registry.get_sample_value("streamer_abandoned_records_total") == 5
     # the batch fetched before the rewind is skipped; the records come again from offset 0

@@ -16,13 +16,10 @@
  *   egress_source, tenant, rtype, label, category), exactly as BatchAggregator.add builds it.
  *   One it cannot count goes to ``fallback`` (Analyzer.observe) untouched.
  *
- * The suppression writes (SuppressionTracker.update) of a counted record are made here too in
- * the common case: a hard Bounce or OOB to one plain address (ASCII, nothing to strip) with an
- * RFC 3339 UTC time, and a Delivery to such an address. The entry goes into the tracker's own
- * memory (its OrderedDict of ``Seen``, through the mapping's methods, so its LRU order holds)
- * and its value is encoded by orjson from the same dict; in every other case ``suppress``
- * (the Python tracker) decides. Written in C because a hard bounce in Python cost ~37,000
- * instructions, and the sample has one every 16 records.
+ * The suppression events (SuppressionEvents.update) of a counted record: a Delivery to one
+ * plain address (ASCII, nothing to strip) with an RFC 3339 UTC time gets its event here (the
+ * common case: most records are deliveries); every other one (a hard bounce, an unusual
+ * address or time) is made by ``suppress`` (the Python path).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -56,21 +53,12 @@ typedef struct {
     PyObject *domain_provider; /* dict: recipient domain -> provider */
     PyObject *peer_provider;   /* dict: peer (MX) name -> provider */
     PyObject *category_of;     /* dict: (label, reply class) -> category */
-    PyObject *suppressed;      /* dict (an OrderedDict): suppressed recipients */
     PyObject *owner;           /* has the ``watermark`` attribute (largest event time, ms) */
     PyObject *other;           /* "other": the provider of an unknown site */
     PyObject *hard;            /* "hard": a category whose records write suppressions */
     PyObject *uncategorized;   /* "Uncategorized": a label whose lines are rule gaps */
     PyObject *fallback;        /* Analyzer.observe: the Python path, for what is not common */
-    PyObject *suppress;        /* (record, label, category, rule, line, provider) -> writes */
-    int tombstone_all;         /* every delivery writes a tombstone: always the Python path */
-    /* The common suppression writes (SuppressionTracker.update): a hard Bounce or OOB to one
-     * plain address, a Delivery to a suppressed one. */
-    PyObject *seen_type;       /* the class of a remembered entry (first_seen, last_seen, count) */
-    Py_ssize_t capacity;       /* entries remembered at most (the oldest is forgotten) */
-    PyObject *rule_object;     /* rule -> its JSON object (SuppressionTracker.rule_json,
-                                  which remembers it per rule) */
-    PyObject *dumps;           /* orjson.dumps */
+    PyObject *suppress;        /* (record, label, category, rule, line, provider) -> events */
     long long watermark_set;   /* the largest event time this counter gave ``owner`` */
     int has_watermark_set;
     PyObject *last_second;     /* the last second found in ``seconds`` (its hash is known) */
@@ -87,8 +75,7 @@ typedef struct {
 static PyObject *s_feedback_report, *s_feedback_type, *s_supplemental_trace,
     *s_original_rcpto_to, *s_event_time, *s_site, *s_peer_address, *s_name, *s_recipient, *s_meta,
     *s_tenant, *s_queue, *s_response, *s_code, *s_egress_pool, *s_egress_source, *s_watermark,
-    *s_empty, *s_no_writes, *s_label, *s_rule, *s_provider, *s_first_seen, *s_last_seen,
-    *s_count, *s_move_to_end, *s_popitem, *s_pop, *s_zero, *s_reception_protocol;
+    *s_empty, *s_no_writes, *s_reception_protocol;
 
 static int
 is_ascii_str(PyObject *s, const char *text)
@@ -326,7 +313,7 @@ category_of(FastCounter *self, PyObject *record, PyObject *label)
 }
 
 /* The suppression key of the record's recipient (a new string) when it is a plain ASCII
- * address that SuppressionTracker's normalising would only lower-case; NULL otherwise (the
+ * address that recipient_keys' normalising would only lower-case; NULL otherwise (the
  * Python path decides) or on an error (set). */
 static PyObject *
 plain_key(PyObject *record)
@@ -372,36 +359,6 @@ one_write(PyObject *key, PyObject *value)
     return writes;
 }
 
-/* A Delivery's suppression writes: 1 with *writes set (a tombstone when its plain recipient
- * was suppressed, else none), 0 for the Python path, -1 on an error. */
-static int
-delivery_writes(FastCounter *self, PyObject *record, PyObject **writes)
-{
-    *writes = NULL;
-    if (self->tombstone_all)
-        return 0;
-    if (PyDict_GET_SIZE(self->suppressed) == 0)
-        return 1;
-    PyObject *key = plain_key(record);
-    if (key == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    int contains = PyDict_Contains(self->suppressed, key);
-    if (contains <= 0) {
-        Py_DECREF(key);
-        return contains < 0 ? -1 : 1; /* an error; or not suppressed: no writes */
-    }
-    /* OrderedDict.pop: the mapping keeps its order list */
-    PyObject *entry = PyObject_CallMethodOneArg(self->suppressed, s_pop, key);
-    if (entry == NULL) {
-        Py_DECREF(key);
-        return -1;
-    }
-    Py_DECREF(entry);
-    *writes = one_write(key, Py_None);
-    Py_DECREF(key);
-    return *writes == NULL ? -1 : 1;
-}
-
 /* The exact event time (ms) of a record whose event second is ``second`` (ms): 1, or 0 when
  * the form is one the Python parse must judge (no fraction digits, a leap second...). */
 static int
@@ -436,41 +393,10 @@ exact_ms(PyObject *record, long long second, long long *ms)
     return 1;
 }
 
-/* ``entry.name`` = t when t is earlier (``later`` 0) or later (1): the remembered times widen.
- * *result is the value it holds afterwards (a new reference). */
+/* A Delivery's suppression event (SuppressionEvents.update): 1 with *writes set, 0 for the
+ * Python path (an unusual address or time), -1 on an error. */
 static int
-widen(PyObject *entry, PyObject *name, long long t, int later, PyObject **result)
-{
-    *result = NULL;
-    PyObject *v = PyObject_GetAttr(entry, name);
-    if (v == NULL)
-        return -1;
-    long long current = PyLong_AsLongLong(v);
-    if (current == -1 && PyErr_Occurred()) {
-        Py_DECREF(v);
-        return -1;
-    }
-    if (later ? t <= current : t >= current) {
-        *result = v;
-        return 0;
-    }
-    Py_DECREF(v);
-    PyObject *value = PyLong_FromLongLong(t);
-    if (value == NULL)
-        return -1;
-    if (PyObject_SetAttr(entry, name, value) < 0) {
-        Py_DECREF(value);
-        return -1;
-    }
-    *result = value;
-    return 0;
-}
-
-/* A hard Bounce's or OOB's suppression writes (SuppressionTracker._suppress): 1 with *writes
- * set, 0 for the Python path (nothing changed), -1 on an error. */
-static int
-hard_bounce_writes(FastCounter *self, PyObject *record, long long second, PyObject *label,
-                   PyObject *rule, PyObject *line, PyObject *provider, PyObject **writes)
+delivery_event(PyObject *record, long long second, PyObject **writes)
 {
     *writes = NULL;
     long long t;
@@ -479,78 +405,17 @@ hard_bounce_writes(FastCounter *self, PyObject *record, long long second, PyObje
     PyObject *key = plain_key(record);
     if (key == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    PyObject *entry = NULL, *value = NULL, *json = NULL, *time = NULL;
-    PyObject *total = NULL, *first = NULL, *last = NULL;
-    int rc = -1;
-    entry = PyDict_GetItemWithError(self->suppressed, key);
-    if (entry != NULL) {
-        Py_INCREF(entry);
-        PyObject *moved = PyObject_CallMethodOneArg(self->suppressed, s_move_to_end, key);
-        if (moved == NULL)
-            goto done;
-        Py_DECREF(moved);
+    char text[32];
+    int len = snprintf(text, sizeof text, "{\"t\":%lld}", t);
+    PyObject *value = PyBytes_FromStringAndSize(text, len);
+    if (value == NULL) {
+        Py_DECREF(key);
+        return -1;
     }
-    else {
-        if (PyErr_Occurred())
-            goto done;
-        time = PyLong_FromLongLong(t);
-        if (time == NULL)
-            goto done;
-        entry = PyObject_CallFunctionObjArgs(self->seen_type, time, time, s_zero, NULL);
-        if (entry == NULL || PyObject_SetItem(self->suppressed, key, entry) < 0)
-            goto done;
-        if (PyDict_GET_SIZE(self->suppressed) > self->capacity) {
-            PyObject *oldest = PyObject_CallMethodOneArg(self->suppressed, s_popitem, Py_False);
-            if (oldest == NULL)
-                goto done;
-            Py_DECREF(oldest);
-        }
-    }
-    PyObject *count = PyObject_GetAttr(entry, s_count);
-    if (count == NULL)
-        goto done;
-    long long n = PyLong_AsLongLong(count);
-    Py_DECREF(count);
-    if (n == -1 && PyErr_Occurred())
-        goto done;
-    /* the entry's new count and widened times: also the value's fields */
-    total = PyLong_FromLongLong(n + 1);
-    if (total == NULL || PyObject_SetAttr(entry, s_count, total) < 0
-        || widen(entry, s_first_seen, t, 0, &first) < 0
-        || widen(entry, s_last_seen, t, 1, &last) < 0)
-        goto done;
-    json = PyObject_CallOneArg(self->rule_object, rule);
-    if (json == NULL)
-        goto done;
-    value = PyDict_New();
-    if (value == NULL)
-        goto done;
-    int built = PyDict_SetItem(value, s_recipient, key) == 0
-                && PyDict_SetItem(value, s_label, label) == 0
-                && PyDict_SetItem(value, s_rule, json) == 0
-                && PyDict_SetItem(value, s_response, line) == 0
-                && PyDict_SetItem(value, s_provider, provider) == 0
-                && PyDict_SetItem(value, s_first_seen, first) == 0
-                && PyDict_SetItem(value, s_last_seen, last) == 0
-                && PyDict_SetItem(value, s_count, total) == 0;
-    if (!built)
-        goto done;
-    PyObject *encoded = PyObject_CallOneArg(self->dumps, value);
-    if (encoded == NULL)
-        goto done;
-    *writes = one_write(key, encoded);
-    Py_DECREF(encoded);
-    rc = *writes == NULL ? -1 : 1;
-done:
+    *writes = one_write(key, value);
     Py_DECREF(key);
-    Py_XDECREF(entry);
-    Py_XDECREF(value);
-    Py_XDECREF(json);
-    Py_XDECREF(time);
-    Py_XDECREF(total);
-    Py_XDECREF(first);
-    Py_XDECREF(last);
-    return rc;
+    Py_DECREF(value);
+    return *writes == NULL ? -1 : 1;
 }
 
 static PyObject *
@@ -853,10 +718,10 @@ FastCounter_observe(FastCounter *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *writes = NULL;
     int done = 1; /* a hard category of another type suppresses nobody */
     if (delivery)
-        done = delivery_writes(self, record, &writes);
+        done = delivery_event(record, t, &writes);
     else if (is_ascii_str(rtype, "Bounce") || is_ascii_str(rtype, "OOB"))
-        done = hard_bounce_writes(self, record, t, label, rule, line, provider, &writes);
-    if (done == 0) { /* an unusual address or time: SuppressionTracker.update decides */
+        done = 0; /* a hard bounce: its details are built in Python */
+    if (done == 0) { /* SuppressionEvents.update decides */
         PyObject *call[6] = {record, label, category, rule, line, provider};
         writes = PyObject_Vectorcall(self->suppress, call, 6, NULL);
     }
@@ -880,50 +745,35 @@ static int
 FastCounter_init(FastCounter *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"window_ms", "gaps", "complaints", "complaint_types", "seconds", "tenants", "site_provider",
-                             "domain_provider", "peer_provider", "category_of", "suppressed", "owner", "other",
-                             "hard", "uncategorized", "fallback", "suppress", "seen_type", "capacity",
-                             "rule_object", "dumps", "tombstone_all", NULL};
+                             "domain_provider", "peer_provider", "category_of", "owner", "other",
+                             "hard", "uncategorized", "fallback", "suppress", NULL};
     long long window_ms;
     PyObject *gaps, *complaints, *complaint_types, *seconds, *tenants, *site_provider, *domain_provider, *peer_provider,
-        *category_of, *suppressed, *owner, *other, *hard, *uncategorized, *fallback, *suppress,
-        *seen_type, *rule_object, *dumps;
-    Py_ssize_t capacity;
-    int tombstone_all = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LO!O!O!O!O!O!O!O!O!O!OUUUOOOnOO|p", kwlist,
+        *category_of, *owner, *other, *hard, *uncategorized, *fallback, *suppress;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LO!O!O!O!O!O!O!O!O!OUUUOO", kwlist,
                                      &window_ms, &PyList_Type, &gaps, &PyList_Type, &complaints,
                                      &PyDict_Type, &complaint_types, &PyDict_Type,
                                      &seconds, &PyDict_Type, &tenants, &PyDict_Type,
                                      &site_provider, &PyDict_Type, &domain_provider, &PyDict_Type,
-                                     &peer_provider, &PyDict_Type, &category_of, &PyDict_Type, &suppressed, &owner, &other,
-                                     &hard, &uncategorized, &fallback, &suppress, &seen_type,
-                                     &capacity, &rule_object, &dumps,
-                                     &tombstone_all))
+                                     &peer_provider, &PyDict_Type, &category_of, &owner, &other,
+                                     &hard, &uncategorized, &fallback, &suppress))
         return -1;
     if (window_ms <= 0) {
         PyErr_SetString(PyExc_ValueError, "window_ms must be positive");
         return -1;
     }
-    if (!PyCallable_Check(fallback) || !PyCallable_Check(suppress) || !PyCallable_Check(seen_type)
-        || !PyCallable_Check(rule_object) || !PyCallable_Check(dumps)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "fallback, suppress, seen_type, rule_object and dumps must be callable");
+    if (!PyCallable_Check(fallback) || !PyCallable_Check(suppress)) {
+        PyErr_SetString(PyExc_TypeError, "fallback and suppress must be callable");
         return -1;
     }
-    if (capacity < 1) {
-        PyErr_SetString(PyExc_ValueError, "capacity must be >= 1");
-        return -1;
-    }
-    self->capacity = capacity;
     self->window_ms = window_ms;
 #define KEEP(field_)             \
     Py_INCREF(field_);           \
     Py_XSETREF(self->field_, field_);
     KEEP(gaps) KEEP(complaints) KEEP(complaint_types) KEEP(seconds) KEEP(tenants) KEEP(site_provider) KEEP(domain_provider)
-    KEEP(peer_provider) KEEP(category_of) KEEP(suppressed) KEEP(owner) KEEP(other) KEEP(hard)
-    KEEP(uncategorized) KEEP(fallback) KEEP(suppress) KEEP(seen_type) KEEP(rule_object)
-    KEEP(dumps)
+    KEEP(peer_provider) KEEP(category_of) KEEP(owner) KEEP(other) KEEP(hard)
+    KEEP(uncategorized) KEEP(fallback) KEEP(suppress)
 #undef KEEP
-    self->tombstone_all = tombstone_all;
     self->has_watermark_set = 0;
     PyObject *slots = PyDict_New();
     if (slots == NULL)
@@ -945,13 +795,9 @@ FastCounter_traverse(FastCounter *self, visitproc visit, void *arg)
     Py_VISIT(self->domain_provider);
     Py_VISIT(self->peer_provider);
     Py_VISIT(self->category_of);
-    Py_VISIT(self->suppressed);
     Py_VISIT(self->owner);
     Py_VISIT(self->fallback); /* a bound method of the analyzer that holds this counter */
     Py_VISIT(self->suppress);
-    Py_VISIT(self->seen_type);
-    Py_VISIT(self->rule_object);
-    Py_VISIT(self->dumps);
     return 0;
 }
 
@@ -969,7 +815,6 @@ FastCounter_clear(FastCounter *self)
     Py_CLEAR(self->domain_provider);
     Py_CLEAR(self->peer_provider);
     Py_CLEAR(self->category_of);
-    Py_CLEAR(self->suppressed);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->other);
     Py_CLEAR(self->hard);
@@ -977,9 +822,6 @@ FastCounter_clear(FastCounter *self)
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->suppress);
     Py_CLEAR(self->last_second);
-    Py_CLEAR(self->seen_type);
-    Py_CLEAR(self->rule_object);
-    Py_CLEAR(self->dumps);
     for (int i = 0; i < CATEGORY_MEMO; i++) {
         Py_CLEAR(self->categories[i].label);
         Py_CLEAR(self->categories[i].category);
@@ -1058,18 +900,7 @@ PyInit__fastcount(void)
     INTERN(s_egress_source, "egress_source")
     INTERN(s_watermark, "watermark")
     INTERN(s_empty, "")
-    INTERN(s_label, "label")
-    INTERN(s_rule, "rule")
-    INTERN(s_provider, "provider")
-    INTERN(s_first_seen, "first_seen")
-    INTERN(s_last_seen, "last_seen")
-    INTERN(s_count, "count")
-    INTERN(s_move_to_end, "move_to_end")
-    INTERN(s_popitem, "popitem")
-    INTERN(s_pop, "pop")
 #undef INTERN
-    if ((s_zero = PyLong_FromLong(0)) == NULL)
-        return NULL;
     if ((s_no_writes = PyTuple_New(0)) == NULL)
         return NULL;
     if (PyType_Ready(&FastCounterType) < 0)

@@ -15,22 +15,16 @@ class FastCounter:
         domain_provider: dict[str, str],
         peer_provider: dict[str, str],
         category_of: dict[tuple[str, int], str],
-        suppressed: dict[str, Any],
         owner: object,
         other: str,
         hard: str,
         uncategorized: str,
         fallback: Callable[..., Any],
         suppress: Callable[..., Any],
-        seen_type: Callable[[int, int, int], Any],
-        capacity: int,
-        rule_object: Callable[[Any], Any],
-        dumps: Callable[[Any], bytes],
-        tombstone_all: bool = ...,
     ) -> None: ...
     @property
     def pending(self) -> int: ...
     def drain_into(self, tally: dict[Any, int]) -> None: ...
     def observe(
         self, record: Mapping[str, Any], rtype: str, label: str | None, rule: Any, line: str | None
-    ) -> tuple[str | None, str, Sequence[tuple[bytes, bytes | None]]]: ...
+    ) -> tuple[str | None, str, Sequence[tuple[bytes, bytes]]]: ...

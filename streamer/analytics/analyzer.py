@@ -3,7 +3,8 @@
 For every decoded record the pipeline calls :attr:`Analyzer.observer` once. It returns the
 record's ``category`` and ``provider`` (added to a classified record's ``classification``),
 counts the record into the batch's windowed partial counts (:class:`BatchAggregator`), and
-returns the suppression-topic writes it causes (a hard bounce, a delivery after one).
+returns the suppression events it causes (a hard bounce, a delivery: see
+``streamer.analytics.suppressions``).
 :meth:`BatchAggregator.fold_into` then counts the tally into the windows at each stats flush.
 
 Costs are per record, so lookups are cached: the category per (label, reply class), the
@@ -19,13 +20,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.categories import HARD, CategoryTable
 from streamer.analytics.heavy import OTHER
 from streamer.analytics.providers import INBOUND_TYPES, ProviderMatcher, recipient_domain
-from streamer.analytics.suppressions import Seen, SuppressionTracker
+from streamer.analytics.suppressions import SuppressionEvent, SuppressionEvents
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE, FEEDBACK_REPORT, REPLY_CODE
@@ -41,9 +40,9 @@ except ImportError:  # built without a C compiler: the Python path counts every 
 #: Whether the C counter is built (the worker's ``worker starting`` log line says so).
 SPEEDUPS = _fastcount is not None
 
-#: (category, provider, suppression writes): category is None for an unclassified record; a
-#: write is (key, value) for the suppressions topic, value None being a tombstone.
-Observation = tuple[str | None, str, Sequence[tuple[bytes, bytes | None]]]
+#: (category, provider, suppression events): category is None for an unclassified record; an
+#: event is (key, value) for the suppression events topic (its source not added yet).
+Observation = tuple[str | None, str, Sequence[SuppressionEvent]]
 #: ``observe``'s signature: (record, rtype, label, rule, line) -> Observation.
 Observe = Callable[[Mapping[str, Any], str, str | None, Any, str | None], Observation]
 
@@ -54,7 +53,7 @@ class Analyzer:
         categories: CategoryTable,
         providers: ProviderMatcher,
         aggregator: BatchAggregator,
-        suppressions: SuppressionTracker,
+        suppressions: SuppressionEvents,
         clock: Any,
         cache_size: int = 4096,
         fast: bool = True,
@@ -98,19 +97,12 @@ class Analyzer:
             domain_provider=self._domain_provider,
             peer_provider=self._peer_provider,
             category_of=self._category_of,
-            suppressed=self.suppressions._seen,
             owner=agg,  # its ``watermark`` is raised by both paths
             other=OTHER,
             hard=HARD,
             uncategorized=UNCATEGORIZED,
             fallback=self.observe,
-            suppress=self._suppress,
-            # the common suppression writes, as SuppressionTracker makes them
-            seen_type=Seen,
-            capacity=self.suppressions.capacity,
-            rule_object=self.suppressions.rule_json,  # one memory of rule objects
-            dumps=orjson.dumps,
-            tombstone_all=self.suppressions.tombstone_all_deliveries,
+            suppress=self._suppress,  # a hard bounce's or a delivery's events
         )
         agg.elsewhere = counter  # its counts join the tally at every fold
         observe: Observe = counter.observe
@@ -134,7 +126,7 @@ class Analyzer:
                 gap_capacity=settings.stats_max_gaps,
                 cache_size=settings.analytics_cache_size,
             ),
-            SuppressionTracker(settings.suppressions_memory),
+            SuppressionEvents(),
             time.time,
             settings.analytics_cache_size,
             suppress_evidence=settings.suppress_evidence,
@@ -248,7 +240,7 @@ class Analyzer:
         rule: Any,
         line: str | None,
         provider: str,
-    ) -> list[tuple[bytes, bytes | None]]:
+    ) -> list[SuppressionEvent]:
         return self.suppressions.update(record, label, category, rule, line, provider, self.clock())
 
 

@@ -35,7 +35,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from streamer.config import Settings
+from streamer.config import Settings, suppression_stage_topics
 from streamer.deadletter import DLQ_REASON
 from streamer.devkit.broker import LocalBroker, ensure_broker
 from streamer.devkit.console import Say, say
@@ -88,12 +88,21 @@ class DemoTopics:
 
     @property
     def names(self) -> list[str]:
-        return [self.input, self.output, self.dlq, self.stats, self.suppressions]
+        """Every topic of the run: the suppression stage's internal ones too (their default
+        names, derived from the suppressions topic)."""
+        internal = suppression_stage_topics(self.suppressions)
+        return [self.input, self.output, self.dlq, self.stats, self.suppressions, *internal]
 
     def settings(self, settings: Settings) -> Settings:
         """``settings`` with this run's analytics topics (created compacted)."""
+        events, state = suppression_stage_topics(self.suppressions)
         return settings.model_copy(
-            update={"stats_topic": self.stats, "suppressions_topic": self.suppressions}
+            update={
+                "stats_topic": self.stats,
+                "suppressions_topic": self.suppressions,
+                "suppression_events_topic": events,
+                "suppression_state_topic": state,
+            }
         )
 
 
@@ -502,9 +511,12 @@ def run_demo(
             with contextlib.suppress(Exception):
                 delete_topics(settings, bootstrap, topics.names)
             with contextlib.suppress(Exception):  # its committed offsets go too
-                admin_client(settings, bootstrap, log_level=3).delete_consumer_groups(
-                    [topics.group], request_timeout=10
-                )[topics.group].result(timeout=15)
+                groups = [topics.group, f"{topics.group}.suppressions"]
+                deleted = admin_client(settings, bootstrap, log_level=3).delete_consumer_groups(
+                    groups, request_timeout=10
+                )
+                for future in deleted.values():
+                    future.result(timeout=15)
         if started_broker is not None:
             say("stopping the local broker the demo started")
             started_broker.stop()

@@ -348,9 +348,10 @@ def allow(
 
 
 def worker_acls(principal: str, settings: Settings) -> list[AclBinding]:
-    """Exactly what a worker needs: read its input in its group, write its outputs, and (for
-    exactly-once) use transactional ids ``streamer-<group>-*``. Idempotent producing needs no
-    cluster ACL since Kafka 3.0: WRITE on a topic allows ``InitProducerId``."""
+    """Exactly what a worker needs: read its input in its group, write its outputs, run the
+    suppression stage (read its events in ``<group>.suppressions``, read and write its
+    changelog), and (for exactly-once) use transactional ids ``streamer-<group>-*``. Idempotent
+    producing needs no cluster ACL since Kafka 3.0: WRITE on a topic allows ``InitProducerId``."""
     other = parse_non_classifiable(settings.non_classifiable, settings.output_topic)
     outputs = [settings.output_topic, settings.dlq_topic or "", other or ""]
     outputs += [settings.stats_topic, settings.suppressions_topic] if settings.analytics else []
@@ -358,6 +359,12 @@ def worker_acls(principal: str, settings: Settings) -> list[AclBinding]:
         allow(principal, ResourceType.TOPIC, settings.input_topic, AclOperation.READ),
         allow(principal, ResourceType.GROUP, settings.group_id, AclOperation.READ),
     ]
+    if settings.analytics:
+        outputs += [settings.suppression_events_topic or "", settings.suppression_state_topic or ""]
+        for topic in (settings.suppression_events_topic, settings.suppression_state_topic):
+            acls.append(allow(principal, ResourceType.TOPIC, topic or "", AclOperation.READ))
+        group = f"{settings.group_id}.suppressions"
+        acls.append(allow(principal, ResourceType.GROUP, group, AclOperation.READ))
     for topic in dict.fromkeys(t for t in outputs if t):
         acls.append(allow(principal, ResourceType.TOPIC, topic, AclOperation.WRITE))
     prefix = f"streamer-{settings.group_id}-"

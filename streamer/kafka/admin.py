@@ -21,13 +21,26 @@ def default_topics(settings: Settings) -> list[str]:
     analytics topics (when analytics are on)."""
     other = parse_non_classifiable(settings.non_classifiable, settings.output_topic)
     names = [settings.input_topic, settings.output_topic, settings.dlq_topic or "", other or ""]
-    names += compacted_topics(settings)
+    names += compacted_topics(settings) + suppression_topics(settings)
     return list(dict.fromkeys(n for n in names if n))  # de-duplicated, order kept
 
 
 def compacted_topics(settings: Settings) -> list[str]:
     """Topics whose latest record per key is the truth: created with cleanup.policy=compact."""
-    return [settings.stats_topic, settings.suppressions_topic] if settings.analytics else []
+    if not settings.analytics:
+        return []
+    return [
+        settings.stats_topic,
+        settings.suppressions_topic,
+        settings.suppression_state_topic or "",
+    ]
+
+
+def suppression_topics(settings: Settings) -> list[str]:
+    """The suppression stage's internal topics: its events (time-retained) and changelog."""
+    if not settings.analytics:
+        return []
+    return [settings.suppression_events_topic or "", settings.suppression_state_topic or ""]
 
 
 def create_topics(

@@ -91,14 +91,27 @@ class Needs:
     write: tuple[str, ...] = ()
     describe: tuple[str, ...] = ()
     group: str | None = None  # joined or committed to: READ
+    more_groups: tuple[str, ...] = ()  # other groups the command joins (READ)
 
 
 def worker_needs(settings: Settings) -> Needs:
-    """A worker reads its input in its group and writes every other topic it uses."""
+    """A worker reads its input in its group and writes every other topic it uses; with
+    analytics its suppression stage also reads the events and its changelog in a group of its
+    own (``streamer.worker.suppressor``)."""
     from streamer.kafka.admin import default_topics
 
     writes = [t for t in default_topics(settings) if t != settings.input_topic]
-    return Needs(read=(settings.input_topic,), write=tuple(writes), group=settings.group_id)
+    if not settings.analytics:
+        return Needs(read=(settings.input_topic,), write=tuple(writes), group=settings.group_id)
+    stage = tuple(
+        t for t in (settings.suppression_events_topic, settings.suppression_state_topic) if t
+    )
+    return Needs(
+        read=(settings.input_topic, *stage),
+        write=tuple(writes),
+        group=settings.group_id,
+        more_groups=(f"{settings.group_id}.suppressions",),
+    )
 
 
 def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -304,8 +317,9 @@ def denied_access(conf: dict[str, Any], needs: Needs, timeout: float = 5.0) -> l
         for name, ops in wanted.items():
             granted = _granted(futures[name])
             denied += [f"{op} on topic '{name}'" for op in ops if not _allows(granted, op)]
-    if needs.group and not _allows(_group_granted(admin, needs.group, timeout), "READ"):
-        denied.append(f"READ on group '{needs.group}'")
+    for group in (needs.group, *needs.more_groups):
+        if group and not _allows(_group_granted(admin, group, timeout), "READ"):
+            denied.append(f"READ on group '{group}'")
     return denied
 
 

@@ -11,8 +11,8 @@ group (which would make two more rebalances):
 2. the source seeks there before its next fetch; until it reports a partition read from there,
    the tracker drops that partition's records (they were fetched before the seek);
 3. the analytics start a new session: the windows had counted the aborted records, and the
-   old session's committed rows stay true for what it committed; the suppression memory starts
-   empty, as after a restart.
+   old session's committed rows stay true for what it committed. (Suppression events of the
+   aborted transaction were never visible; the suppression stage folds their re-emission.)
 
 More than ``MAX_REWINDS`` rewinds within ``REWIND_WINDOW_S`` stop the worker with exit 75 (a
 group that never settles is better served by a restart).
@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from streamer.analytics.suppressions import SuppressionTracker
 from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.worker.offsets import TP, OffsetTracker
@@ -53,14 +52,12 @@ class Rewinder:
         source: Seeker,
         metrics: Metrics,
         stats: StatsPublisher | None = None,
-        suppressions: SuppressionTracker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tracker = tracker
         self.source = source
         self.metrics = metrics
         self.stats = stats
-        self.suppressions = suppressions
         self.clock = clock
         self._recent: deque[float] = deque()
 
@@ -86,8 +83,6 @@ class Rewinder:
         self.metrics.abandoned.inc(records)
         if self.stats is not None:
             self.stats.new_session()
-        if self.suppressions is not None:
-            self.suppressions.forget()
         log_event(
             log,
             logging.WARNING,

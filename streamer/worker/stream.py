@@ -45,6 +45,7 @@ from streamer.worker.processing import Batch, BatchProcessor, make_batch
 from streamer.worker.reload import RulesReloader
 from streamer.worker.rewind import Rewinder
 from streamer.worker.stats import StatsPublisher
+from streamer.worker.suppressor import SuppressionStage
 
 log = logging.getLogger("streamer.worker")
 
@@ -86,7 +87,7 @@ class StreamWorker:
             non_classifiable=settings.non_classifiable,
             max_message_bytes=settings.max_message_bytes,
             analyzer=Analyzer.from_settings(settings) if settings.analytics else None,
-            suppressions_topic=settings.suppressions_topic,
+            suppression_events_topic=settings.suppression_events_topic or "",
         )
         self.stats: StatsPublisher | None = None  # analytics on: set by start_clients()
         self._last_stats_flush = 0.0
@@ -98,6 +99,8 @@ class StreamWorker:
         self.source: Source | None = None
         self.sink: Sink | None = None
         self.checkpoint: Checkpoint | None = None
+        #: Analytics on: the suppression stage (its own thread, consumer and producer).
+        self.suppressor: SuppressionStage | None = None
         self.processor: BatchProcessor | None = None
         #: What the run loop does to stop the worker gracefully (drain, commit, exit).
         self.on_stop: Callable[[], None] = lambda: None
@@ -136,8 +139,7 @@ class StreamWorker:
         analyzer = self.pipeline.analyzer  # None: analytics off
         self.stats = _stats_publisher(s, sink, self.worker_id, analyzer, self.metrics)
         if isinstance(self.checkpoint, ExactlyOnce):  # an aborted transaction: read again
-            memory = analyzer.suppressions if analyzer is not None else None
-            rewinder = Rewinder(self.tracker, self.source, self.metrics, self.stats, memory)
+            rewinder = Rewinder(self.tracker, self.source, self.metrics, self.stats)
             self.checkpoint.on_aborted = rewinder.rewind
         # at-least-once: held chunks are released by a stats flush (exactly-once: per batch)
         publish = self.stats.flush if self.stats is not None and not eos else None
@@ -146,6 +148,8 @@ class StreamWorker:
         )
         self.processor = BatchProcessor(self.pipeline, self.sink, self.metrics, self.stats)
         self.flow.source = self.source
+        if analyzer is not None:
+            self.suppressor = _suppression_stage(self)
         self.source.subscribe()
 
     # --- the loops -----------------------------------------------------------------------------
@@ -297,6 +301,8 @@ class StreamWorker:
         left = self.tracker.in_flight
         await source.close()  # leaves the group; revoke callbacks run (nothing left to commit)
         undelivered = sink.close(5.0)
+        if self.suppressor is not None:  # after the events of the records it finished
+            await asyncio.get_running_loop().run_in_executor(None, self.suppressor.stop)
         log_event(
             log,
             logging.INFO if not left else logging.WARNING,
@@ -322,6 +328,20 @@ async def _finish_in_flight(
     ):
         sink.poll(0)
         await asyncio.sleep(0.005)
+
+
+def _suppression_stage(stream: StreamWorker) -> SuppressionStage:
+    """The worker's suppression stage, started; its failure stops the worker (exit 1)."""
+    loop = asyncio.get_running_loop()
+    stage = SuppressionStage(
+        stream.settings,
+        stream.bootstrap,
+        worker_id=stream.worker_id,
+        on_failure=lambda: loop.call_soon_threadsafe(stream.stop, 1),
+        metrics=stream.metrics,
+    )
+    stage.start()
+    return stage
 
 
 def _stats_publisher(
@@ -414,6 +434,7 @@ def worker_status(stream: StreamWorker) -> dict[str, Any]:
         "reloads": int(m.total(m.rules_reloads)),
         "reload_failures": int(m.total(m.rules_reload_failures)),
         "stopping": stream.stopping,
+        "suppressions": stream.suppressor.status() if stream.suppressor is not None else None,
     }
 
 

@@ -55,7 +55,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from streamer.config import Settings
+from streamer.config import Settings, suppression_stage_topics
 from streamer.devkit.bench import stages
 from streamer.devkit.console import Say, say
 from streamer.devkit.harness import (
@@ -66,7 +66,7 @@ from streamer.devkit.harness import (
     wait_for_outputs,
 )
 from streamer.devkit.sample import SampleMessage, generate_records, record_identity, to_message
-from streamer.kafka.admin import delete_topics, wait_for_topics
+from streamer.kafka.admin import delete_topics, topic_partitions, wait_for_topics
 from streamer.kafka.clients import admin_client, consumer_config, producer_config
 from streamer.kafka.topics import TopicRecord, read_topic
 
@@ -571,6 +571,8 @@ def run(
         "lat_stats": f"{base}.latency.in.stats",
         "lat_suppressions": f"{base}.latency.in.suppressions",
     }
+    for key in ("suppressions", "lat_suppressions"):  # the suppression stage's topics
+        t[f"{key}_events"], t[f"{key}_state"] = suppression_stage_topics(t[key])
     for i in range(1, analytics_pairs):  # the pairs after the first: runs with and without
         for kind in ("on", "off"):
             t[f"{kind}{i}_out"] = f"{base}.{kind}{i}.out"
@@ -754,8 +756,11 @@ def run(
         if marks is not None:
             marks.close()
         if not keep_topics:
-            with contextlib.suppress(Exception):
-                delete_topics(settings, bootstrap, t.values())
+            with contextlib.suppress(Exception):  # the runs' own (suppression) topics too
+                made = [
+                    n for n in topic_partitions(settings, bootstrap) if n.startswith(f"{base}.")
+                ]
+                delete_topics(settings, bootstrap, [*t.values(), *made])
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -806,7 +811,13 @@ class _StreamerPhase:
         watch = GroupWatch(s, bootstrap, group, members) if members > 1 else None
         if watch:
             watch.start()
-        env = {"STREAMER_PROCESSES": str(self.processes), **(extra_env or {})}
+        env = {
+            "STREAMER_PROCESSES": str(self.processes),
+            # each run its own suppression topics: a run's new group would otherwise fold the
+            # suppression events of every run before it too
+            "STREAMER_SUPPRESSIONS_TOPIC": f"{out}.suppressions",
+            **(extra_env or {}),
+        }
         ws = WorkerSet.start(bootstrap, self.in_topic, out, dlq, group, self.workers, workdir, env)
         if sampler is not None:
             sampler.watch(p.pid for p in ws.procs)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import psutil
 
-from streamer.config import Settings
+from streamer.config import Settings, suppression_stage_topics
 from streamer.devkit.bench.e2e import BenchError, create_bench_topics
 from streamer.devkit.console import Say, say
 from streamer.devkit.harness import (
@@ -135,6 +135,7 @@ def run(
     base = f"streamer.soak.{run_id}"
     t = {"in": f"{base}.in", "out": f"{base}.out", "dlq": f"{base}.dlq"}
     analytics = [f"{t['in']}.stats", f"{t['in']}.suppressions"]
+    analytics += suppression_stage_topics(analytics[1])
     workdir = Path(tempfile.mkdtemp(prefix="streamer-soak-"))
     marks: Watermarks | None = None
     ws: WorkerSet | None = None

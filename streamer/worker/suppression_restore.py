@@ -1,0 +1,153 @@
+"""The suppression stage's restore: its recipients from the changelog, where to read events.
+
+A stage assigned partitions of the events topic first reads the same partitions of the
+changelog (the state topic, co-partitioned) to their end into its store, then reads the events
+from its group's committed position, brought back by ``suppression_replay`` seconds (see
+``streamer.worker.suppressor``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from streamer.analytics.suppression_fold import BadEvent, SuppressionStore, decode_state
+from streamer.config import Settings
+from streamer.kafka.clients import consumer_config
+from streamer.logs import log_event
+
+log = logging.getLogger("streamer.suppressions")
+T = TypeVar("T")
+#: Longest a restore may take (an open transaction of a dead producer holds read_committed
+#: readers until the broker aborts it: TRANSACTION_TIMEOUT_MS).
+RESTORE_TIMEOUT_S = 60.0
+#: Blocking calls to the broker.
+CALL_TIMEOUT_S = 30.0
+#: Changelog records read per consume().
+BATCH = 2000
+#: Errors of a topic or group just created (the client does not know its leader or
+#: coordinator yet) or of a broker busy restarting: asked again.
+TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._WAIT_COORD,
+    }
+)
+
+
+class StageError(Exception):
+    """The stage cannot go on (the worker stops; its successor reads the events again)."""
+
+
+def restore_config(settings: Settings, bootstrap: str, group_id: str) -> dict[str, Any]:
+    """A reader of the changelog: assigned, it never joins the group nor commits (so the
+    stage's group ACL covers it)."""
+    return consumer_config(
+        settings,
+        bootstrap,
+        group_id,
+        **{
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 50,
+            "queued.max.messages.kbytes": 4_096,
+        },
+    )
+
+
+def check_partitions(consumer: Consumer, events_topic: str, state_topic: str) -> None:
+    """The changelog must have the events topic's partitions: a recipient's state goes to the
+    partition number of its events."""
+    topics = consumer.list_topics(timeout=CALL_TIMEOUT_S).topics
+    counts = {
+        t: len(topics[t].partitions) if t in topics else 0 for t in (events_topic, state_topic)
+    }
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        found = ", ".join(f"{t}: {n}" for t, n in counts.items())
+        raise StageError(f"the suppression topics need as many partitions each ({found})")
+
+
+def read_changelog(
+    reader: Consumer, state_topic: str, ps: list[int], store: SuppressionStore
+) -> int:
+    """Read the partitions of the changelog to their end into ``store``; returns the records
+    read."""
+    left, n = set(), 0
+    for p in ps:  # an empty partition has nothing to wait for
+        tp = TopicPartition(state_topic, p)
+        low, high = retried(partial(reader.get_watermark_offsets, tp, CALL_TIMEOUT_S))
+        if high > low:
+            left.add(p)
+    if not left:
+        return 0
+    reader.assign([TopicPartition(state_topic, p, OFFSET_BEGINNING) for p in left])
+    deadline = time.monotonic() + RESTORE_TIMEOUT_S
+    while left:
+        if time.monotonic() > deadline:
+            raise StageError(f"restoring {state_topic} took over {RESTORE_TIMEOUT_S:.0f}s")
+        for m in reader.consume(BATCH, 0.5):
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    left.discard(m.partition() or 0)
+                    continue
+                raise StageError(f"restoring {state_topic}: {err.str()}")
+            key, value = m.key(), m.value()
+            if not key:
+                continue
+            try:
+                state = decode_state(value) if value else None
+            except BadEvent as exc:
+                log_event(log, logging.WARNING, "bad suppression state", error=str(exc))
+                continue
+            store.restore(m.partition() or 0, key.decode(), state)
+            n += 1
+    return n
+
+
+def start_offsets(
+    consumer: Consumer, events_topic: str, ps: list[int], replay_ms: int
+) -> dict[int, int]:
+    """The committed position of each partition, brought ``replay_ms`` back."""
+    tps = [TopicPartition(events_topic, p) for p in ps]
+    found = retried(partial(consumer.committed, tps, CALL_TIMEOUT_S))
+    starts = {p: -1 for p in ps}
+    starts.update((tp.partition, tp.offset) for tp in found)
+    if replay_ms:
+        since = int(time.time() * 1000) - replay_ms
+        asked = [TopicPartition(events_topic, p, since) for p in ps if starts[p] >= 0]
+        if asked:
+            for tp in retried(partial(consumer.offsets_for_times, asked, CALL_TIMEOUT_S)):
+                if tp.offset >= 0:
+                    starts[tp.partition] = min(starts[tp.partition], tp.offset)
+    return {p: o if o >= 0 else OFFSET_BEGINNING for p, o in starts.items()}
+
+
+def retried(call: Callable[[], T]) -> T:
+    """``call()``, again while it fails with a retriable error (a topic just created whose
+    leaders the client does not know yet), up to RESTORE_TIMEOUT_S."""
+    deadline = time.monotonic() + RESTORE_TIMEOUT_S
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not (isinstance(err, KafkaError) and (err.retriable() or err.code() in TRANSIENT)):
+                raise
+            if time.monotonic() > deadline:
+                raise StageError(f"gave up after {RESTORE_TIMEOUT_S:.0f}s: {err.str()}") from None
+            time.sleep(0.2)
