@@ -62,7 +62,7 @@ def _reason(exc: KafkaException) -> str:
 
 
 def group_state(settings: Settings, bootstrap: str, group: str) -> GroupState:
-    admin = admin_client(settings, bootstrap)
+    admin = admin_client(settings, bootstrap, log_level=3)
     try:
         desc = admin.describe_consumer_groups([group], request_timeout=15)[group].result(timeout=20)
     except KafkaException as exc:
@@ -103,7 +103,7 @@ def plan(settings: Settings, bootstrap: str, group: str, topic: str, since: floa
 def _committed(
     settings: Settings, bootstrap: str, group: str, topic: str, parts: list[int]
 ) -> dict[int, int]:
-    admin = admin_client(settings, bootstrap)
+    admin = admin_client(settings, bootstrap, log_level=3)
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])
     try:
         answer = admin.list_consumer_group_offsets([request], request_timeout=15)[group]
@@ -115,7 +115,7 @@ def _committed(
 
 def apply(settings: Settings, bootstrap: str, group: str, topic: str, moves: list[Move]) -> None:
     """Commit the new offsets for the group; the broker refuses while it has members."""
-    admin = admin_client(settings, bootstrap)
+    admin = admin_client(settings, bootstrap, log_level=3)
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic, m.partition, m.new) for m in moves]
     )
@@ -126,6 +126,9 @@ def apply(settings: Settings, bootstrap: str, group: str, topic: str, moves: lis
         raise ReprocessError(
             f"group {group}: the broker refused the move: {_reason(exc)}"
         ) from None
-    failed = [f"partition {tp.partition}: {tp.error.str()}" for tp in done if tp.error is not None]
+    failed = [tp.error for tp in done if tp.error is not None]
     if failed:
-        raise ReprocessError(f"group {group}: the broker refused the move: {'; '.join(failed)}")
+        why = failed[0].str()
+        if failed[0].code() == KafkaError.UNKNOWN_MEMBER_ID:
+            why += " (the group has live members: stop its workers first)"
+        raise ReprocessError(f"group {group}: the broker refused the move: {why}")
