@@ -243,6 +243,11 @@ def test_failure_modes_are_one_line(kafka_settings: Settings) -> None:
     )
     res = _cli(kafka_settings, "replay", "--since", "2h", "--topic", "no.such.topic")
     assert (res.returncode, res.stderr.strip()) == (1, "topic 'no.such.topic' does not exist")
+    res = _cli(kafka_settings, "replay")
+    assert (res.returncode, res.stderr.strip()) == (
+        2,
+        "configuration error: --since TIME|DURATION is required",
+    )
 
 
 def _replayed(settings: Settings, topic: str) -> list[TopicRecord]:
@@ -264,6 +269,11 @@ def test_replay_dry_run_then_replay_each_once_into_the_source_topic(
         "group streamer-dlq-replay (dry run: nothing produced or committed)"
     )
     assert _replayed(settings, source) == []
+    res = _cli(settings, "dlq", "replay", "--to", "no.such.topic")
+    assert (res.returncode, res.stderr.strip()) == (
+        1,
+        "replay target topic 'no.such.topic' does not exist (--to TOPIC?)",
+    )
 
     res = _cli(settings, "dlq", "replay", "-r", "not-json", "--until", "2026-12-01T12:00:00Z")
     assert res.returncode == 0, res.stderr
