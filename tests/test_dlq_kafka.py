@@ -11,7 +11,6 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -297,43 +296,78 @@ def test_replay_dry_run_then_replay_each_once_into_the_source_topic(
         assert not any(k.startswith("streamer.dlq.") for k, _ in r.headers)
 
 
-def test_replay_killed_midway_resumes_and_replays_each_exactly_once(
-    kafka_settings: Settings, new_topic: Callable[..., str], tmp_path: Path
-) -> None:
+def _replay_setup(
+    kafka_settings: Settings, new_topic: Callable[..., str], total: int
+) -> tuple[Settings, str, str]:
+    """``total`` dead letters (3 partitions) and an empty target topic."""
     source, dlq, target = new_topic(partitions=2), new_topic(partitions=3), new_topic(partitions=2)
     settings = kafka_settings.model_copy(update={"input_topic": source, "dlq_topic": dlq})
-    total = 300
     _dead_letters(settings, source, dlq, _malformed("k", "not-json", total), DAY1)
-    args = ["dlq", "replay", "--to", target, "--batch-size", "10", "--rate", "100"]
+    return settings, dlq, target
 
+
+def _start_replay(settings: Settings, args: list[str], at_least: int) -> subprocess.Popen[str]:
+    """A replay process, once its progress line says it replayed ``at_least``."""
     proc = subprocess.Popen(
         [*STREAMER, *args], env=_env(settings), stderr=subprocess.PIPE, text=True
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 60
     progress = ""
-    try:
-        while time.monotonic() < deadline:
-            progress = proc.stderr.readline()
-            found = re.match(r"dlq replay: replayed (\d+),", progress)
-            if found and int(found[1]) >= 50:
-                break
-        else:
-            pytest.fail(f"no progress from the replay; last line {progress!r}")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(10)
-    assert 50 <= len(_replayed(settings, target)) < total
+    while time.monotonic() < deadline:
+        progress = proc.stderr.readline()
+        found = re.match(r"dlq replay: replayed (\d+),", progress)
+        if found and int(found[1]) >= at_least:
+            return proc
+    proc.kill()
+    proc.wait(10)
+    pytest.fail(f"no progress from the replay; last line {progress!r}")
 
-    res = _cli(settings, *args[:-2])
-    assert res.returncode == 0, res.stderr
+
+def _assert_each_replayed_once(settings: Settings, dlq: str, target: str, total: int) -> None:
     counts = Counter(r.header(REPLAYED_FROM) for r in _replayed(settings, target))
     assert len(counts) == total and set(counts.values()) == {1}
     assert {
         (f"{dlq}/{r.partition}/{r.offset}").encode()
         for r in read_topic(settings, str(settings.bootstrap), dlq)
     } == set(counts)
+
+
+def test_replay_killed_midway_resumes_and_replays_each_exactly_once(
+    kafka_settings: Settings, new_topic: Callable[..., str]
+) -> None:
+    total = 300
+    settings, dlq, target = _replay_setup(kafka_settings, new_topic, total)
+    args = ["dlq", "replay", "--to", target, "--batch-size", "10", "--rate", "100"]
+    proc = _start_replay(settings, args, at_least=50)
+    os.kill(proc.pid, signal.SIGKILL)  # most likely inside a transaction: the rate limit is
+    proc.wait(10)
+    assert 50 <= len(_replayed(settings, target)) < total
+
+    res = _cli(settings, *args[:-2])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("replayed ")
+    _assert_each_replayed_once(settings, dlq, target, total)
+
+
+def test_a_second_replay_in_the_same_group_fences_the_first(
+    kafka_settings: Settings, new_topic: Callable[..., str]
+) -> None:
+    total = 200
+    settings, dlq, target = _replay_setup(kafka_settings, new_topic, total)
+    args = ["dlq", "replay", "--to", target, "--batch-size", "10", "--rate", "50"]
+    first = _start_replay(settings, args, at_least=10)
+    try:
+        res = _cli(settings, *args[:-2])
+        assert res.returncode == 0, res.stderr
+        _, err = first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert first.returncode == 1
+    lines = [x for x in err.splitlines() if not x.startswith("dlq replay: ")]  # progress
+    assert len(lines) == 1 and lines[0].startswith("replay: "), err
+    assert "fenced" in lines[0]
+    _assert_each_replayed_once(settings, dlq, target, total)
 
 
 def _commit(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:

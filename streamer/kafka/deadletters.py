@@ -15,6 +15,7 @@ one and aborts its open transaction.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections import Counter
@@ -56,6 +57,16 @@ DEFAULT_REPLAY_GROUP = "streamer-dlq-replay"
 #: A read that receives nothing for this long before reaching the captured ends gives up.
 STALL_SECONDS = 60.0
 POLL_SECONDS = 0.5
+#: Longest a rate-limited replay keeps one transaction open (the broker aborts one after
+#: ``transaction.timeout.ms``, 60 s here).
+TXN_SECONDS = 5.0
+
+
+#: librdkafka's own log lines of these clients: their errors reach the user through the calls
+#: that fail (one line), never as log lines on the terminal.
+_LIBRDKAFKA_LOG = logging.getLogger("streamer.librdkafka.dlq")
+_LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+_LIBRDKAFKA_LOG.propagate = False
 
 
 class DeadLetterError(Exception):
@@ -198,7 +209,11 @@ def _consumer(settings: Settings, bootstrap: str, group: str | None = None) -> C
         settings,
         bootstrap,
         group_id=group or f"streamer-dlq-{os.getpid()}",
-        **{"enable.partition.eof": True, "enable.auto.offset.store": False, "log_level": 3},
+        **{
+            "enable.partition.eof": True,
+            "enable.auto.offset.store": False,
+            "logger": _LIBRDKAFKA_LOG,
+        },
     )
     return Consumer(conf)
 
@@ -447,7 +462,7 @@ class _Transactions:
                 "transactional.id": replay_transactional_id(group, topic),
                 "transaction.timeout.ms": 60_000,
                 "linger.ms": 5,
-                "log_level": 3,
+                "logger": _LIBRDKAFKA_LOG,
             },
         )
         self.producer = Producer(conf)
@@ -527,6 +542,10 @@ def replay(
     txn: _Transactions | None = None
     try:
         partitions = _partitions(consumer, topic)
+        if not options.dry_run:
+            # First: this fences a killed replay and ends its open transaction, so the
+            # committed offsets read next are final.
+            txn = _Transactions(settings, bootstrap, topic, options.group)
         try:
             committed = consumer.committed(
                 [TopicPartition(topic, p) for p in partitions], timeout=30
@@ -538,9 +557,10 @@ def replay(
             for tp in committed
         }
         read = BoundedRead(consumer, topic, starts)
-        if not options.dry_run:
-            txn = _Transactions(settings, bootstrap, topic, options.group)
         bucket = TokenBucket(options.rate) if options.rate else None
+        batch_size = options.batch_size
+        if options.rate:  # a transaction open for at most ~TXN_SECONDS while rate-limited
+            batch_size = max(1, min(batch_size, int(options.rate * TXN_SECONDS)))
         batch: list[tuple[str, DeadLetter]] = []
         positions: dict[int, int] = {}
 
@@ -569,15 +589,13 @@ def replay(
                 on_letter(letter, target)
             else:
                 result.skipped += 1
-            if len(batch) >= options.batch_size or result.read % 10_000 == 0:
+            if len(batch) >= batch_size or result.read % 10_000 == 0:
                 flush()
         flush()
     except KafkaException as exc:
         raise DeadLetterError(f"{topic}: {_reason(exc)}") from None
     finally:
-        consumer.close()
-        if txn is not None:
-            txn.producer.flush(10)
+        consumer.close()  # an unfinished transaction: the broker aborts it (or the next run)
     return result
 
 
