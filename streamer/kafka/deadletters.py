@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -447,10 +447,6 @@ class ReplayOptions:
     rate: float | None = None
 
 
-def _target(letter: DeadLetter, settings: Settings, to: str | None) -> str:
-    return to or letter.source_topic or settings.input_topic
-
-
 class _Transactions:
     """The replay's transactional producer: one transaction per batch, group offsets inside."""
 
@@ -510,14 +506,26 @@ class _Transactions:
         self._call(lambda: self.producer.commit_transaction(60))
 
 
-def _check_targets(consumer: Consumer, names: Iterable[str], known: set[str]) -> None:
-    for name in names:
-        if name in known:
-            continue
+def _check_target(consumer: Consumer, name: str, known: set[str]) -> None:
+    if name not in known:
         meta = consumer.list_topics(name, timeout=10).topics.get(name)
         if meta is None or meta.error is not None or not meta.partitions:
             raise DeadLetterError(f"replay target topic {name!r} does not exist (--to TOPIC?)")
         known.add(name)
+
+
+def _committed(
+    consumer: Consumer, topic: str, partitions: list[int], group: str
+) -> dict[int, int | None]:
+    """The group's committed offset per partition (None: nothing committed yet)."""
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
+    except KafkaException as exc:
+        raise DeadLetterError(f"group {group}: {_reason(exc)}") from None
+    return {
+        tp.partition: None if tp.offset == OFFSET_INVALID or tp.offset < 0 else tp.offset
+        for tp in committed
+    }
 
 
 def replay(
@@ -536,67 +544,85 @@ def replay(
     not selected by reason or ``since`` are passed over and committed with the batch: a replay
     with other filters over the same range needs another group. ``on_letter`` sees each one
     selected (dry run: would be replayed), ``on_batch`` the counts after each batch."""
-    consumer = _consumer(settings, bootstrap, options.group)
-    result = ReplayResult()
-    known_targets: set[str] = set()
-    txn: _Transactions | None = None
+    run = _Replay(settings, topic, selection, options, on_batch, on_letter)
+    run.consumer = _consumer(settings, bootstrap, options.group)
     try:
-        partitions = _partitions(consumer, topic)
+        partitions = _partitions(run.consumer, topic)
         if not options.dry_run:
             # First: this fences a killed replay and ends its open transaction, so the
             # committed offsets read next are final.
-            txn = _Transactions(settings, bootstrap, topic, options.group)
-        try:
-            committed = consumer.committed(
-                [TopicPartition(topic, p) for p in partitions], timeout=30
-            )
-        except KafkaException as exc:
-            raise DeadLetterError(f"group {options.group}: {_reason(exc)}") from None
-        starts: dict[int, int | None] = {
-            tp.partition: None if tp.offset == OFFSET_INVALID or tp.offset < 0 else tp.offset
-            for tp in committed
-        }
-        read = BoundedRead(consumer, topic, starts)
-        bucket = TokenBucket(options.rate) if options.rate else None
-        batch_size = options.batch_size
-        if options.rate:  # a transaction open for at most ~TXN_SECONDS while rate-limited
-            batch_size = max(1, min(batch_size, int(options.rate * TXN_SECONDS)))
-        batch: list[tuple[str, DeadLetter]] = []
-        positions: dict[int, int] = {}
-
-        def flush() -> None:
-            if txn is not None and (batch or positions):
-                txn.commit(batch, positions, consumer.consumer_group_metadata(), bucket)
-            result.replayed += len(batch)
-            result.targets.update(t for t, _ in batch)
-            batch.clear()
-            positions.clear()
-            result.remaining = read.remaining
-            on_batch(result)
-
-        for msg in read:
-            letter = DeadLetter.from_message(msg)
-            if selection.until is not None and letter.when > selection.until:
-                read.stop(letter.partition)
-                result.left += 1
-                continue
-            result.read += 1
-            positions[letter.partition] = letter.offset + 1
-            if selection.matches(letter):
-                target = _target(letter, settings, options.to)
-                _check_targets(consumer, [target], known_targets)
-                batch.append((target, letter))
-                on_letter(letter, target)
-            else:
-                result.skipped += 1
-            if len(batch) >= batch_size or result.read % 10_000 == 0:
-                flush()
-        flush()
+            run.txn = _Transactions(settings, bootstrap, topic, options.group)
+        starts = _committed(run.consumer, topic, partitions, options.group)
+        run.read = BoundedRead(run.consumer, topic, starts)
+        for msg in run.read:
+            run.take(DeadLetter.from_message(msg))
+        run.flush()
     except KafkaException as exc:
         raise DeadLetterError(f"{topic}: {_reason(exc)}") from None
     finally:
-        consumer.close()  # an unfinished transaction: the broker aborts it (or the next run)
-    return result
+        run.consumer.close()  # an unfinished transaction: the broker aborts it (or the next run)
+    return run.result
+
+
+class _Replay:
+    """The state of one replay: the batch being gathered, and the counts so far."""
+
+    consumer: Consumer
+    read: BoundedRead
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        selection: Selection,
+        options: ReplayOptions,
+        on_batch: Callable[[ReplayResult], None],
+        on_letter: Callable[[DeadLetter, str], None],
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.selection = selection
+        self.options = options
+        self.on_batch = on_batch
+        self.on_letter = on_letter
+        self.result = ReplayResult()
+        self.txn: _Transactions | None = None
+        self.bucket = TokenBucket(options.rate) if options.rate else None
+        self.batch_size = options.batch_size
+        if options.rate:  # a transaction open for at most ~TXN_SECONDS while rate-limited
+            self.batch_size = max(1, min(self.batch_size, int(options.rate * TXN_SECONDS)))
+        self.batch: list[tuple[str, DeadLetter]] = []
+        self.positions: dict[int, int] = {}  # partition -> offset to commit
+        self.targets: set[str] = set()  # known to exist
+
+    def take(self, letter: DeadLetter) -> None:
+        result = self.result
+        if self.selection.until is not None and letter.when > self.selection.until:
+            self.read.stop(letter.partition)
+            result.left += 1
+            return
+        result.read += 1
+        self.positions[letter.partition] = letter.offset + 1
+        if self.selection.matches(letter):
+            target = self.options.to or letter.source_topic or self.settings.input_topic
+            _check_target(self.consumer, target, self.targets)
+            self.batch.append((target, letter))
+            self.on_letter(letter, target)
+        else:
+            result.skipped += 1
+        if len(self.batch) >= self.batch_size or result.read % 10_000 == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.txn is not None and (self.batch or self.positions):
+            metadata = self.consumer.consumer_group_metadata()
+            self.txn.commit(self.batch, self.positions, metadata, self.bucket)
+        self.result.replayed += len(self.batch)
+        self.result.targets.update(t for t, _ in self.batch)
+        self.batch.clear()
+        self.positions.clear()
+        self.result.remaining = self.read.remaining
+        self.on_batch(self.result)
 
 
 def pretty_payload(value: bytes | None) -> tuple[str, str]:
