@@ -459,17 +459,25 @@ class _Transactions:
                 "transaction.timeout.ms": 60_000,
                 "linger.ms": 5,
                 "logger": _LIBRDKAFKA_LOG,
+                "error_cb": self._on_error,
             },
         )
+        #: The error that made the producer unusable (fenced by a newer replay, ...): a
+        #: later call says only "Fatal error".
+        self.fatal: KafkaError | None = None
         self.producer = Producer(conf)
         self.topic = topic
         self._call(lambda: self.producer.init_transactions(30))
 
-    def _call(self, fn: Callable[[], object]) -> None:
+    def _call(self, fn: Callable[..., object], *args: Any) -> None:
         try:
-            fn()
+            fn(*args)
         except KafkaException as exc:
             self._fail(exc)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal() and self.fatal is None:
+            self.fatal = err
 
     def _fail(self, exc: KafkaException) -> NoReturn:
         """Abort the open transaction (when that is what the error asks) and say why."""
@@ -477,7 +485,31 @@ class _Transactions:
         if isinstance(err, KafkaError) and err.txn_requires_abort():
             with contextlib.suppress(KafkaException):
                 self.producer.abort_transaction(30)
-        raise DeadLetterError(f"replay: {_reason(exc)}") from None
+        why = _reason(exc)
+        if (isinstance(err, KafkaError) and err.fatal()) or "Fatal error" in why:
+            why = self._fatal_reason() or why
+        raise DeadLetterError(f"replay: {why}") from None
+
+    def _fatal_reason(self) -> str | None:
+        """Why the producer became unusable, once _on_error heard of it (within a second)."""
+        deadline = time.monotonic() + 1.0
+        while self.fatal is None and time.monotonic() < deadline:
+            try:
+                self.producer.poll(0.1)  # serves _on_error
+            except KafkaException as exc:  # the fatal error itself may surface here
+                return _reason(exc)
+        return None if self.fatal is None else self.fatal.str()
+
+    def _produce(self, target: str, letter: DeadLetter) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    target, letter.value, letter.key, headers=letter.replay_headers()
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self.producer.poll(0.1)
+        self.producer.poll(0)
 
     def commit(
         self,
@@ -490,17 +522,7 @@ class _Transactions:
         for target, letter in batch:
             if bucket is not None:
                 bucket.take()
-            while True:
-                try:
-                    self.producer.produce(
-                        target, letter.value, letter.key, headers=letter.replay_headers()
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)
-                except KafkaException as exc:
-                    self._fail(exc)
-            self.producer.poll(0)
+            self._call(self._produce, target, letter)
         offsets = [TopicPartition(self.topic, p, o) for p, o in sorted(positions.items())]
         self._call(lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, 30))
         self._call(lambda: self.producer.commit_transaction(60))
