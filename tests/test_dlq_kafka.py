@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from test_tail import ROOT, STREAMER
 
 from streamer.classifier import ReloadableClassifier
@@ -26,6 +26,12 @@ from streamer.timespec import parse_instant
 
 DAY1 = parse_instant("2026-12-01T10:00:00Z")
 DAY2 = parse_instant("2026-12-02T10:00:00Z")
+#: Answers of a broker that has just started, for a group it did not know.
+COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -370,10 +376,26 @@ def test_a_second_replay_in_the_same_group_fences_the_first(
     _assert_each_replayed_once(settings, dlq, target, total)
 
 
+def _commit_offsets(consumer: Consumer, topic: str, offsets: dict[int, int]) -> None:
+    """Commit, asking again while a new group's coordinator is still being chosen."""
+    for _ in range(20):
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                asynchronous=False,
+            )
+            return
+        except KafkaException as exc:
+            if exc.args[0].code() not in COORDINATOR_NOT_READY:
+                raise
+            time.sleep(0.5)
+    pytest.fail("the group's coordinator never accepted the commit")
+
+
 def _commit(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:
     assert settings.bootstrap
     c = Consumer(consumer_config(settings, settings.bootstrap, group_id=group))
-    c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    _commit_offsets(c, topic, offsets)
     c.close()
 
 
@@ -454,7 +476,7 @@ def test_replay_since_refuses_while_the_group_has_live_members(
     deadline = time.monotonic() + 60
     while not member.assignment() and time.monotonic() < deadline:
         member.poll(0.2)
-    member.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+    _commit_offsets(member, topic, {0: 3})
     try:
         args = ["replay", "--since", "1d", "--group", group, "--topic", topic]
         res = _cli(kafka_settings, *args)
