@@ -70,8 +70,9 @@ def dlq_list(
     as_json: JsonOpt = False,
     bootstrap: BootstrapOpt = None,
 ) -> None:
-    """One line per dead letter (partition:offset, time, reason, source, key, detail), oldest
-    first per partition, up to the end the topic had when the command started."""
+    """One line per dead letter: partition:offset, time, reason, source, key, detail.
+
+    Oldest first per partition, up to the end the topic had when the command started."""
     from streamer.kafka.deadletters import DeadLetterError, read_dead_letters, safe_text
 
     settings = _settings(bootstrap=bootstrap)
