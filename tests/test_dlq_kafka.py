@@ -301,6 +301,20 @@ def test_replay_dry_run_then_replay_each_once_into_the_source_topic(
         assert (r.key, r.value) == (letter.key, letter.value) and r.value == b"this is not json"
         assert not any(k.startswith("streamer.dlq.") for k, _ in r.headers)
 
+    # still malformed: the pipeline dead-letters them again, traceable to the first dead letter
+    every = _read_messages(
+        settings, source, len(read_topic(settings, str(settings.bootstrap), source))
+    )
+    again = [m for m in every if dict(m.headers() or []).get(REPLAYED_FROM)]  # type: ignore[attr-defined]
+    outputs, _ = Pipeline(
+        ReloadableClassifier(list(settings.files)), output_topic="unused", dlq_topic=dlq
+    ).process(again)  # type: ignore[arg-type]
+    assert len(outputs) == 4
+    for o in outputs:
+        names = dict(o.headers or [])
+        assert names["streamer.dlq.reason"] == b"not-json"
+        assert names[REPLAYED_FROM].decode().startswith(f"{dlq}/")
+
 
 def _replay_setup(
     kafka_settings: Settings, new_topic: Callable[..., str], total: int
