@@ -18,6 +18,7 @@ from test_tail import ROOT, STREAMER
 
 from streamer.classifier import ReloadableClassifier
 from streamer.config import Settings
+from streamer.devkit.broker import free_port
 from streamer.kafka.clients import consumer_config, producer_config
 from streamer.kafka.deadletters import REPLAYED_FROM
 from streamer.kafka.topics import TopicRecord, read_topic
@@ -248,6 +249,14 @@ def test_failure_modes_are_one_line(kafka_settings: Settings) -> None:
     )
     res = _cli(kafka_settings, "replay", "--since", "2h", "--topic", "no.such.topic")
     assert (res.returncode, res.stderr.strip()) == (1, "topic 'no.such.topic' does not exist")
+    # no broker at the address: one line, exit 1, before any client starts
+    address = f"127.0.0.1:{free_port()}"
+    for args in (["dlq", "summary"], ["dlq", "replay"], ["replay", "--since", "1h"]):
+        res = _cli(kafka_settings, *args, "-b", address)
+        assert (res.returncode, res.stderr.strip()) == (
+            1,
+            f"Kafka at {address} does not answer: nothing accepts connections",
+        ), args
     res = _cli(kafka_settings, "replay")
     assert (res.returncode, res.stderr.strip()) == (
         2,
