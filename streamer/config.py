@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     files: list[Path] = Field(
         default_factory=list, description="Rule files in load order; empty = shipped rules."
     )
+    site_files: list[Path] = Field(
+        default_factory=list,
+        description="Your own rule files, loaded before `files` (the shipped rules by default): "
+        "the lowest index wins, so they take precedence.",
+    )
     back_pressure: int = Field(131072, ge=1)
     pool_size: int = Field(default_factory=default_pool_size, ge=1)
     cache_size: int = Field(1024, ge=0)
@@ -277,7 +282,8 @@ class Settings(BaseSettings):
 
     @property
     def rule_files(self) -> list[Path]:
-        return list(self.files)
+        """Every rule file in load order: ``site_files``, then ``files``."""
+        return [*self.site_files, *self.files]
 
     def kafka_client_config(self) -> dict[str, Any]:
         """librdkafka settings shared by every confluent-kafka client (bootstrap excluded)."""

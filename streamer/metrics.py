@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from streamer.analytics.batch import Folded
 from streamer.analytics.heavy import BoundedDimension
-from streamer.records import RECORD_TYPES
+from streamer.records import LOG_HOOK_TYPE, RECORD_TYPES
 
 #: Where a record waits (``streamer_stage_seconds``), one observation per batch: ms to seconds.
 STAGES = ("fetch", "queue", "process", "deliver")
@@ -281,9 +281,10 @@ class DeliverabilityMetrics:
         return child
 
 
-#: Record types exported as themselves; any other type (an input value: a newer KumoMTA's, or
+#: Record types exported as themselves (and ``log_hook``: a log hook's bookkeeping records,
+#: ``streamer.records.is_log_hook_record``); any other type (an input value: a newer KumoMTA's, or
 #: garbage) is counted as ``other``, so the series stay bounded whatever the input says.
-SERIES_TYPES = frozenset({*RECORD_TYPES, "malformed"})
+SERIES_TYPES = frozenset({*RECORD_TYPES, LOG_HOOK_TYPE, "malformed"})
 
 
 def _series_type(rtype: str) -> str:

@@ -5,7 +5,9 @@ Each input message becomes at most one output:
 - a classifiable record (``streamer.records.CLASSIFIABLE_TYPES``) is enriched with
   ``bounce_classification`` and ``classification`` and goes to the output topic;
 - any other record type follows ``non_classifiable``: ``pass`` (to the output topic unchanged),
-  ``drop`` (no output) or ``topic:NAME`` (to NAME unchanged);
+  ``drop`` (no output) or ``topic:NAME`` (to NAME unchanged); so does a log hook's bookkeeping
+  record (``streamer.records.is_log_hook_record``) whatever its type, counted as
+  ``streamer.records.LOG_HOOK_TYPE``: never classified, never a delivery, never a suppression;
 - a malformed message (see ``streamer.records.decode_record``) goes to the dead-letter topic
   byte for byte, with headers naming the reason, the source topic/partition/offset and the time.
 
@@ -32,6 +34,8 @@ from streamer.evidence import FEEDBACK_REPORT
 from streamer.feedback import feedback_label
 from streamer.records import (
     CLASSIFIABLE_TYPES,
+    LOG_HOOK_TYPE,
+    LOG_RECORD_PROTOCOL,
     MalformedRecord,
     accept,
     classification_object,
@@ -160,7 +164,9 @@ class Pipeline:
                 self._dead_letter(msg, raw, *_malformed_reason(raw, max_bytes), append, stats)
                 continue
             rtype = record["type"]
-            if rtype in classifiable:
+            if record.get("reception_protocol") == LOG_RECORD_PROTOCOL:  # records.effective_type
+                rtype = LOG_HOOK_TYPE
+            elif rtype in classifiable:
                 self._classified(msg, raw, record, rtype, classifier, append, stats)
                 continue
             events_in[rtype] += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -37,6 +38,17 @@ CLASSIFIABLE_TYPES = frozenset(
     {"Bounce", "TransientFailure", "Expiration", "AdminBounce", "OOB", "Feedback", "Rejection"}
 )
 
+#: ``reception_protocol`` of the messages a KumoMTA log hook makes of its own log records (its
+#: ``should_enqueue_log_record`` docs; ``policy-extras/log_hooks.lua`` and the hook's own loop
+#: guard test exactly this value). Their delivery attempts are logged like any message's: in the
+#: *local* log files, each shipped record adds a ``Delivery`` (or ``TransientFailure``/``Bounce``
+#: when shipping failed) of the hook's queue (``<hook name>.log_hook`` with ``log_hooks.lua``,
+#: any name with a hand-written hook) carrying the *original* record's sender and recipient.
+LOG_RECORD_PROTOCOL = "LogRecord"
+#: The type streamer counts and routes such a bookkeeping record as: not a KumoMTA type, so
+#: never classified, never a delivery or an outcome, never a suppression or its lifting.
+LOG_HOOK_TYPE = "log_hook"
+
 #: Stable reason codes of :class:`MalformedRecord` (used as the dead-letter reason).
 MALFORMED_REASONS = (
     "too-large",
@@ -59,6 +71,72 @@ class MalformedRecord(ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+def is_log_hook_record(record: Mapping[str, Any]) -> bool:
+    """Whether ``record`` is KumoMTA's record of delivering a log hook's message (see
+    :data:`LOG_RECORD_PROTOCOL`), whatever its type: bookkeeping, not mail."""
+    return record.get("reception_protocol") == LOG_RECORD_PROTOCOL
+
+
+def effective_type(record: Mapping[str, Any]) -> Any:
+    """The type streamer handles ``record`` as: :data:`LOG_HOOK_TYPE` for a log hook's
+    bookkeeping record, else its ``type``. Every consumer of records asks this, not ``type``."""
+    if record.get("reception_protocol") == LOG_RECORD_PROTOCOL:
+        return LOG_HOOK_TYPE
+    return record.get("type")
+
+
+#: ``RCPT TO:<path>`` as a client sends it (any case, optional spaces, ESMTP parameters after,
+#: the brackets perhaps missing or unclosed: KumoMTA logs refused syntax errors too).
+_RCPT_COMMAND = re.compile(r"\s*RCPT\s+TO\s*:\s*(?:<([^>]*)>?|([^\s<>]*))", re.IGNORECASE)
+
+
+def rejected_recipient(record: Mapping[str, Any]) -> str | None:
+    """The address a ``Rejection`` of an SMTP ``RCPT TO`` refused, from ``response.command``
+    (the client's line, kept as sent); ``""`` when the command names none (never the record's
+    ``recipient``: that is someone else); None for any other record.
+
+    KumoMTA fills such a record's ``recipient`` with the transaction's last *accepted*
+    recipient (``""`` before any), so the refused address is only in the command.
+    """
+    if record.get("type") != "Rejection":
+        return None
+    response = record.get("response")
+    command = response.get("command") if type(response) is dict else None
+    if type(command) is not str:
+        return None
+    m = _RCPT_COMMAND.match(command)
+    if m is None:
+        return None
+    path = m[1] if m[1] is not None else m[2]
+    if path.startswith("@") and ":" in path:  # a source route (RFC 5321 4.1.2): ignored
+        path = path.partition(":")[2]
+    return path.strip()
+
+
+def recipients(record: Mapping[str, Any]) -> list[str]:
+    """The recipients a record's outcome concerns: the refused address of a ``Rejection`` of
+    ``RCPT TO`` (:func:`rejected_recipient`), nobody for a log hook's bookkeeping record,
+    else ``recipient`` (a string, or a list for a multi-recipient transaction). Provider,
+    suppressions and reports take the recipient from here; the record itself is never changed.
+    """
+    if record.get("reception_protocol") == LOG_RECORD_PROTOCOL:
+        return []
+    refused = rejected_recipient(record)
+    if refused is not None:
+        return [refused] if refused else []
+    r = record.get("recipient")
+    if type(r) is list:
+        return [x for x in r if type(x) is str]
+    return [r] if type(r) is str else []
+
+
+def first_recipient(record: Mapping[str, Any]) -> str | None:
+    """The first of :func:`recipients` (a multi-recipient transaction's share one destination
+    domain: KumoMTA batches per queue), or None."""
+    found = recipients(record)
+    return found[0] if found else None
 
 
 def response_line(response: dict[str, Any]) -> str:
@@ -108,7 +186,11 @@ def accept(raw: bytes | None, max_bytes: int | None = None) -> dict[str, Any] | 
     rtype = record.get("type")
     if type(rtype) is not str:
         return None
-    if rtype in CLASSIFIABLE_TYPES and not response_is_valid(record.get("response")):
+    if (
+        rtype in CLASSIFIABLE_TYPES
+        and not response_is_valid(record.get("response"))
+        and record.get("reception_protocol") != LOG_RECORD_PROTOCOL  # not classified: no check
+    ):
         return None
     return record
 
@@ -129,6 +211,7 @@ def decode_record(raw: bytes, max_bytes: int | None = None) -> dict[str, Any]:
     """Decode one JSON log record; raises :class:`MalformedRecord` with a stable reason.
 
     Accepts exactly what :func:`accept` accepts; the slower checks below only name the reason.
+    A log hook's bookkeeping record is never classified, so its response is not checked.
     """
     record = accept(raw, max_bytes)
     if record is not None:
@@ -180,10 +263,11 @@ def set_classification(
 def enrich(record: dict[str, Any], classifier: Classifier | ReloadableClassifier) -> dict[str, Any]:
     """Add ``bounce_classification`` and ``classification`` to classifiable records (in place).
 
-    Other record types are returned unchanged; every other field is left untouched. A Feedback
-    record with a usable ARF report is labelled from it (``streamer.feedback``).
+    Other record types (and a log hook's bookkeeping records) are returned unchanged; every
+    other field is left untouched. A Feedback record with a usable ARF report is labelled from
+    it (``streamer.feedback``).
     """
-    rtype = record.get("type")
+    rtype = effective_type(record)
     if rtype not in CLASSIFIABLE_TYPES:
         return record
     current = getattr(classifier, "current", classifier)  # a ReloadableClassifier's snapshot

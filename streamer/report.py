@@ -37,7 +37,13 @@ from streamer.analytics.windows import WindowedStats, row_key
 from streamer.classifier import Classifier
 from streamer.feedback import feedback_label, feedback_type
 from streamer.inputs import Input, InputError, read_lines
-from streamer.records import CLASSIFIABLE_TYPES, response_is_valid, response_line
+from streamer.records import (
+    CLASSIFIABLE_TYPES,
+    LOG_HOOK_TYPE,
+    effective_type,
+    response_is_valid,
+    response_line,
+)
 from streamer.rules import UNCATEGORIZED
 
 #: Outcome columns of the rates, in display order (delivered = Delivery records).
@@ -73,6 +79,7 @@ class ReportData:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rules: Counter[tuple[str, str]] = field(default_factory=Counter)
     records: int = 0
+    log_hook: int = 0  # of the records: a log hook's bookkeeping (records.is_log_hook_record)
     skipped: int = 0
     sources: list[str] = field(default_factory=list)
     from_stats: bool = False
@@ -115,7 +122,7 @@ class RecordReader:
         self._pending = 0
 
     def add(self, record: Mapping[str, Any]) -> None:
-        rtype = record.get("type")
+        rtype = effective_type(record)  # a log hook's bookkeeping record: no outcome, no label
         if not isinstance(rtype, str):
             self.data.skipped += 1
             return
@@ -153,6 +160,8 @@ class RecordReader:
         provider = self.providers.match_record(record)
         self.aggregator.add(record, rtype, label, category, provider, line)
         self.data.records += 1
+        if rtype == LOG_HOOK_TYPE:
+            self.data.log_hook += 1
         self._pending += 1
         if self._pending >= 5000:
             self._merge()
@@ -214,6 +223,7 @@ def latest_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def stats_data(rows: Iterable[Mapping[str, Any]], source: str) -> ReportData:
     data = ReportData(rows=latest_rows(rows), sources=[source], from_stats=True)
     data.records = sum(sum(r.get("counts", {}).values()) for r in data.rows)
+    data.log_hook = sum(int(r.get("counts", {}).get(LOG_HOOK_TYPE, 0)) for r in data.rows)
     return data
 
 
@@ -489,6 +499,11 @@ def summary(data: ReportData, t: Tables) -> list[str]:
     if t.gaps:
         g = t.gaps[0]
         lines.append(f"Top rule gap: {g['template']!r} ({g['records']:,} responses).")
+    if data.log_hook:
+        lines.append(
+            f"{data.log_hook:,} records were a log hook's bookkeeping (KumoMTA's deliveries of"
+            " the log records it shipped): counted apart, never as outcomes."
+        )
     if data.skipped:
         lines.append(f"{data.skipped:,} input lines were not KumoMTA records and were skipped.")
     return lines

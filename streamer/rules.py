@@ -60,10 +60,12 @@ SUPPORTED_EXTENSIONS = (".toml", ".json", ".json5")
 
 
 class RulesError(Exception):
-    """A rule set could not be loaded. ``errors`` holds one message per problem."""
+    """A rule set could not be loaded. ``errors`` holds one message per problem; ``warnings``
+    what ``label_warnings`` would also say of the files (shown beside the errors)."""
 
-    def __init__(self, errors: Sequence[str]) -> None:
+    def __init__(self, errors: Sequence[str], warnings: Sequence[str] = ()) -> None:
         self.errors = list(errors)
+        self.warnings = list(warnings)
         super().__init__("\n".join(self.errors))
 
 
@@ -276,6 +278,7 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
     translations: list[Translation] = []
     positions: list[int] = []
     labels: dict[str, None] = {}
+    label_files: dict[str, str] = {}  # label -> the first file that lists it
     notes: list[str] = []
     digest = hashlib.sha256()
     for path in paths:
@@ -295,6 +298,7 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
                 )
                 continue
             labels.setdefault(label, None)
+            label_files.setdefault(label, path)
             for pos, pattern in enumerate(patterns):
                 # The error prefix is only formatted for a failing pattern (10,000-rule sets).
                 if not isinstance(pattern, str):
@@ -313,7 +317,7 @@ def load_rules(files: Iterable[str | PathLike[str]]) -> RuleSet:
                 translations.append(tr)
                 positions.append(pos)
     if errors:
-        raise RulesError(errors)
+        raise RulesError(errors, _warnings(label_files, notes))
     return RuleSet(
         rules=rules,
         labels=list(labels),
@@ -342,14 +346,24 @@ def label_warnings(ruleset: RuleSet) -> list[str]:
     Custom labels are allowed (KumoMTA accepts any name), so these are warnings; a name far from
     every predefined label is taken as deliberate and not reported.
     """
+    real = {display_rule_file(f): f for f in ruleset.files}
     first_file: dict[str, str] = {}
     for rule in ruleset.rules:
-        first_file.setdefault(rule.label, rule.file)
-    warnings = list(ruleset.notes)
-    for label in ruleset.labels:
+        first_file.setdefault(rule.label, real.get(rule.file, rule.file))
+    for label in ruleset.labels:  # a label with an empty list has no rule to say where
+        first_file.setdefault(label, ", ".join(ruleset.files))
+    return _warnings(first_file, ruleset.notes)
+
+
+def _warnings(label_files: dict[str, str], notes: Sequence[str]) -> list[str]:
+    """``notes`` and a warning per misspelled predefined label, at the line it is written on
+    in the first file that lists it."""
+    warnings = list(notes)
+    for label, path in label_files.items():
         closest = _closest_predefined(label)
         if closest is not None:
-            where = first_file.get(label, ", ".join(ruleset.files))
+            lines = _Locator(path).key_lines(label)
+            where = _at(display_rule_file(path), lines[0] if lines else None)
             warnings.append(
                 f"{where}: label {label!r} is not a predefined label; did you mean {closest!r}? "
                 "(custom labels are allowed)"

@@ -3,12 +3,15 @@
 ``kafka_bootstrap`` starts a dedicated local broker (its own state directory under pytest's tmp
 dir, random free 127.0.0.1 ports) and stops it when the session ends; with
 ``STREAMER_TEST_BOOTSTRAP=host:port`` the tests use that cluster instead and leave it running.
-Tests that use it are marked ``kafka`` automatically (``-m "not kafka"`` skips them).
+Tests that use it are marked ``kafka`` automatically (``-m "not kafka"`` leaves them out), and
+so is every test of ``test_security_kafka.py`` (some start a broker of their own).
 
 The session broker runs in secure mode (``streamer kafka start --secure``): its PLAINTEXT
 listener, which every other test uses, works as before (as a super user), and
 ``secure_broker`` gives the security tests its SASL_SSL listeners (one with a certificate for
-another host name), CA and admin connection.
+another host name), CA and admin connection. Those tests are marked ``secure``: with
+``STREAMER_TEST_BOOTSTRAP`` they fail saying so (another cluster has no such listeners), rather
+than skip unseen; ``-m "not secure"`` leaves them out.
 """
 
 from __future__ import annotations
@@ -32,11 +35,17 @@ from streamer.kafka.admin import create_topics
 from streamer.kafka.probe import check_bootstrap
 
 _KAFKA_FIXTURES = {"kafka_bootstrap", "new_topic", "kafka_settings", "secure_broker"}
+#: Modules all of whose tests are the security tier (marked here: the file is left as it is).
+_SECURE_MODULES = {"test_security_kafka"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        secure = "secure_broker" in fixtures or item.path.stem in _SECURE_MODULES
+        if secure:
+            item.add_marker(pytest.mark.secure)
+        if secure or _KAFKA_FIXTURES & fixtures:
             item.add_marker(pytest.mark.kafka)
 
 
@@ -92,9 +101,14 @@ def kafka_bootstrap(_session_broker: BrokerState | None) -> str:
 
 @pytest.fixture(scope="session")
 def secure_broker(_session_broker: BrokerState | None) -> BrokerState:
-    """The session broker's state with its SASL_SSL listeners (skips on another cluster)."""
-    if _session_broker is None or not _session_broker.secure_bootstrap:
-        pytest.skip("the security tests need the session's own local broker")
+    """The session broker's state with its SASL_SSL listeners (fails on another cluster)."""
+    if _session_broker is None:
+        pytest.fail(
+            "STREAMER_TEST_BOOTSTRAP is set: the security tests need the session's own secure "
+            "broker; unset it to run them, or leave them out with -m 'not secure'",
+            pytrace=False,
+        )
+    assert _session_broker.secure_bootstrap, "the session broker was started --secure"
     return _session_broker
 
 

@@ -1,11 +1,13 @@
-"""The system programs some tests need (Debian's ``prometheus`` and ``chromium``, installed by
-deploy/setup-system.sh): skip naming what to install when one is missing, except on CI
-(``CI=true``), where a missing program fails the test instead of hiding it."""
+"""The parts some tests need that an install may lack: system programs (Debian's ``prometheus``
+and ``chromium``, installed by deploy/setup-system.sh) and the analytics' C extension (optional:
+built where a C compiler is found). When one is missing the test skips naming what to install,
+except on CI (``CI=true``), where it fails instead of hiding the gap."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -15,10 +17,14 @@ def require(*programs: str, package: str) -> None:
     missing = [p for p in programs if shutil.which(p) is None]
     if not missing:
         return
-    message = (
+    lacking(
         f"{', '.join(missing)} not found: install Debian's `{package}` package "
         f"(deploy/setup-system.sh does it as root: apt-get install {package})"
     )
+
+
+def lacking(message: str) -> NoReturn:
+    """A part the test needs is missing: skip saying so, or fail on CI (``CI=true``)."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI must run this test: {message}", pytrace=False)
     pytest.skip(message)

@@ -97,3 +97,10 @@ def test_bad_entries_name_file_and_key(tmp_path: Path, text: str, needle: str) -
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TableError, match="file not found"):
         CategoryTable.load([tmp_path / "nope.toml"])
+
+
+def test_the_action_follows_the_category_the_reply_class_gives() -> None:
+    table = CategoryTable.shipped()
+    assert table.category("InvalidRecipient", 450) == "soft"
+    assert table.action("InvalidRecipient", 550) == table.action("InvalidRecipient")
+    assert table.action("InvalidRecipient", 450).startswith("retry later")

@@ -16,7 +16,7 @@ from streamer.analytics.templates import template
 from streamer.classifier import Classifier
 from streamer.cli import _register, app
 from streamer.config import shipped_rule_files
-from streamer.records import CLASSIFIABLE_TYPES
+from streamer.records import CLASSIFIABLE_TYPES, effective_type
 from streamer.rules import load_rules
 
 UNKNOWN = [
@@ -155,7 +155,7 @@ def test_cli_finds_the_bundled_samples_gaps_with_the_provider_rules_only() -> No
     for raw in sample.read_text().splitlines():
         record = json.loads(raw)
         response = record.get("response") or {}
-        if record["type"] in CLASSIFIABLE_TYPES and response.get("content"):
+        if effective_type(record) in CLASSIFIABLE_TYPES and response.get("content"):
             lines.add(record["response"]["content"])
     rules = [p for p in shipped_rule_files() if p.name.startswith("providers-")]
     args = ["gaps", "--json", "--top", "50", str(sample)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,9 +25,12 @@ from worker_harness import (
     wait_until,
 )
 
+from streamer.analytics.windows import event_time_ms
 from streamer.config import load_settings
+from streamer.devkit.broker import free_port
 from streamer.devkit.sample import SampleMessage, load_bundled_sample
 from streamer.kafka.clients import admin_client
+from streamer.records import effective_type
 
 pytestmark = pytest.mark.timeout(150)
 STREAMER = [sys.executable, "-c", "from streamer.cli import main; main()"]
@@ -73,7 +77,7 @@ def _finish(bootstrap: str, w: WorkerProcess, out: str, n: int) -> None:
 
 
 def _types(sent: list[SampleMessage]) -> Counter[str]:
-    return Counter(orjson.loads(m.value)["type"] for m in sent)
+    return Counter(effective_type(orjson.loads(m.value)) for m in sent)
 
 
 def test_counted_records_near_back_pressure_bring_the_stats_flush_forward(
@@ -152,6 +156,51 @@ def test_bundled_sample_stats_count_every_record_and_label(
     assert doc["gaps"] and all(g["count"] > 0 and g["example"] for g in doc["gaps"])
 
 
+def test_replaying_a_local_log_with_log_hook_records_keeps_every_suppression(
+    kafka_bootstrap: str, new_topic: Callable[..., str], worker, tmp_path: Path
+) -> None:
+    """A folder of KumoMTA's local logs with a log hook configured (``kumomta_records``): each
+    hard bounce is followed by the hook's Delivery of it, naming the bounced recipient. Replayed
+    with ``streamer produce`` through a worker, every suppression stays (no tombstone)."""
+    import kumomta_records as kr
+    import zstandard
+
+    inp, out = new_topic(1), new_topic(1)  # one partition: the hook's deliveries come after
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    records = kr.local_log_with_a_hook()
+    lines = [orjson.dumps(r) + b"\n" for r in records]
+    (logs / "20261206-201505.1").write_bytes(b"".join(lines[:10]))
+    packed = zstandard.ZstdCompressor().compress(b"".join(lines[10:]))
+    (logs / "20261206-201605.2").write_bytes(packed)
+    w = worker(inp, out)
+    w.wait_assigned(1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
+    replay = subprocess.run(
+        [*STREAMER, "produce", str(logs), "--topic", inp, "-b", kafka_bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert f"{len(records)} delivered, 0 failed" in replay.stdout
+    _finish(kafka_bootstrap, w, out, len(records))
+
+    history: dict[bytes | None, list[bytes | None]] = {}
+    for r in read_topic(kafka_bootstrap, f"{inp}.suppressions"):
+        history.setdefault(r.key, []).append(r.value)
+    assert set(history) == {b"gone1@gmail.com", b"gone2@gmail.com"}
+    assert all(len(values) == 1 and values[0] for values in history.values())  # no tombstone
+    # the hook's records went out as they came, and the stats count them apart
+    outputs = read_topic(kafka_bootstrap, out)
+    assert sorted(o.value for o in outputs if b'"LogRecord"' in (o.value or b"")) == sorted(
+        line.rstrip(b"\n") for line in lines if b'"LogRecord"' in line
+    )
+    types, _labels = stats_totals(kafka_bootstrap, f"{inp}.stats")
+    assert types["Delivery"] == 3 and types["log_hook"] == 10
+
+
 def test_hard_bounce_suppresses_and_a_later_delivery_takes_it_back(
     kafka_bootstrap: str, new_topic: Callable[..., str], worker
 ) -> None:
@@ -212,3 +261,44 @@ def test_hard_bounce_suppresses_and_a_later_delivery_takes_it_back(
         res = ConfigResource(ConfigResource.Type.TOPIC, name)
         config = admin.describe_configs([res])[res].result(timeout=10)
         assert config["cleanup.policy"].value == "compact"
+
+
+def test_startup_line_stats_endpoint_and_final_rows(
+    kafka_bootstrap: str, new_topic: Callable[..., str], worker
+) -> None:
+    """The start-up line names the ports the worker really listens on; ``/stats`` serves the
+    rows it holds (the session's, summing to what it consumed); a window's latest row is
+    ``final`` exactly when event time passed its end plus ``stats_grace``."""
+    inp, out = new_topic(2), new_topic(2)
+    sent = load_bundled_sample()
+    w = worker(inp, out, "--web-port", str(free_port()))
+    metrics_port, web_port = w.wait_started()
+    line = next(x for x in w.log().splitlines() if "worker starting" in x)
+    for field in (f"group=g-{inp}", f"input={inp}", f"output={out}", "exactly_once=False"):
+        assert field in line.split(), line
+    assert "analytics=on" in line.split() or "analytics='on (Python counter" in line, line
+    assert metrics_port > 0 and web_port > 0
+    w.wait_assigned(2)
+    produce(kafka_bootstrap, inp, sent)
+    wait_until(
+        lambda: sum(stats_totals(kafka_bootstrap, f"{inp}.stats")[0].values()) == len(sent),
+        60,
+        "the stats rows to count every record",
+        interval=0.5,
+    )
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/stats", timeout=10) as resp:
+        held = orjson.loads(resp.read())
+    _finish(kafka_bootstrap, w, out, len(sent))
+
+    rows = held["rows"]
+    assert sum(sum(r["counts"].values()) for r in rows) == len(sent)
+    assert all(set(r) == ROW_FIELDS - {"session"} for r in rows)
+    published = [
+        orjson.loads(v or b"{}") for v in latest_per_key(kafka_bootstrap, f"{inp}.stats").values()
+    ]
+    assert {r["session"] for r in published} == {held["session"]}
+    mark = max(event_time_ms(orjson.loads(m.value)) or 0 for m in sent)
+    grace_ms = load_settings().stats_grace * 1000
+    wrong = [r for r in published if r["final"] != (r["window_end"] + grace_ms <= mark)]
+    assert not wrong, wrong[0]
+    assert {r["final"] for r in published} == {True, False}

@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamer.analytics.analyzer import windows_from_settings
+from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.windows import Counts, Key, WindowedStats, event_time_ms, row_key
+from streamer.config import Settings
 
 MIN = 60_000
 T0 = 1_767_268_800_000  # 2026-01-01T12:00:00Z, a window boundary
@@ -43,7 +46,7 @@ def key(start: int, provider: str = "google", tenant: str = "t") -> Key:
 
 
 def make(**kw: Any) -> WindowedStats:
-    opts: dict[str, Any] = {"window_s": 60, "grace_s": 10, "idle_flush_s": 5, "clock": lambda: 0.0}
+    opts: dict[str, Any] = {"window_s": 60, "grace_s": 10, "clock": lambda: 0.0}
     opts.update(kw)
     return WindowedStats(**opts)
 
@@ -56,8 +59,9 @@ def test_row_schema_and_key() -> None:
     c = counts("Bounce", 2, "InvalidRecipient")
     c.add_gap("451 4.9.9 zork {n}", "451 4.9.9 zork 1")
     ws.add({key(T0): c}, now_wall=WALL)
-    [row] = ws.due(T0 + MIN + 10_000, WALL)
-    assert list(row) == FIELDS
+    [row] = ws.updates(T0 + MIN + 10_000, WALL)
+    assert list(row) == [*FIELDS, "final", "serial"]
+    assert row["final"] is True and row["serial"] == 1
     assert row["window_start"] == T0 and row["window_end"] == T0 + MIN
     assert row["counts"] == {"Bounce": 2}
     assert row["labels"] == {"InvalidRecipient": 2}
@@ -65,48 +69,62 @@ def test_row_schema_and_key() -> None:
         {"template": "451 4.9.9 zork {n}", "count": 1, "example": "451 4.9.9 zork 1"}
     ]
     assert orjson.loads(row_key(row)) == [T0, "google", "pool", "ip1", "t"]
+    row["session"] = "w/1"  # what the worker adds before it publishes
+    assert orjson.loads(row_key(row)) == [T0, "google", "pool", "ip1", "t", "w/1", 1]
 
 
-def test_emitted_by_event_time_only_after_end_plus_grace() -> None:
+def test_changed_rows_go_out_at_once_and_final_only_after_end_plus_grace() -> None:
     ws = make()
     ws.add({key(T0): counts()}, now_wall=WALL)
-    assert ws.due(T0 + MIN + 9_999, WALL + 1) == []
-    assert len(ws.due(T0 + MIN + 10_000, WALL + 1)) == 1
-    assert ws.due(T0 + MIN + 20_000, WALL + 2) == []  # emitted once
+    [row] = ws.updates(T0 + MIN + 9_999, WALL + 1)
+    assert row["final"] is False and row["counts"] == {"Bounce": 1}
+    assert ws.updates(T0 + MIN + 9_999, WALL + 1) == []  # nothing changed
+    [final] = ws.updates(T0 + MIN + 10_000, WALL + 1)
+    assert final["final"] is True and final["counts"] == {"Bounce": 1}
+    assert final["serial"] == row["serial"]
+    assert ws.updates(T0 + MIN + 20_000, WALL + 2) == []  # final once
 
 
-def test_idle_windows_flush_by_wall_clock() -> None:
+def test_a_replay_publishes_whatever_the_wall_clock() -> None:
     ws = make()
     ws.add({key(T0): counts()}, now_wall=1000.0)  # a replay: wall clock far from event time
-    assert ws.due(T0, 1004.9) == []
-    assert len(ws.due(T0, 1005.0)) == 1
+    [row] = ws.updates(T0, 1000.0)
+    assert row["counts"] == {"Bounce": 1} and row["final"] is False
 
 
 def test_late_records_re_emit_the_full_counts_of_changed_rows_only() -> None:
     ws = make()
     ws.add({key(T0): counts(n=3), key(T0, "yahoo"): counts(n=1)}, now_wall=WALL)
-    first = ws.due(T0 + 2 * MIN, WALL)
+    first = ws.updates(T0 + 2 * MIN, WALL)
     assert len(first) == 2
     ws.add({key(T0): counts(n=2)}, now_wall=WALL + 1)  # late: its window was emitted
-    [again] = ws.due(T0 + 2 * MIN, WALL + 1)
+    [again] = ws.updates(T0 + 2 * MIN, WALL + 1)
     assert again["provider"] == "google" and again["counts"] == {"Bounce": 5}
+    assert again["serial"] == first[0]["serial"]  # the same key: it overwrites the first row
 
 
-def test_records_older_than_the_retention_are_dropped_and_counted() -> None:
+def test_records_older_than_the_retention_start_a_new_serial_nothing_is_dropped() -> None:
     ws = make(retention_s=120)
     ws.add({key(T0): counts()}, now_wall=WALL)
-    ws.due(T0 + 10 * MIN, WALL)
+    latest: dict[bytes, dict[str, Any]] = {}
+    [first] = ws.updates(T0 + 10 * MIN, WALL)
+    publish([first], latest, "w/1")
     assert ws.windows == []  # forgotten after the retention
     ws.add({key(T0): counts(n=4)}, now_wall=WALL)
-    assert ws.dropped_late == 4
-    assert ws.due(T0 + 10 * MIN, WALL + 100) == []
+    [again] = ws.updates(T0 + 10 * MIN, WALL + 100)
+    publish([again], latest, "w/1")
+    assert again["counts"] == {"Bounce": 4} and again["final"] is True
+    assert (first["serial"], again["serial"]) == (1, 2)
+    assert consumed_total(latest) == 5
+    assert ws.updates(T0 + 10 * MIN, WALL + 100) == []
 
 
 def test_future_event_times_cannot_close_every_window() -> None:
     ws = make(future_skew_s=20)
     ws.add({key(T0): counts()}, now_wall=WALL)
     year_3000 = 32_503_680_000_000
-    assert ws.due(year_3000, WALL) == []  # capped at wall clock + 20 s
+    [row] = ws.updates(year_3000, WALL)
+    assert row["final"] is False  # capped at wall clock + 20 s
     assert ws.watermark == int(WALL * 1000) + 20_000
 
 
@@ -115,8 +133,10 @@ def test_max_windows_evicts_the_oldest_and_still_emits_it() -> None:
     for i in range(5):
         ws.add({key(T0 + i * MIN): counts()}, now_wall=WALL)
     assert len(ws.windows) == 3
-    rows = ws.due(None, WALL)
-    assert sorted(r["window_start"] for r in rows) == [T0, T0 + MIN]
+    rows = ws.updates(None, WALL)
+    assert [(r["window_start"], r["serial"]) for r in rows] == [
+        (T0 + i * MIN, i + 1) for i in range(5)
+    ]  # the two evicted windows first, under their own serials
 
 
 def test_max_keys_folds_new_keys_into_the_other_row() -> None:
@@ -182,7 +202,7 @@ def test_latest_rows_sum_to_the_inputs_whatever_the_order(
         for c in part.values():
             expected.update(c.counts)
     rnd.shuffle(batches)
-    ws = make(idle_flush_s=1)
+    ws = make()
     latest: dict[bytes, dict[str, Any]] = {}
     wall = WALL
     mark = T0
@@ -190,12 +210,106 @@ def test_latest_rows_sum_to_the_inputs_whatever_the_order(
         ws.add(part, now_wall=wall)
         mark = max([mark, *(k[0] for k in part)])
         if i < len(flushes) and flushes[i]:
-            wall += 2  # idle flushes and event-time flushes in between
-            for row in ws.due(mark, wall):
-                latest[row_key(row)] = row
-    for row in ws.flush_all():
-        latest[row_key(row)] = row
+            wall += 2  # updates with event-time flushes in between
+            publish(ws.updates(mark, wall), latest, "w/1")
+    publish(ws.updates(mark, wall), latest, "w/1")
     total: Counter[str] = Counter()
     for row in latest.values():
         total.update(row["counts"])
     assert total == expected
+
+
+# --- what the worker really calls: updates() with its settings --------------------------------
+def publish(rows: list[dict[str, Any]], latest: dict[bytes, dict[str, Any]], session: str) -> None:
+    """What ``StatsPublisher`` does with the rows of an update: key them by session and serial;
+    a compacted topic keeps the latest row per key."""
+    for row in rows:
+        row["session"] = session
+        latest[row_key(row)] = row
+
+
+def consumed_total(latest: dict[bytes, dict[str, Any]]) -> int:
+    return sum(sum(row["counts"].values()) for row in latest.values())
+
+
+def test_rows_of_windows_evicted_by_the_cap_keep_their_serial() -> None:
+    """The worker's windows with ``stats_window = 5``: an hour's retention holds 720 windows,
+    more than the 512-window cap. Rows of a window evicted by the cap are published under that
+    window's serial, so its earlier rows are overwritten, never summed with them."""
+    ws = windows_from_settings(Settings(stats_window=5))
+    assert ws.max_windows == 512 and ws.retention_ms // ws.window_ms == 720
+    latest: dict[bytes, dict[str, Any]] = {}
+    wall = T0 / 1000 + 3600
+    for i in range(3000):  # 3,000 records over an hour: ~4 per window, 720 windows
+        start = T0 + (i * 1200 // 1000) * 1000 // 5000 * 5000
+        ws.add({key(start): counts("Delivery")}, now_wall=wall)
+        if i == 2500:  # the cap is reached: one late record for the oldest window held...
+            assert len(ws.windows) == 512
+            ws.add({key(ws.windows[0]): counts("Delivery")}, now_wall=wall)
+        if i % 7 == 6:  # ...evicted by a new window before the next update publishes it
+            publish(ws.updates(start, wall), latest, "w/1")
+    publish(ws.updates(None, wall), latest, "w/1")
+    assert consumed_total(latest) == 3001
+    assert all(row["serial"] > 0 for row in latest.values())
+
+
+@st.composite
+def sessions(draw: st.DrawFn) -> list[list[tuple[int, str, int]]]:
+    """Records (event time in s after T0, type, what follows: 0 nothing, 1 a fold, 2 a fold
+    and an update) split into the sessions that counted them (restarts, rebalances)."""
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        out.append(
+            draw(
+                st.lists(
+                    st.tuples(
+                        st.integers(0, 90),  # any order: late records, windows long forgotten
+                        st.sampled_from(["Bounce", "Delivery", "Feedback"]),
+                        st.sampled_from([0, 0, 0, 1, 2]),
+                    ),
+                    min_size=1,
+                    max_size=60,
+                )
+            )
+        )
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sessions(),
+    st.integers(1, 5),  # stats_window
+    st.integers(0, 3),  # stats_grace
+    st.integers(0, 15),  # stats_retention beyond the grace
+    st.integers(1, 6),  # the window cap
+)
+def test_latest_rows_sum_to_what_was_consumed_whatever_the_order(
+    records: list[list[tuple[int, str, int]]], window: int, grace: int, keep: int, cap: int
+) -> None:
+    """The worker's path (``StatsPublisher``): records tallied by the aggregator, folded into the
+    windows, published by ``updates()`` and at shutdown, each session under its own key."""
+    wall = T0 / 1000 + 600
+    latest: dict[bytes, dict[str, Any]] = {}
+    for n, session in enumerate(records):
+        aggregator = BatchAggregator(window, clock=lambda: wall)
+        ws = WindowedStats(
+            window_s=window,
+            grace_s=grace,
+            retention_s=grace + keep,
+            max_windows=cap,
+            clock=lambda: wall,
+        )
+        for t, rtype, then in session:
+            record = {"type": rtype, "timestamp": T0 // 1000 + t, "tenant": "acme"}
+            aggregator.add(record, rtype, None, None, "google", None)
+            if then:
+                aggregator.fold_into(ws, wall)
+            if then == 2:
+                publish(ws.updates(aggregator.watermark, wall), latest, f"w/{n}")
+        aggregator.fold_into(ws, wall)  # shutdown: the last update
+        publish(ws.updates(aggregator.watermark, wall), latest, f"w/{n}")
+    total: Counter[str] = Counter()
+    for row in latest.values():
+        total.update(row["counts"])
+    assert total == Counter(rtype for session in records for _, rtype, _ in session)
+    assert all(row["serial"] >= 1 for row in latest.values())

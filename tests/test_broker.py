@@ -26,6 +26,9 @@ from streamer.devkit.broker import (
 from streamer.kafka.admin import create_topics, topic_partitions
 from streamer.kafka.probe import KafkaUnavailable
 
+#: Every test here starts a JVM or needs the broker's jars.
+pytestmark = pytest.mark.kafka
+
 # The installed console script, as a user runs it (next to this interpreter in the venv).
 _SCRIPT = Path(sys.executable).parent / "streamer"
 STREAMER = (
@@ -150,8 +153,9 @@ def test_ensure_broker_uses_configured_bootstrap(
         ensure_broker(dead, say=lambda _m: None)
 
 
+@pytest.mark.timeout(900)  # run alone on a fresh machine, Maven resolves the jars first
 def test_jars_are_cached_outside_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
-    libs = ensure_jars(say=lambda _m: None)  # already resolved by the session broker
+    libs = ensure_jars(say=lambda _m: None)  # resolves them when no broker did yet
     assert libs == cache_dir() / f"kafka-{kafka_version()}" / "libs"
     assert (libs / f"kafka_2.13-{kafka_version()}.jar").is_file()
     assert any(p.name.startswith("log4j-core-") for p in libs.iterdir())

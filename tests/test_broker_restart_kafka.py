@@ -9,10 +9,12 @@ own: the session's broker serves every other test and must not go away.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -47,6 +49,25 @@ def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, BrokerState]]:
         yield broker, state
     finally:
         broker.stop()
+
+
+@contextmanager
+def _held(*ports: int) -> Iterator[None]:
+    """Keep ``ports`` from being handed out while the broker is away: a bound socket (never
+    listening: clients still find the port closed) makes the kernel skip it when a process
+    asks for a free port; SO_REUSEADDR, as the broker's own sockets, lets the binding past
+    the stopped broker's connections in TIME_WAIT, and the broker bind again once released."""
+    socks = []
+    try:
+        for port in ports:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+        yield
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _identities(values: list[bytes | None]) -> Counter[tuple[str, str, int]]:
@@ -91,9 +112,12 @@ def test_supervised_workers_ride_out_a_broker_restart(
             wait_until(lambda out=out: caught_up(out, half), 120, f"{out} before the outage")
 
         assert broker.stop()
-        time.sleep(OUTAGE_S)
-        restarted, _ = broker.start(say=lambda _msg: None)
-        assert restarted.bootstrap == bootstrap  # the same port: the workers reconnect
+        with _held(state.port, state.controller_port):  # no other process takes them meanwhile
+            time.sleep(OUTAGE_S)  # the outage itself (longer than the sessions), not a wait
+        restarted, _ = broker.start(
+            say=lambda _msg: None, port=state.port, controller_port=state.controller_port
+        )
+        assert restarted.bootstrap == bootstrap  # its own port: the workers reconnect
         feeders = [
             threading.Thread(target=produce, args=(bootstrap, inp, sent[half:]))
             for inp, _out in topics.values()

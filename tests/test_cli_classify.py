@@ -52,14 +52,33 @@ def test_classify_lines_in_order_with_malformed_skipped(tmp_path: Path) -> None:
     res = runner.invoke(app, ["classify", "--lines", *RULES], input=data)
     assert res.exit_code == 0, res.output
     out = [json.loads(x) for x in res.stdout.splitlines()]
-    assert [(o["line"], o["label"]) for o in out] == [
+    assert [(o["line"], o["label"]) for o in out] == [  # one row per input line
         ("550 user unknown", "InvalidRecipient"),
         ("nothing here", "Uncategorized"),
+        (None, None),
         ("552 mailbox full", "QuotaIssues"),
     ]
     assert out[0]["rule"]["index"] == 1 and out[1]["rule"] is None
+    assert out[2]["error"] == "not-utf8"
     assert "<stdin>:3: skipped malformed line (not-utf8)" in res.stderr
     assert "classified 3 lines, skipped 1 malformed" in res.stderr
+
+
+def test_classify_lines_gives_one_row_per_input_line(tmp_path: Path) -> None:
+    data = b"550 user unknown\n\n552 mailbox full\n   \n\r\nlast\n"  # 6 lines, 3 blank
+    res = runner.invoke(app, ["classify", "--lines", *RULES], input=data)
+    assert res.exit_code == 0, res.output
+    out = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [o["line"] for o in out] == [
+        "550 user unknown",
+        "",
+        "552 mailbox full",
+        "   ",
+        "",
+        "last",
+    ]
+    assert [o["label"] for o in out][1] == "Uncategorized"
+    assert "classified 6 lines, skipped 0 malformed" in res.stderr
 
 
 def test_classify_records_from_files(tmp_path: Path) -> None:
@@ -181,13 +200,25 @@ def test_validate_warns_and_strict_fails(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert res.stdout.startswith("OK: 2 patterns")
     (warning,) = res.stderr.strip().splitlines()
-    assert warning.startswith("warning: ") and "did you mean 'InvalidRecipient'" in warning
+    assert warning == (
+        f"warning: {path}:2: label 'InvalidRecipent' is not a predefined label; did you mean "
+        "'InvalidRecipient'? (custom labels are allowed)"
+    )
     strict = runner.invoke(app, ["validate", "--strict", str(path)])
     assert strict.exit_code == 1 and strict.stdout == ""
     # classify loads the same rules: the warning goes to stderr, the output is unchanged
     res = runner.invoke(app, ["classify", "--lines", "--rules", str(path)], input="user unknown\n")
     assert res.exit_code == 0 and "did you mean 'InvalidRecipient'" in res.stderr
     assert json.loads(res.stdout)["label"] == "InvalidRecipent"
+    # beside errors: the warning is shown too (a misspelled label may explain them)
+    path.write_text("[rules]\nInvalidRecipent = ['user unknown']\nQuotaIssues = ['(x']\n")
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 1
+    assert [line.split(":", 1)[0] for line in res.stderr.strip().splitlines()] == [
+        "warning",
+        "error",
+    ]
+    assert res.stderr.splitlines()[1].startswith(f"error: {path}:3: label 'QuotaIssues'")
 
 
 def _to_full_disk(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -238,3 +269,69 @@ def test_every_command_says_a_full_disk_in_one_line(command: list[str]) -> None:
 def test_flags_that_would_do_nothing_are_usage_errors(flags: list[str], message: str) -> None:
     res = runner.invoke(app, ["classify", "--lines", *flags], input="550 user unknown\n")
     assert res.exit_code == 2 and res.stderr.startswith(message), res.stderr
+
+
+def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
+    path = tmp_path / "one.toml"
+    path.write_text("[rules]\nInvalidRecipient = ['user unknown']\n")
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == "OK: 1 pattern, 1 label, 1 file\n"
+    lines = tmp_path / "lines.txt"
+    lines.write_text("550 user unknown\n")
+    res = runner.invoke(app, ["classify", "--lines", "--summary", "--rules", str(path), str(lines)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("1 response classified, 0 lines skipped\n")
+
+
+def test_classify_records_enriches_exactly_as_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``classify --records`` adds ``category`` and ``provider`` like a worker with analytics
+    on: every classifiable record of the bundled sample comes out byte for byte as the worker's
+    pipeline writes it."""
+    from confluent_kafka import Message
+
+    from streamer.analytics.analyzer import Analyzer
+    from streamer.classifier import ReloadableClassifier
+    from streamer.config import Settings
+    from streamer.devkit.sample import load_bundled_sample
+    from streamer.pipeline import Pipeline
+    from streamer.records import CLASSIFIABLE_TYPES
+
+    for var in [v for v in os.environ if v.startswith("STREAMER_")]:
+        monkeypatch.delenv(var)
+    sample = [m.value for m in load_bundled_sample() if m.value]
+    records = [orjson.loads(v) for v in sample if v.startswith(b"{") and _decodes(v)]
+    classifiable = [r for r in records if r.get("type") in CLASSIFIABLE_TYPES]
+    src = tmp_path / "sample.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in classifiable))
+    res = runner.invoke(app, ["classify", "--records", "--jobs", "1", str(src)])
+    assert res.exit_code == 0, res.output
+    ours = res.stdout.encode().splitlines()
+    settings = Settings()
+    pipeline = Pipeline(
+        ReloadableClassifier(settings.rule_files),
+        output_topic="out",
+        dlq_topic="dlq",
+        analyzer=Analyzer.from_settings(settings),
+        suppressions_topic="supp",
+    )
+    messages = [
+        Message(topic="in", partition=0, offset=i, value=orjson.dumps(r))
+        for i, r in enumerate(classifiable)
+    ]
+    worker = [o.value for o in pipeline.process(messages)[0] if o.topic == "out"]
+    assert len(ours) == len(worker) == len(classifiable) > 200
+    assert ours == worker
+    res = runner.invoke(app, ["explain", "--json", "452 4.2.2 mailbox full"])
+    doc = json.loads(res.stdout)
+    assert (doc["label"], doc["category"]) == ("QuotaIssues", "soft")
+    assert doc["action"]
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(value), dict)
+    except orjson.JSONDecodeError:
+        return False

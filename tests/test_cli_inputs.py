@@ -83,7 +83,8 @@ def test_classify_reads_a_kumomta_log_folder(logs: Path) -> None:
 def test_classify_detects_response_lines_and_lines_overrides(tmp_path: Path) -> None:
     res = runner.invoke(app, ["classify"], input="\n550 5.1.1 user unknown\n")
     assert res.exit_code == 0, res.output
-    (obj,) = [json.loads(x) for x in res.stdout.splitlines() if x]
+    blank, obj = [json.loads(x) for x in res.stdout.splitlines()]  # a row per input line
+    assert blank["line"] == "" and blank["label"] == "Uncategorized"
     assert obj["label"] == "InvalidRecipient" and obj["line"] == "550 5.1.1 user unknown"
     # a JSON line forced to be a response line is classified as text
     forced = runner.invoke(app, ["classify", "--lines"], input='{"a": 1}\n')

@@ -254,3 +254,56 @@ def test_the_worker_takes_rules_like_every_other_command(tmp_path: Path) -> None
         res = runner.invoke(app, ["worker", flag, str(bad), "-b", "127.0.0.1:9"])
         assert res.exit_code == 2, (flag, res.output)
         assert _one_line(res.stderr).startswith(f"rules: {bad}:2: label 'A' pattern #1 'x('")
+
+
+def test_config_is_taken_after_the_command_name_too(tmp_path: Path) -> None:
+    from streamer.cli import config_first
+
+    assert config_first(["validate", "--config", "a.toml", "x"]) == [
+        "--config",
+        "a.toml",
+        "validate",
+        "x",
+    ]
+    assert config_first(["gaps", "--config=a.toml"]) == ["--config=a.toml", "gaps"]
+    assert config_first(["explain", "--", "--config", "x"]) == ["explain", "--", "--config", "x"]
+    rules = tmp_path / "one.toml"
+    rules.write_text("[rules]\nInvalidRecipient = ['user unknown']\n")
+    config = tmp_path / "c.toml"
+    config.write_text(f"files = [{str(rules)!r}]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
+    env["PYTHONPATH"] = str(ROOT)
+    for argv in (["--config", str(config), "validate"], ["validate", "--config", str(config)]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamer", *argv],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (proc.returncode, proc.stdout) == (0, "OK: 1 pattern, 1 label, 1 file\n"), argv
+
+
+def test_help_shows_no_type_for_plain_flags() -> None:
+    for command in (["classify"], ["worker"], ["validate"], ["kafka", "start"]):
+        res = runner.invoke(app, [*command, "--help"])
+        assert res.exit_code == 0
+        assert "<bool>" not in res.output, command
+    assert "<int range>" in runner.invoke(app, ["gaps", "--help"]).output  # other types stay
+
+
+def test_site_files_come_before_the_shipped_rules(tmp_path: Path) -> None:
+    from streamer.config import shipped_rule_files
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[rules]\nMessageExpired = ['^550 weird thing']\n")
+    config = tmp_path / "c.toml"
+    config.write_text(f"site_files = [{str(mine)!r}]\n")
+    settings = load_settings(config)
+    assert settings.rule_files == [mine, *shipped_rule_files()]
+    res = runner.invoke(app, ["--config", str(config), "explain", "550 weird thing foo 123"])
+    assert res.exit_code == 0, res.output
+    assert "label:  MessageExpired" in res.output  # the shipped rules say InvalidRecipient
+    res = runner.invoke(app, ["--config", str(config), "validate"])
+    assert res.stdout.startswith("OK: 611 patterns"), res.output

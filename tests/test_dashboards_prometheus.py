@@ -36,7 +36,7 @@ JOB = "streamer"
 #: Grafana's own variables, as Grafana would fill them for a short time range.
 BUILTINS = {"__rate_interval": "30s", "__interval": "1s", "__range": "5m"}
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(90)]
 
 
 def _variables(dash: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -182,7 +182,8 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
             what="Prometheus to see the rule gaps",
             interval=0.5,
         )
-        time.sleep(2.5)
+        scraped = _scrapes(prom)
+        wait_until(lambda: _scrapes(prom) >= scraped + 2, 15, "two more scrapes", interval=0.2)
         results: list[str] = []
         failures: list[str] = []
         queries = [q for path in DASHBOARDS for q in _dashboard_queries(path)]
@@ -204,6 +205,12 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
     assert not failures, f"{len(failures)} dashboard queries failed:\n" + "\n".join(failures)
     assert len(results) >= 40
     assert time.monotonic() - started < 85
+
+
+def _scrapes(prom: PrometheusServer) -> float:
+    """Scrapes of the worker Prometheus has stored so far (one ``up`` sample each)."""
+    result = prom.query(f'count_over_time(up{{job="{JOB}"}}[1h])')
+    return float(result[0]["value"][1]) if result else 0.0
 
 
 def _scraped_total(prom: PrometheusServer) -> float:

@@ -18,7 +18,7 @@ from streamer.devkit.prometheus import (
     render_config,
 )
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(90)]
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from streamer.classifier import Classifier
 from streamer.cli import _register, app
 from streamer.inputs import expand_inputs
 from streamer.offline.chunks import Chunk, ChunkReader, InputFailed, detect
-from streamer.offline.labeller import Labeller
+from streamer.offline.labeller import NOT_UTF8_ROW, Labeller
 from streamer.offline.pool import label_all
 from streamer.offline.summary import Summary
 from streamer.records import MalformedRecord, decode_record, enrich
@@ -67,13 +67,14 @@ def _reference(data: bytes, as_lines: bool, classifier: Classifier) -> tuple[byt
     """The output and skipped line numbers of classifying one line at a time (the old way)."""
     out, skipped = [], []
     for lineno, raw in enumerate(io.BytesIO(data), 1):
-        if not raw.strip():
+        if not as_lines and not raw.strip():
             continue
-        if as_lines:
+        if as_lines:  # one row per line: a blank one too, and one that is not UTF-8
             try:
                 text = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
             except UnicodeDecodeError:
                 skipped.append(lineno)
+                out.append(NOT_UTF8_ROW)
                 continue
             result = classifier.classify(text)
             rule = result.rule

@@ -47,6 +47,9 @@ _NOT_SOURCE = shutil.ignore_patterns(
 )
 
 
+pytestmark = pytest.mark.packaging
+
+
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], stdin: str | None = None) -> str:
     proc = subprocess.run(
         cmd, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=300

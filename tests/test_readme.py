@@ -85,3 +85,16 @@ def test_metrics_table_lists_exactly_the_exported_metrics() -> None:
     for prefix in ("process_", "python_gc_"):
         assert any(n.startswith(prefix) for n in exported)
         assert f"`{prefix}*`" in table
+
+
+def test_every_test_tier_is_documented_with_how_to_run_it() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    markers = [m.split(":", 1)[0] for m in pyproject["tool"]["pytest"]["ini_options"]["markers"]]
+    assert set(markers) == {"kafka", "secure", "prometheus", "browser", "packaging"}
+    development = _section("Development")
+    missing = [m for m in markers if f"-m {m}" not in development]
+    assert not missing, f"README Development does not say how to run: {missing}"
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "export CI=true" in ci and "--durations=" in ci

@@ -73,6 +73,7 @@ def test_report_is_self_contained(report: Path) -> None:
         assert f'id="chart-{cid}"' in page
 
 
+@pytest.mark.browser
 def test_every_chart_renders_in_chromium(report: Path, tmp_path: Path) -> None:
     require("chromium", package="chromium")
     done = _chromium("--dump-dom", report.as_uri())

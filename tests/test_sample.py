@@ -29,6 +29,8 @@ from streamer.records import (
     RECORD_TYPES,
     MalformedRecord,
     decode_record,
+    is_log_hook_record,
+    rejected_recipient,
     response_line,
 )
 
@@ -58,7 +60,10 @@ def test_records_look_like_kumomta_logs() -> None:
         resp = r["response"]
         if resp["enhanced_code"] is not None:
             assert resp["enhanced_code"]["class"] == resp["code"] // 100
-        assert "@" in r["recipient"] and len(r["id"]) == 32
+        if r["type"] == "Rejection":  # no message: KumoMTA writes an empty id
+            assert r["id"] == "" and r["queue"] == "" and r["reception_protocol"] is None
+        else:
+            assert "@" in r["recipient"] and len(r["id"]) == 32
         if r["type"] != "OOB":  # an OOB record's time is the report's last-attempt date
             assert r["timestamp"] >= r["created"]
     by_type: dict[str, list[dict[str, object]]] = {}
@@ -101,7 +106,7 @@ def test_records_look_like_kumomta_logs() -> None:
 
 def test_traffic_mix_is_realistic() -> None:
     records = list(generate_records(5000, seed=2))
-    domains = Counter(r["recipient"].split("@", 1)[1] for r in records)
+    domains = Counter(r["recipient"].split("@", 1)[1] for r in records if r["recipient"])
     provider_domains = {p.domain for p in PROVIDERS}
     assert len(provider_domains & set(domains)) >= 15
     assert domains.most_common(1)[0][0] in {"gmail.com", "googlemail.com"}
@@ -122,6 +127,47 @@ def test_traffic_mix_is_realistic() -> None:
     assert len({record_identity(r) for r in records}) == len(records)
     per_message = Counter(r["id"] for r in records)
     assert per_message.most_common(1)[0][1] >= 3
+
+
+def test_rejections_are_logged_as_kumomtas_smtp_server_logs_them() -> None:
+    """The refused address is only in the command as the client sent it; ``recipient`` is the
+    transaction's last accepted one (or ""), ``sender`` "" where no transaction had begun."""
+    rejections = [r for r in generate_records(6000, seed=11) if r["type"] == "Rejection"]
+    rcpt = [r for r in rejections if (r["response"]["command"] or "").upper().startswith("RCPT")]
+    assert len(rcpt) > 40
+    for r in rcpt:
+        refused = rejected_recipient(r)
+        assert refused and "@" in refused and refused != r["recipient"]
+        assert r["response"]["command"].lower() == f"rcpt to:<{refused}>"
+        assert r["sender"]
+    assert {r["recipient"] == "" for r in rcpt} == {True, False}
+    assert {r["response"]["command"][:4] for r in rcpt} == {"RCPT", "rcpt"}
+    mail = [r for r in rejections if (r["response"]["command"] or "").startswith("MAIL FROM:<")]
+    assert mail and all(r["sender"] == r["recipient"] == "" for r in mail)
+    assert all(rejected_recipient(r) is None for r in rejections if r not in rcpt)
+    assert all(r["id"] == "" and r["num_attempts"] == 0 for r in rejections)
+
+
+def test_a_log_hook_adds_its_bookkeeping_records_and_leaves_the_mail_alone() -> None:
+    """KumoMTA's local logs with a log hook: one Delivery of the hook's queue per shipped
+    record (a failed attempt now and then), with the shipped record's sender and recipient."""
+    plain = list(generate_records(3000, seed=12))
+    hooked = list(generate_records(3000, seed=12, log_hook="kafka"))
+    book = [r for r in hooked if is_log_hook_record(r)]
+    mail = [r for r in hooked if not is_log_hook_record(r)]
+    assert mail == plain[: len(mail)]  # the hook has its own random stream
+    assert not any(is_log_hook_record(r) for r in plain)
+    assert 0.05 < len(book) / len(hooked) < 0.25
+    assert Counter(r["type"] for r in book).keys() == {"Delivery", "TransientFailure", "Bounce"}
+    shipped = {(r["sender"], str(r["recipient"])) for r in mail}
+    for r in book:
+        assert schema.record_problems(r) == []
+        assert r["queue"] == "kafka.log_hook" and r["delivery_protocol"] == "Lua"
+        assert r["site"] == "unspecified->kafka.log_hook@lua:make.kafka.log_hook"
+        assert r["reception_protocol"] == r["meta"]["reception_protocol"] == "LogRecord"
+        assert (r["sender"], str(r["recipient"])) in shipped
+        assert to_message(r).kind == "pass"  # never classified, whatever its type
+    assert any(r["recipient"] == "" for r in book)  # a Rejection's, shipped too
 
 
 def test_kinds_and_keys() -> None:
@@ -177,6 +223,11 @@ def test_bundled_sample_is_current_and_complete(tmp_path: Path) -> None:
     types = Counter(orjson.loads(m.value)["type"] for m in msgs)
     assert set(types) == set(RECORD_TYPES)
     assert bundled.stat().st_size < 4_000_000
+    # a local log with a log hook: its bookkeeping records, and policy refusals of RCPT TO
+    records = [orjson.loads(m.value) for m in msgs]
+    book = Counter(r["type"] for r in records if is_log_hook_record(r))
+    assert book["Delivery"] > 50 and book["TransientFailure"] and book["Bounce"]
+    assert sum(1 for r in records if rejected_recipient(r)) >= 5
 
 
 def _bundled_records() -> list[dict[str, Any]]:

@@ -19,13 +19,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from worker_harness import RULES_V1, WorkerProcess, produce, read_topic, topic_size, wait_until
+from worker_harness import (
+    RULES_V1,
+    WorkerProcess,
+    produce,
+    read_topic,
+    topic_size,
+    uncommitted,
+    wait_until,
+)
 
 from streamer.config import Settings
 from streamer.devkit.sample import generate, record_identity
-from streamer.worker.exits import TEMPFAIL_EXIT
+from streamer.worker.exits import PERMANENT_EXITS, TEMPFAIL_EXIT
 from streamer.worker.supervisor import (
     SUPERVISOR_PID_ENV,
     Child,
@@ -104,11 +113,17 @@ def test_a_crash_looping_child_stops_the_supervisor_with_exit_1() -> None:
     assert healthy.restarts == 0 and healthy.last_exit == -signal.SIGTERM  # stopped by us
 
 
-def test_a_killed_child_is_restarted_in_its_slot_and_sigterm_drains_all() -> None:
+def _ready(sup: Supervisor, marks: Path) -> bool:
+    """Every running child has installed its handlers (each writes ``marks/<pid>`` then)."""
+    return all(c.pid is not None and (marks / str(c.pid)).exists() for c in sup.children)
+
+
+def test_a_killed_child_is_restarted_in_its_slot_and_sigterm_drains_all(tmp_path: Path) -> None:
     # Each child exits 0 on SIGTERM, after a short "drain".
     code = (
-        "import signal, sys, time\n"
+        "import os, pathlib, signal, sys, time\n"
         "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.2), sys.exit(0)))\n"
+        f"pathlib.Path({str(tmp_path)!r}, str(os.getpid())).touch()\n"
         "while True: time.sleep(0.05)"
     )
     sup = Supervisor(2, "w", _env, command=_python(code), policy=FAST, drain_timeout_s=10)
@@ -123,6 +138,7 @@ def test_a_killed_child_is_restarted_in_its_slot_and_sigterm_drains_all() -> Non
     _wait_running(sup, 2)
     assert sup.children[0].pid != first_pid and sup.children[0].worker_id == "w-0"
     assert restarted == [0]
+    wait_until(lambda: _ready(sup, tmp_path), 10, "the children's SIGTERM handlers")
     sup.request_stop("test")
     thread.join(15)
     assert result == [0]
@@ -138,7 +154,8 @@ def test_a_child_finding_kafka_away_is_retried_as_long_as_it_takes(tmp_path: Pat
         "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
         f"p = pathlib.Path({str(starts)!r})\n"
         "n = int(p.read_text()) + 1 if p.exists() else 1\n"
-        "p.write_text(str(n))\n"
+        "p.with_suffix('.new').write_text(str(n))\n"
+        "p.with_suffix('.new').replace(p)\n"  # atomic: the test reads it meanwhile
         f"if n <= {FAST.max_crashes + 2}: sys.exit(UNREACHABLE)\n"
         "time.sleep(60)"
     ).replace("UNREACHABLE", str(TEMPFAIL_EXIT))
@@ -153,10 +170,15 @@ def test_a_child_finding_kafka_away_is_retried_as_long_as_it_takes(tmp_path: Pat
     assert result == [0]
 
 
-def test_a_configuration_error_in_a_child_is_not_retried() -> None:
-    sup = Supervisor(1, "w", _env, command=_python("import sys; sys.exit(2)"), policy=FAST)
-    assert sup.run() == 2
-    assert sup.children[0].restarts == 0
+@pytest.mark.parametrize("code", sorted(PERMANENT_EXITS))
+def test_an_exit_no_restart_cures_stops_the_supervisor_with_that_code(code: int) -> None:
+    """A configuration error, a refused login, a TLS mismatch, missing ACLs: the supervisor
+    does not retry them (forever, in the 75 case) but stops with the child's own code."""
+    sup = Supervisor(2, "w", _env, command=_python(f"import sys; sys.exit({code})"), policy=FAST)
+    started = time.monotonic()
+    assert sup.run() == code
+    assert all(c.restarts == 0 for c in sup.children)
+    assert time.monotonic() - started < 10
 
 
 def test_a_command_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
@@ -174,12 +196,14 @@ def test_sighup_is_passed_on_and_children_know_their_supervisor(tmp_path: Path) 
         f"    open(out, 'w').write(os.environ[{SUPERVISOR_PID_ENV!r}])\n"
         "signal.signal(signal.SIGHUP, hup)\n"
         "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "open(out + '.ready', 'w').close()\n"
         "while True: time.sleep(0.05)"
     )
     sup = Supervisor(2, "w", _env, command=_python(code), policy=FAST)
     thread, result = _run_in_thread(sup)
     _wait_running(sup, 2)
-    time.sleep(0.3)  # the children install their handlers
+    ready = [Path(f"{marks}w-0.ready"), Path(f"{marks}w-1.ready")]
+    wait_until(lambda: all(f.exists() for f in ready), 10, "the children's SIGHUP handlers")
     sup._on_hangup(signal.SIGHUP, None)
     files = [Path(f"{marks}w-0"), Path(f"{marks}w-1")]
     wait_until(lambda: all(f.exists() and f.read_text() for f in files), 10, "SIGHUP marks")
@@ -235,17 +259,13 @@ def supervised(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcess]:
     w.cleanup()
 
 
-def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
-    kafka_bootstrap: str, supervised: WorkerProcess
-) -> None:
-    w = supervised
-    port, web = w.metrics_port, w.web_port  # type: ignore[attr-defined]
-    inp, out = w.cmd[w.cmd.index("--input-topic") + 1], w.cmd[w.cmd.index("--output-topic") + 1]
+def _wait_both_assigned(w: WorkerProcess) -> None:
+    """Both children of ``supervised`` own some of the 4 partitions (the parent's /status)."""
 
     def assigned_by_both() -> bool:
         assert w.alive(), w.log()[-3000:]
         try:
-            status = _status(web)
+            status = _status(w.web_port)  # type: ignore[attr-defined]
         except OSError:
             return False
         children = status["children"]
@@ -255,6 +275,27 @@ def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
         )
 
     wait_until(assigned_by_both, 90, "both children to own partitions")
+
+
+def _topics(w: WorkerProcess) -> tuple[str, str]:
+    return w.cmd[w.cmd.index("--input-topic") + 1], w.cmd[w.cmd.index("--output-topic") + 1]
+
+
+def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
+    kafka_bootstrap: str, supervised: WorkerProcess
+) -> None:
+    w = supervised
+    port, web = w.metrics_port, w.web_port  # type: ignore[attr-defined]
+    inp, out = _topics(w)
+    _wait_both_assigned(w)
+    # the supervisor says where it serves, and its /stats answers JSON for each child
+    assert f"supervisor serving metrics=http://127.0.0.1:{port}/metrics" in w.log()
+    assert f"status=http://127.0.0.1:{web}/status" in w.log()
+    with urllib.request.urlopen(f"http://127.0.0.1:{web}/stats", timeout=10) as resp:
+        assert resp.headers["Content-Type"] == "application/json"
+        stats = json.loads(resp.read())
+    assert [c["process"] for c in stats["children"]] == [0, 1]
+    assert all(set(c["stats"]) == {"session", "rows"} for c in stats["children"])
     first = list(generate(400, seed=3))
     produce(kafka_bootstrap, inp, first)
     wait_until(lambda: topic_size(kafka_bootstrap, out) >= len(first), 60, "outputs")
@@ -297,3 +338,32 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_children_of_a_killed_supervisor_drain_commit_and_exit(
+    kafka_bootstrap: str, supervised: WorkerProcess
+) -> None:
+    """``kill -9`` of the parent: each child notices (``follow_supervisor``), stops as on
+    SIGTERM (drains and commits what it produced) and exits; none is left running."""
+    w = supervised
+    inp, out = _topics(w)
+    _wait_both_assigned(w)
+    sent = list(generate(400, seed=5))
+    produce(kafka_bootstrap, inp, sent)
+    wait_until(lambda: topic_size(kafka_bootstrap, out) >= len(sent), 60, "outputs")
+    children = [psutil.Process(c["pid"]) for c in _status(w.web_port)["children"]]  # type: ignore[attr-defined,union-attr]
+    assert len(children) == 2
+    w.kill9()
+
+    def running(p: psutil.Process) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    wait_until(lambda: not any(running(p) for p in children), 60, "the children to exit")
+    group = w.cmd[w.cmd.index("--group-id") + 1]
+    assert uncommitted(kafka_bootstrap, group, inp) == 0, "the children committed what they did"
+    assert topic_size(kafka_bootstrap, out) == len(sent), "nothing twice"
+    log = w.log()
+    assert log.count("is gone: stopping") == 2 and log.count("stopping: draining") == 2

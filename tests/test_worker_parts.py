@@ -364,3 +364,13 @@ def test_make_batch_measures_the_wait_of_its_oldest_record() -> None:
     assert 0.4 <= batch.fetch_wait < 5.0  # the older record's wait, from its broker timestamp
     untimed = make_batch(tr, _msgs(TP0, 1, 2))  # no timestamp: nothing to measure
     assert untimed is not None and untimed.fetch_wait == 0.0
+
+
+def test_log_fields_never_read_as_empty() -> None:
+    from streamer.worker.assignment import format_partitions
+    from streamer.worker.stream import _fmt_positions
+
+    assert format_partitions([]) == "none"
+    assert format_partitions([("in", 1), ("in", 0)]) == "in:0,in:1"
+    assert _fmt_positions({}) == "none"
+    assert _fmt_positions({("in", 0): 12}) == "in:0@12"

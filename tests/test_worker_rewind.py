@@ -118,7 +118,7 @@ def test_seeks_apply_to_assigned_partitions_and_an_assignment_change_cancels_the
 # --- the analytics' new session ---------------------------------------------------------------
 def test_a_new_session_counts_afresh_and_forgets_the_old_windows() -> None:
     aggregator = BatchAggregator(60, ["provider"])
-    windows = WindowedStats(window_s=60, recreate_late=True)
+    windows = WindowedStats(window_s=60, retention_s=120, max_windows=7)
     stats = StatsPublisher(windows, sink=None, topic="stats", worker_id="w1", aggregator=aggregator)  # type: ignore[arg-type]
     record = {"type": "Delivery", "timestamp": 1_700_000_000, "site": "x"}
     aggregator.add(record, "Delivery", None, None, "other", None)
@@ -132,7 +132,8 @@ def test_a_new_session_counts_afresh_and_forgets_the_old_windows() -> None:
     assert stats.windows is not old_windows and len(stats.windows) == 0
     assert aggregator.pending_keys == 0  # the unfolded tally went with the old windows
     assert stats.windows.window_ms == old_windows.window_ms
-    assert stats.windows.recreate_late and stats.windows.max_keys == old_windows.max_keys
+    assert stats.windows.max_keys == old_windows.max_keys
+    assert (stats.windows.retention_ms, stats.windows.max_windows) == (120_000, 7)
 
 
 def test_exactly_once_folds_reach_the_metrics_only_once_their_transaction_committed() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 import psutil
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamer.config import load_settings
 from streamer.devkit.broker import free_port
@@ -56,6 +56,42 @@ def topic_size(bootstrap: str, topic: str) -> int:
                 continue
             total += hi - lo
         return total
+    finally:
+        c.close()
+
+
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+
+
+def uncommitted(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` that ``group`` has not committed (its lag), asked of the group
+    coordinator; retried while a coordinator that just came up is still loading."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
+    try:
+        parts = [
+            TopicPartition(topic, p)
+            for p in c.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        for _attempt in range(20):
+            try:
+                committed = c.committed(parts, timeout=10)
+                break
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not (err.retriable() or err.code() in _COORDINATOR_MOVING):
+                    raise
+                time.sleep(0.5)
+        else:
+            committed = c.committed(parts, timeout=10)
+        lag = 0
+        for tp in committed:
+            _low, high = c.get_watermark_offsets(tp, timeout=10, cached=False)
+            lag += high - max(tp.offset, 0)
+        return lag
     finally:
         c.close()
 
@@ -116,10 +152,20 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str, interval: fl
 
 
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
+#: The worker's start-up line, text or JSON: the ports it really listens on.
+_STARTED = re.compile(
+    r"worker starting.*?\bmetrics_port\"?[=:](\d+).*?\bweb_port\"?[=:](\d+)", re.MULTILINE
+)
 
 
 class WorkerProcess:
-    """One ``streamer worker`` subprocess with its own log file and metrics port."""
+    """One ``streamer worker`` subprocess with its own log file and metrics port.
+
+    The metrics port asked for is picked free before the start, but another process may take it
+    first (the worker then listens elsewhere and says so): ``metrics_port`` and ``web_port`` are
+    the ports the worker's start-up line reports. A supervisor (``--processes``) picks its own
+    ports before its children start: for it they are the ports asked for.
+    """
 
     def __init__(
         self,
@@ -135,7 +181,7 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
-        self.metrics_port = free_port()
+        self.asked_metrics_port = free_port()
         self.log_path = workdir / f"{name}.log"
         self.cmd = [
             sys.executable,
@@ -155,7 +201,7 @@ class WorkerProcess:
             "--worker-id",
             name,
             "--metrics-port",
-            str(self.metrics_port),
+            str(self.asked_metrics_port),
             "--web-port",
             "0",
             "--state-dir",
@@ -188,10 +234,42 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def supervised(self) -> bool:
+        return "--processes" in self.cmd
+
+    def reported_ports(self) -> tuple[int, int] | None:
+        """(metrics_port, web_port) from the start-up line; None before it was logged."""
+        found = _STARTED.search(self.log())
+        return (int(found.group(1)), int(found.group(2))) if found else None
+
+    def wait_started(self, timeout: float = 60.0) -> tuple[int, int]:
+        """The start-up line's (metrics_port, web_port), once the worker logged it."""
+
+        def started() -> bool:
+            assert self.alive(), f"{self.name} exited:\n{self.log()[-3000:]}"
+            return self.reported_ports() is not None
+
+        wait_until(started, timeout, f"{self.name}'s start-up line")
+        ports = self.reported_ports()
+        assert ports is not None
+        return ports
+
+    @property
+    def metrics_port(self) -> int:
+        return self.asked_metrics_port if self.supervised else self.wait_started()[0]
+
     def metrics(self) -> dict[str, float]:
         """``{"name{labels}": value}`` from the worker's /metrics ({} if not up yet)."""
+        if self.supervised:
+            port = self.asked_metrics_port
+        else:
+            ports = self.reported_ports()
+            if ports is None:
+                return {}
+            port = ports[0]
         try:
-            url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+            url = f"http://127.0.0.1:{port}/metrics"
             with urllib.request.urlopen(url, timeout=2) as resp:
                 text = resp.read().decode()
         except OSError:

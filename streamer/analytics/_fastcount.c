@@ -88,7 +88,7 @@ static PyObject *s_feedback_report, *s_feedback_type, *s_supplemental_trace,
     *s_original_rcpto_to, *s_event_time, *s_site, *s_peer_address, *s_name, *s_recipient, *s_meta,
     *s_tenant, *s_queue, *s_response, *s_code, *s_egress_pool, *s_egress_source, *s_watermark,
     *s_empty, *s_no_writes, *s_label, *s_rule, *s_provider, *s_first_seen, *s_last_seen,
-    *s_count, *s_move_to_end, *s_popitem, *s_pop, *s_zero;
+    *s_count, *s_move_to_end, *s_popitem, *s_pop, *s_zero, *s_reception_protocol;
 
 static int
 is_ascii_str(PyObject *s, const char *text)
@@ -792,6 +792,15 @@ FastCounter_observe(FastCounter *self, PyObject *const *args, Py_ssize_t nargs)
     if (!PyDict_CheckExact(record) || !PyUnicode_CheckExact(rtype)
         || (label != Py_None && !PyUnicode_CheckExact(label)))
         goto python;
+    /* A Rejection's recipient may be another address than the one refused (records.recipients)
+     * and a log hook's bookkeeping record is no mail (records.is_log_hook_record): Python. */
+    if (is_ascii_str(rtype, "Rejection"))
+        goto python;
+    PyObject *protocol = field(record, s_reception_protocol);
+    if (protocol == NULL && PyErr_Occurred())
+        return NULL;
+    if (protocol != NULL && PyUnicode_CheckExact(protocol) && is_ascii_str(protocol, "LogRecord"))
+        goto python;
     long long t = 0;
     int found = 0;
     if (event_second(self, record, &t, &found) < 0)
@@ -1039,6 +1048,7 @@ PyInit__fastcount(void)
     INTERN(s_peer_address, "peer_address")
     INTERN(s_name, "name")
     INTERN(s_recipient, "recipient")
+    INTERN(s_reception_protocol, "reception_protocol")
     INTERN(s_meta, "meta")
     INTERN(s_tenant, "tenant")
     INTERN(s_queue, "queue")

@@ -30,6 +30,7 @@ from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE, FEEDBACK_REPORT, REPLY_CODE
 from streamer.feedback import COMPLAINT_TYPES, complained_about
+from streamer.records import LOG_HOOK_TYPE, LOG_RECORD_PROTOCOL, first_recipient
 from streamer.rules import UNCATEGORIZED
 
 try:
@@ -174,9 +175,12 @@ class Analyzer:
                     provider = self._cached(self._peer_provider, name, self._by_peer)
                     if provider != OTHER:
                         return provider
-            recipient = record.get("recipient")
-            if type(recipient) is list and recipient:  # a multi-recipient transaction: one
-                recipient = recipient[0]  # destination domain (KumoMTA batches per queue)
+            if rtype == "Rejection" or record.get("reception_protocol") == LOG_RECORD_PROTOCOL:
+                recipient = first_recipient(record)  # the refused address; a log hook's: none
+            else:
+                recipient = record.get("recipient")
+                if type(recipient) is list and recipient:  # a multi-recipient transaction: one
+                    recipient = recipient[0]  # destination domain (KumoMTA batches per queue)
         if type(recipient) is not str:
             return OTHER
         domain = recipient.rpartition("@")[2]
@@ -217,7 +221,11 @@ class Analyzer:
         only on evidence in :attr:`suppress_evidence`; a reply-code match counts as a rule gap.
         The reference path; :attr:`observer` is the one to call for evidence in
         :attr:`observer_evidence` (it may be the C counter).
+        A log hook's bookkeeping record counts as :data:`LOG_HOOK_TYPE` whatever its type and
+        label: no outcome, no category, no suppression write (``recipients`` has nobody).
         """
+        if record.get("reception_protocol") == LOG_RECORD_PROTOCOL:
+            rtype, label, rule, line = LOG_HOOK_TYPE, None, None, None
         provider = self.provider(record)
         category = None
         if label is not None:
@@ -245,11 +253,10 @@ class Analyzer:
 
 
 def windows_from_settings(settings: Settings) -> WindowedStats:
-    """The windowed statistics of a worker: late records re-create forgotten windows."""
+    """The windowed statistics of a worker."""
     return WindowedStats(
         window_s=settings.stats_window,
         grace_s=settings.stats_grace,
         retention_s=settings.stats_retention,
         max_keys=settings.stats_max_rows,
-        recreate_late=True,
     )

@@ -25,11 +25,12 @@ from streamer.analytics.windows import (
 )
 from streamer.cache import LRUCache
 from streamer.feedback import complained_about, feedback_type
-from streamer.records import RECORD_TYPES
+from streamer.records import LOG_HOOK_TYPE, RECORD_TYPES
 from streamer.rules import UNCATEGORIZED
 
-#: KumoMTA's record types; other types are input values, bounded (``type_capacity``).
-KNOWN_TYPES = frozenset(RECORD_TYPES)
+#: KumoMTA's record types and a log hook's bookkeeping records (``LOG_HOOK_TYPE``); other
+#: types are input values, bounded (``type_capacity``).
+KNOWN_TYPES = frozenset({*RECORD_TYPES, LOG_HOOK_TYPE})
 
 #: "00".."60" -> milliseconds ("60": a leap second).
 _SECOND_MS = {f"{n:02d}": n * 1000 for n in range(61)}
@@ -127,7 +128,7 @@ class BatchAggregator:
         self.tenant = BoundedDimension(tenant_capacity, rebalance_every=0)
         # unknown record types (input values too) beyond type_capacity count as "other"
         self.types = BoundedDimension(type_capacity, rebalance_every=0)
-        self.watermark: int | None = None  # largest event time seen (ms): feed it to due()
+        self.watermark: int | None = None  # largest event time seen (ms): feed it to updates()
         self._latest_window: int | None = None
         self.cache_size = cache_size  # each lookup cache is emptied (the LRU: trimmed) when full
         self._templates: LRUCache[str, str] = LRUCache(cache_size)
@@ -259,16 +260,14 @@ class BatchAggregator:
         the deliverability metrics need. The aggregator starts a new batch."""
         folded = Folded()
 
-        def row(key: Key, n: int) -> Counts | None:
+        def row(key: Key, n: int) -> Counts:
             folded.add(key, n)
             return windows.row(key, wall, n, self.gap_capacity)
 
         self._fold(row, folded)
         return folded
 
-    def _fold(
-        self, row_of: Callable[[Key, int], Counts | None], folded: Folded | None = None
-    ) -> None:
+    def _fold(self, row_of: Callable[[Key, int], Counts], folded: Folded | None = None) -> None:
         """Map the batch's raw tally onto bounded keys and count it into ``row_of(key)``."""
         if self.elsewhere is not None:
             self.elsewhere.drain_into(self._tally)
@@ -288,7 +287,7 @@ class BatchAggregator:
                 groups[dims] = [(raw, n)]
             else:
                 members.append((raw, n))
-        rows: dict[tuple[Any, ...], Counts | None] = {}  # (start, dimensions) -> its row
+        rows: dict[tuple[Any, ...], Counts] = {}  # (start, dimensions) -> its row
         for dims in sorted(groups, key=itemgetter(0)):  # windows in time order
             members = groups[dims]
             start, provider, pool, source, tenant = dims
@@ -304,8 +303,6 @@ class BatchAggregator:
                     rtype = self.types.map(rtype, n)
                 if folded is not None:
                     folded.count(key, rtype, label, category, n)
-                if c is None:
-                    continue  # dropped: older than the windows' retention
                 c.counts[rtype] = c.counts.get(rtype, 0) + n
                 if label is not None:
                     c.labels[label] = c.labels.get(label, 0) + n
@@ -313,8 +310,7 @@ class BatchAggregator:
                     c.categories[category] = c.categories.get(category, 0) + n
         for raw, ft in complaints:
             c = rows[raw[:5]]
-            if c is not None:
-                c.complaints[ft] = c.complaints.get(ft, 0) + 1
+            c.complaints[ft] = c.complaints.get(ft, 0) + 1
         for raw, line in gaps:
             tpl = self._templates.lookup(line)
             if tpl is None:
@@ -322,9 +318,7 @@ class BatchAggregator:
                 self._templates.put(line, tpl)
             if folded is not None:
                 folded.gaps[tpl] = folded.gaps.get(tpl, 0) + 1
-            c = rows[raw[:5]]
-            if c is not None:
-                c.add_gap(tpl, line)
+            rows[raw[:5]].add_gap(tpl, line)
 
     def _key(self, start: int, provider: str, pool: Any, source: Any, tenant: str, n: int) -> Key:
         """The bounded window key of ``n`` records with these raw dimension values."""

@@ -23,6 +23,17 @@ CATEGORIES: tuple[str, ...] = (HARD, SOFT, BLOCK, ADMIN, UNDETERMINED, COMPLAINT
 
 _KEYS = frozenset({"category", "action", "on_4xx", "on_5xx"})
 
+#: What to do about a category, when a reply class moved a label away from its own category
+#: (a 4xx ``InvalidRecipient`` is ``soft``: its label's "suppress the address" would be wrong).
+CATEGORY_ACTIONS: dict[str, str] = {
+    HARD: "suppress the address",
+    SOFT: "retry later: the problem is temporary and at the recipient's side",
+    BLOCK: "fix the sending side (reputation, authentication, policy, content)",
+    ADMIN: "an operator acted: nothing to do for the recipient",
+    UNDETERMINED: "read the response; write a rule if it recurs",
+    COMPLAINT: "stop mailing the address",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -120,8 +131,14 @@ class CategoryTable:
         """The category of ``label`` for an SMTP reply ``code`` (None: no code known)."""
         return self.entries.get(label, self.default).resolve(code)
 
-    def action(self, label: str) -> str:
-        return self.entries.get(label, self.default).action
+    def action(self, label: str, code: int | None = None) -> str:
+        """The recommended action for ``label`` (for an SMTP reply ``code``): the label's own,
+        or the category's when the reply class gives the label another category."""
+        entry = self.entries.get(label, self.default)
+        category = entry.resolve(code)
+        if category != entry.category:
+            return CATEGORY_ACTIONS.get(category, entry.action)
+        return entry.action
 
     def __contains__(self, label: object) -> bool:
         return label in self.entries

@@ -22,8 +22,9 @@ from streamer.analytics.windows import EXAMPLE_MAX
 from streamer.classifier import Classifier
 from streamer.evidence import REPLY_CODE
 from streamer.inputs import InputError, open_input  # where the readers live (re-exported)
-from streamer.records import CLASSIFIABLE_TYPES, response_is_valid, response_line
+from streamer.records import CLASSIFIABLE_TYPES, effective_type, response_is_valid, response_line
 from streamer.rules import UNCATEGORIZED
+from streamer.text import counted
 
 __all__ = ["Gap", "GapCollector", "InputError", "open_input", "render_toml", "template_pattern"]
 
@@ -79,8 +80,9 @@ class GapCollector:
         self.examples.setdefault(template, example[:EXAMPLE_MAX])
 
     def add_record(self, record: dict[str, Any]) -> None:
-        """A KumoMTA record: its response, when it is a classifiable failure (not Feedback)."""
-        rtype = record.get("type")
+        """A KumoMTA record: its response, when it is a classifiable failure (not Feedback, nor
+        a log hook's bookkeeping record)."""
+        rtype = effective_type(record)
         response: Any = record.get("response")
         if rtype in CLASSIFIABLE_TYPES and rtype != "Feedback" and response_is_valid(response):
             self.add_line(response_line(response))
@@ -175,7 +177,7 @@ def render_toml(gaps: list[Gap]) -> str:
     for i, gap in enumerate(gaps, 1):
         out += [
             "",
-            f"# {i}. {gap.count} line{'s' * (gap.count != 1)}, e.g.: {_comment(gap.example)}",
+            f"# {i}. {counted(gap.count, 'line')}, e.g.: {_comment(gap.example)}",
             f"# LABEL = [ {toml_string(template_pattern(gap.template))} ]",
         ]
     return "\n".join(out) + "\n"

@@ -15,6 +15,7 @@ from typing import Any
 from streamer.analytics.tables import TableError, read_toml
 from streamer.cache import LRUCache
 from streamer.feedback import complained_about
+from streamer.records import first_recipient
 
 OTHER = "other"
 #: Record types written on the receiving side: their peer is the injecting client, not an MX.
@@ -187,8 +188,10 @@ def record_clues(record: Mapping[str, Any]) -> tuple[str | None, str | None, str
 
     An inbound record's peer (Reception, Rejection) is the injecting client, not a receiving
     MX; a Feedback report's provider is the complainer's, whose address is in the report (the
-    record's own ``recipient`` is the feedback mailbox). A multi-recipient transaction's
-    recipients share one destination domain (KumoMTA batches per queue): the first is used.
+    record's own ``recipient`` is the feedback mailbox). The recipient is
+    ``records.first_recipient``: a multi-recipient transaction's first (they share one
+    destination domain), a ``Rejection`` of ``RCPT TO``'s refused address, none for a log
+    hook's bookkeeping record.
     The worker's cached ``Analyzer.provider`` reads the same clues.
     """
     site = record.get("site")
@@ -201,9 +204,7 @@ def record_clues(record: Mapping[str, Any]) -> tuple[str | None, str | None, str
         if isinstance(peer, Mapping) and rtype not in INBOUND_TYPES:
             name = peer.get("name")
             peer_name = name if isinstance(name, str) and name else None
-        recipient = record.get("recipient")
-        if isinstance(recipient, list) and recipient:
-            recipient = recipient[0]
+        recipient = first_recipient(record)
     return (
         site if isinstance(site, str) and site else None,
         peer_name,

@@ -26,6 +26,7 @@ import orjson
 
 from streamer.analytics.categories import HARD
 from streamer.analytics.windows import event_time_ms
+from streamer.records import recipients
 from streamer.rules import Rule
 
 #: Record types whose hard category suppresses the recipient. OOB is an asynchronous bounce
@@ -66,14 +67,11 @@ def _key(address: Any) -> str | None:
 
 
 def recipient_keys(record: Mapping[str, Any]) -> list[str]:
-    """Every recipient of the record as a suppression key (lower-cased, no angle brackets).
-
-    ``recipient`` is a string, or a list of them for a multi-recipient transaction."""
-    r = record.get("recipient")
-    if type(r) is list:
-        return [k for k in map(_key, r) if k is not None]
-    key = _key(r)
-    return [key] if key is not None else []
+    """Every recipient the record concerns as a suppression key (lower-cased, no angle
+    brackets): ``records.recipients``, so a ``Rejection`` of ``RCPT TO`` names the refused
+    address (not the last accepted one KumoMTA puts in ``recipient``) and a log hook's
+    bookkeeping record (a ``Delivery`` of the hook's queue) names nobody: it lifts nothing."""
+    return [k for k in map(_key, recipients(record)) if k is not None]
 
 
 class SuppressionTracker:

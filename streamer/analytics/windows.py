@@ -1,13 +1,13 @@
 """Tumbling-window statistics per (provider, egress pool, egress source, tenant).
 
-Pure aggregation: the worker hands in per-batch partial counts (:class:`Counts` per key) and
-asks, from time to time, which rows are :meth:`WindowedStats.due`. A window is emitted once
-event time has passed its end plus a grace period, or once it has not been updated for
-``idle_flush_s`` of wall-clock time (quiet streams, replays of old logs). Emitted windows are
-kept for ``retention_s`` of event time: a late record updates its window and the changed rows
-are emitted again with the window's *full* counts, so the latest row per key is the truth.
-Records older than the retention are dropped (and counted): re-creating a forgotten window
-would emit partial counts that overwrite the truth.
+Pure aggregation: the worker counts records into rows (:meth:`WindowedStats.row`) and
+publishes, every flush, the rows that changed (:meth:`WindowedStats.updates`), each with its
+window's *full* counts, so the latest row per key is the truth. A window's rows are published
+once more as ``final`` once event time has passed its end plus a grace period. Windows are kept
+for ``retention_s`` of event time and at most ``max_windows`` at once. A record for a window no
+longer held (older than the retention, or evicted by the cap) starts a new instance of that
+window with another ``serial``: every row carries its window's serial in its key, so an
+instance's rows never overwrite, nor add to, another's, and nothing counted is dropped.
 """
 
 from __future__ import annotations
@@ -108,12 +108,10 @@ class Counts:
 @dataclass(slots=True)
 class _Window:
     start: int
-    serial: int = 0  # tells a window re-created after it was forgotten from the first one
+    serial: int  # tells a window re-created after it was forgotten from the first one
     rows: dict[DimKey, Counts] = field(default_factory=dict)
     dirty: set[DimKey] = field(default_factory=set)
-    emitted: bool = False
     final: bool = False  # its rows were published as final (end + grace passed)
-    last_wall: float = 0.0
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -149,9 +147,10 @@ def row_key(row: Mapping[str, Any]) -> bytes:
 
 
 class WindowedStats:
-    """Aggregates partial counts into tumbling windows; :meth:`due` returns rows to publish.
+    """Aggregates counts into tumbling windows; :meth:`updates` returns the rows to publish.
 
-    Bounds: at most ``max_windows`` windows (the oldest is emitted and forgotten to make room)
+    Bounds: at most ``max_windows`` windows (the oldest is forgotten to make room; its changed
+    rows go out with the next update, under its serial)
     and ``max_keys`` rows over all windows (a new key beyond that is counted in the window's
     all-"other" row). Event time never runs more than ``future_skew_s`` ahead of the wall
     clock, so one record stamped in the far future cannot close every window early.
@@ -161,14 +160,12 @@ class WindowedStats:
         self,
         window_s: float = 60,
         grace_s: float = 10,
-        idle_flush_s: float = 5,
         retention_s: float = 3600,
         max_windows: int = 512,
         max_keys: int = 100_000,
         gaps_top: int = 10,
         future_skew_s: float = 300,
         clock: Callable[[], float] = time.time,
-        recreate_late: bool = False,
     ) -> None:
         if window_s <= 0 or max_windows < 1 or max_keys < 1:
             raise ValueError("window_s, max_windows and max_keys must be positive")
@@ -176,37 +173,30 @@ class WindowedStats:
             raise ValueError("retention_s must be >= grace_s")
         self.window_ms = int(window_s * 1000)
         self.grace_ms = int(grace_s * 1000)
-        self.idle_flush_s = idle_flush_s
         self.retention_ms = int(retention_s * 1000)
         self.max_windows = max_windows
         self.max_keys = max_keys
         self.gaps_top = gaps_top
         self.future_skew_ms = int(future_skew_s * 1000)
         self.clock = clock
-        #: Late records older than the retention start a new instance of their window (its rows
-        #: carry another ``serial``) instead of being dropped: nothing counted is lost.
-        self.recreate_late = recreate_late
         self._serial = 0
         self.watermark: int | None = None
-        self.dropped_late = 0  # records in windows older than the retention
         self.overflowed = 0  # records folded into the all-"other" row by max_keys
         self._windows: dict[int, _Window] = {}
         self._nkeys = 0
-        self._pending: list[dict[str, Any]] = []  # rows of windows evicted by max_windows
+        self._evicted: list[_Window] = []  # windows evicted by max_windows, with changed rows
 
     def empty_copy(self) -> WindowedStats:
         """A new, empty instance with the same settings."""
         return WindowedStats(
             window_s=self.window_ms / 1000,
             grace_s=self.grace_ms / 1000,
-            idle_flush_s=self.idle_flush_s,
             retention_s=self.retention_ms / 1000,
             max_windows=self.max_windows,
             max_keys=self.max_keys,
             gaps_top=self.gaps_top,
             future_skew_s=self.future_skew_ms / 1000,
             clock=self.clock,
-            recreate_late=self.recreate_late,
         )
 
     def __len__(self) -> int:
@@ -220,19 +210,12 @@ class WindowedStats:
     def add(self, partial: Mapping[Key, Counts], now_wall: float | None = None) -> None:
         wall = self.clock() if now_wall is None else now_wall
         for key, counts in partial.items():
-            row = self.row(key, wall, counts.total(), counts.gap_capacity)
-            if row is not None:
-                row.merge(counts)
+            self.row(key, wall, counts.total(), counts.gap_capacity).merge(counts)
 
-    def row(self, key: Key, wall: float, n: int, gap_capacity: int = GAP_CAPACITY) -> Counts | None:
-        """The row ``n`` records of ``key`` are counted into (marked changed), or None when they
-        are dropped (older than the retention, unless ``recreate_late``)."""
+    def row(self, key: Key, wall: float, n: int, gap_capacity: int = GAP_CAPACITY) -> Counts:
+        """The row ``n`` records of ``key`` are counted into (marked changed). A window not held
+        (never seen, forgotten or evicted) is created anew, with a new serial."""
         start = key[0]
-        mark = self.watermark
-        late = mark is not None and start + self.window_ms < mark - self.retention_ms
-        if late and not self.recreate_late:
-            self.dropped_late += n
-            return None
         windows = self._windows
         win = windows.get(start)
         if win is None:
@@ -251,15 +234,18 @@ class WindowedStats:
                 row = win.rows[dims] = Counts(gap_capacity)
                 self._nkeys += 1
         win.dirty.add(dims)
-        win.last_wall = wall
         return row
 
     def _evict_oldest(self) -> None:
-        start = min(self._windows)
-        win = self._windows.pop(start)
-        if win.dirty:
-            self._pending.extend(self._rows(win, win.dirty))
+        win = self._windows.pop(min(self._windows))
+        if win.dirty:  # published by the next update, still under its own serial
+            self._evicted.append(win)
         self._nkeys -= len(win.rows)
+
+    def _closed(self, start: int) -> bool:
+        """Event time passed the window's end plus the grace period."""
+        mark = self.watermark
+        return mark is not None and start + self.window_ms + self.grace_ms <= mark
 
     def _rows(
         self, win: _Window, keys: set[DimKey] | dict[DimKey, Counts], final: bool | None = None
@@ -303,18 +289,20 @@ class WindowedStats:
         the records they count, so the published rows never lag the committed offsets."""
         wall = self.clock() if now_wall is None else now_wall
         mark = self._advance(now_event_ms, wall)
-        out, self._pending = self._pending, []
+        evicted, self._evicted = self._evicted, []
+        out = [
+            row for win in evicted for row in self._rows(win, win.dirty, self._closed(win.start))
+        ]
         for start in sorted(self._windows):
             win = self._windows[start]
-            closed = mark is not None and start + self.window_ms + self.grace_ms <= mark
+            closed = self._closed(start)
             if closed and not win.final:
                 out.extend(self._rows(win, win.rows, final=True))
-                win.final = win.emitted = True
+                win.final = True
                 win.dirty = set()
             elif win.dirty:
                 out.extend(self._rows(win, win.dirty, final=closed))
                 win.dirty = set()
-                win.emitted = True
         self._forget_old(mark)
         return out
 
@@ -327,53 +315,22 @@ class WindowedStats:
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every row held now (``/stats``), changed or not."""
-        mark = self.watermark
         return [
             row
             for start in sorted(self._windows)
             for row in self._rows(
-                self._windows[start],
-                self._windows[start].rows,
-                final=mark is not None and start + self.window_ms + self.grace_ms <= mark,
+                self._windows[start], self._windows[start].rows, self._closed(start)
             )
         ]
 
-    def due(self, now_event_ms: int | None, now_wall: float | None = None) -> list[dict[str, Any]]:
-        """Rows to publish now (full counts of every changed row of every due window), and
-        forget emitted windows older than the retention. ``now_event_ms``: the largest event
-        time seen so far (None: none yet)."""
-        wall = self.clock() if now_wall is None else now_wall
-        if now_event_ms is not None:
-            capped = min(now_event_ms, int(wall * 1000) + self.future_skew_ms)
-            if self.watermark is None or capped > self.watermark:
-                self.watermark = capped
-        mark = self.watermark
-        out, self._pending = self._pending, []
-        for start in sorted(self._windows):
-            win = self._windows[start]
-            if not win.dirty:
-                continue
-            closed = mark is not None and start + self.window_ms + self.grace_ms <= mark
-            if closed or wall - win.last_wall >= self.idle_flush_s:
-                out.extend(self._rows(win, win.dirty))
-                win.dirty = set()
-                win.emitted = True
-        if mark is not None:
-            horizon = mark - self.retention_ms
-            for start in [s for s, w in self._windows.items() if s + self.window_ms < horizon]:
-                win = self._windows.pop(start)
-                if win.dirty:  # cannot happen after the loop above; kept for safety
-                    out.extend(self._rows(win, win.dirty))
-                self._nkeys -= len(win.rows)
-        return out
-
     def flush_all(self) -> list[dict[str, Any]]:
-        """Every changed row now, whatever its window's state (shutdown, tests)."""
-        out, self._pending = self._pending, []
+        """Every changed row now, without ``final`` and ``serial`` (the offline report: one
+        pass over its inputs, nothing late, nothing evicted)."""
+        evicted, self._evicted = self._evicted, []
+        out = [row for win in evicted for row in self._rows(win, win.dirty)]
         for start in sorted(self._windows):
             win = self._windows[start]
             if win.dirty:
                 out.extend(self._rows(win, win.dirty))
                 win.dirty = set()
-                win.emitted = True
         return out

@@ -6,9 +6,13 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperOption
+
+if TYPE_CHECKING:
+    from streamer.kafka.probe import KafkaProblem
 
 app = typer.Typer(
     name="streamer",
@@ -18,6 +22,43 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _no_type_for_flags() -> None:
+    """Typer 0.29's rich help shows ``<bool>`` in the type column of every plain flag
+    (``--json``, ``--help``), where it says nothing a user needs: show no type for flags."""
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_no_type_for_flags()
+
+
+def config_first(argv: list[str]) -> list[str]:
+    """``argv`` with ``--config FILE`` (or ``--config=FILE``) moved before the command, so that
+    ``streamer worker --config x.toml`` works like ``streamer --config x.toml worker``: the
+    option belongs to the program, and users type it after the command name as often as
+    before. Nothing after a ``--`` is touched."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < end:
+        arg = argv[i]
+        if arg == "--config" and i + 1 < end:
+            moved += argv[i : i + 2]
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return [*moved, *rest, *argv[end:]]
 
 
 def _print_version(value: bool) -> None:
@@ -64,6 +105,13 @@ def rules_error(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+def kafka_error(exc: KafkaProblem) -> typer.Exit:
+    """Kafka that cannot be used: one red line, and the exit status of its kind
+    (``streamer.exits``: 75 only when waiting may help)."""
+    typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(exc.exit_code)
+
+
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from streamer.cli import (  # noqa: F401
@@ -90,7 +138,7 @@ def main() -> None:
     _register()
     try:
         try:
-            app(prog_name="streamer")
+            app(args=config_first(sys.argv[1:]), prog_name="streamer")
         finally:
             sys.stdout.flush()  # a full disk shows here when the output was buffered
     except ConfigError as exc:  # every command reports its own; this is the safety net
@@ -102,3 +150,10 @@ def main() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         typer.secho(f"cannot write output: {exc.strerror}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None
+    except Exception as exc:
+        # Kafka that cannot be used, wherever a command met it (the probe module is only
+        # looked at when it was loaded: commands without Kafka do not pay for its import).
+        probe = sys.modules.get("streamer.kafka.probe")
+        if probe is None or not isinstance(exc, probe.KafkaProblem):
+            raise
+        raise SystemExit(kafka_error(exc).exit_code) from None

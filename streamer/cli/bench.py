@@ -99,7 +99,7 @@ def _run_bench(name: str, bench: Callable[[Any, str], Any], as_json: bool) -> No
     from streamer.config import ConfigError, load_settings
     from streamer.devkit.broker import ensure_broker
     from streamer.devkit.harness import HarnessError
-    from streamer.kafka.probe import KafkaUnavailable
+    from streamer.kafka.probe import KafkaProblem
 
     try:
         settings = load_settings()
@@ -108,7 +108,7 @@ def _run_bench(name: str, bench: Callable[[Any, str], Any], as_json: bool) -> No
         from streamer.cli import config_error
 
         raise config_error(exc) from None
-    except (KafkaUnavailable, HarnessError) as exc:
+    except (KafkaProblem, HarnessError) as exc:
         typer.secho(f"bench {name} failed: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     print(json.dumps(result.to_json()) if as_json else result.table())

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from streamer.cli import app, config_error, rules_error
+from streamer.text import counted
 
 if TYPE_CHECKING:
     from streamer.offline.chunks import ChunkReader
@@ -41,7 +42,8 @@ def _settings(rules: list[Path] | None = None) -> Any:
     from streamer.config import ConfigError, load_settings
 
     try:
-        # Explicit --rules replace the configured files (and need no shipped rules at all).
+        # Explicit --rules replace the configured `files` (and need no shipped rules at all);
+        # `site_files` still come first, as in the worker.
         return load_settings(files=list(rules) if rules else None)
     except ConfigError as exc:
         raise config_error(exc) from None
@@ -73,7 +75,7 @@ def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:
     from streamer.classifier import Classifier
     from streamer.rules import RulesError, load_rules
 
-    files = list(rules) if rules else list(_settings().rule_files)
+    files = list(_settings(rules).rule_files)  # site_files first, then --rules or `files`
     try:
         ruleset = load_rules(files)
         warn_labels(ruleset)
@@ -107,13 +109,18 @@ def validate_command(
         ruleset = load_rules(files)
         Classifier(ruleset, cache_size=0, uncategorized_cache_size=0)  # the engine must build too
     except RulesError as exc:
+        for warning in exc.warnings:  # beside the errors: a misspelled label may be the cause
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         for err in exc.errors:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     if warn_labels(ruleset) and strict:
         typer.secho("error: warnings above (--strict)", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    print(f"OK: {len(ruleset.rules)} patterns, {len(ruleset.labels)} labels, {len(files)} files")
+    print(
+        f"OK: {counted(len(ruleset.rules), 'pattern')}, {counted(len(ruleset.labels), 'label')}, "
+        f"{counted(len(files), 'file')}"
+    )
 
 
 class _Run:
@@ -214,13 +221,18 @@ def classify_command(
         cache_size=settings.cache_size,
         uncategorized_cache_size=settings.uncategorized_cache_size,
     )
-    stats = Summary(*_tables(settings)) if summary else None
+    tables = _tables(settings) if summary or settings.analytics else None
+    stats = Summary(*tables) if summary and tables else None
     labeller = Labeller(
-        classifier, max_bytes=settings.max_message_bytes, explain=explain, summary=stats
+        classifier,
+        max_bytes=settings.max_message_bytes,
+        explain=explain,
+        summary=stats,
+        tables=tables if settings.analytics else None,  # as the worker's output
     )
     reader = ChunkReader(expand_inputs(inputs or []), lines)
     run = _classify(reader, labeller, processes, stats, top, as_json)
-    done = f"{run.done} line{'s' * (run.done != 1)}"
+    done = counted(run.done, "line")
     print(f"classified {done}, skipped {run.malformed} malformed", file=sys.stderr)
     rejected = run.all_rejected(reader.records_seen and lines is None)
     if rejected:
@@ -298,6 +310,11 @@ def explain_command(
 
     classifier = _load_classifier(rules, cache_size=0, uncategorized_cache_size=0)
     ex = classifier.explain(line)
+    categories = _tables(_settings(rules))[0]
+    code = int(line[:3]) if line[:3].isdigit() else None
+    klass_code = code // 100 * 100 if code else None
+    category = categories.category(ex.label, klass_code)
+    action = categories.action(ex.label, klass_code)
     if as_json:
         print(
             json.dumps(
@@ -306,6 +323,8 @@ def explain_command(
                     "label": ex.label,
                     "rule": _rule_json(ex.rule),
                     "evidence": ex.evidence,
+                    "category": category,
+                    "action": action,
                     "matches": [_rule_json(r) for r in ex.matches],
                     "rules_version": classifier.version,
                 },
@@ -315,6 +334,7 @@ def explain_command(
         return
     print(f"line:   {line!r}")
     print(f"label:  {ex.label}")
+    print(f"category: {category}" + (f" (action: {action})" if action else ""))
     if ex.rule is None:
         print(f"winner: none of the {len(classifier.rules)} rules matches")
     else:

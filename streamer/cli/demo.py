@@ -29,7 +29,7 @@ def demo(
     from streamer.devkit.demo import run_demo
     from streamer.devkit.harness import HarnessError
     from streamer.kafka.admin import TopicError
-    from streamer.kafka.probe import KafkaUnavailable
+    from streamer.kafka.probe import KafkaProblem
 
     try:
         settings = load_settings()
@@ -38,7 +38,7 @@ def demo(
         from streamer.cli import config_error
 
         raise config_error(exc) from None
-    except (KafkaUnavailable, HarnessError, TopicError) as exc:
+    except (KafkaProblem, HarnessError, TopicError) as exc:
         typer.secho(f"demo failed: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     _write_report(settings.state_dir / "report.html")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ from streamer.config import Settings
 
 if TYPE_CHECKING:
     from streamer.kafka.deadletters import Selection
+    from streamer.kafka.probe import Needs
 
 dlq_app = typer.Typer(
     help="Dead letters: list and summarise them by reason, show one, replay them after a fix.",
@@ -53,6 +54,13 @@ def _topic(settings: Settings, topic: str | None) -> str:
     return topic or settings.dlq_topic or f"{settings.input_topic}.dlq"
 
 
+def _needs(**what: Any) -> Needs:
+    """What the command does, checked against the ACLs before it starts (``probe.Needs``)."""
+    from streamer.kafka.probe import Needs
+
+    return Needs(**what)
+
+
 def _fail(exc: Exception) -> typer.Exit:
     _err(str(exc))
     return typer.Exit(1)
@@ -78,7 +86,7 @@ def dlq_list(
     settings = _settings(bootstrap=bootstrap)
     selection = _selection(reasons, since, until)
     name = _topic(settings, topic)
-    address = _bootstrap(settings)
+    address = _bootstrap(settings, _needs(read=(name,)))
     printed = read = 0
     try:
         for letter, selected in read_dead_letters(settings, address, name, selection):
@@ -123,7 +131,7 @@ def dlq_summary(
     settings = _settings(bootstrap=bootstrap)
     selection = _selection(reasons, since, until)
     name = _topic(settings, topic)
-    address = _bootstrap(settings)
+    address = _bootstrap(settings, _needs(read=(name,)))
     try:
         summary = summarise(settings, address, name, selection)
     except DeadLetterError as exc:
@@ -174,7 +182,7 @@ def dlq_show(
     settings = _settings(bootstrap=bootstrap)
     p, o = _ref(ref, partition, offset)
     name = _topic(settings, topic)
-    address = _bootstrap(settings)
+    address = _bootstrap(settings, _needs(read=(name,)))
     try:
         letter = fetch_one(settings, address, name, p, o)
     except DeadLetterError as exc:
@@ -234,7 +242,8 @@ def dlq_replay(
     settings = _settings(bootstrap=bootstrap)
     selection = _selection(reasons, since, until)
     name = _topic(settings, topic)
-    address = _bootstrap(settings)
+    # the targets named by the dead letters' headers are checked as they come
+    address = _bootstrap(settings, _needs(read=(name,), write=(to,) if to else (), group=group))
     options = ReplayOptions(group=group, to=to, dry_run=dry_run, batch_size=batch_size, rate=rate)
     last_report = 0.0
 

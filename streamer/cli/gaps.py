@@ -11,6 +11,7 @@ import typer
 
 from streamer.cli import app
 from streamer.cli.classify import RulesOption, _load_classifier
+from streamer.text import counted
 
 
 def _error(message: str, code: int = 1) -> typer.Exit:
@@ -117,6 +118,6 @@ def gaps_command(
         print(f"{'':8}  e.g. {g.example}")
     if collector.malformed:
         n = collector.malformed
-        print(f"skipped {n} malformed line{'s' * (n != 1)}", file=sys.stderr)
+        print(f"skipped {counted(n, 'malformed line')}", file=sys.stderr)
     if toml_out is not None:
         print(f"skeleton written to {toml_out}", file=sys.stderr)

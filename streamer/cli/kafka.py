@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from streamer.cli import app, config_error
+from streamer.cli import app, config_error, kafka_error
 from streamer.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from streamer.kafka.probe import Needs
 
 kafka_app = typer.Typer(
     help="The embedded local Apache Kafka broker (single KRaft node on 127.0.0.1).",
@@ -54,15 +57,19 @@ def _instant(option: str, text: str | None) -> float | None:
         raise config_error(ValueError(f"{option}: {exc}")) from None
 
 
-def _bootstrap(settings: Settings) -> str:
-    from streamer.devkit.broker import ensure_broker
-    from streamer.kafka.probe import KafkaUnavailable
+def _bootstrap(settings: Settings, needs: Needs | None = None) -> str:
+    """The bootstrap address, checked to answer and (``needs``) to allow what the command does:
+    else a ``kafka:`` line and the exit status of the problem (``streamer.exits``)."""
+    from streamer.devkit.broker import BrokerError, ensure_broker
+    from streamer.kafka.probe import KafkaProblem
 
     try:
-        return ensure_broker(settings)
-    except KafkaUnavailable as exc:
+        return ensure_broker(settings, needs=needs)
+    except BrokerError as exc:  # the local broker did not start: its log says why
         _err(str(exc))
         raise typer.Exit(1) from exc
+    except KafkaProblem as exc:
+        raise kafka_error(exc) from None
 
 
 @kafka_app.command("start")
@@ -167,7 +174,7 @@ def kafka_status(
         typer.echo(
             f"local Kafka broker: {what}\n"
             f"  bootstrap:  {state.bootstrap}\n"
-            f"  pid:        {state.pid}\n"
+            f"  pid:        {state.pid if state.pid is not None else 'none (stopped)'}\n"
             f"  version:    {state.kafka_version}\n"
             f"  controller: 127.0.0.1:{state.controller_port}\n"
             + (f"  sasl_ssl:   {state.secure_bootstrap}\n" if state.secure_bootstrap else "")
@@ -216,10 +223,13 @@ def topics_create(
 @topics_app.command("list")
 def topics_list(bootstrap: BootstrapOpt = None) -> None:
     """List the topics (internal ones excluded) with their partition counts."""
-    from streamer.kafka.admin import topic_partitions
+    from streamer.kafka.admin import default_topics, topic_partitions
+    from streamer.kafka.probe import Needs
 
     settings = _settings(bootstrap=bootstrap)
-    for name, parts in sorted(topic_partitions(settings, _bootstrap(settings)).items()):
+    # the topics streamer uses must be visible: a principal without ACLs would list nothing
+    address = _bootstrap(settings, Needs(describe=tuple(default_topics(settings))))
+    for name, parts in sorted(topic_partitions(settings, address).items()):
         typer.echo(f"{name}  partitions={parts}")
 
 
@@ -249,10 +259,11 @@ def produce(
     ] = None,
 ) -> None:
     """Replay KumoMTA log files into Kafka (each line one message, keyed by its record's id)."""
+    from streamer.kafka.probe import Needs
     from streamer.kafka.produce import ProduceError, produce_file
 
     settings = _settings(bootstrap=bootstrap)
-    address = _bootstrap(settings)
+    address = _bootstrap(settings, Needs(write=(topic or settings.input_topic,)))
     try:
         result = produce_file(
             settings,

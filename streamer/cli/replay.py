@@ -41,6 +41,7 @@ def replay_command(
     """Move the workers' group back to the first record at or after --since, per partition
     (the workers must be stopped); they reprocess from there when they start again."""
     from streamer.deadletter import utc_timestamp
+    from streamer.kafka.probe import Needs
     from streamer.kafka.reprocess import ReprocessError, apply, group_state, plan
 
     settings = _settings(bootstrap=bootstrap)
@@ -50,7 +51,7 @@ def replay_command(
     assert when is not None
     name = group or settings.group_id
     topic_name = topic or settings.input_topic
-    address = _bootstrap(settings)
+    address = _bootstrap(settings, Needs(describe=(topic_name,), group=name))
     try:
         state = group_state(settings, address, name)
         if not state.idle and not force and not dry_run:

@@ -9,6 +9,7 @@ import typer
 
 from streamer.cli import app
 from streamer.cli.kafka import BootstrapOpt, _bootstrap, _err, _settings
+from streamer.text import counted
 
 
 @app.command("tail")
@@ -32,10 +33,12 @@ def tail_command(
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Follow a topic and print each record as one JSON line (the worker's connection settings)."""
+    from streamer.kafka.probe import Needs
     from streamer.kafka.tail import TailError, tail
 
     settings = _settings(bootstrap=bootstrap)
-    address = _bootstrap(settings)
+    topic = topic or settings.output_topic
+    address = _bootstrap(settings, Needs(read=(topic,)))
     out = sys.stdout.buffer
 
     def write(line: bytes) -> None:
@@ -46,7 +49,7 @@ def tail_command(
         result = tail(
             settings,
             address,
-            topic or settings.output_topic,
+            topic,
             write,
             from_beginning=from_beginning,
             max_records=max_records,
@@ -61,4 +64,4 @@ def tail_command(
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         raise typer.Exit(0) from None
-    typer.echo(f"{result.printed} records printed ({result.seen} read)", err=True)
+    typer.echo(f"{counted(result.printed, 'record')} printed ({result.seen} read)", err=True)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from streamer.cli import app, config_error, rules_error
+from streamer.cli import app, config_error, kafka_error, rules_error
 from streamer.config import ConfigError, load_settings
 
 
@@ -107,7 +107,7 @@ def worker_command(
 
     # Imported here: Faust and the classifier are heavy, other commands should not pay for them.
     from streamer.classifier import ReloadableClassifier
-    from streamer.kafka.probe import KafkaUnavailable
+    from streamer.kafka.probe import KafkaProblem
     from streamer.logs import setup_logging
     from streamer.rules import RulesError
     from streamer.worker import default_worker_id, run_worker
@@ -140,7 +140,6 @@ def worker_command(
     if settings.worker_processes > 1:
         del classifiers  # the rules are valid; the children load their own
         raise typer.Exit(_supervise(settings, flags))
-    from streamer.worker.exits import TEMPFAIL_EXIT
     from streamer.worker.supervisor import follow_supervisor
 
     follow_supervisor()
@@ -159,9 +158,8 @@ def worker_command(
     statedir.claim(settings.state_dir, settings.worker_id)
     try:
         bootstrap_addr = _bootstrap(settings)
-    except KafkaUnavailable as exc:
-        typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(TEMPFAIL_EXIT) from None
+    except KafkaProblem as exc:  # each kind its exit status: only 75 asks for a restart
+        raise kafka_error(exc) from None
     from streamer.kafka.admin import TopicError
 
     try:
@@ -173,15 +171,16 @@ def worker_command(
 
 
 def _bootstrap(settings: Any) -> str:
-    """The configured Kafka, checked to answer; without one, the embedded local broker.
+    """The configured Kafka, checked to answer and to allow the worker's topics and group;
+    without one, the embedded local broker.
 
     The local broker is a development tool (``streamer.devkit``): imported only when it is used,
     so a worker pointed at a real cluster never loads it.
     """
     if settings.bootstrap:
-        from streamer.kafka.probe import check_bootstrap
+        from streamer.kafka.probe import check_bootstrap, worker_needs
 
-        check_bootstrap(settings, settings.bootstrap)
+        check_bootstrap(settings, settings.bootstrap, needs=worker_needs(settings))
         return str(settings.bootstrap)
     from streamer.devkit.broker import ensure_broker
 
@@ -190,17 +189,18 @@ def _bootstrap(settings: Any) -> str:
 
 def _supervise(settings: Any, flags: dict[str, Any]) -> int:
     """``--processes N``: run N supervised children (``streamer.worker.supervisor``)."""
-    from streamer.kafka.probe import KafkaUnavailable
+    import logging
+
+    from streamer.kafka.probe import KafkaProblem
+    from streamer.logs import log_event
     from streamer.ports import pick_port
-    from streamer.worker.exits import TEMPFAIL_EXIT
     from streamer.worker.supervisor import Child, Supervisor, child_environment
     from streamer.worker.supervisor_http import SupervisorMetrics, serve_status
 
     try:
         bootstrap = _bootstrap(settings)  # once, for every child
-    except KafkaUnavailable as exc:
-        typer.secho(f"kafka: {exc}", fg=typer.colors.RED, err=True)
-        return TEMPFAIL_EXIT
+    except KafkaProblem as exc:
+        return kafka_error(exc).exit_code
     try:
         metrics_port = pick_port(settings.metrics_host, settings.metrics_port, "metrics_port")
         web_port = pick_port(settings.web_host, settings.web_port, "web_port")
@@ -231,6 +231,15 @@ def _supervise(settings: Any, flags: dict[str, Any]) -> int:
     supervisor.install_signal_handlers()
     metrics = SupervisorMetrics(supervisor, settings.metrics_host)
     supervisor.on_restart = lambda child: metrics.restarts.labels(str(child.index)).inc()
-    metrics.serve(settings.metrics_host, metrics_port)
-    serve_status(supervisor, settings.web_host, web_port)
+    served_metrics = metrics.serve(settings.metrics_host, metrics_port)
+    served_web = web_port if serve_status(supervisor, settings.web_host, web_port) else 0
+    log_event(
+        logging.getLogger("streamer.supervisor"),
+        logging.INFO,
+        "supervisor serving",
+        metrics=f"http://{settings.metrics_host}:{served_metrics}/metrics"
+        if served_metrics
+        else "off",
+        status=f"http://{settings.web_host}:{served_web}/status" if served_web else "off",
+    )
     return supervisor.run()

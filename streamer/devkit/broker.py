@@ -38,7 +38,13 @@ from streamer import resources
 from streamer.config import Settings
 from streamer.devkit import security
 from streamer.devkit.console import Say, say
-from streamer.kafka.probe import KafkaUnavailable, answers_metadata, check_bootstrap, port_accepts
+from streamer.kafka.probe import (
+    KafkaUnavailable,
+    Needs,
+    answers_metadata,
+    check_bootstrap,
+    port_accepts,
+)
 
 #: ``deploy/kafka`` of the repository, shipped in the wheel as package data (streamer.resources).
 DEPLOY_DIR = resources.kafka_dir()
@@ -637,11 +643,12 @@ def _read_cluster_id(meta: Path) -> str:
     return ""
 
 
-def ensure_broker(settings: Settings, say: Say = say) -> str:
-    """The bootstrap address to use: ``settings.bootstrap`` when set (checked to answer), else
-    the local broker's, started on first use or reused when already running."""
+def ensure_broker(settings: Settings, say: Say = say, needs: Needs | None = None) -> str:
+    """The bootstrap address to use: ``settings.bootstrap`` when set (checked to answer and to
+    allow ``needs``: ``streamer.kafka.probe``), else the local broker's, started on first use
+    or reused when already running (its PLAINTEXT listener: a super user)."""
     if settings.bootstrap:
-        check_bootstrap(settings, settings.bootstrap)
+        check_bootstrap(settings, settings.bootstrap, needs=needs)
         return settings.bootstrap
     state, started = LocalBroker.for_settings(settings).start(say)
     if started:

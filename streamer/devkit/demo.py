@@ -57,7 +57,7 @@ from streamer.devkit.sample import (
 from streamer.kafka.admin import create_topics, delete_topics
 from streamer.kafka.clients import admin_client
 from streamer.kafka.topics import read_topic
-from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS
+from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS, effective_type
 
 Identity = tuple[str, str, int]
 
@@ -228,10 +228,10 @@ def expected_labels(settings: Settings, demo_input: DemoInput) -> dict[Identity,
     from streamer.classifier import Classifier
     from streamer.records import enrich
 
-    classifier = Classifier.from_files(settings.files)
+    classifier = Classifier.from_files(settings.rule_files)
     labels: dict[Identity, str] = {}
     for ident, rec in demo_input.records.items():
-        if rec["type"] in CLASSIFIABLE_TYPES:
+        if effective_type(rec) in CLASSIFIABLE_TYPES:
             labels[ident] = enrich(dict(rec), classifier)["bounce_classification"]
     return labels
 

@@ -17,9 +17,15 @@ Traffic is simulated as interleaved message lifecycles: a ``Reception`` (or, for
 node handed over, an ``XferIn``), then zero or more ``TransientFailure``/``Delayed`` records, then
 a ``Delivery``, ``Bounce``, ``Expiration`` or ``AdminBounce``; some deliveries are later followed
 by an ``OOB`` bounce or a ``Feedback`` (ARF) report, and inbound ``Rejection`` records appear on
-their own. A few messages take the newer paths: moved to another queue (``AdminRebind``),
-released from the deferred-injection queue (``DeferredInjectionRebind``) or transferred to another
-node (``AdminRebind`` to the transfer queue, then ``XferOut``). Providers are drawn by market share
+their own, as KumoMTA's SMTP listener logs them (no ``id``; the client's command as sent; for a
+refused ``RCPT TO`` the transaction's last *accepted* recipient in ``recipient``, the refused
+address only in the command). With ``log_hook`` (the bundled sample has one) the stream is a
+node's local log with a log hook shipping some records: each shipped record adds the hook's
+bookkeeping ``Delivery`` (now and then a failed attempt) of its queue ``<name>.log_hook``, with
+``reception_protocol`` "LogRecord", from a random stream of its own (the mail stays the same).
+A few messages take the newer paths: moved to another queue (``AdminRebind``), released from the
+deferred-injection queue (``DeferredInjectionRebind``) or transferred to another node
+(``AdminRebind`` to the transfer queue, then ``XferOut``). Providers are drawn by market share
 and each provider's responses by a Zipf-like law, so a few responses dominate as in real traffic,
 while addresses, ids and timestamps vary.
 
@@ -47,7 +53,12 @@ from typing import Any, NamedTuple
 import orjson
 
 from streamer.deadletter import Headers
-from streamer.records import CLASSIFIABLE_TYPES, MALFORMED_REASONS
+from streamer.records import (
+    CLASSIFIABLE_TYPES,
+    LOG_RECORD_PROTOCOL,
+    MALFORMED_REASONS,
+    effective_type,
+)
 
 #: Default size limit the ``too-large`` samples exceed (``Settings.max_message_bytes``).
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
@@ -90,8 +101,10 @@ class SampleMessage(NamedTuple):
 
 
 def record_identity(record: dict[str, Any]) -> tuple[str, str, int]:
-    """The key that identifies one generated record among all others of a stream."""
-    return (str(record.get("id")), str(record.get("type")), int(record.get("num_attempts") or 0))
+    """The key that identifies one generated record among all others of a stream: a Rejection
+    has no message (``id`` ""), so its SMTP session and time stand in."""
+    ident = str(record.get("id")) or f"{record.get('session_id')}@{record.get('event_time')}"
+    return (ident, str(record.get("type")), int(record.get("num_attempts") or 0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -570,14 +583,38 @@ _REBIND_ROUTES: tuple[str, ...] = ("relay-backup.internal", "warmup-relay.intern
 _XFER_TARGET = "http://10.20.0.12:8000/"  # the node messages are transferred to
 _XFER_QUEUE = f"{_XFER_TARGET}.xfer.kumomta.internal"
 _DEFERRED_QUEUE = "deferred_smtp_inject.kumomta.internal"
+# Refusals of KumoMTA's own SMTP listener; the command column is the SMTP phase. KumoMTA logs
+# the client's command line as it was sent (``RCPT TO:<addr>``) and the transaction's state at
+# that moment as ``sender``/``recipient``: for a refused RCPT TO that is the last recipient it
+# *accepted* (or "" before any), never the refused one (its ``smtp_server``).
 _REJECTIONS = _responses(
     """
 550 5.7.1 RCPT | relaying denied: {domain} is not a domain we relay for
+550 5.1.1 RCPT | recipient {rcpt} is not known here
 421 4.3.2 - | too many connections from your address, try again later
 535 5.7.8 AUTH | authentication failed: invalid credentials
 552 5.3.4 DATA | message size exceeds the configured limit of 20MB
+451 4.7.1 RCPT | {domain} is paused by policy, try again later
 451 4.3.0 DATA | spool is temporarily out of space, retry later
 550 5.7.1 MAIL | sender {sender_domain} is not allowed for this listener
+"""
+)
+# Refused recipients are the most frequent refusals (unknown users above all): the deck holds
+# each refusal as often as it is drawn.
+_REJECTION_DECK: tuple[Resp, ...] = (
+    *(_REJECTIONS[1],) * 4,
+    *(_REJECTIONS[0],) * 2,
+    *(_REJECTIONS[5],) * 2,
+    *(r for i, r in enumerate(_REJECTIONS) if i not in (0, 1, 5)),
+)
+# A log hook (``policy-extras.log_hooks``): each record it ships becomes a message of its own
+# queue, whose delivery KumoMTA logs too, in the local log files (the hook never ships those).
+# The sample's hook ships the Rejections and one tenant's records (its ``filter``).
+_HOOK_TENANTS: tuple[str, ...] = ("acme",)
+_HOOK_FAILURES = _responses(
+    """
+400 - - | kafka: broker transport failure, will retry
+500 - - | kafka: message size too large for the topic
 """
 )
 # DSN diagnostics seen in out-of-band bounces (the remote MTA accepted, then bounced). KumoMTA
@@ -701,7 +738,9 @@ class _Message:
 
 
 class _Generator:
-    def __init__(self, seed: int, records_per_second: float = 4.0) -> None:
+    def __init__(
+        self, seed: int, records_per_second: float = 4.0, log_hook: str | None = None
+    ) -> None:
         self.rng = random.Random(seed)
         # event time advances by a random step averaging 1 / records_per_second
         self.max_step_ns = max(1, int(2 * _NS / records_per_second))
@@ -712,6 +751,13 @@ class _Generator:
         self.failure_weights = {p.domain: _zipf_weights(len(p.failures)) for p in PROVIDERS}
         self.active: list[_Message] = []
         self.feedback_deck: list[str] = []
+        #: the log hook's name (None: no hook) and its pending bookkeeping records; its own
+        #: random stream, so a stream with a hook holds the same mail as one without
+        self.log_hook = log_hook
+        self.hook_rng = random.Random(seed ^ 0x10C)
+        self.hook_pending: list[dict[str, Any]] = []
+        #: the SMTP dialogue of a Rejection (its own stream too: the traffic stays the same)
+        self.smtp_rng = random.Random(seed ^ 0x5A7)
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -826,19 +872,94 @@ class _Generator:
         return plan
 
     def next_record(self) -> dict[str, Any]:
+        if self.hook_pending and self.hook_rng.random() < 0.5:
+            return self.hook_pending.pop(0)
         rng = self.rng
         self.now_ns += rng.randrange(0, self.max_step_ns)
         if rng.random() < 0.03:  # inbound rejections have no lifecycle of their own
-            return self._rejection()
-        while len(self.active) < 64:
-            self.active.append(self._new_message())
-        idx = rng.randrange(len(self.active))
-        msg = self.active[idx]
-        kind = msg.plan.pop(0)
-        if not msg.plan:
-            self.active[idx] = self.active[-1]
-            self.active.pop()
-        return self._record(kind, msg)
+            rec = self._rejection()
+        else:
+            while len(self.active) < 64:
+                self.active.append(self._new_message())
+            idx = rng.randrange(len(self.active))
+            msg = self.active[idx]
+            kind = msg.plan.pop(0)
+            if not msg.plan:
+                self.active[idx] = self.active[-1]
+                self.active.pop()
+            rec = self._record(kind, msg)
+        if self.log_hook is not None and (
+            rec["type"] == "Rejection" or rec["meta"].get("tenant") in _HOOK_TENANTS
+        ):
+            self.hook_pending += self._shipped(rec, self.log_hook)
+        return rec
+
+    def _shipped(self, shipped: dict[str, Any], name: str) -> list[dict[str, Any]]:
+        """What KumoMTA logs locally of shipping ``shipped`` through log hook ``name``: the
+        delivery of the message the hook made of it (``policy-extras/log_hooks.lua``), to the
+        hook's queue by its Lua constructor, with the shipped record's sender and recipient and
+        ``reception_protocol`` "LogRecord"; now and then a failed attempt first (or instead)."""
+        rng = self.hook_rng
+        queue = f"{name}.log_hook"
+        created_ns = int(shipped["timestamp"]) * _NS + rng.randrange(1_000_000, 50_000_000)
+        meta = {**shipped["meta"], "reception_protocol": LOG_RECORD_PROTOCOL}
+        base = {
+            "type": "Delivery",
+            "id": f"{rng.getrandbits(128):032x}",
+            "sender": shipped["sender"],
+            "recipient": shipped["recipient"],
+            "queue": queue,
+            "site": f"unspecified->{queue}@lua:make.{queue}",
+            "size": len(orjson.dumps(shipped)) + 1,  # the body: the record's JSON line
+            "response": None,
+            "peer_address": {"name": f"Lua via make.{queue}", "addr": "0.0.0.0"},
+            "timestamp": 0,
+            "event_time": "",
+            "created": created_ns // _NS,
+            "created_time": rfc3339(created_ns),
+            "num_attempts": 0,
+            "bounce_classification": "Uncategorized",
+            "egress_pool": "unspecified",
+            "egress_source": "unspecified",
+            "source_address": None,
+            "feedback_report": None,
+            "meta": meta,
+            "headers": {},
+            "delivery_protocol": "Lua",
+            "reception_protocol": LOG_RECORD_PROTOCOL,
+            "nodeid": self.nodeid,
+            "session_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        }
+        attempts: list[tuple[str, dict[str, Any]]] = []
+        roll = rng.random()
+        if roll < 0.08:  # the broker was down: retried later
+            attempts.append(("TransientFailure", self._hook_response(_HOOK_FAILURES[0])))
+        if roll < 0.02:  # refused for good: the record never reached the broker
+            attempts.append(("Bounce", self._hook_response(_HOOK_FAILURES[1])))
+        else:
+            disposition = (
+                f"sent to {name}: partition {rng.randrange(12)} offset {rng.randrange(10**7)}"
+            )
+            attempts.append(("Delivery", _internal(200, disposition)))
+        out = []
+        t_ns = created_ns
+        for n, (kind, response) in enumerate(attempts):
+            t_ns += rng.randrange(2_000_000, 80_000_000) + n * 60 * _NS  # retried a minute on
+            out.append(
+                {
+                    **base,
+                    "type": kind,
+                    "response": response,
+                    "timestamp": t_ns // _NS,
+                    "event_time": rfc3339(t_ns),
+                    "num_attempts": n,
+                }
+            )
+        return out
+
+    @staticmethod
+    def _hook_response(resp: Resp) -> dict[str, Any]:
+        return _internal(resp[0], resp[2])
 
     # -- record construction -------------------------------------------------------------------
     def _base(self, kind: str, msg: _Message) -> dict[str, Any]:
@@ -1100,24 +1221,45 @@ class _Generator:
         }
 
     def _rejection(self) -> dict[str, Any]:
+        """A refusal of KumoMTA's SMTP listener, as its ``smtp_server`` logs one: no message
+        (``id`` ""), the client's command line as sent, and the transaction as it stood: for
+        a refused ``RCPT TO`` the last recipient accepted before (or ""), not the refused one
+        (``msg.recipient``, only in the command)."""
         rng = self.rng
         msg = self._new_message()
         msg.session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         rec = self._base("Rejection", msg)
         # Refused during the SMTP dialogue: nothing was queued, no body or headers were seen.
-        rec.update(queue="", size=0, egress_pool=None, egress_source=None, headers={})
+        rec.update(id="", queue="", size=0, egress_pool=None, egress_source=None, headers={})
+        rec.update(created=rec["timestamp"], created_time=rec["event_time"], num_attempts=0)
         rec["session_id"] = msg.session_id
         rec["meta"] = {"reception_protocol": "ESMTP", "received_from": rec["meta"]["received_from"]}
+        rec["reception_protocol"] = None
         rec["peer_address"] = {
             "name": f"client-{rng.randint(1, 999)}.example.net",
             "addr": f"192.0.2.{rng.randint(1, 254)}",
         }
-        rec["response"] = self._render(rng.choice(_REJECTIONS), msg, "")
+        resp = rng.choice(_REJECTION_DECK)
+        response = rec["response"] = self._render(resp, msg, "")
+        phase = resp[3]
+        smtp = self.smtp_rng
+        accepted = smtp.choice(self.active).recipient if self.active and smtp.random() < 0.6 else ""
+        if phase == "RCPT TO":  # some clients send the verb in lower case
+            verb = "rcpt TO" if smtp.random() < 0.2 else "RCPT TO"
+            response["command"] = f"{verb}:<{msg.recipient}>"
+            rec["recipient"] = accepted
+        elif phase == "MAIL FROM":  # refused before a transaction began: no state yet
+            response["command"] = f"MAIL FROM:<{msg.sender}>"
+            rec.update(sender="", recipient="")
+        elif phase == "DATA" and response["code"] == 552:  # while reading the message
+            rec["recipient"] = accepted or msg.recipient
+        else:  # a connection's refusal, or after the transaction was handed over: no state
+            rec.update(sender="", recipient="")
         return rec
 
 
-def _kind(record_type: str) -> str:
-    return "classify" if record_type in CLASSIFIABLE_TYPES else "pass"
+def _kind(record: dict[str, Any]) -> str:
+    return "classify" if effective_type(record) in CLASSIFIABLE_TYPES else "pass"
 
 
 def _headers(record: dict[str, Any]) -> Headers:
@@ -1126,7 +1268,7 @@ def _headers(record: dict[str, Any]) -> Headers:
 
 
 def generate_records(
-    n: int, *, seed: int = 0, records_per_second: float = 4.0
+    n: int, *, seed: int = 0, records_per_second: float = 4.0, log_hook: str | None = None
 ) -> Iterator[dict[str, Any]]:
     """``n`` well-formed KumoMTA log records (dicts), deterministic for a given seed.
 
@@ -1134,7 +1276,7 @@ def generate_records(
     its records over about four minutes, a benchmark of live traffic packs them as densely as
     a busy MTA logs them (event time decides how many stats windows and rows they fill).
     """
-    gen = _Generator(seed, records_per_second)
+    gen = _Generator(seed, records_per_second, log_hook)
     for _ in range(n):
         yield gen.next_record()
 
@@ -1145,7 +1287,7 @@ def to_message(record: dict[str, Any]) -> SampleMessage:
         key=str(record["id"]).encode(),
         value=orjson.dumps(record),
         headers=_headers(record),
-        kind=_kind(str(record["type"])),
+        kind=_kind(record),
     )
 
 
@@ -1236,6 +1378,9 @@ def generate(
 
 BUNDLED_SAMPLE_SIZE = 1000
 BUNDLED_SAMPLE_SEED = 2026
+#: The bundled sample is a node's local log with a log hook shipping some of its records (so
+#: it also holds the hook's bookkeeping records, as real local logs then do).
+BUNDLED_SAMPLE_LOG_HOOK = "kafka"
 
 
 def bundled_sample_path() -> Path:
@@ -1248,7 +1393,9 @@ def write_bundled_sample(path: Path | None = None) -> Path:
     path = path or bundled_sample_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:
-        for rec in generate_records(BUNDLED_SAMPLE_SIZE, seed=BUNDLED_SAMPLE_SEED):
+        for rec in generate_records(
+            BUNDLED_SAMPLE_SIZE, seed=BUNDLED_SAMPLE_SEED, log_hook=BUNDLED_SAMPLE_LOG_HOOK
+        ):
             fh.write(orjson.dumps(rec) + b"\n")
     return path
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from streamer.config import Settings
 from streamer.inputs import Input, InputError, expand_inputs, is_plain_file, read_lines
 from streamer.kafka.clients import admin_client, producer
+from streamer.text import counted
 
 
 class ProduceError(Exception):
@@ -80,7 +81,7 @@ class ProduceResult:
 
     def summary(self) -> str:
         text = (
-            f"{self.lines} records ({_human_bytes(self.bytes)}, {self.keyed} keyed) to "
+            f"{counted(self.lines, 'record')} ({_human_bytes(self.bytes)}, {self.keyed} keyed) to "
             f"{self.topic} in {self.seconds:.2f}s ({self.rate:,.0f} records/s): "
             f"{self.delivered} delivered, {self.failed} failed"
         )

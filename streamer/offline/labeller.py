@@ -16,6 +16,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from streamer.analytics.categories import CategoryTable
+from streamer.analytics.providers import ProviderMatcher
 from streamer.classifier import Classification, Classifier
 from streamer.evidence import FEEDBACK_REPORT
 from streamer.feedback import feedback_label
@@ -27,6 +29,7 @@ from streamer.records import (
     accept,
     classification_object,
     decode_record,
+    effective_type,
     response_line,
     set_classification,
 )
@@ -35,6 +38,11 @@ from streamer.rules import Rule
 #: What ``bytes.strip`` removes: a line of only these is blank (neither record nor response).
 _BLANK = " \t\n\r\x0b\x0c"
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
+#: The output row of a response line that is not UTF-8 (also reported as skipped).
+NOT_UTF8_ROW = orjson.dumps(
+    {"line": None, "label": None, "rule": None, "evidence": None, "error": "not-utf8"},
+    option=orjson.OPT_APPEND_NEWLINE,
+)
 #: Distinct lines remembered across chunks (then forgotten all at once): offline, this memo is
 #: the classifier's cache, holding the encoded result (a few hundred bytes a line).
 MEMO_SIZE = 1 << 15
@@ -82,8 +90,12 @@ class Labeller:
         max_bytes: int,
         explain: bool = False,
         summary: Summary | None = None,
+        tables: tuple[CategoryTable, ProviderMatcher] | None = None,
     ) -> None:
         self.classifier = classifier
+        #: With tables, a record's ``classification`` gains ``category`` and ``provider``, as
+        #: the worker's output does with analytics on.
+        self.tables = tables
         self.max_bytes = max_bytes
         self.explain = explain
         self.summary = summary
@@ -111,16 +123,19 @@ class Labeller:
         else:
             output, tally = self._encode_lines(texts), None
         skips = [(chunk.first_line + i, "not-utf8") for i, t in enumerate(texts) if t is None]
-        unused = [t for t in dict.fromkeys(texts) if t is None or not t.strip(_BLANK)]
-        blank = sum(texts.count(t) for t in unused) if unused else 0
-        return Labelled(chunk.name, len(texts), len(texts) - blank, output, skips, tally)
+        if self.summary is None:  # one output row per input line, a blank one too
+            done = len(texts) - len(skips)
+        else:  # a summary counts responses: blank lines are none
+            unused = [t for t in dict.fromkeys(texts) if t is None or not t.strip(_BLANK)]
+            done = len(texts) - (sum(texts.count(t) for t in unused) if unused else 0)
+        return Labelled(chunk.name, len(texts), done, output, skips, tally)
 
     def _encode_lines(self, texts: list[str | None]) -> bytes:
         memo = _bounded(self._encoded)
         encoded: dict[str | None, bytes] = {}
         for t in dict.fromkeys(texts):
-            if t is None or not t.strip(_BLANK):
-                encoded[t] = b""
+            if t is None:  # a row all the same, so that output rows pair with input lines
+                encoded[t] = NOT_UTF8_ROW
                 continue
             out = memo.get(t)
             if out is None:
@@ -182,7 +197,7 @@ class Labeller:
             if record is None:
                 skips.append((chunk.first_line + i, _reason(raw, limits[i])))
                 continue
-            rtype = record["type"]
+            rtype = effective_type(record)  # a log hook's bookkeeping record: log_hook
             if rtype in CLASSIFIABLE_TYPES:
                 self._enrich(record, memo, tally)
             elif tally is not None:
@@ -212,11 +227,24 @@ class Labeller:
                 result = self.classifier.classify_uncached(line)  # the memo is the cache
                 made = memo[line] = self._classification(line, result)
         assert made is not None
-        set_classification(record, *made)
+        label, obj = made
+        if self.tables is not None:
+            obj = self._with_analytics(record, label, obj)
+        set_classification(record, label, obj)
         if tally is not None and self.summary is not None:
             gap = self.summary.count(tally, made[0], line, record, 1, made[1]["evidence"])
             if gap is not None:
                 tally.gaps.append(gap)
+
+    def _with_analytics(self, record: dict[str, Any], label: str, obj: dict[str, Any]) -> Any:
+        """``obj`` plus the record's ``category`` and ``provider`` (the worker's keys, in its
+        order: the same classification object for the same record)."""
+        assert self.tables is not None
+        categories, providers = self.tables
+        code = record["response"].get("code")
+        klass = code // 100 if type(code) is int else 0
+        category = categories.category(label, klass * 100 if klass else None)
+        return {**obj, "category": category, "provider": providers.match_record(record)}
 
     def _classification(self, line: str, result: Classification) -> tuple[str, dict[str, Any]]:
         obj = classification_object(result, self.classifier.version)

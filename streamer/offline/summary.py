@@ -19,6 +19,7 @@ from streamer.analytics.templates import template
 from streamer.analytics.windows import EXAMPLE_MAX
 from streamer.evidence import REPLY_CODE
 from streamer.rules import UNCATEGORIZED
+from streamer.text import counted
 
 #: Distinct gap templates tracked (space-saving: memory stays bounded on any input).
 GAP_CAPACITY = 10_000
@@ -117,7 +118,8 @@ class Summary:
         doc = self.to_json(top)
         if as_json:
             return json.dumps(doc, ensure_ascii=False)
-        out = [f"{doc['classified']} responses classified, {doc['skipped']} lines skipped"]
+        classified = counted(doc["classified"], "response")
+        out = [f"{classified} classified, {counted(doc['skipped'], 'line')} skipped"]
         for title, key in (
             ("labels", "labels"),
             ("categories", "categories"),

@@ -92,4 +92,5 @@ class PartitionLifecycle(RebalanceHandler):
 
 
 def format_partitions(tps: Iterable[TP]) -> str:
-    return ",".join(f"{t}:{p}" for t, p in sorted(tps))
+    """``topic:partition,...``, or "none" (a log field never reads as empty)."""
+    return ",".join(f"{t}:{p}" for t, p in sorted(tps)) or "none"

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from streamer.kafka.sink import TRANSACTION_TIMEOUT_MS
+from streamer.kafka.sink import NOT_AUTHORIZED, TRANSACTION_TIMEOUT_MS
 from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.worker.offsets import TP, Chunk, OffsetTracker
@@ -97,6 +97,8 @@ class Checkpoint(ABC):
         #: ... because the group rebalanced under a transaction, or rewinds came too often (a
         #: restart is all it takes: exit 75).
         self.overtaken = False
+        #: ... because the broker refused it for want of an ACL (no restart cures that: exit 77).
+        self.denied = False
         #: A transaction is open (a graceful stop waits for it: leaving the group first fails it).
         self.busy = False
 
@@ -217,11 +219,14 @@ class ExactlyOnce(Checkpoint):
                 if self.on_aborted():
                     return 0
             self.overtaken = rebalanced or (aborted and rewindable)
+            self.denied = code in NOT_AUTHORIZED
+            if self.denied:
+                why = "not authorized to write: check the worker principal's ACLs"
             log_event(
                 log,
                 logging.WARNING if self.overtaken else logging.CRITICAL,
                 "transaction failed; stopping",
-                why=why if self.overtaken else None,
+                why=why if self.overtaken or self.denied else None,
                 error=str(err),
             )
             self.failed = True  # the worker calls fail() and stops

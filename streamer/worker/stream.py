@@ -31,14 +31,14 @@ from streamer.analytics.analyzer import Analyzer, windows_from_settings
 from streamer.classifier import ReloadableClassifier
 from streamer.config import Settings
 from streamer.kafka.admin import TopicError, create_topics, default_topics, wait_for_topics
-from streamer.kafka.sink import Sink
+from streamer.kafka.sink import NOT_AUTHORIZED, Sink
 from streamer.kafka.source import Source
 from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
 from streamer.worker.checkpoint import Checkpoint, ExactlyOnce, make_checkpoint
-from streamer.worker.exits import TEMPFAIL_EXIT
+from streamer.worker.exits import NOT_AUTHORIZED_EXIT, TEMPFAIL_EXIT
 from streamer.worker.flow import FlowControl
 from streamer.worker.offsets import TP, OffsetTracker, RewindError
 from streamer.worker.processing import Batch, BatchProcessor, make_batch
@@ -196,7 +196,7 @@ class StreamWorker:
             await self._flush_stats_when_due(time.monotonic())
         if self.checkpoint.failed and not self._stopping:
             self.metrics.abandoned.inc(self.checkpoint.fail())
-            self.stop(TEMPFAIL_EXIT if self.checkpoint.overtaken else 1)
+            self.stop(failure_exit(self.checkpoint, self.sink))
         self.flow.maybe_resume()
 
     async def poll_loop(self) -> None:
@@ -221,7 +221,7 @@ class StreamWorker:
             return
         sink.poll(0)
         if sink.fatal is not None and not self._draining:
-            self.stop(1)
+            self.stop(failure_exit(self.checkpoint, self.sink))
         if not self._draining:
             checkpoint.commit_due()
         self.flow.maybe_resume()
@@ -301,7 +301,7 @@ class StreamWorker:
             log,
             logging.INFO if not left else logging.WARNING,
             "stopped",
-            consumed=self.metrics.total(self.metrics.events_in),
+            consumed=int(self.metrics.total(self.metrics.events_in)),
             committed=_fmt_positions(positions),
             uncommitted_records=left,
             undelivered=undelivered,
@@ -418,4 +418,18 @@ def worker_status(stream: StreamWorker) -> dict[str, Any]:
 
 
 def _fmt_positions(positions: dict[TP, int]) -> str:
-    return ",".join(f"{t}:{p}@{o}" for (t, p), o in sorted(positions.items()))
+    """``topic:partition@offset,...``, or "none" (a log field never reads as empty)."""
+    return ",".join(f"{t}:{p}@{o}" for (t, p), o in sorted(positions.items())) or "none"
+
+
+def failure_exit(checkpoint: Checkpoint | None, sink: Sink | None) -> int:
+    """The exit status of a worker that cannot go on: 75 when a restart is all it takes,
+    77 when the broker refused its writes for want of an ACL (no restart cures that), else 1."""
+    if checkpoint is not None and checkpoint.overtaken:
+        return TEMPFAIL_EXIT
+    refused = sink.fatal if sink is not None else None
+    if (checkpoint is not None and checkpoint.denied) or (
+        refused is not None and refused.code() in NOT_AUTHORIZED
+    ):
+        return NOT_AUTHORIZED_EXIT
+    return 1

@@ -8,10 +8,13 @@ same settings, ``processes = 1``, worker id ``<id>-<i>`` and ports of their own)
   the slot keeps its worker id, so in exactly-once mode the new child fences the old one's
   transactions;
 - gives up when one slot crashed ``max_crashes`` times within ``window_s``: every other child is
-  drained and the supervisor exits 1 (a crash loop needs a human, not more restarts); a child
-  exiting with ``TEMPFAIL_EXIT`` (Kafka away at its start, a rebalance under an exactly-once
-  transaction) did not crash: it is started again with back-off, without counting, for as long
-  as it takes (else a restart during a broker outage soon looks like a crash loop);
+  drained and the supervisor exits 1 (a crash loop needs a human, not more restarts);
+- gives up at once, exiting with the child's code, when a child exits with one of
+  ``PERMANENT_EXITS`` (a configuration error, Kafka refusing its login or its TLS, missing
+  ACLs): no restart cures those, and retrying them forever would hide them;
+- starts a child exiting with ``TEMPFAIL_EXIT`` (Kafka away at its start, a rebalance under an
+  exactly-once transaction) again with back-off, without counting a crash, for as long as it
+  takes (else a restart during a broker outage soon looks like a crash loop);
 - on SIGTERM/SIGINT passes the signal on, waits for every child to drain and commit, exits 0;
 - on SIGHUP passes it on (each child reloads its rules).
 
@@ -37,7 +40,7 @@ from typing import Any
 from streamer.config import env_var
 from streamer.logs import log_event
 from streamer.ports import free_port
-from streamer.worker.exits import CONFIG_ERROR_EXIT, TEMPFAIL_EXIT
+from streamer.worker.exits import PERMANENT_EXITS, TEMPFAIL_EXIT
 
 log = logging.getLogger("streamer.supervisor")
 
@@ -195,9 +198,8 @@ class Supervisor:
         if proc is None or (code := proc.poll()) is None:
             return
         child.last_exit = code
-        if code == CONFIG_ERROR_EXIT:
-            log_event(log, logging.ERROR, "worker has a configuration error", child=child.index)
-            self._give_up(CONFIG_ERROR_EXIT)
+        if code in PERMANENT_EXITS:
+            self._incurable(child, code)
             return
         if code == TEMPFAIL_EXIT:
             if time.time() - child.started_at > self.policy.window_s:  # started_at: wall clock
@@ -240,6 +242,14 @@ class Supervisor:
             exit_code=code,
             restart_in_s=round(delay, 2),
         )
+
+    def _incurable(self, child: Child, code: int) -> None:
+        """A restart would meet the same fault: stop everything, exiting with the child's code."""
+        why = PERMANENT_EXITS[code]
+        log_event(
+            log, logging.ERROR, "worker cannot run; no restart cures it", child=child.index, why=why
+        )
+        self._give_up(code)
 
     def _give_up(self, code: int) -> None:
         self.exit_code = code

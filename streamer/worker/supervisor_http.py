@@ -145,17 +145,36 @@ def supervisor_status(supervisor: Supervisor, host: str) -> dict[str, Any]:
     }
 
 
+def supervisor_stats(supervisor: Supervisor, host: str) -> dict[str, Any]:
+    """What the supervisor's ``/stats`` reports: each running child's own ``/stats`` (the
+    windows it holds; ``null`` for a child that does not answer)."""
+    children: list[dict[str, Any]] = []
+    for child in supervisor.children:
+        body = _get(host, child.web_port, "/stats") if child.state == "running" else None
+        try:
+            stats = json.loads(body) if body else None
+        except ValueError:
+            stats = None
+        children.append({"process": child.index, "worker_id": child.worker_id, "stats": stats})
+    return {"worker_id": supervisor.worker_id, "children": children}
+
+
+#: The supervisor's JSON pages: path -> what it answers.
+PAGES = {"/status": supervisor_status, "/stats": supervisor_stats}
+
+
 def serve_status(supervisor: Supervisor, host: str, port: int) -> ThreadingHTTPServer | None:
-    """``/status`` (JSON) on ``host:port`` in a thread; None when ``port`` is 0."""
+    """``/status`` and ``/stats`` (JSON) on ``host:port`` in a thread; None when ``port`` is 0."""
     if port == 0:
         return None
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?")[0].rstrip("/") != "/status":
-                self.send_error(404, "only /status here")
+            page = PAGES.get(self.path.split("?")[0].rstrip("/"))
+            if page is None:
+                self.send_error(404, "only /status and /stats here")
                 return
-            body = json.dumps(supervisor_status(supervisor, host)).encode()
+            body = json.dumps(page(supervisor, host)).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

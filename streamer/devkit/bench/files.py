@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from streamer.devkit.sample import generate_records
-from streamer.records import CLASSIFIABLE_TYPES, response_line
+from streamer.records import CLASSIFIABLE_TYPES, effective_type, response_line
 
 
 @dataclass
@@ -69,7 +69,7 @@ def make_inputs(folder: Path, records: int, repeat: int = 3, seed: int = 0) -> I
     with open(plain, "wb") as fh:
         for record in generate_records(records, seed=seed):
             fh.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-            if record["type"] in CLASSIFIABLE_TYPES:
+            if effective_type(record) in CLASSIFIABLE_TYPES:
                 lines.append(response_line(record["response"]))
     packed = folder / "records.jsonl.zst"
     with open(plain, "rb") as src, open(packed, "wb") as dst:
