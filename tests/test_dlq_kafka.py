@@ -6,19 +6,28 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclOperation,
+    AdminClient,
+    ResourceType,
+)
 from test_tail import ROOT, STREAMER
 
 from streamer.classifier import ReloadableClassifier
 from streamer.config import Settings
-from streamer.devkit.broker import free_port
+from streamer.devkit import security
+from streamer.devkit.broker import BrokerState, free_port
 from streamer.kafka.clients import consumer_config, producer_config
 from streamer.kafka.deadletters import REPLAYED_FROM
 from streamer.kafka.topics import TopicRecord, read_topic
@@ -525,3 +534,62 @@ def test_replay_since_refuses_while_the_group_has_live_members(
     res = _cli(kafka_settings, *args)
     assert res.returncode == 0, res.stderr
     assert _committed(kafka_settings, group, topic, 1) == {0: 0}
+
+
+def test_replay_over_sasl_ssl_needs_exactly_the_documented_acls(
+    secure_broker: BrokerState, kafka_settings: Settings, new_topic: Callable[..., str]
+) -> None:
+    """A worker's principal may not read dead letters; READ on the DLQ and the replay's group,
+    WRITE on the target and WRITE/DESCRIBE on the transactional id ``<group>.<dlq>`` suffice."""
+    total = 20
+    settings, dlq, target = _replay_setup(kafka_settings, new_topic, total)
+    admin = AdminClient({"bootstrap.servers": str(kafka_settings.bootstrap), "log_level": 0})
+    name, password = f"u-{uuid.uuid4().hex[:10]}", "pw-" + secrets.token_urlsafe(18)
+    security.upsert_users(admin, {name: password})
+    principal = f"User:{name}"
+    security.create_acls(admin, security.worker_acls(principal, settings))
+    assert secure_broker.secure_bootstrap and secure_broker.security_dir
+    env = _env(settings)
+    env.update(
+        STREAMER_BOOTSTRAP=secure_broker.secure_bootstrap,
+        STREAMER_SECURITY_PROTOCOL="SASL_SSL",
+        STREAMER_SASL_MECHANISM="SCRAM-SHA-512",
+        STREAMER_SASL_USERNAME=name,
+        STREAMER_SASL_PASSWORD=password,
+        STREAMER_SSL_CA_LOCATION=str(
+            security.SecurityFiles(Path(secure_broker.security_dir)).ca_cert
+        ),
+    )
+    args = [*STREAMER, "dlq", "replay", "--to", target]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+
+    refused = (
+        f"kafka: Kafka at {secure_broker.secure_bootstrap} does not allow {principal} READ on "
+        f"topic '{dlq}', WRITE on topic '{target}', READ on group 'streamer-dlq-replay'; "
+        "check the principal's ACLs"
+    )
+    deadline = time.monotonic() + 60  # new users and ACLs reach the broker a moment later
+    while (res := run()).stderr.strip() != refused and time.monotonic() < deadline:
+        time.sleep(1)
+    assert (res.returncode, res.stderr.strip()) == (77, refused)
+
+    allow = security.allow
+    txn_id = "streamer-dlq-replay." + dlq
+    security.create_acls(
+        admin,
+        [
+            allow(principal, ResourceType.TOPIC, dlq, AclOperation.READ),
+            allow(principal, ResourceType.GROUP, "streamer-dlq-replay", AclOperation.READ),
+            allow(principal, ResourceType.TOPIC, target, AclOperation.WRITE),
+            allow(principal, ResourceType.TRANSACTIONAL_ID, txn_id, AclOperation.WRITE),
+            allow(principal, ResourceType.TRANSACTIONAL_ID, txn_id, AclOperation.DESCRIBE),
+        ],
+    )
+    deadline = time.monotonic() + 60
+    while (res := run()).returncode == 77 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"replayed {total} dead letters of {total} read")
+    _assert_each_replayed_once(settings, dlq, target, total)
