@@ -386,6 +386,11 @@ def test_replay_killed_midway_resumes_and_replays_each_exactly_once(
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("replayed ")
     _assert_each_replayed_once(settings, dlq, target, total)
+    # a topic written in transactions (as a worker's DLQ is with exactly-once), aborted ones
+    # included: read to its end over the transaction markers, aborted records left out
+    res = _cli(settings, "dlq", "summary", target, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["read"] == total
 
 
 def test_a_second_replay_in_the_same_group_fences_the_first(
