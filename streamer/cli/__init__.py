@@ -114,7 +114,18 @@ def kafka_error(exc: KafkaProblem) -> typer.Exit:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from streamer.cli import bench, classify, demo, gaps, kafka, report, tail, worker  # noqa: F401
+    from streamer.cli import (  # noqa: F401
+        bench,
+        classify,
+        demo,
+        dlq,
+        gaps,
+        kafka,
+        replay,
+        report,
+        tail,
+        worker,
+    )
 
 
 #: Errors of a write that no retry cures: the output is lost, say so in one line.

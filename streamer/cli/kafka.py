@@ -44,6 +44,19 @@ def _settings(**overrides: Any) -> Settings:
         raise config_error(exc) from None
 
 
+def _instant(option: str, text: str | None) -> float | None:
+    """A time option (RFC 3339 time or date, or a duration back from now) in epoch seconds;
+    a value that is neither is a configuration error (one line, exit 2)."""
+    from streamer.timespec import parse_instant
+
+    if text is None:
+        return None
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise config_error(ValueError(f"{option}: {exc}")) from None
+
+
 def _bootstrap(settings: Settings, needs: Needs | None = None) -> str:
     """The bootstrap address, checked to answer and (``needs``) to allow what the command does:
     else a ``kafka:`` line and the exit status of the problem (``streamer.exits``)."""
