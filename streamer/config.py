@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from streamer import resources
+from streamer import memory, resources
 
 PROJECT_ROOT = resources.PROJECT_ROOT
 #: Where the rule files we ship live; ``load-order.txt`` inside lists them in load order.
@@ -162,13 +162,17 @@ class Settings(BaseSettings):
     stats_max_pools: int = Field(200, ge=1, description="Distinct egress pools, then 'other'.")
     stats_max_sources: int = Field(1000, ge=1, description="Distinct egress sources.")
     stats_max_tenants: int = Field(500, ge=1, description="Distinct tenants.")
-    stats_max_rows: int = Field(100_000, ge=1, description="Rows held over all windows.")
+    stats_max_rows: int = Field(
+        35_000, ge=1, description="Rows held over all windows (default: from memory_budget_mb)."
+    )
     stats_max_gaps: int = Field(32, ge=1, description="Rule-gap templates kept per stats row.")
     analytics_cache_size: int = Field(
         4096, ge=16, description="Entries of each analytics lookup cache (emptied when full)."
     )
     suppressions_memory: int = Field(
-        100_000, ge=1, description="Hard-bounced recipients remembered (for counts, tombstones)."
+        100_000,
+        ge=1,
+        description="Hard-bounced recipients remembered (default: from memory_budget_mb).",
     )
     category_files: list[Path] = Field(
         default_factory=list, description="Category tables applied over rules/categories.toml."
@@ -187,6 +191,12 @@ class Settings(BaseSettings):
     )
 
     # --- Operations -------------------------------------------------------------------------
+    memory_budget_mb: int = Field(
+        memory.DEFAULT_BUDGET_MB,
+        ge=memory.MIN_BUDGET_MB,
+        description="RSS a worker process stays under; the input-keyed bounds not set "
+        "explicitly derive from it (streamer.memory).",
+    )
     metrics_max_values: int = Field(
         50, ge=1, description="Values per dimension in the deliverability metrics, then other."
     )
@@ -203,6 +213,12 @@ class Settings(BaseSettings):
         default_factory=default_state_dir,
         description="Local broker data, Faust state and logs.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _budget(cls, data: Any) -> Any:
+        """Bounds not given explicitly derive from ``memory_budget_mb`` (explicit ones win)."""
+        return memory.fill_derived(data) if isinstance(data, Mapping) else data
 
     @field_validator("stats_dimensions")
     @classmethod

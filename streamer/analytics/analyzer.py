@@ -29,6 +29,7 @@ from streamer.analytics.suppressions import Seen, SuppressionTracker
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.feedback import COMPLAINT_TYPES, complained_about
+from streamer.memory import stats_byte_budget
 from streamer.rules import UNCATEGORIZED
 
 try:
@@ -226,11 +227,14 @@ class Analyzer:
 
 
 def windows_from_settings(settings: Settings) -> WindowedStats:
-    """The windowed statistics of a worker: late records re-create forgotten windows."""
+    """The windowed statistics of a worker: late records re-create forgotten windows; rows,
+    gap templates and examples stay within the share of ``memory_budget_mb`` that
+    ``stats_max_rows`` stands for."""
     return WindowedStats(
         window_s=settings.stats_window,
         grace_s=settings.stats_grace,
         retention_s=settings.stats_retention,
         max_keys=settings.stats_max_rows,
         recreate_late=True,
+        max_bytes=stats_byte_budget(settings.stats_max_rows),
     )
