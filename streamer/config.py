@@ -129,7 +129,9 @@ class Settings(BaseSettings):
     files: list[Path] = Field(
         default_factory=list, description="Rule files in load order; empty = shipped rules."
     )
-    back_pressure: int = Field(131072, ge=1)
+    back_pressure: int = Field(
+        10_000, ge=1, description="Records in flight at most (default: from memory_budget_mb)."
+    )
     pool_size: int = Field(default_factory=default_pool_size, ge=1)
     cache_size: int = Field(1024, ge=0)
     uncategorized_cache_size: int = Field(1024, ge=0)
@@ -163,14 +165,14 @@ class Settings(BaseSettings):
     stats_max_sources: int = Field(1000, ge=1, description="Distinct egress sources.")
     stats_max_tenants: int = Field(500, ge=1, description="Distinct tenants.")
     stats_max_rows: int = Field(
-        35_000, ge=1, description="Rows held over all windows (default: from memory_budget_mb)."
+        15_000, ge=1, description="Rows held over all windows (default: from memory_budget_mb)."
     )
     stats_max_gaps: int = Field(32, ge=1, description="Rule-gap templates kept per stats row.")
     analytics_cache_size: int = Field(
         4096, ge=16, description="Entries of each analytics lookup cache (emptied when full)."
     )
     suppressions_memory: int = Field(
-        100_000,
+        60_000,
         ge=1,
         description="Hard-bounced recipients remembered (default: from memory_budget_mb).",
     )

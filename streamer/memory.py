@@ -1,19 +1,24 @@
 """One memory budget for a worker process, from which every input-keyed bound is derived.
 
 ``memory_budget_mb`` is the RSS a worker process should stay under. ``RESERVED_MB`` of it is
-what a worker holds whatever its input (the interpreter, the rules and their regex engine,
-librdkafka's buffers, Faust, the batches in flight); the rest, the *usable* part, is split:
+what an idle worker holds (the interpreter, the rules and their regex engine, Faust, librdkafka's
+threads: measured ~92 MB); the rest, the *usable* part, is split into shares (``SHARES``):
 
-* ``WINDOWS_SHARE`` for the windowed stats: ``stats_max_rows`` rows at ``ROW_BUDGET_BYTES``
-  each (a row, its counters, and its share of rule-gap templates and examples); the windows
-  account the approximate bytes of what they hold against ``stats_max_rows * ROW_BUDGET_BYTES``
-  as values arrive (``streamer.analytics.windows``);
-* ``SUPPRESSIONS_SHARE`` for the remembered hard-bounced recipients (``suppressions_memory``,
+* ``producer_queue`` and ``consumer_queue``: librdkafka's output queue
+  (``queue.buffering.max.kbytes``) and prefetch queue (``queued.max.messages.kbytes``);
+* ``in_flight``: records consumed and not yet acknowledged, ``back_pressure`` of them at
+  ``IN_FLIGHT_RECORD_BYTES`` each (a KumoMTA record, its fetched message and its output);
+* ``windows``: the windowed stats, ``stats_max_rows`` rows at ``ROW_BUDGET_BYTES`` each (a row,
+  its counters, and its share of rule-gap templates and examples); the windows account the
+  approximate bytes of what they hold against ``stats_max_rows * ROW_BUDGET_BYTES`` as values
+  arrive (``streamer.analytics.windows``);
+* ``suppressions``: the remembered hard-bounced recipients (``suppressions_memory``,
   ``SUPPRESSION_BYTES`` each);
-* ``CACHES_SHARE`` for the lookup caches and rolling tops (``cache_size``,
-  ``uncategorized_cache_size``, ``analytics_cache_size``, ``metrics_top_keys``), which scale
-  with the usable part from their values at the default budget;
-* the rest is headroom (the tally between folds, allocator fragmentation).
+* ``caches``: the lookup caches and rolling tops (``cache_size``, ``uncategorized_cache_size``,
+  ``analytics_cache_size``, ``metrics_top_keys``), their values at the default budget scaled
+  with the usable part;
+* the rest is headroom: the tally between folds, a stats update being encoded, allocator
+  fragmentation.
 
 A bound given explicitly (flag, environment, config file) wins over its derived value.
 """
@@ -24,20 +29,27 @@ from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_BUDGET_MB = 250
-#: An idle worker's RSS (measured: ~100 MB) plus what a busy one holds whatever its input.
-RESERVED_MB = 110
-#: The smallest budget accepted: the reserve plus room for a few thousand rows and recipients.
-MIN_BUDGET_MB = RESERVED_MB + 20
+#: An idle worker's RSS, measured ~92 MB (``bench soak`` before its first record), rounded up.
+RESERVED_MB = 100
+#: The smallest budget accepted: the reserve plus room for some of everything.
+MIN_BUDGET_MB = RESERVED_MB + 50
 
-WINDOWS_SHARE = 0.50
-SUPPRESSIONS_SHARE = 0.25
-CACHES_SHARE = 0.10
+SHARES: dict[str, float] = {
+    "producer_queue": 0.20,
+    "consumer_queue": 0.05,
+    "in_flight": 0.10,
+    "windows": 0.20,
+    "suppressions": 0.15,
+    "caches": 0.05,
+}
 
 #: Approximate bytes of one stats row with its counters (measured ~1.1 KB, ~1.3 KB with its
 #: own dimension strings) and of its rule-gap detail on average.
 ROW_BUDGET_BYTES = 2_000
 #: Approximate bytes of one remembered recipient (key, entry, ordered-dict slot).
-SUPPRESSION_BYTES = 350
+SUPPRESSION_BYTES = 375
+#: Approximate bytes of one record in flight (measured ~1.1 KB for a 0.6 KB record).
+IN_FLIGHT_RECORD_BYTES = 1_500
 
 #: The cache sizes at the default budget; another budget scales them with its usable part.
 CACHE_DEFAULTS: dict[str, int] = {
@@ -55,17 +67,29 @@ def usable_bytes(budget_mb: float) -> int:
     return int(max(budget_mb - RESERVED_MB, 0) * 1_000_000)
 
 
+def share_bytes(budget_mb: float, share: str) -> int:
+    return int(usable_bytes(budget_mb) * SHARES[share])
+
+
 def derived_bounds(budget_mb: float) -> dict[str, int]:
-    """Every input-keyed bound the budget implies, by setting name."""
-    usable = usable_bytes(budget_mb)
-    scale = usable / usable_bytes(DEFAULT_BUDGET_MB)
+    """Every bound the budget implies that is a setting, by setting name."""
+    scale = usable_bytes(budget_mb) / usable_bytes(DEFAULT_BUDGET_MB)
     bounds = {
-        "stats_max_rows": max(1, int(usable * WINDOWS_SHARE) // ROW_BUDGET_BYTES),
-        "suppressions_memory": max(1, int(usable * SUPPRESSIONS_SHARE) // SUPPRESSION_BYTES),
+        "back_pressure": max(1, share_bytes(budget_mb, "in_flight") // IN_FLIGHT_RECORD_BYTES),
+        "stats_max_rows": max(1, share_bytes(budget_mb, "windows") // ROW_BUDGET_BYTES),
+        "suppressions_memory": max(1, share_bytes(budget_mb, "suppressions") // SUPPRESSION_BYTES),
     }
     for name, default in CACHE_DEFAULTS.items():
         bounds[name] = max(_MINIMUM.get(name, 1), round(default * scale))
     return bounds
+
+
+def kafka_queues_kbytes(budget_mb: float) -> tuple[int, int]:
+    """librdkafka's (output, prefetch) queue sizes in KiB for a worker of this budget."""
+    return (
+        max(1024, share_bytes(budget_mb, "producer_queue") // 1024),
+        max(1024, share_bytes(budget_mb, "consumer_queue") // 1024),
+    )
 
 
 def fill_derived(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.config import Settings
@@ -82,6 +82,16 @@ def produce_all(
     return count, seconds
 
 
+#: What a watermark query may meet while a new topic's partition leaders settle.
+_MOVING_LEADER = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
 class Watermarks:
     """Sums of high watermarks of new topics (= records written, as they start at offset 0)."""
 
@@ -101,11 +111,20 @@ class Watermarks:
         n = 0
         for topic in topics:
             for p in self.partitions(topic):
-                _low, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=10, cached=False
-                )
-                n += max(high, 0)
+                n += max(self._high(TopicPartition(topic, p)), 0)
         return n
+
+    def _high(self, tp: TopicPartition, tries: int = 20) -> int:
+        """The partition's high watermark; a new topic's leader may still be moving (a
+        retriable error, asked again a few times)."""
+        for _ in range(tries - 1):
+            try:
+                return int(self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1])
+            except KafkaException as exc:
+                if exc.args[0].code() not in _MOVING_LEADER:
+                    raise
+                time.sleep(0.25)
+        return int(self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1])
 
     def close(self) -> None:
         self.consumer.close()

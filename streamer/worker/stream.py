@@ -34,6 +34,7 @@ from streamer.kafka.admin import TopicError, create_topics, default_topics, wait
 from streamer.kafka.sink import Sink
 from streamer.kafka.source import Source
 from streamer.logs import log_event
+from streamer.memory import kafka_queues_kbytes
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
@@ -114,6 +115,7 @@ class StreamWorker:
     def start_clients(self) -> None:
         s = self.settings
         eos = s.exactly_once
+        out_kb, in_kb = kafka_queues_kbytes(s.memory_budget_mb)  # shares of the budget
         self.sink = sink = Sink(
             s,
             self.bootstrap,
@@ -122,6 +124,7 @@ class StreamWorker:
             on_retry=lambda action: self.metrics.produce_retries.labels(action).inc(),
             transactional_id=f"streamer-{s.group_id}-{self.worker_id}" if eos else None,
             on_delivered=self.metrics.stage_seconds["deliver"].observe,
+            **{"queue.buffering.max.kbytes": out_kb},
         )
         self.source = Source(
             s,
@@ -129,6 +132,7 @@ class StreamWorker:
             client_id=f"{self.worker_id}-in",
             loop=asyncio.get_running_loop(),
             group_metadata=eos,
+            **{"queued.max.messages.kbytes": in_kb},
         )
         self.checkpoint = make_checkpoint(
             eos, self.tracker, self.source, self.metrics, sink.producer, sink.transaction_timeout
