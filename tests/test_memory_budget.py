@@ -3,16 +3,20 @@ setting wins, and the windowed stats stay within their byte accounting under hos
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streamer import memory
+from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.heavy import OTHER
 from streamer.analytics.windows import EXAMPLE_MAX, OVERFLOW, Counts, WindowedStats
 from streamer.config import ConfigError, Settings, load_settings
+from streamer.worker.stats import SEND_SLICE, StatsPublisher
 
 DERIVED = (
     "back_pressure",
@@ -192,3 +196,48 @@ def test_partial_counts_charge_nothing() -> None:
     c = Counts()
     c.add_gap("x", "x" * 5000)
     assert c.nbytes == 0 and c.examples["x"] == "x" * EXAMPLE_MAX
+
+
+class _Held:
+    """A chunk held for a stats update: says when it is released."""
+
+    abandoned = False
+    released = 0
+    topic, partition, first, last = "in", 0, 0, 9
+
+    def ack(self) -> None:
+        self.released += 1
+
+
+class _Sink:
+    """Acknowledges each output as it is handed over; records the sizes of the hand-overs."""
+
+    def __init__(self) -> None:
+        self.sends: list[int] = []
+        self.keys: list[bytes | None] = []
+
+    async def send(self, outputs: list[Any], chunk: Any, *, seal: bool = True) -> None:
+        self.sends.append(len(outputs))
+        self.keys += [o.key for o in outputs]
+        chunk.add_pending(len(outputs))
+        for _ in outputs:
+            chunk.ack()
+        if seal:
+            chunk.seal()
+
+
+def test_a_large_stats_update_is_encoded_a_slice_at_a_time() -> None:
+    ws = WindowedStats(max_keys=10**6, clock=lambda: 0.0, future_skew_s=1e10)
+    n = 2 * SEND_SLICE + 7
+    for k in range(n):
+        row = ws.row((T0, "other", f"p{k}", "s", "t"), 0.0, 1)
+        assert row is not None
+        row.counts["Bounce"] = 1
+    sink = _Sink()
+    stats = StatsPublisher(ws, sink, "stats", "w1", BatchAggregator(60))  # type: ignore[arg-type]
+    held = _Held()
+    stats.hold([held])  # type: ignore[list-item]
+    assert asyncio.run(stats.flush()) == n
+    assert sink.sends == [SEND_SLICE, SEND_SLICE, 7]
+    assert len(set(sink.keys)) == n == stats.rows_published
+    assert held.released == 1  # once, after the last slice
