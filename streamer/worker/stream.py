@@ -116,6 +116,8 @@ class StreamWorker:
         s = self.settings
         eos = s.exactly_once
         out_kb, in_kb = kafka_queues_kbytes(s.memory_budget_mb)  # shares of the budget
+        out_conf: dict[str, Any] = {"queue.buffering.max.kbytes": out_kb}
+        in_conf: dict[str, Any] = {"queued.max.messages.kbytes": in_kb}
         self.sink = sink = Sink(
             s,
             self.bootstrap,
@@ -124,7 +126,7 @@ class StreamWorker:
             on_retry=lambda action: self.metrics.produce_retries.labels(action).inc(),
             transactional_id=f"streamer-{s.group_id}-{self.worker_id}" if eos else None,
             on_delivered=self.metrics.stage_seconds["deliver"].observe,
-            **{"queue.buffering.max.kbytes": out_kb},
+            **out_conf,
         )
         self.source = Source(
             s,
@@ -132,7 +134,7 @@ class StreamWorker:
             client_id=f"{self.worker_id}-in",
             loop=asyncio.get_running_loop(),
             group_metadata=eos,
-            **{"queued.max.messages.kbytes": in_kb},
+            **in_conf,
         )
         self.checkpoint = make_checkpoint(
             eos, self.tracker, self.source, self.metrics, sink.producer, sink.transaction_timeout
