@@ -16,7 +16,8 @@ threads: measured ~92 MB); the rest, the *usable* part, is split into shares (``
   ``SUPPRESSION_BYTES`` each);
 * ``caches``: the lookup caches and rolling tops (``cache_size``, ``uncategorized_cache_size``,
   ``analytics_cache_size``, ``metrics_top_keys``), their values at the default budget scaled
-  with the usable part;
+  with the usable part (at the default: ~5 MB of caches, and ~20 MB for the two rolling tops,
+  which keep up to ``metrics_top_keys`` keys in each of their 30 buckets);
 * the rest is headroom: the tally between folds, a stats update being encoded, allocator
   fragmentation.
 
@@ -40,7 +41,7 @@ SHARES: dict[str, float] = {
     "in_flight": 0.10,
     "windows": 0.20,
     "suppressions": 0.15,
-    "caches": 0.05,
+    "caches": 0.15,
 }
 
 #: Approximate bytes of one stats row with its counters (measured ~1.1 KB, ~1.3 KB with its

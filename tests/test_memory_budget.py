@@ -59,7 +59,7 @@ def test_the_default_budget_gives_the_documented_defaults() -> None:
 
 
 def test_the_shares_fit_in_what_the_budget_leaves() -> None:
-    assert sum(memory.SHARES.values()) <= 0.8  # a fifth at least is headroom
+    assert round(sum(memory.SHARES.values()), 6) <= 0.85  # 15% at least is headroom
     for budget in (memory.MIN_BUDGET_MB, 250, 400, 1000, 4000):
         b = memory.derived_bounds(budget)
         usable = memory.usable_bytes(budget)
