@@ -33,7 +33,7 @@ GAP_CAPACITY = 32
 #: An example line is kept up to this length (a response can be as long as a message).
 EXAMPLE_MAX = 1000
 
-#: Approximate bytes held (measured with tracemalloc; CPython 3.12, 64-bit): a row with its
+#: Approximate bytes held (measured with tracemalloc; CPython 3.11, 64-bit): a row with its
 #: counters, plus the length of its dimension values; a row's gap summary once it has one; a
 #: gap template, plus the lengths of the template and its example.
 ROW_BYTES = 1_100
