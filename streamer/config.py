@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from streamer import resources
+from streamer import memory, resources
 from streamer.evidence import (
     DEFAULT_SUPPRESS_EVIDENCE,
     ENHANCED_CODE,
@@ -145,7 +145,9 @@ class Settings(BaseSettings):
         description="Your own rule files, loaded before `files` (the shipped rules by default): "
         "the lowest index wins, so they take precedence.",
     )
-    back_pressure: int = Field(131072, ge=1)
+    back_pressure: int = Field(
+        10_000, ge=1, description="Records in flight at most (default: from memory_budget_mb)."
+    )
     pool_size: int = Field(default_factory=default_pool_size, ge=1)
     cache_size: int = Field(1024, ge=0)
     uncategorized_cache_size: int = Field(1024, ge=0)
@@ -178,15 +180,18 @@ class Settings(BaseSettings):
     stats_max_pools: int = Field(200, ge=1, description="Distinct egress pools, then 'other'.")
     stats_max_sources: int = Field(1000, ge=1, description="Distinct egress sources.")
     stats_max_tenants: int = Field(500, ge=1, description="Distinct tenants.")
-    stats_max_rows: int = Field(100_000, ge=1, description="Rows held over all windows.")
+    stats_max_rows: int = Field(
+        15_000, ge=1, description="Rows held over all windows (default: from memory_budget_mb)."
+    )
     stats_max_gaps: int = Field(32, ge=1, description="Rule-gap templates kept per stats row.")
     analytics_cache_size: int = Field(
         4096, ge=16, description="Entries of each analytics lookup cache (emptied when full)."
     )
     suppressions_memory: int = Field(
-        200_000,
+        12_500,
         ge=1,
-        description="Recipients the suppression stage keeps in memory (suppressed ones last).",
+        description="Recipients the suppression stage keeps in memory, suppressed ones last "
+        "(default: from memory_budget_mb).",
     )
     suppression_events_topic: str | None = Field(
         None, description="Internal suppression events; default <suppressions_topic>.events"
@@ -221,6 +226,12 @@ class Settings(BaseSettings):
     )
 
     # --- Operations -------------------------------------------------------------------------
+    memory_budget_mb: int = Field(
+        memory.DEFAULT_BUDGET_MB,
+        ge=memory.MIN_BUDGET_MB,
+        description="RSS a worker process stays under; the input-keyed bounds not set "
+        "explicitly derive from it (streamer.memory).",
+    )
     metrics_max_values: int = Field(
         50, ge=1, description="Values per dimension in the deliverability metrics, then other."
     )
@@ -237,6 +248,12 @@ class Settings(BaseSettings):
         default_factory=default_state_dir,
         description="Local broker data, Faust state and logs.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _budget(cls, data: Any) -> Any:
+        """Bounds not given explicitly derive from ``memory_budget_mb`` (explicit ones win)."""
+        return memory.fill_derived(data) if isinstance(data, Mapping) else data
 
     @field_validator("stats_dimensions")
     @classmethod

@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from streamer.analytics.batch import Folded
-from streamer.analytics.heavy import BoundedDimension
+from streamer.analytics.heavy import OTHER, BoundedDimension
 from streamer.records import LOG_HOOK_TYPE, RECORD_TYPES
 
 #: Where a record waits (``streamer_stage_seconds``), one observation per batch: ms to seconds.
@@ -246,6 +246,9 @@ class DeliverabilityMetrics:
         }
         # bounded: every label value comes through a BoundedDimension or a finite table
         self._children: dict[tuple[str, ...], Any] = {}
+        #: The values each dimension exported at the last fold: a value its BoundedDimension
+        #: no longer admits (a rebalance) loses its series, so they stay bounded over time.
+        self._exported: dict[str, frozenset[str]] = {d: frozenset() for d in DIMENSIONS}
 
     def record(self, batch: Folded) -> None:
         """Count one fold of the tally (``BatchAggregator.fold_into``).
@@ -268,9 +271,26 @@ class DeliverabilityMetrics:
                     outcomes[dim, v, outcome] += n
         for series, n in outcomes.items():
             self._child(self.outcomes, series).inc(n)
+        for dim in DIMENSIONS:
+            self._retire(dim)
         for series2, n in batch.labels.items():
             self._child(self.labels, series2).inc(n)
         self.rule_gaps.add({(t,): n for t, n in batch.gaps.items()})
+
+    def _retire(self, dim: str) -> None:
+        """Remove the outcome series of values ``dim`` no longer admits (after a rebalance)."""
+        admitted = self._values[dim].admitted
+        if admitted == self._exported[dim]:
+            return  # the common case: no rebalance since the last fold
+        self._exported[dim] = admitted
+        name = self.outcomes._name
+        for key in [
+            k
+            for k in self._children
+            if k[0] == name and k[1] == dim and k[2] not in admitted and k[2] != OTHER
+        ]:
+            del self._children[key]
+            self.outcomes.remove(*key[1:])
 
     def _child(self, counter: Counter, series: tuple[str, ...]) -> Any:
         """``counter.labels(*series)``, remembered (a lookup there costs microseconds)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -142,3 +143,25 @@ def test_watermarks_ask_again_while_a_leader_moves() -> None:
         assert exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     else:
         raise AssertionError("an authorization failure must not be retried")
+
+
+def test_soak_replay_spans_hours_with_every_recipient_new() -> None:
+    """The replay shape: hard bounces whose event time rises over the hours asked (jitter of a
+    few seconds), every recipient, site and response new, tenants/pools/sources cycling."""
+    from streamer.analytics.windows import event_time_ms
+    from streamer.devkit.bench.soak import replay_messages
+    from streamer.records import decode_record
+
+    records = [decode_record(m.value) for m in replay_messages(20_000, seed=1, hours=5.5)]
+    for field in ("site", "recipient", "id"):
+        assert len({r[field] for r in records}) == len(records), field
+    assert len({r["response"]["content"] for r in records}) == len(records)
+    assert {r["type"] for r in records} == {"Bounce"}
+    assert len({r["egress_pool"] for r in records}) == 50
+    assert len({r["egress_source"] for r in records}) == 500
+    assert len({r["queue"].split(":")[1].split("@")[0] for r in records}) == 1000
+    times = [event_time_ms(r) for r in records]
+    assert all(t is not None for t in times)
+    span = max(t for t in times if t) - min(t for t in times if t)
+    assert 5.4 * 3_600_000 < span <= 5.5 * 3_600_000 + 5_000
+    assert all(b - a > -5_000 for a, b in itertools.pairwise(times) if a and b)

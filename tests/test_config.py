@@ -26,7 +26,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert s.input_topic == "kumomta.logs"
     assert s.output_topic == "kumomta.classified"
     assert s.dlq_topic == "kumomta.logs.dlq"
-    assert (s.back_pressure, s.cache_size, s.uncategorized_cache_size) == (131072, 1024, 1024)
+    assert (s.back_pressure, s.cache_size, s.uncategorized_cache_size) == (10_000, 1024, 1024)
     assert s.pool_size >= 1
     assert s.metrics_host == "127.0.0.1"
     assert s.bootstrap is None

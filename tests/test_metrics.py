@@ -84,3 +84,30 @@ def test_record_type_series_stay_bounded_whatever_the_input_says() -> None:
     assert types == {"other", "Bounce"}
     out = {"record_type": "other", "label": "none"}
     assert r.get_sample_value("streamer_events_out_total", out) == 1
+
+
+def test_outcome_series_stay_bounded_when_the_heaviest_values_change() -> None:
+    """Values cycling through far more than the bound: each rebalance admits others, and the
+    series of the values it drops are removed, so the exported series stay bounded."""
+    from streamer.analytics.batch import Folded
+    from streamer.metrics import DeliverabilityMetrics
+
+    registry = CollectorRegistry()
+    metrics = DeliverabilityMetrics(registry, max_values=5)
+    for fold in range(400):  # 400 folds of 1,000 records: a few rebalances (every 100,000)
+        batch = Folded()
+        for i in range(40):
+            v = f"t{(fold * 40 + i) * 7 % 997}"
+            key = (0, "p", f"pool{v}", f"src{v}", v)
+            batch.add(key, 25)
+            batch.count(key, "Bounce", "InvalidRecipient", "hard", 25)
+        metrics.record(batch)
+    (family,) = [f for f in registry.collect() if f.name == "streamer_outcomes"]
+    values = {s.labels["value"] for s in family.samples if s.name.endswith("_total")}
+    per_dimension = {
+        d: {s.labels["value"] for s in family.samples if s.labels["dimension"] == d}
+        for d in ("provider", "egress_pool", "egress_source", "tenant")
+    }
+    assert all(len(v) <= 5 + 1 for v in per_dimension.values()), per_dimension
+    assert "other" in values
+    assert len(metrics._children) <= 4 * 6

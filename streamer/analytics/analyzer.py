@@ -29,6 +29,7 @@ from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE, FEEDBACK_REPORT, REPLY_CODE
 from streamer.feedback import COMPLAINT_TYPES, complained_about
+from streamer.memory import stats_byte_budget
 from streamer.records import LOG_HOOK_TYPE, LOG_RECORD_PROTOCOL, first_recipient
 from streamer.rules import UNCATEGORIZED
 
@@ -245,10 +246,12 @@ class Analyzer:
 
 
 def windows_from_settings(settings: Settings) -> WindowedStats:
-    """The windowed statistics of a worker."""
+    """The windowed statistics of a worker: rows, gap templates and examples stay within the
+    share of ``memory_budget_mb`` that ``stats_max_rows`` stands for."""
     return WindowedStats(
         window_s=settings.stats_window,
         grace_s=settings.stats_grace,
         retention_s=settings.stats_retention,
         max_keys=settings.stats_max_rows,
+        max_bytes=stats_byte_budget(settings.stats_max_rows),
     )

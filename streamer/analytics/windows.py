@@ -33,17 +33,51 @@ GAP_CAPACITY = 32
 #: An example line is kept up to this length (a response can be as long as a message).
 EXAMPLE_MAX = 1000
 
+#: Approximate bytes held (measured with tracemalloc; CPython 3.11, 64-bit): a row with its
+#: counters, plus the length of its dimension values; a row's gap summary once it has one; a
+#: gap template, plus the lengths of the template and its example.
+ROW_BYTES = 1_100
+GAPS_BYTES = 600
+GAP_BYTES = 170
+
+
+class ByteLedger:
+    """Approximate bytes the rows of a :class:`WindowedStats` hold, against ``limit`` (None:
+    no limit). Counted as values arrive, so the bound holds between publications too."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.used >= self.limit
+
 
 class Counts:
     """The counters of one row: record types, labels, categories, complaints and gaps.
 
     ``gaps`` is a space-saving summary of Uncategorized templates (``gap_capacity`` at most),
-    with the first example line seen for each template kept in ``examples``.
+    with the first example line seen for each template kept in ``examples``. A row of a
+    :class:`WindowedStats` charges its bytes to the windows' ``ledger``; once that is full, a
+    template the row does not track yet is counted as ``other``, without an example.
     """
 
-    __slots__ = ("categories", "complaints", "counts", "examples", "gap_capacity", "gaps", "labels")
+    __slots__ = (
+        "categories",
+        "complaints",
+        "counts",
+        "examples",
+        "gap_capacity",
+        "gaps",
+        "labels",
+        "ledger",
+        "nbytes",
+    )
 
-    def __init__(self, gap_capacity: int = GAP_CAPACITY) -> None:
+    def __init__(self, gap_capacity: int = GAP_CAPACITY, ledger: ByteLedger | None = None) -> None:
         self.counts: dict[str, int] = {}
         self.labels: dict[str, int] = {}
         self.categories: dict[str, int] = {}
@@ -51,16 +85,29 @@ class Counts:
         self.gaps: SpaceSaving[str] | None = None  # created on the first gap: most rows have none
         self.examples: dict[str, str] = {}
         self.gap_capacity = gap_capacity
+        self.ledger = ledger
+        self.nbytes = 0  # charged to the ledger (a row's own bytes are charged by its windows)
 
     def add_gap(self, template: str, example: str, n: int = 1) -> None:
         gaps = self.gaps
+        ledger = self.ledger
         if gaps is None:
             gaps = self.gaps = SpaceSaving(self.gap_capacity)
+            self._charge(GAPS_BYTES)
+        if ledger is not None and template not in gaps and ledger.full:
+            template, example = OTHER, ""  # over the memory budget: counted, not detailed
         evicted = gaps.add(template, n)
         if evicted is not None:
-            self.examples.pop(evicted, None)
+            dropped = self.examples.pop(evicted, "")
+            self._charge(-(GAP_BYTES + len(evicted) + len(dropped)))
         if template not in self.examples:
-            self.examples[template] = example[:EXAMPLE_MAX]
+            kept = self.examples[template] = example[:EXAMPLE_MAX]
+            self._charge(GAP_BYTES + len(template) + len(kept))
+
+    def _charge(self, n: int) -> None:
+        if self.ledger is not None:
+            self.nbytes += n
+            self.ledger.used += n
 
     def merge(self, other: Counts) -> None:
         for mine, theirs in (
@@ -152,8 +199,13 @@ class WindowedStats:
     Bounds: at most ``max_windows`` windows (the oldest is forgotten to make room; its changed
     rows go out with the next update, under its serial)
     and ``max_keys`` rows over all windows (a new key beyond that is counted in the window's
-    all-"other" row). Event time never runs more than ``future_skew_s`` ahead of the wall
-    clock, so one record stamped in the far future cannot close every window early.
+    all-"other" row). With ``max_bytes``, the rows' approximate bytes (counters, gap templates
+    and examples: :class:`ByteLedger`) are bounded too: once they reach it, a new key counts in
+    the all-"other" row and a new gap template as ``other``, and after each publication the
+    oldest windows (just published) are forgotten until half the bytes are free. Counts are
+    never dropped: only their detail is coarsened. Event time never runs more than
+    ``future_skew_s`` ahead of the wall clock, so one record stamped in the far future cannot
+    close every window early.
     """
 
     def __init__(
@@ -166,6 +218,7 @@ class WindowedStats:
         gaps_top: int = 10,
         future_skew_s: float = 300,
         clock: Callable[[], float] = time.time,
+        max_bytes: int | None = None,
     ) -> None:
         if window_s <= 0 or max_windows < 1 or max_keys < 1:
             raise ValueError("window_s, max_windows and max_keys must be positive")
@@ -185,6 +238,7 @@ class WindowedStats:
         self._windows: dict[int, _Window] = {}
         self._nkeys = 0
         self._evicted: list[_Window] = []  # windows evicted by max_windows, with changed rows
+        self.ledger = ByteLedger(max_bytes)
 
     def empty_copy(self) -> WindowedStats:
         """A new, empty instance with the same settings."""
@@ -197,6 +251,7 @@ class WindowedStats:
             gaps_top=self.gaps_top,
             future_skew_s=self.future_skew_ms / 1000,
             clock=self.clock,
+            max_bytes=self.ledger.limit,
         )
 
     def __len__(self) -> int:
@@ -226,12 +281,14 @@ class WindowedStats:
         dims: DimKey = (key[1], key[2], key[3], key[4])
         row = win.rows.get(dims)
         if row is None:
-            if self._nkeys >= self.max_keys and dims != OVERFLOW:
+            full = self._nkeys >= self.max_keys or self.ledger.full
+            if full and dims != OVERFLOW:
                 self.overflowed += n
                 dims = OVERFLOW
                 row = win.rows.get(dims)
             if row is None:
-                row = win.rows[dims] = Counts(gap_capacity)
+                row = win.rows[dims] = Counts(gap_capacity, self.ledger)
+                row._charge(ROW_BYTES + sum(map(len, dims)))
                 self._nkeys += 1
         win.dirty.add(dims)
         return row
@@ -240,7 +297,27 @@ class WindowedStats:
         win = self._windows.pop(min(self._windows))
         if win.dirty:  # published by the next update, still under its own serial
             self._evicted.append(win)
+        self._dropped(win)
+
+    def _dropped(self, win: _Window) -> None:
+        """Account for a window that was forgotten (a fold may still count into its rows:
+        they no longer charge the ledger)."""
         self._nkeys -= len(win.rows)
+        for c in win.rows.values():
+            self.ledger.used -= c.nbytes
+            c.ledger = None
+
+    def _trim(self) -> None:
+        """Over the byte budget: forget the oldest windows (published already: nothing of
+        theirs is pending) until half of it is free, keeping the newest."""
+        ledger = self.ledger
+        if not ledger.full or ledger.limit is None:
+            return
+        while ledger.used > ledger.limit // 2 and len(self._windows) > 1:
+            start = min(self._windows)
+            if self._windows[start].dirty:
+                return
+            self._dropped(self._windows.pop(start))
 
     def _closed(self, start: int) -> bool:
         """Event time passed the window's end plus the grace period."""
@@ -304,6 +381,7 @@ class WindowedStats:
                 out.extend(self._rows(win, win.dirty, final=closed))
                 win.dirty = set()
         self._forget_old(mark)
+        self._trim()
         return out
 
     def _forget_old(self, mark: int | None) -> None:
@@ -311,7 +389,7 @@ class WindowedStats:
             return
         horizon = mark - self.retention_ms
         for start in [s for s in self._windows if s + self.window_ms < horizon]:
-            self._nkeys -= len(self._windows.pop(start).rows)
+            self._dropped(self._windows.pop(start))
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every row held now (``/stats``), changed or not."""

@@ -75,6 +75,15 @@ def soak(
         int, typer.Option("--events", "-n", min=1000, help="Hostile records to push through.")
     ] = 1_000_000,
     rss_limit_mb: Annotated[float, typer.Option(help="Largest worker RSS allowed (MB).")] = 250.0,
+    replay_hours: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Replay hard bounces whose event time spans this many hours (0: every value "
+            "new within one minute).",
+        ),
+    ] = 0.0,
+    timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 1800,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (progress goes to stderr).")
     ] = False,
@@ -85,7 +94,12 @@ def soak(
     _run_bench(
         "soak",
         lambda settings, bootstrap: run(
-            settings, bootstrap, events=events, rss_limit_mb=rss_limit_mb
+            settings,
+            bootstrap,
+            events=events,
+            rss_limit_mb=rss_limit_mb,
+            replay_hours=replay_hours,
+            timeout=timeout,
         ),
         as_json,
     )

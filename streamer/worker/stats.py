@@ -76,6 +76,9 @@ class StatsRelease:
 #: Distinct keys the aggregator may tally before a fold that does not wait for the flush
 #: (memory stays flat whatever ``stats_flush_interval`` and the traffic's cardinality).
 FOLD_AT_KEYS = 20_000
+#: Rows of a stats update encoded and handed to the producer at a time (a whole update of a
+#: replay that touches every row at once would otherwise be held encoded all together).
+SEND_SLICE = 1_000
 
 
 class StatsPublisher:
@@ -137,14 +140,15 @@ class StatsPublisher:
             for chunk in held:
                 chunk.ack()
             return 0
-        outputs = [self._output(row) for row in rows]
-        if held:
-            release = StatsRelease(held)
-            await self.sink.send(outputs, release)
-        else:  # nothing new is committed behind these (windows that just closed): no hold
-            await self.sink.send(outputs, _NO_CHUNK)
-        self.rows_published += len(outputs)
-        return len(outputs)
+        n = len(rows)
+        # nothing new is committed behind rows without held chunks (windows that just closed)
+        release: Any = StatsRelease(held) if held else _NO_CHUNK
+        while rows:  # encoded a slice at a time: each encoded row holds ~4 KB until produced
+            part, rows = rows[:SEND_SLICE], rows[SEND_SLICE:]
+            await self.sink.send([self._output(row) for row in part], release, seal=False)
+        release.seal()
+        self.rows_published += n
+        return n
 
     def new_session(self) -> None:
         """Count afresh under a new session (exactly-once, after an aborted transaction).

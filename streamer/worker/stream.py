@@ -34,6 +34,7 @@ from streamer.kafka.admin import TopicError, create_topics, default_topics, wait
 from streamer.kafka.sink import NOT_AUTHORIZED, Sink
 from streamer.kafka.source import Source
 from streamer.logs import log_event
+from streamer.memory import kafka_queues_kbytes
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
@@ -117,6 +118,7 @@ class StreamWorker:
     def start_clients(self) -> None:
         s = self.settings
         eos = s.exactly_once
+        out_conf, in_conf = _queue_limits(s)
         self.sink = sink = Sink(
             s,
             self.bootstrap,
@@ -125,6 +127,7 @@ class StreamWorker:
             on_retry=lambda action: self.metrics.produce_retries.labels(action).inc(),
             transactional_id=f"streamer-{s.group_id}-{self.worker_id}" if eos else None,
             on_delivered=self.metrics.stage_seconds["deliver"].observe,
+            **out_conf,
         )
         self.source = Source(
             s,
@@ -132,15 +135,14 @@ class StreamWorker:
             client_id=f"{self.worker_id}-in",
             loop=asyncio.get_running_loop(),
             group_metadata=eos,
+            **in_conf,
         )
         self.checkpoint = make_checkpoint(
             eos, self.tracker, self.source, self.metrics, sink.producer, sink.transaction_timeout
         )
         analyzer = self.pipeline.analyzer  # None: analytics off
         self.stats = _stats_publisher(s, sink, self.worker_id, analyzer, self.metrics)
-        if isinstance(self.checkpoint, ExactlyOnce):  # an aborted transaction: read again
-            rewinder = Rewinder(self.tracker, self.source, self.metrics, self.stats)
-            self.checkpoint.on_aborted = rewinder.rewind
+        _rewind_aborted(self)
         # at-least-once: held chunks are released by a stats flush (exactly-once: per batch)
         publish = self.stats.flush if self.stats is not None and not eos else None
         self.source.handler = PartitionLifecycle(
@@ -328,6 +330,19 @@ async def _finish_in_flight(
     ):
         sink.poll(0)
         await asyncio.sleep(0.005)
+
+
+def _queue_limits(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """librdkafka's (output, prefetch) queue limits: their shares of ``memory_budget_mb``."""
+    out_kb, in_kb = kafka_queues_kbytes(s.memory_budget_mb)
+    return {"queue.buffering.max.kbytes": out_kb}, {"queued.max.messages.kbytes": in_kb}
+
+
+def _rewind_aborted(stream: StreamWorker) -> None:
+    """Exactly-once: an aborted transaction's records are read again (``Rewinder``)."""
+    if isinstance(stream.checkpoint, ExactlyOnce) and stream.source is not None:
+        rewinder = Rewinder(stream.tracker, stream.source, stream.metrics, stream.stats)
+        stream.checkpoint.on_aborted = rewinder.rewind
 
 
 def _suppression_stage(stream: StreamWorker) -> SuppressionStage:

@@ -2,9 +2,12 @@
 
 A worker (analytics on) is fed records in which every response line, receiving site, egress
 source and pool, tenant and recipient is new, as a misconfigured MTA or an attack on the log
-pipeline would produce. The run passes when every record came out, the worker's RSS stayed under
-the limit and ended within the allowed drift of its value at 20% of the run (no upward trend),
-and every exported metric kept its bounded number of series.
+pipeline would produce; or, with ``replay_hours``, hard bounces replayed from old logs at full
+speed, whose event time spans that many hours (every recipient, site and response new; tenants,
+pools and sources cycling), so that the windows kept for ``stats_retention`` fill up. The run
+passes when every record came out, the worker's RSS stayed under the limit and ended within the
+allowed drift of its value at 20% of the run (no upward trend), and every exported metric kept
+its bounded number of series.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class SoakResult:
     rss_at_20_mb: float
     rss_end_mb: float
     drift: float
+    replay_hours: float
     series: dict[str, int]
     timeline: list[tuple[float, int, float]] = field(default_factory=list)  # s, outputs, MB
     notes: list[str] = field(default_factory=list)
@@ -65,9 +69,18 @@ class SoakResult:
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
 
+    def _shape(self) -> str:
+        if self.replay_hours:
+            return (
+                f"hard bounces replayed over {self.replay_hours:g} h of event time; every "
+                f"recipient, site and response new; {REPLAY_TENANTS} tenants, {REPLAY_POOLS} "
+                f"pools, {REPLAY_SOURCES} sources"
+            )
+        return "every site, source, tenant and response new"
+
     def table(self) -> str:
         rows = [
-            ("events", f"{self.events:,} (every site, source, tenant and response new)"),
+            ("events", f"{self.events:,} ({self._shape()})"),
             ("outputs", f"{self.outputs:,} in {self.seconds:.1f}s"),
             ("worker RSS", f"peak {self.rss_peak_mb:.0f} MB (limit {self.rss_limit_mb:.0f})"),
             (
@@ -113,6 +126,56 @@ def hostile_messages(n: int, seed: int) -> Iterator[SampleMessage]:
         yield SampleMessage(str(i).encode(), orjson.dumps(rec), [], "classify")
 
 
+#: The replay's shape (issue 24): input values that cycle, and the share of response lines no
+#: rule knows (each its own rule-gap template; the others are hard bounces to suppress).
+REPLAY_TENANTS, REPLAY_POOLS, REPLAY_SOURCES = 1000, 50, 500
+REPLAY_GAP_EVERY = 4
+_REPLAY_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: a replay of old logs
+
+
+def _word(n: int) -> str:
+    """``n`` in letters: a token no template mask turns into a placeholder."""
+    out = ""
+    while True:
+        n, r = divmod(n, 26)
+        out += chr(97 + r)
+        if n == 0:
+            return out
+
+
+def replay_messages(n: int, seed: int, hours: float) -> Iterator[SampleMessage]:
+    """Hard bounces replayed from old logs at full speed: event time rises over ``hours`` (with
+    jitter of a few seconds either way), every recipient, receiving site and response line is
+    new, tenants cycle over 1,000, egress pools over 50 and sources over 500. Every
+    ``REPLAY_GAP_EVERY``-th response is one no rule classifies (a new rule-gap template)."""
+    span_ms = int(hours * 3_600_000)
+    tag = f"{seed:x}"
+    for i in range(n):
+        jitter = (i * 7_919 + seed) % 5_000 - 2_500
+        t = _REPLAY_START_MS + max(0, span_ms * i // n + jitter)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1000))
+        domain = f"d{i}-{tag}.example"
+        mix = (i * 2_654_435_761) & 0xFFFF_FFFF  # the dimensions cycle independently
+        if i % REPLAY_GAP_EVERY:
+            content = f"5.1.1 <user{i}@{domain}>: Recipient address rejected: User unknown"
+        else:
+            content = f"5.7.1 relay {_word(i)} refused delivery for reason {_word(i * 31 + 7)}"
+        rec = {
+            "type": "Bounce",
+            "id": f"{tag}-{i}",
+            "sender": f"bounce-{i}@sender.example",
+            "recipient": f"user{i}@{domain}",
+            "queue": f"campaign{i % 97}:tenant{mix % REPLAY_TENANTS}@{domain}",
+            "site": f"source{(mix >> 16) % REPLAY_SOURCES}->mx{i}.{domain}",
+            "egress_pool": f"pool{(mix >> 10) % REPLAY_POOLS}",
+            "egress_source": f"source{(mix >> 16) % REPLAY_SOURCES}",
+            "timestamp": t // 1000,
+            "event_time": f"{stamp}.{t % 1000:03d}Z",
+            "response": {"code": 550, "enhanced_code": None, "content": content, "command": None},
+        }
+        yield SampleMessage(str(i).encode(), orjson.dumps(rec), [], "classify")
+
+
 def _series(port: int) -> dict[str, int]:
     """How many series each ``streamer_*`` sample name exports now."""
     samples = scrape_metrics(port, timeout=10)
@@ -128,6 +191,7 @@ def run(
     rss_limit_mb: float = 250.0,
     max_drift: float = 0.15,
     seed: int = 0,
+    replay_hours: float = 0.0,
     timeout: float = 1800.0,
     say: Say = say,
 ) -> SoakResult:
@@ -140,7 +204,8 @@ def run(
     marks: Watermarks | None = None
     ws: WorkerSet | None = None
     try:
-        say(f"soak {run_id}: {events:,} hostile records, {partitions} partitions, 1 worker")
+        shape = f"replayed over {replay_hours:g} h" if replay_hours else "hostile"
+        say(f"soak {run_id}: {events:,} {shape} records, {partitions} partitions, 1 worker")
         create_bench_topics(settings, bootstrap, {name: False for name in t.values()}, partitions)
         marks = Watermarks(settings, bootstrap)
         ws = WorkerSet.start(bootstrap, t["in"], t["out"], t["dlq"], f"soak-{run_id}", 1, workdir)
@@ -149,7 +214,12 @@ def run(
 
         def feed() -> None:
             try:
-                produce_all(settings, bootstrap, t["in"], hostile_messages(events, seed))
+                messages = (
+                    replay_messages(events, seed, replay_hours)
+                    if replay_hours
+                    else hostile_messages(events, seed)
+                )
+                produce_all(settings, bootstrap, t["in"], messages)
             except BaseException as exc:  # reported by the main thread
                 errors.append(exc)
 
@@ -186,6 +256,7 @@ def run(
             rss_at_20_mb=at_20,
             rss_end_mb=end,
             drift=round(end / at_20 - 1, 4),
+            replay_hours=replay_hours,
             series=series,
             timeline=timeline,
         )
