@@ -39,11 +39,12 @@ def test_collector_counts_uncategorized_templates(classifier: Classifier) -> Non
     for line in [*UNKNOWN, KNOWN]:
         g.add_line(line)
     g.feed(json.dumps({"type": "Bounce", "response": {"code": 451, "content": "4.9.9 x"}}).encode())
+    # a Feedback without a usable report: its response line, as the worker classifies it
     g.feed(json.dumps({"type": "Feedback", "response": {"code": 250, "content": ""}}).encode())
     g.feed(json.dumps({"type": "Delivery", "response": {"code": 250, "content": "ok"}}).encode())
     g.feed(b"{not json\n")
     g.feed(b"\n")
-    assert g.responses == 7 and g.uncategorized == 6 and g.skipped == 3
+    assert g.responses == 8 and g.uncategorized == 7 and g.skipped == 2
     top = g.top(1)[0]
     assert top == Gap(template(UNKNOWN[0]), 3, UNKNOWN[0])
 
@@ -191,3 +192,19 @@ def test_a_file_of_records_never_takes_garbage_for_response_lines(
 
     sample = runner.invoke(app, ["gaps", str(bundled_sample_path())])
     assert "malformed" not in sample.stderr  # records with nothing to classify are no junk
+
+
+def test_gaps_and_classify_summary_count_the_same_responses() -> None:
+    """``gaps FILE`` and ``classify --summary`` count the same classified responses: a Feedback
+    record labelled by its report is one (never a gap), as the worker counts it."""
+    from streamer.devkit.sample import bundled_sample_path
+
+    sample = str(bundled_sample_path())
+    summary = json.loads(
+        runner.invoke(app, ["classify", "--summary", "--json", "--jobs", "1", sample]).stdout
+    )
+    gaps = json.loads(runner.invoke(app, ["gaps", "--json", sample]).stdout)
+    assert gaps["responses"] == summary["classified"] > 0
+    feedback = sum(n for label, n in summary["labels"].items() if label.startswith("Feedback"))
+    assert feedback > 0  # the sample holds ARF reports: they are in both counts
+    assert gaps["gaps_total"] == sum(g["count"] for g in summary["gaps"])

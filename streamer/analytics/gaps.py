@@ -21,6 +21,7 @@ from streamer.analytics.templates import template
 from streamer.analytics.windows import EXAMPLE_MAX
 from streamer.classifier import Classifier
 from streamer.evidence import REPLY_CODE
+from streamer.feedback import feedback_label
 from streamer.inputs import InputError, open_input  # where the readers live (re-exported)
 from streamer.records import CLASSIFIABLE_TYPES, effective_type, response_is_valid, response_line
 from streamer.rules import UNCATEGORIZED
@@ -80,14 +81,17 @@ class GapCollector:
         self.examples.setdefault(template, example[:EXAMPLE_MAX])
 
     def add_record(self, record: dict[str, Any]) -> None:
-        """A KumoMTA record: its response, when it is a classifiable failure (not Feedback, nor
-        a log hook's bookkeeping record)."""
+        """A KumoMTA record: its response, when it is a classifiable failure (not a log hook's
+        bookkeeping record). A Feedback record labelled by its ARF report counts as a classified
+        response and never as a gap, as the worker and ``classify --summary`` count it."""
         rtype = effective_type(record)
         response: Any = record.get("response")
-        if rtype in CLASSIFIABLE_TYPES and rtype != "Feedback" and response_is_valid(response):
-            self.add_line(response_line(response))
-        else:
+        if rtype not in CLASSIFIABLE_TYPES or not response_is_valid(response):
             self.skipped += 1
+        elif rtype == "Feedback" and feedback_label(record) is not None:
+            self.responses += 1
+        else:
+            self.add_line(response_line(response))
 
     def feed(self, raw: bytes) -> None:
         """One input line: a JSON record when it starts with ``{``, else a response line

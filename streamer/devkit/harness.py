@@ -30,6 +30,7 @@ from streamer.devkit.sample import SampleMessage
 from streamer.kafka.clients import consumer_config, producer_config
 from streamer.kafka.produce import TokenBucket
 from streamer.kafka.topics import ReadError
+from streamer.kafka.transient import TRANSIENT
 
 
 class HarnessError(ReadError):
@@ -82,15 +83,6 @@ def produce_all(
     return count, seconds
 
 
-#: Errors of a partition whose leadership is settling (a new topic, a loaded broker).
-MOVING_LEADER = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._TIMED_OUT,
-    }
-)
 WATERMARK_ATTEMPTS = 5
 
 
@@ -125,7 +117,7 @@ class Watermarks:
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
                 retriable = isinstance(error, KafkaError) and (
-                    error.retriable() or error.code() in MOVING_LEADER
+                    error.retriable() or error.code() in TRANSIENT
                 )
                 if not retriable or attempt == WATERMARK_ATTEMPTS - 1:
                     raise

@@ -19,6 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streamer.analytics.suppression_fold import BadEvent, SuppressionStore, decode_state
 from streamer.config import Settings
 from streamer.kafka.clients import consumer_config
+from streamer.kafka.transient import TRANSIENT
 from streamer.logs import log_event
 
 log = logging.getLogger("streamer.suppressions")
@@ -30,23 +31,6 @@ RESTORE_TIMEOUT_S = 60.0
 CALL_TIMEOUT_S = 30.0
 #: Changelog records read per consume().
 BATCH = 2000
-#: Errors of a topic or group just created (the client does not know its leader or
-#: coordinator yet) or of a broker busy restarting: asked again.
-TRANSIENT = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError._TRANSPORT,
-        KafkaError._TIMED_OUT,
-        KafkaError._UNKNOWN_PARTITION,
-        KafkaError._WAIT_COORD,
-    }
-)
 
 
 class StageError(Exception):
