@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -448,7 +449,9 @@ def test_replay_since_moves_a_stopped_group_to_the_offsets_for_that_time(
     kafka_settings: Settings, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic(partitions=2)
-    base = 1_780_000_000_000  # ms
+    # recent times: records older than the broker's retention (24 h) may be deleted by its
+    # retention check (every minute) while the test runs, between two partitions' writes
+    base = (int(time.time()) - 600) * 1000  # ms, a whole second
     for p in (0, 1):
         for i in range(10):
             _produce(
@@ -460,7 +463,7 @@ def test_replay_since_moves_a_stopped_group_to_the_offsets_for_that_time(
             )
     group = f"g-{topic}"
     _commit(kafka_settings, group, topic, {0: 10, 1: 8})
-    since = "2026-05-28T20:26:45Z"  # base + 5 s
+    since = datetime.fromtimestamp(base / 1000 + 5, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert parse_instant(since) * 1000 == base + 5000
 
     res = _cli(
@@ -468,7 +471,7 @@ def test_replay_since_moves_a_stopped_group_to_the_offsets_for_that_time(
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
-        f"group {group}, topic {topic}, since 2026-05-28T20:26:45.000Z:",
+        f"group {group}, topic {topic}, since {since[:-1]}.000Z:",
         "  partition 0: 10 -> 5  (5 read again, 5 to read)",
         "  partition 1: 8 -> 5  (3 read again, 5 to read)",  # 1 is 500 ms later: 4.5 s < 5 s
         "would move 2 partitions: 8 records read again, 10 to read (dry run: nothing changed)",

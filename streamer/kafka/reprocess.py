@@ -85,12 +85,6 @@ def plan(settings: Settings, bootstrap: str, group: str, topic: str, since: floa
             p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
             for p in parts
         }
-        # "nothing that new" from a partition that holds records: asked once more (a loaded
-        # broker answered so once for records it had just acknowledged)
-        again = [TopicPartition(topic, t.partition, stamp) for t in found if t.offset < 0]
-        if again and any(ends[t.partition] > 0 for t in again):
-            second = {t.partition: t for t in probe.offsets_for_times(again, 30)}
-            found = [second.get(t.partition, t) for t in found]
     except KafkaException as exc:
         raise ReprocessError(f"{topic}: {_reason(exc)}") from None
     finally:
