@@ -374,3 +374,34 @@ def test_log_fields_never_read_as_empty() -> None:
     assert format_partitions([("in", 1), ("in", 0)]) == "in:0,in:1"
     assert _fmt_positions({}) == "none"
     assert _fmt_positions({("in", 0): 12}) == "in:0@12"
+
+
+def test_exactly_once_a_retriable_abort_is_tried_again() -> None:
+    """librdkafka asks for ``abort_transaction`` to be called again after a retriable error (a
+    timeout while outputs drain): a rebalance's abort that timed out once still rewinds."""
+
+    class SlowAbort(Producer):
+        def __init__(self, fail_commit: KafkaError, aborts_failing: int) -> None:
+            super().__init__(fail_commit)
+            self.aborts_failing = aborts_failing
+
+        def abort_transaction(self, timeout: float) -> None:
+            super().abort_transaction(timeout)
+            if self.aborts_failing:
+                self.aborts_failing -= 1
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "abort", retriable=True))
+
+    overtaken = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation", txn_requires_abort=True)
+    for failing, rewound in ((1, True), (3, False)):
+        tr = OffsetTracker()
+        producer = SlowAbort(overtaken, failing)
+        cp = ExactlyOnce(tr, Committer(), Metrics(), producer)
+        rewinds: list[bool] = []
+        cp.on_aborted = lambda log=rewinds: log.append(True) or True
+        tr.assign([TP0])
+        batch = make_batch(tr, _msgs(TP0, 0, 3))
+        assert batch is not None
+        assert asyncio.run(cp.process(batch.groups, _deliver_all)) == 0
+        aborts = [c for c in producer.calls if c[0] == "abort"]
+        assert len(aborts) == min(failing + 1, 3)
+        assert bool(rewinds) is rewound and cp.failed is not rewound

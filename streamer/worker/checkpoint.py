@@ -53,6 +53,8 @@ REWINDABLE = REBALANCED | {KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER}
 
 #: A call still blocked this long after its own timeout hangs (``streamer.worker.watchdog``).
 HANG_GRACE_S = 5.0
+#: Tries of an abort that fails with a retriable error (librdkafka: call it again).
+ABORT_ATTEMPTS = 3
 
 #: Sends one chunk's records through the pipeline to the producer.
 SendChunk = Callable[[Chunk, Sequence[Any]], Awaitable[None]]
@@ -240,15 +242,23 @@ class ExactlyOnce(Checkpoint):
         return sum(c.count for c, _ in live)
 
     def _abort(self) -> bool:
-        """Abort the open transaction; False if that failed too."""
-        try:
-            with self.watchdog.guard(self.call_timeout + HANG_GRACE_S, "abort_transaction"):
-                self.producer.abort_transaction(self.call_timeout)
-        except KafkaException as exc:
-            log_event(log, logging.ERROR, "abort failed", error=str(exc.args[0]))
-            return False
-        self.aborts += 1
-        return True
+        """Abort the open transaction; False if that failed too. A retriable failure (say, a
+        timeout while outputs still drain on a loaded broker) is tried again, as librdkafka
+        asks of ``abort_transaction``, up to ``ABORT_ATTEMPTS`` times."""
+        for attempt in range(1, ABORT_ATTEMPTS + 1):
+            try:
+                with self.watchdog.guard(self.call_timeout + HANG_GRACE_S, "abort_transaction"):
+                    self.producer.abort_transaction(self.call_timeout)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if attempt < ABORT_ATTEMPTS and isinstance(err, KafkaError) and err.retriable():
+                    log_event(log, logging.WARNING, "abort retried", error=str(err))
+                    continue
+                log_event(log, logging.ERROR, "abort failed", error=str(err))
+                return False
+            self.aborts += 1
+            return True
+        return False  # not reached: the last attempt returns
 
     def commit_due(self) -> None:
         pass  # every batch committed its own offsets
