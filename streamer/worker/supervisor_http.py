@@ -109,15 +109,21 @@ class SupervisorMetrics:
         return int(server.server_port)
 
 
+def _child_page(host: str, child: Child, path: str) -> Any:
+    """A running child's JSON page (``/status``, ``/stats``); None when it is not running,
+    does not answer, or answers no JSON."""
+    body = _get(host, child.web_port, path) if child.state == "running" else None
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
 def supervisor_status(supervisor: Supervisor, host: str) -> dict[str, Any]:
     """What the supervisor's ``/status`` reports: itself, then each child with its own status."""
     children: list[dict[str, Any]] = []
     for child in supervisor.children:
-        body = _get(host, child.web_port, "/status") if child.state == "running" else None
-        try:
-            status = json.loads(body) if body else None
-        except ValueError:
-            status = None
+        status = _child_page(host, child, "/status")
         children.append(
             {
                 "process": child.index,
@@ -150,11 +156,7 @@ def supervisor_stats(supervisor: Supervisor, host: str) -> dict[str, Any]:
     windows it holds; ``null`` for a child that does not answer)."""
     children: list[dict[str, Any]] = []
     for child in supervisor.children:
-        body = _get(host, child.web_port, "/stats") if child.state == "running" else None
-        try:
-            stats = json.loads(body) if body else None
-        except ValueError:
-            stats = None
+        stats = _child_page(host, child, "/stats")
         children.append({"process": child.index, "worker_id": child.worker_id, "stats": stats})
     return {"worker_id": supervisor.worker_id, "children": children}
 
