@@ -36,6 +36,8 @@ case "${1:-demo}" in
         ruff check streamer tests
         ruff format --check streamer tests
         mypy
-        exec python -m pytest "$@" ;;
+        # Two processes (pytest-xdist): every broker test in one (conftest groups them: one
+        # session broker), the broker-free tiers in the other. `-n 0` after it runs in one process.
+        exec python -m pytest -n "${STREAMER_TEST_PROCESSES:-2}" --dist loadgroup "$@" ;;
     *) exec streamer "$@" ;;
 esac

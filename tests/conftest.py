@@ -47,6 +47,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.secure)
         if secure or _KAFKA_FIXTURES & fixtures:
             item.add_marker(pytest.mark.kafka)
+        if item.get_closest_marker("kafka"):
+            # Under pytest-xdist (`-n 2`, as CI runs), every broker test goes to one process: one
+            # session broker, started once, while the other process runs the broker-free tiers.
+            item.add_marker(pytest.mark.xdist_group("kafka"))
 
 
 @pytest.fixture
