@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from streamer.config import PROJECT_ROOT, Settings, env_var
 from streamer.devkit import reference
 
@@ -181,3 +183,61 @@ def test_every_page_is_in_the_navigation() -> None:
     on_disk = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md"))
     assert sorted(listed) == on_disk
     assert Path(config["hooks"][0]).exists() or (PROJECT_ROOT / config["hooks"][0]).exists()
+
+
+# --- the pages' snippets ------------------------------------------------------------------
+
+
+def _blocks(language: str) -> list[tuple[str, str]]:
+    """Every fenced ``language`` block of the site's own pages (not the included files)."""
+    found = []
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(rf"```{language}\n(.*?)```", text, re.S):
+            found.append((str(page.relative_to(DOCS)), block))
+    return found
+
+
+def test_python_snippets_run_and_say_what_they_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(PROJECT_ROOT)  # snippets name files as a checkout has them
+    blocks = _blocks("python")
+    assert blocks
+    for page, block in blocks:
+        namespace: dict[str, object] = {}
+        for line in block.splitlines():
+            code, _, said = line.partition("  # ")
+            if said.startswith("'") and not code.startswith((" ", "from ", "import ")):
+                assert repr(eval(code, namespace)) == said, (page, line)
+            elif code.strip():
+                exec(code, namespace)
+
+
+def test_toml_snippets_are_valid_configuration(tmp_path: Path) -> None:
+    from streamer.config import load_settings
+
+    blocks = _blocks("toml")
+    assert blocks
+    for page, block in blocks:
+        config = tmp_path / "streamer.toml"
+        config.write_text(block, encoding="utf-8")
+        settings = load_settings(config)  # an unknown key or bad value raises ConfigError
+        assert settings.bootstrap, page
+
+
+def test_shell_snippets_name_real_commands() -> None:
+    from typer.main import get_command
+
+    from streamer.cli import _register, app
+
+    _register()
+    group = get_command(app)
+    commands = set(group.commands)  # type: ignore[attr-defined]
+    options = {"--config", "-c", "--version", "--help", "--install-completion"}
+    used = [
+        (page, word)
+        for page, block in _blocks("sh")
+        for word in re.findall(r"(?:^|[|;&(]\s*)streamer\s+(\S+)", block, re.M)
+    ]
+    assert len(used) >= 20
+    unknown = [(page, w) for page, w in used if w not in commands and w not in options]
+    assert not unknown, unknown
