@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlsplit
 
 import pytest
-from system_tools import require
+from system_tools import chromium, require
 
 from streamer.config import PROJECT_ROOT, Settings
 
@@ -109,26 +109,9 @@ def served(site: Path) -> Iterator[str]:
 
 
 def _dom(url: str) -> str:
-    done = subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-extensions",
-            # the site must not need the network: every request but the loopback server's
-            # goes to a proxy that is not there (loopback bypasses a proxy by default)
-            "--proxy-server=127.0.0.1:9",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # the site must not need the network: every request but the loopback server's goes to a
+    # proxy that is not there (loopback bypasses a proxy by default)
+    done = chromium("--proxy-server=127.0.0.1:9", "--virtual-time-budget=5000", "--dump-dom", url)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
