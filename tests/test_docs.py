@@ -189,12 +189,13 @@ def test_every_page_is_in_the_navigation() -> None:
 
 
 def _blocks(language: str) -> list[tuple[str, str]]:
-    """Every fenced ``language`` block of the site's own pages (not the included files)."""
+    """Every fenced ``language`` block of the README and of the site's own pages (not the
+    files they include)."""
     found = []
-    for page in sorted(DOCS.rglob("*.md")):
+    for page in [PROJECT_ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
         text = page.read_text(encoding="utf-8")
         for block in re.findall(rf"```{language}\n(.*?)```", text, re.S):
-            found.append((str(page.relative_to(DOCS)), block))
+            found.append((str(page.relative_to(PROJECT_ROOT)), block))
     return found
 
 
