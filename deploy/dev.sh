@@ -3,7 +3,8 @@
 # installs the system packages the tests use (deploy/setup-system.sh: Prometheus, Chromium),
 # then runs the demo (the main job against the embedded local Kafka) or the whole test suite.
 #   deploy/dev.sh demo      set up, start the local broker if needed, run a worker on sample data
-#   deploy/dev.sh test      set up, lint and type-check, run every test (Kafka tests included)
+#   deploy/dev.sh test      set up, lint and type-check, build the docs, run every test
+#   deploy/dev.sh docs      serve the documentation site on http://127.0.0.1:8000 (live reload)
 #   deploy/dev.sh <cmd...>  run any `streamer` sub-command inside the environment
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,8 +37,12 @@ case "${1:-demo}" in
         ruff check streamer tests
         ruff format --check streamer tests
         mypy
+        # The documentation site: a broken link or anchor, a missing include, a page left out
+        # of the navigation or a reference that no longer renders fails the run.
+        NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
         # Two processes (pytest-xdist): every broker test in one (conftest groups them: one
         # session broker), the broker-free tiers in the other. `-n 0` after it runs in one process.
         exec python -m pytest -n "${STREAMER_TEST_PROCESSES:-2}" --dist loadgroup "$@" ;;
+    docs) shift; NO_MKDOCS_2_WARNING=1 exec mkdocs serve --dev-addr 127.0.0.1:8000 "$@" ;;
     *) exec streamer "$@" ;;
 esac

@@ -178,8 +178,8 @@ class ClassifierPool:
     :meth:`submit`) wait while admitting the new lines would exceed it. With ``pool_size`` 1
     the work runs inline on the caller's thread; with more, batches are split across a thread
     pool of that size. Measured here: RE2's set match holds the GIL, so threads do not add
-    throughput (see the README); the pool exists for the configuration contract and so that
-    long batches can leave the event loop responsive.
+    throughput (the configuration reference, ``pool_size``); the pool exists for the
+    configuration contract and so that long batches can leave the event loop responsive.
     """
 
     def __init__(

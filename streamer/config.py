@@ -92,7 +92,8 @@ def suppression_stage_topics(suppressions_topic: str) -> tuple[str, str]:
 
 
 class Settings(BaseSettings):
-    """Every option of streamer. Field docs are the configuration reference in README.md."""
+    """Every option of streamer. The field descriptions are the configuration reference
+    (docs/reference/configuration.md, generated from them by streamer.devkit.reference)."""
 
     model_config = SettingsConfigDict(
         env_prefix="STREAMER_", extra="forbid", validate_default=True, populate_by_name=True
@@ -102,112 +103,186 @@ class Settings(BaseSettings):
     bootstrap: str | None = Field(
         default=None,
         validation_alias=AliasChoices("bootstrap", "STREAMER_BOOTSTRAP", "KAFKA_BOOTSTRAP"),
-        description="Kafka bootstrap servers; unset means the embedded local broker.",
+        description="Kafka bootstrap servers; unset = the embedded local broker.",
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
-    sasl_username: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client streamer opens connects."
+    )
+    sasl_mechanism: str | None = Field(
+        None, description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(
-        None, description="SASL password; better from a file or the environment."
+        None,
+        description="SASL password; never printed (shown as `**********`); better from "
+        "`sasl_password_file` or the environment than from a config file.",
     )
     sasl_password_file: Path | None = Field(
-        None, description="File holding the SASL password (a mounted Secret)."
+        None,
+        description="File holding the SASL password (a mounted Secret; one trailing newline "
+        "is dropped; relative to a config file that names it); not together with "
+        "`sasl_password`.",
     )
-    ssl_ca_location: str | None = None
-    ssl_certificate_location: str | None = None
-    ssl_key_location: str | None = None
-    ssl_key_password: SecretStr | None = None
+    ssl_ca_location: str | None = Field(
+        None, description="CA bundle (PEM) that signed the brokers' certificates."
+    )
+    ssl_certificate_location: str | None = Field(
+        None, description="Client certificate for mutual TLS."
+    )
+    ssl_key_location: str | None = Field(None, description="Client key for mutual TLS.")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of the client key; never printed."
+    )
     ssl_key_password_file: Path | None = Field(
-        None, description="File holding the client key's password."
+        None,
+        description="File holding the client key's password, read like `sasl_password_file`.",
     )
     kafka_extra: dict[str, str] = Field(
-        default_factory=dict, description="Extra librdkafka properties for every client."
+        default_factory=dict, description="Any other librdkafka property, for every client."
     )
 
     # --- Topics -----------------------------------------------------------------------------
-    input_topic: str = "kumomta.logs"
-    output_topic: str = "kumomta.classified"
-    dlq_topic: str | None = Field(None, description="Dead-letter topic; default <input>.dlq")
-    partitions: int = Field(4, ge=1, description="Partitions for `streamer topics create`.")
-    replication_factor: int = Field(1, ge=1)
-    group_id: str = "streamer"
-    non_classifiable: str = Field(
-        "pass", description="What to do with other record types: pass, drop or topic:NAME."
+    input_topic: str = Field("kumomta.logs", description="Topic of KumoMTA log records.")
+    output_topic: str = Field("kumomta.classified", description="Topic of enriched records.")
+    dlq_topic: str | None = Field(
+        None,
+        description="Dead-letter topic.",
+        json_schema_extra={"shown_default": "`<input_topic>.dlq`"},
     )
-    max_message_bytes: int = Field(1_048_576, ge=1024, description="Larger inputs go to DLQ.")
+    partitions: int = Field(4, ge=1, description="Partitions for `streamer topics create`.")
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replication for `streamer topics create` (use 3 in production).",
+    )
+    group_id: str = Field("streamer", description="Consumer group of the workers.")
+    non_classifiable: str = Field(
+        "pass", description="Other record types: `pass`, `drop` or `topic:NAME`."
+    )
+    max_message_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger input messages go to the DLQ (`too-large`)."
+    )
 
     # --- Classifier (KumoMTA's configure_bounce_classifier options) --------------------------
     files: list[Path] = Field(
-        default_factory=list, description="Rule files in load order; empty = shipped rules."
+        default_factory=list,
+        description="Rule files in load order (`--rules` on the command line replaces them).",
+        json_schema_extra={"shown_default": "the shipped rules"},
     )
     site_files: list[Path] = Field(
         default_factory=list,
-        description="Your own rule files, loaded before `files` (the shipped rules by default): "
-        "the lowest index wins, so they take precedence.",
+        description="Your own rule files, loaded before `files`: the lowest index wins, so they "
+        "take precedence over the shipped rules without listing the shipped files.",
     )
     back_pressure: int = Field(
-        10_000, ge=1, description="Records in flight at most (default: from memory_budget_mb)."
+        10_000, ge=1, description="In-flight records at which the worker pauses its partitions."
     )
-    pool_size: int = Field(default_factory=default_pool_size, ge=1)
-    cache_size: int = Field(1024, ge=0)
-    uncategorized_cache_size: int = Field(1024, ge=0)
-    watch_rules: bool = Field(True, description="Reload rules when a rules file changes.")
+    pool_size: int = Field(
+        default_factory=default_pool_size,
+        ge=1,
+        description="Threads of the async classification API "
+        "(`streamer.classifier.ClassifierPool`); the worker classifies on its event loop and "
+        "ignores it, since RE2's set match holds the GIL and threads measured slower (299k vs "
+        "436k lines/s): scale with processes.",
+        json_schema_extra={"shown_default": "max(1, cores/4)"},
+    )
+    cache_size: int = Field(1024, ge=0, description="LRU entries for classified lines.")
+    uncategorized_cache_size: int = Field(
+        1024, ge=0, description="Separate LRU for `Uncategorized` lines."
+    )
+    watch_rules: bool = Field(True, description="Reload the rules when a rules file changes.")
 
-    # --- Analytics (see README "Analytics") ----------------------------------------------------
+    # --- Analytics (docs/analytics.md) -----------------------------------------------------
     analytics: bool = Field(
-        True, description="Category, provider, windowed stats and suppressions; false: off."
+        True,
+        description="`category` and `provider` in `classification`, the stats and "
+        "suppressions topics (see Analytics); `false` turns all of it off.",
     )
     stats_topic: str = Field("kumomta.stats", description="Windowed statistics (compacted).")
     suppressions_topic: str = Field(
-        "kumomta.suppressions", description="Hard-bounced recipients (compacted; tombstones)."
+        "kumomta.suppressions",
+        description="Hard-bounced recipients (compacted; a tombstone when one receives mail "
+        "again).",
     )
-    stats_window: int = Field(60, ge=1, le=86_400, description="Window length, seconds.")
-    stats_grace: int = Field(10, ge=0, description="A window is final this long after its end.")
+    stats_window: int = Field(
+        60, ge=1, le=86_400, description="Tumbling window length, seconds (event time)."
+    )
+    stats_grace: int = Field(
+        10,
+        ge=0,
+        description="A window's rows are marked `final` once event time passed its end plus "
+        "this (seconds).",
+    )
     stats_flush_interval: float = Field(
         3.0,
         gt=0,
         le=60,
-        description="Seconds between stats updates (at-least-once mode; sooner when the records "
-        "they hold near back_pressure).",
+        description="Seconds between stats updates in at-least-once mode, sooner while the "
+        "records they hold reach ¾ of `back_pressure` (exactly-once: every transaction).",
     )
     stats_retention: int = Field(
-        3600, ge=60, description="Seconds a window is kept in memory for late records."
+        3600,
+        ge=60,
+        description="Seconds of event time a window stays in memory for late records.",
     )
     stats_dimensions: list[str] = Field(
         default_factory=lambda: ["provider", "egress_pool", "egress_source", "tenant"],
-        description="Keys of a stats row; a dimension left out is reported as '*'.",
+        description="Keys of a stats row: `provider`, `egress_pool`, `egress_source`, "
+        "`tenant`; one left out reads `*`.",
     )
-    stats_max_pools: int = Field(200, ge=1, description="Distinct egress pools, then 'other'.")
-    stats_max_sources: int = Field(1000, ge=1, description="Distinct egress sources.")
-    stats_max_tenants: int = Field(500, ge=1, description="Distinct tenants.")
+    stats_max_pools: int = Field(
+        200, ge=1, description="Distinct egress pools kept (the heaviest); the rest as `other`."
+    )
+    stats_max_sources: int = Field(
+        1000, ge=1, description="Distinct egress sources kept (the heaviest); the rest as `other`."
+    )
+    stats_max_tenants: int = Field(
+        500, ge=1, description="Distinct tenants kept (the heaviest); the rest as `other`."
+    )
     stats_max_rows: int = Field(
-        15_000, ge=1, description="Rows held over all windows (default: from memory_budget_mb)."
+        15_000,
+        ge=1,
+        description="Rows held over all windows, and (× 2 KB) the bytes their counters, "
+        "rule-gap templates and examples may hold; beyond either, new keys count in an "
+        "all-`other` row and new gap templates as `other`.",
     )
-    stats_max_gaps: int = Field(32, ge=1, description="Rule-gap templates kept per stats row.")
+    stats_max_gaps: int = Field(
+        32, ge=1, description="Rule-gap templates kept per stats row (a space-saving summary)."
+    )
     analytics_cache_size: int = Field(
-        4096, ge=16, description="Entries of each analytics lookup cache (emptied when full)."
+        4096,
+        ge=16,
+        description="Entries of each analytics lookup cache (provider per site, per peer name "
+        "and per domain, tenant per queue, event time per second and minute, gap templates); "
+        "emptied when full.",
     )
     suppressions_memory: int = Field(
         12_500,
         ge=1,
-        description="Recipients the suppression stage keeps in memory, suppressed ones last "
-        "(default: from memory_budget_mb).",
+        description="Recipients the suppression stage keeps in memory (~1.8 KB a suppressed "
+        "recipient), suppressed ones last.",
     )
     suppression_events_topic: str | None = Field(
-        None, description="Internal suppression events; default <suppressions_topic>.events"
+        None,
+        description="The suppression events workers emit, keyed by recipient (internal).",
+        json_schema_extra={"shown_default": "`<suppressions_topic>.events`"},
     )
     suppression_state_topic: str | None = Field(
-        None, description="The suppression stage's changelog; default <suppressions_topic>.state"
+        None,
+        description="The suppression stage's changelog (internal, compacted; as many "
+        "partitions as the events topic).",
+        json_schema_extra={"shown_default": "`<suppressions_topic>.state`"},
     )
     suppression_replay: int = Field(
         600,
         ge=0,
-        description="Seconds of suppression events the stage reads again on assignment.",
+        description="Seconds of suppression events a stage reads again when assigned a "
+        "partition (delivery times of never-suppressed addresses).",
     )
     suppress_evidence: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SUPPRESS_EVIDENCE),
-        description="What a hard classification must rest on to suppress the address: "
-        "wording, enhanced-code, reply-code.",
+        description="What a `hard` classification must rest on to suppress the address "
+        '(`wording`, `enhanced-code`, `reply-code`; see "Evidence").',
     )
     category_files: list[Path] = Field(
         default_factory=list, description="Category tables applied over rules/categories.toml."
@@ -218,35 +293,61 @@ class Settings(BaseSettings):
     )
 
     # --- Worker -----------------------------------------------------------------------------
-    batch_size: int = Field(2000, ge=1, description="Max records handed to an agent at once.")
-    exactly_once: bool = False
-    worker_id: str | None = None
+    batch_size: int = Field(
+        2000, ge=1, description="Most records one `consume()` hands to the agent."
+    )
+    exactly_once: bool = Field(
+        False, description="Kafka transactions instead of at-least-once (see Guarantees)."
+    )
+    worker_id: str | None = Field(
+        None,
+        description="Name of this worker in logs and metrics.",
+        json_schema_extra={"shown_default": "`<host>-<pid>`"},
+    )
     processes: int | Literal["auto"] = Field(
-        1, description="Worker processes `streamer worker` runs, supervised; auto: one per core."
+        1,
+        description="Worker processes one `streamer worker` runs, supervised (`auto`: one per "
+        'core; see "Several processes per host").',
     )
 
     # --- Operations -------------------------------------------------------------------------
     memory_budget_mb: int = Field(
         memory.DEFAULT_BUDGET_MB,
         ge=memory.MIN_BUDGET_MB,
-        description="RSS a worker process stays under; the input-keyed bounds not set "
-        "explicitly derive from it (streamer.memory).",
+        description="The RSS (MB) one worker process stays under, whatever its input. The "
+        'bounds marked "from `memory_budget_mb`" derive from it unless set explicitly '
+        "(streamer.memory).",
     )
     metrics_max_values: int = Field(
-        50, ge=1, description="Values per dimension in the deliverability metrics, then other."
+        50,
+        ge=1,
+        description="Values per dimension in the deliverability metrics (the heaviest), the "
+        "rest as `other`.",
     )
     metrics_top_keys: int = Field(
-        2000, ge=1, description="Keys a rolling top (top sites, rule gaps) counts per bucket."
+        2000,
+        ge=1,
+        description="Keys a rolling top (`streamer_top_sites`, `streamer_rule_gaps`) counts per "
+        "10 s bucket, trimmed as values arrive.",
     )
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the endpoint.")
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(6066, ge=0, le=65535, description="Faust web views; 0 disables.")
-    log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    metrics_host: str = Field("127.0.0.1", description="Prometheus endpoint's address.")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="Prometheus endpoint's port; 0 disables it."
+    )
+    web_host: str = Field("127.0.0.1", description="Faust web server's (`/status`) address.")
+    web_port: int = Field(
+        6066, ge=0, le=65535, description="Faust web server's (`/status`) port; 0 disables it."
+    )
+    log_level: str = Field("INFO", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`text` or `json` (one JSON object per line, with the worker id)."
+    )
     state_dir: Path = Field(
         default_factory=default_state_dir,
-        description="Local broker data, Faust state and logs.",
+        description="Local broker data, Faust state, logs.",
+        json_schema_extra={
+            "shown_default": "`<repo>/var` in a checkout, else `$XDG_STATE_HOME/streamer`"
+        },
     )
 
     @model_validator(mode="before")

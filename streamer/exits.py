@@ -1,5 +1,6 @@
 """Exit statuses of ``streamer worker`` and of every command that talks to Kafka, as the
-supervisor and any process manager read them. README "Exit statuses" lists them for operators.
+supervisor and any process manager read them. docs/operations/exit-statuses.md lists them for
+operators.
 
 - 0: stopped when asked (SIGTERM/SIGINT), after draining and committing.
 - ``CRASH_EXIT`` (1): a crash (a fatal error, a hung client call): restart it, but a crash

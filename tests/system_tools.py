@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from typing import NoReturn
 
 import pytest
@@ -28,3 +29,23 @@ def lacking(message: str) -> NoReturn:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI must run this test: {message}", pytrace=False)
     pytest.skip(message)
+
+
+def chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium (Debian's ``chromium``) with ``args``: no sandbox (root in CI), no GPU,
+    no first-run pages or extensions. Callers add the proxy flags that keep a page offline."""
+    return subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

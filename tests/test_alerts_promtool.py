@@ -35,10 +35,10 @@ ALERTS = PROMETHEUS_DIR / "alerts.yml"
 ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 PROMETHEUSRULE = ROOT / "deploy" / "k8s" / "prometheusrule.yaml"
-README = ROOT / "README.md"
+ALERTS_DOC = ROOT / "docs" / "operations" / "alerts.md"
 SEVERITIES = ("critical", "warning", "info")
-#: Where every alert's runbook_url points: the README section with the table of alerts.
-RUNBOOK = "README.md#alerts"
+#: Where every alert's runbook_url points: the documentation page with the table of alerts.
+RUNBOOK = "docs/operations/alerts.md"
 #: Labels Prometheus adds to every scraped series (not the worker's own).
 TARGET_LABELS = {"job", "instance"}
 
@@ -187,9 +187,8 @@ def test_test_series_are_named_and_labelled_as_the_worker_exports_them() -> None
 # --- documentation -------------------------------------------------------------------------------
 
 
-def test_readme_documents_every_alert() -> None:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n### Alerts\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+def test_docs_document_every_alert() -> None:
+    section = ALERTS_DOC.read_text(encoding="utf-8")
     rows = [row.split("|") for row in section.splitlines() if row.startswith("| `Streamer")]
     # one row per alert and severity: name, severity, meaning, threshold, what to do
     documented = [(cells[1].strip().strip("`"), cells[2].strip()) for cells in rows]
@@ -218,7 +217,7 @@ PROMETHEUSRULE_HEADER = """\
 #   python tests/test_alerts_promtool.py --write-prometheusrule
 # Edit alerts.yml and regenerate: tests/test_alerts_promtool.py fails while the two differ.
 #
-# The streamer alerting rules (README "Alerts") for the Prometheus Operator. Like
+# The streamer alerting rules (docs/operations/alerts.md) for the Prometheus Operator. Like
 # servicemonitor.yaml it needs the operator's CRDs, so it is not in kustomization.yaml; apply it
 # separately:
 #   kubectl apply -n streamer -f deploy/k8s/prometheusrule.yaml

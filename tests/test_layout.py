@@ -24,7 +24,6 @@ FRAMEWORKS = ("faust", "mode", "confluent_kafka", "aiokafka")
 #: Big on purpose, each with its reason (the line limits below are the issue's).
 LARGE_ON_PURPOSE = {
     "_Parser",  # a recursive-descent parser of Rust's regex syntax: one method per construct
-    "worker_command",  # one typer option per setting: declarations, no logic
     "classify_command",  # likewise
     "Metrics.__init__",  # one declaration per metric
     "_fast_emit",  # the rule translator's token loop, kept whole for rule-load speed

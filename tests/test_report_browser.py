@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from system_tools import require
+from system_tools import chromium, require
 
 from streamer.config import shipped_rule_files
 from streamer.devkit.sample import bundled_sample_path
@@ -28,25 +28,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-extensions",
-            # the page must not need the network: send every request nowhere
-            "--proxy-server=127.0.0.1:9",
-            "--proxy-bypass-list=<-loopback>",
-            "--virtual-time-budget=10000",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    # the page must not need the network: send every request nowhere
+    offline = ("--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>")
+    return chromium(*offline, "--virtual-time-budget=10000", *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

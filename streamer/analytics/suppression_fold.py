@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 #: Hard events remembered one by one per episode; older ones are merged into one summary
-#: (count, first, last), whose duplicates can then no longer be told apart (see README).
+#: (count, first, last), whose duplicates can then no longer be told apart (docs/analytics.md).
 EPISODE_LIMIT = 1000
 #: The fields of a hard event's details that the public value repeats.
 DETAILS = ("label", "rule", "response", "provider", "tenant", "sender_domain")

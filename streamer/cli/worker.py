@@ -1,116 +1,108 @@
-"""``streamer worker``: run the stream worker (flags override the config file and environment)."""
+"""``streamer worker``: run the stream worker (flags override the config file and environment).
+
+Its flags are generated from the settings they set (``streamer.config.Settings``): each flag's
+type and help text are its setting's, so the flags, the configuration reference and ``--help``
+say the same thing."""
 
 from __future__ import annotations
 
+import inspect
 import os
-from pathlib import Path
-from typing import Annotated, Any
+import types
+import typing
+from typing import Annotated, Any, Literal
 
 import typer
 
 from streamer.cli import app, config_error, kafka_error, rules_error
-from streamer.config import ConfigError, load_settings
+from streamer.config import ConfigError, Settings, load_settings
+
+#: The settings ``streamer worker`` takes as flags, in ``--help`` order, with their spellings
+#: where typer's default (``input_topic`` -> ``--input-topic``) is not the one: short forms,
+#: the rule files' ``--rules``, on/off pairs. Secrets are never flags (they would show in ps).
+WORKER_FLAGS: dict[str, tuple[str, ...]] = {
+    "bootstrap": ("--bootstrap", "-b"),
+    "input_topic": (),
+    "output_topic": (),
+    "dlq_topic": (),
+    "group_id": (),
+    "non_classifiable": (),
+    "files": ("--rules", "-r", "--files", "-f"),
+    "back_pressure": (),
+    "batch_size": (),
+    "cache_size": (),
+    "uncategorized_cache_size": (),
+    "watch_rules": ("--watch-rules/--no-watch-rules",),
+    "exactly_once": ("--exactly-once/--at-least-once",),
+    "analytics": ("--analytics/--no-analytics",),
+    "worker_id": (),
+    "processes": (),
+    "metrics_host": (),
+    "metrics_port": (),
+    "web_host": (),
+    "web_port": (),
+    "log_level": (),
+    "log_format": (),
+    "state_dir": (),
+}
 
 
-@app.command("worker")
-def worker_command(
-    bootstrap: Annotated[
-        str | None, typer.Option("--bootstrap", "-b", help="Kafka bootstrap servers.")
-    ] = None,
-    input_topic: Annotated[str | None, typer.Option(help="Topic to classify.")] = None,
-    output_topic: Annotated[str | None, typer.Option(help="Topic for enriched records.")] = None,
-    dlq_topic: Annotated[str | None, typer.Option(help="Dead-letter topic.")] = None,
-    group_id: Annotated[str | None, typer.Option(help="Kafka consumer group.")] = None,
-    non_classifiable: Annotated[
-        str | None, typer.Option(help="Other record types: pass, drop or topic:NAME.")
-    ] = None,
-    files: Annotated[
-        list[Path] | None,
-        typer.Option("--rules", "-r", "--files", "-f", help="Rule file (repeat, in load order)."),
-    ] = None,
-    back_pressure: Annotated[
-        int | None, typer.Option(help="Pause fetching at this many in-flight records.")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Records per consume batch.")] = None,
-    cache_size: Annotated[
-        int | None, typer.Option(help="Classified response lines remembered (LRU); 0: none.")
-    ] = None,
-    uncategorized_cache_size: Annotated[
-        int | None, typer.Option(help="Unclassified response lines remembered (LRU); 0: none.")
-    ] = None,
-    watch_rules: Annotated[
-        bool | None, typer.Option("--watch-rules/--no-watch-rules", help="Reload on change.")
-    ] = None,
-    exactly_once: Annotated[
-        bool | None,
-        typer.Option("--exactly-once/--at-least-once", help="Kafka transactions (see README)."),
-    ] = None,
-    analytics: Annotated[
-        bool | None,
-        typer.Option("--analytics/--no-analytics", help="Stats, suppressions and rule-gap topics."),
-    ] = None,
-    worker_id: Annotated[str | None, typer.Option(help="Name in logs (default host-pid).")] = None,
-    processes: Annotated[
-        str | None,
-        typer.Option(help="Worker processes to run, supervised (a number or auto: per core)."),
-    ] = None,
-    metrics_host: Annotated[
-        str | None, typer.Option(help="Address the Prometheus endpoint listens on.")
-    ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Prometheus endpoint port; 0 disables.")
-    ] = None,
-    web_host: Annotated[
-        str | None, typer.Option(help="Address the web views (/status, /stats) listen on.")
-    ] = None,
-    web_port: Annotated[
-        int | None, typer.Option(help="Faust web (/status) port; 0 disables.")
-    ] = None,
-    log_level: Annotated[
-        str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
-    ] = None,
-    log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
-    state_dir: Annotated[
-        Path | None, typer.Option(help="Local state: the local broker, Faust folders.")
-    ] = None,
-) -> None:
+def _flag_type(annotation: Any) -> Any:
+    """What the command line parses a setting as: its own type, or text where the setting is a
+    choice of words (``log_format``; ``processes``' ``auto``), which the settings validate."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is Literal or any(typing.get_origin(a) is Literal for a in args):
+        return str
+    if origin in (typing.Union, types.UnionType):
+        return args[0]
+    return annotation
+
+
+def _flag_parameters() -> list[inspect.Parameter]:
+    """One keyword parameter per flag, as typer reads them from a signature."""
+    params = []
+    for name, spellings in WORKER_FLAGS.items():
+        field = Settings.model_fields[name]
+        option = typer.Option(*spellings, help=field.description)
+        kind = _flag_type(field.annotation)
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[kind | None, option],
+            )
+        )
+    return params
+
+
+def worker_command(**flags: Any) -> None:
     """Classify the input topic in the consumer group until SIGTERM (then drain, commit, exit)."""
-    flags: dict[str, Any] = {
-        "bootstrap": bootstrap,
-        "input_topic": input_topic,
-        "output_topic": output_topic,
-        "dlq_topic": dlq_topic,
-        "group_id": group_id,
-        "non_classifiable": non_classifiable,
-        "files": files or None,
-        "back_pressure": back_pressure,
-        "batch_size": batch_size,
-        "cache_size": cache_size,
-        "uncategorized_cache_size": uncategorized_cache_size,
-        "watch_rules": watch_rules,
-        "exactly_once": exactly_once,
-        "analytics": analytics,
-        "worker_id": worker_id,
-        "processes": processes,
-        "metrics_host": metrics_host,
-        "metrics_port": metrics_port,
-        "web_host": web_host,
-        "web_port": web_port,
-        "log_level": log_level,
-        "log_format": log_format,
-        "state_dir": state_dir,
-    }
+    flags["files"] = flags.get("files") or None  # no --rules: the configured or shipped ones
     try:
         settings = load_settings(**flags)
     except ConfigError as exc:
         raise config_error(exc) from None
+    classifiers = _load_rules(settings)
+    if settings.worker_processes > 1:
+        del classifiers  # the rules are valid; the children load their own
+        raise typer.Exit(_supervise(settings, flags))
+    raise typer.Exit(_run_one(settings, classifiers))
 
+
+worker_command.__signature__ = inspect.Signature(_flag_parameters())  # type: ignore[attr-defined]
+app.command("worker")(worker_command)
+
+
+def _load_rules(settings: Settings) -> Any:
+    """The worker's rules, loaded and checked (with the category and provider tables) before
+    any Kafka client starts: a bad file is a one-line error and exit 2."""
     # Imported here: Faust and the classifier are heavy, other commands should not pay for them.
     from streamer.classifier import ReloadableClassifier
-    from streamer.kafka.probe import KafkaProblem
     from streamer.logs import setup_logging
     from streamer.rules import RulesError
-    from streamer.worker import default_worker_id, run_worker
+    from streamer.worker import default_worker_id
 
     if settings.worker_id is None:
         settings.worker_id = default_worker_id()
@@ -137,9 +129,13 @@ def worker_command(
             tables_from_settings(settings)
         except TableError as exc:
             raise config_error(exc) from None
-    if settings.worker_processes > 1:
-        del classifiers  # the rules are valid; the children load their own
-        raise typer.Exit(_supervise(settings, flags))
+    return classifiers
+
+
+def _run_one(settings: Settings, classifiers: Any) -> int:
+    """One worker process in this process: the run loop until it is asked to stop."""
+    from streamer.kafka.probe import KafkaProblem
+    from streamer.worker import default_worker_id, run_worker
     from streamer.worker.supervisor import follow_supervisor
 
     follow_supervisor()
@@ -154,8 +150,9 @@ def worker_command(
         raise config_error(
             ConfigError(f"web_host/web_port: cannot listen on {settings.web_host}: {exc}")
         ) from None
-    statedir.remove_stale(settings.state_dir, keep=settings.worker_id)
-    statedir.claim(settings.state_dir, settings.worker_id)
+    worker_id = settings.worker_id or default_worker_id()  # _load_rules has named it
+    statedir.remove_stale(settings.state_dir, keep=worker_id)
+    statedir.claim(settings.state_dir, worker_id)
     try:
         bootstrap_addr = _bootstrap(settings)
     except KafkaProblem as exc:  # each kind its exit status: only 75 asks for a restart
@@ -163,11 +160,10 @@ def worker_command(
     from streamer.kafka.admin import TopicError
 
     try:
-        code = run_worker(settings, bootstrap_addr, classifiers)
+        return run_worker(settings, bootstrap_addr, classifiers)
     except TopicError as exc:  # e.g. topics this principal may not see
         typer.secho(f"kafka: {' '.join(str(exc).split())}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-    raise typer.Exit(code)
+        return 1
 
 
 def _bootstrap(settings: Any) -> str:
