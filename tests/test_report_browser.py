@@ -22,7 +22,25 @@ from streamer.devkit.sample import bundled_sample_path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "var" / "artifacts" / "report.png"
-CHARTS = ("label-mix", "rates", "categories", "rules", "gaps")
+CHARTS = (
+    "label-mix",
+    "rates",
+    "categories",
+    "breakdown-tenant",
+    "breakdown-egress_pool",
+    "breakdown-egress_source",
+    "rules",
+    "gaps",
+)
+#: The sections without a chart: tables the report computes (numbers pinned in test_report.py).
+TABLES = (
+    "comparison-table",
+    "complaints-table",
+    "reasons-table",
+    "breakdown-tenant-table",
+    "breakdown-egress_pool-table",
+    "breakdown-egress_source-table",
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,7 +72,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report") / "report.html"
     rules = [p for p in shipped_rule_files() if p.name.startswith(("providers-", "security-"))]
     cmd = [sys.executable, "-c", "from streamer.cli import main; main()", "report"]
-    cmd += [str(bundled_sample_path()), "-o", str(out)]
+    # the sample spans 4.5 minutes: the last 2 of them, compared with the 2 before
+    cmd += [str(bundled_sample_path()), "-o", str(out), "--period", "2m"]
     for path in rules:
         cmd += ["--rules", str(path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
@@ -71,6 +90,8 @@ def test_report_is_self_contained(report: Path) -> None:
     assert "vegaEmbed" in page and "cdn.jsdelivr" not in page
     for cid in CHARTS:
         assert f'id="chart-{cid}"' in page
+    for tid in TABLES:
+        assert f'<table id="{tid}">' in page
 
 
 @pytest.mark.browser
