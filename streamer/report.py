@@ -568,8 +568,7 @@ def charts(t: Tables) -> list[tuple[str, str, dict[str, Any]]]:
             (
                 "label-mix",
                 f"Label mix over time ({_duration(t.bucket_s)} buckets)",
-                alt.Chart(_inline(t.label_mix))
-                .mark_area(opacity=0.85)
+                _label_mix_chart(t.label_mix)
                 .encode(
                     x=alt.X("time:T", title=None),
                     y=alt.Y("records:Q", stack="zero", title="classified records"),
@@ -632,6 +631,16 @@ def charts(t: Tables) -> list[tuple[str, str, dict[str, Any]]]:
             )
         )
     return [(cid, title, chart.to_dict()) for cid, title, chart in out]
+
+
+def _label_mix_chart(values: list[dict[str, Any]]) -> Any:
+    """Stacked areas over time; a single bucket draws no area: a stacked bar then."""
+    import altair as alt
+
+    chart = alt.Chart(_inline(values))
+    if len({v["time"] for v in values}) < 2:
+        return chart.mark_bar(opacity=0.85, size=40)
+    return chart.mark_area(opacity=0.85)
 
 
 _RATES_TITLE = (

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer.analytics.categories import BLOCK, HARD, SOFT
+from streamer.analytics.categories import ADMIN, BLOCK, COMPLAINT, HARD, SOFT, UNDETERMINED
 from streamer.analytics.suppression_fold import RecipientState, decode_event, fold
 from streamer.analytics.suppressions import SuppressionEvents, with_source
 
@@ -34,8 +34,8 @@ BREAKDOWNS: tuple[tuple[str, str], ...] = (
 )
 TOP_VALUES = 15
 TOP_REASONS = 3
-#: The outcomes of a breakdown, in display order.
-OUTCOMES = ("delivered", HARD, BLOCK, SOFT)
+#: The outcomes of a breakdown, in display order: delivered, then every category.
+OUTCOMES = ("delivered", HARD, BLOCK, SOFT, COMPLAINT, ADMIN, UNDETERMINED)
 #: A dimension switched off in the worker (``stats_dimensions``) carries this value.
 DIMENSION_OFF = "*"
 EXAMPLE_MAX = 300
