@@ -355,22 +355,6 @@ _LABEL_PALETTE = (
 )  # fmt: skip
 
 
-def _outcomes(row: Mapping[str, Any]) -> Counter[str]:
-    return row_outcomes(row)
-
-
-def outcome_rate(
-    outcomes: Mapping[str, int], kind: str, complaints: int | None = None
-) -> float | None:
-    """``kind``'s share of the outcomes; for ``complaint``, ``complaints`` (abuse and fraud
-    reports, ``report_sections.complaint_count``) per delivered message."""
-    if kind == "complaint":
-        base = outcomes.get("delivered", 0)
-        return (complaints or 0) / base if base else None
-    total = sum(outcomes.values())
-    return outcomes.get(kind, 0) / total if total else None
-
-
 def _bucket_seconds(rows: list[dict[str, Any]]) -> int:
     if not rows:
         return 60
@@ -464,7 +448,7 @@ def _chart_tables(data: ReportData, rows: list[dict[str, Any]], start: int, end:
         bucket = int(r["window_start"]) - int(r["window_start"]) % (bucket_s * 1000)
         for label, n in r.get("labels", {}).items():
             mix[bucket, label if label in top else "other labels"] += n
-        outcomes = _outcomes(r)
+        outcomes = row_outcomes(r)
         providers.setdefault(str(r.get("provider", "other")), Counter()).update(outcomes)
         totals.update(outcomes)
         for g in r.get("gaps", []):

@@ -622,8 +622,6 @@ def _watch_owner(owner_pid: int, state_dir: str) -> None:
             return
 
 
-
-
 def hands_out_producer_ids(bootstrap: str, timeout: float) -> str:
     """An empty string once the broker gives a producer its id, else why not.
 
