@@ -204,7 +204,10 @@ class RecordReader:
             self._count_reason(record, provider, category, label, rule_name, line)
         self.aggregator.add(record, rtype, label, category, provider, line)
         if category != HARD or evidence is None or evidence in self.suppress_evidence:
-            self.suppressions.add(record, label, category, rule, line, provider)
+            events = self.suppressions.events.update(
+                record, label, category, rule, line, provider, 0
+            )
+            self.suppressions.add(events)
         self.data.records += 1
         if rtype == LOG_HOOK_TYPE:
             self.data.log_hook += 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from streamer.analytics.categories import ADMIN, BLOCK, COMPLAINT, HARD, SOFT, UNDETERMINED
 from streamer.analytics.suppression_fold import RecipientState, decode_event, fold
-from streamer.analytics.suppressions import SuppressionEvents, with_source
+from streamer.analytics.suppressions import SuppressionEvent, SuppressionEvents, with_source
 
 #: RFC 5965 Feedback-Types that are a recipient's complaint (spam or fraud). ``not-spam``,
 #: ``opt-out``, ``virus``, ``auth-failure`` and ``other`` reports are not.
@@ -164,22 +164,16 @@ class SuppressionCount:
     stale)."""
 
     def __init__(self) -> None:
+        #: The worker's events of a record (``SuppressionEvents.update``): feed them to :meth:`add`.
         self.events = SuppressionEvents()
         self.states: dict[str, RecipientState] = {}
         self.delivered: dict[str, int] = {}
         self.offset = 0
 
-    def add(
-        self,
-        record: Mapping[str, Any],
-        label: str | None,
-        category: str | None,
-        rule: Any,
-        line: str | None,
-        provider: str,
-    ) -> None:
+    def add(self, events: Iterable[SuppressionEvent]) -> None:
+        """Fold one record's events."""
         self.offset += 1
-        for key, value in self.events.update(record, label, category, rule, line, provider, 0):
+        for key, value in events:
             event = decode_event(with_source(value, 0, self.offset))
             recipient = key.decode()
             state = self.states.get(recipient)
