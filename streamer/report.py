@@ -26,7 +26,7 @@ import html
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,14 +115,16 @@ class ReportData:
     rules: Counter[tuple[str, str]] = field(default_factory=Counter)
     rule_hits: Counter[RuleHitKey] = field(default_factory=Counter)
     reasons: Counter[ReasonKey] = field(default_factory=Counter)
-    reason_examples: dict[ReasonKey, str] = field(default_factory=dict)
+    #: The first response of each (provider, category, label, rule): one per reason, not per
+    #: window (a week of logs has 10,080 windows).
+    reason_examples: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     #: Recipients suppressed at the end of the input (None: unknown), and where that comes from.
     suppressed: int | None = None
     suppressed_source: str = ""
     #: The reported period: the last this many seconds of the input (None: all of it).
     period_s: float | None = None
     #: The label -> category of the categories table (reasons from stats rows).
-    category_of: Any = None
+    category_of: Callable[[str], str] | None = None
     records: int = 0
     log_hook: int = 0  # of the records: a log hook's bookkeeping (records.is_log_hook_record)
     skipped: int = 0
@@ -230,8 +232,8 @@ class RecordReader:
         if category in (BLOCK, SOFT):
             key = (window, provider, category, label, rule)
             self.data.reasons[key] += 1
-            if line is not None and key not in self.data.reason_examples:
-                self.data.reason_examples[key] = line[:EXAMPLE_MAX]
+            if line is not None and key[1:] not in self.data.reason_examples:
+                self.data.reason_examples[key[1:]] = line[:EXAMPLE_MAX]
 
     def _merge(self) -> None:
         self.aggregator.fold_into(self.windows, 0.0)
@@ -413,7 +415,7 @@ def _reasons(data: ReportData, rows: list[dict[str, Any]], start: int, end: int)
     for key, n in data.reasons.items():
         if key[0] == 0 or start <= key[0] < end:
             hits[key[1:]] += n
-            examples.setdefault(key[1:], data.reason_examples.get(key, ""))
+            examples.setdefault(key[1:], data.reason_examples.get(key[1:], ""))
     return top_reasons(hits, examples)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +141,7 @@ def top_reasons(
 
 
 def label_hits(
-    rows: Iterable[Mapping[str, Any]], category_of: Any
+    rows: Iterable[Mapping[str, Any]], category_of: Callable[[str], str]
 ) -> Counter[tuple[str, str, str, str]]:
     """(provider, category, label, "") from stats rows, which count labels but not rules:
     a label's category is the categories table's for it (``category_of(label)``)."""
