@@ -284,3 +284,19 @@ def test_a_period_that_is_no_duration_is_a_usage_error(input_file: Path, tmp_pat
     assert res.exit_code == 2
     assert res.stderr == "--period: 'soon' is not a duration (30m, 2h, 1d, 1w)\n"
     assert not out.exists()
+
+
+def test_a_dimension_the_worker_does_not_keep_has_no_breakdown(data: ReportData) -> None:
+    rows = [{**r, "tenant": "*"} for r in data.rows]  # stats_dimensions without tenant
+    t = tables(stats_data(rows, "topic stats"))
+    assert sorted(t.breakdowns) == ["egress_pool", "egress_source"]
+    assert "breakdown-tenant" not in {cid for cid, _, _ in charts(t)}
+
+
+def test_a_label_mix_of_one_bucket_is_a_bar(data: ReportData, t: Tables) -> None:
+    one = tables(ReportData(rows=[r for r in data.rows if r["window_start"] == t.span[0]]))
+    assert len({v["time"] for v in one.label_mix}) == 1
+    (spec,) = [spec for cid, _, spec in charts(one) if cid == "label-mix"]
+    assert list(_marks(spec)) == ["bar"]
+    (spec,) = [spec for cid, _, spec in charts(t) if cid == "label-mix"]
+    assert list(_marks(spec)) == ["area"]
