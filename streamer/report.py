@@ -394,6 +394,7 @@ class Tables:
     reasons: list[Reason] = field(default_factory=list)
     previous_span: tuple[int, int] | None = None
     previous: Group | None = None  # None: the input holds nothing of the previous period
+    first_window: int | None = None  # the input's earliest window start (epoch ms)
 
 
 def _rules_in(data: ReportData, start: int, end: int) -> Counter[tuple[str, str]]:
@@ -435,6 +436,7 @@ def tables(data: ReportData) -> Tables:
     t.reasons = _reasons(data, rows, start, end)
     t.previous_span = (start - (end - start), start)
     t.previous = total_of(before) if before else None
+    t.first_window = min(int(r["window_start"]) for r in data.rows)
     return t
 
 
@@ -871,6 +873,11 @@ def _sections(data: ReportData, t: Tables) -> list[str]:
         )
     else:
         parts.append(comparison_table(comparison(t.overall, t.previous)))
+        if t.previous_span and t.first_window and t.first_window > t.previous_span[0]:
+            parts.append(
+                f'<p class="meta" id="previous-partly">The input starts at {_iso(t.first_window)}:'
+                " it holds only part of the previous period.</p>"
+            )
     parts.append('<h2 id="complaints">Complaint rate against the providers\' thresholds</h2>')
     parts.append(complaints_table(t.by_provider, t.overall))
     parts.append('<h2 id="suppressions">Suppressed addresses</h2>')

@@ -300,3 +300,21 @@ def test_a_label_mix_of_one_bucket_is_a_bar(data: ReportData, t: Tables) -> None
     assert list(_marks(spec)) == ["bar"]
     (spec,) = [spec for cid, _, spec in charts(t) if cid == "label-mix"]
     assert list(_marks(spec)) == ["area"]
+
+
+def test_a_previous_period_the_input_holds_only_part_of(data: ReportData) -> None:
+    partly = ReportData(rows=data.rows, period_s=150)  # the previous 150 s start before the input
+    page = render_html(partly)
+    assert '<table id="comparison-table">' in page
+    first = _iso_ms(min(int(r["window_start"]) for r in data.rows))
+    assert (
+        f'<p class="meta" id="previous-partly">The input starts at {first}: it holds only part '
+        "of the previous period.</p>"
+    ) in page
+    assert 'id="previous-partly"' not in render_html(data)  # 2 + 2 minutes: all of it
+
+
+def _iso_ms(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
