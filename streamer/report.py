@@ -8,7 +8,11 @@ Inputs, all reduced to the rows the worker publishes on its stats topic (window 
 - classified JSONL (records that carry ``classification``, as the worker writes them): their
   label and rule are taken as they are;
 - the stats topic itself (``--topic``): the latest row per key (a re-emitted row holds the
-  window's full counts).
+  window's full counts), and the suppressions topic for the number of suppressed addresses.
+
+The report covers a period (the input's whole span, or its last ``period_s``) and compares it
+with the previous period of the same length when the input holds it. The deliverability
+sections (breakdowns, reasons, complaints, suppressions) are in ``streamer.report_sections``.
 
 Charts are Vega-Lite specifications built with Altair and rendered in the page by vega-embed,
 whose JavaScript (with Vega and Vega-Lite) is embedded inline from the ``vl-convert-python``
@@ -22,7 +26,7 @@ import html
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +35,12 @@ from typing import Any, cast
 import orjson
 
 from streamer.analytics.batch import BatchAggregator
-from streamer.analytics.categories import CategoryTable
+from streamer.analytics.categories import BLOCK, HARD, SOFT, CategoryTable
 from streamer.analytics.providers import ProviderMatcher
-from streamer.analytics.windows import WindowedStats, row_key
+from streamer.analytics.suppressions import rule_object
+from streamer.analytics.windows import WindowedStats, event_time_ms, row_key
 from streamer.classifier import Classifier
+from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE
 from streamer.feedback import feedback_label, feedback_type
 from streamer.inputs import Input, InputError, read_lines
 from streamer.records import (
@@ -43,6 +49,29 @@ from streamer.records import (
     effective_type,
     response_is_valid,
     response_line,
+)
+from streamer.report_sections import (
+    BREAKDOWNS,
+    DIMENSION_OFF,
+    EXAMPLE_MAX,
+    OUTCOMES,
+    Group,
+    Reason,
+    SuppressionCount,
+    breakdown_rows,
+    breakdown_table,
+    comparison,
+    comparison_table,
+    complaints_table,
+    group_by,
+    in_period,
+    label_hits,
+    period_bounds,
+    reasons_table,
+    row_outcomes,
+    suppressed_on_topic,
+    top_reasons,
+    total_of,
 )
 from streamer.rules import UNCATEGORIZED
 
@@ -72,12 +101,30 @@ class RuleHit:
     count: int
 
 
+#: (window start ms, label, rule) of a rule hit; (window start ms, provider, category, label,
+#: rule) of a block or deferral reason: records tell them, stats rows do not.
+RuleHitKey = tuple[int, str, str]
+ReasonKey = tuple[int, str, str, str, str]
+
+
 @dataclass
 class ReportData:
-    """Stats rows plus what only records tell (rules that fired, inputs read)."""
+    """Stats rows plus what only records tell (rules that fired, reasons, suppressions)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     rules: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rule_hits: Counter[RuleHitKey] = field(default_factory=Counter)
+    reasons: Counter[ReasonKey] = field(default_factory=Counter)
+    #: The first response of each (provider, category, label, rule): one per reason, not per
+    #: window (a week of logs has 10,080 windows).
+    reason_examples: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+    #: Recipients suppressed at the end of the input (None: unknown), and where that comes from.
+    suppressed: int | None = None
+    suppressed_source: str = ""
+    #: The reported period: the last this many seconds of the input (None: all of it).
+    period_s: float | None = None
+    #: The label -> category of the categories table (reasons from stats rows).
+    category_of: Callable[[str], str] | None = None
     records: int = 0
     log_hook: int = 0  # of the records: a log hook's bookkeeping (records.is_log_hook_record)
     skipped: int = 0
@@ -96,18 +143,21 @@ def _rule_name(rule: Mapping[str, Any] | None) -> str:
 
 
 class RecordReader:
-    """Classifies and aggregates KumoMTA records into stats rows (one-minute windows)."""
+    """Classifies and aggregates KumoMTA records into stats rows (one-minute windows, every
+    dimension), the rules and reasons behind them, and the suppressions they decide."""
 
     def __init__(
         self,
         classifier: Classifier,
         categories: CategoryTable | None = None,
         providers: ProviderMatcher | None = None,
+        suppress_evidence: Iterable[str] = DEFAULT_SUPPRESS_EVIDENCE,
     ) -> None:
         self.classifier = classifier
         self.categories = categories or CategoryTable.shipped()
         self.providers = providers or ProviderMatcher.shipped()
-        self.aggregator = BatchAggregator(window_s=60, dimensions=("provider",))
+        self.suppress_evidence = frozenset(suppress_evidence)
+        self.aggregator = BatchAggregator(window_s=60)
         # Offline: nothing is late, nothing is forgotten, everything is flushed at the end.
         self.windows = WindowedStats(
             window_s=60,
@@ -118,7 +168,8 @@ class RecordReader:
             gaps_top=50,
             future_skew_s=10**10,
         )
-        self.data = ReportData()
+        self.suppressions = SuppressionCount()
+        self.data = ReportData(category_of=self.categories.category)
         self._pending = 0
 
     def add(self, record: Mapping[str, Any]) -> None:
@@ -126,7 +177,8 @@ class RecordReader:
         if not isinstance(rtype, str):
             self.data.skipped += 1
             return
-        label = category = line = None
+        label = category = line = rule = evidence = None
+        rule_name = ""
         response: Any = record.get("response")
         valid = response_is_valid(response)
         code = response.get("code") if valid else None
@@ -135,36 +187,53 @@ class RecordReader:
         if complaint is not None and not (isinstance(given, Mapping) and given.get("label")):
             # a Feedback record means what its report's Feedback-Type says (streamer.feedback)
             label = complaint
-            category = self.categories.category(label, code)
-            self.data.rules[label, f"feedback type: {feedback_type(record)}"] += 1
+            rule_name = f"feedback type: {feedback_type(record)}"
         elif rtype in CLASSIFIABLE_TYPES and valid:
             line = response_line(response)
             if isinstance(given, Mapping) and isinstance(given.get("label"), str):
                 label = given["label"]
                 rule = given.get("rule")
+                evidence = given.get("evidence")
                 rule_name = _rule_name(rule if isinstance(rule, Mapping) else None)
             else:
                 result = self.classifier.classify(line)
-                label = result.label
-                rule_name = _rule_name(
-                    None
-                    if result.rule is None
-                    else {
-                        "file": result.rule.file,
-                        "index": result.rule.index,
-                        "pattern": result.rule.pattern,
-                    }
-                )
-            category = self.categories.category(label, code)
-            self.data.rules[label, rule_name] += 1
+                label, evidence = result.label, result.evidence
+                rule = None if result.rule is None else rule_object(result.rule)
+                rule_name = _rule_name(rule)
         provider = self.providers.match_record(record)
+        if label is not None:
+            category = self.categories.category(label, code)
+            self._count_reason(record, provider, category, label, rule_name, line)
         self.aggregator.add(record, rtype, label, category, provider, line)
+        if category != HARD or evidence is None or evidence in self.suppress_evidence:
+            events = self.suppressions.events.update(
+                record, label, category, rule, line, provider, 0
+            )
+            self.suppressions.add(events)
         self.data.records += 1
         if rtype == LOG_HOOK_TYPE:
             self.data.log_hook += 1
         self._pending += 1
         if self._pending >= 5000:
             self._merge()
+
+    def _count_reason(
+        self,
+        record: Mapping[str, Any],
+        provider: str,
+        category: str,
+        label: str,
+        rule: str,
+        line: str | None,
+    ) -> None:
+        t = event_time_ms(record)
+        window = 0 if t is None else t - t % 60_000
+        self.data.rule_hits[window, label, rule] += 1
+        if category in (BLOCK, SOFT):
+            key = (window, provider, category, label, rule)
+            self.data.reasons[key] += 1
+            if line is not None and key[1:] not in self.data.reason_examples:
+                self.data.reason_examples[key[1:]] = line[:EXAMPLE_MAX]
 
     def _merge(self) -> None:
         self.aggregator.fold_into(self.windows, 0.0)
@@ -196,6 +265,10 @@ class RecordReader:
     def finish(self) -> ReportData:
         self._merge()
         self.data.rows = self.windows.flush_all()
+        for (_, label, rule), n in self.data.rule_hits.items():
+            self.data.rules[label, rule] += n
+        self.data.suppressed = self.suppressions.suppressed
+        self.data.suppressed_source = "after every record of the input"
         return self.data
 
 
@@ -204,9 +277,10 @@ def read_inputs(
     classifier: Classifier,
     categories: CategoryTable | None = None,
     providers: ProviderMatcher | None = None,
+    suppress_evidence: Iterable[str] = DEFAULT_SUPPRESS_EVIDENCE,
 ) -> ReportData:
     """The report data of these inputs (``streamer.inputs.expand_inputs``: files, stdin)."""
-    reader = RecordReader(classifier, categories, providers)
+    reader = RecordReader(classifier, categories, providers, suppress_evidence)
     for item in items:
         reader.feed_input(item)
     return reader.finish()
@@ -220,8 +294,13 @@ def latest_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def stats_data(rows: Iterable[Mapping[str, Any]], source: str) -> ReportData:
-    data = ReportData(rows=latest_rows(rows), sources=[source], from_stats=True)
+def stats_data(
+    rows: Iterable[Mapping[str, Any]], source: str, categories: CategoryTable | None = None
+) -> ReportData:
+    table = categories or CategoryTable.shipped()
+    data = ReportData(
+        rows=latest_rows(rows), sources=[source], from_stats=True, category_of=table.category
+    )
     data.records = sum(sum(r.get("counts", {}).values()) for r in data.rows)
     data.log_hook = sum(int(r.get("counts", {}).get(LOG_HOOK_TYPE, 0)) for r in data.rows)
     return data
@@ -246,19 +325,39 @@ def read_stats_topic(
             yield row
 
 
+def read_suppressed(settings: Any, bootstrap: str, topic: str, timeout: float = 60.0) -> int:
+    """Recipients suppressed now on the compacted suppressions ``topic``."""
+    from streamer.kafka.topics import ReadError, read_topic
+
+    try:
+        records = read_topic(settings, bootstrap, topic, timeout)
+    except ReadError as exc:
+        raise ReportError(str(exc)) from None
+    return suppressed_on_topic((r.key, r.value) for r in records)
+
+
 # --- tables the charts show --------------------------------------------------------------------
 
+#: Providers with fewer outcomes have too few for a meaningful rate: the summary leaves them
+#: out of "highest hard-bounce rate" and the rates chart draws them pale.
+MIN_OUTCOMES = 20
 
-def _outcomes(row: Mapping[str, Any]) -> Counter[str]:
-    out: Counter[str] = Counter(row.get("categories", {}))
-    out["delivered"] += int(row.get("counts", {}).get("Delivery", 0))
-    return out
-
-
-def outcome_rate(outcomes: Mapping[str, int], kind: str) -> float | None:
-    # complaints per delivered message (as mailbox providers count them); the rest per outcome
-    base = outcomes.get("delivered", 0) if kind == "complaint" else sum(outcomes.values())
-    return outcomes.get(kind, 0) / base if base else None
+#: One colour per outcome (category) in every chart; a rate has its outcome's colour.
+OUTCOME_COLOURS: dict[str, str] = {
+    "delivered": "#2ca02c",  # green
+    HARD: "#d62728",  # red
+    BLOCK: "#9467bd",  # purple
+    SOFT: "#ff7f0e",  # orange
+    "complaint": "#e377c2",  # pink
+    "admin": "#7f7f7f",  # grey
+    "undetermined": "#8c564b",  # brown: Uncategorized and rule gaps too
+}
+#: Labels get their own palette (shared by every chart that colours by label), never the
+#: outcome colours' meaning: Vega's tableau20 without its greens, reds, purples and oranges.
+_LABEL_PALETTE = (
+    "#1f77b4", "#aec7e8", "#17becf", "#9edae5", "#bcbd22", "#dbdb8d", "#c49c94", "#f7b6d2",
+    "#c7c7c7", "#393b79", "#637939", "#8c6d31", "#843c39", "#5254a3",
+)  # fmt: skip
 
 
 def _bucket_seconds(rows: list[dict[str, Any]]) -> int:
@@ -288,10 +387,60 @@ class Tables:
     labels: Counter[str]
     providers: dict[str, Counter[str]]
     span: tuple[int, int] | None
+    by_provider: dict[str, Group] = field(default_factory=dict)
+    overall: Group = field(default_factory=Group)
+    #: dimension -> value -> its group; a dimension the worker did not break down is absent
+    breakdowns: dict[str, dict[str, Group]] = field(default_factory=dict)
+    reasons: list[Reason] = field(default_factory=list)
+    previous_span: tuple[int, int] | None = None
+    previous: Group | None = None  # None: the input holds nothing of the previous period
+    first_window: int | None = None  # the input's earliest window start (epoch ms)
+
+
+def _rules_in(data: ReportData, start: int, end: int) -> Counter[tuple[str, str]]:
+    if not data.rule_hits:
+        return data.rules
+    out: Counter[tuple[str, str]] = Counter()
+    for (window, label, rule), n in data.rule_hits.items():
+        if window == 0 or start <= window < end:  # 0: a record without event time
+            out[label, rule] += n
+    return out
+
+
+def _reasons(data: ReportData, rows: list[dict[str, Any]], start: int, end: int) -> list[Reason]:
+    if data.from_stats:
+        category_of = data.category_of or CategoryTable.shipped().category
+        return top_reasons(label_hits(rows, category_of), {})
+    hits: Counter[tuple[str, str, str, str]] = Counter()
+    examples: dict[tuple[str, str, str, str], str] = {}
+    for key, n in data.reasons.items():
+        if key[0] == 0 or start <= key[0] < end:
+            hits[key[1:]] += n
+            examples.setdefault(key[1:], data.reason_examples.get(key[1:], ""))
+    return top_reasons(hits, examples)
 
 
 def tables(data: ReportData) -> Tables:
-    rows = data.rows
+    if not data.rows:
+        return Tables(60, [], [], [], [], [], Counter(), Counter(), {}, None)
+    start, end = period_bounds(data.rows, data.period_s)
+    rows = in_period(data.rows, start, end)
+    before = in_period(data.rows, start - (end - start), start)
+    t = _chart_tables(data, rows, start, end)
+    t.by_provider = group_by(rows, "provider")
+    t.overall = total_of(rows)
+    for dim, _ in BREAKDOWNS:
+        groups = {v: g for v, g in group_by(rows, dim).items() if g.total}
+        if groups and set(groups) != {DIMENSION_OFF}:
+            t.breakdowns[dim] = groups
+    t.reasons = _reasons(data, rows, start, end)
+    t.previous_span = (start - (end - start), start)
+    t.previous = total_of(before) if before else None
+    t.first_window = min(int(r["window_start"]) for r in data.rows)
+    return t
+
+
+def _chart_tables(data: ReportData, rows: list[dict[str, Any]], start: int, end: int) -> Tables:
     bucket_s = _bucket_seconds(rows)
     labels: Counter[str] = Counter()
     for r in rows:
@@ -303,50 +452,99 @@ def tables(data: ReportData) -> Tables:
     gaps: Counter[str] = Counter()
     examples: dict[str, str] = {}
     for r in rows:
-        start = int(r["window_start"])
-        bucket = start - start % (bucket_s * 1000)
+        bucket = int(r["window_start"]) - int(r["window_start"]) % (bucket_s * 1000)
         for label, n in r.get("labels", {}).items():
             mix[bucket, label if label in top else "other labels"] += n
-        outcomes = _outcomes(r)
+        outcomes = row_outcomes(r)
         providers.setdefault(str(r.get("provider", "other")), Counter()).update(outcomes)
         totals.update(outcomes)
         for g in r.get("gaps", []):
             gaps[g["template"]] += int(g["count"])
             examples.setdefault(g["template"], g.get("example", ""))
+    # every label in every bucket (0 where absent): a stacked area needs each series' points
+    shown = sorted({label for _, label in mix})
     label_mix = [
-        {"time": _iso(b), "label": label, "records": n} for (b, label), n in sorted(mix.items())
+        {"time": _iso(b), "label": label, "records": mix.get((b, label), 0)}
+        for b in sorted({b for b, _ in mix})
+        for label in shown
     ]
-    rates = []
-    for provider, outcomes in sorted(providers.items()):
-        for title, kind in RATE_KINDS:
-            value = outcome_rate(outcomes, kind)
-            if value is not None:
-                rates.append(
-                    {
-                        "provider": provider,
-                        "rate": title,
-                        "value": value,
-                        "records": sum(outcomes.values()),
-                    }
-                )
     categories = [{"category": k, "records": n} for k, n in totals.most_common() if n]
     rules = [
         {"rule": rule, "label": label, "records": n}
-        for (label, rule), n in data.rules.most_common()
+        for (label, rule), n in _rules_in(data, start, end).most_common()
         if label != UNCATEGORIZED
     ][:TOP_RULES]
     gap_rows = [
         {"template": t, "records": n, "example": examples.get(t, "")}
         for t, n in gaps.most_common(TOP_GAPS)
     ]
-    starts = [int(r["window_start"]) for r in rows]
-    span = (min(starts), max(int(r["window_end"]) for r in rows)) if rows else None
-    return Tables(
-        bucket_s, label_mix, rates, categories, rules, gap_rows, totals, labels, providers, span
+    span = (start, end)
+    t = Tables(
+        bucket_s, label_mix, [], categories, rules, gap_rows, totals, labels, providers, span
     )
+    t.rates = _rate_rows(group_by(rows, "provider"))
+    return t
+
+
+def _rate_rows(by_provider: Mapping[str, Group]) -> list[dict[str, Any]]:
+    out = []
+    for provider, group in sorted(by_provider.items()):
+        for title, kind in RATE_KINDS:
+            value = group.rate(kind)
+            if value is None:
+                continue
+            count = group.complaints if kind == "complaint" else group.outcomes.get(kind, 0)
+            base = group.outcomes.get("delivered", 0) if kind == "complaint" else group.total
+            out.append(
+                {
+                    "provider": provider,
+                    "rate": title,
+                    "value": value,
+                    "count": count,
+                    "records": group.total,
+                    "text": f"{value:.1%} ({count:,}/{base:,})",
+                    "few": group.total < MIN_OUTCOMES,
+                }
+            )
+    return out
 
 
 # --- charts ------------------------------------------------------------------------------------
+
+
+def _outcome_scale(domain: Iterable[str]) -> Any:
+    import altair as alt
+
+    names = list(domain)
+    return alt.Scale(domain=names, range=[OUTCOME_COLOURS.get(n, "#bbbbbb") for n in names])
+
+
+def _label_scale(labels: Iterable[str]) -> Any:
+    """The same colour for a label in every chart of the page."""
+    import altair as alt
+
+    names = sorted(set(labels))
+    return alt.Scale(
+        domain=names, range=[_LABEL_PALETTE[i % len(_LABEL_PALETTE)] for i in range(len(names))]
+    )
+
+
+def _counted_bars(
+    values: list[dict[str, Any]], y: Any, colour: Any, tooltip: list[Any], width: int
+) -> Any:
+    """Horizontal bars with each bar's count written at its end."""
+    import altair as alt
+
+    base = alt.Chart(_inline(values)).encode(
+        y=y, x=alt.X("records:Q", title="records"), tooltip=tooltip
+    )
+    bars = (
+        base.mark_bar().encode(color=colour)
+        if not isinstance(colour, str)
+        else (base.mark_bar(color=colour))
+    )
+    text = base.mark_text(align="left", dx=3).encode(text=alt.Text("records:Q", format=","))
+    return alt.layer(bars, text).properties(width=width, height=alt.Step(18))
 
 
 def charts(t: Tables) -> list[tuple[str, str, dict[str, Any]]]:
@@ -355,72 +553,58 @@ def charts(t: Tables) -> list[tuple[str, str, dict[str, Any]]]:
 
     out: list[tuple[str, str, Any]] = []
     width = 900
+    labels = _label_scale([*(r["label"] for r in t.label_mix), *(r["label"] for r in t.rules)])
     if t.label_mix:
         out.append(
             (
                 "label-mix",
                 f"Label mix over time ({_duration(t.bucket_s)} buckets)",
-                alt.Chart(_inline(t.label_mix))
-                .mark_area(opacity=0.85)
+                _label_mix_chart(t.label_mix)
                 .encode(
                     x=alt.X("time:T", title=None),
                     y=alt.Y("records:Q", stack="zero", title="classified records"),
-                    color=alt.Color("label:N", title="label", sort="-y"),
+                    color=alt.Color("label:N", title="label", scale=labels, sort="-y"),
                     tooltip=["time:T", "label:N", "records:Q"],
                 )
                 .properties(width=width, height=280),
             )
         )
     if t.rates:
-        out.append(
-            (
-                "rates",
-                "Rates per mailbox provider",
-                alt.Chart(_inline(t.rates))
-                .mark_bar()
-                .encode(
-                    y=alt.Y("provider:N", title=None, sort="-x"),
-                    x=alt.X("value:Q", axis=alt.Axis(format="%"), title=None),
-                    color=alt.Color("rate:N", legend=None),
-                    column=alt.Column(
-                        "rate:N", title=None, sort=[title for title, _ in RATE_KINDS]
-                    ),
-                    tooltip=["provider:N", "rate:N", alt.Tooltip("value:Q", format=".2%")],
-                )
-                .properties(width=150, height=alt.Step(16))
-                .resolve_scale(x="independent"),
-            )
-        )
+        out.append(("rates", _RATES_TITLE, _rates_chart(t.rates)))
     if t.categories:
         out.append(
             (
                 "categories",
                 "Category split (delivered, and the category of each classified record)",
-                alt.Chart(_inline(t.categories))
-                .mark_bar()
-                .encode(
-                    y=alt.Y("category:N", sort="-x", title=None),
-                    x=alt.X("records:Q", title="records"),
-                    color=alt.Color("category:N", legend=None),
-                    tooltip=["category:N", "records:Q"],
-                )
-                .properties(width=width - 150, height=alt.Step(24)),
+                _counted_bars(
+                    t.categories,
+                    alt.Y("category:N", sort="-x", title=None),
+                    alt.Color(
+                        "category:N",
+                        legend=None,
+                        scale=_outcome_scale(r["category"] for r in t.categories),
+                    ),
+                    ["category:N", "records:Q"],
+                    width - 200,
+                ),
             )
         )
+    for dim, title in BREAKDOWNS:
+        groups = t.breakdowns.get(dim)
+        if groups:
+            out.append((f"breakdown-{dim}", f"Outcomes per {title}", _breakdown_chart(groups)))
     if t.rules:
         out.append(
             (
                 "rules",
                 "Top rules that fired",
-                alt.Chart(_inline(t.rules))
-                .mark_bar()
-                .encode(
-                    y=alt.Y("rule:N", sort="-x", title=None, axis=alt.Axis(labelLimit=480)),
-                    x=alt.X("records:Q", title="records"),
-                    color=alt.Color("label:N", title="label"),
-                    tooltip=["rule:N", "label:N", "records:Q"],
-                )
-                .properties(width=380, height=alt.Step(18)),
+                _counted_bars(
+                    t.rules,
+                    alt.Y("rule:N", sort="-x", title=None, axis=alt.Axis(labelLimit=480)),
+                    alt.Color("label:N", title="label", scale=labels),
+                    ["rule:N", "label:N", "records:Q"],
+                    380,
+                ),
             )
         )
     if t.gaps:
@@ -428,17 +612,85 @@ def charts(t: Tables) -> list[tuple[str, str, dict[str, Any]]]:
             (
                 "gaps",
                 "Top rule gaps (templates no wording or status-code rule matched)",
-                alt.Chart(_inline(t.gaps))
-                .mark_bar(color="#d62728")
-                .encode(
-                    y=alt.Y("template:N", sort="-x", title=None, axis=alt.Axis(labelLimit=560)),
-                    x=alt.X("records:Q", title="responses"),
-                    tooltip=["template:N", "records:Q", "example:N"],
-                )
-                .properties(width=300, height=alt.Step(18)),
+                _counted_bars(
+                    t.gaps,
+                    alt.Y("template:N", sort="-x", title=None, axis=alt.Axis(labelLimit=560)),
+                    OUTCOME_COLOURS["undetermined"],
+                    ["template:N", "records:Q", "example:N"],
+                    300,
+                ),
             )
         )
     return [(cid, title, chart.to_dict()) for cid, title, chart in out]
+
+
+def _label_mix_chart(values: list[dict[str, Any]]) -> Any:
+    """Stacked areas over time; a single bucket draws no area: a stacked bar then."""
+    import altair as alt
+
+    chart = alt.Chart(_inline(values))
+    if len({v["time"] for v in values}) < 2:
+        return chart.mark_bar(opacity=0.85, size=40)
+    return chart.mark_area(opacity=0.85)
+
+
+_RATES_TITLE = (
+    f"Rates per mailbox provider (pale: fewer than {MIN_OUTCOMES} outcomes; "
+    "complaints per delivered message)"
+)
+
+
+def _rates_chart(rates: list[dict[str, Any]]) -> Any:
+    import altair as alt
+
+    kinds = dict(RATE_KINDS)
+    base = alt.Chart().encode(
+        y=alt.Y("provider:N", title=None, sort="-x"),
+        x=alt.X("value:Q", axis=alt.Axis(format="%"), title=None),
+        tooltip=[
+            "provider:N",
+            "rate:N",
+            alt.Tooltip("value:Q", format=".2%"),
+            alt.Tooltip("count:Q", title="of them"),
+            alt.Tooltip("records:Q", title="outcomes"),
+        ],
+    )
+    bars = base.mark_bar().encode(
+        color=alt.Color(
+            "rate:N",
+            legend=None,
+            scale=alt.Scale(domain=list(kinds), range=[OUTCOME_COLOURS[k] for k in kinds.values()]),
+        ),
+        opacity=alt.condition("datum.few", alt.value(0.35), alt.value(1.0)),
+    )
+    text = base.mark_text(align="left", dx=3, fontSize=9).encode(text="text:N")
+    return (
+        alt.layer(bars, text, data=_inline(rates))
+        .properties(width=150, height=alt.Step(16))
+        .facet(column=alt.Column("rate:N", title=None, sort=list(kinds)))
+        .resolve_scale(x="independent")
+    )
+
+
+def _breakdown_chart(groups: Mapping[str, Group]) -> Any:
+    import altair as alt
+
+    values = breakdown_rows(groups)  # the top values first
+    base = alt.Chart(_inline(values)).encode(
+        y=alt.Y("value:N", title=None, sort=list(dict.fromkeys(v["value"] for v in values)))
+    )
+    bars = base.mark_bar().encode(
+        x=alt.X("sum(records):Q", title="outcomes"),
+        color=alt.Color(
+            "outcome:N", title="outcome", scale=_outcome_scale(OUTCOMES), sort=list(OUTCOMES)
+        ),
+        order=alt.Order("rank:Q"),
+        tooltip=["value:N", "outcome:N", "records:Q"],
+    )
+    totals = base.mark_text(align="left", dx=3).encode(
+        x=alt.X("sum(records):Q"), text=alt.Text("sum(records):Q", format=",")
+    )
+    return alt.layer(bars, totals).properties(width=600, height=alt.Step(18))
 
 
 def _inline(values: list[dict[str, Any]]) -> Any:
@@ -446,6 +698,15 @@ def _inline(values: list[dict[str, Any]]) -> Any:
     import altair as alt
 
     return cast(Any, alt).Data(values=values)
+
+
+def _words(seconds: int) -> str:
+    """``5400`` -> ``"90 minutes"``, ``86400`` -> ``"1 day"``."""
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"
 
 
 def _duration(seconds: int) -> str:
@@ -465,8 +726,10 @@ def summary(data: ReportData, t: Tables) -> list[str]:
     span = ""
     if t.span:
         span = f" from {_iso(t.span[0])} to {_iso(t.span[1])}"
-    source = "stats rows" if data.from_stats else "records"
-    lines.append(f"{data.records:,} {source.replace('stats rows', 'records counted')}{span}.")
+        if data.period_s is not None:
+            span += f" (the input's last {_words(int(data.period_s))})"
+    source = "records counted" if data.from_stats else "records"
+    lines.append(f"{data.records:,} {source}; the report covers{span or ' them'}.")
     classified = sum(t.labels.values())
     if classified:
         unc = t.labels.get(UNCATEGORIZED, 0)
@@ -474,25 +737,16 @@ def summary(data: ReportData, t: Tables) -> list[str]:
             f"{classified:,} classified failure or feedback records; "
             f"{unc / classified:.1%} Uncategorized (no rule matched)."
         )
-    total = sum(t.totals.values())
-    if total:
+    if t.overall.total:
         parts = []
         for title, kind in RATE_KINDS:
-            value = outcome_rate(t.totals, kind)
+            value = t.overall.rate(kind)
             if value is not None:
                 parts.append(f"{title} {value:.2%}")
         lines.append("Overall: " + ", ".join(parts) + ".")
-    worst = [
-        (rate, provider, outcomes)
-        for provider, outcomes in t.providers.items()
-        if sum(outcomes.values()) >= 20 and (rate := outcome_rate(outcomes, "hard")) is not None
-    ]
-    if worst:
-        rate, provider, outcomes = max(worst)
-        lines.append(
-            f"Highest hard-bounce rate: {provider} at {rate:.2%} "
-            f"({outcomes.get('hard', 0):,} of {sum(outcomes.values()):,} outcomes)."
-        )
+    lines += _worst_hard_bounce(t)
+    if data.suppressed is not None:
+        lines.append(f"{data.suppressed:,} addresses suppressed ({data.suppressed_source}).")
     if t.labels:
         label, n = t.labels.most_common(1)[0]
         lines.append(f"Most frequent label: {label} ({n:,} records).")
@@ -509,6 +763,27 @@ def summary(data: ReportData, t: Tables) -> list[str]:
     return lines
 
 
+def _worst_hard_bounce(t: Tables) -> list[str]:
+    """The highest hard-bounce rate among providers with enough outcomes, saying so."""
+    rated = [(p, g, g.rate(HARD)) for p, g in t.by_provider.items()]
+    worst = [(rate, p, g) for p, g, rate in rated if g.total >= MIN_OUTCOMES and rate is not None]
+    few = sum(1 for _, g, _ in rated if g.total < MIN_OUTCOMES)
+    aside = (
+        f"; {few} provider{'s' if few != 1 else ''} with fewer outcomes left out "
+        "(pale in the chart)"
+        if few
+        else ""
+    )
+    if not worst:
+        return [f"No provider has {MIN_OUTCOMES} outcomes or more for a hard-bounce rate{aside}."]
+    rate, provider, group = max(worst, key=lambda w: (w[0], w[1]))
+    return [
+        f"Highest hard-bounce rate among providers with at least {MIN_OUTCOMES} outcomes: "
+        f"{provider} at {rate:.2%} ({group.outcomes.get(HARD, 0):,} of {group.total:,} "
+        f"outcomes){aside}."
+    ]
+
+
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.6em; margin-bottom: 4px; } h2 { font-size: 1.2em; margin-top: 32px; }
@@ -521,7 +796,8 @@ td.n { text-align: right; white-space: nowrap; } code { font-size: 0.95em; word-
 
 
 def render_html(data: ReportData, title: str = "streamer deliverability report") -> str:
-    """The whole page: summary, charts (Vega-Lite, scripts inline) and the gaps table."""
+    """The whole page: summary, the deliverability sections, charts (Vega-Lite, scripts
+    inline) and the gaps table."""
     import altair as alt
     import vl_convert
 
@@ -547,6 +823,7 @@ def render_html(data: ReportData, title: str = "streamer deliverability report")
         '<ul class="summary" id="summary">',
         *(f"<li>{esc(line)}</li>" for line in summary(data, t)),
         "</ul>",
+        *_sections(data, t),
     ]
     if data.from_stats:
         parts.append(
@@ -561,24 +838,70 @@ def render_html(data: ReportData, title: str = "streamer deliverability report")
     for cid, chart_title, _ in specs:
         parts.append(f"<h2>{esc(chart_title)}</h2>")
         parts.append(f'<div class="chart" id="chart-{cid}" data-chart="{cid}"></div>')
-        if cid == "gaps":
-            parts.append(_gaps_table(t.gaps))
+        parts.append(_table_after(cid, t, data.from_stats))
     payload = json.dumps({cid: spec for cid, _, spec in specs}).replace("</", "<\\/")
-    parts += [
-        '<script type="text/javascript">',
-        f"const specs = {payload};",
-        "for (const [id, spec] of Object.entries(specs)) {",
-        "  vegaEmbed('#chart-' + id, spec, {actions: false, renderer: 'svg'})",
-        "    .catch((err) => {",
-        "      const el = document.getElementById('chart-' + id);",
-        "      el.setAttribute('data-error', String(err));",
-        "      el.textContent = 'chart failed: ' + err;",
-        "    });",
-        "}",
-        "</script>",
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
+    return "\n".join([*parts, _EMBED.replace("SPECS", payload), "</body></html>"]) + "\n"
+
+
+_EMBED = """<script type="text/javascript">
+const specs = SPECS;
+for (const [id, spec] of Object.entries(specs)) {
+  vegaEmbed('#chart-' + id, spec, {actions: false, renderer: 'svg'})
+    .catch((err) => {
+      const el = document.getElementById('chart-' + id);
+      el.setAttribute('data-error', String(err));
+      el.textContent = 'chart failed: ' + err;
+    });
+}
+</script>"""
+
+
+def _sections(data: ReportData, t: Tables) -> list[str]:
+    """The comparison, complaint and suppression sections (tables, no chart)."""
+    parts = ['<h2 id="comparison">Compared with the previous period</h2>']
+    if t.span and t.previous_span:
+        now, before = (_iso(x) for x in t.span), (_iso(x) for x in t.previous_span)
+        parts.append(
+            f'<p class="meta">This period: {" to ".join(now)}; the previous one, of the same '
+            f"length: {' to '.join(before)}.</p>"
+        )
+    if t.previous is None:
+        parts.append(
+            '<p id="no-previous">The input holds nothing of the previous period: give older '
+            "logs too, or <code>--period</code> to report the input's last part and compare "
+            "it with the part before.</p>"
+        )
+    else:
+        parts.append(comparison_table(comparison(t.overall, t.previous)))
+        if t.previous_span and t.first_window and t.first_window > t.previous_span[0]:
+            parts.append(
+                f'<p class="meta" id="previous-partly">The input starts at {_iso(t.first_window)}:'
+                " it holds only part of the previous period.</p>"
+            )
+    parts.append('<h2 id="complaints">Complaint rate against the providers\' thresholds</h2>')
+    parts.append(complaints_table(t.by_provider, t.overall))
+    parts.append('<h2 id="suppressions">Suppressed addresses</h2>')
+    if data.suppressed is None:
+        parts.append(f'<p id="suppressed">Unknown: {html.escape(data.suppressed_source)}.</p>')
+    else:
+        parts.append(
+            f'<p id="suppressed"><strong>{data.suppressed:,}</strong> addresses suppressed '
+            f"({html.escape(data.suppressed_source)}): a hard bounce not lifted by a later "
+            "delivery, as the worker's suppression stage decides.</p>"
+        )
+    parts.append('<h2 id="reasons">Top block and deferral reasons per provider</h2>')
+    parts.append(reasons_table(t.reasons, data.from_stats))
+    return parts
+
+
+def _table_after(cid: str, t: Tables, from_stats: bool) -> str:
+    """The table shown under a chart, if it has one."""
+    if cid == "gaps":
+        return _gaps_table(t.gaps)
+    if cid.startswith("breakdown-"):
+        dim = cid.removeprefix("breakdown-")
+        return breakdown_table(dim, t.breakdowns[dim])
+    return ""
 
 
 def _gaps_table(gaps: list[dict[str, Any]]) -> str:

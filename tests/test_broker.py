@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from confluent_kafka import Producer
 
 from streamer.config import Settings
 from streamer.devkit.broker import (
@@ -24,6 +26,7 @@ from streamer.devkit.broker import (
     stop_when_owner_exits,
 )
 from streamer.kafka.admin import create_topics, topic_partitions
+from streamer.kafka.clients import producer_config
 from streamer.kafka.probe import KafkaUnavailable
 
 #: Every test here starts a JVM or needs the broker's jars.
@@ -63,6 +66,25 @@ def _pid_running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _first_produce_warnings(bootstrap: str, topic: str) -> list[str]:
+    """librdkafka's WARNING (or worse) lines while an idempotent producer delivers one record."""
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    log = logging.getLogger("test_broker.first_producer")
+    log.addHandler(Keep(logging.WARNING))
+    log.propagate = False
+    producer = Producer({**producer_config(Settings(), bootstrap), "logger": log})
+    delivered: list[object] = []
+    producer.produce(topic, b"x", on_delivery=lambda err, msg: delivered.append(err))
+    assert producer.flush(60) == 0
+    assert delivered == [None]
+    return seen
 
 
 def test_cli_start_reuse_status_stop_restart(tmp_path: Path, test_rules_file: Path) -> None:
@@ -111,6 +133,9 @@ def test_cli_start_reuse_status_stop_restart(tmp_path: Path, test_rules_file: Pa
         assert "formatting" not in restarted.stderr
         assert restarted.stdout.strip().splitlines()[-1] == bootstrap
         assert topic_partitions(settings, bootstrap).get("kept") == 3
+        # The restarted broker hands out producer ids at once: a worker's idempotent producer
+        # started now logs no "Failed to acquire idempotence PID ... load in progress".
+        assert _first_produce_warnings(bootstrap, "kept") == []
 
         # A broker tied to an owner process is stopped when that owner dies (killed test runs).
         owner = subprocess.Popen(["sleep", "120"])

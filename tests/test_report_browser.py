@@ -17,12 +17,33 @@ from pathlib import Path
 import pytest
 from system_tools import chromium, require
 
+from streamer.classifier import Classifier
 from streamer.config import shipped_rule_files
 from streamer.devkit.sample import bundled_sample_path
+from streamer.inputs import expand_inputs
+from streamer.report import Tables, read_inputs, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "var" / "artifacts" / "report.png"
-CHARTS = ("label-mix", "rates", "categories", "rules", "gaps")
+CHARTS = (
+    "label-mix",
+    "rates",
+    "categories",
+    "breakdown-tenant",
+    "breakdown-egress_pool",
+    "breakdown-egress_source",
+    "rules",
+    "gaps",
+)
+#: The sections without a chart: tables the report computes (numbers pinned in test_report.py).
+TABLES = (
+    "comparison-table",
+    "complaints-table",
+    "reasons-table",
+    "breakdown-tenant-table",
+    "breakdown-egress_pool-table",
+    "breakdown-egress_source-table",
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,12 +54,16 @@ def _chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
     return chromium(*offline, "--virtual-time-budget=10000", *args, timeout=timeout)
 
 
+RULES = [p for p in shipped_rule_files() if p.name.startswith(("providers-", "security-"))]
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report") / "report.html"
-    rules = [p for p in shipped_rule_files() if p.name.startswith(("providers-", "security-"))]
+    rules = RULES
     cmd = [sys.executable, "-c", "from streamer.cli import main; main()", "report"]
-    cmd += [str(bundled_sample_path()), "-o", str(out)]
+    # the sample spans 4.5 minutes: the last 2 of them, compared with the 2 before
+    cmd += [str(bundled_sample_path()), "-o", str(out), "--period", "2m"]
     for path in rules:
         cmd += ["--rules", str(path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
@@ -55,6 +80,8 @@ def test_report_is_self_contained(report: Path) -> None:
     assert "vegaEmbed" in page and "cdn.jsdelivr" not in page
     for cid in CHARTS:
         assert f'id="chart-{cid}"' in page
+    for tid in TABLES:
+        assert f'<table id="{tid}">' in page
 
 
 @pytest.mark.browser
@@ -75,6 +102,14 @@ def test_every_chart_renders_in_chromium(report: Path, tmp_path: Path) -> None:
         assert marks >= 2, f"chart {cid}: the svg has no marks"
     assert re.search(r'<ul class="summary" id="summary">\s*<li>', dom)
     assert dom.count("<tr>") >= 2  # the rule gaps table with examples
+    for tid in TABLES:
+        assert f'<table id="{tid}">' in dom, tid
+    # every bar carries its count: the text marks hold exactly the counts the tables hold
+    t = _tables()
+    categories = [str(c["records"]) for c in t.categories]
+    assert _text_marks(dom, "categories") == categories
+    tenants = sorted(t.breakdowns["tenant"].values(), key=lambda g: -g.total)
+    assert _text_marks(dom, "breakdown-tenant") == [str(g.total) for g in tenants]
 
     shot = tmp_path / "report.png"
     done = _chromium(
@@ -83,3 +118,21 @@ def test_every_chart_renders_in_chromium(report: Path, tmp_path: Path) -> None:
     assert shot.is_file() and shot.stat().st_size > 20_000, done.stderr[-2000:]
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, ARTIFACT)
+
+
+def _tables() -> Tables:
+    """The report's tables of what the ``report`` fixture rendered."""
+    data = read_inputs(
+        expand_inputs([str(bundled_sample_path())]), Classifier.from_files([str(p) for p in RULES])
+    )
+    data.period_s = 120
+    return tables(data)
+
+
+def _text_marks(dom: str, cid: str) -> list[str]:
+    """The texts of a chart's text marks (not its axes or legend), in drawing order."""
+    chart = dom[dom.index(f'id="chart-{cid}"') :]
+    chart = chart[: chart.index("</svg>")]
+    group = re.search(r'<g class="mark-text role-mark[^"]*"[^>]*>(.*?)</g>', chart, re.S)
+    assert group, f"chart {cid}: no text marks"
+    return re.findall(r">([^<]+)</text>", group.group(1))

@@ -33,6 +33,7 @@ from string import Template
 from typing import Any
 
 import psutil
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamer import resources
 from streamer.config import Settings
@@ -528,7 +529,8 @@ class LocalBroker:
             )
 
     def _wait_ready(self, state: BrokerState, proc: subprocess.Popen[bytes] | None) -> None:
-        """Until the broker answers a metadata request; BrokerError with the log tail if not."""
+        """Until the broker answers a metadata request and hands out producer ids; BrokerError
+        with the log tail if not."""
         assert state.pid is not None
         deadline = time.monotonic() + self.start_timeout
         why = "its port never opened"
@@ -543,6 +545,8 @@ class LocalBroker:
                 )
             if port_accepts("127.0.0.1", state.port):
                 why = answers_metadata(conf, timeout=2.0) or ""
+                if not why:
+                    why = hands_out_producer_ids(state.bootstrap, deadline - time.monotonic())
                 if not why:
                     return
             time.sleep(0.2)
@@ -616,6 +620,35 @@ def _watch_owner(owner_pid: int, state_dir: str) -> None:
         if owner_gone:
             broker.stop(timeout=15.0)
             return
+
+
+def hands_out_producer_ids(bootstrap: str, timeout: float) -> str:
+    """An empty string once the broker gives a producer its id, else why not.
+
+    A KRaft broker asks its controller for a block of producer ids on the first request after
+    it starts, and until the block arrives answers "coordinator load in progress": every
+    idempotent producer of a worker started right then logged a WARNING (librdkafka retries).
+    A transactional producer's init here takes that wait (and creates the transaction state
+    topic, which exactly-once needs) before the broker counts as started. Its own log lines
+    stay off the terminal, as those of the metadata check do. The transactional id is new at
+    every start: a known one would only have its epoch bumped, which takes no new id (the
+    broker forgets it after ``transactional.id.expiration.ms``, 7 days).
+    """
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"streamer-local-broker-ready-{uuid.uuid4().hex[:12]}",
+            "log_level": 0,
+        }
+    )
+    try:
+        producer.init_transactions(max(1.0, timeout))
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        return err.str() if isinstance(err, KafkaError) else repr(exc)
+    finally:
+        producer.flush(0)
+    return ""
 
 
 def _class_archive(libs: Path, java: str) -> Path:

@@ -370,7 +370,7 @@ def report(
 
 def analytics_report(out: TextIO, settings: Settings, bootstrap: str, topics: DemoTopics) -> None:
     """Rates per mailbox provider and the top rule gaps, from the run's stats topic."""
-    from streamer.report import RATE_KINDS, outcome_rate, stats_data, tables
+    from streamer.report import RATE_KINDS, stats_data, tables
 
     rows = [orjson.loads(r.value or b"{}") for r in read_topic(settings, bootstrap, topics.stats)]
     suppressed = {
@@ -382,19 +382,19 @@ def analytics_report(out: TextIO, settings: Settings, bootstrap: str, topics: De
     table: list[tuple[str, ...]] = [
         ("provider", "outcomes", *(title.removesuffix(" rate") for title, _ in RATE_KINDS))
     ]
-    ranked = sorted(t.providers.items(), key=lambda kv: -sum(kv[1].values()))
-    for provider, outcomes in ranked:
-        rates = [outcome_rate(outcomes, kind) for _title, kind in RATE_KINDS]
+    ranked = sorted(t.by_provider.items(), key=lambda kv: -kv[1].total)
+    for provider, group in ranked:
+        rates = [group.rate(kind) for _title, kind in RATE_KINDS]
         table.append(
             (
                 provider,
-                f"{sum(outcomes.values()):,}",
+                f"{group.total:,}",
                 *("-" if r is None else f"{100 * r:.1f}%" for r in rates),
             )
         )
     w("\n".join(_table(table, set(range(1, len(table[0]))))) + "\n")
     w("  (share of outcomes: Delivery records, or the category of a classified record;\n")
-    w("   complaints per delivery)\n")
+    w("   complaints: abuse and fraud reports per delivery)\n")
     live = sum(1 for v in suppressed.values() if v is not None)
     w(f"  suppressions: {live} addresses in {topics.suppressions}\n")
     w(
