@@ -53,6 +53,8 @@ local DEFAULTS = {
   cache_capacity = 100000,
   redis_timeout = '2 seconds',
   code = 550,
+  -- one name per checker (kumo.memoize shares a cache by name)
+  cache_name = 'user.streamer_suppressions',
 }
 local MODES = { reject = true, log = true }
 local ON_ERROR = { accept = true, tempfail = true }
@@ -165,7 +167,7 @@ function mod.new(options)
     local conn = redis.open(params)
     return conn:query('GET', key) or ''
   end, {
-    name = 'user.streamer_suppressions',
+    name = opts.cache_name,
     ttl = opts.cache_ttl,
     capacity = opts.cache_capacity,
   })
