@@ -18,7 +18,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 from redis_server import RedisServer
-from worker_harness import latest_per_key, wait_until
+from worker_harness import RULES_V1, WorkerProcess, latest_per_key, produce, wait_until
 
 from streamer.config import Settings
 from streamer.redis_mirror import RedisMirror, positions_field
@@ -249,3 +249,65 @@ def test_redis_stopped_under_the_mirror_it_waits_and_catches_up(
     assert not thread.is_alive() and mirror.error is None
     total = mirror.metrics.writes.labels("set")._value.get()
     assert total + mirror.metrics.writes.labels("del")._value.get() == mirror.counts.applied
+
+
+def test_hard_bounces_through_a_worker_end_up_in_redis_and_a_delivery_lifts_them(
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """A worker with ``suppressions_redis_url``: its suppression stage writes the topic, its
+    mirror writes Redis; a later Delivery's tombstone deletes the key."""
+    from test_suppressions_kafka import _record
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES_V1)
+    inp, out = new_topic(2), new_topic(2)
+    prefix = f"t:{inp}:"
+    worker = WorkerProcess(
+        kafka_bootstrap,
+        tmp_path,
+        name="w",
+        input_topic=inp,
+        output_topic=out,
+        group=f"g-{inp}",
+        rules=rules,
+        args=("--log-format", "text"),
+        env={
+            "STREAMER_SUPPRESSIONS_REDIS_URL": redis_server.url,
+            "STREAMER_SUPPRESSIONS_REDIS_PREFIX": prefix,
+        },
+    ).start()
+    try:
+        worker.wait_assigned()
+        produce(
+            kafka_bootstrap,
+            inp,
+            [
+                _record(1, "Ann@Example.com", T0, hard=True),
+                _record(2, "ann@example.com", T0 + 10, hard=True),
+                _record(3, "bob@example.com", T0 + 20, hard=True),
+            ],
+        )
+        client = redis_server.client()
+
+        def in_redis() -> dict[str, object]:
+            assert worker.alive(), worker.log()[-3000:]
+            found = {}
+            for address in ("ann@example.com", "bob@example.com"):
+                value = client.get(prefix + address)
+                if value is not None:
+                    found[address] = orjson.loads(value)["count"]
+            return found
+
+        wait_until(lambda: in_redis() == {"ann@example.com": 2, "bob@example.com": 1}, 60, "both")
+        supp = f"{inp}.suppressions"
+        assert _mirrored(redis_server, prefix) == _expected(kafka_bootstrap, supp)
+        produce(kafka_bootstrap, inp, [_record(4, "ann@example.com", T0 + 30, hard=False)])
+        wait_until(lambda: in_redis() == {"bob@example.com": 1}, 60, "ann's key deleted")
+        assert worker.metric('streamer_redis_sync_writes_total{op="del"}') == 1
+        assert worker.metric("streamer_redis_sync_up") == 1
+    finally:
+        assert worker.stop() == 0
+        worker.cleanup()
