@@ -111,6 +111,36 @@ class MirrorMetrics:
         )
 
 
+class MirrorStore:
+    """The Redis side: the entries and the positions hash (see the module doc)."""
+
+    def __init__(self, url: str, prefix: str, topic: str) -> None:
+        self.redis = redis_client(url)
+        self.prefix = prefix
+        self.topic = topic
+
+    def positions(self, ps: list[int]) -> list[int | None]:
+        """The next offset Redis holds for each partition (None: none)."""
+        found = self.redis.hmget(self.prefix, [positions_field(self.topic, p) for p in ps])
+        return [None if o is None else int(o) for o in found]
+
+    def write(self, ops: list[tuple[bytes, bytes | None]], positions: dict[int, int]) -> None:
+        """The entries (None: delete) and the new positions, in one MULTI/EXEC transaction."""
+        pipe = self.redis.pipeline(transaction=True)
+        prefix = self.prefix.encode()
+        for key, value in ops:
+            if value is None:
+                pipe.delete(prefix + key)
+            else:
+                pipe.set(prefix + key, value)
+        fields = {positions_field(self.topic, p): o for p, o in positions.items()}
+        pipe.hset(self.prefix, mapping=fields)  # type: ignore[arg-type]
+        pipe.execute()
+
+    def close(self) -> None:
+        self.redis.close()
+
+
 @dataclass
 class MirrorCounts:
     """What ``status()`` and the stop log line report."""
@@ -137,9 +167,8 @@ class RedisMirror:
         client_id: str = "streamer-suppressions-sync",
     ) -> None:
         self.topic = settings.suppressions_topic
-        self.prefix = settings.suppressions_redis_prefix
         self.group = group or f"{settings.group_id}.redis-sync"
-        self.redis = redis_client(url)
+        self.store = MirrorStore(url, settings.suppressions_redis_prefix, self.topic)
         self.registry = registry or CollectorRegistry()
         self.metrics = MirrorMetrics(self.registry)
         self.counts = MirrorCounts()
@@ -201,7 +230,7 @@ class RedisMirror:
                     break
         finally:
             self.consumer.close()
-            self.redis.close()
+            self.store.close()
             log_event(log, logging.INFO, "suppressions sync stopped", **self.status())
 
     def status(self) -> dict[str, Any]:
@@ -238,11 +267,10 @@ class RedisMirror:
         """Seek the partitions to reposition to where Redis says; False: Redis is away."""
         ps = sorted(self.reposition)
         try:
-            found = self.redis.hmget(self.prefix, [positions_field(self.topic, p) for p in ps])
+            held = self.store.positions(ps)
         except redis.RedisError as exc:
             self._failed(exc)
             return False
-        held = [None if o is None else int(o) for o in found]
         tps = [
             TopicPartition(self.topic, p, OFFSET_BEGINNING if o is None else o)
             for p, o in zip(ps, held, strict=True)
@@ -281,13 +309,13 @@ class RedisMirror:
             if not key:
                 self.counts.skipped += 1
                 continue
-            ops.append((self.prefix.encode() + key, m.value()))
+            ops.append((key, m.value()))
         if not positions:
             return True
         try:
             if not self._still_held(sorted(positions)):
                 return True
-            self._write(ops, positions)
+            self.store.write(ops, positions)
         except redis.RedisError as exc:
             self._failed(exc)
             self._reposition_all()
@@ -308,9 +336,7 @@ class RedisMirror:
         """Whether Redis still holds the positions last written for ``ps``. Not (it restarted
         without its data, was emptied, or restored from an older snapshot): every partition
         is read again from what it holds, the batch in hand is dropped."""
-        found = self.redis.hmget(self.prefix, [positions_field(self.topic, p) for p in ps])
-        held = [None if o is None else int(o) for o in found]
-        if held == [self.expected.get(p) for p in ps]:
+        if self.store.positions(ps) == [self.expected.get(p) for p in ps]:
             return True
         log_event(
             log,
@@ -320,18 +346,6 @@ class RedisMirror:
         )
         self._reposition_all()
         return False
-
-    def _write(self, ops: list[tuple[bytes, bytes | None]], positions: dict[int, int]) -> None:
-        """The entries and the new positions, in one MULTI/EXEC transaction."""
-        pipe = self.redis.pipeline(transaction=True)
-        for name, value in ops:
-            if value is None:
-                pipe.delete(name)
-            else:
-                pipe.set(name, value)
-        fields = {positions_field(self.topic, p): o for p, o in positions.items()}
-        pipe.hset(self.prefix, mapping=fields)  # type: ignore[arg-type]
-        pipe.execute()
 
     def _reposition_all(self) -> None:
         parts = [TopicPartition(self.topic, p) for p in self.owned]
@@ -381,25 +395,31 @@ class RedisMirror:
 
     def _update_lag(self) -> None:
         now = time.monotonic()
-        if now - self._lag_at < 5.0 or not self.owned:
-            return
-        self._lag_at = now
-        lag = 0
-        try:
-            tps = self.consumer.position([TopicPartition(self.topic, p) for p in self.owned])
-            for tp in tps:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
-                if tp.offset >= 0:
-                    lag += max(0, high - tp.offset)
-        except KafkaException:
-            return
-        self.metrics.lag.set(lag)
+        if now - self._lag_at >= 5.0 and self.owned:
+            self._lag_at = now
+            lag = records_behind(self.consumer, self.topic, self.owned)
+            if lag is not None:
+                self.metrics.lag.set(lag)
+
+
+def records_behind(consumer: Consumer, topic: str, partitions: set[int]) -> int | None:
+    """The partitions' end minus the consumer's position, summed (None: not known now)."""
+    lag = 0
+    try:
+        tps = consumer.position([TopicPartition(topic, p) for p in partitions])
+        for tp in tps:
+            _low, high = consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+            if tp.offset >= 0:
+                lag += max(0, high - tp.offset)
+    except KafkaException:
+        return None
+    return lag
 
 
 class MirrorThread:
     """A worker's mirror (``suppressions_redis_url``): its own thread, started at once. An
     error waiting cannot cure stops the mirror, not the worker (classifying goes on): it is
-    logged, ``/status`` shows it and ``streamer_redis_sync_up`` stays 0."""
+    logged and ``streamer_redis_sync_up`` stays 0."""
 
     def __init__(self, mirror: RedisMirror) -> None:
         self.mirror = mirror
@@ -421,3 +441,16 @@ class MirrorThread:
 
     def status(self) -> dict[str, Any]:
         return {**self.mirror.status(), "error": self.mirror.error}
+
+
+def start_mirror(
+    settings: Settings, bootstrap: str, registry: CollectorRegistry, worker_id: str
+) -> MirrorThread | None:
+    """A worker's mirror, started, when ``suppressions_redis_url`` is set (else None)."""
+    url = settings.suppressions_redis_url
+    if not url:
+        return None
+    mirror = RedisMirror(
+        settings, bootstrap, url, registry=registry, client_id=f"{worker_id}-redis-sync"
+    )
+    return MirrorThread(mirror)

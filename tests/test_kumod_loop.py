@@ -278,3 +278,55 @@ def test_kumod_ships_its_logs_and_refuses_suppressed_recipients(
     assert [(r["recipient"], r["meta"]["streamer_suppressed"]) for r in tagged] == [
         ("gone@logonly.invalid", "hard-bounce InvalidRecipient")
     ]
+
+
+# Lua 5.4 (Debian's lua5.4) running the policy's decision logic, with stand-ins named as such:
+# `lookup` for the memoized Redis GET (a table, or an error for Redis away) and `parse` for
+# kumo.serde.json_parse (an entry already decoded). The same logic ran inside kumod above.
+DECIDE = """
+package.path = '{deploy}/?.lua;' .. package.path
+local s = require 'streamer_suppressions'
+local entries = {{ ['streamer:suppressed:ann@example.com'] = {{ label = 'InvalidRecipient' }},
+  ['streamer:suppressed:cat@example.com'] = {{ reason = 'complaint' }} }}
+local function lookup(key) return entries[key] and key or '' end  -- stand-in: Redis GET
+local function away(key) error('connection refused') end           -- stand-in: Redis away
+local function parse(key) return entries[key] end                  -- stand-in: json_parse
+local reject = s.resolve {{}}
+local d = s.decide(reject, lookup, parse, ' <Ann@Example.com> ')
+print(d.code .. ' ' .. d.text)
+d = s.decide(reject, lookup, parse, 'cat@example.com')
+print(d.code .. ' ' .. d.text)
+print(tostring(s.decide(reject, lookup, parse, 'bob@example.com')))
+print(s.decide(s.resolve {{ mode = 'log' }}, lookup, parse, 'ann@example.com').tag)
+print(tostring(s.decide(reject, away, parse, 'ann@example.com')))
+d = s.decide(s.resolve {{ on_redis_error = 'tempfail' }}, away, parse, 'ann@example.com')
+print(d.code .. ' ' .. d.text)
+print(select(2, pcall(s.resolve, {{ mode = 'drop' }})))
+"""
+
+
+def test_the_policy_decisions_in_lua_and_the_demo_s_refusal_text() -> None:
+    from streamer.kafka.suppression_list import Entry, kumomta_refusal
+
+    require("lua5.4", package="lua5.4")
+    done = subprocess.run(
+        ["lua5.4", "-"], input=DECIDE.format(deploy=DEPLOY), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:6] == [
+        "550 5.1.1 <Ann@Example.com> is on the suppression list (hard-bounce "
+        "InvalidRecipient); not accepted",
+        "550 5.1.1 <cat@example.com> is on the suppression list (complaint); not accepted",
+        "nil",
+        "hard-bounce InvalidRecipient",
+        "nil",  # Redis away, fail open
+        "451 4.3.0 suppression list unavailable, try again later",  # fail closed
+    ]
+    assert lines[6].endswith("mode must be 'reject' or 'log', not drop")
+    # the demo shows the refusal the policy gives
+    assert kumomta_refusal(Entry("ann@example.com", {"label": "InvalidRecipient"})) == (
+        "550 5.1.1 <ann@example.com> is on the suppression list (hard-bounce InvalidRecipient); "
+        "not accepted"
+    )
+    assert kumomta_refusal(Entry("cat@example.com", {"reason": "complaint"})) == lines[1]

@@ -83,11 +83,15 @@ function mod.resolve(options)
   return resolved
 end
 
+-- An address as text, without blanks or angle brackets around it.
+function mod.plain(address)
+  local text = tostring(address):gsub('^%s+', ''):gsub('%s+$', '')
+  return (text:gsub('^<', ''):gsub('>$', ''))
+end
+
 -- The key streamer writes for an address: lower-cased, without angle brackets.
 function mod.key(prefix, address)
-  local text = tostring(address):gsub('^%s+', ''):gsub('%s+$', '')
-  text = text:gsub('^<', ''):gsub('>$', '')
-  return prefix .. text:lower()
+  return prefix .. mod.plain(address):lower()
 end
 
 -- The parameters of redis.open: a URL, or a table of them, with short timeouts (a lookup
@@ -121,7 +125,7 @@ end
 function mod.refusal_text(address, why)
   return string.format(
     '5.1.1 <%s> is on the suppression list (%s); not accepted',
-    tostring(address),
+    mod.plain(address),
     why
   )
 end

@@ -107,6 +107,32 @@ class Entry:
         return " ".join(parts)
 
 
+def kumomta_refusal(entry: Entry) -> str:
+    """What deploy/kumomta/streamer_suppressions.lua answers at RCPT TO for the entry (mode
+    ``reject``): the entry's reason and label say why."""
+    label = entry.doc.get("label")
+    why = f"{entry.reason} {label}" if isinstance(label, str) and label else entry.reason
+    return f"550 5.1.1 <{entry.recipient}> is on the suppression list ({why}); not accepted"
+
+
+def entries_of(latest: dict[bytes | None, bytes | None]) -> dict[str, Entry]:
+    """The live entries of a topic read as latest value per key."""
+    live: dict[str, Entry] = {}
+    for key, value in latest.items():
+        if key and value is not None:
+            recipient = key.decode("utf-8", "replace")
+            live[recipient] = Entry(recipient, _decode(value))
+    return live
+
+
+def _decode(value: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {"undecodable": value.decode("utf-8", "replace")}
+    return doc if isinstance(doc, dict) else {}
+
+
 def read_list(settings: Settings, bootstrap: str, topic: str | None = None) -> dict[str, Entry]:
     """Every live entry of the topic now, by recipient."""
     name = topic or settings.suppressions_topic
@@ -123,11 +149,7 @@ def read_list(settings: Settings, bootstrap: str, topic: str | None = None) -> d
             if value is None:
                 live.pop(recipient, None)
                 continue
-            try:
-                doc = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                doc = {"response": None, "undecodable": value.decode("utf-8", "replace")}
-            live[recipient] = Entry(recipient, doc if isinstance(doc, dict) else {})
+            live[recipient] = Entry(recipient, _decode(value))
     except DeadLetterError as exc:
         raise SuppressionListError(str(exc)) from None
     finally:

@@ -37,7 +37,6 @@ from streamer.logs import log_event
 from streamer.memory import kafka_queues_kbytes
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
-from streamer.redis_mirror import MirrorThread, RedisMirror
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
 from streamer.worker.checkpoint import Checkpoint, ExactlyOnce, make_checkpoint
 from streamer.worker.exits import NOT_AUTHORIZED_EXIT, TEMPFAIL_EXIT
@@ -103,8 +102,6 @@ class StreamWorker:
         self.checkpoint: Checkpoint | None = None
         #: Analytics on: the suppression stage (its own thread, consumer and producer).
         self.suppressor: SuppressionStage | None = None
-        #: ``suppressions_redis_url`` set: the suppression list mirrored into Redis (a thread).
-        self.mirror: MirrorThread | None = None
         self.processor: BatchProcessor | None = None
         #: What the run loop does to stop the worker gracefully (drain, commit, exit).
         self.on_stop: Callable[[], None] = lambda: None
@@ -155,16 +152,6 @@ class StreamWorker:
         self.flow.source = self.source
         if analyzer is not None:
             self.suppressor = _suppression_stage(self)
-        if s.suppressions_redis_url:
-            self.mirror = MirrorThread(
-                RedisMirror(
-                    s,
-                    self.bootstrap,
-                    s.suppressions_redis_url,
-                    registry=self.metrics.registry,
-                    client_id=f"{self.worker_id}-redis-sync",
-                )
-            )
         self.source.subscribe()
 
     # --- the loops -----------------------------------------------------------------------------
@@ -318,8 +305,6 @@ class StreamWorker:
         undelivered = sink.close(5.0)
         if self.suppressor is not None:  # after the events of the records it finished
             await asyncio.get_running_loop().run_in_executor(None, self.suppressor.stop)
-        if self.mirror is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.mirror.stop)
         log_event(
             log,
             logging.INFO if not left else logging.WARNING,
@@ -465,7 +450,6 @@ def worker_status(stream: StreamWorker) -> dict[str, Any]:
         "reload_failures": int(m.total(m.rules_reload_failures)),
         "stopping": stream.stopping,
         "suppressions": stream.suppressor.status() if stream.suppressor is not None else None,
-        "redis_sync": stream.mirror.status() if stream.mirror is not None else None,
     }
 
 
