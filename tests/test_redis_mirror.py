@@ -21,7 +21,7 @@ from redis_server import RedisServer
 from worker_harness import RULES_V1, WorkerProcess, latest_per_key, produce, wait_until
 
 from streamer.config import Settings
-from streamer.redis_mirror import RedisMirror, positions_field
+from streamer.redis_mirror import RedisMirror, SyncError, positions_field
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -311,3 +311,28 @@ def test_hard_bounces_through_a_worker_end_up_in_redis_and_a_delivery_lifts_them
     finally:
         assert worker.stop() == 0
         worker.cleanup()
+
+
+def test_a_prefix_key_of_another_type_stops_the_mirror_in_one_line(
+    kafka_bootstrap: str,
+    kafka_settings: Settings,
+    new_topic: Callable[..., str],
+    redis_server: RedisServer,
+) -> None:
+    """What waiting cannot cure (here the positions' key holds a string) stops the mirror."""
+    topic = new_topic(1)
+    prefix = f"t:{topic}:"
+    redis_server.client().set(prefix, b"not a hash")
+    _produce(kafka_bootstrap, topic, _records(5, 5, seed=1))
+    settings = kafka_settings.model_copy(
+        update={
+            "suppressions_topic": topic,
+            "group_id": f"g-{topic}",
+            "suppressions_redis_prefix": prefix,
+        }
+    )
+    mirror = RedisMirror(settings, kafka_bootstrap, redis_server.url)
+    with pytest.raises(SyncError) as raised:
+        mirror.run()
+    assert str(raised.value).startswith("redis refused the mirror: WRONGTYPE")
+    assert mirror.counts.applied == 0

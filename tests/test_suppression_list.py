@@ -95,3 +95,18 @@ def test_export_csv_and_jsonl(kafka_bootstrap: str, new_topic: Callable[..., str
         2,
         "configuration error: --format: 'xml' is neither csv nor jsonl\n",
     )
+
+
+def test_sync_without_a_usable_redis_url_is_a_one_line_configuration_error(
+    clean_env: object,
+) -> None:
+    _register()
+    missing = CliRunner().invoke(app, ["suppressions", "sync"])
+    assert (missing.exit_code, missing.stderr) == (
+        2,
+        "configuration error: give --redis URL or set suppressions_redis_url\n",
+    )
+    bad = CliRunner().invoke(app, ["suppressions", "sync", "--redis", "http://127.0.0.1:6379"])
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("configuration error: suppressions_redis_url: Redis URL must ")
+    assert bad.stderr.count("\n") == 1

@@ -107,12 +107,16 @@ def sync(
     A live entry sets <prefix><recipient> to its JSON; a tombstone deletes the key. Restart-safe:
     where it got to is written in the same Redis transaction as the entries."""
     from streamer.logs import setup_logging
-    from streamer.redis_mirror import RedisMirror, SyncError
+    from streamer.redis_mirror import RedisMirror, SyncError, redis_client
 
     settings = _settings(bootstrap=bootstrap)
     url = redis_url or settings.suppressions_redis_url
     if not url:
         raise config_error(ValueError("give --redis URL or set suppressions_redis_url"))
+    try:
+        redis_client(url).close()  # a URL that does not parse: one line, before Kafka
+    except SyncError as exc:
+        raise config_error(exc) from None
     setup_logging("suppressions-sync", settings.log_level, settings.log_format)
     name = settings.suppressions_topic
     chosen = group or f"{settings.group_id}.redis-sync"
