@@ -14,8 +14,6 @@ And ``luac -p`` (Debian's lua5.4) on every policy file. ``kumod`` is found as in
 from __future__ import annotations
 
 import json
-import os
-import signal
 import smtplib
 import subprocess
 import time
@@ -27,9 +25,9 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from kumod_harness import SINK_LUA, find_kumod, running_kumod, share_folder
 from redis_server import RedisServer
 from system_tools import require
-from test_kumod_records import _kumod
 
 from streamer.ports import free_port
 
@@ -107,13 +105,6 @@ kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
     }}
   end
 end)
-
-kumo.on('make.sink', function(domain, tenant, campaign)
-  local sink = {{}}
-  function sink:send(message) return 'ok' end
-  function sink:close() end
-  return sink
-end)
 """
 
 
@@ -131,47 +122,24 @@ def kumod(
     tmp_path: Path, kafka_bootstrap: str, new_topic: Callable[..., str], redis_server: RedisServer
 ) -> Iterator[dict[str, Any]]:
     """kumod running the policy; yields its ports and topic."""
-    binary = _kumod()
-    share = binary.resolve().parent.parent / "share"
+    binary = find_kumod()
     (tmp_path / "logs").mkdir()
     topic = new_topic(4)
     ports = {"smtp": free_port("127.0.0.1"), "http": free_port("127.0.0.1")}
     policy = tmp_path / "policy.lua"
-    policy.write_text(
-        POLICY.format(
-            deploy=DEPLOY,
-            share=share,
-            tmp=tmp_path,
-            bootstrap=kafka_bootstrap,
-            topic=topic,
-            redis=redis_server.url,
-            dead=free_port("127.0.0.1"),  # nothing listens there: Redis away
-            **ports,
-        )
+    text = POLICY.format(
+        deploy=DEPLOY,
+        share=share_folder(binary),
+        tmp=tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        redis=redis_server.url,
+        dead=free_port("127.0.0.1"),  # nothing listens there: Redis away
+        **ports,
     )
-    args = [str(binary), "--policy", str(policy)]
-    if os.geteuid() == 0:
-        args += ["--user", "root"]
-    with open(tmp_path / "kumod.log", "wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10).quit()
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "kumod.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "kumod did not listen within 30 s"
-                time.sleep(0.2)
-        yield {**ports, "topic": topic, "log": tmp_path / "kumod.log"}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    policy.write_text(text + SINK_LUA)
+    with running_kumod(binary, policy, ports["smtp"], tmp_path / "kumod.log"):
+        yield {**ports, "topic": topic}
 
 
 def _inject(port: int, recipients: list[str]) -> dict[str, Any]:

@@ -94,6 +94,12 @@ def _ends(bootstrap: str, topic: str, partitions: int) -> list[int]:
         c.close()
 
 
+def _mirror_settings(settings: Settings, topic: str, prefix: str) -> Settings:
+    """A mirror of ``topic`` in a group of its own, under ``prefix``."""
+    update = {"suppressions_topic": topic, "group_id": f"g-{topic}"}
+    return settings.model_copy(update={**update, "suppressions_redis_prefix": prefix})
+
+
 class SyncProcess:
     """``streamer suppressions sync`` as its users run it."""
 
@@ -208,13 +214,7 @@ def test_redis_stopped_under_the_mirror_it_waits_and_catches_up(
     server = RedisServer(tmp_path / "redis").start()
     topic = new_topic(2)
     prefix = "suppressed:"
-    settings = kafka_settings.model_copy(
-        update={
-            "suppressions_topic": topic,
-            "group_id": f"g-{topic}",
-            "suppressions_redis_prefix": prefix,
-        }
-    )
+    settings = _mirror_settings(kafka_settings, topic, prefix)
     mirror = RedisMirror(settings, kafka_bootstrap, server.url)
     thread = threading.Thread(target=mirror.run, daemon=True)
     thread.start()
@@ -324,13 +324,7 @@ def test_a_prefix_key_of_another_type_stops_the_mirror_in_one_line(
     prefix = f"t:{topic}:"
     redis_server.client().set(prefix, b"not a hash")
     _produce(kafka_bootstrap, topic, _records(5, 5, seed=1))
-    settings = kafka_settings.model_copy(
-        update={
-            "suppressions_topic": topic,
-            "group_id": f"g-{topic}",
-            "suppressions_redis_prefix": prefix,
-        }
-    )
+    settings = _mirror_settings(kafka_settings, topic, prefix)
     mirror = RedisMirror(settings, kafka_bootstrap, redis_server.url)
     with pytest.raises(SyncError) as raised:
         mirror.run()
