@@ -25,8 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -150,7 +149,6 @@ class MirrorCounts:
     deletes: int = 0
     failures: int = 0
     skipped: int = 0  # records without a key
-    assigned: list[int] = field(default_factory=list)
 
 
 class RedisMirror:
@@ -208,8 +206,8 @@ class RedisMirror:
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self, until: Callable[[], bool] = lambda: False) -> None:
-        """Mirror until ``stop()`` (or ``until()`` says so after a batch); then leave the group."""
+    def run(self) -> None:
+        """Mirror until ``stop()``; then leave the group."""
         self.consumer.subscribe(
             [self.topic],
             on_assign=self._on_assign,
@@ -226,8 +224,6 @@ class RedisMirror:
                     self._wait()
                     continue
                 self._update_lag()
-                if until():
-                    break
         finally:
             self.consumer.close()
             self.store.close()
