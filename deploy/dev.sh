@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh clone: builds the virtualenv (only when pyproject.toml changed),
-# installs the system packages the tests use (deploy/setup-system.sh: Prometheus, Chromium),
+# installs the system packages the tests use (deploy/setup-system.sh: Prometheus, Chromium, Redis, Lua),
 # then runs the demo (the main job against the embedded local Kafka) or the whole test suite.
 #   deploy/dev.sh demo      set up, start the local broker if needed, run a worker on sample data
 #   deploy/dev.sh test      set up, lint and type-check, build the docs, run every test
@@ -24,7 +24,7 @@ if [ ! -f "$stamp" ]; then
 fi
 export PATH="$venv/bin:$PATH"
 
-# Prometheus and Chromium (Debian packages) for the dashboards' and the report's tests.
+# Prometheus, Chromium, Redis and Lua (Debian packages) for the tests that use them.
 case "${1:-demo}" in
     demo|test) bash "$root/deploy/setup-system.sh" ;;
 esac

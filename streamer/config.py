@@ -279,6 +279,17 @@ class Settings(BaseSettings):
         description="Seconds of suppression events a stage reads again when assigned a "
         "partition (delivery times of never-suppressed addresses).",
     )
+    suppressions_redis_url: str | None = Field(
+        None,
+        description="Redis the worker mirrors the suppressions topic into (as `streamer "
+        "suppressions sync` does); unset: no mirror in the worker.",
+    )
+    suppressions_redis_prefix: str = Field(
+        "streamer:suppressed:",
+        min_length=1,
+        description="Redis keys of the mirror: <prefix><recipient>; the key <prefix> alone holds "
+        "its positions.",
+    )
     suppress_evidence: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SUPPRESS_EVIDENCE),
         description="What a `hard` classification must rest on to suppress the address "

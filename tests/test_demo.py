@@ -64,6 +64,11 @@ def test_demo_runs_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert "Deliverability per mailbox provider" in out
     assert re.search(r"^\s*google\s+[\d,]+\s+\d+\.\d%", out, re.M), out
     assert "Top rule gaps" in out and "suppressions:" in out
+    # the list as KumoMTA sees it: the Redis key and the RCPT TO refusal of a few addresses
+    shown = re.findall(r"^    streamer:suppressed:(\S+)\n      RCPT TO refused: (.*)$", out, re.M)
+    assert 1 <= len(shown) <= 3, out
+    for address, refusal in shown:
+        assert refusal.startswith(f"550 5.1.1 <{address}> is on the suppression list ("), out
     # It left nothing behind: its topics (input, output, dead letters, stats, suppressions).
     names = set(re.findall(r"(kumomta\.\S+\.demo-[\w-]+)", out))
     assert len(names) == 5, names

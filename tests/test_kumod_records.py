@@ -15,11 +15,7 @@ the mail they record.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import smtplib
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +23,7 @@ from typing import Any
 
 import kumomta_schema as schema
 import pytest
+from kumod_harness import SINK_LUA, find_kumod, running_kumod, share_folder
 from typer.testing import CliRunner
 
 from streamer.cli import _register, app
@@ -82,27 +79,7 @@ kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
     }}
   end
 end)
-
-kumo.on('make.sink', function(domain, tenant, campaign)
-  local sink = {{}}
-  function sink:send(message) return 'ok' end
-  function sink:close() end
-  return sink
-end)
 """
-
-
-def _kumod() -> Path:
-    for candidate in (os.environ.get("KUMOD"), shutil.which("kumod"), "/opt/kumomta/sbin/kumod"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    message = (
-        "kumod not found: install KumoMTA (https://docs.kumomta.com/userguide/installation/) "
-        "or set KUMOD to its kumod binary"
-    )
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must run this test: {message}", pytrace=False)
-    pytest.skip(message)
 
 
 def _read_logs(folder: Path) -> list[dict[str, Any]]:
@@ -117,30 +94,16 @@ def _read_logs(folder: Path) -> list[dict[str, Any]]:
 @pytest.fixture
 def kumod_logs(tmp_path: Path) -> Iterator[Path]:
     """Run the session against a real kumod; yields its local log folder, complete."""
-    kumod = _kumod()
-    share = kumod.resolve().parent.parent / "share"
+    kumod = find_kumod()
     (tmp_path / "logs").mkdir()
     policy = tmp_path / "policy.lua"
     smtp = free_port("127.0.0.1")
-    policy.write_text(
-        POLICY.format(share=share, tmp=tmp_path, smtp=smtp, http=free_port("127.0.0.1"))
+    text = POLICY.format(
+        share=share_folder(kumod), tmp=tmp_path, smtp=smtp, http=free_port("127.0.0.1")
     )
-    args = [str(kumod), "--policy", str(policy)]
-    if os.geteuid() == 0:
-        args += ["--user", "root"]  # kumod refuses root unless told which user to be
-    with open(tmp_path / "kumod.log", "wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client = smtplib.SMTP("127.0.0.1", smtp, timeout=10)
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "kumod.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "kumod did not listen within 30 s"
-                time.sleep(0.2)
-        _session(client)
+    policy.write_text(text + SINK_LUA)
+    with running_kumod(kumod, policy, smtp, tmp_path / "kumod.log"):
+        _session(smtplib.SMTP("127.0.0.1", smtp, timeout=10))
         # every message delivered and its hook records logged: 3 deliveries, 13 hook records
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -151,13 +114,6 @@ def kumod_logs(tmp_path: Path) -> Iterator[Path]:
                 continue
             if sum(1 for r in records if r["queue"] == "kafka.log_hook") >= 9:
                 break
-    finally:
-        proc.send_signal(signal.SIGTERM)  # a clean stop closes the last log segment
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     yield tmp_path / "logs"
 
 

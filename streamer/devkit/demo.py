@@ -397,6 +397,7 @@ def analytics_report(out: TextIO, settings: Settings, bootstrap: str, topics: De
     w("   complaints: abuse and fraud reports per delivery)\n")
     live = sum(1 for v in suppressed.values() if v is not None)
     w(f"  suppressions: {live} addresses in {topics.suppressions}\n")
+    _kumomta_view(out, settings, suppressed)
     w(
         "\nTop rule gaps (Uncategorized, or classified by the reply code alone; "
         "`streamer gaps` writes a rules skeleton):\n"
@@ -405,6 +406,23 @@ def analytics_report(out: TextIO, settings: Settings, bootstrap: str, topics: De
         w("  none: a wording or status-code rule classified every response\n")
     for g in t.gaps[:5]:
         w(f"  {g['records']:>5}  {g['template'][:90]}\n")
+
+
+def _kumomta_view(
+    out: TextIO, settings: Settings, suppressed: dict[bytes | None, bytes | None]
+) -> None:
+    """A few entries as KumoMTA sees them: the Redis key `streamer suppressions sync` writes,
+    and what deploy/kumomta/streamer_suppressions.lua answers at RCPT TO."""
+    from streamer.kafka.suppression_list import entries_of, kumomta_refusal
+
+    live = entries_of(suppressed)
+    if not live:
+        return
+    out.write("  as KumoMTA sees them (`streamer suppressions sync` to Redis, deploy/kumomta):\n")
+    for recipient in sorted(live)[:3]:
+        out.write(f"    {settings.suppressions_redis_prefix}{recipient}\n")
+        out.write(f"      RCPT TO refused: {kumomta_refusal(live[recipient])}\n")
+    out.write("  the whole list: `streamer suppressions export --format csv`\n")
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from mode.utils.queues import FlowControlEvent, ThrowableQueue
 from streamer.classifier import ReloadableClassifier
 from streamer.config import Settings
 from streamer.logs import log_event
+from streamer.redis_mirror import start_mirror
 from streamer.worker.processing import Batch
 from streamer.worker.stream import StreamWorker, prepare, worker_status
 
@@ -211,9 +212,14 @@ def run_worker(settings: Settings, bootstrap: str, classifiers: ReloadableClassi
         quiet=True,
         redirect_stdouts=False,
     )
+    # suppressions_redis_url: the suppression list mirrored into Redis, beside the stream
+    mirror = start_mirror(settings, bootstrap, stream.metrics.registry, stream.worker_id)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
         return stream.exit_code or code
+    finally:
+        if mirror is not None:
+            mirror.stop()
     return stream.exit_code
