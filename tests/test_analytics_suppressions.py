@@ -53,7 +53,7 @@ def test_a_hard_bounce_emits_its_details() -> None:
     }
     event = decode_event(with_source(v, 3, 12345))
     assert (event.partition, event.offset, event.time) == (3, 12345, T0 * 1000)
-    assert event.hard is not None and event.hard["label"] == "InvalidRecipient"
+    assert event.details is not None and event.details["label"] == "InvalidRecipient"
 
 
 def test_only_hard_bounces_and_deliveries_emit() -> None:

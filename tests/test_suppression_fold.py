@@ -62,6 +62,8 @@ def test_a_hard_bounce_suppresses_with_its_details() -> None:
         "first_seen": 1000,
         "last_seen": 1000,
         "count": 1,
+        "reason": "hard-bounce",
+        "reasons": ["hard-bounce"],
     }
 
 
@@ -105,7 +107,7 @@ def test_the_latest_hard_event_gives_the_details() -> None:
 def test_the_episode_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sf, "EPISODE_LIMIT", 3)
     state = folded([hard(t, 0, t) for t in (10, 20, 30, 40, 50)])
-    assert len(state.episode) == 3 and state.merged == (2, 10, 20)
+    assert len(state.hard.events) == 3 and state.hard.merged == (2, 10, 20)
     doc = value(state)
     assert (doc["count"], doc["first_seen"], doc["last_seen"]) == (5, 10, 50)
     assert fold(state, deliver(15)) is Change.QUIET  # inside the merged span: kept (safe)
@@ -127,7 +129,7 @@ def test_state_round_trips_through_the_changelog_value() -> None:
 
 def test_events_decode_or_say_why() -> None:
     assert decode_event(b'{"p":1,"o":2,"t":3}') == Event(3, 1, 2)
-    assert decode_event(b'{"p":1,"o":2,"t":3,"h":{"label":"x"}}').hard == {"label": "x"}
+    assert decode_event(b'{"p":1,"o":2,"t":3,"h":{"label":"x"}}').details == {"label": "x"}
     for bad in (
         b"",
         b"[]",
@@ -189,6 +191,6 @@ def test_the_store_forgets_quiet_recipients_first() -> None:
     assert store.overflowed and store.get("a") is None and len(store) == 2
     store.drop([1])
     assert len(store) == 0
-    # a delivery to an unknown recipient may lift a forgotten suppression: a tombstone
-    assert store.apply(0, "a", deliver(20))[0] is Change.PUBLIC
-    assert store.apply(0, "a", deliver(30))[0] is Change.QUIET  # known now: nothing to lift
+    # a delivery to a forgotten recipient cannot tell a hard bounce (which it would lift) from
+    # a complaint (which it must not): its entry stays (the safe direction)
+    assert store.apply(0, "a", deliver(20))[0] is Change.QUIET
