@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import kumomta_records as kumo
 import orjson
 
 from streamer.analytics.suppression_fold import decode_event
@@ -93,3 +94,49 @@ def test_a_multi_recipient_record_emits_for_each_recipient() -> None:
     delivered = {"type": "Delivery", "recipient": ["B@x.example", "c@x.example"], "timestamp": 1}
     keys = [k for k, _ in tr.update(delivered, None, None, None, None, "g", 0)]
     assert keys == [b"b@x.example", b"c@x.example"]
+
+
+def test_a_complaint_emits_for_the_complainer_with_the_report_details() -> None:
+    tr = SuppressionEvents()
+    record = kumo.feedback(5, "Carol@Yahoo.example", "abuse", tenant="acme")
+    [(k, v)] = tr.update(record, "FeedbackAbuse", "complaint", None, "250 ok", "yahoo", 0)
+    assert k == b"carol@yahoo.example"  # not the feedback mailbox the record names
+    doc = orjson.loads(v)
+    assert doc == {
+        "t": (kumo.T0 + 5) * 1000 + 123,
+        "k": "complaint",
+        "h": {
+            "label": "FeedbackAbuse",
+            "rule": None,
+            "response": "250 ok",
+            "provider": "yahoo",
+            "tenant": "acme",
+            "sender_domain": "mail.acme.example",  # the complained-of message's sender
+            "feedback_type": "abuse",
+        },
+    }
+    assert decode_event(with_source(v, 0, 1)).kind == "complaint"
+
+
+def test_only_the_configured_feedback_types_suppress() -> None:
+    default = SuppressionEvents()
+    for kind, label in (("not-spam", "FeedbackNotSpam"), ("virus", "FeedbackVirus")):
+        record = kumo.feedback(1, "c@x.example", kind)
+        assert default.update(record, label, "complaint", None, "250 ok", "g", 0) == []
+    virus = SuppressionEvents(suppress_feedback=["virus"])
+    record = kumo.feedback(1, "c@x.example", "virus")
+    assert len(virus.update(record, "FeedbackVirus", "complaint", None, "250 ok", "g", 0)) == 1
+
+
+def test_an_oob_event_asks_for_trust_and_takes_its_tenant_from_meta() -> None:
+    tr = SuppressionEvents(oob_tenant_meta="x_tenant")
+    record = kumo.oob(7, "Dan@Example.net", meta={"x_tenant": "acme", "tenant": "not-this"})
+    [(k, v)] = hard(tr, record)
+    doc = orjson.loads(v)
+    assert (k, doc["k"], doc["h"]["tenant"]) == (b"dan@example.net", "oob", "acme")
+    # without the meta key: no tenant (the queue is the DSN's own, not the bounced message's)
+    [(_, v)] = hard(tr, kumo.oob(7, "dan@example.net"))
+    assert orjson.loads(v)["h"]["tenant"] is None
+    # a Bounce is unchanged: no kind, the queue's tenant
+    [(_, v)] = hard(tr, bounce())
+    assert "k" not in orjson.loads(v) and orjson.loads(v)["h"]["tenant"] == "acme"

@@ -123,6 +123,7 @@ def _register() -> None:
         kafka,
         replay,
         report,
+        suppressions,
         tail,
         worker,
     )
