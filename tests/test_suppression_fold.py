@@ -337,26 +337,24 @@ def test_every_reason_round_trips_through_the_changelog() -> None:
     assert again == state and public_value(R, again) == public_value(R, state)
 
 
+def _event_of(i: int, kind: str, t: int, p: int) -> Event:
+    if kind == "d":
+        return deliver(t * 100, p, i)
+    if kind == "h":
+        return hard(t * 100, p, i, f"L{i}")
+    if kind == "o":
+        return oob(t * 100, p, i)
+    if kind == "c":
+        return complaint(t * 100, p, i)
+    return manual(t * 100, i, f"n{i}") if kind == "m" else remove(t * 100, i)
+
+
 # Every kind, times from a small range (ties happen); at most HELD_LIMIT OOBs.
 KINDS_EVENTS = st.lists(
-    st.tuples(
-        st.sampled_from(["d", "h", "o", "c", "m", "r"]), st.integers(0, 20), st.integers(0, 3)
-    ),
+    st.tuples(st.sampled_from("dhocmr"), st.integers(0, 20), st.integers(0, 3)),
     min_size=1,
     max_size=16,
-).map(
-    lambda specs: [
-        {
-            "d": lambda: deliver(t * 100, p, i),
-            "h": lambda: hard(t * 100, p, i, f"L{i}"),
-            "o": lambda: oob(t * 100, p, i),
-            "c": lambda: complaint(t * 100, p, i),
-            "m": lambda: manual(t * 100, i, f"n{i}"),
-            "r": lambda: remove(t * 100, i),
-        }[kind]()
-        for i, (kind, t, p) in enumerate(specs)
-    ]
-)
+).map(lambda specs: [_event_of(i, *spec) for i, spec in enumerate(specs)])
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)

@@ -226,9 +226,9 @@ def fold(state: RecipientState, event: Event, oob_trust_ms: int | None = None) -
     delivered = state.delivered
     if delivered is not None and event.time < delivered:
         return Change.NONE  # stale: a delivery came after it
-    if kind == OOB and oob_trust_ms is not None:
-        if delivered is None or event.time - delivered > oob_trust_ms:
-            return _hold(state, event)
+    untrusted = delivered is None or event.time - delivered > (oob_trust_ms or 0)
+    if kind == OOB and oob_trust_ms is not None and untrusted:
+        return _hold(state, event)
     return Change.PUBLIC if state.hard.add(event) else Change.NONE
 
 
