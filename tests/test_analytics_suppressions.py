@@ -7,9 +7,11 @@ from typing import Any
 
 import kumomta_records as kumo
 import orjson
+import pytest
 
 from streamer.analytics.suppression_fold import decode_event
 from streamer.analytics.suppressions import SuppressionEvents, with_source
+from streamer.config import ConfigError, load_settings
 from streamer.rules import Rule
 
 T0 = 1_767_268_800
@@ -140,3 +142,17 @@ def test_an_oob_event_asks_for_trust_and_takes_its_tenant_from_meta() -> None:
     # a Bounce is unchanged: no kind, the queue's tenant
     [(_, v)] = hard(tr, bounce())
     assert "k" not in orjson.loads(v) and orjson.loads(v)["h"]["tenant"] == "acme"
+
+
+def test_an_unknown_feedback_type_is_a_one_line_configuration_error(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("STREAMER_SUPPRESS_FEEDBACK_TYPES", '["abuse", "spam"]')
+    with pytest.raises(
+        ConfigError, match=r"suppress_feedback_types.*unknown feedback types \['spam'\]"
+    ):
+        load_settings()
+    clean_env.setenv("STREAMER_SUPPRESS_FEEDBACK_TYPES", '["abuse", "virus"]')
+    clean_env.setenv("STREAMER_OOB_TRUST_PERIOD", "0")
+    settings = load_settings()
+    assert (settings.suppress_feedback_types, settings.oob_trust_period) == (["abuse", "virus"], 0)
