@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import smtplib
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kumomta_schema as schema
 import orjson
 import pytest
-from test_kumod_records import _kumod, _read_logs
+from test_kumod_records import SINK_POLICY, _read_logs, kumod_running
 
 from streamer.analytics.analyzer import Analyzer
 from streamer.analytics.suppression_fold import (
@@ -41,7 +37,7 @@ from streamer.classifier import Classifier
 from streamer.config import Settings, shipped_rule_files
 from streamer.evidence import FEEDBACK_REPORT
 from streamer.feedback import feedback_label
-from streamer.ports import free_port
+from streamer.inputs import InputError
 from streamer.records import effective_type, response_line
 
 pytestmark = pytest.mark.timeout(120)
@@ -77,22 +73,8 @@ kumo.on('smtp_server_message_received', function(msg)
     end
   end
 end)
-
-kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
-  if domain == 'sink.invalid' then
-    return kumo.make_queue_config {{
-      protocol = {{ custom_lua = {{ constructor = 'make.sink' }} }},
-    }}
-  end
-end)
-
-kumo.on('make.sink', function(domain, tenant, campaign)
-  local sink = {{}}
-  function sink:send(message) return 'ok' end
-  function sink:close() end
-  return sink
-end)
 """
+POLICY += SINK_POLICY
 
 RETURN_PATH = "bounce-acme@bounce.acme.example"
 
@@ -135,9 +117,22 @@ def _arf(complainer: str, tenant: str) -> bytes:
     ).encode()
 
 
-def _session(client: smtplib.SMTP) -> None:
+def _delivered(logs: Path, recipient: str) -> bool:
+    try:
+        records = _read_logs(logs)
+    except (InputError, ValueError):  # the segment being written
+        return False
+    return any(r["type"] == "Delivery" and r["recipient"] == recipient for r in records)
+
+
+def _session(client: smtplib.SMTP, logs: Path) -> None:
     client.ehlo("client.example")
     client.sendmail(RETURN_PATH, ["ann@sink.invalid"], b"Subject: news\r\n\r\nhello\r\n")
+    # the DSN comes after the delivery it is about, as it does in the world
+    deadline = time.monotonic() + 30
+    while not _delivered(logs, "ann@sink.invalid"):
+        assert time.monotonic() < deadline, "kumod logged no delivery to ann within 30 s"
+        time.sleep(0.5)  # closed segments only (one a second)
     for about in ("ann@sink.invalid", "never@sink.invalid"):
         client.sendmail("", [RETURN_PATH], _dsn(about))
     client.sendmail(
@@ -147,41 +142,13 @@ def _session(client: smtplib.SMTP) -> None:
 
 
 @pytest.fixture
-def kumod_logs(tmp_path: Path) -> Iterator[list[dict[str, Any]]]:
-    """The session against a real kumod; yields its logged records once all are there."""
-    kumod = _kumod()
-    share = kumod.resolve().parent.parent / "share"
-    (tmp_path / "logs").mkdir()
-    smtp = free_port("127.0.0.1")
-    policy = tmp_path / "policy.lua"
-    policy.write_text(POLICY.format(share=share, tmp=tmp_path, smtp=smtp))
-    args = [str(kumod), "--policy", str(policy)]
-    if os.geteuid() == 0:
-        args += ["--user", "root"]
-    with open(tmp_path / "kumod.log", "wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    records: list[dict[str, Any]] = []
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client = smtplib.SMTP("127.0.0.1", smtp, timeout=10)
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "kumod.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "kumod did not listen within 30 s"
-                time.sleep(0.2)
-        _session(client)
-    finally:
-        proc.send_signal(signal.SIGTERM)  # a clean stop closes the last log segment
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def kumod_logs(tmp_path: Path) -> list[dict[str, Any]]:
+    """The session against a real kumod; its logged records once it stopped."""
+    with kumod_running(tmp_path, POLICY) as client:
+        _session(client, tmp_path / "logs")
     records = _read_logs(tmp_path / "logs")
     assert records, (tmp_path / "kumod.log").read_text()[-3000:]
-    yield records
+    return records
 
 
 def _fold(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:

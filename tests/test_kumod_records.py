@@ -22,6 +22,7 @@ import smtplib
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ kumo.on('smtp_server_rcpt_to', function(recipient)
   end
 end)
 
+"""
+
+
+#: Mail to ``sink.invalid`` goes to a Lua sink that accepts it (a Delivery record).
+SINK_POLICY = """
 kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
   if domain == 'sink.invalid' then
     return kumo.make_queue_config {{
@@ -90,6 +96,7 @@ kumo.on('make.sink', function(domain, tenant, campaign)
   return sink
 end)
 """
+POLICY += SINK_POLICY
 
 
 def _kumod() -> Path:
@@ -114,18 +121,20 @@ def _read_logs(folder: Path) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture
-def kumod_logs(tmp_path: Path) -> Iterator[Path]:
-    """Run the session against a real kumod; yields its local log folder, complete."""
+@contextmanager
+def kumod_running(tmp_path: Path, policy: str) -> Iterator[smtplib.SMTP]:
+    """A real kumod running ``policy`` (formatted with ``share``, ``tmp``, ``smtp``, ``http``:
+    its Lua modules, ``tmp_path``, the listeners' ports); yields an SMTP client connected to
+    it, and stops it cleanly afterwards (which closes the last log segment)."""
     kumod = _kumod()
     share = kumod.resolve().parent.parent / "share"
     (tmp_path / "logs").mkdir()
-    policy = tmp_path / "policy.lua"
     smtp = free_port("127.0.0.1")
-    policy.write_text(
-        POLICY.format(share=share, tmp=tmp_path, smtp=smtp, http=free_port("127.0.0.1"))
+    path = tmp_path / "policy.lua"
+    path.write_text(
+        policy.format(share=share, tmp=tmp_path, smtp=smtp, http=free_port("127.0.0.1"))
     )
-    args = [str(kumod), "--policy", str(policy)]
+    args = [str(kumod), "--policy", str(path)]
     if os.geteuid() == 0:
         args += ["--user", "root"]  # kumod refuses root unless told which user to be
     with open(tmp_path / "kumod.log", "wb") as log:
@@ -140,6 +149,20 @@ def kumod_logs(tmp_path: Path) -> Iterator[Path]:
                 assert proc.poll() is None, (tmp_path / "kumod.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, "kumod did not listen within 30 s"
                 time.sleep(0.2)
+        yield client
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def kumod_logs(tmp_path: Path) -> Iterator[Path]:
+    """Run the session against a real kumod; yields its local log folder, complete."""
+    with kumod_running(tmp_path, POLICY) as client:
         _session(client)
         # every message delivered and its hook records logged: 3 deliveries, 13 hook records
         deadline = time.monotonic() + 30
@@ -151,13 +174,6 @@ def kumod_logs(tmp_path: Path) -> Iterator[Path]:
                 continue
             if sum(1 for r in records if r["queue"] == "kafka.log_hook") >= 9:
                 break
-    finally:
-        proc.send_signal(signal.SIGTERM)  # a clean stop closes the last log segment
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     yield tmp_path / "logs"
 
 
