@@ -35,6 +35,7 @@ from streamer.evidence import (
     REPLY_CODE,
     WORDING,
 )
+from streamer.feedback import CANONICAL_TYPES, DEFAULT_SUPPRESS_FEEDBACK
 
 PROJECT_ROOT = resources.PROJECT_ROOT
 #: Where the rule files we ship live; ``load-order.txt`` inside lists them in load order.
@@ -295,6 +296,21 @@ class Settings(BaseSettings):
         description="What a `hard` classification must rest on to suppress the address "
         '(`wording`, `enhanced-code`, `reply-code`; see "Evidence").',
     )
+    suppress_feedback_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SUPPRESS_FEEDBACK),
+        description="Feedback-Types whose reports suppress the complainer (reason complaint).",
+    )
+    oob_trust_period: int = Field(
+        432_000,
+        ge=0,
+        description="Seconds a Delivery to a recipient vouches for an OOB (DSN) about it; an OOB "
+        "without one does not suppress. 0: every hard OOB suppresses.",
+    )
+    oob_tenant_meta: str = Field(
+        "tenant",
+        min_length=1,
+        description="The meta key an OOB record's tenant is read from (set by the policy).",
+    )
     category_files: list[Path] = Field(
         default_factory=list, description="Category tables applied over rules/categories.toml."
     )
@@ -383,6 +399,16 @@ class Settings(BaseSettings):
         unknown = [e for e in v if e not in known]
         if unknown:
             raise ValueError(f"unknown evidence {unknown}; use some of {list(known)}")
+        return v
+
+    @field_validator("suppress_feedback_types")
+    @classmethod
+    def _check_suppress_feedback(cls, v: list[str]) -> list[str]:
+        unknown = [t for t in v if t not in CANONICAL_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown feedback types {unknown}; use some of {list(CANONICAL_TYPES)}"
+            )
         return v
 
     @field_validator("processes")

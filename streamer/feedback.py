@@ -113,3 +113,13 @@ for _type, _label in FEEDBACK_TYPES.items():
 #: ``feedback_type`` of a report whose Feedback-Type is already in canonical form (a key of
 #: ``FEEDBACK_TYPES``): the analytics' C counter looks the raw value up here.
 COMPLAINT_TYPES: dict[str, str] = {t: _TYPE_OF_LABEL[label] for t, label in FEEDBACK_TYPES.items()}
+
+#: Every canonical Feedback-Type (what ``feedback_type`` returns).
+CANONICAL_TYPES: tuple[str, ...] = tuple(_TYPE_OF_LABEL.values())
+#: The Feedback-Types whose reports suppress the complainer by default
+#: (``suppress_feedback_types``): spam and phishing complaints, which mailbox providers'
+#: bulk-sender rules and KumoMTA's FBL guide expect a sender to stop mailing. An unsubscribe
+#: request through a feedback loop (``opt-out``) is the sender's list to honour; ``not-spam``
+#: and ``auth-failure`` are no complaint; ``virus`` and ``other`` say nothing of the
+#: recipient's wish.
+DEFAULT_SUPPRESS_FEEDBACK: tuple[str, ...] = ("abuse", "fraud")

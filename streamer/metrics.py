@@ -425,6 +425,12 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.suppression_untrusted = Counter(
+            "streamer_suppression_untrusted_oob",
+            "Hard OOBs (DSNs) the suppression stage held without suppressing: no delivery to "
+            "the recipient within oob_trust_period is known (forged, or forgotten).",
+            registry=r,
+        )
         self.suppression_recipients = Gauge(
             "streamer_suppression_recipients",
             "Recipients the suppression stage remembers (bounded by suppressions_memory).",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.analytics.categories import ADMIN, BLOCK, COMPLAINT, HARD, SOFT, UNDETERMINED
-from streamer.analytics.suppression_fold import RecipientState, decode_event, fold
+from streamer.analytics.suppression_fold import DELIVERY, RecipientState, decode_event, fold
 from streamer.analytics.suppressions import SuppressionEvent, SuppressionEvents, with_source
 
 #: RFC 5965 Feedback-Types that are a recipient's complaint (spam or fraud). ``not-spam``,
@@ -42,8 +42,9 @@ EXAMPLE_MAX = 300
 
 
 def complaint_count(row: Mapping[str, Any]) -> int:
-    """The spam/fraud complaints a stats row counts (its ``complaints`` map holds every
-    Feedback-Type): the one place the report reads complaints from."""
+    """The spam/fraud complaints a stats row counts (its ``complaints`` map holds the
+    complaint-category Feedback-Types, rows written before ``feedback`` existed every type:
+    both read alike): the one place the report reads complaints from."""
     complaints = row.get("complaints") or {}
     return sum(int(complaints.get(kind, 0)) for kind in COMPLAINT_FEEDBACK_TYPES)
 
@@ -161,9 +162,12 @@ class SuppressionCount:
     worker's events (``SuppressionEvents``) folded per recipient (``suppression_fold.fold``),
     the records' order standing in for input offsets. Only recipients that hard-bounced keep a
     state; every other one keeps its latest delivery time (a hard bounce older than it is
-    stale)."""
+    stale, and an OOB newer than it by at most ``oob_trust_ms`` is trusted, as in the worker)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, oob_trust_ms: int | None = 432_000_000
+    ) -> None:  # oob_trust_period's default
+        self.oob_trust_ms = oob_trust_ms
         #: The worker's events of a record (``SuppressionEvents.update``): feed them to :meth:`add`.
         self.events = SuppressionEvents()
         self.states: dict[str, RecipientState] = {}
@@ -177,13 +181,13 @@ class SuppressionCount:
             event = decode_event(with_source(value, 0, self.offset))
             recipient = key.decode()
             state = self.states.get(recipient)
-            if state is None and event.hard is None:
+            if state is None and event.kind == DELIVERY:
                 if event.time > self.delivered.get(recipient, -1):
                     self.delivered[recipient] = event.time
                 continue
             if state is None:
                 state = self.states[recipient] = RecipientState(self.delivered.pop(recipient, None))
-            fold(state, event)
+            fold(state, event, self.oob_trust_ms)
 
     @property
     def suppressed(self) -> int:

@@ -16,6 +16,17 @@ tests from KumoMTA's source and docs (never copied from its output), checked by
 - A ``Reception`` of a multi-recipient injection (``recipient`` a list), a ``Delivery`` through an
   ``mx_list`` queue (``site`` ``unspecified->mx_list:ADDR@smtp_client``: no MX name in it),
   an ``AdminBounce`` (``site`` "localhost"). ``bounce_classification`` is on every record.
+- An ``OOB`` (``kumod``'s ``logging/disposition.rs``, logged when a listener domain with
+  ``log_oob`` receives an RFC 3464 report): one per failed recipient of the report, ``id`` the
+  *DSN's* id, ``size`` 0, ``sender`` the DSN's first recipient (our return path),
+  ``recipient`` the report's Original- (else Final-) Recipient, ``queue``/``meta``/``headers``
+  the DSN message's, ``peer_address`` the Reporting-MTA's name, ``response`` the Diagnostic-Code
+  split at its first space (code, content) with the Status as ``enhanced_code`` — so the line
+  is ``550 5.1.1 5.1.1 ...`` — and the time the report's Last-Attempt-Date.
+- A ``Feedback`` (the same file; KumoMTA's FBL guide): the ``Reception`` of an ARF report sent to
+  a ``log_arf`` domain, with ``feedback_report`` set; ``recipient`` is the feedback mailbox,
+  the complainer is in ``supplemental_trace`` (decoded from the X-KumoRef header KumoMTA adds)
+  or ``original_rcpto_to``.
 """
 
 from __future__ import annotations
@@ -209,3 +220,60 @@ def local_log_with_a_hook() -> list[dict[str, Any]]:
         out.append(hook_delivery(100 + i, rec))
     out.append(hook_bounce(200, mail[1]))  # shipping ok's delivery failed once
     return out
+
+
+def oob(
+    n: int, recipient: str, *, meta: dict[str, Any] | None = None, status: str = "5.1.1"
+) -> dict[str, Any]:
+    """KumoMTA's OOB record of one failed recipient of a DSN sent to ``bounce.acme.example``
+    (the policy may have set ``meta`` on the DSN at reception)."""
+    return record(
+        "OOB",
+        n,
+        id=f"{n:08x}d5f1b111f1a020327f6cc59d",  # the DSN's own id, not the bounced message's
+        sender="bounces@bounce.acme.example",
+        recipient=recipient,
+        queue="bounce.acme.example",
+        site="",
+        size=0,
+        response=smtp_response(550, status, f"{status} <{recipient}>: user unknown"),
+        peer_address={"name": "mx.example.net", "addr": "192.0.2.25"},
+        meta=meta or {},
+        session_id="9a3e5c1d-7b0e-4c3b-8a55-2f1d6c0e9b71",
+    )
+
+
+def feedback(
+    n: int, complainer: str, feedback_type: str = "abuse", tenant: str = "acme"
+) -> dict[str, Any]:
+    """KumoMTA's Feedback record of an ARF report about a message ``tenant`` sent to
+    ``complainer``, received at ``fbl@fbl.acme.example``."""
+    report = {
+        "feedback_type": feedback_type,
+        "user_agent": "SomeGenerator/1.0",
+        "version": "1",
+        "arrival_date": _time(T0 + n),
+        "incidents": None,
+        "original_envelope_id": None,
+        "original_mail_from": f"<{SENDER}>",
+        "reporting_mta": {"mta_type": "dns", "name": "fbl.mail.example.net"},
+        "source_ip": "192.0.2.1",
+        "authentication_results": [],
+        "original_rcpto_to": [f"<{complainer}>"],
+        "reported_domain": ["mail.acme.example"],
+        "reported_uri": [],
+        "extensions": {},
+        "original_message": None,
+        "supplemental_trace": {"recipient": complainer, "tenant": tenant},
+    }
+    return record(
+        "Feedback",
+        n,
+        sender="fbl-reports@mail.example.net",
+        recipient="fbl@fbl.acme.example",
+        queue="fbl.acme.example",
+        response=smtp_response(250, None, "ok"),
+        peer_address={"name": "fbl.mail.example.net", "addr": "192.0.2.1"},
+        feedback_report=report,
+        session_id="1f0c2b7e-5d4a-4e8f-9c3b-6a2d8e1f0b94",
+    )

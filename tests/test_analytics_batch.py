@@ -95,14 +95,25 @@ def test_complaints_and_gaps() -> None:
             feedback_report={"feedback_type": "x" * 50, "supplemental_trace": trace},
         ),
         "Feedback",
+        "FeedbackOther",
+        "complaint",
+        "mailru",
         None,
-        None,
+    )
+    not_spam = {"feedback_type": "not-spam", "supplemental_trace": trace}
+    agg.add(
+        rec(type="Feedback", feedback_report=not_spam),
+        "Feedback",
+        "FeedbackNotSpam",
+        "undetermined",
         "mailru",
         None,
     )
     agg.add(rec(), "Bounce", "Uncategorized", "undetermined", "mailru", "451 4.9.9 zork 12")
     agg.add(rec(), "Bounce", "Uncategorized", "undetermined", "mailru", "451 4.9.9 zork 345")
     [c] = agg.finish().values()
+    # every report by type under feedback; only the complaint-category ones are complaints
+    assert c.feedback == {"abuse": 1, "other": 1, "not-spam": 1}
     assert c.complaints == {"abuse": 1, "other": 1}
     assert c.gap_rows(10) == [
         {"template": "451 4.9.9 zork {n}", "count": 2, "example": "451 4.9.9 zork 12"}
@@ -174,14 +185,17 @@ def test_sample_end_to_end_totals_match_the_sample() -> None:
     counts: Counter[str] = Counter()
     labels: Counter[str] = Counter()
     complaints: Counter[str] = Counter()
+    feedback: Counter[str] = Counter()
     for row in latest.values():
+        feedback.update(row["feedback"])
         counts.update(row["counts"])
         labels.update(row["labels"])
         complaints.update(row["complaints"])
     assert counts == Counter(effective_type(r) for r in records)
     assert counts["log_hook"] > 50 and counts["Delivery"] < 250
     assert labels == want_labels
-    assert complaints == {"abuse": 11, "fraud": 1, "not-spam": 1, "other": 1, "virus": 1}
+    assert feedback == {"abuse": 11, "fraud": 1, "not-spam": 1, "other": 1, "virus": 1}
+    assert complaints == {"abuse": 11, "fraud": 1, "other": 1, "virus": 1}  # not not-spam
     assert {r["tenant"] for r in latest.values()} >= {"acme", "pinepay", "greenleaf"}
     assert {r["provider"] for r in latest.values()} >= {"google", "microsoft", "yahoo"}
     assert all(row["serial"] >= 1 for row in latest.values())

@@ -332,3 +332,26 @@ def test_suppression_events_alike_and_deliveries_stay_in_c(
     assert set(calls) == {"Bounce", "OOB"}
     delivered = [v for _, v in writes if b'"h"' not in v]
     assert len(delivered) == 15 and delivered[0] == b'{"t":1767268800500}'
+
+
+def test_complaints_and_oobs_count_alike_and_suppress_through_python() -> None:
+    """A report of a suppressing type and every OOB go to the Python path (their events and an
+    OOB's tenant are made there); a not-spam report stays in C and suppresses nobody."""
+    import kumomta_records as kr
+
+    records = [
+        _labelled(r)
+        for r in (
+            kr.feedback(1, "c@yahoo.com", "abuse"),
+            kr.feedback(2, "d@yahoo.com", "not-spam"),
+            kr.feedback(3, "e@yahoo.com", "fraud", tenant="beta"),
+            kr.oob(4, "f@gmail.com", meta={"tenant": "acme"}),
+            kr.oob(5, "g@gmail.com"),
+        )
+    ]
+    _assert_same(records)
+    an = analyzer(True)
+    keys = [[k for k, _ in _observe(an, r, label, line)[2]] for r, label, line in records]
+    assert keys == [[b"c@yahoo.com"], [], [b"e@yahoo.com"], [b"f@gmail.com"], [b"g@gmail.com"]]
+    tenants = {(key[4], c.counts.get("OOB", 0)) for key, c in an.aggregator.finish().items()}
+    assert ("acme", 1) in tenants and ("", 1) in tenants  # the meta's, else none (not the queue's)

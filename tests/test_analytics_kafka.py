@@ -37,7 +37,8 @@ STREAMER = [sys.executable, "-c", "from streamer.cli import main; main()"]
 
 ROW_FIELDS = {
     "window_start", "window_end", "provider", "egress_pool", "egress_source", "tenant",
-    "counts", "labels", "categories", "complaints", "gaps", "final", "serial", "session",
+    "counts", "labels", "categories", "complaints", "feedback", "gaps", "final", "serial",
+    "session",
 }  # fmt: skip
 
 
@@ -132,10 +133,16 @@ def test_bundled_sample_stats_count_every_record_and_label(
     ]
     assert rows and all(set(r) == ROW_FIELDS for r in rows)
     assert all(r["window_end"] - r["window_start"] == 60_000 for r in rows)
-    complaints = Counter[str]()
+    complaints, feedback = Counter[str](), Counter[str]()
     for r in rows:
         complaints.update(r["complaints"])
-    assert sum(complaints.values()) == _types(sent)["Feedback"]
+        feedback.update(r["feedback"])
+    assert sum(feedback.values()) == _types(sent)["Feedback"]  # every report, by type
+    # complaints: the reports whose category is complaint (the outputs say which)
+    categories = Counter(
+        o["classification"]["category"] for o in outputs if o.get("type") == "Feedback"
+    )
+    assert sum(complaints.values()) == categories["complaint"] < sum(feedback.values())
     # every classified output says its category and provider
     classified = [o["classification"] for o in outputs if "classification" in o]
     assert all(c["category"] and c["provider"] for c in classified)
@@ -256,6 +263,8 @@ def test_hard_bounce_suppresses_and_a_later_delivery_takes_it_back(
         "first_seen": 1_790_000_004_000,
         "last_seen": 1_790_000_006_000,
         "count": 2,
+        "reason": "hard-bounce",
+        "reasons": ["hard-bounce"],
     }
     assert entry["rule"]["label"] == "InvalidRecipient"
     # the analytics topics and the stage's changelog keep the latest record per key

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import kumomta_records as kumo
 import orjson
+import pytest
 
 from streamer.analytics.suppression_fold import decode_event
 from streamer.analytics.suppressions import SuppressionEvents, with_source
+from streamer.config import ConfigError, load_settings
 from streamer.rules import Rule
 
 T0 = 1_767_268_800
@@ -53,7 +56,7 @@ def test_a_hard_bounce_emits_its_details() -> None:
     }
     event = decode_event(with_source(v, 3, 12345))
     assert (event.partition, event.offset, event.time) == (3, 12345, T0 * 1000)
-    assert event.hard is not None and event.hard["label"] == "InvalidRecipient"
+    assert event.details is not None and event.details["label"] == "InvalidRecipient"
 
 
 def test_only_hard_bounces_and_deliveries_emit() -> None:
@@ -93,3 +96,63 @@ def test_a_multi_recipient_record_emits_for_each_recipient() -> None:
     delivered = {"type": "Delivery", "recipient": ["B@x.example", "c@x.example"], "timestamp": 1}
     keys = [k for k, _ in tr.update(delivered, None, None, None, None, "g", 0)]
     assert keys == [b"b@x.example", b"c@x.example"]
+
+
+def test_a_complaint_emits_for_the_complainer_with_the_report_details() -> None:
+    tr = SuppressionEvents()
+    record = kumo.feedback(5, "Carol@Yahoo.example", "abuse", tenant="acme")
+    [(k, v)] = tr.update(record, "FeedbackAbuse", "complaint", None, "250 ok", "yahoo", 0)
+    assert k == b"carol@yahoo.example"  # not the feedback mailbox the record names
+    doc = orjson.loads(v)
+    assert doc == {
+        "t": (kumo.T0 + 5) * 1000 + 123,
+        "k": "complaint",
+        "h": {
+            "label": "FeedbackAbuse",
+            "rule": None,
+            "response": "250 ok",
+            "provider": "yahoo",
+            "tenant": "acme",
+            "sender_domain": "mail.acme.example",  # the complained-of message's sender
+            "feedback_type": "abuse",
+        },
+    }
+    assert decode_event(with_source(v, 0, 1)).kind == "complaint"
+
+
+def test_only_the_configured_feedback_types_suppress() -> None:
+    default = SuppressionEvents()
+    for kind, label in (("not-spam", "FeedbackNotSpam"), ("virus", "FeedbackVirus")):
+        record = kumo.feedback(1, "c@x.example", kind)
+        assert default.update(record, label, "complaint", None, "250 ok", "g", 0) == []
+    virus = SuppressionEvents(suppress_feedback=["virus"])
+    record = kumo.feedback(1, "c@x.example", "virus")
+    assert len(virus.update(record, "FeedbackVirus", "complaint", None, "250 ok", "g", 0)) == 1
+
+
+def test_an_oob_event_asks_for_trust_and_takes_its_tenant_from_meta() -> None:
+    tr = SuppressionEvents(oob_tenant_meta="x_tenant")
+    record = kumo.oob(7, "Dan@Example.net", meta={"x_tenant": "acme", "tenant": "not-this"})
+    [(k, v)] = hard(tr, record)
+    doc = orjson.loads(v)
+    assert (k, doc["k"], doc["h"]["tenant"]) == (b"dan@example.net", "oob", "acme")
+    # without the meta key: no tenant (the queue is the DSN's own, not the bounced message's)
+    [(_, v)] = hard(tr, kumo.oob(7, "dan@example.net"))
+    assert orjson.loads(v)["h"]["tenant"] is None
+    # a Bounce is unchanged: no kind, the queue's tenant
+    [(_, v)] = hard(tr, bounce())
+    assert "k" not in orjson.loads(v) and orjson.loads(v)["h"]["tenant"] == "acme"
+
+
+def test_an_unknown_feedback_type_is_a_one_line_configuration_error(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("STREAMER_SUPPRESS_FEEDBACK_TYPES", '["abuse", "spam"]')
+    with pytest.raises(
+        ConfigError, match=r"suppress_feedback_types.*unknown feedback types \['spam'\]"
+    ):
+        load_settings()
+    clean_env.setenv("STREAMER_SUPPRESS_FEEDBACK_TYPES", '["abuse", "virus"]')
+    clean_env.setenv("STREAMER_OOB_TRUST_PERIOD", "0")
+    settings = load_settings()
+    assert (settings.suppress_feedback_types, settings.oob_trust_period) == (["abuse", "virus"], 0)

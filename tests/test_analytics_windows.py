@@ -28,6 +28,7 @@ FIELDS = [
     "labels",
     "categories",
     "complaints",
+    "feedback",
     "gaps",
 ]
 

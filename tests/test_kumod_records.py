@@ -18,12 +18,13 @@ import json
 import smtplib
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import kumomta_schema as schema
 import pytest
-from kumod_harness import SINK_LUA, find_kumod, running_kumod, share_folder
+from kumod_harness import find_kumod, running_kumod, share_folder
 from typer.testing import CliRunner
 
 from streamer.cli import _register, app
@@ -72,6 +73,11 @@ kumo.on('smtp_server_rcpt_to', function(recipient)
   end
 end)
 
+"""
+
+
+#: Mail to ``sink.invalid`` goes to a Lua sink that accepts it (a Delivery record).
+SINK_POLICY = """
 kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
   if domain == 'sink.invalid' then
     return kumo.make_queue_config {{
@@ -79,7 +85,15 @@ kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
     }}
   end
 end)
+
+kumo.on('make.sink', function(domain, tenant, campaign)
+  local sink = {{}}
+  function sink:send(message) return 'ok' end
+  function sink:close() end
+  return sink
+end)
 """
+POLICY += SINK_POLICY
 
 
 def _read_logs(folder: Path) -> list[dict[str, Any]]:
@@ -91,19 +105,29 @@ def _read_logs(folder: Path) -> list[dict[str, Any]]:
     ]
 
 
+@contextmanager
+def kumod_running(tmp_path: Path, policy: str) -> Iterator[smtplib.SMTP]:
+    """A real kumod running ``policy`` (formatted with ``share``, ``tmp``, ``smtp``, ``http``:
+    its Lua modules, ``tmp_path``, the listeners' ports); yields an SMTP client connected to
+    it, and stops it cleanly afterwards (which closes the last log segment)."""
+    kumod = find_kumod()
+    (tmp_path / "logs").mkdir()
+    smtp = free_port("127.0.0.1")
+    path = tmp_path / "policy.lua"
+    path.write_text(
+        policy.format(
+            share=share_folder(kumod), tmp=tmp_path, smtp=smtp, http=free_port("127.0.0.1")
+        )
+    )
+    with running_kumod(kumod, path, smtp, tmp_path / "kumod.log"):
+        yield smtplib.SMTP("127.0.0.1", smtp, timeout=10)
+
+
 @pytest.fixture
 def kumod_logs(tmp_path: Path) -> Iterator[Path]:
     """Run the session against a real kumod; yields its local log folder, complete."""
-    kumod = find_kumod()
-    (tmp_path / "logs").mkdir()
-    policy = tmp_path / "policy.lua"
-    smtp = free_port("127.0.0.1")
-    text = POLICY.format(
-        share=share_folder(kumod), tmp=tmp_path, smtp=smtp, http=free_port("127.0.0.1")
-    )
-    policy.write_text(text + SINK_LUA)
-    with running_kumod(kumod, policy, smtp, tmp_path / "kumod.log"):
-        _session(smtplib.SMTP("127.0.0.1", smtp, timeout=10))
+    with kumod_running(tmp_path, POLICY) as client:
+        _session(client)
         # every message delivered and its hook records logged: 3 deliveries, 13 hook records
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -293,5 +293,5 @@ def test_suppression_events_carry_their_source_and_follow_the_record(
     ]
     hard, d1, d2 = (decode_event(o.value) for o in outputs if o.topic == "ev")
     assert (hard.partition, hard.offset, hard.time) == (3, 7, 1_767_268_800_000)
-    assert hard.hard is not None and hard.hard["label"] == "InvalidRecipient"
-    assert (d1.offset, d2.offset, d1.hard, d1.time) == (8, 8, None, 1_767_268_800_000)
+    assert hard.details is not None and hard.details["label"] == "InvalidRecipient"
+    assert (d1.offset, d2.offset, d1.details, d1.time) == (8, 8, None, 1_767_268_800_000)

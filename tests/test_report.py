@@ -133,8 +133,9 @@ def test_block_and_deferral_reasons_name_the_rule(t: Tables) -> None:
 
 
 def test_suppressed_addresses_as_the_suppression_stage_decides(data: ReportData) -> None:
-    # x@gmail.com and y@yahoo.com hard-bounced; gone@gmail.com did too, then was delivered
-    assert data.suppressed == 2
+    # x@gmail.com and y@yahoo.com hard-bounced; gone@gmail.com did too, then was delivered;
+    # d0@gmail.com complained (abuse), which no delivery lifts; the not-spam report suppresses none
+    assert data.suppressed == 3
 
 
 def test_the_summary_says_the_hard_bounce_threshold(data: ReportData, t: Tables) -> None:
@@ -143,7 +144,7 @@ def test_the_summary_says_the_hard_bounce_threshold(data: ReportData, t: Tables)
         f"No provider has {MIN_OUTCOMES} outcomes or more for a hard-bounce rate; 2 providers "
         "with fewer outcomes left out (pale in the chart)."
     )
-    assert lines[4] == "2 addresses suppressed (after every record of the input)."
+    assert lines[4] == "3 addresses suppressed (after every record of the input)."
 
 
 def test_the_summary_names_the_worst_provider_above_the_threshold() -> None:
@@ -183,7 +184,7 @@ def test_the_page_holds_the_sections(data: ReportData) -> None:
     page = render_html(data)
     assert "<tr><td>google</td><td class='n'>4</td><td class='n'>1</td>" in page
     assert "<td class='n'>25.00%</td><td>over the 0.3% limit</td>" in page
-    assert '<p id="suppressed"><strong>2</strong> addresses suppressed' in page
+    assert '<p id="suppressed"><strong>3</strong> addresses suppressed' in page
     assert "<tr><td>acme</td><td class='n'>9</td><td class='n'>4</td>" in page
     assert "zen.spamhaus.org" in page and "(?i)spamhaus" in page
 

@@ -62,6 +62,8 @@ def test_a_hard_bounce_suppresses_with_its_details() -> None:
         "first_seen": 1000,
         "last_seen": 1000,
         "count": 1,
+        "reason": "hard-bounce",
+        "reasons": ["hard-bounce"],
     }
 
 
@@ -105,7 +107,7 @@ def test_the_latest_hard_event_gives_the_details() -> None:
 def test_the_episode_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sf, "EPISODE_LIMIT", 3)
     state = folded([hard(t, 0, t) for t in (10, 20, 30, 40, 50)])
-    assert len(state.episode) == 3 and state.merged == (2, 10, 20)
+    assert len(state.hard.events) == 3 and state.hard.merged == (2, 10, 20)
     doc = value(state)
     assert (doc["count"], doc["first_seen"], doc["last_seen"]) == (5, 10, 50)
     assert fold(state, deliver(15)) is Change.QUIET  # inside the merged span: kept (safe)
@@ -127,7 +129,7 @@ def test_state_round_trips_through_the_changelog_value() -> None:
 
 def test_events_decode_or_say_why() -> None:
     assert decode_event(b'{"p":1,"o":2,"t":3}') == Event(3, 1, 2)
-    assert decode_event(b'{"p":1,"o":2,"t":3,"h":{"label":"x"}}').hard == {"label": "x"}
+    assert decode_event(b'{"p":1,"o":2,"t":3,"h":{"label":"x"}}').details == {"label": "x"}
     for bad in (
         b"",
         b"[]",
@@ -189,6 +191,181 @@ def test_the_store_forgets_quiet_recipients_first() -> None:
     assert store.overflowed and store.get("a") is None and len(store) == 2
     store.drop([1])
     assert len(store) == 0
-    # a delivery to an unknown recipient may lift a forgotten suppression: a tombstone
-    assert store.apply(0, "a", deliver(20))[0] is Change.PUBLIC
-    assert store.apply(0, "a", deliver(30))[0] is Change.QUIET  # known now: nothing to lift
+    # a delivery to a forgotten recipient cannot tell a hard bounce (which it would lift) from
+    # a complaint (which it must not): its entry stays (the safe direction)
+    assert store.apply(0, "a", deliver(20))[0] is Change.QUIET
+
+
+# --- reasons: complaints, manual suppressions, removes -------------------------------------
+DAY = 86_400_000
+
+
+def complaint(t: int, p: int = 0, o: int = 0, kind: str = "abuse") -> Event:
+    details = {"label": "FeedbackAbuse", "provider": "yahoo", "tenant": "t2", "feedback_type": kind}
+    return Event(t, p, o, details, sf.COMPLAINT)
+
+
+def manual(t: int, o: int = 0, note: str | None = "asked by phone") -> Event:
+    return Event(t, -1, o, {"note": note}, sf.MANUAL)
+
+
+def remove(t: int, o: int = 0) -> Event:
+    return Event(t, -1, o, None, sf.REMOVE)
+
+
+def oob(t: int, p: int = 0, o: int = 0) -> Event:
+    return Event(t, p, o, {"label": "InvalidRecipient", "provider": "other"}, sf.OOB)
+
+
+def test_a_complaint_suppresses_and_no_delivery_lifts_it() -> None:
+    state = folded([deliver(500), complaint(1000, 3, 4)])
+    doc = value(state)
+    assert (doc["reason"], doc["reasons"], doc["feedback_type"]) == (
+        "complaint",
+        ["complaint"],
+        "abuse",
+    )
+    assert (doc["label"], doc["tenant"], doc["count"], doc["first_seen"]) == (
+        "FeedbackAbuse",
+        "t2",
+        1,
+        1000,
+    )
+    assert fold(state, deliver(2000)) is Change.QUIET  # the person's choice stays
+    assert value(state) == doc
+
+
+def test_a_delivery_lifts_the_hard_bounce_beside_a_complaint_only() -> None:
+    state = folded([hard(1000, 0, 1), complaint(1500, 0, 2)])
+    assert value(state)["reasons"] == ["complaint", "hard-bounce"]
+    assert fold(state, deliver(2000)) is Change.PUBLIC
+    assert value(state)["reasons"] == ["complaint"]
+
+
+def test_a_manual_add_outranks_and_a_remove_lifts_every_reason() -> None:
+    state = folded([hard(1000, 0, 1), complaint(1100, 0, 2), manual(1200, 7)])
+    doc = value(state)
+    assert (doc["reason"], doc["note"], doc["count"], doc["last_seen"]) == (
+        "manual",
+        "asked by phone",
+        1,
+        1200,
+    )
+    assert doc["reasons"] == ["manual", "complaint", "hard-bounce"]
+    assert fold(state, deliver(5000)) is Change.PUBLIC  # lifts the hard bounce only
+    assert value(state)["reasons"] == ["manual", "complaint"]
+    assert fold(state, remove(6000, 9)) is Change.PUBLIC
+    assert value(state) is None  # a tombstone
+    assert fold(state, complaint(5500, 0, 3)) is Change.NONE  # older than the remove: stale
+    assert fold(state, manual(6000, 8)) is Change.NONE  # a tie goes to the remove
+    assert fold(state, complaint(7000, 0, 4)) is Change.PUBLIC  # a newer one suppresses again
+    assert value(state)["reason"] == "complaint"
+
+
+def test_a_remove_of_an_unknown_address_writes_a_tombstone() -> None:
+    state = RecipientState()
+    assert fold(state, remove(1000)) is Change.PUBLIC and value(state) is None
+    assert fold(state, remove(1000)) is Change.NONE  # replayed
+
+
+# --- OOB trust -----------------------------------------------------------------------------
+
+
+def test_an_oob_without_a_delivery_is_held_not_suppressing() -> None:
+    state = RecipientState()
+    assert fold(state, oob(10 * DAY, 0, 1), DAY) is Change.HELD  # a forged DSN, say
+    assert value(state) is None and not state.suppressed
+    assert fold(state, oob(10 * DAY, 0, 1), DAY) is Change.NONE  # replayed: held once
+    assert fold(state, deliver(11 * DAY), DAY) is Change.QUIET  # after it: stale, dropped
+    assert state.held == {}
+
+
+def test_an_oob_within_the_trust_period_of_a_delivery_suppresses() -> None:
+    state = folded([deliver(DAY)])
+    assert fold(state, oob(2 * DAY, 0, 1), DAY) is Change.PUBLIC  # exactly the period: trusted
+    assert value(state)["reason"] == "hard-bounce"
+    stale = folded([deliver(DAY)])
+    assert fold(stale, oob(2 * DAY + 1, 0, 1), DAY) is Change.HELD  # a day and a ms: not
+    assert fold(state, oob(3 * DAY), None) is Change.PUBLIC  # no trust asked: a Bounce's rule
+
+
+def test_a_delivery_arriving_after_the_oob_trusts_it() -> None:
+    state = RecipientState()
+    assert fold(state, oob(5 * DAY, 2, 9), DAY) is Change.HELD
+    assert fold(state, deliver(3 * DAY), DAY) is Change.QUIET  # too old to vouch: still held
+    assert fold(state, deliver(4 * DAY + 5), DAY) is Change.PUBLIC  # vouches: promoted
+    doc = value(state)
+    assert (doc["count"], doc["first_seen"]) == (1, 5 * DAY) and state.held == {}
+
+
+def test_held_oobs_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sf, "HELD_LIMIT", 2)
+    state = RecipientState()
+    for o in range(4):
+        fold(state, oob(DAY + o, 0, o), 10)
+    assert sorted(state.held) == [(0, 2), (0, 3)]  # the newest kept
+
+
+# --- values written before reasons existed -------------------------------------------------
+
+
+def test_values_written_before_reasons_existed_read_as_hard_bounces() -> None:
+    # an event and a changelog value of the previous release, as they sit in the topics
+    event = decode_event(b'{"p":1,"o":2,"t":3,"h":{"label":"InvalidRecipient"}}')
+    assert event.kind == sf.BOUNCE
+    old = b'{"d":5,"e":[[1,2,9]],"l":[9,1,2,{"label":"InvalidRecipient"}],"m":null}'
+    state = decode_state(old)
+    assert state.reasons == ["hard-bounce"] and state.delivered == 5
+    assert value(state)["reason"] == "hard-bounce"
+    # an entry of the previous release in the public topic
+    assert sf.entry_reason({"recipient": R, "count": 1}) == "hard-bounce"
+    assert sf.entry_reason({"recipient": R, "reason": "manual"}) == "manual"
+
+
+def test_new_events_decode_or_say_why() -> None:
+    assert decode_event(b'{"p":-1,"o":5,"t":3,"k":"remove"}').kind == sf.REMOVE
+    assert decode_event(b'{"p":-1,"o":5,"t":3,"k":"manual"}').kind == sf.MANUAL
+    for bad in (b'{"p":1,"o":2,"t":3,"k":"complaint"}', b'{"p":1,"o":2,"t":3,"k":"nope"}'):
+        with pytest.raises(BadEvent):
+            decode_event(bad)
+
+
+def test_every_reason_round_trips_through_the_changelog() -> None:
+    state = folded([hard(1000, 0, 1), complaint(1100, 0, 2), manual(1200, 7), remove(900)])
+    fold(state, oob(9 * DAY, 0, 5), DAY)
+    again = decode_state(encode_state(state))
+    assert again == state and public_value(R, again) == public_value(R, state)
+
+
+def _event_of(i: int, kind: str, t: int, p: int) -> Event:
+    if kind == "d":
+        return deliver(t * 100, p, i)
+    if kind == "h":
+        return hard(t * 100, p, i, f"L{i}")
+    if kind == "o":
+        return oob(t * 100, p, i)
+    if kind == "c":
+        return complaint(t * 100, p, i)
+    return manual(t * 100, i, f"n{i}") if kind == "m" else remove(t * 100, i)
+
+
+# Every kind, times from a small range (ties happen); at most HELD_LIMIT OOBs.
+KINDS_EVENTS = st.lists(
+    st.tuples(st.sampled_from("dhocmr"), st.integers(0, 20), st.integers(0, 3)),
+    min_size=1,
+    max_size=16,
+).map(lambda specs: [_event_of(i, *spec) for i, spec in enumerate(specs)])
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(KINDS_EVENTS, st.randoms(use_true_random=False), st.lists(st.integers(0, 15), max_size=6))
+def test_every_kind_in_any_order_gives_the_event_time_truth(
+    events: list[Event], rnd: Any, dups: list[int]
+) -> None:
+    trust = 500  # 5 time steps: some OOBs are vouched for, some not
+    arrival = events + [events[i % len(events)] for i in dups]
+    rnd.shuffle(arrival)
+    state = RecipientState()
+    for e in arrival:
+        fold(state, e, trust)
+    assert public_value(R, state) == public_value(R, truth(events, trust))

@@ -6,13 +6,17 @@ write), in both delivery modes."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kumomta_records as kr
 import orjson
 import pytest
 from confluent_kafka import Producer
@@ -97,6 +101,8 @@ def _scenario(seed: int) -> tuple[list[SampleMessage], dict[bytes, Any]]:
                 "first_seen": episode[0][0],
                 "last_seen": episode[-1][0],
                 "count": len(episode),
+                "reason": "hard-bounce",
+                "reasons": ["hard-bounce"],
             }
         )
     rnd.shuffle(records)
@@ -261,3 +267,88 @@ def test_a_stage_restarted_restores_its_recipients_and_skips_bad_events(
     doc = orjson.loads(latest_per_key(kafka_bootstrap, public)[key] or b"{}")
     assert (doc["first_seen"], doc["last_seen"], doc["label"]) == (T0, T0 + 9, "C")
     assert second.status()["events"] == 2
+
+
+def _kumo(record: dict[str, Any]) -> SampleMessage:
+    return SampleMessage(record["id"].encode(), orjson.dumps(record), [], "classify")
+
+
+def _cli(bootstrap: str, inp: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STREAMER_SUPPRESSIONS_TOPIC": f"{inp}.suppressions"}
+    for var in ("STREAMER_CONFIG", "KAFKA_BOOTSTRAP", "STREAMER_BOOTSTRAP"):
+        env.pop(var, None)
+    cmd = [sys.executable, "-c", "from streamer.cli import main; main()", *args]
+    return subprocess.run(
+        [*cmd, "--bootstrap", bootstrap], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_complaints_trusted_oobs_and_manual_suppressions_from_kumomta_records(
+    kafka_bootstrap: str, new_topic: Callable[..., str], workers: Callable[..., WorkerProcess]
+) -> None:
+    """KumoMTA's OOB and Feedback records (tests/kumomta_records.py) through a real worker: an
+    OOB after a Delivery suppresses (hard-bounce), a forged one for an address never mailed
+    does not (counted untrusted); an abuse report suppresses the complainer (complaint) and a
+    later Delivery leaves it; a not-spam report suppresses nobody; ``streamer suppressions``
+    adds (manual) and removes (a tombstone, whatever the reason)."""
+    inp, out = new_topic(1), new_topic(1)  # one partition: the records are read in this order
+    supp = f"{inp}.suppressions"
+    records = [
+        kr.delivered(1, "ann@gmail.com"),
+        kr.oob(2, "ann@gmail.com", meta={"tenant": "acme"}),
+        kr.oob(3, "never@gmail.com"),  # a DSN about mail we never sent
+        kr.delivered(4, "cat@yahoo.com"),
+        kr.feedback(5, "cat@yahoo.com", "abuse", tenant="acme"),
+        kr.delivered(6, "cat@yahoo.com"),
+        kr.feedback(7, "dee@yahoo.com", "not-spam"),
+    ]
+    w = workers("w", inp, out)
+    w.wait_assigned()
+    produce(kafka_bootstrap, inp, [_kumo(r) for r in records])
+    wait_until(lambda: topic_size(kafka_bootstrap, out) >= len(records), 60, "every record")
+
+    def entries() -> dict[bytes | None, Any]:
+        latest = latest_per_key(kafka_bootstrap, supp)
+        return {k: None if v is None else orjson.loads(v) for k, v in latest.items()}
+
+    def folded() -> bool:
+        assert w.alive(), w.log()[-3000:]
+        return {b"ann@gmail.com", b"cat@yahoo.com"} <= set(entries()) and (
+            w.metric("streamer_suppression_untrusted_oob_total") == 1
+        )
+
+    wait_until(folded, 60, "the OOB, the complaint and the forged OOB folded")
+    found = entries()
+    ann, cat = found[b"ann@gmail.com"], found[b"cat@yahoo.com"]
+    assert (ann["reason"], ann["label"], ann["tenant"]) == (
+        "hard-bounce",
+        "InvalidRecipient",
+        "acme",
+    )
+    assert ann["response"] == "550 5.1.1 5.1.1 <ann@gmail.com>: user unknown"  # KumoMTA's line
+    assert (cat["reason"], cat["feedback_type"], cat["tenant"]) == ("complaint", "abuse", "acme")
+    assert cat["reasons"] == ["complaint"]  # the Delivery after it lifted nothing
+    assert set(found) == {b"ann@gmail.com", b"cat@yahoo.com"}  # not never@, not dee@
+    assert "untrusted OOB held" in w.log()
+
+    added = _cli(
+        kafka_bootstrap, inp, "suppressions", "add", "<Eve@Example.NET>", "--reason-text", "asked"
+    )
+    assert added.returncode == 0, added.stderr
+    assert (
+        added.stdout
+        == f"1 suppression sent to {supp}.events; the suppression stage writes {supp}\n"
+    )
+    removed = _cli(kafka_bootstrap, inp, "suppressions", "remove", "cat@yahoo.com")
+    assert removed.returncode == 0, removed.stderr
+
+    def manual_done() -> bool:
+        latest = entries()
+        return b"eve@example.net" in latest and latest.get(b"cat@yahoo.com", 1) is None
+
+    wait_until(manual_done, 60, "the manual add and the remove folded")
+    eve = entries()[b"eve@example.net"]
+    assert (eve["reason"], eve["note"], eve["label"]) == ("manual", "asked", None)
+    bad = _cli(kafka_bootstrap, inp, "suppressions", "add", "nobody")
+    assert (bad.returncode, bad.stderr) == (2, "suppressions: not an email address: 'nobody'\n")
+    assert w.stop() == 0

@@ -661,6 +661,9 @@ FastCounter_observe(FastCounter *self, PyObject *const *args, Py_ssize_t nargs)
      * and a log hook's bookkeeping record is no mail (records.is_log_hook_record): Python. */
     if (is_ascii_str(rtype, "Rejection"))
         goto python;
+    /* An OOB's tenant is a configured meta key, never its (the DSN's) queue: Python. */
+    if (is_ascii_str(rtype, "OOB"))
+        goto python;
     PyObject *protocol = field(record, s_reception_protocol);
     if (protocol == NULL && PyErr_Occurred())
         return NULL;

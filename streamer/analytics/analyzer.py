@@ -3,7 +3,7 @@
 For every decoded record the pipeline calls :attr:`Analyzer.observer` once. It returns the
 record's ``category`` and ``provider`` (added to a classified record's ``classification``),
 counts the record into the batch's windowed partial counts (:class:`BatchAggregator`), and
-returns the suppression events it causes (a hard bounce, a delivery: see
+returns the suppression events it causes (a hard bounce, a complaint, a delivery: see
 ``streamer.analytics.suppressions``).
 :meth:`BatchAggregator.fold_into` then counts the tally into the windows at each stats flush.
 
@@ -90,8 +90,14 @@ class Analyzer:
         counter = _fastcount.FastCounter(
             window_ms=agg.window_ms,
             gaps=agg._gaps,
-            complaints=agg._complaints,
-            complaint_types=COMPLAINT_TYPES,
+            complaints=agg._feedback,
+            # a report that suppresses needs its event made: the C counter has no such type,
+            # so it hands those reports (few) to the Python path
+            complaint_types={
+                raw: canonical
+                for raw, canonical in COMPLAINT_TYPES.items()
+                if canonical not in self.suppressions.suppress_feedback
+            },
             seconds=agg._seconds,
             tenants=agg._tenants,
             site_provider=self._site_provider,
@@ -126,8 +132,9 @@ class Analyzer:
                 tenant_capacity=settings.stats_max_tenants,
                 gap_capacity=settings.stats_max_gaps,
                 cache_size=settings.analytics_cache_size,
+                oob_tenant_meta=settings.oob_tenant_meta,
             ),
-            SuppressionEvents(),
+            SuppressionEvents(settings.suppress_feedback_types, settings.oob_tenant_meta),
             time.time,
             settings.analytics_cache_size,
             suppress_evidence=settings.suppress_evidence,
@@ -228,6 +235,12 @@ class Analyzer:
         gap = evidence == REPLY_CODE
         self.aggregator.add(record, rtype, label, category, provider, line, gap)
         if rtype != "Delivery" and category != HARD:
+            if rtype == "Feedback" and self.suppressions.complaint_type(record) is not None:
+                return (
+                    category,
+                    provider,
+                    self._suppress(record, label, category, rule, line, provider),
+                )
             return category, provider, []  # the common case: nothing to suppress or lift
         if category == HARD and evidence is not None and evidence not in self.suppress_evidence:
             return category, provider, []  # a label, not proof that the address is bad

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
+from streamer.analytics.categories import COMPLAINT
 from streamer.analytics.heavy import OTHER, BoundedDimension
 from streamer.analytics.templates import template
 from streamer.analytics.windows import (
@@ -59,6 +60,22 @@ def tenant_of(record: Mapping[str, Any]) -> str:
     if not at:
         return ""
     return head.partition(":")[2] if ":" in head else head
+
+
+def oob_tenant(record: Mapping[str, Any], meta_key: str = "tenant") -> str:
+    """The tenant of an OOB record: ``meta[meta_key]`` when a non-empty string, else ``""``.
+
+    KumoMTA builds an OOB record from the incoming DSN: its ``meta`` and ``queue`` are the DSN
+    message's, not those of the message that bounced, so the queue says nothing of the tenant.
+    A policy that knows the tenant (from the VERP return path the DSN was sent to, say) sets it
+    as meta on the DSN at reception, and logs that meta key (see README "Tenant of an OOB").
+    """
+    meta = record.get("meta")
+    if type(meta) is dict:
+        t = meta.get(meta_key)
+        if type(t) is str and t:
+            return t
+    return ""
 
 
 class Folded:
@@ -110,6 +127,7 @@ class BatchAggregator:
         gap_capacity: int = GAP_CAPACITY,
         cache_size: int = 4096,
         clock: Callable[[], float] = time.time,
+        oob_tenant_meta: str = "tenant",
     ) -> None:
         enabled = set(dimensions)
         unknown = enabled - set(DIMENSIONS)
@@ -123,6 +141,7 @@ class BatchAggregator:
         self.window_ms = int(window_s * 1000)
         self.gap_capacity = gap_capacity
         self.clock = clock
+        self.oob_tenant_meta = oob_tenant_meta
         self.pool = BoundedDimension(pool_capacity, rebalance_every=0)
         self.source = BoundedDimension(source_capacity, rebalance_every=0)
         self.tenant = BoundedDimension(tenant_capacity, rebalance_every=0)
@@ -136,7 +155,8 @@ class BatchAggregator:
         self._seconds: dict[str, int] = {}  # "2026-11-30T21:40:30" (UTC) -> its epoch ms
         # this batch: raw key -> records, and the few records that also need more than a count
         self._tally: dict[tuple[Any, ...], int] = {}
-        self._complaints: list[tuple[tuple[Any, ...], str]] = []
+        # every Feedback record's (key, Feedback-Type); the C counter's ``complaints`` list
+        self._feedback: list[tuple[tuple[Any, ...], str]] = []
         self._gaps: list[tuple[tuple[Any, ...], str]] = []
         self._tenants: dict[str, str] = {}  # queue name -> tenant
         #: Counts kept outside ``_tally`` (the C counter, ``streamer.analytics.analyzer``): an
@@ -189,13 +209,16 @@ class BatchAggregator:
         tally = self._tally
         tally[key] = tally.get(key, 0) + 1
         if rtype == "Feedback":
-            self._complaints.append((key, feedback_type(record) or OTHER))
+            self._feedback.append((key, feedback_type(record) or OTHER))
         elif (gap or label == UNCATEGORIZED) and line:
             self._gaps.append((key, line))
 
     def _tenant(self, record: Mapping[str, Any]) -> str:
-        if record.get("type") == "Feedback":  # the tenant that sent the message complained of
+        rtype = record.get("type")
+        if rtype == "Feedback":  # the tenant that sent the message complained of
             return complained_about(record)[1] or ""
+        if rtype == "OOB":  # the DSN's queue is not the bounced message's
+            return oob_tenant(record, self.oob_tenant_meta)
         meta = record.get("meta")
         if type(meta) is dict and "tenant" in meta:
             return tenant_of(record)
@@ -275,8 +298,8 @@ class BatchAggregator:
         # emptied in place: the C counter (streamer.analytics.analyzer) appends to these too
         gaps = self._gaps.copy()
         self._gaps.clear()
-        complaints = self._complaints.copy()
-        self._complaints.clear()
+        feedback = self._feedback.copy()
+        self._feedback.clear()
         # Raw keys differ in their dimensions, type, label and category; the bounded key and
         # the row cost most, so they are found once per (window, dimensions) group.
         groups: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], int]]] = {}
@@ -308,9 +331,11 @@ class BatchAggregator:
                     c.labels[label] = c.labels.get(label, 0) + n
                 if category is not None:
                     c.categories[category] = c.categories.get(category, 0) + n
-        for raw, ft in complaints:
+        for raw, ft in feedback:  # every report by type; the complaints among them apart
             c = rows[raw[:5]]
-            c.complaints[ft] = c.complaints.get(ft, 0) + 1
+            c.feedback[ft] = c.feedback.get(ft, 0) + 1
+            if raw[7] == COMPLAINT:
+                c.complaints[ft] = c.complaints.get(ft, 0) + 1
         for raw, line in gaps:
             tpl = self._templates.lookup(line)
             if tpl is None:

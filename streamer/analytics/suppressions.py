@@ -2,26 +2,32 @@
 
 A worker does not decide suppressions (it sees only its partitions of the input, keyed by
 message id): it emits one *event* per recipient of a hard bounce (a hard-category Bounce or
-OOB) and of a Delivery, keyed by the lower-cased recipient, to the internal events topic. The
-stage owning that recipient's partition folds them (``streamer.analytics.suppression_fold``) and
-writes the public, compacted suppressions topic (``streamer.worker.suppressor``).
+OOB), of a complaint (a Feedback report of a type in ``suppress_feedback_types``, for the
+complainer the report names) and of a Delivery, keyed by the lower-cased recipient, to the
+internal events topic. The stage owning that recipient's partition folds them
+(``streamer.analytics.suppression_fold``) and writes the public, compacted suppressions topic
+(``streamer.worker.suppressor``).
 
 An event value is a small JSON object: ``t`` the event time (epoch ms; the worker's clock when
 the record has none), ``p``/``o`` the input partition and offset it came from (added by the
-pipeline: what makes a replay recognisable), and for a hard event ``h``: the label, rule,
-response line, provider, tenant and sender domain. A Delivery's event is ~40 bytes.
+pipeline: what makes a replay recognisable), ``k`` the kind when it is not a Bounce or a
+Delivery (``oob``, ``complaint``; ``manual``/``remove`` from the CLI), and ``h`` the details:
+the label, rule, response line, provider, tenant and sender domain (a complaint adds its
+``feedback_type``). A Delivery's event is ~40 bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 
-from streamer.analytics.batch import tenant_of
+from streamer.analytics.batch import oob_tenant, tenant_of
 from streamer.analytics.categories import HARD
+from streamer.analytics.suppression_fold import COMPLAINT, OOB
 from streamer.analytics.windows import event_time_ms
+from streamer.feedback import DEFAULT_SUPPRESS_FEEDBACK, complained_about, feedback_type
 from streamer.records import recipients
 from streamer.rules import Rule
 
@@ -64,8 +70,12 @@ def recipient_keys(record: Mapping[str, Any]) -> list[str]:
 
 
 def sender_domain(record: Mapping[str, Any]) -> str | None:
-    """The envelope sender's domain, lower-cased (None without one)."""
+    """The envelope sender's domain, lower-cased (None without one); of a Feedback record, the
+    complained-of message's (the report's ``original_mail_from``), not the report's sender."""
     sender = record.get("sender")
+    if record.get("type") == "Feedback":
+        report = record.get("feedback_report")
+        sender = report.get("original_mail_from") if type(report) is dict else None
     if type(sender) is not str or "@" not in sender:
         return None
     return sender.strip().strip("<>").rpartition("@")[2].lower() or None
@@ -80,10 +90,18 @@ class SuppressionEvents:
     """Turns classified records into suppression events (see the module doc).
 
     Stateless: whatever worker sees a record emits the same events, and the stage decides.
+    ``suppress_feedback``: the Feedback-Types whose reports suppress the complainer;
+    ``oob_tenant_meta``: the ``meta`` key an OOB's tenant is read from (``batch.oob_tenant``).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        suppress_feedback: Iterable[str] = DEFAULT_SUPPRESS_FEEDBACK,
+        oob_tenant_meta: str = "tenant",
+    ) -> None:
         self._rules: dict[int, tuple[Rule, Any]] = {}  # id(rule) -> (rule, rule_object(rule))
+        self.suppress_feedback = frozenset(suppress_feedback)
+        self.oob_tenant_meta = oob_tenant_meta
 
     def rule_json(self, rule: Rule | Mapping[str, Any] | str | None) -> Any:
         """:func:`rule_object`, built once per :class:`Rule` (immutable): remembered by the
@@ -98,6 +116,13 @@ class SuppressionEvents:
             self._rules[id(rule)] = (rule, rule_json)
         return rule_json
 
+    def complaint_type(self, record: Mapping[str, Any]) -> str | None:
+        """The Feedback-Type of a Feedback record whose report suppresses, else None."""
+        if record.get("type") != "Feedback":
+            return None
+        kind = feedback_type(record)
+        return kind if kind in self.suppress_feedback else None
+
     def update(
         self,
         record: Mapping[str, Any],
@@ -109,11 +134,22 @@ class SuppressionEvents:
         now: float,
     ) -> list[SuppressionEvent]:
         """The events of one record (usually none): one per recipient of a Delivery or a hard
-        bounce. ``now`` (epoch seconds) stands in for the record's event time when it has none."""
+        bounce, one for the complainer of a suppressing report. ``now`` (epoch seconds) stands
+        in for the record's event time when it has none."""
         rtype = record.get("type")
-        if rtype != "Delivery" and (category != HARD or rtype not in SUPPRESSING_TYPES):
+        complaint = self.complaint_type(record)
+        if complaint is not None:
+            complainer, tenant = complained_about(record)
+            key = _key(complainer)
+            keys = [] if key is None else [key]
+        elif rtype == "Delivery" or (category == HARD and rtype in SUPPRESSING_TYPES):
+            keys = recipient_keys(record)
+            if rtype == "OOB":  # KumoMTA logs the DSN's own meta and queue (see oob_tenant)
+                tenant = oob_tenant(record, self.oob_tenant_meta) or None
+            else:
+                tenant = tenant_of(record) or None
+        else:
             return []
-        keys = recipient_keys(record)
         if not keys:
             return []
         t = event_time_ms(record)
@@ -127,8 +163,14 @@ class SuppressionEvents:
                 "rule": self.rule_json(rule),
                 "response": line,
                 "provider": provider,
-                "tenant": tenant_of(record) or None,
+                "tenant": tenant,
                 "sender_domain": sender_domain(record),
             }
-            value = orjson.dumps({"t": t, "h": details})
+            doc: dict[str, Any] = {"t": t, "h": details}
+            if complaint is not None:
+                details["feedback_type"] = complaint
+                doc["k"] = COMPLAINT
+            elif rtype == "OOB":
+                doc["k"] = OOB
+            value = orjson.dumps(doc)
         return [(k.encode(), value) for k in keys]

@@ -57,7 +57,10 @@ class ByteLedger:
 
 
 class Counts:
-    """The counters of one row: record types, labels, categories, complaints and gaps.
+    """The counters of one row: record types, labels, categories, feedback, complaints, gaps.
+
+    ``feedback`` counts every Feedback record by its Feedback-Type (``not-spam`` too);
+    ``complaints`` only those whose category is ``complaint`` (what a complaint rate sums).
 
     ``gaps`` is a space-saving summary of Uncategorized templates (``gap_capacity`` at most),
     with the first example line seen for each template kept in ``examples``. A row of a
@@ -70,6 +73,7 @@ class Counts:
         "complaints",
         "counts",
         "examples",
+        "feedback",
         "gap_capacity",
         "gaps",
         "labels",
@@ -82,6 +86,7 @@ class Counts:
         self.labels: dict[str, int] = {}
         self.categories: dict[str, int] = {}
         self.complaints: dict[str, int] = {}
+        self.feedback: dict[str, int] = {}
         self.gaps: SpaceSaving[str] | None = None  # created on the first gap: most rows have none
         self.examples: dict[str, str] = {}
         self.gap_capacity = gap_capacity
@@ -115,6 +120,7 @@ class Counts:
             (self.labels, other.labels),
             (self.categories, other.categories),
             (self.complaints, other.complaints),
+            (self.feedback, other.feedback),
         ):
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
@@ -143,6 +149,7 @@ class Counts:
             and self.labels == other.labels
             and self.categories == other.categories
             and self.complaints == other.complaints
+            and self.feedback == other.feedback
             and sorted(mine) == sorted(theirs)
         )
 
@@ -341,6 +348,7 @@ class WindowedStats:
                 "labels": dict(c.labels),
                 "categories": dict(c.categories),
                 "complaints": dict(c.complaints),
+                "feedback": dict(c.feedback),
                 "gaps": c.gap_rows(self.gaps_top),
             }
             if final is not None:

@@ -35,6 +35,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from streamer.analytics.suppression_fold import entry_reason
 from streamer.config import Settings, suppression_stage_topics
 from streamer.deadletter import DLQ_REASON
 from streamer.devkit.broker import LocalBroker, ensure_broker
@@ -395,8 +396,11 @@ def analytics_report(out: TextIO, settings: Settings, bootstrap: str, topics: De
     w("\n".join(_table(table, set(range(1, len(table[0]))))) + "\n")
     w("  (share of outcomes: Delivery records, or the category of a classified record;\n")
     w("   complaints: abuse and fraud reports per delivery)\n")
-    live = sum(1 for v in suppressed.values() if v is not None)
-    w(f"  suppressions: {live} addresses in {topics.suppressions}\n")
+    reasons = Counter(entry_reason(orjson.loads(v)) for v in suppressed.values() if v is not None)
+    by_reason = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+    live = sum(reasons.values())
+    w(f"  suppressions: {live} addresses in {topics.suppressions}")
+    w(f" ({by_reason})\n" if by_reason else "\n")
     _kumomta_view(out, settings, suppressed)
     w(
         "\nTop rule gaps (Uncategorized, or classified by the reply code alone; "

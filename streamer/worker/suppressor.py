@@ -94,7 +94,7 @@ class SuppressionStage:
         self.replay_ms = s.suppression_replay * 1000
         self.on_failure = on_failure
         self.metrics = metrics or Metrics()
-        self.store = SuppressionStore(s.suppressions_memory)
+        self.store = SuppressionStore(s.suppressions_memory, s.oob_trust_period * 1000 or None)
         self.consumer = Consumer(_consumer_config(s, bootstrap, self.group_id, worker_id))
         self.producer = Producer(_producer_config(s, bootstrap, worker_id))
         if self.exactly_once:
@@ -105,7 +105,8 @@ class SuppressionStage:
         self._failed_deliveries: list[str] = []
         self._watchdog = Watchdog()
         #: Counts for ``/status`` and the stop log line.
-        self.counts = {"events": 0, "public_writes": 0, "state_writes": 0, "bad_events": 0}
+        kinds = ("events", "public_writes", "state_writes", "bad_events", "untrusted_oob")
+        self.counts = dict.fromkeys(kinds, 0)
         self.error: str | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -194,6 +195,7 @@ class SuppressionStage:
             self._commit_at_least_once(changed, positions)
         self.counts["events"] += folded
         self.metrics.suppression_events.inc(folded)
+        _held_untrusted(self)
         self.metrics.suppression_recipients.set(len(store))
 
     def _write_public(self, changed: dict[str, tuple[int, bytes | None, bytes]]) -> None:
@@ -320,6 +322,23 @@ class SuppressionStage:
             seconds=round(time.monotonic() - t0, 3),
         )
         return starts
+
+
+def _held_untrusted(stage: SuppressionStage) -> None:
+    """Count and log the batch's OOBs that did not suppress: no delivery to their recipient
+    within ``oob_trust_period`` is known (a forged DSN, or one the stage forgot: README)."""
+    recipients, stage.store.untrusted = stage.store.untrusted, []
+    if not recipients:
+        return
+    stage.counts["untrusted_oob"] += len(recipients)
+    stage.metrics.suppression_untrusted.inc(len(recipients))
+    log_event(
+        log,
+        logging.WARNING,
+        "untrusted OOB held: no delivery to the recipient known",
+        count=len(recipients),
+        example=recipients[0],
+    )
 
 
 def _consumer_config(s: Settings, bootstrap: str, group_id: str, worker_id: str) -> dict[str, Any]:
