@@ -91,6 +91,11 @@ def suppression_stage_topics(suppressions_topic: str) -> tuple[str, str]:
     return f"{suppressions_topic}.events", f"{suppressions_topic}.state"
 
 
+def rollup_stage_topics(stats_topic: str) -> tuple[str, str]:
+    """The default names of the stats rollup stage's partials and changelog topics."""
+    return f"{stats_topic}.partials", f"{stats_topic}.state"
+
+
 class Settings(BaseSettings):
     """Every option of streamer. Field docs are the configuration reference in README.md."""
 
@@ -157,7 +162,11 @@ class Settings(BaseSettings):
     analytics: bool = Field(
         True, description="Category, provider, windowed stats and suppressions; false: off."
     )
-    stats_topic: str = Field("kumomta.stats", description="Windowed statistics (compacted).")
+    stats_topic: str = Field(
+        "kumomta.stats",
+        description="Windowed statistics, one row per window and dimensions (compacted; "
+        "upsert by key).",
+    )
     suppressions_topic: str = Field(
         "kumomta.suppressions", description="Hard-bounced recipients (compacted; tombstones)."
     )
@@ -181,7 +190,25 @@ class Settings(BaseSettings):
     stats_max_sources: int = Field(1000, ge=1, description="Distinct egress sources.")
     stats_max_tenants: int = Field(500, ge=1, description="Distinct tenants.")
     stats_max_rows: int = Field(
-        15_000, ge=1, description="Rows held over all windows (default: from memory_budget_mb)."
+        11_250, ge=1, description="Rows held over all windows (default: from memory_budget_mb)."
+    )
+    stats_partials_topic: str | None = Field(
+        None, description="Internal partial stats rows; default <stats_topic>.partials"
+    )
+    stats_state_topic: str | None = Field(
+        None, description="The stats rollup stage's changelog; default <stats_topic>.state"
+    )
+    stats_rollup_retention: int = Field(
+        7200,
+        ge=60,
+        description="Seconds of event time the stats rollup keeps a window after its end; "
+        "partials for an older one are not folded (keep it above stats_retention).",
+    )
+    stats_rollup_rows: int = Field(
+        6_000,
+        ge=1,
+        description="Keys (window and dimensions) the stats rollup stage holds, oldest windows "
+        "retired first (default: from memory_budget_mb).",
     )
     stats_max_gaps: int = Field(32, ge=1, description="Rule-gap templates kept per stats row.")
     analytics_cache_size: int = Field(
@@ -316,6 +343,11 @@ class Settings(BaseSettings):
             self.suppression_events_topic = events
         if self.suppression_state_topic is None:
             self.suppression_state_topic = state
+        partials, stats_state = rollup_stage_topics(self.stats_topic)
+        if self.stats_partials_topic is None:
+            self.stats_partials_topic = partials
+        if self.stats_state_topic is None:
+            self.stats_state_topic = stats_state
         if not self.files:
             self.files = shipped_rule_files()
         return self

@@ -1,0 +1,371 @@
+"""A keyed stage: an internal topic folded per key by whichever worker owns the key's partition.
+
+The suppression stage (``streamer.worker.suppressor``) and the stats rollup
+(``streamer.worker.rollup``) are both this shape, Kafka Streams' repartition + state store:
+
+- workers write *inputs* to an internal topic keyed so that everything of one key meets in one
+  partition;
+- every worker process runs one stage per kind, in its own thread, a consumer in its own group
+  (``<group_id>.<suffix>``) that reads that topic; the subclass folds each batch into its store
+  and says what to write;
+- writes go to the public topic (the answer, keyed by the same key) and to a changelog (its
+  state, compacted, co-partitioned with the inputs: a key's state sits in the partition number
+  of its inputs), from which a stage assigned a partition restores before folding more.
+
+A separate consumer group rather than the record consumer subscribing to more topics: the loads
+scale and rebalance independently, the record path's batching, back-pressure and transactions
+stay as they are, and the stage's own transactions (exactly-once) commit its own offsets.
+
+Delivery, at least once: per batch, the public writes are acknowledged first, then the
+changelog writes, then the inputs' offsets are committed. A crash anywhere replays inputs the
+changelog may already hold: the folds are idempotent, so nothing is counted twice, and a public
+write lost before its changelog write is made again (the restored state lacks the change).
+Exactly once: per batch, one transaction holds the public and changelog writes and the inputs'
+offsets; a failed one is aborted and the stage restores its partitions and reads them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, ClassVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streamer.config import Settings
+from streamer.kafka.clients import consumer_config, producer_config
+from streamer.kafka.sink import TRANSACTION_TIMEOUT_MS
+from streamer.logs import log_event
+from streamer.metrics import Metrics
+from streamer.worker.suppression_restore import (
+    CALL_TIMEOUT_S,
+    RESTORE_TIMEOUT_S,
+    StageError,
+    check_partitions,
+    read_changelog,
+    restore_config,
+    retried,
+    start_offsets,
+)
+from streamer.worker.watchdog import Watchdog
+
+#: Inputs folded per batch (one commit, or one transaction, each).
+BATCH = 2000
+#: A transactional call (retried while retriable) still blocked after this hangs.
+HANG_S = RESTORE_TIMEOUT_S + CALL_TIMEOUT_S + 5.0
+
+
+@dataclass(slots=True)
+class Writes:
+    """What one batch changed: public values and changelog values, the latest per key."""
+
+    public: dict[bytes, bytes | None] = field(default_factory=dict)
+    state: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)  # (p, key) -> v
+    folded: int = 0  # inputs folded (neither skipped nor revoked)
+
+
+class KeyedStage:
+    """The Kafka wiring of a keyed stage; a subclass folds (see the module doc)."""
+
+    #: Names the stage in log lines, errors and its clients' ids ("suppression", "rollup").
+    kind: ClassVar[str]
+    #: What an input is called in the counts ("events": ``events``, ``bad_events``).
+    unit: ClassVar[str]
+    log: ClassVar[logging.Logger]
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        *,
+        worker_id: str,
+        inputs_topic: str,
+        state_topic: str,
+        public_topic: str,
+        group_suffix: str,
+        replay_ms: int = 0,
+        on_failure: Callable[[], object] = lambda: None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        s = settings
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.inputs_topic = inputs_topic
+        self.state_topic = state_topic
+        self.public_topic = public_topic
+        self.exactly_once = s.exactly_once
+        self.group_id = f"{s.group_id}.{group_suffix}"
+        self.replay_ms = replay_ms
+        self.on_failure = on_failure
+        self.metrics = metrics or Metrics()
+        self.consumer = Consumer(
+            _consumer_config(s, bootstrap, self.group_id, worker_id, group_suffix)
+        )
+        self.producer = Producer(_producer_config(s, bootstrap, worker_id, group_suffix))
+        if self.exactly_once:
+            self.producer.init_transactions(CALL_TIMEOUT_S)
+        self.owned: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{self.kind}-stage", daemon=True)
+        self._failed_deliveries: list[str] = []
+        self._watchdog = Watchdog()
+        #: Counts for ``/status`` and the stop log line (a subclass adds its own).
+        self.counts = {self.unit: 0, "public_writes": 0, "state_writes": 0, f"bad_{self.unit}": 0}
+        self.error: str | None = None
+
+    # --- what a subclass does ------------------------------------------------------------------
+    def fold(self, messages: list[Message]) -> Writes:
+        """Fold a batch (messages of owned partitions, without errors) into the store."""
+        raise NotImplementedError
+
+    def restored(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """A changelog record read back on assignment."""
+        raise NotImplementedError
+
+    def drop(self, partitions: list[int]) -> None:
+        """Forget the keys of partitions no longer owned (or about to be restored)."""
+        raise NotImplementedError
+
+    def counted(self, writes: Writes) -> None:
+        """A batch was committed: its metrics."""
+
+    def status(self) -> dict[str, Any]:
+        """What ``/status`` reports of the stage."""
+        return {**self.counts, "assigned": sorted(self.owned), "error": self.error}
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in hand, commit, leave the group (blocking: call off the loop)."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            check_partitions(self.consumer, self.kind, self.inputs_topic, self.state_topic)
+            self.consumer.subscribe(
+                [self.inputs_topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+            while not self._stop.is_set():
+                messages = self.consumer.consume(BATCH, 0.1)
+                if messages:
+                    self._process(messages)
+        except (StageError, KafkaException) as exc:
+            self.error = str(exc)
+            log_event(
+                self.log, logging.CRITICAL, f"{self.kind} stage failed; stopping", error=str(exc)
+            )
+            self.on_failure()
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.log.exception(f"{self.kind} stage failed")
+            self.on_failure()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        try:
+            self.consumer.close()
+        except KafkaException as exc:
+            log_event(
+                self.log, logging.WARNING, f"{self.kind} consumer close failed", error=str(exc)
+            )
+        self.producer.flush(5.0)
+        log_event(self.log, logging.INFO, f"{self.kind} stage stopped", **self.counts)
+
+    # --- one batch -------------------------------------------------------------------------------
+    def _process(self, messages: list[Message]) -> None:
+        owned = self.owned
+        positions: dict[int, int] = {}
+        batch: list[Message] = []
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                log_event(self.log, logging.WARNING, f"{self.kind} consume error", error=str(err))
+                continue
+            p = m.partition()
+            if p not in owned:
+                continue  # revoked meanwhile: its next owner reads it (never commit it here)
+            positions[p] = (m.offset() or 0) + 1
+            batch.append(m)
+        writes = self.fold(batch)
+        if self.exactly_once:
+            self._commit_transaction(writes, positions)
+        else:
+            self._commit_at_least_once(writes, positions)
+        self.counts[self.unit] += writes.folded
+        self.counted(writes)
+
+    def skipped(self, why: str) -> None:
+        """An input that does not decode: counted, logged, never folded."""
+        self.counts[f"bad_{self.unit}"] += 1
+        log_event(self.log, logging.WARNING, f"bad {self.kind} input skipped", error=why)
+
+    def _write_public(self, writes: Writes) -> None:
+        for key, value in writes.public.items():
+            self._produce(self.public_topic, key, value)
+        self.counts["public_writes"] += len(writes.public)
+
+    def _write_state(self, writes: Writes) -> None:
+        for (p, key), value in writes.state.items():
+            self._produce(self.state_topic, key, value, p)
+        self.counts["state_writes"] += len(writes.state)
+
+    def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int = -1) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value, key, partition=partition, on_delivery=self._delivered
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failed_deliveries.append(f"{msg.topic()}: {err.str()}")
+
+    def _flush(self) -> None:
+        """Wait until every write is acknowledged; librdkafka retries them until its message
+        timeout (a broker away for a while), after which they fail: StageError."""
+        while self.producer.flush(1.0) and not self._failed_deliveries:
+            pass
+        if self._failed_deliveries:
+            failed, self._failed_deliveries = self._failed_deliveries, []
+            raise StageError(f"{self.kind} writes failed: {failed[:3]}")
+
+    def _commit_at_least_once(self, writes: Writes, positions: dict[int, int]) -> None:
+        if writes.public or writes.state:
+            self._write_public(writes)
+            self._flush()  # the public value before the state that says it was written
+            self._write_state(writes)
+            self._flush()
+        if positions:
+            offsets = [TopicPartition(self.inputs_topic, p, o) for p, o in positions.items()]
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                # e.g. a rebalance overtook it: whoever reads these inputs next folds them
+                # again, which changes nothing already written (the fold is idempotent)
+                log_event(self.log, logging.WARNING, f"{self.kind} commit failed", error=str(exc))
+
+    def _commit_transaction(self, writes: Writes, positions: dict[int, int]) -> None:
+        producer = self.producer
+        try:
+            producer.begin_transaction()
+            self._write_public(writes)
+            self._write_state(writes)
+            offsets = [TopicPartition(self.inputs_topic, p, o) for p, o in positions.items()]
+            meta = self.consumer.consumer_group_metadata()
+            # a retriable failure (the broker away for a moment) may be asked again; a call
+            # that hangs past its timeout (librdkafka 5456, 5511) ends the process, like the
+            # record path's (streamer.worker.watchdog)
+            with self._watchdog.guard(HANG_S, f"{self.kind} send_offsets_to_transaction"):
+                retried(
+                    partial(producer.send_offsets_to_transaction, offsets, meta, CALL_TIMEOUT_S)
+                )
+            with self._watchdog.guard(HANG_S, f"{self.kind} commit_transaction"):
+                retried(partial(producer.commit_transaction, CALL_TIMEOUT_S))
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.txn_requires_abort():
+                raise
+            log_event(self.log, logging.WARNING, f"{self.kind} transaction aborted", error=str(err))
+            producer.abort_transaction(CALL_TIMEOUT_S)
+            # the memory holds the aborted batch's changes: start the partitions over
+            self._start_over(sorted(self.owned))
+        self._failed_deliveries.clear()  # in a transaction, its commit (or abort) says it all
+
+    # --- assignment --------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        ps = [tp.partition for tp in partitions]
+        starts = self._restore(ps)
+        consumer.incremental_assign([TopicPartition(self.inputs_topic, p, starts[p]) for p in ps])
+        self.owned.update(ps)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Batches are committed before the next consume() (whose callbacks these are): nothing
+        # of these partitions is left to commit.
+        ps = [tp.partition for tp in partitions]
+        self.owned.difference_update(ps)
+        self.drop(ps)
+        consumer.incremental_unassign(partitions)
+        log_event(self.log, logging.INFO, f"{self.kind} partitions revoked", partitions=_fmt(ps))
+
+    def _start_over(self, ps: list[int]) -> None:
+        """Exactly-once, after an abort: restore the partitions and read them from the commit."""
+        starts = self._restore(ps)
+        for p in ps:
+            self.consumer.seek(TopicPartition(self.inputs_topic, p, starts[p]))
+
+    def _restore(self, ps: list[int]) -> dict[int, int]:
+        """Read the partitions' changelog into the store; returns where to read inputs from."""
+        if not ps:
+            return {}
+        t0 = time.monotonic()
+        self.drop(ps)
+        reader = Consumer(restore_config(self.settings, self.bootstrap, self.group_id))
+        try:
+            restored = read_changelog(reader, self.state_topic, ps, self.restored)
+        finally:
+            reader.close()
+        starts = start_offsets(self.consumer, self.inputs_topic, ps, self.replay_ms)
+        log_event(
+            self.log,
+            logging.INFO,
+            f"{self.kind} partitions restored",
+            partitions=_fmt(ps),
+            keys=restored,
+            seconds=round(time.monotonic() - t0, 3),
+        )
+        return starts
+
+
+def _consumer_config(
+    s: Settings, bootstrap: str, group_id: str, worker_id: str, suffix: str
+) -> dict[str, Any]:
+    return consumer_config(
+        s,
+        bootstrap,
+        group_id,
+        **{
+            "client.id": f"{worker_id}-{suffix}-in",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            "isolation.level": "read_committed",
+            # inputs are small: a little prefetch keeps batches full and RSS flat
+            # (librdkafka's default holds up to 64 MiB)
+            "queued.max.messages.kbytes": 4_096,
+            "fetch.max.bytes": 2_097_152,
+            "logger": logging.getLogger("streamer.librdkafka.consumer"),
+        },
+    )
+
+
+def _producer_config(s: Settings, bootstrap: str, worker_id: str, suffix: str) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "client.id": f"{worker_id}-{suffix}-out",
+        "partitioner": "murmur2_random",  # the public topic: where Java producers put a key
+        "linger.ms": 5,
+        "queue.buffering.max.kbytes": 16_384,  # a batch's writes at most, flushed each time
+        "logger": logging.getLogger("streamer.librdkafka.producer"),
+    }
+    if s.exactly_once:
+        # under the worker's prefix (streamer-<group_id>-: one ACL), its own id
+        conf["transactional.id"] = f"streamer-{s.group_id}-{worker_id}-{suffix}"
+        conf["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
+    return producer_config(s, bootstrap, **conf)
+
+
+def _fmt(ps: list[int]) -> str:
+    return ",".join(map(str, sorted(ps)))
