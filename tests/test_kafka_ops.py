@@ -85,7 +85,9 @@ def test_default_topics_include_dlq_and_non_classifiable_target(test_rules_file:
         "kumomta.stats",
         "kumomta.suppressions",
         "kumomta.suppressions.state",  # the suppression stage's changelog (compacted)
-        "kumomta.suppressions.events",  # and its events
+        "kumomta.stats.state",  # the stats rollup's changelog (compacted)
+        "kumomta.suppressions.events",  # the suppression stage's events
+        "kumomta.stats.partials",  # the workers' partial stats rows
     ]
     assert default_topics(s) == ["in", "kumomta.classified", "in.dlq", "other", *analytics]
     s = Settings(files=[test_rules_file], input_topic="in", output_topic="out", analytics=False)

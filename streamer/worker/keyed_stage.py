@@ -57,6 +57,8 @@ from streamer.worker.watchdog import Watchdog
 BATCH = 2000
 #: A transactional call (retried while retriable) still blocked after this hangs.
 HANG_S = RESTORE_TIMEOUT_S + CALL_TIMEOUT_S + 5.0
+#: Longest a stopping stage folds what its partitions hold before it leaves (``drain_on_stop``).
+DRAIN_S = 5.0
 
 
 @dataclass(slots=True)
@@ -76,6 +78,9 @@ class KeyedStage:
     #: What an input is called in the counts ("events": ``events``, ``bad_events``).
     unit: ClassVar[str]
     log: ClassVar[logging.Logger]
+    #: Stopping, fold what the owned partitions hold first: a graceful stop publishes the
+    #: worker's last inputs just before (the stats rollup: its last partials).
+    drain_on_stop: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -159,6 +164,13 @@ class KeyedStage:
                 messages = self.consumer.consume(BATCH, 0.1)
                 if messages:
                     self._process(messages)
+            if self.drain_on_stop:
+                try:
+                    self._drain()
+                except KafkaException as exc:  # what is left is folded by the next owner
+                    log_event(
+                        self.log, logging.WARNING, f"{self.kind} drain failed", error=str(exc)
+                    )
         except (StageError, KafkaException) as exc:
             self.error = str(exc)
             log_event(
@@ -181,6 +193,29 @@ class KeyedStage:
             )
         self.producer.flush(5.0)
         log_event(self.log, logging.INFO, f"{self.kind} stage stopped", **self.counts)
+
+    def _drain(self) -> None:
+        """Fold the owned partitions up to their current end (at most ``DRAIN_S``; records of
+        transactions still open are left to the next owner)."""
+        deadline = time.monotonic() + DRAIN_S
+        tps = [TopicPartition(self.inputs_topic, p) for p in sorted(self.owned)]
+        if not tps:
+            return
+        ends = {
+            tp.partition: self.consumer.get_watermark_offsets(tp, CALL_TIMEOUT_S)[1] for tp in tps
+        }
+        committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, CALL_TIMEOUT_S)}
+        while time.monotonic() < deadline:
+            done = all(
+                ends[tp.partition] <= 0
+                or max(tp.offset, committed.get(tp.partition, -1)) >= ends[tp.partition]
+                for tp in self.consumer.position(tps)
+            )
+            if done:
+                return
+            messages = self.consumer.consume(BATCH, 0.1)
+            if messages:
+                self._process(messages)
 
     # --- one batch -------------------------------------------------------------------------------
     def _process(self, messages: list[Message]) -> None:

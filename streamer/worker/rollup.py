@@ -36,6 +36,7 @@ from streamer.worker.keyed_stage import KeyedStage, Writes
 class RollupStage(KeyedStage):
     kind = "rollup"
     unit = "partials"
+    drain_on_stop = True
     log = logging.getLogger("streamer.stats")
 
     def __init__(

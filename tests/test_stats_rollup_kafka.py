@@ -1,0 +1,178 @@
+"""Stats a sink can upsert, on the real broker: several workers, the records of each window and
+dimension set spread over the input partitions and arriving out of event-time order (windows the
+workers forget and count again: late records), a kill -9, a restart and rebalances in between.
+
+Exactly once: the latest row per key (window + dimensions) of the stats topic counts exactly the
+input. At least once: no key counts less than its input (nothing lost), and all keys together
+count more only by records the worker read again after the kill -9, which the output topic
+holds twice as well."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from worker_harness import (
+    RULES_V1,
+    WorkerProcess,
+    latest_per_key,
+    produce,
+    read_topic,
+    topic_size,
+    wait_until,
+)
+
+from streamer.devkit.sample import SampleMessage
+
+pytestmark = pytest.mark.timeout(240)
+
+T0 = 1_790_000_040_000  # a minute boundary, epoch ms
+RECORDS = 2400
+TENANTS = ("acme", "globex", "initech")
+POOLS = ("pool-a", "pool-b")
+Key = tuple[int, str, str]  # window start, pool, tenant
+
+
+def _scenario(seed: int) -> tuple[list[SampleMessage], dict[Key, Counter[str]]]:
+    """Records over 8 one-minute windows × 2 pools × 3 tenants (48 keys), shuffled; and each
+    key's record types."""
+    rnd = random.Random(seed)
+    records: list[SampleMessage] = []
+    truth: dict[Key, Counter[str]] = {}
+    for n in range(RECORDS):
+        t = T0 + rnd.randrange(8 * 60_000)
+        pool, tenant = rnd.choice(POOLS), rnd.choice(TENANTS)
+        rtype = rnd.choice(("Bounce", "Delivery", "TransientFailure"))
+        code = {"Bounce": 550, "Delivery": 250, "TransientFailure": 451}[rtype]
+        rec = {
+            "type": rtype,
+            "id": f"msg-{n}",  # the message id keys the record: a key's records spread
+            "recipient": f"u{n}@example.com",
+            "sender": "news@mail.example.net",
+            "queue": f"{tenant}@example.com",
+            "site": "gmail-smtp-in.l.google.com",
+            "egress_pool": pool,
+            "egress_source": "ip-1",
+            "event_time": _rfc3339(t),
+            "response": {"code": code, "enhanced_code": None, "content": "x", "command": None},
+        }
+        records.append(SampleMessage(rec["id"].encode(), orjson.dumps(rec), [], "classify"))
+        truth.setdefault((t - t % 60_000, pool, tenant), Counter())[rtype] += 1
+    return records, truth
+
+
+def _rfc3339(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def _stats(bootstrap: str, topic: str) -> dict[Key, Counter[str]]:
+    """The latest row per key of the stats topic, as an upserting sink holds it."""
+    out: dict[Key, Counter[str]] = {}
+    for key, value in latest_per_key(bootstrap, topic).items():
+        row = orjson.loads(value or b"{}")
+        start, provider, pool, source, tenant = orjson.loads(key or b"[]")
+        assert (provider, source) == ("google", "ip-1")
+        assert (row["window_start"], row["egress_pool"], row["tenant"]) == (start, pool, tenant)
+        out[start, pool, tenant] = Counter(row["counts"])
+    return out
+
+
+@pytest.fixture
+def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES_V1)
+    started: list[WorkerProcess] = []
+
+    def start(name: str, inp: str, out: str, *args: str) -> WorkerProcess:
+        w = WorkerProcess(
+            kafka_bootstrap,
+            tmp_path,
+            name=name,
+            input_topic=inp,
+            output_topic=out,
+            group=f"g-{inp}",
+            rules=rules,
+            args=("--log-format", "text", *args),
+            # windows kept a minute of event time: shuffled records of older windows start
+            # them again (a new serial), a flush every second: many partials per key
+            env={"STREAMER_STATS_RETENTION": "60", "STREAMER_STATS_FLUSH_INTERVAL": "1"},
+        ).start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.cleanup()
+
+
+@pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
+def test_the_latest_row_per_key_counts_the_input(
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    workers: Callable[..., WorkerProcess],
+    mode: str,
+) -> None:
+    args = ("--exactly-once",) if mode == "exactly-once" else ()
+    inp, out = new_topic(4), new_topic(4)
+    stats = f"{inp}.stats"
+    records, truth = _scenario(seed=24)
+    third = len(records) // 3
+    a = workers("a", inp, out, *args)
+    b = workers("b", inp, out, *args)
+    a.wait_assigned()
+    b.wait_assigned()
+
+    produce(kafka_bootstrap, inp, records[:third])
+    wait_until(lambda: topic_size(kafka_bootstrap, out) >= third, 60, "the first third")
+    # the second third trickles in while "a" is killed: records counted and not committed,
+    # partials in flight, are read again by whoever takes its partitions over
+    feeding = threading.Thread(
+        target=produce,
+        args=(kafka_bootstrap, inp, records[third : 2 * third]),
+        kwargs={"rate": 1000},
+    )
+    feeding.start()
+    time.sleep(0.4)
+    a.kill9()
+    feeding.join(30)
+    a = workers("a", inp, out, *args)  # the same worker id: its transactions are fenced
+    a.wait_assigned()
+    assert b.stop() == 0  # a graceful stop: its last partials, its stage's partitions move
+    produce(kafka_bootstrap, inp, records[2 * third :])
+    b = workers("b", inp, out, *args)
+
+    def settled() -> bool:
+        assert a.alive(), a.log()[-3000:]
+        assert b.alive(), b.log()[-3000:]
+        if topic_size(kafka_bootstrap, out) < len(records):
+            return False
+        got = _stats(kafka_bootstrap, stats)
+        if mode == "exactly-once":
+            return got == truth
+        return set(got) == set(truth) and all(got[k] >= v for k, v in truth.items())
+
+    wait_until(settled, 120, "every key's count in the stats topic", interval=1.0)
+    got = _stats(kafka_bootstrap, stats)
+    outputs = len(read_topic(kafka_bootstrap, out))
+    extra = sum(sum(c.values()) for c in got.values()) - len(records)
+    if mode == "exactly-once":
+        assert got == truth and outputs == len(records)
+    else:
+        assert all(got[k] >= v for k, v in truth.items())  # nothing lost
+        assert 0 <= extra <= outputs - len(records)  # only what was read again
+    partials = topic_size(kafka_bootstrap, f"{stats}.partials")
+    public = len(read_topic(kafka_bootstrap, stats))
+    state = topic_size(kafka_bootstrap, f"{stats}.state")
+    print(
+        f"\n{mode}: {len(records)} records, {len(truth)} keys, {partials} partials "
+        f"({partials / len(records):.3f} per record), {public} stats writes and {state} "
+        f"changelog writes ({(public + state) / len(records):.3f} per record), "
+        f"{extra} counted twice"
+    )
+    assert a.stop() == 0 and b.stop() == 0
