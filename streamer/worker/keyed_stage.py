@@ -30,44 +30,29 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from streamer.config import Settings
-from streamer.kafka.clients import consumer_config, producer_config
-from streamer.kafka.sink import TRANSACTION_TIMEOUT_MS
+from streamer.kafka.clients import consumer_config
 from streamer.logs import log_event
 from streamer.metrics import Metrics
+from streamer.worker.stage_output import StageOutput, Writes
 from streamer.worker.suppression_restore import (
     CALL_TIMEOUT_S,
-    RESTORE_TIMEOUT_S,
     StageError,
     check_partitions,
     read_changelog,
     restore_config,
-    retried,
     start_offsets,
 )
-from streamer.worker.watchdog import Watchdog
 
 #: Inputs folded per batch (one commit, or one transaction, each).
 BATCH = 2000
-#: A transactional call (retried while retriable) still blocked after this hangs.
-HANG_S = RESTORE_TIMEOUT_S + CALL_TIMEOUT_S + 5.0
 #: Longest a stopping stage folds what its partitions hold before it leaves (``drain_on_stop``).
 DRAIN_S = 5.0
-
-
-@dataclass(slots=True)
-class Writes:
-    """What one batch changed: public values and changelog values, the latest per key."""
-
-    public: dict[bytes, bytes | None] = field(default_factory=dict)
-    state: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)  # (p, key) -> v
-    folded: int = 0  # inputs folded (neither skipped nor revoked)
 
 
 class KeyedStage:
@@ -110,17 +95,23 @@ class KeyedStage:
         self.consumer = Consumer(
             _consumer_config(s, bootstrap, self.group_id, worker_id, group_suffix)
         )
-        self.producer = Producer(_producer_config(s, bootstrap, worker_id, group_suffix))
-        if self.exactly_once:
-            self.producer.init_transactions(CALL_TIMEOUT_S)
         self.owned: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{self.kind}-stage", daemon=True)
-        self._failed_deliveries: list[str] = []
-        self._watchdog = Watchdog()
         #: Counts for ``/status`` and the stop log line (a subclass adds its own).
         self.counts = {self.unit: 0, "public_writes": 0, "state_writes": 0, f"bad_{self.unit}": 0}
         self.error: str | None = None
+        self.output = StageOutput(
+            s,
+            bootstrap,
+            worker_id=worker_id,
+            suffix=group_suffix,
+            kind=self.kind,
+            public_topic=public_topic,
+            state_topic=state_topic,
+            counts=self.counts,
+            log=self.log,
+        )
 
     # --- what a subclass does ------------------------------------------------------------------
     def fold(self, messages: list[Message]) -> Writes:
@@ -191,7 +182,7 @@ class KeyedStage:
             log_event(
                 self.log, logging.WARNING, f"{self.kind} consumer close failed", error=str(exc)
             )
-        self.producer.flush(5.0)
+        self.output.close()
         log_event(self.log, logging.INFO, f"{self.kind} stage stopped", **self.counts)
 
     def _drain(self) -> None:
@@ -233,10 +224,7 @@ class KeyedStage:
             positions[p] = (m.offset() or 0) + 1
             batch.append(m)
         writes = self.fold(batch)
-        if self.exactly_once:
-            self._commit_transaction(writes, positions)
-        else:
-            self._commit_at_least_once(writes, positions)
+        self._commit(writes, positions)
         self.counts[self.unit] += writes.folded
         self.counted(writes)
 
@@ -245,80 +233,24 @@ class KeyedStage:
         self.counts[f"bad_{self.unit}"] += 1
         log_event(self.log, logging.WARNING, f"bad {self.kind} input skipped", error=why)
 
-    def _write_public(self, writes: Writes) -> None:
-        for key, value in writes.public.items():
-            self._produce(self.public_topic, key, value)
-        self.counts["public_writes"] += len(writes.public)
-
-    def _write_state(self, writes: Writes) -> None:
-        for (p, key), value in writes.state.items():
-            self._produce(self.state_topic, key, value, p)
-        self.counts["state_writes"] += len(writes.state)
-
-    def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int = -1) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    topic, value, key, partition=partition, on_delivery=self._delivered
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.05)
-
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._failed_deliveries.append(f"{msg.topic()}: {err.str()}")
-
-    def _flush(self) -> None:
-        """Wait until every write is acknowledged; librdkafka retries them until its message
-        timeout (a broker away for a while), after which they fail: StageError."""
-        while self.producer.flush(1.0) and not self._failed_deliveries:
-            pass
-        if self._failed_deliveries:
-            failed, self._failed_deliveries = self._failed_deliveries, []
-            raise StageError(f"{self.kind} writes failed: {failed[:3]}")
-
-    def _commit_at_least_once(self, writes: Writes, positions: dict[int, int]) -> None:
-        if writes.public or writes.state:
-            self._write_public(writes)
-            self._flush()  # the public value before the state that says it was written
-            self._write_state(writes)
-            self._flush()
-        if positions:
-            offsets = [TopicPartition(self.inputs_topic, p, o) for p, o in positions.items()]
-            try:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
-                # e.g. a rebalance overtook it: whoever reads these inputs next folds them
-                # again, which changes nothing already written (the fold is idempotent)
-                log_event(self.log, logging.WARNING, f"{self.kind} commit failed", error=str(exc))
-
-    def _commit_transaction(self, writes: Writes, positions: dict[int, int]) -> None:
-        producer = self.producer
-        try:
-            producer.begin_transaction()
-            self._write_public(writes)
-            self._write_state(writes)
-            offsets = [TopicPartition(self.inputs_topic, p, o) for p, o in positions.items()]
+    def _commit(self, writes: Writes, positions: dict[int, int]) -> None:
+        offsets = [TopicPartition(self.inputs_topic, p, o) for p, o in positions.items()]
+        if self.exactly_once:
             meta = self.consumer.consumer_group_metadata()
-            # a retriable failure (the broker away for a moment) may be asked again; a call
-            # that hangs past its timeout (librdkafka 5456, 5511) ends the process, like the
-            # record path's (streamer.worker.watchdog)
-            with self._watchdog.guard(HANG_S, f"{self.kind} send_offsets_to_transaction"):
-                retried(
-                    partial(producer.send_offsets_to_transaction, offsets, meta, CALL_TIMEOUT_S)
-                )
-            with self._watchdog.guard(HANG_S, f"{self.kind} commit_transaction"):
-                retried(partial(producer.commit_transaction, CALL_TIMEOUT_S))
+            if not self.output.in_transaction(writes, offsets, meta):
+                self._start_over(sorted(self.owned))
+            return
+        self.output.at_least_once(writes, partial(self._commit_offsets, offsets))
+
+    def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            err = exc.args[0]
-            if not err.txn_requires_abort():
-                raise
-            log_event(self.log, logging.WARNING, f"{self.kind} transaction aborted", error=str(err))
-            producer.abort_transaction(CALL_TIMEOUT_S)
-            # the memory holds the aborted batch's changes: start the partitions over
-            self._start_over(sorted(self.owned))
-        self._failed_deliveries.clear()  # in a transaction, its commit (or abort) says it all
+            # e.g. a rebalance overtook it: whoever reads these inputs next folds them
+            # again, which changes nothing already written (the fold is idempotent)
+            log_event(self.log, logging.WARNING, f"{self.kind} commit failed", error=str(exc))
 
     # --- assignment --------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -385,21 +317,6 @@ def _consumer_config(
             "logger": logging.getLogger("streamer.librdkafka.consumer"),
         },
     )
-
-
-def _producer_config(s: Settings, bootstrap: str, worker_id: str, suffix: str) -> dict[str, Any]:
-    conf: dict[str, Any] = {
-        "client.id": f"{worker_id}-{suffix}-out",
-        "partitioner": "murmur2_random",  # the public topic: where Java producers put a key
-        "linger.ms": 5,
-        "queue.buffering.max.kbytes": 16_384,  # a batch's writes at most, flushed each time
-        "logger": logging.getLogger("streamer.librdkafka.producer"),
-    }
-    if s.exactly_once:
-        # under the worker's prefix (streamer-<group_id>-: one ACL), its own id
-        conf["transactional.id"] = f"streamer-{s.group_id}-{worker_id}-{suffix}"
-        conf["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
-    return producer_config(s, bootstrap, **conf)
 
 
 def _fmt(ps: list[int]) -> str:

@@ -30,7 +30,8 @@ from streamer.config import Settings
 from streamer.logs import log_event
 from streamer.memory import rollup_byte_budget
 from streamer.metrics import Metrics
-from streamer.worker.keyed_stage import KeyedStage, Writes
+from streamer.worker.keyed_stage import KeyedStage
+from streamer.worker.stage_output import Writes
 
 
 class RollupStage(KeyedStage):

@@ -103,8 +103,7 @@ class StreamWorker:
         self.source: Source | None = None
         self.sink: Sink | None = None
         self.checkpoint: Checkpoint | None = None
-        #: Analytics on: the keyed stages (each its own thread, consumer and producer).
-        self.suppressor: SuppressionStage | None = None
+        self.suppressor: SuppressionStage | None = None  # analytics on: the keyed stages
         self.rollup: RollupStage | None = None
         self.processor: BatchProcessor | None = None
         #: What the run loop does to stop the worker gracefully (drain, commit, exit).
@@ -308,9 +307,7 @@ class StreamWorker:
         left = self.tracker.in_flight
         await source.close()  # leaves the group; revoke callbacks run (nothing left to commit)
         undelivered = sink.close(5.0)
-        for stage in (self.suppressor, self.rollup):  # after the inputs of the records it finished
-            if stage is not None:
-                await asyncio.get_running_loop().run_in_executor(None, stage.stop)
+        await _stop_stages(self)
         log_event(
             log,
             logging.INFO if not left else logging.WARNING,
@@ -349,6 +346,14 @@ def _rewind_aborted(stream: StreamWorker) -> None:
     if isinstance(stream.checkpoint, ExactlyOnce) and stream.source is not None:
         rewinder = Rewinder(stream.tracker, stream.source, stream.metrics, stream.stats)
         stream.checkpoint.on_aborted = rewinder.rewind
+
+
+async def _stop_stages(stream: StreamWorker) -> None:
+    """Stop the keyed stages, after the inputs of the records the worker finished (blocking
+    calls: off the loop)."""
+    for stage in (stream.suppressor, stream.rollup):
+        if stage is not None:
+            await asyncio.get_running_loop().run_in_executor(None, stage.stop)
 
 
 def _keyed_stage(stream: StreamWorker, kind: Callable[..., Stage]) -> Stage:

@@ -39,7 +39,8 @@ from streamer.analytics.suppression_fold import (
 from streamer.config import Settings
 from streamer.logs import log_event
 from streamer.metrics import Metrics
-from streamer.worker.keyed_stage import KeyedStage, Writes
+from streamer.worker.keyed_stage import KeyedStage
+from streamer.worker.stage_output import Writes
 
 
 class SuppressionStage(KeyedStage):
