@@ -102,7 +102,8 @@ def test_the_latest_row_per_key_is_exactly_what_was_counted_whatever_the_order(
     partials = [p for n, s in enumerate(records) for p in _session_partials(f"w{n}", s)]
     stream = partials + rnd.sample(partials, len(partials) // 2)
     rnd.shuffle(stream)
-    store, public = RollupStore(BIG, BIG), {}
+    store = RollupStore(BIG, BIG)
+    public: dict[bytes, bytes] = {}
     half = len(stream) // 2
     for i in range(0, len(stream), batch):
         if i <= half < i + batch:  # a restart: the successor reads the changelog back

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 from worker_harness import (
     RULES_V1,
     WorkerProcess,
@@ -28,7 +29,9 @@ from worker_harness import (
     wait_until,
 )
 
+from streamer.config import Settings
 from streamer.devkit.sample import SampleMessage
+from streamer.worker.rollup import RollupStage
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -62,7 +65,7 @@ def _scenario(seed: int) -> tuple[list[SampleMessage], dict[Key, Counter[str]]]:
             "event_time": _rfc3339(t),
             "response": {"code": code, "enhanced_code": None, "content": "x", "command": None},
         }
-        records.append(SampleMessage(rec["id"].encode(), orjson.dumps(rec), [], "classify"))
+        records.append(SampleMessage(f"msg-{n}".encode(), orjson.dumps(rec), [], "classify"))
         truth.setdefault((t - t % 60_000, pool, tenant), Counter())[rtype] += 1
     return records, truth
 
@@ -175,3 +178,68 @@ def test_the_latest_row_per_key_counts_the_input(
         f"{extra} counted twice"
     )
     assert a.stop() == 0 and b.stop() == 0
+
+
+def _partial(session: str, seq: int, bounces: int) -> bytes:
+    return orjson.dumps(
+        {
+            "window_start": T0,
+            "window_end": T0 + 60_000,
+            "provider": "google",
+            "egress_pool": "p",
+            "egress_source": "s",
+            "tenant": "acme",
+            "counts": {"Bounce": bounces},
+            "gaps": [],
+            "final": False,
+            "serial": 1,
+            "session": session,
+            "seq": seq,
+        }
+    )
+
+
+def test_a_stage_restarted_restores_its_keys_and_skips_bad_partials(
+    kafka_bootstrap: str, kafka_settings: Settings, new_topic: Callable[..., str]
+) -> None:
+    """The stage alone, in process: it sums what it reads, skips (and counts) a partial that
+    does not decode, and a successor restores the key's instances from the changelog: a
+    replayed partial changes nothing, a newer one replaces its instance's."""
+    partials, state, public = new_topic(2), new_topic(2), new_topic(2)
+    settings = kafka_settings.model_copy(
+        update={
+            "stats_topic": public,
+            "stats_partials_topic": partials,
+            "stats_state_topic": state,
+            "group_id": f"g-{partials}",
+        }
+    )
+    key = orjson.dumps([T0, "google", "p", "s", "acme"])
+
+    def send(*values: bytes) -> None:
+        p = Producer({"bootstrap.servers": kafka_bootstrap})
+        for v in values:
+            p.produce(partials, v, key)
+        assert p.flush(10) == 0
+
+    def run_until(bounces: int) -> RollupStage:
+        stage = RollupStage(settings, kafka_bootstrap, worker_id="w")
+        stage.start()
+
+        def done() -> bool:
+            value = latest_per_key(kafka_bootstrap, public).get(key)
+            return value is not None and orjson.loads(value)["counts"]["Bounce"] == bounces
+
+        wait_until(done, 40, f"{bounces} bounces")
+        stage.stop()
+        return stage
+
+    send(_partial("a/1", 1, 2), b"not json", _partial("b/1", 1, 1))
+    first = run_until(3)
+    assert first.status()["bad_partials"] == 1 and first.error is None
+    assert first.metrics.registry.get_sample_value("streamer_stats_partials_total") == 2
+    send(_partial("a/1", 1, 2), _partial("a/1", 2, 5))  # a replay, then its instance's next
+    second = run_until(6)
+    assert second.status()["partials"] == 2 and second.status()["keys"] == 1
+    row = orjson.loads(latest_per_key(kafka_bootstrap, public)[key] or b"{}")
+    assert row["counts"] == {"Bounce": 6} and "session" not in row
