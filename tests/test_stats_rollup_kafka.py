@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from worker_harness import (
     RULES_V1,
     WorkerProcess,
@@ -227,11 +227,16 @@ def test_a_stage_restarted_restores_its_keys_and_skips_bad_partials(
         stage.start()
 
         def done() -> bool:
-            value = latest_per_key(kafka_bootstrap, public).get(key)
+            try:
+                value = latest_per_key(kafka_bootstrap, public).get(key)
+            except KafkaException:  # a new topic's leader not known yet (a loaded broker)
+                return False
             return value is not None and orjson.loads(value)["counts"]["Bounce"] == bounces
 
-        wait_until(done, 40, f"{bounces} bounces")
-        stage.stop()
+        try:
+            wait_until(done, 40, f"{bounces} bounces")
+        finally:
+            stage.stop()
         return stage
 
     send(_partial("a/1", 1, 2), b"not json", _partial("b/1", 1, 1))
@@ -240,6 +245,6 @@ def test_a_stage_restarted_restores_its_keys_and_skips_bad_partials(
     assert first.metrics.registry.get_sample_value("streamer_stats_partials_total") == 2
     send(_partial("a/1", 1, 2), _partial("a/1", 2, 5))  # a replay, then its instance's next
     second = run_until(6)
-    assert second.status()["partials"] == 2 and second.status()["keys"] == 1
+    assert second.status()["partials"] == 2 and second.status()["late"] == 0
     row = orjson.loads(latest_per_key(kafka_bootstrap, public)[key] or b"{}")
     assert row["counts"] == {"Bounce": 6} and "session" not in row
