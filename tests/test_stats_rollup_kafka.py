@@ -10,7 +10,6 @@ holds twice as well."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,9 +19,10 @@ import orjson
 import pytest
 from confluent_kafka import KafkaException, Producer
 from worker_harness import (
-    RULES_V1,
     WorkerProcess,
+    kill_one_of_two,
     latest_per_key,
+    named_workers,
     produce,
     read_topic,
     topic_size,
@@ -88,30 +88,11 @@ def _stats(bootstrap: str, topic: str) -> dict[Key, Counter[str]]:
 
 @pytest.fixture
 def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    rules = tmp_path / "rules.toml"
-    rules.write_text(RULES_V1)
-    started: list[WorkerProcess] = []
-
-    def start(name: str, inp: str, out: str, *args: str) -> WorkerProcess:
-        w = WorkerProcess(
-            kafka_bootstrap,
-            tmp_path,
-            name=name,
-            input_topic=inp,
-            output_topic=out,
-            group=f"g-{inp}",
-            rules=rules,
-            args=("--log-format", "text", *args),
-            # windows kept a minute of event time: shuffled records of older windows start
-            # them again (a new serial), a flush every second: many partials per key
-            env={"STREAMER_STATS_RETENTION": "60", "STREAMER_STATS_FLUSH_INTERVAL": "1"},
-        ).start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.cleanup()
+    # windows kept a minute of event time: shuffled records of older windows start them again
+    # (a new serial); a flush every second: many partials per key
+    env = {"STREAMER_STATS_RETENTION": "60", "STREAMER_STATS_FLUSH_INTERVAL": "1"}
+    with named_workers(kafka_bootstrap, tmp_path, env) as start:
+        yield start
 
 
 @pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
@@ -125,28 +106,9 @@ def test_the_latest_row_per_key_counts_the_input(
     inp, out = new_topic(4), new_topic(4)
     stats = f"{inp}.stats"
     records, truth = _scenario(seed=24)
-    third = len(records) // 3
-    a = workers("a", inp, out, *args)
-    b = workers("b", inp, out, *args)
-    a.wait_assigned()
-    b.wait_assigned()
-
-    produce(kafka_bootstrap, inp, records[:third])
-    wait_until(lambda: topic_size(kafka_bootstrap, out) >= third, 60, "the first third")
-    # the second third trickles in while "a" is killed: records counted and not committed,
-    # partials in flight, are read again by whoever takes its partitions over
-    feeding = threading.Thread(
-        target=produce,
-        args=(kafka_bootstrap, inp, records[third : 2 * third]),
-        kwargs={"rate": 1000},
-    )
-    feeding.start()
-    time.sleep(0.4)
-    a.kill9()
-    feeding.join(30)
-    a = workers("a", inp, out, *args)  # the same worker id: its transactions are fenced
+    a, b = kill_one_of_two(kafka_bootstrap, workers, (inp, out), args, records, rate=1000)
     assert b.stop() == 0  # a graceful stop: its last partials, its stage's partitions move
-    produce(kafka_bootstrap, inp, records[2 * third :])
+    produce(kafka_bootstrap, inp, records[2 * (len(records) // 3) :])
     b = workers("b", inp, out, *args)
 
     def settled() -> bool:

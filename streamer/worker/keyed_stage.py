@@ -126,8 +126,21 @@ class KeyedStage:
         """Forget the keys of partitions no longer owned (or about to be restored)."""
         raise NotImplementedError
 
+    def stage_metrics(self) -> tuple[Any, Any, Any]:
+        """The stage's inputs counter, writes counter (by ``topic``) and keys-held gauge."""
+        raise NotImplementedError
+
+    def held(self) -> int:
+        """Keys the stage holds in memory."""
+        raise NotImplementedError
+
     def counted(self, writes: Writes) -> None:
         """A batch was committed: its metrics."""
+        inputs, written, held = self.stage_metrics()
+        inputs.inc(writes.folded)
+        written.labels("public").inc(len(writes.public))
+        written.labels("changelog").inc(len(writes.state))
+        held.set(self.held())
 
     def status(self) -> dict[str, Any]:
         """What ``/status`` reports of the stage."""

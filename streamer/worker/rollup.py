@@ -109,12 +109,12 @@ class RollupStage(KeyedStage):
             )
         return writes
 
-    def counted(self, writes: Writes) -> None:
+    def stage_metrics(self) -> tuple[Any, Any, Any]:
         m = self.metrics
-        m.rollup_partials.inc(writes.folded)
-        m.rollup_writes.labels("public").inc(len(writes.public))
-        m.rollup_writes.labels("changelog").inc(len(writes.state))
-        m.rollup_keys.set(len(self.store))
+        return m.rollup_partials, m.rollup_writes, m.rollup_keys
+
+    def held(self) -> int:
+        return len(self.store)
 
     def restored(self, partition: int, key: bytes, value: bytes | None) -> None:
         try:

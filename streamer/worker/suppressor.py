@@ -95,12 +95,12 @@ class SuppressionStage(KeyedStage):
             writes.folded += 1
         return writes
 
-    def counted(self, writes: Writes) -> None:
+    def stage_metrics(self) -> tuple[Any, Any, Any]:
         m = self.metrics
-        m.suppression_events.inc(writes.folded)
-        m.suppression_writes.labels("public").inc(len(writes.public))
-        m.suppression_writes.labels("changelog").inc(len(writes.state))
-        m.suppression_recipients.set(len(self.store))
+        return m.suppression_events, m.suppression_writes, m.suppression_recipients
+
+    def held(self) -> int:
+        return len(self.store)
 
     def restored(self, partition: int, key: bytes, value: bytes | None) -> None:
         try:
