@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from functools import partial
 from typing import Any, ClassVar
 
@@ -66,6 +66,7 @@ class KeyedStage:
     #: Stopping, fold what the owned partitions hold first: a graceful stop publishes the
     #: worker's last inputs just before (the stats rollup: its last partials).
     drain_on_stop: ClassVar[bool] = False
+    store: Sized  # the subclass's keys in memory
 
     def __init__(
         self,
@@ -130,17 +131,13 @@ class KeyedStage:
         """The stage's inputs counter, writes counter (by ``topic``) and keys-held gauge."""
         raise NotImplementedError
 
-    def held(self) -> int:
-        """Keys the stage holds in memory."""
-        raise NotImplementedError
-
     def counted(self, writes: Writes) -> None:
         """A batch was committed: its metrics."""
         inputs, written, held = self.stage_metrics()
         inputs.inc(writes.folded)
         written.labels("public").inc(len(writes.public))
         written.labels("changelog").inc(len(writes.state))
-        held.set(self.held())
+        held.set(len(self.store))
 
     def status(self) -> dict[str, Any]:
         """What ``/status`` reports of the stage."""

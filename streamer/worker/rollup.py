@@ -38,6 +38,7 @@ class RollupStage(KeyedStage):
     kind = "rollup"
     unit = "partials"
     drain_on_stop = True
+    store: RollupStore
     log = logging.getLogger("streamer.stats")
 
     def __init__(
@@ -112,9 +113,6 @@ class RollupStage(KeyedStage):
     def stage_metrics(self) -> tuple[Any, Any, Any]:
         m = self.metrics
         return m.rollup_partials, m.rollup_writes, m.rollup_keys
-
-    def held(self) -> int:
-        return len(self.store)
 
     def restored(self, partition: int, key: bytes, value: bytes | None) -> None:
         try:

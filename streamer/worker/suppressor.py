@@ -47,6 +47,7 @@ class SuppressionStage(KeyedStage):
     kind = "suppression"
     unit = "events"
     log = logging.getLogger("streamer.suppressions")
+    store: SuppressionStore
 
     def __init__(
         self,
@@ -98,9 +99,6 @@ class SuppressionStage(KeyedStage):
     def stage_metrics(self) -> tuple[Any, Any, Any]:
         m = self.metrics
         return m.suppression_events, m.suppression_writes, m.suppression_recipients
-
-    def held(self) -> int:
-        return len(self.store)
 
     def restored(self, partition: int, key: bytes, value: bytes | None) -> None:
         try:
