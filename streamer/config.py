@@ -92,6 +92,11 @@ def suppression_stage_topics(suppressions_topic: str) -> tuple[str, str]:
     return f"{suppressions_topic}.events", f"{suppressions_topic}.state"
 
 
+def rollup_stage_topics(stats_topic: str) -> tuple[str, str]:
+    """The default names of the stats rollup stage's partials and changelog topics."""
+    return f"{stats_topic}.partials", f"{stats_topic}.state"
+
+
 class Settings(BaseSettings):
     """Every option of streamer. The field descriptions are the configuration reference
     (docs/reference/configuration.md, generated from them by streamer.devkit.reference)."""
@@ -199,7 +204,11 @@ class Settings(BaseSettings):
         description="`category` and `provider` in `classification`, the stats and "
         "suppressions topics (see Analytics); `false` turns all of it off.",
     )
-    stats_topic: str = Field("kumomta.stats", description="Windowed statistics (compacted).")
+    stats_topic: str = Field(
+        "kumomta.stats",
+        description="Windowed statistics, one row per window and dimensions (compacted; "
+        "upsert by key).",
+    )
     suppressions_topic: str = Field(
         "kumomta.suppressions",
         description="Hard-bounced recipients (compacted; a tombstone when one receives mail "
@@ -241,11 +250,29 @@ class Settings(BaseSettings):
         500, ge=1, description="Distinct tenants kept (the heaviest); the rest as `other`."
     )
     stats_max_rows: int = Field(
-        15_000,
+        11_250,
         ge=1,
         description="Rows held over all windows, and (× 2 KB) the bytes their counters, "
         "rule-gap templates and examples may hold; beyond either, new keys count in an "
         "all-`other` row and new gap templates as `other`.",
+    )
+    stats_partials_topic: str | None = Field(
+        None, description="Internal partial stats rows; default <stats_topic>.partials"
+    )
+    stats_state_topic: str | None = Field(
+        None, description="The stats rollup stage's changelog; default <stats_topic>.state"
+    )
+    stats_rollup_retention: int = Field(
+        7200,
+        ge=60,
+        description="Seconds of event time the stats rollup keeps a window after its end; "
+        "partials for an older one are not folded (keep it above stats_retention).",
+    )
+    stats_rollup_rows: int = Field(
+        6_000,
+        ge=1,
+        description="Keys (window and dimensions) the stats rollup stage holds, oldest windows "
+        "retired first (default: from memory_budget_mb).",
     )
     stats_max_gaps: int = Field(
         32, ge=1, description="Rule-gap templates kept per stats row (a space-saving summary)."
@@ -454,6 +481,11 @@ class Settings(BaseSettings):
             self.suppression_events_topic = events
         if self.suppression_state_topic is None:
             self.suppression_state_topic = state
+        partials, stats_state = rollup_stage_topics(self.stats_topic)
+        if self.stats_partials_topic is None:
+            self.stats_partials_topic = partials
+        if self.stats_state_topic is None:
+            self.stats_state_topic = stats_state
         if not self.files:
             self.files = shipped_rule_files()
         return self

@@ -12,6 +12,9 @@ threads: measured ~92 MB); the rest, the *usable* part, is split into shares (``
   its counters, and its share of rule-gap templates and examples); the windows account the
   approximate bytes of what they hold against ``stats_max_rows * ROW_BUDGET_BYTES`` as values
   arrive (``streamer.analytics.windows``);
+* ``rollup``: the keys (window and dimensions) the stats rollup stage holds, their instances'
+  latest partial rows (``stats_rollup_rows`` at ``ROLLUP_ROW_BYTES`` each, accounted in bytes as
+  partials arrive: ``streamer.analytics.rollup``);
 * ``suppressions``: the recipients the suppression stage remembers (``suppressions_memory``,
   ``SUPPRESSION_BYTES`` each);
 * ``caches``: the lookup caches and rolling tops (``cache_size``, ``uncategorized_cache_size``,
@@ -36,10 +39,11 @@ RESERVED_MB = 100
 MIN_BUDGET_MB = RESERVED_MB + 50
 
 SHARES: dict[str, float] = {
-    "producer_queue": 0.20,
+    "producer_queue": 0.15,
     "consumer_queue": 0.05,
     "in_flight": 0.10,
-    "windows": 0.20,
+    "windows": 0.15,
+    "rollup": 0.10,
     "suppressions": 0.15,
     "caches": 0.15,
 }
@@ -47,6 +51,9 @@ SHARES: dict[str, float] = {
 #: Approximate bytes of one stats row with its counters (measured ~1.1 KB, ~1.3 KB with its
 #: own dimension strings) and of its rule-gap detail on average.
 ROW_BUDGET_BYTES = 2_000
+#: Approximate bytes of one key of the stats rollup with its instances' partials (a partial row
+#: as published, ~0.5-1 KB, for the one or two instances a key usually has, and the key's entry).
+ROLLUP_ROW_BYTES = 2_500
 #: Approximate bytes of one recipient in the suppression stage's memory: a suppressed one keeps
 #: its latest hard event's details (measured ~1.8 KB; a delivered-only one ~360 B).
 SUPPRESSION_BYTES = 1_800
@@ -80,6 +87,7 @@ def derived_bounds(budget_mb: float) -> dict[str, int]:
         "back_pressure": max(1, share_bytes(budget_mb, "in_flight") // IN_FLIGHT_RECORD_BYTES),
         "stats_max_rows": max(1, share_bytes(budget_mb, "windows") // ROW_BUDGET_BYTES),
         "suppressions_memory": max(1, share_bytes(budget_mb, "suppressions") // SUPPRESSION_BYTES),
+        "stats_rollup_rows": max(1, share_bytes(budget_mb, "rollup") // ROLLUP_ROW_BYTES),
     }
     for name, default in CACHE_DEFAULTS.items():
         bounds[name] = max(_MINIMUM.get(name, 1), round(default * scale))
@@ -114,3 +122,8 @@ def fill_derived(data: Mapping[str, Any]) -> dict[str, Any]:
 def stats_byte_budget(max_rows: int) -> int:
     """The bytes the windowed stats may hold: ``max_rows`` rows with their gap detail."""
     return max_rows * ROW_BUDGET_BYTES
+
+
+def rollup_byte_budget(rows: int) -> int:
+    """The bytes the stats rollup stage may hold: ``rows`` keys with their partials."""
+    return rows * ROLLUP_ROW_BYTES

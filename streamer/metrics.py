@@ -436,6 +436,28 @@ class Metrics:
             "Recipients the suppression stage remembers (bounded by suppressions_memory).",
             registry=r,
         )
+        self.rollup_partials = Counter(
+            "streamer_stats_partials",
+            "Partial stats rows the stats rollup stage folded.",
+            registry=r,
+        )
+        self.rollup_writes = Counter(
+            "streamer_stats_rollup_writes",
+            "Writes of the stats rollup stage: public (the stats topic), changelog.",
+            ["topic"],
+            registry=r,
+        )
+        self.rollup_keys = Gauge(
+            "streamer_stats_rollup_keys",
+            "Window and dimension keys the stats rollup stage holds (bounded by "
+            "stats_rollup_rows and stats_rollup_retention).",
+            registry=r,
+        )
+        self.rollup_late = Counter(
+            "streamer_stats_late_partials",
+            "Partial stats rows for windows the rollup stage had retired: not folded.",
+            registry=r,
+        )
         stage = Histogram(
             "streamer_stage_seconds",
             "Where records wait, per batch: fetch (broker timestamp of the batch's oldest record "

@@ -35,10 +35,10 @@ from streamer.records import effective_type
 pytestmark = pytest.mark.timeout(150)
 STREAMER = [sys.executable, "-c", "from streamer.cli import main; main()"]
 
+#: A row of the stats topic (summed per window and dimensions by the rollup stage).
 ROW_FIELDS = {
     "window_start", "window_end", "provider", "egress_pool", "egress_source", "tenant",
-    "counts", "labels", "categories", "complaints", "feedback", "gaps", "final", "serial",
-    "session",
+    "counts", "labels", "categories", "complaints", "feedback", "gaps", "final",
 }  # fmt: skip
 
 
@@ -270,7 +270,7 @@ def test_hard_bounce_suppresses_and_a_later_delivery_takes_it_back(
     # the analytics topics and the stage's changelog keep the latest record per key
     settings = load_settings(bootstrap=kafka_bootstrap)
     admin = admin_client(settings, kafka_bootstrap)
-    for name in (topic, f"{inp}.stats", f"{topic}.state"):
+    for name in (topic, f"{inp}.stats", f"{topic}.state", f"{inp}.stats.state"):
         res = ConfigResource(ConfigResource.Type.TOPIC, name)
         config = admin.describe_configs([res])[res].result(timeout=10)
         assert config["cleanup.policy"].value == "compact"
@@ -280,8 +280,9 @@ def test_startup_line_stats_endpoint_and_final_rows(
     kafka_bootstrap: str, new_topic: Callable[..., str], worker
 ) -> None:
     """The start-up line names the ports the worker really listens on; ``/stats`` serves the
-    rows it holds (the session's, summing to what it consumed); a window's latest row is
-    ``final`` exactly when event time passed its end plus ``stats_grace``."""
+    rows it holds (the session's, summing to what it consumed), which it published as partials
+    under its session; a window's latest row is ``final`` exactly when event time passed its end
+    plus ``stats_grace``."""
     inp, out = new_topic(2), new_topic(2)
     sent = load_bundled_sample()
     w = worker(inp, out, "--web-port", str(free_port()))
@@ -305,11 +306,15 @@ def test_startup_line_stats_endpoint_and_final_rows(
 
     rows = held["rows"]
     assert sum(sum(r["counts"].values()) for r in rows) == len(sent)
-    assert all(set(r) == ROW_FIELDS - {"session"} for r in rows)
+    assert all(set(r) == ROW_FIELDS | {"serial"} for r in rows)
+    partials = [
+        orjson.loads(r.value or b"{}") for r in read_topic(kafka_bootstrap, f"{inp}.stats.partials")
+    ]
+    assert {r["session"] for r in partials} == {held["session"]}
     published = [
         orjson.loads(v or b"{}") for v in latest_per_key(kafka_bootstrap, f"{inp}.stats").values()
     ]
-    assert {r["session"] for r in published} == {held["session"]}
+    assert all(set(r) == ROW_FIELDS for r in published)
     mark = max(event_time_ms(orjson.loads(m.value)) or 0 for m in sent)
     grace_ms = load_settings().stats_grace * 1000
     wrong = [r for r in published if r["final"] != (r["window_end"] + grace_ms <= mark)]

@@ -85,7 +85,9 @@ def test_default_topics_include_dlq_and_non_classifiable_target(test_rules_file:
         "kumomta.stats",
         "kumomta.suppressions",
         "kumomta.suppressions.state",  # the suppression stage's changelog (compacted)
-        "kumomta.suppressions.events",  # and its events
+        "kumomta.stats.state",  # the stats rollup's changelog (compacted)
+        "kumomta.suppressions.events",  # the suppression stage's events
+        "kumomta.stats.partials",  # the workers' partial stats rows
     ]
     assert default_topics(s) == ["in", "kumomta.classified", "in.dlq", "other", *analytics]
     s = Settings(files=[test_rules_file], input_topic="in", output_topic="out", analytics=False)
@@ -105,12 +107,12 @@ def test_cli_topics_create(kafka_settings: Settings) -> None:
     first = _cli(kafka_settings, "topics", "create", **names)
     assert first.returncode == 0, first.stderr
     topics = (f"in.{u}", f"out.{u}", f"in.{u}.dlq", f"other.{u}", f"stats.{u}", f"supp.{u}")
-    topics += (f"supp.{u}.events", f"supp.{u}.state")
+    topics += (f"supp.{u}.events", f"supp.{u}.state", f"stats.{u}.partials", f"stats.{u}.state")
     for topic in topics:
         assert f"created  {topic}  partitions=6" in first.stdout
     second = _cli(kafka_settings, "topics", "create", **names)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("exists ") == 8 and "created" not in second.stdout
+    assert second.stdout.count("exists ") == 10 and "created" not in second.stdout
     assert kafka_settings.bootstrap
     parts = topic_partitions(kafka_settings, kafka_settings.bootstrap)
     assert parts[f"in.{u}.dlq"] == 6
@@ -120,7 +122,8 @@ def test_cli_topics_create(kafka_settings: Settings) -> None:
         res = ConfigResource(ConfigResource.Type.TOPIC, topic)
         config = admin.describe_configs([res])[res].result(timeout=10)
         policy = config["cleanup.policy"].value
-        compacted = topic.startswith(("stats.", "supp.")) and not topic.endswith(".events")
+        internal = topic.endswith((".events", ".partials"))  # deleted by time, not compacted
+        compacted = topic.startswith(("stats.", "supp.")) and not internal
         assert policy == ("compact" if compacted else "delete"), topic
 
 

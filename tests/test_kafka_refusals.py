@@ -153,13 +153,18 @@ CASES: dict[str, Case] = {
 def _denied_line(command: str, s: Settings, bootstrap: str, who: str) -> str:
     """What each command needs and a principal without ACLs lacks, in the probe's order."""
     if command.startswith("worker"):
-        # the suppression stage reads and writes its two topics, in a group of its own
-        stage = [s.suppression_events_topic, s.suppression_state_topic]
+        # the keyed stages read and write their two topics each, each in a group of its own
+        stage = [
+            s.suppression_events_topic,
+            s.suppression_state_topic,
+            s.stats_partials_topic,
+            s.stats_state_topic,
+        ]
         writes = [t for t in default_topics(s) if t != s.input_topic and t not in stage]
         denied = [f"READ on topic '{s.input_topic}'"]
         denied += [f"{op} on topic '{t}'" for t in stage for op in ("READ", "WRITE")]
         denied += [f"WRITE on topic '{t}'" for t in writes]
-        denied += [f"READ on group '{s.group_id}'", f"READ on group '{s.group_id}.suppressions'"]
+        denied += [f"READ on group '{s.group_id}{g}'" for g in ("", ".suppressions", ".stats")]
     elif command == "topics list":
         denied = [f"DESCRIBE on topic '{t}'" for t in default_topics(s)]
     elif command == "produce":

@@ -22,6 +22,7 @@ DERIVED = (
     "back_pressure",
     "stats_max_rows",
     "suppressions_memory",
+    "stats_rollup_rows",
     "cache_size",
     "uncategorized_cache_size",
     "analytics_cache_size",
@@ -46,8 +47,9 @@ def test_the_default_budget_gives_the_documented_defaults() -> None:
     assert s.memory_budget_mb == 250
     expected = {
         "back_pressure": 10_000,
-        "stats_max_rows": 15_000,
+        "stats_max_rows": 11_250,
         "suppressions_memory": 12_500,
+        "stats_rollup_rows": 6_000,
         "cache_size": 1024,
         "uncategorized_cache_size": 1024,
         "analytics_cache_size": 4096,
@@ -66,6 +68,7 @@ def test_the_shares_fit_in_what_the_budget_leaves() -> None:
         held = {
             "windows": memory.stats_byte_budget(b["stats_max_rows"]),
             "suppressions": b["suppressions_memory"] * memory.SUPPRESSION_BYTES,
+            "rollup": memory.rollup_byte_budget(b["stats_rollup_rows"]),
             "in_flight": b["back_pressure"] * memory.IN_FLIGHT_RECORD_BYTES,
         }
         out_kb, in_kb = memory.kafka_queues_kbytes(budget)
@@ -82,14 +85,15 @@ def test_a_larger_budget_scales_every_bound() -> None:
 
 def test_an_explicit_bound_wins_over_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings(files=[Path("/dev/null")], memory_budget_mb=400, cache_size=7)
-    assert (s.cache_size, s.stats_max_rows) == (7, 30_000)
+    assert (s.cache_size, s.stats_max_rows) == (7, 22_500)
     monkeypatch.setenv("STREAMER_MEMORY_BUDGET_MB", "175")  # usable 75 MB: half the default
     monkeypatch.setenv("STREAMER_SUPPRESSIONS_MEMORY", "9")
     s = load_settings(files=[Path("/dev/null")])
     assert _bounds(s) == {
         "back_pressure": 5_000,
-        "stats_max_rows": 7_500,
+        "stats_max_rows": 5_625,
         "suppressions_memory": 9,
+        "stats_rollup_rows": 3_000,
         "cache_size": 512,
         "uncategorized_cache_size": 512,
         "analytics_cache_size": 2048,

@@ -450,6 +450,11 @@ def test_acls_of_a_worker_are_exactly_the_documented_ones(tmp_path: Path, rules:
         ("TOPIC", "in.suppressions.state", "LITERAL", "READ"),
         ("TOPIC", "in.suppressions.state", "LITERAL", "WRITE"),
         ("GROUP", "grp.suppressions", "LITERAL", "READ"),
+        ("TOPIC", "in.stats.partials", "LITERAL", "READ"),
+        ("TOPIC", "in.stats.partials", "LITERAL", "WRITE"),
+        ("TOPIC", "in.stats.state", "LITERAL", "READ"),
+        ("TOPIC", "in.stats.state", "LITERAL", "WRITE"),
+        ("GROUP", "grp.stats", "LITERAL", "READ"),
         ("TRANSACTIONAL_ID", "streamer-grp-", "PREFIXED", "WRITE"),
         ("TRANSACTIONAL_ID", "streamer-grp-", "PREFIXED", "DESCRIBE"),
     }
@@ -504,6 +509,8 @@ def test_cli_start_secure_on_storage_of_a_plain_start(tmp_path: Path, rules: Pat
             "kumomta.suppressions",
             "kumomta.suppressions.events",
             "kumomta.suppressions.state",
+            "kumomta.stats.partials",
+            "kumomta.stats.state",
         }, "the worker principal sees its own topics only"
         refused = _cli(with_config, "topics", "create", "worker.made.topic")
         assert refused.returncode == 1 and "Authorization failed" in refused.stderr

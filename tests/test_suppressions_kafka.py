@@ -21,9 +21,10 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 from worker_harness import (
-    RULES_V1,
     WorkerProcess,
+    kill_one_of_two,
     latest_per_key,
+    named_workers,
     produce,
     read_topic,
     topic_size,
@@ -119,27 +120,8 @@ def _public(value: bytes | None) -> Any:
 
 @pytest.fixture
 def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    rules = tmp_path / "rules.toml"
-    rules.write_text(RULES_V1)
-    started: list[WorkerProcess] = []
-
-    def start(name: str, inp: str, out: str, *args: str) -> WorkerProcess:
-        w = WorkerProcess(
-            kafka_bootstrap,
-            tmp_path,
-            name=name,
-            input_topic=inp,
-            output_topic=out,
-            group=f"g-{inp}",
-            rules=rules,
-            args=("--log-format", "text", *args),
-        ).start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.cleanup()
+    with named_workers(kafka_bootstrap, tmp_path) as start:
+        yield start
 
 
 @pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
@@ -153,25 +135,8 @@ def test_every_recipient_ends_with_its_event_time_truth(
     inp, out = new_topic(4), new_topic(4)
     supp = f"{inp}.suppressions"
     records, truth = _scenario(seed=24)
-    third = len(records) // 3
-    a = workers("a", inp, out, *args)
-    b = workers("b", inp, out, *args)
-    a.wait_assigned()
-    b.wait_assigned()
-
-    produce(kafka_bootstrap, inp, records[:third])
-    wait_until(lambda: topic_size(kafka_bootstrap, out) >= third, 60, "the first third")
-    # the second third trickles in while "a" is killed: records (and suppression events) in
-    # flight, uncommitted, are read again by whoever takes its partitions over
-    feeding = threading.Thread(
-        target=produce, args=(kafka_bootstrap, inp, records[third : 2 * third]), kwargs={"rate": 60}
-    )
-    feeding.start()
-    time.sleep(0.4)
-    a.kill9()
-    feeding.join(30)
-    a = workers("a", inp, out, *args)  # the same worker id: its transactions are fenced
-    produce(kafka_bootstrap, inp, records[2 * third :])
+    a, b = kill_one_of_two(kafka_bootstrap, workers, (inp, out), args, records, rate=60)
+    produce(kafka_bootstrap, inp, records[2 * (len(records) // 3) :])
 
     def settled() -> bool:
         assert a.alive(), a.log()[-3000:]

@@ -8,10 +8,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -323,3 +325,66 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+@contextmanager
+def named_workers(
+    bootstrap: str, tmp_path: Path, env: dict[str, str] | None = None
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """``start(name, input, output, *args)``: a worker of group ``g-<input>`` with the test rules
+    (the same name again: the same worker id, as a restart); all of them cleaned up after."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES_V1)
+    started: list[WorkerProcess] = []
+
+    def start(name: str, inp: str, out: str, *args: str) -> WorkerProcess:
+        w = WorkerProcess(
+            bootstrap,
+            tmp_path,
+            name=name,
+            input_topic=inp,
+            output_topic=out,
+            group=f"g-{inp}",
+            rules=rules,
+            args=("--log-format", "text", *args),
+            env=env,
+        ).start()
+        started.append(w)
+        return w
+
+    try:
+        yield start
+    finally:
+        for w in started:
+            w.cleanup()
+
+
+def kill_one_of_two(
+    bootstrap: str,
+    start: Callable[..., WorkerProcess],
+    topics: tuple[str, str],
+    args: tuple[str, ...],
+    records: list[SampleMessage],
+    rate: float,
+) -> tuple[WorkerProcess, WorkerProcess]:
+    """Workers "a" and "b" on ``topics`` (input, output); the first third of the records,
+    consumed and output; the second third produced at ``rate`` a second while "a" is killed -9
+    (records in flight, uncommitted, are read again by whoever takes its partitions over);
+    "a" started again (the same worker id: its transactions are fenced). Returns (a, b); the
+    last third is the caller's."""
+    inp, out = topics
+    third = len(records) // 3
+    a = start("a", inp, out, *args)
+    b = start("b", inp, out, *args)
+    a.wait_assigned()
+    b.wait_assigned()
+    produce(bootstrap, inp, records[:third])
+    wait_until(lambda: topic_size(bootstrap, out) >= third, 60, "the first third")
+    feeding = threading.Thread(
+        target=produce, args=(bootstrap, inp, records[third : 2 * third]), kwargs={"rate": rate}
+    )
+    feeding.start()
+    time.sleep(0.4)
+    a.kill9()
+    feeding.join(30)
+    return start("a", inp, out, *args), b

@@ -48,7 +48,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from streamer.config import Settings, parse_non_classifiable
-from streamer.kafka.admin import TopicError, create_topics, default_topics
+from streamer.kafka.admin import (
+    TopicError,
+    create_topics,
+    default_topics,
+    stage_groups,
+    stage_topics,
+)
 from streamer.kafka.clients import client_config
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
@@ -349,9 +355,10 @@ def allow(
 
 def worker_acls(principal: str, settings: Settings) -> list[AclBinding]:
     """Exactly what a worker needs: read its input in its group, write its outputs, run the
-    suppression stage (read its events in ``<group>.suppressions``, read and write its
-    changelog), and (for exactly-once) use transactional ids ``streamer-<group>-*``. Idempotent
-    producing needs no cluster ACL since Kafka 3.0: WRITE on a topic allows ``InitProducerId``."""
+    keyed stages (read the suppression events in ``<group>.suppressions`` and the stats
+    partials in ``<group>.stats``, read and write their changelogs), and (for exactly-once)
+    use transactional ids ``streamer-<group>-*``. Idempotent producing needs no cluster ACL
+    since Kafka 3.0: WRITE on a topic allows ``InitProducerId``."""
     other = parse_non_classifiable(settings.non_classifiable, settings.output_topic)
     outputs = [settings.output_topic, settings.dlq_topic or "", other or ""]
     outputs += [settings.stats_topic, settings.suppressions_topic] if settings.analytics else []
@@ -359,11 +366,10 @@ def worker_acls(principal: str, settings: Settings) -> list[AclBinding]:
         allow(principal, ResourceType.TOPIC, settings.input_topic, AclOperation.READ),
         allow(principal, ResourceType.GROUP, settings.group_id, AclOperation.READ),
     ]
-    if settings.analytics:
-        outputs += [settings.suppression_events_topic or "", settings.suppression_state_topic or ""]
-        for topic in (settings.suppression_events_topic, settings.suppression_state_topic):
-            acls.append(allow(principal, ResourceType.TOPIC, topic or "", AclOperation.READ))
-        group = f"{settings.group_id}.suppressions"
+    for topic in (t for t in stage_topics(settings) if t):
+        outputs.append(topic)
+        acls.append(allow(principal, ResourceType.TOPIC, topic, AclOperation.READ))
+    for group in stage_groups(settings):
         acls.append(allow(principal, ResourceType.GROUP, group, AclOperation.READ))
     for topic in dict.fromkeys(t for t in outputs if t):
         acls.append(allow(principal, ResourceType.TOPIC, topic, AclOperation.WRITE))

@@ -21,7 +21,7 @@ def default_topics(settings: Settings) -> list[str]:
     analytics topics (when analytics are on)."""
     other = parse_non_classifiable(settings.non_classifiable, settings.output_topic)
     names = [settings.input_topic, settings.output_topic, settings.dlq_topic or "", other or ""]
-    names += compacted_topics(settings) + suppression_topics(settings)
+    names += compacted_topics(settings) + stage_topics(settings)
     return list(dict.fromkeys(n for n in names if n))  # de-duplicated, order kept
 
 
@@ -33,6 +33,7 @@ def compacted_topics(settings: Settings) -> list[str]:
         settings.stats_topic,
         settings.suppressions_topic,
         settings.suppression_state_topic or "",
+        settings.stats_state_topic or "",
     ]
 
 
@@ -41,6 +42,25 @@ def suppression_topics(settings: Settings) -> list[str]:
     if not settings.analytics:
         return []
     return [settings.suppression_events_topic or "", settings.suppression_state_topic or ""]
+
+
+def rollup_topics(settings: Settings) -> list[str]:
+    """The stats rollup stage's internal topics: its partials (time-retained) and changelog."""
+    if not settings.analytics:
+        return []
+    return [settings.stats_partials_topic or "", settings.stats_state_topic or ""]
+
+
+def stage_topics(settings: Settings) -> list[str]:
+    """Every keyed stage's internal topics (inputs, changelog), read in the stages' groups."""
+    return suppression_topics(settings) + rollup_topics(settings)
+
+
+def stage_groups(settings: Settings) -> list[str]:
+    """The keyed stages' consumer groups (``streamer.worker.keyed_stage``)."""
+    if not settings.analytics:
+        return []
+    return [f"{settings.group_id}.suppressions", f"{settings.group_id}.stats"]
 
 
 def create_topics(

@@ -96,21 +96,18 @@ class Needs:
 
 def worker_needs(settings: Settings) -> Needs:
     """A worker reads its input in its group and writes every other topic it uses; with
-    analytics its suppression stage also reads the events and its changelog in a group of its
-    own (``streamer.worker.suppressor``)."""
-    from streamer.kafka.admin import default_topics
+    analytics its keyed stages (suppressions, stats rollup) also read their inputs and
+    changelogs, each in a group of its own (``streamer.worker.keyed_stage``)."""
+    from streamer.kafka.admin import default_topics, stage_groups, stage_topics
 
     writes = [t for t in default_topics(settings) if t != settings.input_topic]
     if not settings.analytics:
         return Needs(read=(settings.input_topic,), write=tuple(writes), group=settings.group_id)
-    stage = tuple(
-        t for t in (settings.suppression_events_topic, settings.suppression_state_topic) if t
-    )
     return Needs(
-        read=(settings.input_topic, *stage),
+        read=(settings.input_topic, *(t for t in stage_topics(settings) if t)),
         write=tuple(writes),
         group=settings.group_id,
-        more_groups=(f"{settings.group_id}.suppressions",),
+        more_groups=tuple(stage_groups(settings)),
     )
 
 

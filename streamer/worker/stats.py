@@ -13,10 +13,13 @@ when all its rows are acknowledged. A crash therefore never loses a count: what 
 was published, and what was not is consumed and counted again (at-least-once: extra counts only
 from replays; exactly-once: the rows commit in the same transaction as the offsets).
 
-Rows are cumulative per key, and the key names this worker's *session* (a token drawn at start)
-and the window's serial, so a session's latest row per key is the truth for the records that
-session counted, whatever other sessions (other workers, restarts, rebalances) counted: a
-consumer of the topic sums the latest rows over keys. No state has to be recovered on start.
+Rows are cumulative per key and go to the internal partials topic (``stats_partials_topic``),
+keyed by window start and dimensions, each naming this worker's *session* (a token drawn at
+start), the window's serial and the update's ``seq`` (growing with every flush): a session's
+latest row per key and serial is the truth for the records that session counted, whatever other
+sessions (other workers, restarts, rebalances) counted. The stats rollup stage
+(``streamer.worker.rollup``) sums the instances' latest partials per key into the stats topic.
+No state has to be recovered on start.
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ class StatsPublisher:
         self._unsettled: list[Folded] = []
         self._held: list[Chunk] = []
         self.rows_published = 0
+        #: The update number (``seq``) of the session's partials: the rollup keeps the highest.
+        self.seq = 0
 
     def hold(self, chunks: list[Chunk]) -> None:
         """Take chunks whose records were tallied (each with one extra pending output): the
@@ -141,6 +146,7 @@ class StatsPublisher:
                 chunk.ack()
             return 0
         n = len(rows)
+        self.seq += 1
         # nothing new is committed behind rows without held chunks (windows that just closed)
         release: Any = StatsRelease(held) if held else _NO_CHUNK
         while rows:  # encoded a slice at a time: each encoded row holds ~4 KB until produced
@@ -165,8 +171,10 @@ class StatsPublisher:
         self.session = _session(self.worker_id)
 
     def _output(self, row: dict[str, Any]) -> Output:
+        key = row_key(row)  # window and dimensions: one key per summed row, whoever counted
         row["session"] = self.session
-        return Output(self.topic, row_key(row), orjson.dumps(row), None)
+        row["seq"] = self.seq
+        return Output(self.topic, key, orjson.dumps(row), None)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every row held now, for ``/stats``."""

@@ -25,7 +25,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from streamer.analytics.analyzer import Analyzer, windows_from_settings
 from streamer.classifier import ReloadableClassifier
@@ -41,14 +41,17 @@ from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
 from streamer.worker.checkpoint import Checkpoint, ExactlyOnce, make_checkpoint
 from streamer.worker.exits import NOT_AUTHORIZED_EXIT, TEMPFAIL_EXIT
 from streamer.worker.flow import FlowControl
+from streamer.worker.keyed_stage import KeyedStage
 from streamer.worker.offsets import TP, OffsetTracker, RewindError
 from streamer.worker.processing import Batch, BatchProcessor, make_batch
 from streamer.worker.reload import RulesReloader
 from streamer.worker.rewind import Rewinder
+from streamer.worker.rollup import RollupStage
 from streamer.worker.stats import StatsPublisher
 from streamer.worker.suppressor import SuppressionStage
 
 log = logging.getLogger("streamer.worker")
+Stage = TypeVar("Stage", bound=KeyedStage)
 
 #: The shortest time between two stats flushes that the in-flight records bring forward.
 EARLY_FLUSH_S = 0.25
@@ -100,8 +103,8 @@ class StreamWorker:
         self.source: Source | None = None
         self.sink: Sink | None = None
         self.checkpoint: Checkpoint | None = None
-        #: Analytics on: the suppression stage (its own thread, consumer and producer).
-        self.suppressor: SuppressionStage | None = None
+        self.suppressor: SuppressionStage | None = None  # analytics on: the keyed stages
+        self.rollup: RollupStage | None = None
         self.processor: BatchProcessor | None = None
         #: What the run loop does to stop the worker gracefully (drain, commit, exit).
         self.on_stop: Callable[[], None] = lambda: None
@@ -151,7 +154,8 @@ class StreamWorker:
         self.processor = BatchProcessor(self.pipeline, self.sink, self.metrics, self.stats)
         self.flow.source = self.source
         if analyzer is not None:
-            self.suppressor = _suppression_stage(self)
+            self.suppressor = _keyed_stage(self, SuppressionStage)
+            self.rollup = _keyed_stage(self, RollupStage)
         self.source.subscribe()
 
     # --- the loops -----------------------------------------------------------------------------
@@ -303,8 +307,7 @@ class StreamWorker:
         left = self.tracker.in_flight
         await source.close()  # leaves the group; revoke callbacks run (nothing left to commit)
         undelivered = sink.close(5.0)
-        if self.suppressor is not None:  # after the events of the records it finished
-            await asyncio.get_running_loop().run_in_executor(None, self.suppressor.stop)
+        await _stop_stages(self)
         log_event(
             log,
             logging.INFO if not left else logging.WARNING,
@@ -345,10 +348,18 @@ def _rewind_aborted(stream: StreamWorker) -> None:
         stream.checkpoint.on_aborted = rewinder.rewind
 
 
-def _suppression_stage(stream: StreamWorker) -> SuppressionStage:
-    """The worker's suppression stage, started; its failure stops the worker (exit 1)."""
+async def _stop_stages(stream: StreamWorker) -> None:
+    """Stop the keyed stages, after the inputs of the records the worker finished (blocking
+    calls: off the loop)."""
+    for stage in (stream.suppressor, stream.rollup):
+        if stage is not None:
+            await asyncio.get_running_loop().run_in_executor(None, stage.stop)
+
+
+def _keyed_stage(stream: StreamWorker, kind: Callable[..., Stage]) -> Stage:
+    """One of the worker's keyed stages, started; its failure stops the worker (exit 1)."""
     loop = asyncio.get_running_loop()
-    stage = SuppressionStage(
+    stage = kind(
         stream.settings,
         stream.bootstrap,
         worker_id=stream.worker_id,
@@ -369,7 +380,7 @@ def _stats_publisher(
     return StatsPublisher(
         windows_from_settings(s),
         sink,
-        s.stats_topic,
+        s.stats_partials_topic or "",
         worker_id,
         analyzer.aggregator,
         metrics.deliverability.record,
@@ -450,6 +461,7 @@ def worker_status(stream: StreamWorker) -> dict[str, Any]:
         "reload_failures": int(m.total(m.rules_reload_failures)),
         "stopping": stream.stopping,
         "suppressions": stream.suppressor.status() if stream.suppressor is not None else None,
+        "stats_rollup": stream.rollup.status() if stream.rollup is not None else None,
     }
 
 

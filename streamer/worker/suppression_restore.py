@@ -1,14 +1,13 @@
-"""The suppression stage's restore: its recipients from the changelog, where to read events.
+"""A keyed stage's restore: its keys from the changelog, and where to read its inputs from.
 
-A stage assigned partitions of the events topic first reads the same partitions of the
-changelog (the state topic, co-partitioned) to their end into its store, then reads the events
-from its group's committed position, brought back by ``suppression_replay`` seconds (see
-``streamer.worker.suppressor``).
+A stage assigned partitions of its inputs topic first reads the same partitions of the
+changelog (the state topic, co-partitioned) to their end into its store, then reads the inputs
+from its group's committed position, brought back by its replay (the suppression stage's
+``suppression_replay`` seconds; see ``streamer.worker.keyed_stage``).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from functools import partial
@@ -16,13 +15,10 @@ from typing import Any, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from streamer.analytics.suppression_fold import BadEvent, SuppressionStore, decode_state
 from streamer.config import Settings
 from streamer.kafka.clients import consumer_config
 from streamer.kafka.transient import TRANSIENT
-from streamer.logs import log_event
 
-log = logging.getLogger("streamer.suppressions")
 T = TypeVar("T")
 #: Longest a restore may take (an open transaction of a dead producer holds read_committed
 #: readers until the broker aborts it: TRANSACTION_TIMEOUT_MS).
@@ -53,23 +49,26 @@ def restore_config(settings: Settings, bootstrap: str, group_id: str) -> dict[st
     )
 
 
-def check_partitions(consumer: Consumer, events_topic: str, state_topic: str) -> None:
-    """The changelog must have the events topic's partitions: a recipient's state goes to the
-    partition number of its events."""
+def check_partitions(consumer: Consumer, kind: str, events_topic: str, state_topic: str) -> None:
+    """The changelog must have the inputs topic's partitions: a key's state goes to the
+    partition number of its inputs."""
     topics = consumer.list_topics(timeout=CALL_TIMEOUT_S).topics
     counts = {
         t: len(topics[t].partitions) if t in topics else 0 for t in (events_topic, state_topic)
     }
     if len(set(counts.values())) != 1 or 0 in counts.values():
         found = ", ".join(f"{t}: {n}" for t, n in counts.items())
-        raise StageError(f"the suppression topics need as many partitions each ({found})")
+        raise StageError(f"the {kind} topics need as many partitions each ({found})")
 
 
 def read_changelog(
-    reader: Consumer, state_topic: str, ps: list[int], store: SuppressionStore
+    reader: Consumer,
+    state_topic: str,
+    ps: list[int],
+    restore: Callable[[int, bytes, bytes | None], None],
 ) -> int:
-    """Read the partitions of the changelog to their end into ``store``; returns the records
-    read."""
+    """Read the partitions of the changelog to their end, each record (partition, key, value;
+    None: a tombstone) into ``restore``; returns the records read."""
     left, n = set(), 0
     for p in ps:  # an empty partition has nothing to wait for
         tp = TopicPartition(state_topic, p)
@@ -90,15 +89,10 @@ def read_changelog(
                     left.discard(m.partition() or 0)
                     continue
                 raise StageError(f"restoring {state_topic}: {err.str()}")
-            key, value = m.key(), m.value()
+            key = m.key()
             if not key:
                 continue
-            try:
-                state = decode_state(value) if value else None
-            except BadEvent as exc:
-                log_event(log, logging.WARNING, "bad suppression state", error=str(exc))
-                continue
-            store.restore(m.partition() or 0, key.decode(), state)
+            restore(m.partition() or 0, key, m.value())
             n += 1
     return n
 

@@ -55,7 +55,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from streamer.config import Settings, suppression_stage_topics
+from streamer.config import Settings, rollup_stage_topics, suppression_stage_topics
 from streamer.devkit.bench import stages
 from streamer.devkit.console import Say, say
 from streamer.devkit.harness import (
@@ -573,6 +573,8 @@ def run(
     }
     for key in ("suppressions", "lat_suppressions"):  # the suppression stage's topics
         t[f"{key}_events"], t[f"{key}_state"] = suppression_stage_topics(t[key])
+    for key in ("stats", "lat_stats"):  # the stats rollup stage's topics
+        t[f"{key}_partials"], t[f"{key}_state"] = rollup_stage_topics(t[key])
     for i in range(1, analytics_pairs):  # the pairs after the first: runs with and without
         for kind in ("on", "off"):
             t[f"{kind}{i}_out"] = f"{base}.{kind}{i}.out"

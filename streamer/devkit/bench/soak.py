@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import psutil
 
-from streamer.config import Settings, suppression_stage_topics
+from streamer.config import Settings, rollup_stage_topics, suppression_stage_topics
 from streamer.devkit.bench.e2e import BenchError, create_bench_topics
 from streamer.devkit.console import Say, say
 from streamer.devkit.harness import (
@@ -200,6 +200,7 @@ def run(
     t = {"in": f"{base}.in", "out": f"{base}.out", "dlq": f"{base}.dlq"}
     analytics = [f"{t['in']}.stats", f"{t['in']}.suppressions"]
     analytics += suppression_stage_topics(analytics[1])
+    analytics += rollup_stage_topics(analytics[0])
     workdir = Path(tempfile.mkdtemp(prefix="streamer-soak-"))
     marks: Watermarks | None = None
     ws: WorkerSet | None = None

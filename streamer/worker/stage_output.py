@@ -1,0 +1,164 @@
+"""A keyed stage's writes: its public topic and its changelog, at least once or in transactions.
+
+At least once, per batch: the public writes are acknowledged first, then the changelog writes,
+then the inputs' offsets are committed (``streamer.worker.keyed_stage``). Exactly once: one
+transaction holds the public and changelog writes and the inputs' offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streamer.config import Settings
+from streamer.kafka.clients import producer_config
+from streamer.kafka.sink import TRANSACTION_TIMEOUT_MS
+from streamer.logs import log_event
+from streamer.worker.suppression_restore import (
+    CALL_TIMEOUT_S,
+    RESTORE_TIMEOUT_S,
+    StageError,
+    retried,
+)
+from streamer.worker.watchdog import Watchdog
+
+#: A transactional call (retried while retriable) still blocked after this hangs.
+HANG_S = RESTORE_TIMEOUT_S + CALL_TIMEOUT_S + 5.0
+
+
+@dataclass(slots=True)
+class Writes:
+    """What one batch changed: public values and changelog values, the latest per key."""
+
+    public: dict[bytes, bytes | None] = field(default_factory=dict)
+    state: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)  # (p, key) -> v
+    folded: int = 0  # inputs folded (neither skipped nor revoked)
+
+
+class StageOutput:
+    """The producer of one keyed stage (``kind``), writing ``public_topic`` and ``state_topic``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        *,
+        worker_id: str,
+        suffix: str,
+        kind: str,
+        public_topic: str,
+        state_topic: str,
+        counts: dict[str, int],
+        log: logging.Logger,
+    ) -> None:
+        self.kind = kind
+        self.public_topic = public_topic
+        self.state_topic = state_topic
+        self.counts = counts  # the stage's: public_writes, state_writes
+        self.log = log
+        self.exactly_once = settings.exactly_once
+        self.producer = Producer(_producer_config(settings, bootstrap, worker_id, suffix))
+        if self.exactly_once:
+            self.producer.init_transactions(CALL_TIMEOUT_S)
+        self._failed_deliveries: list[str] = []
+        self._watchdog = Watchdog()
+
+    def at_least_once(self, writes: Writes, commit: Callable[[], None]) -> None:
+        """Public writes acknowledged, then the changelog's, then ``commit()`` the offsets."""
+        if writes.public or writes.state:
+            self._write_public(writes)
+            self._flush()  # the public value before the state that says it was written
+            self._write_state(writes)
+            self._flush()
+        commit()
+
+    def in_transaction(
+        self, writes: Writes, offsets: list[TopicPartition], group_metadata: Any
+    ) -> bool:
+        """The writes and the offsets in one transaction; False when it was aborted (the
+        stage's memory holds the aborted batch's changes: it must start its partitions over)."""
+        producer = self.producer
+        try:
+            producer.begin_transaction()
+            self._write_public(writes)
+            self._write_state(writes)
+            # a retriable failure (the broker away for a moment) may be asked again; a call
+            # that hangs past its timeout (librdkafka 5456, 5511) ends the process, like the
+            # record path's (streamer.worker.watchdog)
+            with self._watchdog.guard(HANG_S, f"{self.kind} send_offsets_to_transaction"):
+                retried(
+                    partial(
+                        producer.send_offsets_to_transaction,
+                        offsets,
+                        group_metadata,
+                        CALL_TIMEOUT_S,
+                    )
+                )
+            with self._watchdog.guard(HANG_S, f"{self.kind} commit_transaction"):
+                retried(partial(producer.commit_transaction, CALL_TIMEOUT_S))
+            return True
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.txn_requires_abort():
+                raise
+            log_event(self.log, logging.WARNING, f"{self.kind} transaction aborted", error=str(err))
+            producer.abort_transaction(CALL_TIMEOUT_S)
+            return False
+        finally:
+            self._failed_deliveries.clear()  # in a transaction, its commit (or abort) says all
+
+    def close(self) -> None:
+        self.producer.flush(5.0)
+
+    def _write_public(self, writes: Writes) -> None:
+        for key, value in writes.public.items():
+            self._produce(self.public_topic, key, value)
+        self.counts["public_writes"] += len(writes.public)
+
+    def _write_state(self, writes: Writes) -> None:
+        for (p, key), value in writes.state.items():
+            self._produce(self.state_topic, key, value, p)
+        self.counts["state_writes"] += len(writes.state)
+
+    def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int = -1) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value, key, partition=partition, on_delivery=self._delivered
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failed_deliveries.append(f"{msg.topic()}: {err.str()}")
+
+    def _flush(self) -> None:
+        """Wait until every write is acknowledged; librdkafka retries them until its message
+        timeout (a broker away for a while), after which they fail: StageError."""
+        while self.producer.flush(1.0) and not self._failed_deliveries:
+            pass
+        if self._failed_deliveries:
+            failed, self._failed_deliveries = self._failed_deliveries, []
+            raise StageError(f"{self.kind} writes failed: {failed[:3]}")
+
+
+def _producer_config(s: Settings, bootstrap: str, worker_id: str, suffix: str) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "client.id": f"{worker_id}-{suffix}-out",
+        "partitioner": "murmur2_random",  # the public topic: where Java producers put a key
+        "linger.ms": 5,
+        "queue.buffering.max.kbytes": 16_384,  # a batch's writes at most, flushed each time
+        "logger": logging.getLogger("streamer.librdkafka.producer"),
+    }
+    if s.exactly_once:
+        # under the worker's prefix (streamer-<group_id>-: one ACL), its own id
+        conf["transactional.id"] = f"streamer-{s.group_id}-{worker_id}-{suffix}"
+        conf["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
+    return producer_config(s, bootstrap, **conf)
