@@ -40,7 +40,8 @@ case "${1:-demo}" in
         ruff check streamer tests
         ruff format --check streamer tests
         mypy
-        # The native crate's own tests and lints (clippy ships with rustup's default profile).
+        # The native crate's format, tests and lints (rustfmt and clippy: rustup's default profile).
+        cargo fmt --check --manifest-path native/Cargo.toml
         cargo test -q --manifest-path native/Cargo.toml
         cargo clippy -q --manifest-path native/Cargo.toml --all-targets -- -D warnings
         exec python -m pytest "$@" ;;

@@ -38,6 +38,10 @@ impl<V> LineCache<V> {
         self.entries.as_ref().map_or(0, |e| e.len())
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn take_hits(&mut self) -> u64 {
         std::mem::take(&mut self.hits)
     }

@@ -205,7 +205,10 @@ mod tests {
         assert_eq!(keys("[1]"), None); // not an object
         let deep = format!("{{\"a\": {}1{}}}", "[".repeat(200), "]".repeat(200));
         assert_eq!(keys(&deep), None);
-        assert_eq!(keys(r#"{"a": 1.5, "b": -3}"#), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            keys(r#"{"a": 1.5, "b": -3}"#),
+            Some(vec!["a".into(), "b".into()])
+        );
     }
 
     #[test]

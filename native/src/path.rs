@@ -70,7 +70,10 @@ impl RecordPath {
             max_bytes,
             categorized: LineCache::new(cache_size),
             uncategorized: LineCache::new(uncategorized_cache_size),
-            types: KNOWN_TYPES.iter().map(|t| PyString::intern(py, t).unbind()).collect(),
+            types: KNOWN_TYPES
+                .iter()
+                .map(|t| PyString::intern(py, t).unbind())
+                .collect(),
         }
     }
 

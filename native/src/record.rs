@@ -102,7 +102,10 @@ fn splice_points(text: &str, fields: &[Field<'_>]) -> Option<Splice> {
             .find(|f| f.key.0 == name)
             .map(|f| span(text, f.value))
     };
-    let closing_brace = text.trim_end_matches([' ', '\t', '\n', '\r']).len().checked_sub(1)?;
+    let closing_brace = text
+        .trim_end_matches([' ', '\t', '\n', '\r'])
+        .len()
+        .checked_sub(1)?;
     (text.as_bytes()[closing_brace] == b'}').then_some(Splice {
         label: at(LABEL_FIELD),
         classification: at(CLASSIFICATION_FIELD),

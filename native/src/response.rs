@@ -61,9 +61,8 @@ fn integer(value: &RawValue) -> Option<i128> {
 
 fn enhanced_code(value: &RawValue) -> Option<(i128, i128, i128)> {
     let fields = object_fields(value.get())?;
-    let find = |name: &str| -> Option<i128> {
-        integer(fields.iter().find(|f| f.key.0 == name)?.value)
-    };
+    let find =
+        |name: &str| -> Option<i128> { integer(fields.iter().find(|f| f.key.0 == name)?.value) };
     Some((find("class")?, find("subject")?, find("detail")?))
 }
 
@@ -81,7 +80,10 @@ mod tests {
             "content": "no\r\nsuch\ruser\nhere", "command": null}"#;
         assert_eq!(line(text).unwrap(), "550 5.1.1 no such user here");
         assert_eq!(line(r#"{"code": 421}"#).unwrap(), "421 ");
-        assert_eq!(line(r#"{"code": 421, "enhanced_code": null}"#).unwrap(), "421 ");
+        assert_eq!(
+            line(r#"{"code": 421, "enhanced_code": null}"#).unwrap(),
+            "421 "
+        );
     }
 
     #[test]
@@ -91,7 +93,10 @@ mod tests {
         assert_eq!(line(r#"{"code": true}"#), None);
         assert_eq!(line(r#"{"content": "x"}"#), None);
         assert_eq!(line(r#"{"code": 550, "content": null}"#), None);
-        assert_eq!(line(r#"{"code": 550, "enhanced_code": {"class": 5}}"#), None);
+        assert_eq!(
+            line(r#"{"code": 550, "enhanced_code": {"class": 5}}"#),
+            None
+        );
         assert_eq!(line(r#"{"code": 550, "enhanced_code": 5}"#), None);
         assert_eq!(line(r#"{"code": 550, "code": 551}"#), None);
         assert_eq!(line("[]"), None);

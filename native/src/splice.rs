@@ -28,7 +28,12 @@ pub fn pieces<'a>(
     }
     out.push(&input[done..splice.closing_brace]);
     if splice.label.is_none() {
-        out.extend([b",\"".as_slice(), LABEL_FIELD.as_bytes(), b"\":", label_json]);
+        out.extend([
+            b",\"".as_slice(),
+            LABEL_FIELD.as_bytes(),
+            b"\":",
+            label_json,
+        ]);
     }
     if splice.classification.is_none() {
         out.extend([b",\"".as_slice(), CLASSIFICATION_FIELD.as_bytes(), b"\":"]);
@@ -78,7 +83,9 @@ mod tests {
     #[test]
     fn replaces_present_fields_in_place() {
         assert_eq!(
-            enriched(r#"{"classification":null,"type":"Bounce","bounce_classification":"X","response":{"code":550}} "#),
+            enriched(
+                r#"{"classification":null,"type":"Bounce","bounce_classification":"X","response":{"code":550}} "#
+            ),
             r#"{"classification":{"c":1},"type":"Bounce","bounce_classification":"L","response":{"code":550}} "#
         );
         assert_eq!(
