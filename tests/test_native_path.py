@@ -339,3 +339,13 @@ def test_required_extension_missing_is_an_error() -> None:
     )
     assert done.returncode == 1
     assert "NativeMissing: STREAMER_REQUIRE_NATIVE=1 but the native record path" in done.stderr
+
+
+def test_worker_refuses_to_start_without_a_required_extension(tmp_path: Path) -> None:
+    done = _python(
+        "from streamer.cli import main; sys.argv = ['streamer', 'worker']; main()",
+        STREAMER_REQUIRE_NATIVE="1",
+        HOME=str(tmp_path),
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"configuration error: STREAMER_REQUIRE_NATIVE=1 but {native.MISSING}\n"
