@@ -2,14 +2,13 @@
 //! bytes of its value (a borrowed `RawValue`, whose position in the input is known).
 //!
 //! The native path must accept only what the Python path (orjson) accepts with the same
-//! meaning, so every value is also walked by [`Checked`], which refuses what orjson might read
-//! otherwise (see there). A refusal is never an error of the record: the caller hands it to the
+//! meaning: [`plain`] tells the texts where serde_json's skipping and orjson may differ. A refusal is never an error of the record: the caller hands it to the
 //! Python path, which decides (and names a dead-letter reason) as the reference does.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -48,8 +47,9 @@ pub struct Field<'a> {
 }
 
 /// The fields of a JSON object, in input order; None when `text` is not one object (with only
-/// JSON whitespace around it), when a value is refused by [`Checked`], or when a key repeats
-/// (orjson keeps the last: the Python path handles such a record).
+/// JSON whitespace around it) or when a key repeats (orjson keeps the last value at the first
+/// key's place: the Python path handles such a record). Values are only skipped: check the
+/// text with [`plain`] first.
 pub fn object_fields(text: &str) -> Option<Vec<Field<'_>>> {
     let mut de = serde_json::Deserializer::from_str(text);
     let fields = de.deserialize_map(FieldsVisitor).ok()?;
@@ -75,7 +75,6 @@ impl<'de> Visitor<'de> for FieldsVisitor {
         let mut fields = Vec::with_capacity(32);
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let value: &'de RawValue = map.next_value()?;
-            serde_json::from_str::<Checked>(value.get()).map_err(de::Error::custom)?;
             fields.push(Field { key, value });
         }
         Ok(fields)
@@ -88,81 +87,68 @@ pub fn span(text: &str, value: &RawValue) -> (usize, usize) {
     (start, start + value.get().len())
 }
 
-/// Any JSON value that orjson reads with the same meaning. Refused (so left to Python):
-/// floats that overflow or may have been integers too large for 64 bits (serde_json reads
-/// those as floats, orjson may refuse them), a float read as zero (an underflow is read as zero
-/// by serde_json), strings with lone surrogate escapes (serde_json refuses them for `str`).
-/// Nesting deeper than serde_json's limit (128, below orjson's) fails the parse: Python's way.
-pub struct Checked;
+/// Deeper nesting than this is left to Python (serde_json's recursion limit, below orjson's).
+const MAX_DEPTH: u32 = 128;
+/// Longer digit runs are left to Python (a number orjson may read as infinity and refuse).
+const MAX_DIGITS: u32 = 300;
 
-/// The largest float magnitude taken as certainly written as a float or a small integer.
-const FLOAT_LIMIT: f64 = 1e18;
-
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(CheckedVisitor)
-    }
-}
-
-struct CheckedVisitor;
-
-impl<'de> Visitor<'de> for CheckedVisitor {
-    type Value = Checked;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Checked, E> {
-        if v.is_finite() && v != 0.0 && v.abs() < FLOAT_LIMIT {
-            Ok(Checked)
+/// Whether `text` holds nothing that serde_json (which only skips the values it does not
+/// read) and orjson could take differently: nesting deeper than [`MAX_DEPTH`], a number with an
+/// exponent or more than [`MAX_DIGITS`] digits (orjson refuses what overflows a double), a
+/// surrogate escape (orjson refuses a lone one). One pass over the bytes, strings tracked;
+/// a `false` only sends the record the Python way.
+pub fn plain(text: &[u8]) -> bool {
+    let mut depth = 0u32;
+    let mut digits = 0u32;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if in_string {
+            if b == b'"' {
+                in_string = false;
+            } else if b == b'\\' {
+                if text[i + 1..].starts_with(b"u") && surrogate(&text[i + 2..]) {
+                    return false;
+                }
+                i += 1; // the escaped byte
+            } else {
+                // most bytes are in strings: skip to the next quote or backslash at once
+                match memchr::memchr2(b'"', b'\\', &text[i..]) {
+                    Some(at) => i += at,
+                    None => return false, // an unterminated string: not JSON anyway
+                }
+                continue;
+            }
         } else {
-            Err(E::custom("a float the native path does not take"))
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return false;
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b'e' | b'E' if digits > 0 => return false,
+                _ => {}
+            }
+            digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
+            if digits > MAX_DIGITS {
+                return false;
+            }
         }
+        i += 1;
     }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Checked)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        // Keys are decoded (an escape in a key is checked like one in a value).
-        while map.next_key_seed(KeySeed)?.is_some() {
-            map.next_value::<Checked>()?;
-        }
-        Ok(Checked)
-    }
+    true
 }
 
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = IgnoredAny;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<IgnoredAny, D::Error> {
-        Key::deserialize(deserializer).map(|_| IgnoredAny)
-    }
+/// Whether the four hex digits at the start of `hex` name a UTF-16 surrogate (D800-DFFF).
+fn surrogate(hex: &[u8]) -> bool {
+    matches!(
+        hex,
+        [b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F', ..]
+    )
 }
 
 /// The decoded string `value` holds, or None when it is not a string.
@@ -197,18 +183,30 @@ mod tests {
     #[test]
     fn refuses_what_python_must_decide() {
         assert_eq!(keys(r#"{"a": 1, "a": 2}"#), None); // duplicate key
-        assert_eq!(keys(r#"{"a": 1e400}"#), None); // overflow
-        assert_eq!(keys(r#"{"a": 123456789012345678901234567890}"#), None); // > 64 bits
-        assert_eq!(keys(r#"{"a": 1e-400}"#), None); // underflow
-        assert_eq!(keys(r#"{"a": "\ud800"}"#), None); // lone surrogate
         assert_eq!(keys(r#"{"a": 1} x"#), None); // trailing garbage
         assert_eq!(keys("[1]"), None); // not an object
-        let deep = format!("{{\"a\": {}1{}}}", "[".repeat(200), "]".repeat(200));
-        assert_eq!(keys(&deep), None);
         assert_eq!(
             keys(r#"{"a": 1.5, "b": -3}"#),
             Some(vec!["a".into(), "b".into()])
         );
+    }
+
+    #[test]
+    fn plain_tells_what_orjson_may_read_otherwise() {
+        let plain = |t: &str| plain(t.as_bytes());
+        assert!(plain(
+            r#"{"a": [true, false, 1.5, -3, "1e400 [[[ \\ud800"], "e": null}"#
+        ));
+        assert!(plain(r#"{"a": "\\", "b": "\"{", "c": "\ue000"}"#));
+        assert!(!plain(r#"{"a": 1e400}"#));
+        assert!(!plain(r#"{"a": 1.5E-3}"#));
+        assert!(!plain(r#"{"a": "\ud800"}"#));
+        assert!(!plain(r#"{"a": "\uDC00"}"#));
+        assert!(!plain(&format!("{{\"a\": {}}}", "9".repeat(301))));
+        assert!(plain(&format!("{{\"a\": {}}}", "9".repeat(300))));
+        let nested = |n: usize| format!("{{\"a\": {}1{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(plain(&nested(127)));
+        assert!(!plain(&nested(128)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::json::{as_str, object_fields, span, Field};
+use crate::json::{as_str, object_fields, plain, span, Field};
 use crate::response::response_line;
 
 /// The types KumoMTA's bounce classifier looks at (`records.CLASSIFIABLE_TYPES`).
@@ -65,6 +65,9 @@ pub fn decide(raw: Option<&[u8]>, max_bytes: usize) -> Verdict<'_> {
     let Ok(text) = std::str::from_utf8(raw) else {
         return Verdict::Python;
     };
+    if !plain(raw) {
+        return Verdict::Python;
+    }
     decide_text(text).unwrap_or(Verdict::Python)
 }
 
@@ -136,6 +139,7 @@ mod tests {
         assert_eq!(decide(Some(b"{\"type\": \"X\"}"), 5), Verdict::Python);
         assert_eq!(decide(Some(b"{\"type\": \"\xff\"}"), 100), Verdict::Python);
         assert_eq!(verdict("\u{feff}{\"type\": \"X\"}"), Verdict::Python);
+        assert_eq!(verdict(r#"{"type": "X", "n": 1e400}"#), Verdict::Python);
     }
 
     #[test]

@@ -50,13 +50,17 @@ fn push_one_line(line: &mut String, text: &str) {
     }
 }
 
-/// An integer as orjson gives Python an `int` (a JSON number without fraction or exponent).
+/// An integer as orjson gives Python an `int`: a JSON number without fraction or exponent
+/// within 64 bits (orjson reads a larger one as a float, which is no reply code).
 fn integer(value: &RawValue) -> Option<i128> {
     let text = value.get();
     if text.contains(['.', 'e', 'E']) {
         return None;
     }
-    text.parse::<i128>().ok()
+    let parsed = text.parse::<i128>().ok()?;
+    (i128::from(i64::MIN)..=i128::from(u64::MAX))
+        .contains(&parsed)
+        .then_some(parsed)
 }
 
 fn enhanced_code(value: &RawValue) -> Option<(i128, i128, i128)> {
@@ -90,6 +94,11 @@ mod tests {
     fn refuses_what_python_refuses() {
         assert_eq!(line(r#"{"code": "550"}"#), None);
         assert_eq!(line(r#"{"code": 550.0}"#), None);
+        assert_eq!(line(r#"{"code": 18446744073709551616}"#), None);
+        assert_eq!(
+            line(r#"{"code": 18446744073709551615}"#).unwrap(),
+            "18446744073709551615 "
+        );
         assert_eq!(line(r#"{"code": true}"#), None);
         assert_eq!(line(r#"{"content": "x"}"#), None);
         assert_eq!(line(r#"{"code": 550, "content": null}"#), None);
