@@ -27,7 +27,7 @@ from streamer.classifier import Classifier, ReloadableClassifier
 from streamer.config import shipped_rule_files
 from streamer.devkit.sample import generate
 from streamer.pipeline import BatchStats, Output, Pipeline
-from streamer.records import CLASSIFIABLE_TYPES
+from streamer.records import CLASSIFIABLE_TYPES, RECORD_TYPES
 
 RULES = Path(__file__).with_name("fast_path_rules.toml")
 NOW = 1_767_268_800.25
@@ -349,3 +349,16 @@ def test_worker_refuses_to_start_without_a_required_extension(tmp_path: Path) ->
     )
     assert done.returncode == 2
     assert done.stderr == f"configuration error: STREAMER_REQUIRE_NATIVE=1 but {native.MISSING}\n"
+
+
+def test_the_native_path_knows_the_same_record_types() -> None:
+    records = native.NativeRecords(Classifier.from_files([RULES]), MAX_BYTES)
+    content = {"code": 550, "content": "user unknown"}
+    raws = [orjson.dumps({"type": t, "response": content}) for t in RECORD_TYPES]
+    for rtype, answer in zip(RECORD_TYPES, records.decide(raws), strict=True):
+        if rtype == "Feedback":  # labelled from its report: the Python path
+            assert answer is None
+        elif rtype in CLASSIFIABLE_TYPES:
+            assert isinstance(answer, tuple) and answer[1:3] == (rtype, "InvalidRecipient")
+        else:
+            assert answer == rtype

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::cache::LineCache;
-use crate::record::{decide, Classifiable, Verdict, LOG_HOOK_TYPE};
+use crate::record::{decide, Classifiable, Verdict, LOG_HOOK_TYPE, RECORD_TYPES};
 use crate::splice;
 
 /// What a line classifies as, ready to splice (the Python objects are shared, not copied).
@@ -26,25 +26,6 @@ struct Entry {
     label_json: Py<PyBytes>,
     classification_json: Py<PyBytes>,
 }
-
-/// Record types named often enough to share one Python string each.
-const KNOWN_TYPES: [&str; 15] = [
-    "Reception",
-    "Delivery",
-    "Bounce",
-    "TransientFailure",
-    "Expiration",
-    "AdminBounce",
-    "OOB",
-    "Feedback",
-    "Rejection",
-    "AdminRebind",
-    "DeferredInjectionRebind",
-    "Delayed",
-    "XferOut",
-    "XferIn",
-    LOG_HOOK_TYPE,
-];
 
 #[pyclass(module = "streamer._native")]
 pub struct RecordPath {
@@ -70,8 +51,10 @@ impl RecordPath {
             max_bytes,
             categorized: LineCache::new(cache_size),
             uncategorized: LineCache::new(uncategorized_cache_size),
-            types: KNOWN_TYPES
+            // one shared Python string per type KumoMTA logs, and for a log hook's records
+            types: RECORD_TYPES
                 .iter()
+                .chain([&LOG_HOOK_TYPE])
                 .map(|t| PyString::intern(py, t).unbind())
                 .collect(),
         }
@@ -116,7 +99,11 @@ impl RecordPath {
 
 impl RecordPath {
     fn type_name<'py>(&self, py: Python<'py>, rtype: &str) -> Bound<'py, PyString> {
-        match KNOWN_TYPES.iter().position(|t| *t == rtype) {
+        match RECORD_TYPES
+            .iter()
+            .chain([&LOG_HOOK_TYPE])
+            .position(|t| *t == rtype)
+        {
             Some(i) => self.types[i].bind(py).clone(),
             None => PyString::new(py, rtype),
         }

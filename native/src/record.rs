@@ -6,8 +6,11 @@ use std::borrow::Cow;
 use crate::json::{as_str, object_fields, plain, span, Field};
 use crate::response::response_line;
 
-/// The types KumoMTA's bounce classifier looks at (`records.CLASSIFIABLE_TYPES`).
-pub const CLASSIFIABLE_TYPES: [&str; 7] = [
+/// The record types KumoMTA logs (`records.RECORD_TYPES`); the parity tests hold the two
+/// lists together.
+pub const RECORD_TYPES: [&str; 14] = [
+    "Reception",
+    "Delivery",
     "Bounce",
     "TransientFailure",
     "Expiration",
@@ -15,7 +18,20 @@ pub const CLASSIFIABLE_TYPES: [&str; 7] = [
     "OOB",
     "Feedback",
     "Rejection",
+    "AdminRebind",
+    "DeferredInjectionRebind",
+    "Delayed",
+    "XferOut",
+    "XferIn",
 ];
+/// The types KumoMTA's bounce classifier looks at (`records.CLASSIFIABLE_TYPES`): the
+/// indexes of those in [`RECORD_TYPES`].
+const CLASSIFIABLE: [usize; 7] = [2, 3, 4, 5, 6, 7, 8];
+
+/// Whether records of type `rtype` are classified.
+pub fn classifiable(rtype: &str) -> bool {
+    CLASSIFIABLE.iter().any(|&i| RECORD_TYPES[i] == rtype)
+}
 /// `records.LOG_RECORD_PROTOCOL`: a log hook's bookkeeping record.
 pub const LOG_RECORD_PROTOCOL: &str = "LogRecord";
 /// `records.LOG_HOOK_TYPE`: the type such a record is counted and routed as.
@@ -81,7 +97,7 @@ fn decide_text(text: &str) -> Option<Verdict<'_>> {
     if log_hook {
         return Some(Verdict::Other(Cow::Borrowed(LOG_HOOK_TYPE)));
     }
-    if !CLASSIFIABLE_TYPES.contains(&rtype.as_ref()) {
+    if !classifiable(&rtype) {
         return Some(Verdict::Other(rtype));
     }
     if rtype == "Feedback" {
