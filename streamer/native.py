@@ -21,7 +21,12 @@ from collections.abc import Sequence
 import orjson
 
 from streamer.classifier import Classification, Classifier
-from streamer.records import classification_object
+from streamer.records import (
+    CLASSIFIABLE_TYPES,
+    LOG_HOOK_TYPE,
+    RECORD_TYPES,
+    classification_object,
+)
 
 try:
     from streamer import _native
@@ -81,7 +86,12 @@ class NativeRecords:
         self._encoded: dict[int, tuple[bool, str, bytes, bytes]] = {}
         cache_size, uncategorized_cache_size = classifier.cache_sizes
         self._path = _native.RecordPath(
-            self._resolve, max_bytes, cache_size, uncategorized_cache_size
+            self._resolve,
+            max_bytes,
+            cache_size,
+            uncategorized_cache_size,
+            [*RECORD_TYPES, LOG_HOOK_TYPE],  # answered as shared strings
+            sorted(CLASSIFIABLE_TYPES),
         )
 
     def decide(self, values: Sequence[bytes | None]) -> list[Answer]:

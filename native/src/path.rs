@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::cache::LineCache;
-use crate::record::{decide, Classifiable, Verdict, LOG_HOOK_TYPE, RECORD_TYPES};
+use crate::record::{decide, Classifiable, ToClassify, Verdict};
 use crate::splice;
 
 /// What a line classifies as, ready to splice (the Python objects are shared, not copied).
@@ -31,8 +31,10 @@ struct Entry {
 pub struct RecordPath {
     resolve: Py<PyAny>,
     max_bytes: usize,
+    classifiable: Classifiable,
     categorized: LineCache<Arc<Entry>>,
     uncategorized: LineCache<Arc<Entry>>,
+    type_names: Vec<String>,
     types: Vec<Py<PyString>>,
 }
 
@@ -45,18 +47,21 @@ impl RecordPath {
         max_bytes: usize,
         cache_size: usize,
         uncategorized_cache_size: usize,
+        record_types: Vec<String>,
+        classifiable: Vec<String>,
     ) -> Self {
         RecordPath {
             resolve,
             max_bytes,
+            classifiable: Classifiable(classifiable),
             categorized: LineCache::new(cache_size),
             uncategorized: LineCache::new(uncategorized_cache_size),
-            // one shared Python string per type KumoMTA logs, and for a log hook's records
-            types: RECORD_TYPES
+            // one shared Python string per type KumoMTA logs (and a log hook's records)
+            types: record_types
                 .iter()
-                .chain([&LOG_HOOK_TYPE])
                 .map(|t| PyString::intern(py, t).unbind())
                 .collect(),
+            type_names: record_types,
         }
     }
 
@@ -72,7 +77,7 @@ impl RecordPath {
                 Ok(bytes) => Some(bytes.as_bytes()),
                 Err(_) => None, // None, or not bytes: Python's way
             };
-            let answer = match decide(raw, self.max_bytes) {
+            let answer = match decide(raw, self.max_bytes, &self.classifiable) {
                 Verdict::Python => py.None().into_bound(py),
                 Verdict::Other(rtype) => self.type_name(py, &rtype).into_any(),
                 Verdict::Classify(record) => match self.enrich(py, raw.unwrap_or_default(), record)
@@ -99,11 +104,7 @@ impl RecordPath {
 
 impl RecordPath {
     fn type_name<'py>(&self, py: Python<'py>, rtype: &str) -> Bound<'py, PyString> {
-        match RECORD_TYPES
-            .iter()
-            .chain([&LOG_HOOK_TYPE])
-            .position(|t| *t == rtype)
-        {
+        match self.type_names.iter().position(|t| t == rtype) {
             Some(i) => self.types[i].bind(py).clone(),
             None => PyString::new(py, rtype),
         }
@@ -115,7 +116,7 @@ impl RecordPath {
         &mut self,
         py: Python<'py>,
         raw: &[u8],
-        record: Classifiable<'_>,
+        record: ToClassify<'_>,
     ) -> Option<Bound<'py, PyTuple>> {
         let started = Instant::now();
         let entry = self.classify(py, record.line).ok()?;

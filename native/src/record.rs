@@ -6,32 +6,16 @@ use std::borrow::Cow;
 use crate::json::{as_str, object_fields, plain, span, Field};
 use crate::response::response_line;
 
-/// The record types KumoMTA logs (`records.RECORD_TYPES`); the parity tests hold the two
-/// lists together.
-pub const RECORD_TYPES: [&str; 14] = [
-    "Reception",
-    "Delivery",
-    "Bounce",
-    "TransientFailure",
-    "Expiration",
-    "AdminBounce",
-    "OOB",
-    "Feedback",
-    "Rejection",
-    "AdminRebind",
-    "DeferredInjectionRebind",
-    "Delayed",
-    "XferOut",
-    "XferIn",
-];
-/// The types KumoMTA's bounce classifier looks at (`records.CLASSIFIABLE_TYPES`): the
-/// indexes of those in [`RECORD_TYPES`].
-const CLASSIFIABLE: [usize; 7] = [2, 3, 4, 5, 6, 7, 8];
+/// The types KumoMTA's bounce classifier looks at, as Python names them
+/// (`records.CLASSIFIABLE_TYPES`, handed over when the record path is made): one list.
+pub struct Classifiable(pub Vec<String>);
 
-/// Whether records of type `rtype` are classified.
-pub fn classifiable(rtype: &str) -> bool {
-    CLASSIFIABLE.iter().any(|&i| RECORD_TYPES[i] == rtype)
+impl Classifiable {
+    pub fn contains(&self, rtype: &str) -> bool {
+        self.0.iter().any(|t| t == rtype)
+    }
 }
+
 /// `records.LOG_RECORD_PROTOCOL`: a log hook's bookkeeping record.
 pub const LOG_RECORD_PROTOCOL: &str = "LogRecord";
 /// `records.LOG_HOOK_TYPE`: the type such a record is counted and routed as.
@@ -49,11 +33,11 @@ pub enum Verdict<'a> {
     /// Not classified: routed by `non_classifiable`, unchanged (the type as counted).
     Other(Cow<'a, str>),
     /// To be classified by `line` and enriched.
-    Classify(Classifiable<'a>),
+    Classify(ToClassify<'a>),
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct Classifiable<'a> {
+pub struct ToClassify<'a> {
     pub rtype: Cow<'a, str>,
     pub line: String,
     /// A non-empty string `site` (counted per site and label).
@@ -71,7 +55,7 @@ pub struct Splice {
 }
 
 /// The verdict on one message value (`None`: a message without a value).
-pub fn decide(raw: Option<&[u8]>, max_bytes: usize) -> Verdict<'_> {
+pub fn decide<'a>(raw: Option<&'a [u8]>, max_bytes: usize, types: &Classifiable) -> Verdict<'a> {
     let Some(raw) = raw else {
         return Verdict::Python;
     };
@@ -84,10 +68,10 @@ pub fn decide(raw: Option<&[u8]>, max_bytes: usize) -> Verdict<'_> {
     if !plain(raw) {
         return Verdict::Python;
     }
-    decide_text(text).unwrap_or(Verdict::Python)
+    decide_text(text, types).unwrap_or(Verdict::Python)
 }
 
-fn decide_text(text: &str) -> Option<Verdict<'_>> {
+fn decide_text<'a>(text: &'a str, types: &Classifiable) -> Option<Verdict<'a>> {
     let fields = object_fields(text)?;
     let field = |name: &str| fields.iter().find(|f| f.key.0 == name).map(|f| f.value);
     let rtype = as_str(field("type")?)?;
@@ -97,7 +81,7 @@ fn decide_text(text: &str) -> Option<Verdict<'_>> {
     if log_hook {
         return Some(Verdict::Other(Cow::Borrowed(LOG_HOOK_TYPE)));
     }
-    if !classifiable(&rtype) {
+    if !types.contains(&rtype) {
         return Some(Verdict::Other(rtype));
     }
     if rtype == "Feedback" {
@@ -106,7 +90,7 @@ fn decide_text(text: &str) -> Option<Verdict<'_>> {
     let line = response_line(field("response")?)?;
     let site = field("site").and_then(as_str).filter(|s| !s.is_empty());
     let splice = splice_points(text, &fields)?;
-    Some(Verdict::Classify(Classifiable {
+    Some(Verdict::Classify(ToClassify {
         rtype,
         line,
         site,
@@ -133,11 +117,16 @@ fn splice_points(text: &str, fields: &[Field<'_>]) -> Option<Splice> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
+    /// Some of KumoMTA's classifiable types (the whole list is Python's).
+    pub fn types() -> Classifiable {
+        Classifiable(["Bounce", "Feedback"].map(String::from).to_vec())
+    }
+
     fn verdict(text: &str) -> Verdict<'_> {
-        decide(Some(text.as_bytes()), 1 << 20)
+        decide(Some(text.as_bytes()), 1 << 20, &types())
     }
 
     #[test]
@@ -151,9 +140,15 @@ mod tests {
         assert_eq!(verdict(r#"{"type": "Feedback"}"#), Verdict::Python);
         assert_eq!(verdict(r#"{"type": "Bounce"}"#), Verdict::Python);
         assert_eq!(verdict(r#"{"type": 5}"#), Verdict::Python);
-        assert_eq!(decide(None, 10), Verdict::Python);
-        assert_eq!(decide(Some(b"{\"type\": \"X\"}"), 5), Verdict::Python);
-        assert_eq!(decide(Some(b"{\"type\": \"\xff\"}"), 100), Verdict::Python);
+        assert_eq!(decide(None, 10, &types()), Verdict::Python);
+        assert_eq!(
+            decide(Some(b"{\"type\": \"X\"}"), 5, &types()),
+            Verdict::Python
+        );
+        assert_eq!(
+            decide(Some(b"{\"type\": \"\xff\"}"), 100, &types()),
+            Verdict::Python
+        );
         assert_eq!(verdict("\u{feff}{\"type\": \"X\"}"), Verdict::Python);
         assert_eq!(verdict(r#"{"type": "X", "n": 1e400}"#), Verdict::Python);
     }

@@ -60,10 +60,11 @@ pub fn write(pieces: &[&[u8]], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::tests::types;
     use crate::record::{decide, Verdict};
 
     fn enriched(text: &str) -> String {
-        let Verdict::Classify(c) = decide(Some(text.as_bytes()), 1 << 20) else {
+        let Verdict::Classify(c) = decide(Some(text.as_bytes()), 1 << 20, &types()) else {
             panic!("not classifiable")
         };
         let parts = pieces(text.as_bytes(), &c.splice, b"\"L\"", b"{\"c\":1}");
