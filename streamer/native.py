@@ -15,6 +15,7 @@ path: the same results, at a higher cost. ``STREAMER_REQUIRE_NATIVE=1`` makes th
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
@@ -32,6 +33,8 @@ try:
     from streamer import _native
 except ImportError:  # built without cargo: the Python path runs every record
     _native = None
+
+log = logging.getLogger("streamer.native")
 
 #: Whether the native extension is built.
 AVAILABLE = _native is not None
@@ -96,7 +99,15 @@ class NativeRecords:
 
     def decide(self, values: Sequence[bytes | None]) -> list[Answer]:
         """One answer per value, in order (see :data:`Answer`)."""
-        answers: list[Answer] = self._path.decide(values if type(values) is list else [*values])
+        values = values if type(values) is list else [*values]
+        try:
+            answers: list[Answer] = self._path.decide(values)
+        except BaseException as exc:  # a Rust panic arrives as a BaseException
+            if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
+                # a fault of the native path (never the records'): they take the Python path
+                log.exception("native record path failed: this batch takes the Python path")
+                return [None] * len(values)
+            raise
         self.classifier.count_hits(*self._path.take_hits())
         return answers
 
