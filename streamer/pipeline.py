@@ -14,6 +14,11 @@ Each input message becomes at most one output:
 Keys and headers are kept. Nothing here talks to Kafka or awaits: the worker hands a whole batch
 to ``Pipeline.process`` and produces the outputs it returns. The classifier is read once per
 batch, so a hot reload takes effect at a batch boundary and a batch is classified by one rule set.
+
+Two paths give the same outputs and counts: the native record path (``streamer.native``: one
+call per batch, enrichment spliced into the input bytes), used with analytics off wherever the
+extension is built, and the Python path below, the reference, which takes every record the
+native path hands back and every record when analytics are on.
 """
 
 from __future__ import annotations
