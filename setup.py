@@ -1,9 +1,15 @@
-"""Build hooks: the analytics' C speed-up, and the repository's ``rules/`` and ``deploy/kafka/``
-inside the package.
+"""Build hooks: the native record path (Rust), the analytics' C speed-up, and the repository's
+``rules/`` and ``deploy/kafka/`` inside the package.
 
-The metadata is in pyproject.toml. ``streamer.analytics._fastcount`` is an optional extension:
-where no C compiler is found the build goes on without it and the analytics count in Python
-(the same results, at a higher cost per record; the worker's start-up log says which).
+The metadata is in pyproject.toml. ``streamer._native`` is the Rust crate in ``native/``, built
+by setuptools-rust with the ``cargo`` on PATH (rustc 1.85 or newer: pyo3's minimum). It is
+optional: without cargo the build goes on without it and the Python path runs every record (the
+same results, slower; a WARNING at start, ``/status`` and ``streamer_native_path`` say so;
+``STREAMER_REQUIRE_NATIVE=1`` makes its absence an error, as CI sets).
+setuptools-rust rather than maturin: maturin as the build backend would replace this setup.py
+and its ``build_py`` hook below; setuptools-rust adds the crate beside them.
+``streamer.analytics._fastcount`` is an optional C extension likewise: where no C compiler is
+found the analytics count in Python.
 
 The other hook adds one step to ``build_py``: copy the
 top-level folders named in ``streamer.resources.SOURCES`` into ``streamer/_data/`` of the build,
@@ -19,6 +25,7 @@ from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
+from setuptools_rust import Binding, RustExtension
 
 HERE = Path(__file__).resolve().parent
 # Mirrors streamer.resources.SOURCES (not imported: the build must not import the package).
@@ -46,4 +53,17 @@ FASTCOUNT = Extension(
     optional=True,  # no compiler: a warning, and the pure-Python path
 )
 
-setup(cmdclass={"build_py": BuildWithShippedFiles}, ext_modules=[FASTCOUNT])
+NATIVE = RustExtension(
+    "streamer._native",
+    path="native/Cargo.toml",
+    binding=Binding.PyO3,
+    py_limited_api="auto",  # abi3-py311, from the crate's pyo3 features
+    debug=False,  # editable installs too: the debug build is many times slower
+    optional=True,  # no cargo: a warning, and the Python path
+)
+
+setup(
+    cmdclass={"build_py": BuildWithShippedFiles},
+    ext_modules=[FASTCOUNT],
+    rust_extensions=[NATIVE],
+)

@@ -13,8 +13,12 @@ venv="${STREAMER_VENV:-$root/.venv}"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null 2>&1 || python=python3
 
-# The stamp covers what the install builds: the metadata and the analytics' C extension.
-stamp="$venv/.installed-$(cat pyproject.toml setup.py streamer/analytics/_fastcount.c | sha256sum | cut -c1-16)"
+# The native record path builds with rustup's cargo (Debian's rustc is too old for pyo3).
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+# The stamp covers what the install builds: the metadata, the analytics' C extension and the
+# native crate (its sources and the locked versions of its dependencies).
+stamp="$venv/.installed-$(cat pyproject.toml setup.py streamer/analytics/_fastcount.c \
+    native/Cargo.toml native/Cargo.lock native/src/*.rs | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     echo "==> preparing $venv" >&2
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
@@ -37,6 +41,10 @@ case "${1:-demo}" in
         ruff check streamer tests
         ruff format --check streamer tests
         mypy
+        # The native crate's format, tests and lints (rustfmt and clippy: rustup's default profile).
+        cargo fmt --check --manifest-path native/Cargo.toml
+        cargo test -q --manifest-path native/Cargo.toml
+        cargo clippy -q --manifest-path native/Cargo.toml --all-targets -- -D warnings
         # The documentation site: a broken link or anchor, a missing include, a page left out
         # of the navigation or a reference that no longer renders fails the run.
         NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet

@@ -127,6 +127,18 @@ class Classifier:
             evidence=winner.evidence,
         )
 
+    @property
+    def cache_sizes(self) -> tuple[int, int]:
+        """Capacities of the categorized and the Uncategorized cache (the native path's caches
+        in front of this classifier take the same)."""
+        return self._categorized.maxsize, self._uncategorized.maxsize
+
+    def count_hits(self, categorized: int, uncategorized: int) -> None:
+        """Count lines a cache in front of this one answered (the native path's): the counters
+        keep meaning the share of lines answered from memory."""
+        self._categorized.hits += categorized
+        self._uncategorized.hits += uncategorized
+
     def cache_stats(self) -> dict[str, dict[str, int]]:
         return {
             "categorized": self._categorized.stats(),

@@ -604,7 +604,16 @@ class _TomlSource(PydanticBaseSettingsSource):
 #: STREAMER_* variables that are no setting but mean something: the config file, where shipped
 #: files and caches live, the supervisor's hand-over to its children, tests and container set-up.
 OTHER_VARIABLES = frozenset(
-    {"CONFIG", "RULES_DIR", "CACHE_DIR", "SUPERVISOR_PID", "TEST_BOOTSTRAP", "UID", "VENV"}
+    {
+        "CONFIG",
+        "RULES_DIR",
+        "CACHE_DIR",
+        "SUPERVISOR_PID",
+        "TEST_BOOTSTRAP",
+        "UID",
+        "VENV",
+        "REQUIRE_NATIVE",  # streamer.native: a missing native extension is an error
+    }
 )
 
 

@@ -375,6 +375,11 @@ class Metrics:
             ["version"],
             registry=r,
         )
+        self.native_path = Gauge(
+            "streamer_native_path",
+            "1: records take the native record path (streamer._native); 0: the Python path.",
+            registry=r,
+        )
         self.rules_reloads = Counter(
             "streamer_rules_reloads", "Successful rules reloads.", registry=r
         )

@@ -14,6 +14,11 @@ Each input message becomes at most one output:
 Keys and headers are kept. Nothing here talks to Kafka or awaits: the worker hands a whole batch
 to ``Pipeline.process`` and produces the outputs it returns. The classifier is read once per
 batch, so a hot reload takes effect at a batch boundary and a batch is classified by one rule set.
+
+Two paths give the same outputs and counts: the native record path (``streamer.native``: one
+call per batch, enrichment spliced into the input bytes), used with analytics off wherever the
+extension is built, and the Python path below, the reference, which takes every record the
+native path hands back and every record when analytics are on.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from streamer import native as native_path
 from streamer.analytics.analyzer import Analyzer
 from streamer.analytics.suppressions import SuppressionEvent, with_source
 from streamer.classifier import Classification
@@ -33,6 +39,7 @@ from streamer.config import parse_non_classifiable
 from streamer.deadletter import Headers, dead_letter_headers
 from streamer.evidence import FEEDBACK_REPORT
 from streamer.feedback import feedback_label
+from streamer.native import NativeRecords
 from streamer.records import (
     CLASSIFIABLE_TYPES,
     LOG_HOOK_TYPE,
@@ -127,6 +134,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         analyzer: Analyzer | None = None,
         suppression_events_topic: str = "",
+        native: bool | None = None,
     ) -> None:
         self.classifiers = classifiers
         self.output_topic = output_topic
@@ -144,43 +152,97 @@ class Pipeline:
         # (id of such an object, category, provider) -> the object with both added
         self._analytics: dict[tuple[int, str | None, str], dict[str, Any]] = {}
         self._feedback: dict[str, Classification] = {}  # one result per feedback label
+        self.use_native = native_path.wanted(native, analytics=analyzer is not None)
+        self.native: NativeRecords | None = None  # the native path, made per rule set by _begin
 
     def process(self, messages: Sequence[RawMessage]) -> tuple[list[Output], BatchStats]:
         """Outputs in input order (dropped records have none) and the batch's counts."""
         classifier = self.classifiers.current  # one rule set for the whole batch
         self._begin(classifier)
-        other_topic = self.other_topic
-        max_bytes = self.max_message_bytes
-        classifiable = CLASSIFIABLE_TYPES
-        analyzer = self.analyzer
         stats = BatchStats()
-        events_in = stats.events_in
-        events_out = stats.events_out
         outputs: list[Output] = []
+        if self.native is not None:
+            self._process_native(self.native, messages, classifier, outputs, stats)
+            return outputs, stats
         append = outputs.append
+        route = self._route
         for msg in messages:
-            raw = msg.value()
-            record = accept(raw, max_bytes)
-            if record is None:
-                self._dead_letter(msg, raw, *_malformed_reason(raw, max_bytes), append, stats)
-                continue
-            rtype = record["type"]
-            if record.get("reception_protocol") == LOG_RECORD_PROTOCOL:  # records.effective_type
-                rtype = LOG_HOOK_TYPE
-            elif rtype in classifiable:
-                self._classified(msg, raw, record, rtype, classifier, append, stats)
-                continue
-            events_in[rtype] += 1
-            if other_topic is None:
-                stats.dropped += 1
-            else:
-                events_out[rtype, UNCLASSIFIED_LABEL] += 1
-                append(Output(other_topic, msg.key(), raw, msg.headers()))
-            if analyzer is not None:
-                events = analyzer.observer(record, rtype, None, None, None)[2]
-                if events:
-                    self._suppress(msg, events, append)
+            route(msg, msg.value(), classifier, append, stats)
         return outputs, stats
+
+    def _route(
+        self,
+        msg: RawMessage,
+        raw: bytes | None,
+        classifier: Any,
+        append: Callable[[Output], None],
+        stats: BatchStats,
+    ) -> None:
+        """The reference path for one message (the native path's fallback too)."""
+        record = accept(raw, self.max_message_bytes)
+        if record is None:
+            reason, detail = _malformed_reason(raw, self.max_message_bytes)
+            self._dead_letter(msg, raw, reason, detail, append, stats)
+            return
+        rtype = record["type"]
+        if record.get("reception_protocol") == LOG_RECORD_PROTOCOL:  # records.effective_type
+            rtype = LOG_HOOK_TYPE
+        elif rtype in CLASSIFIABLE_TYPES:
+            self._classified(msg, raw, record, rtype, classifier, append, stats)
+            return
+        self._other(msg, raw, rtype, append, stats)
+        analyzer = self.analyzer
+        if analyzer is not None:
+            events = analyzer.observer(record, rtype, None, None, None)[2]
+            if events:
+                self._suppress(msg, events, append)
+
+    def _other(
+        self,
+        msg: RawMessage,
+        raw: bytes | None,
+        rtype: str,
+        append: Callable[[Output], None],
+        stats: BatchStats,
+    ) -> None:
+        """Route a record that is not classified by ``non_classifiable``, unchanged."""
+        stats.events_in[rtype] += 1
+        other_topic = self.other_topic
+        if other_topic is None:
+            stats.dropped += 1
+        else:
+            stats.events_out[rtype, UNCLASSIFIED_LABEL] += 1
+            append(Output(other_topic, msg.key(), raw, msg.headers()))
+
+    def _process_native(
+        self,
+        native: NativeRecords,
+        messages: Sequence[RawMessage],
+        classifier: Any,
+        outputs: list[Output],
+        stats: BatchStats,
+    ) -> None:
+        """The batch through the native path: one call decides every message; the ones it
+        hands back take :meth:`_route`. Same outputs and counts as the reference."""
+        values = [msg.value() for msg in messages]
+        answers = native.decide(values)
+        append = outputs.append
+        output_topic = self.output_topic
+        events_in, events_out, sites = stats.events_in, stats.events_out, stats.sites
+        seconds = stats.classify_seconds.append
+        for msg, raw, answer in zip(messages, values, answers, strict=True):
+            if answer is None:
+                self._route(msg, raw, classifier, append, stats)
+            elif isinstance(answer, str):
+                self._other(msg, raw, answer, append, stats)
+            else:
+                value, rtype, label, site, took = answer
+                seconds(took)
+                events_in[rtype] += 1
+                events_out[rtype, label] += 1
+                if site:
+                    sites[site, label] += 1
+                append(Output(output_topic, msg.key(), value, msg.headers()))
 
     def _classified(
         self,
@@ -271,6 +333,8 @@ class Pipeline:
             self._enrichment_owner = classifier
             self._enrichments = {}
             self._analytics = {}
+            if self.use_native:
+                self.native = NativeRecords(classifier, self.max_message_bytes)
 
     def _dead_letter(
         self,

@@ -43,11 +43,13 @@ _NOT_SOURCE = shutil.ignore_patterns(
     ".ruff_cache",
     ".mypy_cache",
     ".hypothesis",
-    "*.so",  # the analytics' C extension built in place by the editable install
+    "*.so",  # the C and Rust extensions built in place by the editable install
+    "target",  # the native crate's cargo build output
 )
 
 
-pytestmark = pytest.mark.packaging
+#: A cold cargo build of the native crate takes minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.packaging, pytest.mark.timeout(900)]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], stdin: str | None = None) -> str:
@@ -67,6 +69,9 @@ def _clean_env(tmp: Path) -> dict[str, str]:
     env["XDG_STATE_HOME"] = str(tmp / "state")
     env["XDG_CACHE_HOME"] = str(tmp / "cache")
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    # The native crate's dependencies compiled once, in the checkout's cargo cache: the crate
+    # itself is still built from the sdist's sources, but not pyo3 and serde again every run.
+    env["CARGO_TARGET_DIR"] = str(ROOT / "native" / "target")
     return env
 
 
@@ -121,6 +126,8 @@ def test_wheel_ships_rules_and_broker_files_once(
     assert "streamer/__main__.py" in names and "streamer/py.typed" in names
     # the analytics' C counter is compiled into the wheel (the sdist carries its source)
     assert any(n.startswith("streamer/analytics/_fastcount") and n.endswith(".so") for n in names)
+    # ... and so is the native record path (the sdist carries the crate and its Cargo.lock)
+    assert any(n.startswith("streamer/_native") and n.endswith(".so") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
     # The repository keeps the one copy: no second one inside the package sources.
     assert not (ROOT / "streamer" / "_data").exists()
@@ -137,6 +144,8 @@ def test_installed_cli_works_outside_the_repository(
     assert where.startswith(str(bindir.parent)), where  # the wheel's copy, not the checkout
     fast = "from streamer.analytics.analyzer import SPEEDUPS; print(SPEEDUPS)"
     assert _run([python, "-c", fast], work, env).strip() == "True"
+    native = "from streamer.native import AVAILABLE; print(AVAILABLE)"
+    assert _run([python, "-c", native], work, env).strip() == "True"
 
     assert _run([streamer, "--version"], work, env).strip() == "streamer 0.1.0"
     assert _run([python, "-m", "streamer", "--version"], work, env).strip() == "streamer 0.1.0"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from system_tools import lacking
 from worker_harness import (
     RULES_V1,
     TopicRecord,
@@ -29,6 +30,7 @@ from worker_harness import (
     wait_until,
 )
 
+from streamer import native
 from streamer.classifier import Classifier
 from streamer.deadletter import DLQ_DETAIL, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_TOPIC
 from streamer.devkit.sample import SampleMessage, generate, record_identity
@@ -142,16 +144,30 @@ def _assert_each_key_keeps_its_order(sent: list[SampleMessage], out: list[TopicR
     assert not disordered, f"{len(disordered)} keys out of order, e.g. {disordered[0]!r}"
 
 
+@pytest.mark.parametrize(
+    ("analytics", "record_path"),
+    [("true", "python"), ("false", "native")],  # analytics off: the native record path
+)
 def test_mixed_records_classified_passed_and_dead_lettered(
-    kafka_bootstrap: str, new_topic: Callable[..., str], workers, rules: Path
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    workers,
+    rules: Path,
+    analytics: str,
+    record_path: str,
 ) -> None:
+    if record_path == "native" and not native.AVAILABLE:
+        lacking("streamer._native is not built (no cargo at install time): see README")
     inp, out = new_topic(4), new_topic(4)
     sent = list(generate(10_000, seed=11, malformed_fraction=0.03, max_message_bytes=MAX_BYTES))
     produce(kafka_bootstrap, inp, sent)
-    w = workers("w-mixed", inp=inp, out=out, group=f"g-{inp}")
+    w = workers(
+        "w-mixed", inp=inp, out=out, group=f"g-{inp}", env={"STREAMER_ANALYTICS": analytics}
+    )
     n_bad = sum(m.kind.startswith("malformed") for m in sent)
     _wait_for_outputs(kafka_bootstrap, [out, f"{inp}.dlq"], len(sent), w, timeout=90)
     assert w.stop() == 0
+    assert f"record_path={record_path}" in w.log()
 
     outputs = read_topic(kafka_bootstrap, out)
     dlq = read_topic(kafka_bootstrap, f"{inp}.dlq")

@@ -161,6 +161,24 @@ def classify_bench(
     print(json.dumps(report.to_json()) if as_json else report.table())
 
 
+@bench_app.command("pipeline")
+def pipeline_bench(
+    records: Annotated[int, typer.Option("--records", "-n", min=2000, help="Sample records.")] = (
+        50_000
+    ),
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of both paths (median).")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Pipeline.process on the native and the Python record path: CPU µs per record."""
+    import json
+    import sys
+
+    from streamer.devkit.bench.pipeline import run
+
+    report = run(records, rounds, lambda msg: print(f"... {msg}", file=sys.stderr, flush=True))
+    print(json.dumps(report.to_json()) if as_json else report.table())
+
+
 @bench_app.command("files")
 def files_bench(
     records: Annotated[

@@ -107,6 +107,7 @@ def _load_rules(settings: Settings) -> Any:
     if settings.worker_id is None:
         settings.worker_id = default_worker_id()
     setup_logging(settings.worker_id, settings.log_level, settings.log_format)
+    native_record_path()
     try:
         classifiers = ReloadableClassifier(
             settings.rule_files,
@@ -239,3 +240,18 @@ def _supervise(settings: Any, flags: dict[str, Any]) -> int:
         status=f"http://{settings.web_host}:{served_web}/status" if served_web else "off",
     )
     return supervisor.run()
+
+
+def native_record_path() -> None:
+    """A WARNING when the native record path is not built (every record then takes the Python
+    path); a configuration error when ``STREAMER_REQUIRE_NATIVE=1`` asks for it."""
+    import logging
+
+    from streamer import native
+
+    try:
+        native.check_required()
+    except native.NativeMissing as exc:
+        raise config_error(exc) from None
+    if not native.AVAILABLE:
+        logging.getLogger("streamer.native").warning("%s", native.MISSING)

@@ -36,6 +36,7 @@ from streamer.kafka.source import Source
 from streamer.logs import log_event
 from streamer.memory import kafka_queues_kbytes
 from streamer.metrics import Metrics
+from streamer.native import describe as describe_record_path
 from streamer.pipeline import Pipeline
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
 from streamer.worker.checkpoint import Checkpoint, ExactlyOnce, make_checkpoint
@@ -399,6 +400,7 @@ def prepare(stream: StreamWorker) -> None:
         wait_for_topics(s, stream.bootstrap, default_topics(s), 10.0)
     stream.metrics_port = stream.metrics.serve(s.metrics_host, s.metrics_port)
     stream.metrics.set_rules_version(stream.classifiers.current.version)
+    stream.metrics.native_path.set(1 if stream.pipeline.use_native else 0)
     log_event(
         log,
         logging.INFO,
@@ -412,6 +414,7 @@ def prepare(stream: StreamWorker) -> None:
         web_port=s.web_port,
         exactly_once=s.exactly_once,
         analytics=_analytics_mode(stream),
+        record_path=describe_record_path(stream.pipeline.use_native),
     )
 
 
@@ -457,6 +460,7 @@ def worker_status(stream: StreamWorker) -> dict[str, Any]:
         "rewinds": int(m.total(m.rewinds)),
         "committed": {f"{t}:{p}": o for (t, p), o in sorted(committed.items())},
         "rules_version": stream.classifiers.current.version,
+        "record_path": describe_record_path(stream.pipeline.use_native),
         "reloads": int(m.total(m.rules_reloads)),
         "reload_failures": int(m.total(m.rules_reload_failures)),
         "stopping": stream.stopping,

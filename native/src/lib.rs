@@ -1,0 +1,23 @@
+//! streamer's native record path (the Python module `streamer._native`).
+//!
+//! One module per concern: `json` reads a record's top level without building it, `response`
+//! makes the response line, `record` decides what the pipeline does with a message, `splice`
+//! writes the enriched record from the original bytes, `cache` bounds the line caches, and
+//! `path` is the Python-facing `RecordPath`. The Python path (`streamer.pipeline`) stays the
+//! reference: whatever this crate cannot decide exactly, it hands back to it.
+
+pub mod cache;
+pub mod json;
+pub mod record;
+pub mod response;
+pub mod splice;
+
+#[cfg(feature = "python")]
+mod path;
+
+#[cfg(feature = "python")]
+#[pyo3::pymodule]
+mod _native {
+    #[pymodule_export]
+    use crate::path::RecordPath;
+}

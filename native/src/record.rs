@@ -1,0 +1,169 @@
+//! What the pipeline does with one raw message value, decided as `records.accept` and
+//! `Pipeline.process` decide it, for the records the native path can take exactly.
+
+use std::borrow::Cow;
+
+use crate::json::{as_str, object_fields, plain, span, Field};
+use crate::response::response_line;
+
+/// The types KumoMTA's bounce classifier looks at, as Python names them
+/// (`records.CLASSIFIABLE_TYPES`, handed over when the record path is made): one list.
+pub struct Classifiable(pub Vec<String>);
+
+impl Classifiable {
+    pub fn contains(&self, rtype: &str) -> bool {
+        self.0.iter().any(|t| t == rtype)
+    }
+}
+
+/// `records.LOG_RECORD_PROTOCOL`: a log hook's bookkeeping record.
+pub const LOG_RECORD_PROTOCOL: &str = "LogRecord";
+/// `records.LOG_HOOK_TYPE`: the type such a record is counted and routed as.
+pub const LOG_HOOK_TYPE: &str = "log_hook";
+/// The fields the enrichment sets.
+pub const LABEL_FIELD: &str = "bounce_classification";
+pub const CLASSIFICATION_FIELD: &str = "classification";
+
+/// A decided record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// Left to the Python path (a malformed message, a Feedback record, anything the native
+    /// path does not take exactly): it decides, and names a dead-letter reason.
+    Python,
+    /// Not classified: routed by `non_classifiable`, unchanged (the type as counted).
+    Other(Cow<'a, str>),
+    /// To be classified by `line` and enriched.
+    Classify(ToClassify<'a>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ToClassify<'a> {
+    pub rtype: Cow<'a, str>,
+    pub line: String,
+    /// A non-empty string `site` (counted per site and label).
+    pub site: Option<Cow<'a, str>>,
+    pub splice: Splice,
+}
+
+/// Where the enrichment goes in the input: the values it replaces, and the closing brace
+/// before which it adds the fields the record lacks.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct Splice {
+    pub label: Option<(usize, usize)>,
+    pub classification: Option<(usize, usize)>,
+    pub closing_brace: usize,
+}
+
+/// The verdict on one message value (`None`: a message without a value).
+pub fn decide<'a>(raw: Option<&'a [u8]>, max_bytes: usize, types: &Classifiable) -> Verdict<'a> {
+    let Some(raw) = raw else {
+        return Verdict::Python;
+    };
+    if raw.len() > max_bytes {
+        return Verdict::Python;
+    }
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Verdict::Python;
+    };
+    if !plain(raw) {
+        return Verdict::Python;
+    }
+    decide_text(text, types).unwrap_or(Verdict::Python)
+}
+
+fn decide_text<'a>(text: &'a str, types: &Classifiable) -> Option<Verdict<'a>> {
+    let fields = object_fields(text)?;
+    let field = |name: &str| fields.iter().find(|f| f.key.0 == name).map(|f| f.value);
+    let rtype = as_str(field("type")?)?;
+    let log_hook = field("reception_protocol")
+        .and_then(as_str)
+        .is_some_and(|p| p == LOG_RECORD_PROTOCOL);
+    if log_hook {
+        return Some(Verdict::Other(Cow::Borrowed(LOG_HOOK_TYPE)));
+    }
+    if !types.contains(&rtype) {
+        return Some(Verdict::Other(rtype));
+    }
+    if rtype == "Feedback" {
+        return None; // labelled from its ARF report: Python's feedback module
+    }
+    let line = response_line(field("response")?)?;
+    let site = field("site").and_then(as_str).filter(|s| !s.is_empty());
+    let splice = splice_points(text, &fields)?;
+    Some(Verdict::Classify(ToClassify {
+        rtype,
+        line,
+        site,
+        splice,
+    }))
+}
+
+fn splice_points(text: &str, fields: &[Field<'_>]) -> Option<Splice> {
+    let at = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f.key.0 == name)
+            .map(|f| span(text, f.value))
+    };
+    let closing_brace = text
+        .trim_end_matches([' ', '\t', '\n', '\r'])
+        .len()
+        .checked_sub(1)?;
+    (text.as_bytes()[closing_brace] == b'}').then_some(Splice {
+        label: at(LABEL_FIELD),
+        classification: at(CLASSIFICATION_FIELD),
+        closing_brace,
+    })
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// Some of KumoMTA's classifiable types (the whole list is Python's).
+    pub fn types() -> Classifiable {
+        Classifiable(["Bounce", "Feedback"].map(String::from).to_vec())
+    }
+
+    fn verdict(text: &str) -> Verdict<'_> {
+        decide(Some(text.as_bytes()), 1 << 20, &types())
+    }
+
+    #[test]
+    fn routes_like_the_pipeline() {
+        assert_eq!(
+            verdict(r#"{"type": "Delivery"}"#),
+            Verdict::Other("Delivery".into())
+        );
+        let hook = r#"{"type": "Bounce", "reception_protocol": "LogRecord"}"#;
+        assert_eq!(verdict(hook), Verdict::Other(LOG_HOOK_TYPE.into()));
+        assert_eq!(verdict(r#"{"type": "Feedback"}"#), Verdict::Python);
+        assert_eq!(verdict(r#"{"type": "Bounce"}"#), Verdict::Python);
+        assert_eq!(verdict(r#"{"type": 5}"#), Verdict::Python);
+        assert_eq!(decide(None, 10, &types()), Verdict::Python);
+        assert_eq!(
+            decide(Some(b"{\"type\": \"X\"}"), 5, &types()),
+            Verdict::Python
+        );
+        assert_eq!(
+            decide(Some(b"{\"type\": \"\xff\"}"), 100, &types()),
+            Verdict::Python
+        );
+        assert_eq!(verdict("\u{feff}{\"type\": \"X\"}"), Verdict::Python);
+        assert_eq!(verdict(r#"{"type": "X", "n": 1e400}"#), Verdict::Python);
+    }
+
+    #[test]
+    fn classifiable_with_splice_points() {
+        let text = r#"{"type":"Bounce","site":"mx","response":{"code":550,"content":"x"},"bounce_classification":"Uncategorized"} "#;
+        let Verdict::Classify(c) = verdict(text) else {
+            panic!("not classifiable")
+        };
+        assert_eq!(c.line, "550 x");
+        assert_eq!(c.site.as_deref(), Some("mx"));
+        let (start, end) = c.splice.label.unwrap();
+        assert_eq!(&text[start..end], r#""Uncategorized""#);
+        assert_eq!(c.splice.classification, None);
+        assert_eq!(c.splice.closing_brace, text.len() - 2);
+    }
+}

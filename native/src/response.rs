@@ -1,0 +1,113 @@
+//! A classifiable record's `response`: the same acceptance test as `records.response_is_valid`
+//! and the same single line as `records.response_line` (`"<code> [c.s.d ]content"`).
+
+use serde_json::value::RawValue;
+
+use crate::json::{as_str, object_fields};
+
+/// The response line, or None when the response is not one the Python path accepts the same
+/// way (not an object, a bad field, a repeated key: Python decides and names the reason).
+pub fn response_line(response: &RawValue) -> Option<String> {
+    let fields = object_fields(response.get())?;
+    let mut code = None;
+    let mut content = None;
+    let mut enhanced = None;
+    for field in &fields {
+        match field.key.0.as_ref() {
+            "code" => code = Some(integer(field.value)?),
+            "content" => content = Some(as_str(field.value)?),
+            "enhanced_code" if field.value.get() != "null" => {
+                enhanced = Some(enhanced_code(field.value)?)
+            }
+            _ => {}
+        }
+    }
+    let mut line = code?.to_string();
+    line.push(' ');
+    if let Some((class, subject, detail)) = enhanced {
+        line.push_str(&format!("{class}.{subject}.{detail} "));
+    }
+    if let Some(content) = content {
+        push_one_line(&mut line, &content);
+    }
+    Some(line)
+}
+
+/// `text` with every line break (`\r\n`, `\r` or `\n`) made one space, as Python's does.
+fn push_one_line(line: &mut String, text: &str) {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                line.push(' ');
+            }
+            '\n' => line.push(' '),
+            c => line.push(c),
+        }
+    }
+}
+
+/// An integer as orjson gives Python an `int`: a JSON number without fraction or exponent
+/// within 64 bits (orjson reads a larger one as a float, which is no reply code).
+fn integer(value: &RawValue) -> Option<i128> {
+    let text = value.get();
+    if text.contains(['.', 'e', 'E']) {
+        return None;
+    }
+    let parsed = text.parse::<i128>().ok()?;
+    (i128::from(i64::MIN)..=i128::from(u64::MAX))
+        .contains(&parsed)
+        .then_some(parsed)
+}
+
+fn enhanced_code(value: &RawValue) -> Option<(i128, i128, i128)> {
+    let fields = object_fields(value.get())?;
+    let find =
+        |name: &str| -> Option<i128> { integer(fields.iter().find(|f| f.key.0 == name)?.value) };
+    Some((find("class")?, find("subject")?, find("detail")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> Option<String> {
+        response_line(serde_json::from_str::<&RawValue>(text).unwrap())
+    }
+
+    #[test]
+    fn line_like_python() {
+        let text = r#"{"code": 550, "enhanced_code": {"class": 5, "subject": 1, "detail": 1},
+            "content": "no\r\nsuch\ruser\nhere", "command": null}"#;
+        assert_eq!(line(text).unwrap(), "550 5.1.1 no such user here");
+        assert_eq!(line(r#"{"code": 421}"#).unwrap(), "421 ");
+        assert_eq!(
+            line(r#"{"code": 421, "enhanced_code": null}"#).unwrap(),
+            "421 "
+        );
+    }
+
+    #[test]
+    fn refuses_what_python_refuses() {
+        assert_eq!(line(r#"{"code": "550"}"#), None);
+        assert_eq!(line(r#"{"code": 550.0}"#), None);
+        assert_eq!(line(r#"{"code": 18446744073709551616}"#), None);
+        assert_eq!(
+            line(r#"{"code": 18446744073709551615}"#).unwrap(),
+            "18446744073709551615 "
+        );
+        assert_eq!(line(r#"{"code": true}"#), None);
+        assert_eq!(line(r#"{"content": "x"}"#), None);
+        assert_eq!(line(r#"{"code": 550, "content": null}"#), None);
+        assert_eq!(
+            line(r#"{"code": 550, "enhanced_code": {"class": 5}}"#),
+            None
+        );
+        assert_eq!(line(r#"{"code": 550, "enhanced_code": 5}"#), None);
+        assert_eq!(line(r#"{"code": 550, "code": 551}"#), None);
+        assert_eq!(line("[]"), None);
+    }
+}

@@ -1,0 +1,131 @@
+"""Which record path runs: the native one (the Rust module ``streamer._native``) or Python's.
+
+The native path decides a whole slice of raw message values in one call, exactly as
+``records.accept`` and ``Pipeline.process`` do, and writes each enriched record by splicing
+``bounce_classification`` and ``classification`` into the original bytes (``native/``). Lines
+are classified through native LRU caches of the Python classifier's sizes; a miss asks the
+Python classifier (its RE2 sets), so labels, rules and evidence are the reference's. Whatever
+the native path cannot decide exactly (a malformed message, a Feedback record, odd JSON) it
+hands back, record by record, to the Python path, which stays the reference.
+
+Where the extension is not built (no cargo at install time) every record takes the Python
+path: the same results, at a higher cost. ``STREAMER_REQUIRE_NATIVE=1`` makes that an error
+(CI sets it, so a build that lost the module fails).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import orjson
+
+from streamer.classifier import Classification, Classifier
+from streamer.records import (
+    CLASSIFIABLE_TYPES,
+    LOG_HOOK_TYPE,
+    RECORD_TYPES,
+    classification_object,
+)
+
+try:
+    from streamer import _native
+except ImportError:  # built without cargo: the Python path runs every record
+    _native = None
+
+log = logging.getLogger("streamer.native")
+
+#: Whether the native extension is built.
+AVAILABLE = _native is not None
+#: Set to 1 to make a missing native extension an error instead of a warning.
+REQUIRE_ENV = "STREAMER_REQUIRE_NATIVE"
+NATIVE = "native"
+PYTHON = "python"
+#: What a missing extension means, for the start-up warning and the error.
+MISSING = (
+    "the native record path (streamer._native) is not built: every record takes the Python "
+    "path (same results, slower); install with cargo on PATH (README: Installing)"
+)
+
+#: One answer of :meth:`NativeRecords.decide`: None (the Python path decides), the type of a
+#: record routed unchanged, or (enriched value, type, label, site or None, classify seconds).
+Answer = None | str | tuple[bytes, str, str, str | None, float]
+
+
+class NativeMissing(RuntimeError):
+    """The native extension is required (:data:`REQUIRE_ENV`) but not built."""
+
+
+def required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "") == "1"
+
+
+def check_required() -> None:
+    """Raise :class:`NativeMissing` when the extension is required but not built."""
+    if required() and not AVAILABLE:
+        raise NativeMissing(f"{REQUIRE_ENV}=1 but {MISSING}")
+
+
+def wanted(native: bool | None, *, analytics: bool) -> bool:
+    """Whether a pipeline runs the native path: by default wherever it is built, with
+    analytics off (the analytics count decoded Python records); ``native=False`` forces the
+    Python path, ``native=True`` requires the native one (an error where it is not built)."""
+    if native and not AVAILABLE:
+        raise NativeMissing(MISSING)
+    return (AVAILABLE if native is None else native) and not analytics
+
+
+class NativeRecords:
+    """The native path over one classifier (one rule set: a reload makes a new one)."""
+
+    def __init__(self, classifier: Classifier, max_bytes: int) -> None:
+        if _native is None:
+            raise NativeMissing(MISSING)
+        self.classifier = classifier
+        self._version = classifier.version
+        # id(result) -> what the native caches keep of it; results are long-lived, one per
+        # (rule, evidence) of this rule set, so the ids are stable and the dict is small.
+        self._encoded: dict[int, tuple[bool, str, bytes, bytes]] = {}
+        cache_size, uncategorized_cache_size = classifier.cache_sizes
+        self._path = _native.RecordPath(
+            self._resolve,
+            max_bytes,
+            cache_size,
+            uncategorized_cache_size,
+            [*RECORD_TYPES, LOG_HOOK_TYPE],  # answered as shared strings
+            sorted(CLASSIFIABLE_TYPES),
+        )
+
+    def decide(self, values: Sequence[bytes | None]) -> list[Answer]:
+        """One answer per value, in order (see :data:`Answer`)."""
+        values = values if type(values) is list else [*values]
+        try:
+            answers: list[Answer] = self._path.decide(values)
+        except BaseException as exc:  # a Rust panic arrives as a BaseException
+            if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
+                # a fault of the native path (never the records'): they take the Python path
+                log.exception("native record path failed: this batch takes the Python path")
+                return [None] * len(values)
+            raise
+        self.classifier.count_hits(*self._path.take_hits())
+        return answers
+
+    def _resolve(self, line: str) -> tuple[bool, str, bytes, bytes]:
+        """A native cache miss: the Python classifier's result, encoded once per result."""
+        result: Classification = self.classifier.classify(line)
+        encoded = self._encoded.get(id(result))
+        if encoded is None:
+            encoded = self._encoded[id(result)] = (
+                result.rule is not None,  # else Uncategorized: its own cache
+                result.label,
+                orjson.dumps(result.label),
+                orjson.dumps(classification_object(result, self._version)),
+            )
+        return encoded
+
+
+def describe(use_native: bool) -> str:
+    """:data:`NATIVE` or :data:`PYTHON`: the path a pipeline's records take (its
+    ``use_native``), as ``/status`` and the start-up log name it."""
+    return NATIVE if use_native else PYTHON

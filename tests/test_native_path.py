@@ -1,0 +1,364 @@
+"""The native record path (``streamer._native``) decides and enriches exactly like Python.
+
+Two pipelines over the same classifier, one forced onto the Python path (the reference) and one
+onto the native path, must give the same outputs in the same order (topic, key, headers, and a
+value that decodes to the same record with its keys in the same order; byte for byte when the
+input is compact JSON, as orjson writes it), the same dead-letter reasons and the same counts:
+on generated records, on a corpus of hostile messages, and on the bundled sample.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from system_tools import lacking
+
+from streamer import native
+from streamer.classifier import Classifier, ReloadableClassifier
+from streamer.config import shipped_rule_files
+from streamer.devkit.sample import generate
+from streamer.pipeline import BatchStats, Output, Pipeline
+from streamer.records import CLASSIFIABLE_TYPES, RECORD_TYPES
+
+RULES = Path(__file__).with_name("fast_path_rules.toml")
+NOW = 1_767_268_800.25
+MAX_BYTES = 4096
+
+
+@pytest.fixture(autouse=True)
+def _built() -> None:
+    """Every test here needs the extension: skip without it, fail on CI (``CI=true``)."""
+    if not native.AVAILABLE:
+        lacking("streamer._native is not built (no cargo at install time): see README")
+
+
+def pipelines(*rules: Path, **opts: Any) -> tuple[Pipeline, Pipeline]:
+    """(reference, native) over one classifier, so that both see the same rule set."""
+    classifiers = ReloadableClassifier(rules or [RULES], **opts)
+    made = [
+        Pipeline(
+            classifiers,
+            output_topic="out",
+            dlq_topic="dlq",
+            non_classifiable=route,
+            max_message_bytes=MAX_BYTES,
+            clock=lambda: NOW,
+            native=use_native,
+        )
+        for use_native, route in ((False, "pass"), (True, "pass"))
+    ]
+    return made[0], made[1]
+
+
+REFERENCE, NATIVE = pipelines()
+
+
+def _messages(raws: list[bytes | None]) -> list[Message]:
+    return [
+        Message(topic="in", partition=1, offset=i, key=b"k%d" % i, value=raw, headers=None)
+        for i, raw in enumerate(raws)
+    ]
+
+
+def _compact(raw: bytes | None) -> bool:
+    try:
+        return raw == orjson.dumps(orjson.loads(raw or b""))
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _same_value(expected: bytes | None, got: bytes | None, raw: bytes | None) -> None:
+    if expected == got:
+        return
+    assert expected is not None and got is not None, (expected, got)
+    assert not _compact(raw), f"compact input, other bytes:\n{expected!r}\n{got!r}"
+    want, have = orjson.loads(expected), orjson.loads(got)
+    assert have == want
+    assert list(have) == list(want)  # the same keys in the same order
+
+
+def _same_stats(expected: BatchStats, got: BatchStats) -> None:
+    assert got.events_in == expected.events_in
+    assert got.events_out == expected.events_out
+    assert got.dlq == expected.dlq
+    assert got.dropped == expected.dropped
+    assert got.sites == expected.sites
+    assert len(got.classify_seconds) == len(expected.classify_seconds)
+
+
+def assert_same(
+    raws: list[bytes | None], pair: tuple[Pipeline, Pipeline] = (REFERENCE, NATIVE)
+) -> list[Output]:
+    reference, native_pipeline = pair
+    messages = _messages(raws)
+    expected, expected_stats = reference.process(messages)
+    got, got_stats = native_pipeline.process(messages)
+    assert [(o.topic, o.key, o.headers) for o in got] == [
+        (o.topic, o.key, o.headers) for o in expected
+    ]
+    by_key = {b"k%d" % i: raw for i, raw in enumerate(raws)}
+    for want, have in zip(expected, got, strict=True):
+        _same_value(want.value, have.value, by_key[want.key or b""])
+    _same_stats(expected_stats, got_stats)
+    return got
+
+
+# --- generated records -----------------------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+small = st.one_of(st.integers(0, 9), st.booleans(), st.text(max_size=2), st.none(), st.floats())
+enhanced = st.one_of(
+    scalars,
+    st.fixed_dictionaries({"class": small, "subject": small, "detail": small}),
+    st.fixed_dictionaries({"class": st.integers(2, 5), "subject": st.integers(0, 7)}),
+)
+contents = st.one_of(
+    st.sampled_from(
+        ["user unknown", "Mailbox FULL", "no such user", "", "weird\r\nline\rx\ny", "é ü \u2028"]
+    ),
+    st.text(max_size=20),
+    scalars,
+)
+response = st.one_of(
+    scalars,
+    st.fixed_dictionaries(
+        {"code": st.one_of(st.integers(200, 599), scalars), "content": contents},
+        optional={"enhanced_code": enhanced, "command": st.text(max_size=4)},
+    ),
+)
+types = st.one_of(
+    st.sampled_from(sorted(CLASSIFIABLE_TYPES | {"Delivery", "Reception", "Other"})), scalars
+)
+records = st.fixed_dictionaries(
+    {"type": types},
+    optional={
+        "response": response,
+        "site": st.one_of(st.sampled_from(["", "mx.example"]), scalars),
+        "reception_protocol": st.one_of(st.sampled_from(["LogRecord", "ESMTP"]), scalars),
+        "bounce_classification": scalars,
+        "classification": st.one_of(scalars, st.dictionaries(st.text(max_size=3), scalars)),
+        "nested": st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=8),
+        "feedback_report": st.fixed_dictionaries({"feedback_type": st.text(max_size=6)}),
+    },
+)
+
+
+def _spellings(record: dict[str, Any]) -> st.SearchStrategy[bytes]:
+    """One record as orjson writes it and as other writers may (spaces, ASCII escapes; json
+    also writes integers beyond 64 bits and NaN, which orjson would not)."""
+    return st.sampled_from(
+        [
+            json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode(),
+            json.dumps(record).encode(),  # ", " and ": ", non-ASCII escaped
+            json.dumps(record, indent=2, ensure_ascii=False).encode() + b"\n",
+        ]
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records.flatmap(_spellings), min_size=1, max_size=6))
+def test_generated_records(raws: list[bytes]) -> None:
+    assert_same(list(raws))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=60), st.none()), min_size=1, max_size=4))
+def test_arbitrary_bytes(raws: list[bytes | None]) -> None:
+    assert_same(raws)
+
+
+# --- hostile messages ------------------------------------------------------------------------
+
+BOUNCE = b'{"type":"Bounce","response":{"code":550,"content":"user unknown"}'
+HOSTILE: list[bytes | None] = [
+    None,
+    b"",
+    b"\x00",
+    BOUNCE + b',"x":"a\x00b"}',  # a raw NUL in a string: not JSON
+    BOUNCE + b',"x":"a\\u0000b"}',  # an escaped one: fine
+    BOUNCE + b',"x":' + b"[" * 127 + b"]" * 127 + b"}",
+    BOUNCE + b',"x":' + b"[" * 200 + b"]" * 200 + b"}",  # deeper than serde_json's limit
+    BOUNCE + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}",  # deeper than orjson's
+    BOUNCE + b',"x":"\\ud800"}',  # lone surrogates
+    BOUNCE + b',"x":"\\udc00\\ud800"}',
+    BOUNCE + b',"x":"\\ud83d\\ude00"}',  # a pair: fine
+    BOUNCE + b',"x":123456789012345678901234567890}',  # huge numbers
+    BOUNCE + b',"x":1e400}',
+    BOUNCE + b',"x":1e-400}',
+    BOUNCE + b',"x":-0.0,"y":-0,"z":1E5}',
+    b'{"type":"Bounce","response":{"code":5500000000000000000000,"content":"x"}}',
+    b'{"type":"Bounce","response":{"code":550.0,"content":"x"}}',
+    b'{"type":"Bounce","response":{"code":-550,"content":"user unknown"}}',
+    b"\xef\xbb\xbf" + BOUNCE + b"}",  # a BOM
+    BOUNCE + b',"x":"\xff"}',  # not UTF-8
+    BOUNCE + b',"x":"\xed\xa0\x80"}',  # a surrogate encoded in UTF-8: not UTF-8
+    BOUNCE + b',"type":"Delivery"}',  # duplicate keys
+    b'{"type":"Bounce","response":{"code":550,"code":421,"content":"user unknown"}}',
+    BOUNCE + b',"bounce_classification":"a","bounce_classification":"b"}',
+    BOUNCE + b',"x":{"k":1,"k":2}}',
+    b' \t\r\n{ "type" : "Bounce" , "response" : { "code" : 550 , "content" : "user unknown" } } \n',
+    b'{"t\\u0079pe":"Bounce","response":{"code":550,"content":"user\\u0020unknown\\n\\/x"}}',
+    BOUNCE + b',"bounce\\u005fclassification":"Old","classification":null}',
+    b'{"classification":{"a":1},"type":"Rejection","response":{"code":550,"content":"x"}}',
+    b'{"type":"Bounce","reception_protocol":"Log\\u0052ecord"}',
+    b'{"type":"Feedback","feedback_report":{"feedback_type":"abuse"}}',
+    b'{"type":"Bounce","response":{"code":550,"enhanced_code":{},"content":"x"}}',
+    b'{"type":"Bounce","response":{"code":550,"enhanced_code":{"class":5,"subject":1,'
+    b'"detail":1,"class":4},"content":"x"}}',
+    b'{"type":"Bounce","response":{"code":550,"enhanced_code":{"class":true,"subject":1,'
+    b'"detail":1},"content":"x"}}',
+    BOUNCE + b"} x",  # trailing garbage
+    BOUNCE + b"}}",
+    BOUNCE + b",}",  # trailing comma
+    b'{"type":"Bounce","response":{"code":550,"content":"x"},"x":NaN}',
+    b"[" + BOUNCE + b"}]",
+    b'"just a string"',
+    BOUNCE + b',"pad":"' + b"x" * MAX_BYTES + b'"}',  # too large
+]
+
+
+def test_hostile_messages() -> None:
+    got = assert_same(HOSTILE)
+    assert len(got) == len(HOSTILE)  # every one routed (pass or dead letter), none lost
+
+
+@pytest.mark.parametrize("raw", HOSTILE, ids=range(len(HOSTILE)))
+def test_each_hostile_message_alone(raw: bytes | None) -> None:
+    assert_same([raw])
+
+
+# --- the bundled sample ----------------------------------------------------------------------
+
+
+def test_bundled_sample_with_malformed_messages() -> None:
+    pair = pipelines(
+        *shipped_rule_files(), cache_size=64, uncategorized_cache_size=16
+    )  # caches overflow
+    raws = [m.value for m in generate(3000, seed=7, malformed_fraction=0.05)]
+    for start in range(0, len(raws), 500):
+        assert_same(raws[start : start + 500], pair)
+    classified = pair[1].native
+    assert classified is not None
+    answers = classified.decide(raws)
+    # Python's way only for what the native path leaves to it: malformed ones and Feedback
+    python_way = sum(a is None for a in answers)
+    assert 0 < python_way < len(raws) * 0.2
+
+
+# --- caches, reloads, counters ---------------------------------------------------------------
+
+
+def test_native_caches_are_bounded_like_the_classifier() -> None:
+    classifier = Classifier.from_files([RULES], cache_size=8, uncategorized_cache_size=4)
+    records = native.NativeRecords(classifier, MAX_BYTES)
+    raws = [
+        orjson.dumps({"type": "Bounce", "response": {"code": 550, "content": f"{word} {i}"}})
+        for i in range(100)
+        for word in ("user unknown", "something else")
+    ]
+    answers = records.decide(raws)
+    assert {a[2] for a in answers if isinstance(a, tuple)} == {"InvalidRecipient", "Uncategorized"}
+    assert records._path.cache_sizes() == (8, 4)
+
+
+def test_cache_hits_are_counted_on_the_classifier() -> None:
+    classifier = Classifier.from_files([RULES])
+    records = native.NativeRecords(classifier, MAX_BYTES)
+    raw = orjson.dumps({"type": "Bounce", "response": {"code": 550, "content": "user unknown"}})
+    records.decide([raw, raw, raw])
+    stats = classifier.cache_stats()["categorized"]
+    assert (stats["hits"], stats["misses"]) == (2, 1)
+
+
+def test_a_reload_starts_a_new_native_path(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[rules]\nInvalidRecipient = ["user unknown"]\n', encoding="utf-8")
+    reference, native_pipeline = pair = pipelines(rules)
+    raw = orjson.dumps({"type": "Bounce", "response": {"code": 550, "content": "user unknown"}})
+    assert_same([raw], pair)
+    first = native_pipeline.native
+    rules.write_text('[rules]\nQuotaIssues = ["user unknown"]\n', encoding="utf-8")
+    reference.classifiers.reload()
+    (output,) = assert_same([raw], pair)
+    assert native_pipeline.native is not first
+    assert orjson.loads(output.value or b"")["bounce_classification"] == "QuotaIssues"
+
+
+def test_analytics_keep_the_python_path() -> None:
+    from streamer.analytics.analyzer import Analyzer
+    from streamer.config import Settings
+
+    pipeline = Pipeline(
+        ReloadableClassifier([RULES]),
+        output_topic="out",
+        dlq_topic="dlq",
+        analyzer=Analyzer.from_settings(Settings()),
+    )
+    assert native.describe(pipeline.use_native) == "python"
+    assert native.describe(NATIVE.use_native) == "native"
+
+
+# --- a missing extension ---------------------------------------------------------------------
+
+WITHOUT_NATIVE = "import sys; sys.modules['streamer._native'] = None\n"
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_NATIVE + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+
+
+def test_without_the_extension_the_python_path_runs() -> None:
+    done = _python("from streamer import native; print(native.AVAILABLE); native.check_required()")
+    assert (done.returncode, done.stdout) == (0, "False\n"), done.stderr
+
+
+def test_required_extension_missing_is_an_error() -> None:
+    done = _python(
+        "from streamer import native; native.check_required()", STREAMER_REQUIRE_NATIVE="1"
+    )
+    assert done.returncode == 1
+    assert "NativeMissing: STREAMER_REQUIRE_NATIVE=1 but the native record path" in done.stderr
+
+
+def test_worker_refuses_to_start_without_a_required_extension(tmp_path: Path) -> None:
+    done = _python(
+        "from streamer.cli import main; sys.argv = ['streamer', 'worker']; main()",
+        STREAMER_REQUIRE_NATIVE="1",
+        HOME=str(tmp_path),
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"configuration error: STREAMER_REQUIRE_NATIVE=1 but {native.MISSING}\n"
+
+
+def test_the_native_path_knows_the_same_record_types() -> None:
+    records = native.NativeRecords(Classifier.from_files([RULES]), MAX_BYTES)
+    content = {"code": 550, "content": "user unknown"}
+    raws = [orjson.dumps({"type": t, "response": content}) for t in RECORD_TYPES]
+    for rtype, answer in zip(RECORD_TYPES, records.decide(raws), strict=True):
+        if rtype == "Feedback":  # labelled from its report: the Python path
+            assert answer is None
+        elif rtype in CLASSIFIABLE_TYPES:
+            assert isinstance(answer, tuple) and answer[1:3] == (rtype, "InvalidRecipient")
+        else:
+            assert answer == rtype
