@@ -492,33 +492,8 @@ class Metrics:
         )
 
     def serve(self, host: str, port: int, *, fallback: bool = True) -> int:
-        """Start the /metrics HTTP endpoint in a thread; returns the bound port (0 = disabled).
-
-        When ``port`` is taken (another worker on this host) it listens on a free port instead
-        and logs a warning naming ``metrics_port``; without ``fallback`` it raises
-        ``streamer.ports.PortInUseError`` naming the setting.
-        """
-        if port == 0:
-            return 0
-        try:
-            server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            from streamer.ports import PortInUseError
-
-            if not fallback:
-                raise PortInUseError(
-                    errno.EADDRINUSE, f"metrics_port: {host}:{port} is in use by another process"
-                ) from None
-            server, _thread = start_http_server(0, addr=host, registry=self.registry)
-            logging.getLogger(__name__).warning(
-                "metrics_port: %s:%d is in use; serving metrics on port %d instead",
-                host,
-                port,
-                server.server_port,
-            )
-        return int(server.server_port)
+        """Start the /metrics HTTP endpoint in a thread (``serve_registry``)."""
+        return serve_registry(self.registry, host, port, fallback=fallback)
 
     def record_batch(
         self,
@@ -565,3 +540,35 @@ class Metrics:
         self.consumer_lag.clear()
         for (topic, partition), lag in lags.items():
             self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+
+def serve_registry(
+    registry: CollectorRegistry, host: str, port: int, *, fallback: bool = True
+) -> int:
+    """Start the /metrics HTTP endpoint in a thread; returns the bound port (0 = disabled).
+
+    When ``port`` is taken (another worker on this host) it listens on a free port instead
+    and logs a warning naming ``metrics_port``; without ``fallback`` it raises
+    ``streamer.ports.PortInUseError`` naming the setting.
+    """
+    if port == 0:
+        return 0
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        from streamer.ports import PortInUseError
+
+        if not fallback:
+            raise PortInUseError(
+                errno.EADDRINUSE, f"metrics_port: {host}:{port} is in use by another process"
+            ) from None
+        server, _thread = start_http_server(0, addr=host, registry=registry)
+        logging.getLogger(__name__).warning(
+            "metrics_port: %s:%d is in use; serving metrics on port %d instead",
+            host,
+            port,
+            server.server_port,
+        )
+    return int(server.server_port)
