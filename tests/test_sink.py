@@ -35,11 +35,24 @@ class Recording:
         self.produced: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
         self.refuse = refuse or set()  # topics whose produce() raises (refused before queueing)
 
-    def produce(self, topic: str, value: Any, key: Any, *, headers: Any, on_delivery: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int = -1,
+        callback: Any = None,
+        on_delivery: Any = None,
+        timestamp: int = 0,
+        headers: Any = None,
+    ) -> None:
+        """``Producer.produce``'s own signature (the sink passes its arguments by position)."""
         if topic in self.refuse:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"))
         self.produced.append((topic, key, value, list(headers or ())))
-        self.producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+        self.producer.produce(
+            topic, value, key, partition, callback, on_delivery, timestamp, headers
+        )
 
     def __len__(self) -> int:
         return len(self.producer)

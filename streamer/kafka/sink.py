@@ -62,6 +62,10 @@ PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 TRANSACTION_TIMEOUT_MS = 10_000
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+#: ``produce()``'s partition argument for "the partitioner decides" (librdkafka's
+#: RD_KAFKA_PARTITION_UA); its positional arguments are (topic, value, key, partition,
+#: callback, on_delivery, timestamp, headers), a timestamp of 0 meaning "now".
+ANY_PARTITION = -1
 
 
 class Chunk(Protocol):
@@ -134,8 +138,25 @@ class Sink:
     # --- hot path ----------------------------------------------------------------------------
     def callback(self, chunk: Chunk, attempt: int = 0) -> DeliveryCallback:
         failures = self._failures
-
         ack = chunk.ack
+
+        finish = getattr(chunk, "finish", None)
+        if finish is not None:
+            # A record chunk (``streamer.worker.offsets.Chunk``), run once per output: its
+            # ``ack`` inlined, one Python frame per report instead of two.
+            counted: Any = chunk
+
+            def on_chunk_delivery(err: KafkaError | None, msg: Message) -> None:
+                if err is None:
+                    counted.pending -= 1
+                    if not counted.pending and counted.sealed:
+                        finish()
+                else:
+                    failures.append(
+                        (chunk, attempt, err, msg.topic(), msg.key(), msg.value(), msg.headers())
+                    )
+
+            return on_chunk_delivery
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is None:
@@ -158,7 +179,8 @@ class Sink:
             while i < n:
                 topic, key, value, headers = outputs[i]
                 try:
-                    produce(topic, value, key, headers=headers, on_delivery=cb)
+                    # positional: keywords cost a dict per call (~0.5 µs of ~1.2 per output)
+                    produce(topic, value, key, ANY_PARTITION, cb, None, 0, headers)
                 except KafkaException as exc:  # refused before queueing (e.g. too large)
                     err = exc.args[0]
                     if self.transactional:
@@ -300,7 +322,7 @@ class Sink:
         cb = self.callback(chunk, attempt)
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=cb)
+                self.producer.produce(topic, value, key, ANY_PARTITION, cb, None, 0, headers)
                 return
             except BufferError:
                 self.producer.poll(0.05)
