@@ -103,6 +103,32 @@ def test_acknowledgement_counts_the_chunk_down(sink: Sink) -> None:
     assert chunk.done
 
 
+def test_a_failure_mid_chunk_leaves_the_commit_before_its_chunk(sink: Sink) -> None:
+    """Reports of later outputs (and of later chunks) never move the commit past a failed one."""
+    tr = OffsetTracker()
+    tr.assign([("in", 2)])
+    chunks = [tr.track("in", 2, first, first + 2, 3) for first in (0, 3, 6)]
+    reports = []
+    for chunk in chunks:
+        assert chunk is not None
+        chunk.add_pending(3)
+        chunk.seal()
+        reports.append(sink.callback(chunk))
+    ok, failed = Message(topic="out"), KafkaError(KafkaError._MSG_TIMED_OUT, retriable=True)
+    for report in reports[0:1] * 3:  # the first chunk is delivered
+        report(None, ok)
+    reports[1](None, ok)
+    reports[1](failed, Message(topic="out", key=b"k", value=b"v"))  # its second output fails
+    reports[1](None, ok)
+    for report in reports[2:] * 3:  # the next chunk is delivered
+        report(None, ok)
+    sink.poll(0)  # the failure is produced again: still pending
+    assert [c.done for c in chunks if c is not None] == [True, False, True]
+    assert tr.committable() == {("in", 2): 3}  # the offset before the failed chunk
+    retry: Recording = sink.producer  # type: ignore[assignment]
+    assert [(p[0], p[1], p[2]) for p in retry.produced] == [("out", b"k", b"v")]
+
+
 def test_transient_failure_is_produced_again_to_the_same_topic(sink: Sink) -> None:
     chunk = _chunk(1)
     _fail(sink, chunk, KafkaError(KafkaError._MSG_TIMED_OUT, retriable=True))

@@ -113,6 +113,11 @@ class Sink:
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id
             conf["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
+            # A transaction commits only once every output in it is delivered (a failed one
+            # fails the commit), so the commit says what acknowledgements would, once per batch:
+            # librdkafka reports failures only, and no Python callback runs per delivered output
+            # (the checkpoint finishes the transaction's chunks when it commits).
+            conf["delivery.report.only.error"] = True
         conf.update(overrides)
         final = producer_config(settings, bootstrap, **conf)
         self.producer = Producer(final)
