@@ -129,6 +129,21 @@ def test_a_failure_mid_chunk_leaves_the_commit_before_its_chunk(sink: Sink) -> N
     assert [(p[0], p[1], p[2]) for p in retry.produced] == [("out", b"k", b"v")]
 
 
+def test_failures_reported_across_polls_are_each_produced_again(sink: Sink) -> None:
+    # one chunk's outputs can fail over several polls (a broker away longer than the message
+    # timeout): a failure reported after the first was handled must not be forgotten
+    chunk = _chunk(2)
+    report = sink.callback(chunk)
+    err = KafkaError(KafkaError._MSG_TIMED_OUT, retriable=True)
+    report(err, Message(topic="out", key=b"a", value=b"1"))
+    sink.poll(0)
+    report(err, Message(topic="out", key=b"b", value=b"2"))
+    sink.poll(0)
+    producer: Recording = sink.producer  # type: ignore[assignment]
+    assert [(p[0], p[1]) for p in producer.produced] == [("out", b"a"), ("out", b"b")]
+    assert sink.retries == ["retry", "retry"]  # type: ignore[attr-defined]
+
+
 def test_transient_failure_is_produced_again_to_the_same_topic(sink: Sink) -> None:
     chunk = _chunk(1)
     _fail(sink, chunk, KafkaError(KafkaError._MSG_TIMED_OUT, retriable=True))
