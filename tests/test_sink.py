@@ -35,11 +35,24 @@ class Recording:
         self.produced: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
         self.refuse = refuse or set()  # topics whose produce() raises (refused before queueing)
 
-    def produce(self, topic: str, value: Any, key: Any, *, headers: Any, on_delivery: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int = -1,
+        callback: Any = None,
+        on_delivery: Any = None,
+        timestamp: int = 0,
+        headers: Any = None,
+    ) -> None:
+        """``Producer.produce``'s own signature (the sink passes its arguments by position)."""
         if topic in self.refuse:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"))
         self.produced.append((topic, key, value, list(headers or ())))
-        self.producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+        self.producer.produce(
+            topic, value, key, partition, callback, on_delivery, timestamp, headers
+        )
 
     def __len__(self) -> int:
         return len(self.producer)
@@ -88,6 +101,47 @@ def test_acknowledgement_counts_the_chunk_down(sink: Sink) -> None:
     assert chunk.pending == 1 and not chunk.done
     cb(None, Message(topic="out"))
     assert chunk.done
+
+
+def test_a_failure_mid_chunk_leaves_the_commit_before_its_chunk(sink: Sink) -> None:
+    """Reports of later outputs (and of later chunks) never move the commit past a failed one."""
+    tr = OffsetTracker()
+    tr.assign([("in", 2)])
+    chunks = [tr.track("in", 2, first, first + 2, 3) for first in (0, 3, 6)]
+    reports = []
+    for chunk in chunks:
+        assert chunk is not None
+        chunk.add_pending(3)
+        chunk.seal()
+        reports.append(sink.callback(chunk))
+    ok, failed = Message(topic="out"), KafkaError(KafkaError._MSG_TIMED_OUT, retriable=True)
+    for report in reports[0:1] * 3:  # the first chunk is delivered
+        report(None, ok)
+    reports[1](None, ok)
+    reports[1](failed, Message(topic="out", key=b"k", value=b"v"))  # its second output fails
+    reports[1](None, ok)
+    for report in reports[2:] * 3:  # the next chunk is delivered
+        report(None, ok)
+    sink.poll(0)  # the failure is produced again: still pending
+    assert [c.done for c in chunks if c is not None] == [True, False, True]
+    assert tr.committable() == {("in", 2): 3}  # the offset before the failed chunk
+    retry: Recording = sink.producer  # type: ignore[assignment]
+    assert [(p[0], p[1], p[2]) for p in retry.produced] == [("out", b"k", b"v")]
+
+
+def test_failures_reported_across_polls_are_each_produced_again(sink: Sink) -> None:
+    # one chunk's outputs can fail over several polls (a broker away longer than the message
+    # timeout): a failure reported after the first was handled must not be forgotten
+    chunk = _chunk(2)
+    report = sink.callback(chunk)
+    err = KafkaError(KafkaError._MSG_TIMED_OUT, retriable=True)
+    report(err, Message(topic="out", key=b"a", value=b"1"))
+    sink.poll(0)
+    report(err, Message(topic="out", key=b"b", value=b"2"))
+    sink.poll(0)
+    producer: Recording = sink.producer  # type: ignore[assignment]
+    assert [(p[0], p[1]) for p in producer.produced] == [("out", b"a"), ("out", b"b")]
+    assert sink.retries == ["retry", "retry"]  # type: ignore[attr-defined]
 
 
 def test_transient_failure_is_produced_again_to_the_same_topic(sink: Sink) -> None:

@@ -185,6 +185,31 @@ def test_exactly_once_a_transaction_overtaken_by_a_rebalance_is_no_crash() -> No
     assert cp.failed and cp.overtaken and not cp.busy  # the worker exits TEMPFAIL_EXIT
 
 
+def test_exactly_once_the_commit_finishes_chunks_that_no_report_acknowledged() -> None:
+    # librdkafka reports only failures in this mode: a committed transaction is what says that
+    # every output of its chunks was delivered
+    tr, committer, producer = OffsetTracker(), Committer(), Producer()
+    cp = ExactlyOnce(tr, committer, Metrics(), producer)
+    tr.assign([TP0, TP1])
+    batch = make_batch(tr, _msgs(TP0, 0, 4) + _msgs(TP1, 7, 2))
+    assert batch is not None
+    assert asyncio.run(cp.process(batch.groups, _deliver_none)) == 6
+    assert all(chunk.done for chunk, _ in batch.groups)
+    assert cp.committed == {TP0: 4, TP1: 9} and tr.in_flight == 0
+
+
+def test_exactly_once_a_failed_commit_finishes_no_chunk() -> None:
+    tr = OffsetTracker()
+    err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "refused", txn_requires_abort=True)
+    cp = ExactlyOnce(tr, Committer(), Metrics(), Producer(fail_commit=err))
+    tr.assign([TP0])
+    batch = make_batch(tr, _msgs(TP0, 0, 3))
+    assert batch is not None
+    assert asyncio.run(cp.process(batch.groups, _deliver_none)) == 0
+    assert not any(chunk.done for chunk, _ in batch.groups)
+    assert tr.in_flight == 3 and cp.committed == {}  # the worker gives them up (fail())
+
+
 # --- the watchdog on blocking calls -----------------------------------------------------------
 def _wait_for(event: threading.Event, seconds: float = 10.0) -> bool:
     return event.wait(seconds)

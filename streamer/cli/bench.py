@@ -209,3 +209,28 @@ def files_bench(
         progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True),
     )
     print(json.dumps(result.to_json()) if as_json else result.table())
+
+
+@bench_app.command("profile")
+def profile_bench(
+    events: Annotated[
+        int, typer.Option("--events", "-n", min=1000, help="Records each worker drains.")
+    ] = 200_000,
+    raw_dir: Annotated[
+        str | None, typer.Option(help="Keep py-spy's collapsed stacks in this directory.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (progress goes to stderr).")
+    ] = False,
+) -> None:
+    """Where a worker's CPU per event goes (py-spy), analytics on and off."""
+    from pathlib import Path
+
+    from streamer.devkit.bench.profile import run
+
+    keep = Path(raw_dir) if raw_dir else None
+    _run_bench(
+        "profile",
+        lambda settings, bootstrap: run(settings, bootstrap, events=events, raw_dir=keep),
+        as_json,
+    )

@@ -62,6 +62,10 @@ PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 TRANSACTION_TIMEOUT_MS = 10_000
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+#: ``produce()``'s partition argument for "the partitioner decides" (librdkafka's
+#: RD_KAFKA_PARTITION_UA); its positional arguments are (topic, value, key, partition,
+#: callback, on_delivery, timestamp, headers), a timestamp of 0 meaning "now".
+ANY_PARTITION = -1
 
 
 class Chunk(Protocol):
@@ -109,6 +113,11 @@ class Sink:
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id
             conf["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
+            # A transaction commits only once every output in it is delivered (a failed one
+            # fails the commit), so the commit says what acknowledgements would, once per batch:
+            # librdkafka reports failures only, and no Python callback runs per delivered output
+            # (the checkpoint finishes the transaction's chunks when it commits).
+            conf["delivery.report.only.error"] = True
         conf.update(overrides)
         final = producer_config(settings, bootstrap, **conf)
         self.producer = Producer(final)
@@ -123,8 +132,7 @@ class Sink:
             self.producer.init_transactions(30.0)
         self.dlq_topic = dlq_topic
         self.on_retry = on_retry or (lambda action: None)
-        # (chunk, attempt, error, topic, key, value, headers), filled by delivery callbacks
-        self._failures: list[tuple[Chunk, int, KafkaError, Any, Any, Any, Any]] = []
+        self._failures: list[Failure] = []  # filled by delivery callbacks
         self.fatal: KafkaError | None = None
         self.produced = 0
         #: Told how long each batch's outputs took from hand-off to acknowledgement.
@@ -133,19 +141,7 @@ class Sink:
 
     # --- hot path ----------------------------------------------------------------------------
     def callback(self, chunk: Chunk, attempt: int = 0) -> DeliveryCallback:
-        failures = self._failures
-
-        ack = chunk.ack
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
-                ack()
-            else:
-                failures.append(
-                    (chunk, attempt, err, msg.topic(), msg.key(), msg.value(), msg.headers())
-                )
-
-        return on_delivery
+        return delivery_callback(chunk, attempt, self._failures)
 
     def _produce_from(
         self, outputs: Sequence[Output], start: int, chunk: Chunk, cb: DeliveryCallback
@@ -158,7 +154,8 @@ class Sink:
             while i < n:
                 topic, key, value, headers = outputs[i]
                 try:
-                    produce(topic, value, key, headers=headers, on_delivery=cb)
+                    # positional: keywords cost a dict per call (~0.5 µs of ~1.2 per output)
+                    produce(topic, value, key, ANY_PARTITION, cb, None, 0, headers)
                 except KafkaException as exc:  # refused before queueing (e.g. too large)
                     err = exc.args[0]
                     if self.transactional:
@@ -223,7 +220,10 @@ class Sink:
 
     # --- failures -------------------------------------------------------------------------
     def _handle_failures(self) -> None:
-        failures, self._failures = self._failures, []
+        # emptied in place: every delivery callback holds this very list (rebinding it lost
+        # the failures that callbacks made before reported after the first was handled)
+        failures = self._failures.copy()
+        self._failures.clear()
         if self.transactional:
             purged = 0
             for chunk, _attempt, err, topic, *_ in failures:
@@ -300,7 +300,7 @@ class Sink:
         cb = self.callback(chunk, attempt)
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=cb)
+                self.producer.produce(topic, value, key, ANY_PARTITION, cb, None, 0, headers)
                 return
             except BufferError:
                 self.producer.poll(0.05)
@@ -313,6 +313,44 @@ class Sink:
     def close(self, timeout: float = 5.0) -> int:
         """Flush what is left; returns the number of messages still undelivered."""
         return int(self.producer.flush(timeout))
+
+
+#: What a failed delivery leaves for ``Sink._handle_failures``: (chunk, attempt, error, topic,
+#: key, value, headers).
+Failure = tuple[Chunk, int, KafkaError, Any, Any, Any, Any]
+
+
+def delivery_callback(chunk: Chunk, attempt: int, failures: list[Failure]) -> DeliveryCallback:
+    """The delivery report of one output of ``chunk``: an acknowledgement counts it down, a
+    failure is kept for the next ``Sink.poll``."""
+    ack = chunk.ack
+    finish = getattr(chunk, "finish", None)
+    if finish is not None:
+        # A record chunk (``streamer.worker.offsets.Chunk``), run once per output: its ``ack``
+        # inlined, one Python frame per report instead of two.
+        counted: Any = chunk
+
+        def on_chunk_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                counted.pending -= 1
+                if not counted.pending and counted.sealed:
+                    finish()
+            else:
+                failures.append(
+                    (chunk, attempt, err, msg.topic(), msg.key(), msg.value(), msg.headers())
+                )
+
+        return on_chunk_delivery
+
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            ack()
+        else:
+            failures.append(
+                (chunk, attempt, err, msg.topic(), msg.key(), msg.value(), msg.headers())
+            )
+
+    return on_delivery
 
 
 def _failed_headers(headers: Any, topic: str, err: KafkaError, chunk: Chunk) -> Headers:

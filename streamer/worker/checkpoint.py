@@ -235,7 +235,10 @@ class ExactlyOnce(Checkpoint):
             return 0
         finally:
             self.busy = False
-        # committable() drops the chunks the transaction completed (nothing else would here)
+        # Committed: every output of these chunks was delivered (librdkafka reports only
+        # failures in this mode, which fail the commit). committable() then drops them.
+        for chunk, _messages in live:
+            chunk.finish()
         self.tracker.committable(list(positions))
         self.on_committed(positions)
         self.metrics.commits.inc()

@@ -128,9 +128,8 @@ class StageOutput:
     def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int = -1) -> None:
         while True:
             try:
-                self.producer.produce(
-                    topic, value, key, partition=partition, on_delivery=self._delivered
-                )
+                # positional: keywords cost a dict per call (``streamer.kafka.sink``)
+                self.producer.produce(topic, value, key, partition, self._delivered, None, 0)
                 return
             except BufferError:
                 self.producer.poll(0.05)
@@ -155,6 +154,9 @@ def _producer_config(s: Settings, bootstrap: str, worker_id: str, suffix: str) -
         "partitioner": "murmur2_random",  # the public topic: where Java producers put a key
         "linger.ms": 5,
         "queue.buffering.max.kbytes": 16_384,  # a batch's writes at most, flushed each time
+        # only failures need the stage (its flush waits for the rest): no Python callback per
+        # delivered write
+        "delivery.report.only.error": True,
         "logger": logging.getLogger("streamer.librdkafka.producer"),
     }
     if s.exactly_once:
