@@ -112,8 +112,8 @@ class StageOutput:
         finally:
             self._failed_deliveries.clear()  # in a transaction, its commit (or abort) says all
 
-    def close(self) -> None:
-        self.producer.flush(5.0)
+    def close(self, timeout: float = 5.0) -> None:
+        self.producer.flush(timeout)
 
     def _write_public(self, writes: Writes) -> None:
         for key, value in writes.public.items():
