@@ -106,6 +106,8 @@ class KeyedStage:
         #: Counts for ``/status`` and the stop log line (a subclass adds its own).
         self.counts = {self.unit: 0, "public_writes": 0, "state_writes": 0, f"bad_{self.unit}": 0}
         self.error: str | None = None
+        #: Whether the worker is stopping (set by the worker: it stops its stages last).
+        self.worker_stopping: Callable[[], bool] = lambda: False
         self.output = StageOutput(
             s,
             bootstrap,
@@ -116,6 +118,7 @@ class KeyedStage:
             state_topic=state_topic,
             counts=self.counts,
             log=self.log,
+            stopping=lambda: self._stop.is_set() or self.worker_stopping(),
         )
 
     # --- what a subclass does ------------------------------------------------------------------

@@ -376,6 +376,7 @@ def _keyed_stage(stream: StreamWorker, kind: Callable[..., Stage]) -> Stage:
         on_failure=lambda: loop.call_soon_threadsafe(stream.stop, 1),
         metrics=stream.metrics,
     )
+    stage.worker_stopping = lambda: stream.stopping
     stage.start()
     return stage
 
