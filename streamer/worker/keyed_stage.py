@@ -169,9 +169,8 @@ class KeyedStage:
     def join(self) -> bool:
         """Wait for the stage to stop, at most until its deadline; False when it did not.
 
-        A stage still blocked then (a broker call, its consumer's close) is left behind: the
-        process exits without it, and what it did not commit (offsets, or its open
-        transaction, aborted by the broker) is read again and folded by the next owner."""
+        A stage still blocked then (a broker call, its consumer's close) is left behind: what
+        it did not commit (offsets, an open transaction) is folded by the next owner."""
         self._thread.join(max(0.0, self._deadline - time.monotonic()))
         if not self._thread.is_alive():
             return True
@@ -207,7 +206,7 @@ class KeyedStage:
                     self._process(messages)
             if self.drain_on_stop:
                 try:
-                    self._drain()
+                    _drain(self)
                 except KafkaException as exc:  # what is left is folded by the next owner
                     log_event(
                         self.log, logging.WARNING, f"{self.kind} drain failed", error=str(exc)
@@ -236,29 +235,6 @@ class KeyedStage:
             )
         self.output.close(self._left_s(5.0))
         log_event(self.log, logging.INFO, f"{self.kind} stage stopped", **self.counts)
-
-    def _drain(self) -> None:
-        """Fold the owned partitions up to their current end (at most ``DRAIN_S``, and only
-        while the stop's deadline leaves time to close; records of transactions still open are
-        left to the next owner)."""
-        deadline = min(time.monotonic() + DRAIN_S, self._deadline - CLOSE_S)
-        tps = [TopicPartition(self.inputs_topic, p) for p in sorted(self.owned)]
-        if not tps or time.monotonic() >= deadline:
-            return
-        call_s = max(0.1, deadline - time.monotonic())
-        ends = {tp.partition: self.consumer.get_watermark_offsets(tp, call_s)[1] for tp in tps}
-        committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, call_s)}
-        while time.monotonic() < deadline:
-            done = all(
-                ends[tp.partition] <= 0
-                or max(tp.offset, committed.get(tp.partition, -1)) >= ends[tp.partition]
-                for tp in self.consumer.position(tps)
-            )
-            if done:
-                return
-            messages = self.consumer.consume(BATCH, 0.1)
-            if messages:
-                self._process(messages)
 
     # --- one batch -------------------------------------------------------------------------------
     def _process(self, messages: list[Message]) -> None:
@@ -308,7 +284,7 @@ class KeyedStage:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         ps = [tp.partition for tp in partitions]
         try:
-            starts = self._restore(ps)
+            starts = _restore(self, ps)
         except StageStopped:
             # stopping: the group still expects the assignment, but the stage neither owns
             # nor reads these (nothing folded, nothing committed: the next owner restores)
@@ -329,36 +305,61 @@ class KeyedStage:
 
     def _start_over(self, ps: list[int]) -> None:
         """Exactly-once, after an abort: restore the partitions and read them from the commit."""
-        starts = self._restore(ps)
+        starts = _restore(self, ps)
         for p in ps:
             self.consumer.seek(TopicPartition(self.inputs_topic, p, starts[p]))
 
-    def _restore(self, ps: list[int]) -> dict[int, int]:
-        """Read the partitions' changelog into the store; returns where to read inputs from."""
-        if not ps:
-            return {}
-        t0 = time.monotonic()
-        log_event(self.log, logging.INFO, f"{self.kind} restoring partitions", partitions=_fmt(ps))
-        self.drop(ps)
-        reader = Consumer(restore_config(self.settings, self.bootstrap, self.group_id))
-        try:
-            restored = read_changelog(
-                reader, self.state_topic, ps, self.restored, stopping=self._stopping
-            )
-        finally:
-            reader.close()
-        starts = start_offsets(
-            self.consumer, self.inputs_topic, ps, self.replay_ms, stopping=self._stopping
+
+def _drain(stage: KeyedStage) -> None:
+    """Fold the owned partitions up to their current end (at most ``DRAIN_S``, and only
+    while the stop's deadline leaves time to close; records of transactions still open are
+    left to the next owner)."""
+    deadline = min(time.monotonic() + DRAIN_S, stage._deadline - CLOSE_S)
+    tps = [TopicPartition(stage.inputs_topic, p) for p in sorted(stage.owned)]
+    if not tps or time.monotonic() >= deadline:
+        return
+    call_s = max(0.1, deadline - time.monotonic())
+    ends = {tp.partition: stage.consumer.get_watermark_offsets(tp, call_s)[1] for tp in tps}
+    committed = {tp.partition: tp.offset for tp in stage.consumer.committed(tps, call_s)}
+    while time.monotonic() < deadline:
+        done = all(
+            ends[tp.partition] <= 0
+            or max(tp.offset, committed.get(tp.partition, -1)) >= ends[tp.partition]
+            for tp in stage.consumer.position(tps)
         )
-        log_event(
-            self.log,
-            logging.INFO,
-            f"{self.kind} partitions restored",
-            partitions=_fmt(ps),
-            keys=restored,
-            seconds=round(time.monotonic() - t0, 3),
+        if done:
+            return
+        messages = stage.consumer.consume(BATCH, 0.1)
+        if messages:
+            stage._process(messages)
+
+
+def _restore(stage: KeyedStage, ps: list[int]) -> dict[int, int]:
+    """Read the partitions' changelog into the store; returns where to read inputs from."""
+    if not ps:
+        return {}
+    t0 = time.monotonic()
+    log_event(stage.log, logging.INFO, f"{stage.kind} restoring partitions", partitions=_fmt(ps))
+    stage.drop(ps)
+    reader = Consumer(restore_config(stage.settings, stage.bootstrap, stage.group_id))
+    try:
+        restored = read_changelog(
+            reader, stage.state_topic, ps, stage.restored, stopping=stage._stopping
         )
-        return starts
+    finally:
+        reader.close()
+    starts = start_offsets(
+        stage.consumer, stage.inputs_topic, ps, stage.replay_ms, stopping=stage._stopping
+    )
+    log_event(
+        stage.log,
+        logging.INFO,
+        f"{stage.kind} partitions restored",
+        partitions=_fmt(ps),
+        keys=restored,
+        seconds=round(time.monotonic() - t0, 3),
+    )
+    return starts
 
 
 def _consumer_config(
