@@ -212,7 +212,7 @@ class KeyedStage:
                         self.log, logging.WARNING, f"{self.kind} drain failed", error=str(exc)
                     )
         except StageStopped:
-            pass  # an exactly-once restart of the partitions, cut short: the next owner's
+            pass  # a restore after an aborted transaction, cut short: the next owner restores
         except (StageError, KafkaException) as exc:
             self.error = str(exc)
             log_event(
