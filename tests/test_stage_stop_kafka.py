@@ -80,15 +80,10 @@ def test_a_stage_stopped_while_its_restore_waits_leaves_at_once(
     new_topic: Callable[..., str],
     stage_log: _Events,
 ) -> None:
-    events, state, public = new_topic(2), new_topic(2), new_topic(2)
+    events, state = new_topic(2), new_topic(2)
+    topics = {"suppression_events_topic": events, "suppression_state_topic": state}
     settings = kafka_settings.model_copy(
-        update={
-            "suppressions_topic": public,
-            "suppression_events_topic": events,
-            "suppression_state_topic": state,
-            "group_id": f"g-{events}",
-            "exactly_once": True,
-        }
+        update={**topics, "group_id": f"g-{events}", "exactly_once": True}
     )
     holder = _hold_offsets(kafka_bootstrap, f"g-{events}.suppressions", events)
     failed = threading.Event()
