@@ -179,11 +179,9 @@ class KeyedStage:
             logging.WARNING,
             f"{self.kind} stage did not stop in time; its unfinished inputs go to the next owner",
             assigned=_fmt(sorted(self.owned)),
+            in_call=self.output.in_call or "-",
         )
         return False
-
-    def _stopping(self) -> bool:
-        return self._stop.is_set()
 
     def _left_s(self, most: float) -> float:
         """Seconds a blocking call may take: ``most``, less once stopping (at least a moment)."""
@@ -344,12 +342,12 @@ def _restore(stage: KeyedStage, ps: list[int]) -> dict[int, int]:
     reader = Consumer(restore_config(stage.settings, stage.bootstrap, stage.group_id))
     try:
         restored = read_changelog(
-            reader, stage.state_topic, ps, stage.restored, stopping=stage._stopping
+            reader, stage.state_topic, ps, stage.restored, stopping=stage._stop.is_set
         )
     finally:
         reader.close()
     starts = start_offsets(
-        stage.consumer, stage.inputs_topic, ps, stage.replay_ms, stopping=stage._stopping
+        stage.consumer, stage.inputs_topic, ps, stage.replay_ms, stopping=stage._stop.is_set
     )
     log_event(
         stage.log,

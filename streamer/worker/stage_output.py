@@ -114,6 +114,11 @@ class StageOutput:
         finally:
             self._failed_deliveries.clear()  # in a transaction, its commit (or abort) says all
 
+    @property
+    def in_call(self) -> str | None:
+        """The transactional call in progress, if any (a stop that left the stage names it)."""
+        return self._watchdog.guarding
+
     def _hung(self) -> None:
         """A transactional call hung: end the process (a restarted worker takes over), unless
         the worker is stopping: its stop leaves the stage behind at its deadline and exits
