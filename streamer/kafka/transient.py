@@ -8,6 +8,10 @@ from confluent_kafka import KafkaError
 TRANSIENT = frozenset(
     {
         KafkaError.NOT_LEADER_FOR_PARTITION,
+        # a broker that restarted: the client's leader epoch is stale until its metadata is
+        # refreshed (seen in a stage's restore, "Failed to get offsets")
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
         KafkaError.LEADER_NOT_AVAILABLE,
         KafkaError.UNKNOWN_TOPIC_OR_PART,
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,

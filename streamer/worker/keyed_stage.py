@@ -41,8 +41,8 @@ from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.worker.stage_output import StageOutput, Writes
 from streamer.worker.suppression_restore import (
-    CALL_TIMEOUT_S,
     StageError,
+    StageStopped,
     check_partitions,
     read_changelog,
     restore_config,
@@ -53,6 +53,9 @@ from streamer.worker.suppression_restore import (
 BATCH = 2000
 #: Longest a stopping stage folds what its partitions hold before it leaves (``drain_on_stop``).
 DRAIN_S = 5.0
+#: Of a stop's time, what the drain leaves for the commit, the consumer's close (leaving the
+#: group) and the producer's flush.
+CLOSE_S = 3.0
 
 
 class KeyedStage:
@@ -98,10 +101,13 @@ class KeyedStage:
         )
         self.owned: set[int] = set()
         self._stop = threading.Event()
+        self._deadline = float("inf")  # set by request_stop()
         self._thread = threading.Thread(target=self._run, name=f"{self.kind}-stage", daemon=True)
         #: Counts for ``/status`` and the stop log line (a subclass adds its own).
         self.counts = {self.unit: 0, "public_writes": 0, "state_writes": 0, f"bad_{self.unit}": 0}
         self.error: str | None = None
+        #: Whether the worker is stopping (set by the worker: it stops its stages last).
+        self.worker_stopping: Callable[[], bool] = lambda: False
         self.output = StageOutput(
             s,
             bootstrap,
@@ -112,6 +118,7 @@ class KeyedStage:
             state_topic=state_topic,
             counts=self.counts,
             log=self.log,
+            stopping=lambda: self._stop.is_set() or self.worker_stopping(),
         )
 
     # --- what a subclass does ------------------------------------------------------------------
@@ -147,10 +154,40 @@ class KeyedStage:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the batch in hand, commit, leave the group (blocking: call off the loop)."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Finish the batch in hand, commit, leave the group (blocking: call off the loop);
+        False when the stage is still at it after ``timeout``."""
+        self.request_stop(time.monotonic() + timeout)
+        return self.join()
+
+    def request_stop(self, deadline: float) -> None:
+        """Ask the stage to stop by ``deadline`` (``time.monotonic()``): a restore in progress
+        gives up, the drain and the last calls are cut short to meet it."""
+        self._deadline = deadline
         self._stop.set()
-        self._thread.join(timeout)
+
+    def join(self) -> bool:
+        """Wait for the stage to stop, at most until its deadline; False when it did not.
+
+        A stage still blocked then (a broker call, its consumer's close) is left behind: what
+        it did not commit (offsets, an open transaction) is folded by the next owner."""
+        self._thread.join(max(0.0, self._deadline - time.monotonic()))
+        if not self._thread.is_alive():
+            return True
+        log_event(
+            self.log,
+            logging.WARNING,
+            f"{self.kind} stage did not stop in time; its unfinished inputs go to the next owner",
+            assigned=_fmt(sorted(self.owned)),
+            in_call=self.output.in_call or "-",
+        )
+        return False
+
+    def _left_s(self, most: float) -> float:
+        """Seconds a blocking call may take: ``most``, less once stopping (at least a moment)."""
+        if not self._stop.is_set():
+            return most
+        return max(0.1, min(most, self._deadline - time.monotonic()))
 
     def _run(self) -> None:
         try:
@@ -167,11 +204,13 @@ class KeyedStage:
                     self._process(messages)
             if self.drain_on_stop:
                 try:
-                    self._drain()
+                    _drain(self)
                 except KafkaException as exc:  # what is left is folded by the next owner
                     log_event(
                         self.log, logging.WARNING, f"{self.kind} drain failed", error=str(exc)
                     )
+        except StageStopped:
+            pass  # a restore after an aborted transaction, cut short: the next owner restores
         except (StageError, KafkaException) as exc:
             self.error = str(exc)
             log_event(
@@ -192,31 +231,8 @@ class KeyedStage:
             log_event(
                 self.log, logging.WARNING, f"{self.kind} consumer close failed", error=str(exc)
             )
-        self.output.close()
+        self.output.close(self._left_s(5.0))
         log_event(self.log, logging.INFO, f"{self.kind} stage stopped", **self.counts)
-
-    def _drain(self) -> None:
-        """Fold the owned partitions up to their current end (at most ``DRAIN_S``; records of
-        transactions still open are left to the next owner)."""
-        deadline = time.monotonic() + DRAIN_S
-        tps = [TopicPartition(self.inputs_topic, p) for p in sorted(self.owned)]
-        if not tps:
-            return
-        ends = {
-            tp.partition: self.consumer.get_watermark_offsets(tp, CALL_TIMEOUT_S)[1] for tp in tps
-        }
-        committed = {tp.partition: tp.offset for tp in self.consumer.committed(tps, CALL_TIMEOUT_S)}
-        while time.monotonic() < deadline:
-            done = all(
-                ends[tp.partition] <= 0
-                or max(tp.offset, committed.get(tp.partition, -1)) >= ends[tp.partition]
-                for tp in self.consumer.position(tps)
-            )
-            if done:
-                return
-            messages = self.consumer.consume(BATCH, 0.1)
-            if messages:
-                self._process(messages)
 
     # --- one batch -------------------------------------------------------------------------------
     def _process(self, messages: list[Message]) -> None:
@@ -265,7 +281,14 @@ class KeyedStage:
     # --- assignment --------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         ps = [tp.partition for tp in partitions]
-        starts = self._restore(ps)
+        try:
+            starts = _restore(self, ps)
+        except StageStopped:
+            # stopping: the group still expects the assignment, but the stage neither owns
+            # nor reads these (nothing folded, nothing committed: the next owner restores)
+            consumer.incremental_assign(partitions)
+            log_event(self.log, logging.INFO, f"{self.kind} restore cut short: stopping")
+            return
         consumer.incremental_assign([TopicPartition(self.inputs_topic, p, starts[p]) for p in ps])
         self.owned.update(ps)
 
@@ -280,31 +303,61 @@ class KeyedStage:
 
     def _start_over(self, ps: list[int]) -> None:
         """Exactly-once, after an abort: restore the partitions and read them from the commit."""
-        starts = self._restore(ps)
+        starts = _restore(self, ps)
         for p in ps:
             self.consumer.seek(TopicPartition(self.inputs_topic, p, starts[p]))
 
-    def _restore(self, ps: list[int]) -> dict[int, int]:
-        """Read the partitions' changelog into the store; returns where to read inputs from."""
-        if not ps:
-            return {}
-        t0 = time.monotonic()
-        self.drop(ps)
-        reader = Consumer(restore_config(self.settings, self.bootstrap, self.group_id))
-        try:
-            restored = read_changelog(reader, self.state_topic, ps, self.restored)
-        finally:
-            reader.close()
-        starts = start_offsets(self.consumer, self.inputs_topic, ps, self.replay_ms)
-        log_event(
-            self.log,
-            logging.INFO,
-            f"{self.kind} partitions restored",
-            partitions=_fmt(ps),
-            keys=restored,
-            seconds=round(time.monotonic() - t0, 3),
+
+def _drain(stage: KeyedStage) -> None:
+    """Fold the owned partitions up to their current end (at most ``DRAIN_S``, and only
+    while the stop's deadline leaves time to close; records of transactions still open are
+    left to the next owner)."""
+    deadline = min(time.monotonic() + DRAIN_S, stage._deadline - CLOSE_S)
+    tps = [TopicPartition(stage.inputs_topic, p) for p in sorted(stage.owned)]
+    if not tps or time.monotonic() >= deadline:
+        return
+    call_s = max(0.1, deadline - time.monotonic())
+    ends = {tp.partition: stage.consumer.get_watermark_offsets(tp, call_s)[1] for tp in tps}
+    committed = {tp.partition: tp.offset for tp in stage.consumer.committed(tps, call_s)}
+    while time.monotonic() < deadline:
+        done = all(
+            ends[tp.partition] <= 0
+            or max(tp.offset, committed.get(tp.partition, -1)) >= ends[tp.partition]
+            for tp in stage.consumer.position(tps)
         )
-        return starts
+        if done:
+            return
+        messages = stage.consumer.consume(BATCH, 0.1)
+        if messages:
+            stage._process(messages)
+
+
+def _restore(stage: KeyedStage, ps: list[int]) -> dict[int, int]:
+    """Read the partitions' changelog into the store; returns where to read inputs from."""
+    if not ps:
+        return {}
+    t0 = time.monotonic()
+    log_event(stage.log, logging.INFO, f"{stage.kind} restoring partitions", partitions=_fmt(ps))
+    stage.drop(ps)
+    reader = Consumer(restore_config(stage.settings, stage.bootstrap, stage.group_id))
+    try:
+        restored = read_changelog(
+            reader, stage.state_topic, ps, stage.restored, stopping=stage._stop.is_set
+        )
+    finally:
+        reader.close()
+    starts = start_offsets(
+        stage.consumer, stage.inputs_topic, ps, stage.replay_ms, stopping=stage._stop.is_set
+    )
+    log_event(
+        stage.log,
+        logging.INFO,
+        f"{stage.kind} partitions restored",
+        partitions=_fmt(ps),
+        keys=restored,
+        seconds=round(time.monotonic() - t0, 3),
+    )
+    return starts
 
 
 def _consumer_config(

@@ -25,7 +25,7 @@ from streamer.worker.suppression_restore import (
     StageError,
     retried,
 )
-from streamer.worker.watchdog import Watchdog
+from streamer.worker.watchdog import Watchdog, exit_now
 
 #: A transactional call (retried while retriable) still blocked after this hangs.
 HANG_S = RESTORE_TIMEOUT_S + CALL_TIMEOUT_S + 5.0
@@ -55,6 +55,7 @@ class StageOutput:
         state_topic: str,
         counts: dict[str, int],
         log: logging.Logger,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.kind = kind
         self.public_topic = public_topic
@@ -66,7 +67,8 @@ class StageOutput:
         if self.exactly_once:
             self.producer.init_transactions(CALL_TIMEOUT_S)
         self._failed_deliveries: list[str] = []
-        self._watchdog = Watchdog()
+        self._stopping = stopping
+        self._watchdog = Watchdog(self._hung)
 
     def at_least_once(self, writes: Writes, commit: Callable[[], None]) -> None:
         """Public writes acknowledged, then the changelog's, then ``commit()`` the offsets."""
@@ -112,8 +114,20 @@ class StageOutput:
         finally:
             self._failed_deliveries.clear()  # in a transaction, its commit (or abort) says all
 
-    def close(self) -> None:
-        self.producer.flush(5.0)
+    @property
+    def in_call(self) -> str | None:
+        """The transactional call in progress, if any (a stop that left the stage names it)."""
+        return self._watchdog.guarding
+
+    def _hung(self) -> None:
+        """A transactional call hung: end the process (a restarted worker takes over), unless
+        the worker is stopping: its stop leaves the stage behind at its deadline and exits
+        as asked, 0 (``KeyedStage.join``), with nothing more lost than by a crash."""
+        if not self._stopping():
+            exit_now()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.producer.flush(timeout)
 
     def _write_public(self, writes: Writes) -> None:
         for key, value in writes.public.items():

@@ -63,6 +63,11 @@ FETCH_TIMEOUT_IDLE_S = 0.05
 LAG_INTERVAL_S = 2.0
 #: How often the poller serves delivery reports while outputs are in flight.
 POLL_INTERVAL_S = 0.004
+#: By when (from SIGTERM) the keyed stages must have stopped: well inside Kubernetes' default
+#: 30 s grace period; a stage still blocked then is left behind (``KeyedStage.join``).
+STOP_S = 25.0
+#: What the stages get at least, however long the record path's drain took (to leave the group).
+STAGE_STOP_MIN_S = 2.0
 
 
 def default_worker_id() -> str:
@@ -308,7 +313,7 @@ class StreamWorker:
         left = self.tracker.in_flight
         await source.close()  # leaves the group; revoke callbacks run (nothing left to commit)
         undelivered = sink.close(5.0)
-        await _stop_stages(self)
+        await _stop_stages(self, t0 + STOP_S)
         log_event(
             log,
             logging.INFO if not left else logging.WARNING,
@@ -349,12 +354,16 @@ def _rewind_aborted(stream: StreamWorker) -> None:
         stream.checkpoint.on_aborted = rewinder.rewind
 
 
-async def _stop_stages(stream: StreamWorker) -> None:
-    """Stop the keyed stages, after the inputs of the records the worker finished (blocking
-    calls: off the loop)."""
-    for stage in (stream.suppressor, stream.rollup):
-        if stage is not None:
-            await asyncio.get_running_loop().run_in_executor(None, stage.stop)
+async def _stop_stages(stream: StreamWorker, deadline: float) -> None:
+    """Stop the keyed stages, after the inputs of the records the worker finished: both at
+    once, by one deadline (a stage restoring after a rebalance, or waiting for a broker, must
+    not hold the stop past the orchestrator's grace period; blocking calls: off the loop)."""
+    stages = [s for s in (stream.suppressor, stream.rollup) if s is not None]
+    deadline = max(deadline, time.monotonic() + STAGE_STOP_MIN_S)
+    for stage in stages:
+        stage.request_stop(deadline)
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(None, stage.join) for stage in stages))
 
 
 def _keyed_stage(stream: StreamWorker, kind: Callable[..., Stage]) -> Stage:
@@ -367,6 +376,7 @@ def _keyed_stage(stream: StreamWorker, kind: Callable[..., Stage]) -> Stage:
         on_failure=lambda: loop.call_soon_threadsafe(stream.stop, 1),
         metrics=stream.metrics,
     )
+    stage.worker_stopping = lambda: stream.stopping
     stage.start()
     return stage
 

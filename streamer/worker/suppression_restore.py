@@ -33,6 +33,15 @@ class StageError(Exception):
     """The stage cannot go on (the worker stops; its successor reads the events again)."""
 
 
+class StageStopped(Exception):
+    """The stage was asked to stop during a restore: it gives the restore up (its partitions'
+    next owner restores them)."""
+
+
+def _never() -> bool:
+    return False
+
+
 def restore_config(settings: Settings, bootstrap: str, group_id: str) -> dict[str, Any]:
     """A reader of the changelog: assigned, it never joins the group nor commits (so the
     stage's group ACL covers it)."""
@@ -66,13 +75,16 @@ def read_changelog(
     state_topic: str,
     ps: list[int],
     restore: Callable[[int, bytes, bytes | None], None],
+    stopping: Callable[[], bool] = _never,
 ) -> int:
     """Read the partitions of the changelog to their end, each record (partition, key, value;
-    None: a tombstone) into ``restore``; returns the records read."""
+    None: a tombstone) into ``restore``; returns the records read. StageStopped once
+    ``stopping()``: a read_committed reader may wait long here (a dead producer's open
+    transaction holds it until the broker aborts it)."""
     left, n = set(), 0
     for p in ps:  # an empty partition has nothing to wait for
         tp = TopicPartition(state_topic, p)
-        low, high = retried(partial(reader.get_watermark_offsets, tp, CALL_TIMEOUT_S))
+        low, high = retried(partial(reader.get_watermark_offsets, tp, CALL_TIMEOUT_S), stopping)
         if high > low:
             left.add(p)
     if not left:
@@ -80,6 +92,8 @@ def read_changelog(
     reader.assign([TopicPartition(state_topic, p, OFFSET_BEGINNING) for p in left])
     deadline = time.monotonic() + RESTORE_TIMEOUT_S
     while left:
+        if stopping():
+            raise StageStopped(f"restoring {state_topic}: stopping")
         if time.monotonic() > deadline:
             raise StageError(f"restoring {state_topic} took over {RESTORE_TIMEOUT_S:.0f}s")
         for m in reader.consume(BATCH, 0.5):
@@ -98,28 +112,37 @@ def read_changelog(
 
 
 def start_offsets(
-    consumer: Consumer, events_topic: str, ps: list[int], replay_ms: int
+    consumer: Consumer,
+    events_topic: str,
+    ps: list[int],
+    replay_ms: int,
+    stopping: Callable[[], bool] = _never,
 ) -> dict[int, int]:
     """The committed position of each partition, brought ``replay_ms`` back."""
     tps = [TopicPartition(events_topic, p) for p in ps]
-    found = retried(partial(consumer.committed, tps, CALL_TIMEOUT_S))
+    # read_committed and exactly-once: an open transaction's offsets hold this (retriable)
+    found = retried(partial(consumer.committed, tps, CALL_TIMEOUT_S), stopping)
     starts = {p: -1 for p in ps}
     starts.update((tp.partition, tp.offset) for tp in found)
     if replay_ms:
         since = int(time.time() * 1000) - replay_ms
         asked = [TopicPartition(events_topic, p, since) for p in ps if starts[p] >= 0]
         if asked:
-            for tp in retried(partial(consumer.offsets_for_times, asked, CALL_TIMEOUT_S)):
+            times = partial(consumer.offsets_for_times, asked, CALL_TIMEOUT_S)
+            for tp in retried(times, stopping):
                 if tp.offset >= 0:
                     starts[tp.partition] = min(starts[tp.partition], tp.offset)
     return {p: o if o >= 0 else OFFSET_BEGINNING for p, o in starts.items()}
 
 
-def retried(call: Callable[[], T]) -> T:
+def retried(call: Callable[[], T], stopping: Callable[[], bool] = _never) -> T:
     """``call()``, again while it fails with a retriable error (a topic just created whose
-    leaders the client does not know yet), up to RESTORE_TIMEOUT_S."""
+    leaders the client does not know yet), up to RESTORE_TIMEOUT_S; StageStopped instead of
+    trying again once ``stopping()``."""
     deadline = time.monotonic() + RESTORE_TIMEOUT_S
     while True:
+        if stopping():
+            raise StageStopped("stopping")
         try:
             return call()
         except KafkaException as exc:

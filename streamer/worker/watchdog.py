@@ -45,6 +45,12 @@ class Watchdog:
         self._armed: tuple[float, float, str] | None = None  # (deadline, seconds, what)
         self._thread: threading.Thread | None = None
 
+    @property
+    def guarding(self) -> str | None:
+        """The call in progress under a guard (its ``what``), if any."""
+        armed = self._armed
+        return armed[2] if armed is not None else None
+
     @contextmanager
     def guard(self, seconds: float, what: str) -> Iterator[None]:
         with self._cond:
