@@ -46,8 +46,9 @@ case "${1:-demo}" in
         cargo test -q --manifest-path native/Cargo.toml
         cargo clippy -q --manifest-path native/Cargo.toml --all-targets -- -D warnings
         # The documentation site: a broken link or anchor, a missing include, a page left out
-        # of the navigation or a reference that no longer renders fails the run.
-        NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
+        # of the navigation or a reference that no longer renders fails the run. (Not --quiet: it
+        # hides the warnings, and --strict then counts none.)
+        NO_MKDOCS_2_WARNING=1 mkdocs build --strict
         # Two processes (pytest-xdist): every broker test in one (conftest groups them: one
         # session broker), the broker-free tiers in the other. `-n 0` after it runs in one process.
         exec python -m pytest -n "${STREAMER_TEST_PROCESSES:-2}" --dist loadgroup "$@" ;;
