@@ -61,10 +61,11 @@ def test_thread_cpu_tells_librdkafka_threads_from_the_others() -> None:
     producer = Producer({"bootstrap.servers": "127.0.0.1:9", "log_level": 0})
     try:
         start = ThreadCpu(os.getpid()).read()
-        deadline = time.thread_time() + 0.05
+        deadline = time.thread_time() + 0.1
         while time.thread_time() < deadline:  # this thread works: the others' side grows
             pass
         rdk, other = ThreadCpu(os.getpid()).read()
-        assert other - start[1] >= 0.05 and rdk >= start[0] >= 0
+        # /proc counts in clock ticks (10 ms): each reading may lag by one
+        assert other - start[1] >= 0.08 and rdk >= start[0] >= 0
     finally:
         producer.flush(0)
