@@ -97,6 +97,11 @@ def rollup_stage_topics(stats_topic: str) -> tuple[str, str]:
     return f"{stats_topic}.partials", f"{stats_topic}.state"
 
 
+#: Seconds a Delivery vouches for a later OOB about its recipient (``oob_trust_period``): also
+#: what the offline report folds with.
+DEFAULT_OOB_TRUST_PERIOD_S = 432_000
+
+
 class Settings(BaseSettings):
     """Every option of streamer. The field descriptions are the configuration reference
     (docs/reference/configuration.md, generated from them by streamer.devkit.reference)."""
@@ -328,7 +333,7 @@ class Settings(BaseSettings):
         description="Feedback-Types whose reports suppress the complainer (reason complaint).",
     )
     oob_trust_period: int = Field(
-        432_000,
+        DEFAULT_OOB_TRUST_PERIOD_S,
         ge=0,
         description="Seconds a Delivery to a recipient vouches for an OOB (DSN) about it; an OOB "
         "without one does not suppress. 0: every hard OOB suppresses.",

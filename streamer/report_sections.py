@@ -18,6 +18,7 @@ from typing import Any
 from streamer.analytics.categories import ADMIN, BLOCK, COMPLAINT, HARD, SOFT, UNDETERMINED
 from streamer.analytics.suppression_fold import DELIVERY, RecipientState, decode_event, fold
 from streamer.analytics.suppressions import SuppressionEvent, SuppressionEvents, with_source
+from streamer.config import DEFAULT_OOB_TRUST_PERIOD_S
 
 #: RFC 5965 Feedback-Types that are a recipient's complaint (spam or fraud). ``not-spam``,
 #: ``opt-out``, ``virus``, ``auth-failure`` and ``other`` reports are not.
@@ -164,9 +165,7 @@ class SuppressionCount:
     state; every other one keeps its latest delivery time (a hard bounce older than it is
     stale, and an OOB newer than it by at most ``oob_trust_ms`` is trusted, as in the worker)."""
 
-    def __init__(
-        self, oob_trust_ms: int | None = 432_000_000
-    ) -> None:  # oob_trust_period's default
+    def __init__(self, oob_trust_ms: int | None = DEFAULT_OOB_TRUST_PERIOD_S * 1000) -> None:
         self.oob_trust_ms = oob_trust_ms
         #: The worker's events of a record (``SuppressionEvents.update``): feed them to :meth:`add`.
         self.events = SuppressionEvents()
