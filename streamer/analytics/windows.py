@@ -21,12 +21,15 @@ from typing import Any
 import orjson
 
 from streamer.analytics.heavy import OTHER, SpaceSaving
+from streamer.analytics.rates import RATE_DIMENSIONS, rate_rows, window_totals
 
 #: (window_start_ms, provider, egress_pool, egress_source, tenant)
 Key = tuple[int, str, str, str, str]
 DimKey = tuple[str, str, str, str]
 
 DIMENSIONS: tuple[str, ...] = ("provider", "egress_pool", "egress_source", "tenant")
+#: Where each complaint-rate dimension sits in a row's dimensions.
+RATE_POSITIONS = {d: DIMENSIONS.index(d) for d in RATE_DIMENSIONS}
 OVERFLOW: DimKey = (OTHER, OTHER, OTHER, OTHER)
 
 GAP_CAPACITY = 32
@@ -193,8 +196,12 @@ def event_time_ms(record: Mapping[str, Any]) -> int | None:
 
 def row_key(row: Mapping[str, Any]) -> bytes:
     """The Kafka key of a stats row, a JSON array: window start, the dimensions, and for a row
-    a worker published its session and the window's serial (see ``streamer.worker.stats``)."""
-    parts = [row["window_start"], *(row[d] for d in DIMENSIONS)]
+    a worker published its session and the window's serial (see ``streamer.worker.stats``).
+    A rate row's is ``[window_start, dimension, value]`` (``streamer.analytics.rates``)."""
+    if "dimension" in row:
+        parts = [row["window_start"], row["dimension"], row["value"]]
+    else:
+        parts = [row["window_start"], *(row[d] for d in DIMENSIONS)]
     if "session" in row:
         parts += [row["session"], row.get("serial", 0)]
     return orjson.dumps(parts)
@@ -212,7 +219,8 @@ class WindowedStats:
     oldest windows (just published) are forgotten until half the bytes are free. Counts are
     never dropped: only their detail is coarsened. Event time never runs more than
     ``future_skew_s`` ahead of the wall clock, so one record stamped in the far future cannot
-    close every window early.
+    close every window early. With ``rates``, :meth:`updates` adds each changed window's
+    complaint-rate partials (``streamer.analytics.rates``), derived from its rows: no state.
     """
 
     def __init__(
@@ -226,6 +234,7 @@ class WindowedStats:
         future_skew_s: float = 300,
         clock: Callable[[], float] = time.time,
         max_bytes: int | None = None,
+        rates: bool = False,
     ) -> None:
         if window_s <= 0 or max_windows < 1 or max_keys < 1:
             raise ValueError("window_s, max_windows and max_keys must be positive")
@@ -246,6 +255,7 @@ class WindowedStats:
         self._nkeys = 0
         self._evicted: list[_Window] = []  # windows evicted by max_windows, with changed rows
         self.ledger = ByteLedger(max_bytes)
+        self.rates = rates
 
     def empty_copy(self) -> WindowedStats:
         """A new, empty instance with the same settings."""
@@ -259,6 +269,7 @@ class WindowedStats:
             future_skew_s=self.future_skew_ms / 1000,
             clock=self.clock,
             max_bytes=self.ledger.limit,
+            rates=self.rates,
         )
 
     def __len__(self) -> int:
@@ -357,6 +368,16 @@ class WindowedStats:
             out.append(row)
         return out
 
+    def _rate_rows(
+        self, win: _Window, changed: set[DimKey] | dict[DimKey, Counts], final: bool
+    ) -> list[dict[str, Any]]:
+        """The window's rate partials for the providers and tenants of its ``changed`` rows."""
+        if not self.rates:
+            return []
+        totals = window_totals(win.rows, RATE_POSITIONS, changed)
+        extra = {"final": final, "serial": win.serial}
+        return rate_rows(win.start, win.start + self.window_ms, totals, extra)
+
     def _advance(self, now_event_ms: int | None, wall: float) -> int | None:
         """Move the watermark (never more than ``future_skew_s`` ahead of the wall clock)."""
         if now_event_ms is not None:
@@ -375,18 +396,21 @@ class WindowedStats:
         wall = self.clock() if now_wall is None else now_wall
         mark = self._advance(now_event_ms, wall)
         evicted, self._evicted = self._evicted, []
-        out = [
-            row for win in evicted for row in self._rows(win, win.dirty, self._closed(win.start))
-        ]
+        out = []
+        for win in evicted:
+            out += self._rows(win, win.dirty, self._closed(win.start))
+            out += self._rate_rows(win, win.dirty, self._closed(win.start))
         for start in sorted(self._windows):
             win = self._windows[start]
             closed = self._closed(start)
             if closed and not win.final:
                 out.extend(self._rows(win, win.rows, final=True))
+                out.extend(self._rate_rows(win, win.rows, final=True))
                 win.final = True
                 win.dirty = set()
             elif win.dirty:
                 out.extend(self._rows(win, win.dirty, final=closed))
+                out.extend(self._rate_rows(win, win.dirty, final=closed))
                 win.dirty = set()
         self._forget_old(mark)
         self._trim()
