@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from streamer.analytics.heavy import OTHER, SpaceSaving
-from streamer.analytics.rates import RATE_DIMENSIONS, rate_rows, window_totals
+from streamer.analytics.rates import RATE_DIMENSIONS, TOTAL_BYTES, WindowRates
 
 #: (window_start_ms, provider, egress_pool, egress_source, tenant)
 Key = tuple[int, str, str, str, str]
@@ -82,6 +82,8 @@ class Counts:
         "labels",
         "ledger",
         "nbytes",
+        "rated_complaints",
+        "rated_delivered",
     )
 
     def __init__(self, gap_capacity: int = GAP_CAPACITY, ledger: ByteLedger | None = None) -> None:
@@ -95,6 +97,9 @@ class Counts:
         self.gap_capacity = gap_capacity
         self.ledger = ledger
         self.nbytes = 0  # charged to the ledger (a row's own bytes are charged by its windows)
+        # what the window's complaint rates have counted of this row (``WindowRates.count``)
+        self.rated_delivered = 0
+        self.rated_complaints: dict[str, int] | None = None
 
     def add_gap(self, template: str, example: str, n: int = 1) -> None:
         gaps = self.gaps
@@ -169,6 +174,9 @@ class _Window:
     rows: dict[DimKey, Counts] = field(default_factory=dict)
     dirty: set[DimKey] = field(default_factory=set)
     final: bool = False  # its rows were published as final (end + grace passed)
+    rates: WindowRates | None = None  # with ``WindowedStats.rates``
+    rate_bytes: int = 0  # its rates' totals charged to the ledger while held
+    held: bool = True  # not forgotten nor evicted (its bytes count in the ledger)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -324,6 +332,9 @@ class WindowedStats:
         for c in win.rows.values():
             self.ledger.used -= c.nbytes
             c.ledger = None
+        self.ledger.used -= win.rate_bytes
+        win.rate_bytes = 0
+        win.held = False
 
     def _trim(self) -> None:
         """Over the byte budget: forget the oldest windows (published already: nothing of
@@ -369,14 +380,22 @@ class WindowedStats:
         return out
 
     def _rate_rows(
-        self, win: _Window, changed: set[DimKey] | dict[DimKey, Counts], final: bool
+        self, win: _Window, final: bool, everything: bool = False
     ) -> list[dict[str, Any]]:
-        """The window's rate partials for the providers and tenants of its ``changed`` rows."""
+        """The window's rate partials: for the providers and tenants of its changed rows (all
+        of them with ``everything``). Call before its ``dirty`` is cleared."""
         if not self.rates:
             return []
-        totals = window_totals(win.rows, RATE_POSITIONS, changed)
+        rates = win.rates
+        if rates is None:
+            rates = win.rates = WindowRates(RATE_POSITIONS)
+        touched, created = rates.count(win.dirty, win.rows)
+        if win.held:
+            self.ledger.used += created * TOTAL_BYTES
+            win.rate_bytes += created * TOTAL_BYTES
+        values = rates.totals if everything else touched
         extra = {"final": final, "serial": win.serial}
-        return rate_rows(win.start, win.start + self.window_ms, totals, extra)
+        return rates.rows(win.start, win.start + self.window_ms, values, extra)
 
     def _advance(self, now_event_ms: int | None, wall: float) -> int | None:
         """Move the watermark (never more than ``future_skew_s`` ahead of the wall clock)."""
@@ -399,18 +418,18 @@ class WindowedStats:
         out = []
         for win in evicted:
             out += self._rows(win, win.dirty, self._closed(win.start))
-            out += self._rate_rows(win, win.dirty, self._closed(win.start))
+            out += self._rate_rows(win, self._closed(win.start))
         for start in sorted(self._windows):
             win = self._windows[start]
             closed = self._closed(start)
             if closed and not win.final:
                 out.extend(self._rows(win, win.rows, final=True))
-                out.extend(self._rate_rows(win, win.rows, final=True))
+                out.extend(self._rate_rows(win, final=True, everything=True))
                 win.final = True
                 win.dirty = set()
             elif win.dirty:
                 out.extend(self._rows(win, win.dirty, final=closed))
-                out.extend(self._rate_rows(win, win.dirty, final=closed))
+                out.extend(self._rate_rows(win, final=closed))
                 win.dirty = set()
         self._forget_old(mark)
         self._trim()
