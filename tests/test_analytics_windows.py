@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections import Counter
 from typing import Any
 
@@ -12,7 +13,15 @@ from hypothesis import strategies as st
 
 from streamer.analytics.analyzer import windows_from_settings
 from streamer.analytics.batch import BatchAggregator
-from streamer.analytics.windows import Counts, Key, WindowedStats, event_time_ms, row_key
+from streamer.analytics.rates import COMPLAINTS_BYTES, TOTAL_BYTES, WindowRates
+from streamer.analytics.windows import (
+    RATE_POSITIONS,
+    Counts,
+    Key,
+    WindowedStats,
+    event_time_ms,
+    row_key,
+)
 from streamer.config import Settings
 
 MIN = 60_000
@@ -363,3 +372,27 @@ def test_rate_partials_sum_the_whole_window_per_provider_and_per_tenant() -> Non
     plain = make()  # the offline report's windows: no rate partials
     plain.add({key(T0): counts("Delivery")}, now_wall=WALL)
     assert [("dimension" in r) for r in plain.updates(T0, WALL)] == [False]
+
+
+def test_rate_totals_memory_measured() -> None:
+    """A window's totals per provider and tenant, measured with tracemalloc, within what the
+    windows charge their byte ledger for them: delivered only, and with complaints (each
+    total's map and each row's remembered one)."""
+    for complained in (False, True):
+        rows = {}
+        for i in range(2000):
+            c = counts("Delivery", 3)
+            if complained:
+                c.complaints["abuse"] = 1
+            rows[(f"provider-{i}", "pool", "ip1", f"tenant-{i}")] = c
+        rates = WindowRates(RATE_POSITIONS)
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        touched, charged = rates.count(list(rows), rows)
+        del touched  # the caller's, for one update
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        held = sum(s.size_diff for s in after.compare_to(before, "filename"))
+        print(f"\nrate totals (complaints: {complained}): {held} B held, {charged} B charged")
+        assert len(rates.totals) == 4000 and held <= charged * 1.2
+        assert charged == 4000 * TOTAL_BYTES + complained * 6000 * COMPLAINTS_BYTES

@@ -2,11 +2,11 @@
 
 KumoMTA's Feedback record names no egress pool or source (and an OOB no tenant of its own), so
 a complaint's stats row never shares a key with the deliveries it is about: the rate needs the
-deliveries summed over the other dimensions. A worker's windows hold every row of a window, so
-with each update they also derive, per window and changed provider (and tenant), one *rate
-partial*: the window's delivered messages (``Delivery`` records) and complaints (Feedback
-records whose category is ``complaint``, by type) summed over all of that value's rows, keyed
-``[window_start, dimension, value]`` (``streamer.analytics.windows.row_key``). It is
+deliveries summed over the other dimensions. So each of a worker's windows keeps, per provider
+and per tenant, the delivered messages (``Delivery`` records) and complaints (Feedback records
+whose category is ``complaint``, by type) of all its rows, updated from the rows that changed
+(:class:`WindowRates`), and each update carries one *rate partial* per window and changed value,
+keyed ``[window_start, dimension, value]`` (``streamer.analytics.windows.row_key``). It is
 cumulative per instance (session and serial) like the stats partials, goes to the same
 partials topic and is folded by the same rollup, so it keeps their guarantees (latest partial
 per instance, exact in exactly-once mode, late records update it); the rollup writes the sum,
@@ -30,9 +30,11 @@ RATE_DIMENSIONS = ("provider", "tenant")
 DELIVERED = "Delivery"
 LEFT_OUT = "*"
 
-#: Approximate bytes of one (dimension, value) total a window holds (its entry, key and list;
-#: measured with tracemalloc, CPython 3.11), charged to the windows' byte ledger.
+#: Approximate bytes (measured with tracemalloc, CPython 3.11) of a window's total per
+#: (dimension, value) (its entry, key and list), and of a complaints map (a total's, or a row's
+#: remembered one) once it has one; charged to the windows' byte ledger.
 TOTAL_BYTES = 250
+COMPLAINTS_BYTES = 250
 
 
 def is_rate_row(row: Mapping[str, Any]) -> bool:
@@ -53,12 +55,12 @@ class WindowRates:
 
     def count(
         self, changed: Iterable[DimKey], rows: Mapping[DimKey, Counts]
-    ) -> tuple[set[Any], int]:
+    ) -> tuple[set[tuple[str, str]], int]:
         """Add what the ``changed`` rows counted since their last call (counts only grow in a
         window instance: the row remembers what it had). Returns the (dimension, value) pairs
-        they belong to and how many totals were created."""
+        they belong to and the bytes that added (``TOTAL_BYTES``, ``COMPLAINTS_BYTES``)."""
         touched: set[tuple[str, str]] = set()
-        created = 0
+        charged = 0
         for dims in changed:
             c = rows[dims]
             delivered = c.counts.get(DELIVERED, 0) - c.rated_delivered
@@ -73,15 +75,19 @@ class WindowRates:
                 total = self.totals.get((dim, value))
                 if total is None:
                     total = self.totals[dim, value] = [0, {}]
-                    created += 1
+                    charged += TOTAL_BYTES
                 total[0] += delivered
                 mine = total[1]
+                if complaints and not mine:
+                    charged += COMPLAINTS_BYTES
                 for kind, n in complaints.items():
                     mine[kind] = mine.get(kind, 0) + n
             c.rated_delivered += delivered
             if complaints:
+                if c.rated_complaints is None:
+                    charged += COMPLAINTS_BYTES
                 c.rated_complaints = dict(c.complaints)
-        return touched, created
+        return touched, charged
 
     def rows(
         self, start: int, end: int, values: Iterable[tuple[str, str]], extra: Mapping[str, Any]

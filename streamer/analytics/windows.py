@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from streamer.analytics.heavy import OTHER, SpaceSaving
-from streamer.analytics.rates import RATE_DIMENSIONS, TOTAL_BYTES, WindowRates
+from streamer.analytics.rates import RATE_DIMENSIONS, WindowRates
 
 #: (window_start_ms, provider, egress_pool, egress_source, tenant)
 Key = tuple[int, str, str, str, str]
@@ -228,7 +228,8 @@ class WindowedStats:
     never dropped: only their detail is coarsened. Event time never runs more than
     ``future_skew_s`` ahead of the wall clock, so one record stamped in the far future cannot
     close every window early. With ``rates``, :meth:`updates` adds each changed window's
-    complaint-rate partials (``streamer.analytics.rates``), derived from its rows: no state.
+    complaint-rate partials (``streamer.analytics.rates``): each window keeps a total per
+    provider and tenant, updated from its changed rows and charged to the byte budget.
     """
 
     def __init__(
@@ -389,10 +390,10 @@ class WindowedStats:
         rates = win.rates
         if rates is None:
             rates = win.rates = WindowRates(RATE_POSITIONS)
-        touched, created = rates.count(win.dirty, win.rows)
+        touched, charged = rates.count(win.dirty, win.rows)
         if win.held:
-            self.ledger.used += created * TOTAL_BYTES
-            win.rate_bytes += created * TOTAL_BYTES
+            self.ledger.used += charged
+            win.rate_bytes += charged
         values = rates.totals if everything else touched
         extra = {"final": final, "serial": win.serial}
         return rates.rows(win.start, win.start + self.window_ms, values, extra)
