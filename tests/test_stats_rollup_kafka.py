@@ -179,11 +179,13 @@ def test_the_latest_row_per_key_counts_the_input(
         assert 0 <= extra <= outputs - len(records)  # only what was read again
     partials = topic_size(kafka_bootstrap, f"{stats}.partials")
     public = len(read_topic(kafka_bootstrap, stats))
+    rate_writes = topic_size(kafka_bootstrap, f"{stats}.rates")
     state = topic_size(kafka_bootstrap, f"{stats}.state")
     print(
-        f"\n{mode}: {len(records)} records, {len(truth)} keys, {partials} partials "
-        f"({partials / len(records):.3f} per record), {public} stats writes and {state} "
-        f"changelog writes ({(public + state) / len(records):.3f} per record), "
+        f"\n{mode}: {len(records)} records, {len(truth)} keys (+{len(rates)} rate keys), "
+        f"{partials} partials ({partials / len(records):.3f} per record), {public} stats "
+        f"writes, {rate_writes} rate writes and {state} changelog writes "
+        f"({(public + rate_writes + state) / len(records):.3f} per record), "
         f"{extra} counted twice"
     )
     assert a.stop() == 0 and b.stop() == 0
