@@ -113,7 +113,7 @@ class BatchProcessor:
             stage["fetch"].observe(batch.fetch_wait)
             stage["queue"].observe(started - batch.consumed_at)
             stage["process"].observe(handed - started)
-            m.record_batch(s.events_in, s.events_out, s.dlq, s.dropped, s.classify_seconds, s.sites)
+            m.record_batch(s)
         return done
 
     async def send_chunk(self, chunk: Chunk, messages: Sequence[Any]) -> None:
