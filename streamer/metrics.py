@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from streamer.analytics.batch import Folded
 from streamer.analytics.heavy import OTHER, BoundedDimension
+from streamer.analytics.windows import DIMENSIONS as STATS_DIMENSIONS
 from streamer.records import LOG_HOOK_TYPE, RECORD_TYPES
 
 #: Where a record waits (``streamer_stage_seconds``), one observation per batch: ms to seconds.
@@ -200,7 +201,7 @@ class TopSites(RollingTop):
 
 #: Delivery outcomes exported per dimension value: ``delivered`` for Delivery records, else the
 #: category of a classified record.
-DIMENSIONS = ("provider", "egress_pool", "egress_source", "tenant")
+DIMENSIONS = STATS_DIMENSIONS
 #: Distinct values per dimension exported as series (the heaviest; the rest count as "other").
 METRIC_VALUES_PER_DIMENSION = 50
 
