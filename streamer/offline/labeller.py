@@ -19,7 +19,7 @@ import orjson
 from streamer.analytics.categories import CategoryTable
 from streamer.analytics.providers import ProviderMatcher
 from streamer.classifier import Classification, Classifier
-from streamer.offline.chunks import Chunk
+from streamer.offline.chunks import LineChunk
 from streamer.offline.summary import Summary, Tally
 from streamer.records import (
     CLASSIFIABLE_TYPES,
@@ -101,7 +101,7 @@ class Labeller:
         self._encoded: dict[str, bytes] = {}  # response line -> its JSON line
         self._classified: dict[str, tuple[str, dict[str, Any]]] = {}  # -> (label, object)
 
-    def label(self, chunk: Chunk) -> Labelled:
+    def label(self, chunk: LineChunk) -> Labelled:
         return self._lines(chunk) if chunk.as_lines else self._records(chunk)
 
     def matches(self, text: str) -> list[dict[str, Any] | None]:
@@ -109,7 +109,7 @@ class Labeller:
 
     # -- response lines
 
-    def _lines(self, chunk: Chunk) -> Labelled:
+    def _lines(self, chunk: LineChunk) -> Labelled:
         data = chunk.data
         try:
             texts: list[str | None] = [*data.decode("utf-8").split("\n")]
@@ -175,7 +175,7 @@ class Labeller:
 
     # -- KumoMTA records
 
-    def _records(self, chunk: Chunk) -> Labelled:
+    def _records(self, chunk: LineChunk) -> Labelled:
         raws = chunk.data.split(b"\n")
         open_last = bool(raws[-1])  # the input's last line, without a newline
         if not open_last:
