@@ -9,11 +9,12 @@ from prometheus_client import CollectorRegistry, Counter
 
 from streamer.analytics.batch import Folded
 from streamer.analytics.heavy import OTHER, BoundedDimension
+from streamer.analytics.windows import DIMENSIONS as STATS_DIMENSIONS
 from streamer.metrics.collectors import RollingTop
 
 #: Delivery outcomes exported per dimension value: ``delivered`` for Delivery records, else the
 #: category of a classified record.
-DIMENSIONS = ("provider", "egress_pool", "egress_source", "tenant")
+DIMENSIONS = STATS_DIMENSIONS
 #: Distinct values per dimension exported as series (the heaviest; the rest count as "other").
 METRIC_VALUES_PER_DIMENSION = 50
 
