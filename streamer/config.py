@@ -98,6 +98,11 @@ def rollup_stage_topics(stats_topic: str) -> tuple[str, str]:
     return f"{stats_topic}.partials", f"{stats_topic}.state"
 
 
+def stats_rates_topic(stats_topic: str) -> str:
+    """The default name of the complaint rates topic the stats rollup writes."""
+    return f"{stats_topic}.rates"
+
+
 #: Seconds a Delivery vouches for a later OOB about its recipient (``oob_trust_period``): also
 #: what the offline report folds with.
 DEFAULT_OOB_TRUST_PERIOD_S = 432_000
@@ -267,6 +272,11 @@ class Settings(BaseSettings):
     )
     stats_state_topic: str | None = Field(
         None, description="The stats rollup stage's changelog; default <stats_topic>.state"
+    )
+    stats_rates_topic: str | None = Field(
+        None,
+        description="Complaint rates per window and provider, and per window and tenant "
+        "(compacted, written by the stats rollup); default <stats_topic>.rates",
     )
     stats_rollup_retention: int = Field(
         7200,
@@ -491,6 +501,8 @@ class Settings(BaseSettings):
             self.stats_partials_topic = partials
         if self.stats_state_topic is None:
             self.stats_state_topic = stats_state
+        if self.stats_rates_topic is None:
+            self.stats_rates_topic = stats_rates_topic(self.stats_topic)
         if not self.files:
             self.files = shipped_rule_files()
         return self

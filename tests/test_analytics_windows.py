@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections import Counter
 from typing import Any
 
@@ -12,7 +13,15 @@ from hypothesis import strategies as st
 
 from streamer.analytics.analyzer import windows_from_settings
 from streamer.analytics.batch import BatchAggregator
-from streamer.analytics.windows import Counts, Key, WindowedStats, event_time_ms, row_key
+from streamer.analytics.rates import COMPLAINTS_BYTES, TOTAL_BYTES, WindowRates
+from streamer.analytics.windows import (
+    RATE_POSITIONS,
+    Counts,
+    Key,
+    WindowedStats,
+    event_time_ms,
+    row_key,
+)
 from streamer.config import Settings
 
 MIN = 60_000
@@ -230,7 +239,7 @@ def publish(rows: list[dict[str, Any]], latest: dict[bytes, dict[str, Any]], ses
 
 
 def consumed_total(latest: dict[bytes, dict[str, Any]]) -> int:
-    return sum(sum(row["counts"].values()) for row in latest.values())
+    return sum(sum(row["counts"].values()) for row in latest.values() if "counts" in row)
 
 
 def test_rows_of_windows_evicted_by_the_cap_keep_their_serial() -> None:
@@ -252,6 +261,9 @@ def test_rows_of_windows_evicted_by_the_cap_keep_their_serial() -> None:
     publish(ws.updates(None, wall), latest, "w/1")
     assert consumed_total(latest) == 3001
     assert all(row["serial"] > 0 for row in latest.values())
+    # the complaint-rate partials (the worker's windows derive them) are kept by serial too
+    for dim in ("provider", "tenant"):
+        assert sum(r["delivered"] for r in latest.values() if r.get("dimension") == dim) == 3001
 
 
 @st.composite
@@ -314,3 +326,73 @@ def test_latest_rows_sum_to_what_was_consumed_whatever_the_order(
         total.update(row["counts"])
     assert total == Counter(rtype for session in records for _, rtype, _ in session)
     assert all(row["serial"] >= 1 for row in latest.values())
+
+
+def test_rate_partials_sum_the_whole_window_per_provider_and_per_tenant() -> None:
+    """An update carries, per changed provider and tenant, the window's deliveries and
+    complaints over all its rows (not only the changed ones); nothing for a value with neither,
+    nor for a dimension the stats leave out."""
+    ws = make(rates=True)
+    first = {
+        key(T0, "google", "a"): counts("Delivery", 3),
+        key(T0, "google", "b"): counts("Delivery", 2),
+        key(T0, "yahoo", "a"): counts("Bounce", 1),
+    }
+    ws.add(first, now_wall=WALL)
+    rates = [r for r in ws.updates(T0, WALL) if "dimension" in r]
+    assert [(r["dimension"], r["value"], r["delivered"], r["complaints"]) for r in rates] == [
+        ("provider", "google", 5, {}),
+        ("tenant", "a", 3, {}),
+        ("tenant", "b", 2, {}),
+    ]
+    report = Counts()  # a complaint's row: no pool, no source
+    report.counts["Feedback"] = 1
+    report.complaints["abuse"] = 1
+    ws.add({(T0, "google", "", "", "a"): report}, now_wall=WALL)
+    rates = [r for r in ws.updates(T0, WALL) if "dimension" in r]
+    assert rates == [
+        {
+            "window_start": T0,
+            "window_end": T0 + 60_000,
+            "dimension": dim,
+            "value": value,
+            "delivered": delivered,
+            "complaints": {"abuse": 1},
+            "final": False,
+            "serial": 1,
+        }
+        for dim, value, delivered in (("provider", "google", 5), ("tenant", "a", 3))
+    ]
+    left_out = make(rates=True)
+    left_out.add({(T0, "google", "*", "*", "*"): counts("Delivery", 4)}, now_wall=WALL)
+    rates = [r for r in left_out.updates(T0, WALL) if "dimension" in r]
+    assert [(r["dimension"], r["value"], r["delivered"]) for r in rates] == [
+        ("provider", "google", 4)
+    ]
+    plain = make()  # the offline report's windows: no rate partials
+    plain.add({key(T0): counts("Delivery")}, now_wall=WALL)
+    assert [("dimension" in r) for r in plain.updates(T0, WALL)] == [False]
+
+
+def test_rate_totals_memory_measured() -> None:
+    """A window's totals per provider and tenant, measured with tracemalloc, within what the
+    windows charge their byte ledger for them: delivered only, and with complaints (each
+    total's map and each row's remembered one)."""
+    for complained in (False, True):
+        rows = {}
+        for i in range(2000):
+            c = counts("Delivery", 3)
+            if complained:
+                c.complaints["abuse"] = 1
+            rows[(f"provider-{i}", "pool", "ip1", f"tenant-{i}")] = c
+        rates = WindowRates(RATE_POSITIONS)
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        touched, charged = rates.count(list(rows), rows)
+        del touched  # the caller's, for one update
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        held = sum(s.size_diff for s in after.compare_to(before, "filename"))
+        print(f"\nrate totals (complaints: {complained}): {held} B held, {charged} B charged")
+        assert len(rates.totals) == 4000 and held <= charged * 1.2
+        assert charged == 4000 * TOTAL_BYTES + complained * 6000 * COMPLAINTS_BYTES

@@ -83,6 +83,7 @@ def test_default_topics_include_dlq_and_non_classifiable_target(test_rules_file:
     s = Settings(files=[test_rules_file], input_topic="in", non_classifiable="topic:other")
     analytics = [
         "kumomta.stats",
+        "kumomta.stats.rates",  # the rollup's complaint rates (compacted)
         "kumomta.suppressions",
         "kumomta.suppressions.state",  # the suppression stage's changelog (compacted)
         "kumomta.stats.state",  # the stats rollup's changelog (compacted)
@@ -107,12 +108,13 @@ def test_cli_topics_create(kafka_settings: Settings) -> None:
     first = _cli(kafka_settings, "topics", "create", **names)
     assert first.returncode == 0, first.stderr
     topics = (f"in.{u}", f"out.{u}", f"in.{u}.dlq", f"other.{u}", f"stats.{u}", f"supp.{u}")
+    topics += (f"stats.{u}.rates",)
     topics += (f"supp.{u}.events", f"supp.{u}.state", f"stats.{u}.partials", f"stats.{u}.state")
     for topic in topics:
         assert f"created  {topic}  partitions=6" in first.stdout
     second = _cli(kafka_settings, "topics", "create", **names)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("exists ") == 10 and "created" not in second.stdout
+    assert second.stdout.count("exists ") == 11 and "created" not in second.stdout
     assert kafka_settings.bootstrap
     parts = topic_partitions(kafka_settings, kafka_settings.bootstrap)
     assert parts[f"in.{u}.dlq"] == 6

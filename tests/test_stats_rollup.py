@@ -50,20 +50,38 @@ class _Sink:
             chunk.seal()
 
 
+#: A record of a session: event time in seconds after T0, its kind (a record type, or a
+#: Feedback-Type for a feedback report), whether a flush follows; and its provider and tenant.
+Rec = tuple[int, str, bool] | tuple[int, str, bool, str, str]
+#: Feedback-Types as the classifier labels and categorises their reports.
+FEEDBACK = {
+    "abuse": ("FeedbackAbuse", "complaint"),
+    "not-spam": ("FeedbackNotSpam", "undetermined"),
+}
+
+
 def _session_partials(
-    name: str, records: list[tuple[int, str, bool]], window_s: int = 60
+    name: str, records: list[Rec], window_s: int = 60, *, rates: bool = False
 ) -> list[tuple[bytes, bytes]]:
-    """What one worker session publishes to the partials topic for these records (event time
-    in seconds after T0, type, whether a flush follows), through the real publisher."""
+    """What one worker session publishes to the partials topic for these records (google's,
+    tenant acme's unless they say), through the real publisher."""
     wall = T0 / 1000 + 600
     aggregator = BatchAggregator(window_s, clock=lambda: wall)
-    windows = WindowedStats(window_s=window_s, grace_s=0, retention_s=5, max_windows=2)
+    windows = WindowedStats(window_s=window_s, grace_s=0, retention_s=5, max_windows=2, rates=rates)
     windows.clock = lambda: wall
     sink = _Sink()
     publisher = StatsPublisher(windows, sink, "p", name, aggregator)  # type: ignore[arg-type]
-    for t, rtype, flush in records:
-        record = {"type": rtype, "timestamp": T0 // 1000 + t, "tenant": "acme"}
-        aggregator.add(record, rtype, None, None, "google", None)
+    for t, kind, flush, *where in records:
+        provider, tenant = where or ("google", "acme")
+        ts = T0 // 1000 + t
+        if kind in FEEDBACK:  # a report names no pool or source, its tenant in the trace
+            trace = {"recipient": "u@example.com", "tenant": tenant}
+            report = {"feedback_type": kind, "supplemental_trace": trace}
+            record = {"type": "Feedback", "timestamp": ts, "feedback_report": report}
+            aggregator.add(record, "Feedback", *FEEDBACK[kind], provider, None)
+        else:
+            record = {"type": kind, "timestamp": ts, "meta": {"tenant": tenant}, "egress_pool": "p"}
+            aggregator.add(record, kind, None, None, provider, None)
         if flush:
             asyncio.run(publisher.flush())
     asyncio.run(publisher.flush())  # the graceful stop's last update
@@ -91,15 +109,12 @@ def sessions(draw: st.DrawFn) -> list[list[tuple[int, str, bool]]]:
     return draw(st.lists(st.lists(record, min_size=1, max_size=40), min_size=1, max_size=3))
 
 
-@settings(max_examples=150, deadline=None)
-@given(sessions(), st.randoms(use_true_random=False), st.integers(1, 30))
-def test_the_latest_row_per_key_is_exactly_what_was_counted_whatever_the_order(
-    records: list[list[tuple[int, str, bool]]], rnd: random.Random, batch: int
-) -> None:
-    """Every partial read once or twice, shuffled (another producer's, a retry, a stage's
-    replay after a crash), the stage restored from its changelog halfway: the latest public
-    row of each window counts exactly that window's records."""
-    partials = [p for n, s in enumerate(records) for p in _session_partials(f"w{n}", s)]
+def _fold_shuffled(
+    partials: list[tuple[bytes, bytes]], rnd: random.Random, batch: int
+) -> dict[bytes, bytes]:
+    """The public values after every partial was read once or twice, shuffled (another
+    producer's, a retry, a stage's replay after a crash), ``batch`` at a time, the stage
+    restored from its changelog halfway."""
     stream = partials + rnd.sample(partials, len(partials) // 2)
     rnd.shuffle(stream)
     store = RollupStore(BIG, BIG)
@@ -112,15 +127,90 @@ def test_the_latest_row_per_key_is_exactly_what_was_counted_whatever_the_order(
             for key, value in changelog.items():
                 store.restore(0, key, value)
         _stage(store, stream[i : i + batch], public)
+    return public
+
+
+@settings(max_examples=150, deadline=None)
+@given(sessions(), st.randoms(use_true_random=False), st.integers(1, 30))
+def test_the_latest_row_per_key_is_exactly_what_was_counted_whatever_the_order(
+    records: list[list[tuple[int, str, bool]]], rnd: random.Random, batch: int
+) -> None:
+    """Every partial read once or twice, shuffled (another producer's, a retry, a stage's
+    replay after a crash), the stage restored from its changelog halfway: the latest public
+    row of each window counts exactly that window's records."""
+    partials = [p for n, s in enumerate(records) for p in _session_partials(f"w{n}", s)]
+    public = _fold_shuffled(partials, rnd, batch)
     truth: dict[int, Counter[str]] = {}
     for s in records:
         for t, rtype, _ in s:
             start = T0 + t * 1000 // MIN * MIN
             truth.setdefault(start, Counter())[rtype] += 1
     rows = {key: orjson.loads(v) for key, v in public.items()}
-    assert {r["window_start"]: Counter(r["counts"]) for r in rows.values()} == truth
+    counted: dict[int, Counter[str]] = {}  # a window's rows summed (a report has no tenant)
+    for r in rows.values():
+        counted.setdefault(r["window_start"], Counter()).update(r["counts"])
+    assert counted == truth
     assert all(key == row_key(r) for key, r in rows.items())  # the public key: window + dims
     assert all(set(r).isdisjoint({"session", "serial", "seq"}) for r in rows.values())
+
+
+@st.composite
+def sessions_with_complaints(draw: st.DrawFn) -> list[list[Rec]]:
+    """Deliveries, bounces, abuse and not-spam reports of two providers and two tenants, in up
+    to 3 sessions, over four windows."""
+    record = st.tuples(
+        st.integers(0, 239),
+        st.sampled_from(["Delivery", "Bounce", "abuse", "not-spam"]),
+        st.booleans(),
+        st.sampled_from(["google", "yahoo"]),
+        st.sampled_from(["acme", "globex"]),
+    )
+    return draw(st.lists(st.lists(record, min_size=1, max_size=40), min_size=1, max_size=3))
+
+
+@settings(max_examples=100, deadline=None)
+@given(sessions_with_complaints(), st.randoms(use_true_random=False), st.integers(1, 30))
+def test_the_latest_rate_row_per_provider_and_tenant_is_exactly_the_windows_complaint_rate(
+    records: list[list[Rec]], rnd: random.Random, batch: int
+) -> None:
+    """The rate partials the real publisher derives, folded like the stats partials (shuffled,
+    read twice, across a restore): per window and provider, and per window and tenant, the
+    latest rate row holds the Delivery records and the complaint reports (not-spam is none)
+    of every pool, source and tenant (provider), and their quotient."""
+    partials = [p for n, s in enumerate(records) for p in _session_partials(f"w{n}", s, rates=True)]
+    public = _fold_shuffled(partials, rnd, batch)
+    truth: dict[tuple[int, str, str], list[int]] = {}  # [delivered, abuse reports]
+    for s in records:
+        for t, kind, _, provider, tenant in s:  # type: ignore[misc]
+            start = T0 + t * 1000 // MIN * MIN
+            for key in ((start, "provider", provider), (start, "tenant", tenant)):
+                counted = truth.setdefault(key, [0, 0])
+                counted[0] += kind == "Delivery"
+                counted[1] += kind == "abuse"
+    expected = {
+        orjson.dumps(list(key)): {
+            "window_start": key[0],
+            "window_end": key[0] + MIN,
+            "dimension": key[1],
+            "value": key[2],
+            "delivered": delivered,
+            "complaints": {"abuse": abuse} if abuse else {},
+            "complained": abuse,
+            "complaint_rate": abuse / delivered if delivered else None,
+        }
+        for key, (delivered, abuse) in truth.items()
+        if delivered or abuse
+    }
+    rates = {k: orjson.loads(v) for k, v in public.items() if len(orjson.loads(k)) == 3}
+    assert {k: {f: v for f, v in r.items() if f != "final"} for k, r in rates.items()} == expected
+    assert all(key == row_key(r) for key, r in rates.items())
+    # and the stats rows of the same run count the same records per provider and tenant
+    rows = [orjson.loads(v) for k, v in public.items() if len(orjson.loads(k)) == 5]
+    for rate in rates.values():
+        at, dim = rate["window_start"], rate["dimension"]
+        mine = [r for r in rows if r["window_start"] == at and r[dim] == rate["value"]]
+        assert sum(r["counts"].get("Delivery", 0) for r in mine) == rate["delivered"]
+        assert sum(sum(r["complaints"].values()) for r in mine) == rate["complained"]
 
 
 def _partial(session: str, serial: int, seq: int, start: int = T0, **counts: Any) -> bytes:

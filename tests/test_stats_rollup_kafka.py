@@ -3,9 +3,10 @@ dimension set spread over the input partitions and arriving out of event-time or
 workers forget and count again: late records), a kill -9, a restart and rebalances in between.
 
 Exactly once: the latest row per key (window + dimensions) of the stats topic counts exactly the
-input. At least once: no key counts less than its input (nothing lost), and all keys together
-count more only by records the worker read again after the kill -9, which the output topic
-holds twice as well."""
+input, and so does the latest complaint-rate row per window and provider, and per window and
+tenant, of the rates topic. At least once: no key counts less than its input (nothing lost), and
+all keys together count more only by records the worker read again after the kill -9, which the
+output topic holds twice as well."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -40,11 +42,12 @@ RECORDS = 2400
 TENANTS = ("acme", "globex", "initech")
 POOLS = ("pool-a", "pool-b")
 Key = tuple[int, str, str]  # window start, pool, tenant
+RateKey = tuple[int, str, str]  # window start, dimension, value
 
 
 def _scenario(seed: int) -> tuple[list[SampleMessage], dict[Key, Counter[str]]]:
-    """Records over 8 one-minute windows × 2 pools × 3 tenants (48 keys), shuffled; and each
-    key's record types."""
+    """Records over 8 one-minute windows × 2 pools × 3 tenants (48 keys), and every 30th a
+    Gmail user's spam complaint (no pool), shuffled; and each key's record types."""
     rnd = random.Random(seed)
     records: list[SampleMessage] = []
     truth: dict[Key, Counter[str]] = {}
@@ -53,6 +56,11 @@ def _scenario(seed: int) -> tuple[list[SampleMessage], dict[Key, Counter[str]]]:
         pool, tenant = rnd.choice(POOLS), rnd.choice(TENANTS)
         rtype = rnd.choice(("Bounce", "Delivery", "TransientFailure"))
         code = {"Bounce": 550, "Delivery": 250, "TransientFailure": 451}[rtype]
+        if n % 30 == 0:
+            rec, pool = _complaint(n, t, tenant), ""
+            records.append(SampleMessage(f"msg-{n}".encode(), orjson.dumps(rec), [], "classify"))
+            truth.setdefault((t - t % 60_000, pool, tenant), Counter())["Feedback"] += 1
+            continue
         rec = {
             "type": rtype,
             "id": f"msg-{n}",  # the message id keys the record: a key's records spread
@@ -70,6 +78,44 @@ def _scenario(seed: int) -> tuple[list[SampleMessage], dict[Key, Counter[str]]]:
     return records, truth
 
 
+def _complaint(n: int, t: int, tenant: str) -> dict[str, object]:
+    """KumoMTA's Feedback record of an abuse report about a message to a Gmail user."""
+    trace = {"recipient": f"u{n}@gmail.com", "tenant": tenant}
+    return {
+        "type": "Feedback",
+        "id": f"msg-{n}",
+        "recipient": "fbl@mail.example.net",
+        "sender": "reporter@google.com",
+        "event_time": _rfc3339(t),
+        "response": {"code": 250, "enhanced_code": None, "content": "", "command": None},
+        "feedback_report": {"feedback_type": "abuse", "supplemental_trace": trace},
+    }
+
+
+def _rates_of(truth: dict[Key, Counter[str]]) -> dict[RateKey, tuple[int, int]]:
+    """(delivered, complaints) per window and provider, and per window and tenant."""
+    out: dict[RateKey, tuple[int, int]] = {}
+    for (start, _, tenant), counts in truth.items():
+        for key in ((start, "provider", "google"), (start, "tenant", tenant)):
+            delivered, complained = out.get(key, (0, 0))
+            out[key] = (delivered + counts["Delivery"], complained + counts["Feedback"])
+    return out
+
+
+def _rates(bootstrap: str, topic: str) -> dict[RateKey, tuple[int, int]]:
+    """The latest row per key of the rates topic: (delivered, complaints)."""
+    out: dict[RateKey, tuple[int, int]] = {}
+    for key, value in latest_per_key(bootstrap, topic).items():
+        row = orjson.loads(value or b"{}")
+        start, dim, v = orjson.loads(key or b"[]")
+        assert (row["window_start"], row["dimension"], row["value"]) == (start, dim, v)
+        assert row["complaint_rate"] == (
+            row["complained"] / row["delivered"] if row["delivered"] else None
+        )
+        out[start, dim, v] = (row["delivered"], row["complained"])
+    return out
+
+
 def _rfc3339(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
@@ -80,7 +126,7 @@ def _stats(bootstrap: str, topic: str) -> dict[Key, Counter[str]]:
     for key, value in latest_per_key(bootstrap, topic).items():
         row = orjson.loads(value or b"{}")
         start, provider, pool, source, tenant = orjson.loads(key or b"[]")
-        assert (provider, source) == ("google", "ip-1")
+        assert (provider, source) == ("google", "ip-1" if pool else "")
         assert (row["window_start"], row["egress_pool"], row["tenant"]) == (start, pool, tenant)
         out[start, pool, tenant] = Counter(row["counts"])
     return out
@@ -106,6 +152,7 @@ def test_the_latest_row_per_key_counts_the_input(
     inp, out = new_topic(4), new_topic(4)
     stats = f"{inp}.stats"
     records, truth = _scenario(seed=24)
+    truth_rates = _rates_of(truth)
     a, b = kill_one_of_two(kafka_bootstrap, workers, (inp, out), args, records, rate=1000)
     assert b.stop() == 0  # a graceful stop: its last partials, its stage's partitions move
     produce(kafka_bootstrap, inp, records[2 * (len(records) // 3) :])
@@ -116,30 +163,41 @@ def test_the_latest_row_per_key_counts_the_input(
         assert b.alive(), b.log()[-3000:]
         if topic_size(kafka_bootstrap, out) < len(records):
             return False
-        got = _stats(kafka_bootstrap, stats)
+        got, rates = _stats(kafka_bootstrap, stats), _rates(kafka_bootstrap, f"{stats}.rates")
         if mode == "exactly-once":
-            return got == truth
-        return set(got) == set(truth) and all(got[k] >= v for k, v in truth.items())
+            return got == truth and rates == truth_rates
+        return _at_least(got, truth) and _at_least(rates, truth_rates)
 
-    wait_until(settled, 120, "every key's count in the stats topic", interval=1.0)
-    got = _stats(kafka_bootstrap, stats)
+    wait_until(settled, 120, "every key's count in the stats and rates topics", interval=1.0)
+    got, rates = _stats(kafka_bootstrap, stats), _rates(kafka_bootstrap, f"{stats}.rates")
     outputs = len(read_topic(kafka_bootstrap, out))
     extra = sum(sum(c.values()) for c in got.values()) - len(records)
     if mode == "exactly-once":
-        assert got == truth and outputs == len(records)
+        assert got == truth and outputs == len(records) and rates == truth_rates
     else:
-        assert all(got[k] >= v for k, v in truth.items())  # nothing lost
+        assert _at_least(got, truth) and _at_least(rates, truth_rates)  # nothing lost
         assert 0 <= extra <= outputs - len(records)  # only what was read again
     partials = topic_size(kafka_bootstrap, f"{stats}.partials")
     public = len(read_topic(kafka_bootstrap, stats))
+    rate_writes = topic_size(kafka_bootstrap, f"{stats}.rates")
     state = topic_size(kafka_bootstrap, f"{stats}.state")
     print(
-        f"\n{mode}: {len(records)} records, {len(truth)} keys, {partials} partials "
-        f"({partials / len(records):.3f} per record), {public} stats writes and {state} "
-        f"changelog writes ({(public + state) / len(records):.3f} per record), "
+        f"\n{mode}: {len(records)} records, {len(truth)} keys (+{len(rates)} rate keys), "
+        f"{partials} partials ({partials / len(records):.3f} per record), {public} stats "
+        f"writes, {rate_writes} rate writes and {state} changelog writes "
+        f"({(public + rate_writes + state) / len(records):.3f} per record), "
         f"{extra} counted twice"
     )
     assert a.stop() == 0 and b.stop() == 0
+
+
+def _at_least(got: dict[Any, Any], truth: dict[Any, Any]) -> bool:
+    """The same keys, none counting less (a tuple counts less if any of its counts does)."""
+    if set(got) != set(truth):
+        return False
+    if all(isinstance(v, tuple) for v in truth.values()):
+        return all(all(g >= t for g, t in zip(got[k], v, strict=True)) for k, v in truth.items())
+    return all(got[k] >= v for k, v in truth.items())
 
 
 def _partial(session: str, seq: int, bounces: int) -> bytes:

@@ -260,11 +260,13 @@ class Analyzer:
 
 def windows_from_settings(settings: Settings) -> WindowedStats:
     """The windowed statistics of a worker: rows, gap templates and examples stay within the
-    share of ``memory_budget_mb`` that ``stats_max_rows`` stands for."""
+    share of ``memory_budget_mb`` that ``stats_max_rows`` stands for; its updates carry the
+    complaint-rate partials (``streamer.analytics.rates``)."""
     return WindowedStats(
         window_s=settings.stats_window,
         grace_s=settings.stats_grace,
         retention_s=settings.stats_retention,
         max_keys=settings.stats_max_rows,
         max_bytes=stats_byte_budget(settings.stats_max_rows),
+        rates=True,
     )

@@ -33,11 +33,14 @@ from typing import Any
 
 import orjson
 
+from streamer.analytics.rates import is_rate_row, with_rate
 from streamer.analytics.windows import DIMENSIONS
 
 #: The fields that identify a row (its key) and those only a partial carries.
 IDENTITY = ("window_start", "window_end", *DIMENSIONS)
 PARTIAL_ONLY = frozenset({"session", "serial", "seq"})
+#: Number fields summed over the instances (a rate row's denominator); other scalars identify.
+SUMMED = frozenset({"delivered"})
 #: The changelog key of a partition's retirement mark (no row key is a JSON string).
 RETIRED_KEY = b'"retired"'
 #: The stage's event time never runs further ahead of the wall clock (as the windows').
@@ -66,6 +69,7 @@ class Partial:
     seq: int
     window_end: int
     value: bytes  # the partial row as published
+    rate: bool = False  # a complaint-rate partial (``streamer.analytics.rates``)
 
 
 def decode_partial(value: bytes | None) -> Partial:
@@ -77,7 +81,7 @@ def decode_partial(value: bytes | None) -> Partial:
         raise BadPartial(f"undecodable stats partial: {exc}") from None
     if type(session) is not str or not all(type(n) is int for n in (serial, seq, start, end)):
         raise BadPartial("stats partial with odd fields")
-    return Partial((session, serial), seq, end, value or b"")
+    return Partial((session, serial), seq, end, value or b"", is_rate_row(doc))
 
 
 @dataclass(slots=True)
@@ -86,12 +90,14 @@ class KeyState:
     window_end: int
     instances: dict[Instance, Partial] = field(default_factory=dict)
     nbytes: int = 0
+    rate: bool = False  # its public row goes to the rates topic
 
 
 def summed_row(partials: Iterable[bytes]) -> dict[str, Any]:
     """The public row of a key: the sum of its instances' latest partials (see the module doc).
     Counter maps (any field whose value is an object of numbers) are summed field by field, so
-    a map added to the rows needs nothing here."""
+    a map added to the rows needs nothing here; so are the ``SUMMED`` numbers. A rate row
+    (``streamer.analytics.rates``) has no gaps and gains its rate."""
     row: dict[str, Any] = {}
     gaps: dict[str, list[Any]] = {}  # template -> [count, example]
     top = 0
@@ -112,12 +118,16 @@ def summed_row(partials: Iterable[bytes]) -> dict[str, Any]:
                 mine = row.setdefault(name, {})
                 for k, n in v.items():
                     mine[k] = mine.get(k, 0) + n
+            elif name in SUMMED:
+                row[name] = row.get(name, 0) + v
             else:
                 row.setdefault(name, v)
-    ranked = sorted(gaps.items(), key=lambda item: (-item[1][0], item[0]))[:top]
-    row["gaps"] = [{"template": t, "count": n, "example": ex} for t, (n, ex) in ranked]
+    rate = is_rate_row(row)
+    if not rate:
+        ranked = sorted(gaps.items(), key=lambda item: (-item[1][0], item[0]))[:top]
+        row["gaps"] = [{"template": t, "count": n, "example": ex} for t, (n, ex) in ranked]
     row["final"] = final
-    return row
+    return with_rate(row) if rate else row
 
 
 def public_value(state: KeyState) -> bytes:
@@ -167,7 +177,7 @@ class RollupStore:
             if partial.window_end < self.retired_below.get(partition, 0):
                 self.late += 1
                 return Fold.LATE
-            state = self.keys[key] = KeyState(partition, partial.window_end)
+            state = self.keys[key] = KeyState(partition, partial.window_end, rate=partial.rate)
             self.by_end.setdefault(partial.window_end, set()).add(key)
             self._charge(state, KEY_BYTES + len(key))
         current = state.instances.get(partial.instance)

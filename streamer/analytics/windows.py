@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from streamer.analytics.heavy import OTHER, SpaceSaving
+from streamer.analytics.rates import RATE_DIMENSIONS, WindowRates
 
 #: (window_start_ms, provider, egress_pool, egress_source, tenant)
 Key = tuple[int, str, str, str, str]
@@ -28,6 +29,8 @@ DimKey = tuple[str, str, str, str]
 
 #: The keys of a stats row, in key order: the one list of them (settings, metrics derive theirs).
 DIMENSIONS: tuple[str, ...] = ("provider", "egress_pool", "egress_source", "tenant")
+#: Where each complaint-rate dimension sits in a row's dimensions.
+RATE_POSITIONS = {d: DIMENSIONS.index(d) for d in RATE_DIMENSIONS}
 OVERFLOW: DimKey = (OTHER, OTHER, OTHER, OTHER)
 
 GAP_CAPACITY = 32
@@ -80,6 +83,8 @@ class Counts:
         "labels",
         "ledger",
         "nbytes",
+        "rated_complaints",
+        "rated_delivered",
     )
 
     def __init__(self, gap_capacity: int = GAP_CAPACITY, ledger: ByteLedger | None = None) -> None:
@@ -93,6 +98,9 @@ class Counts:
         self.gap_capacity = gap_capacity
         self.ledger = ledger
         self.nbytes = 0  # charged to the ledger (a row's own bytes are charged by its windows)
+        # what the window's complaint rates have counted of this row (``WindowRates.count``)
+        self.rated_delivered = 0
+        self.rated_complaints: dict[str, int] | None = None
 
     def add_gap(self, template: str, example: str, n: int = 1) -> None:
         gaps = self.gaps
@@ -167,6 +175,9 @@ class _Window:
     rows: dict[DimKey, Counts] = field(default_factory=dict)
     dirty: set[DimKey] = field(default_factory=set)
     final: bool = False  # its rows were published as final (end + grace passed)
+    rates: WindowRates | None = None  # with ``WindowedStats.rates``
+    rate_bytes: int = 0  # its rates' totals charged to the ledger while held
+    held: bool = True  # not forgotten nor evicted (its bytes count in the ledger)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -194,8 +205,12 @@ def event_time_ms(record: Mapping[str, Any]) -> int | None:
 
 def row_key(row: Mapping[str, Any]) -> bytes:
     """The Kafka key of a stats row, a JSON array: window start, the dimensions, and for a row
-    a worker published its session and the window's serial (see ``streamer.worker.stats``)."""
-    parts = [row["window_start"], *(row[d] for d in DIMENSIONS)]
+    a worker published its session and the window's serial (see ``streamer.worker.stats``).
+    A rate row's is ``[window_start, dimension, value]`` (``streamer.analytics.rates``)."""
+    if "dimension" in row:
+        parts = [row["window_start"], row["dimension"], row["value"]]
+    else:
+        parts = [row["window_start"], *(row[d] for d in DIMENSIONS)]
     if "session" in row:
         parts += [row["session"], row.get("serial", 0)]
     return orjson.dumps(parts)
@@ -213,7 +228,9 @@ class WindowedStats:
     oldest windows (just published) are forgotten until half the bytes are free. Counts are
     never dropped: only their detail is coarsened. Event time never runs more than
     ``future_skew_s`` ahead of the wall clock, so one record stamped in the far future cannot
-    close every window early.
+    close every window early. With ``rates``, :meth:`updates` adds each changed window's
+    complaint-rate partials (``streamer.analytics.rates``): each window keeps a total per
+    provider and tenant, updated from its changed rows and charged to the byte budget.
     """
 
     def __init__(
@@ -227,6 +244,7 @@ class WindowedStats:
         future_skew_s: float = 300,
         clock: Callable[[], float] = time.time,
         max_bytes: int | None = None,
+        rates: bool = False,
     ) -> None:
         if window_s <= 0 or max_windows < 1 or max_keys < 1:
             raise ValueError("window_s, max_windows and max_keys must be positive")
@@ -247,6 +265,7 @@ class WindowedStats:
         self._nkeys = 0
         self._evicted: list[_Window] = []  # windows evicted by max_windows, with changed rows
         self.ledger = ByteLedger(max_bytes)
+        self.rates = rates
 
     def empty_copy(self) -> WindowedStats:
         """A new, empty instance with the same settings."""
@@ -260,6 +279,7 @@ class WindowedStats:
             future_skew_s=self.future_skew_ms / 1000,
             clock=self.clock,
             max_bytes=self.ledger.limit,
+            rates=self.rates,
         )
 
     def __len__(self) -> int:
@@ -314,6 +334,9 @@ class WindowedStats:
         for c in win.rows.values():
             self.ledger.used -= c.nbytes
             c.ledger = None
+        self.ledger.used -= win.rate_bytes
+        win.rate_bytes = 0
+        win.held = False
 
     def _trim(self) -> None:
         """Over the byte budget: forget the oldest windows (published already: nothing of
@@ -355,6 +378,24 @@ class WindowedStats:
             out.append(row)
         return out
 
+    def _rate_rows(
+        self, win: _Window, final: bool, everything: bool = False
+    ) -> list[dict[str, Any]]:
+        """The window's rate partials: for the providers and tenants of its changed rows (all
+        of them with ``everything``). Call before its ``dirty`` is cleared."""
+        if not self.rates:
+            return []
+        rates = win.rates
+        if rates is None:
+            rates = win.rates = WindowRates(RATE_POSITIONS)
+        touched, charged = rates.count(win.dirty, win.rows)
+        if win.held:
+            self.ledger.used += charged
+            win.rate_bytes += charged
+        values = rates.totals if everything else touched
+        extra = {"final": final, "serial": win.serial}
+        return rates.rows(win.start, win.start + self.window_ms, values, extra)
+
     def _advance(self, now_event_ms: int | None, wall: float) -> int | None:
         """Move the watermark (never more than ``future_skew_s`` ahead of the wall clock)."""
         if now_event_ms is not None:
@@ -373,18 +414,21 @@ class WindowedStats:
         wall = self.clock() if now_wall is None else now_wall
         mark = self._advance(now_event_ms, wall)
         evicted, self._evicted = self._evicted, []
-        out = [
-            row for win in evicted for row in self._rows(win, win.dirty, self._closed(win.start))
-        ]
+        out = []
+        for win in evicted:
+            out += self._rows(win, win.dirty, self._closed(win.start))
+            out += self._rate_rows(win, self._closed(win.start))
         for start in sorted(self._windows):
             win = self._windows[start]
             closed = self._closed(start)
             if closed and not win.final:
                 out.extend(self._rows(win, win.rows, final=True))
+                out.extend(self._rate_rows(win, final=True, everything=True))
                 win.final = True
                 win.dirty = set()
             elif win.dirty:
                 out.extend(self._rows(win, win.dirty, final=closed))
+                out.extend(self._rate_rows(win, final=closed))
                 win.dirty = set()
         self._forget_old(mark)
         self._trim()

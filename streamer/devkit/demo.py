@@ -36,7 +36,12 @@ from typing import Any, TextIO
 import orjson
 
 from streamer.analytics.suppression_fold import entry_reason
-from streamer.config import Settings, rollup_stage_topics, suppression_stage_topics
+from streamer.config import (
+    Settings,
+    rollup_stage_topics,
+    stats_rates_topic,
+    suppression_stage_topics,
+)
 from streamer.deadletter import DLQ_REASON
 from streamer.devkit.broker import LocalBroker, ensure_broker
 from streamer.devkit.console import Say, say
@@ -92,7 +97,8 @@ class DemoTopics:
         """Every topic of the run: the suppression stage's internal ones too (their default
         names, derived from the suppressions topic)."""
         internal = [*suppression_stage_topics(self.suppressions), *rollup_stage_topics(self.stats)]
-        return [self.input, self.output, self.dlq, self.stats, self.suppressions, *internal]
+        rates = stats_rates_topic(self.stats)
+        return [self.input, self.output, self.dlq, self.stats, rates, self.suppressions, *internal]
 
     def settings(self, settings: Settings) -> Settings:
         """``settings`` with this run's analytics topics (created compacted)."""
@@ -103,6 +109,7 @@ class DemoTopics:
                 "stats_topic": self.stats,
                 "stats_partials_topic": partials,
                 "stats_state_topic": stats_state,
+                "stats_rates_topic": stats_rates_topic(self.stats),
                 "suppressions_topic": self.suppressions,
                 "suppression_events_topic": events,
                 "suppression_state_topic": state,

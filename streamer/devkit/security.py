@@ -361,7 +361,12 @@ def worker_acls(principal: str, settings: Settings) -> list[AclBinding]:
     since Kafka 3.0: WRITE on a topic allows ``InitProducerId``."""
     other = parse_non_classifiable(settings.non_classifiable, settings.output_topic)
     outputs = [settings.output_topic, settings.dlq_topic or "", other or ""]
-    outputs += [settings.stats_topic, settings.suppressions_topic] if settings.analytics else []
+    if settings.analytics:
+        outputs += [
+            settings.stats_topic,
+            settings.stats_rates_topic or "",
+            settings.suppressions_topic,
+        ]
     acls = [
         allow(principal, ResourceType.TOPIC, settings.input_topic, AclOperation.READ),
         allow(principal, ResourceType.GROUP, settings.group_id, AclOperation.READ),

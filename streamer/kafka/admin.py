@@ -31,6 +31,7 @@ def compacted_topics(settings: Settings) -> list[str]:
         return []
     return [
         settings.stats_topic,
+        settings.stats_rates_topic or "",
         settings.suppressions_topic,
         settings.suppression_state_topic or "",
         settings.stats_state_topic or "",

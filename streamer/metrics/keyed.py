@@ -38,7 +38,7 @@ class KeyedStageMetrics:
         )
         self.rollup_writes = Counter(
             "streamer_stats_rollup_writes",
-            "Writes of the stats rollup stage: public (the stats topic), changelog.",
+            "Writes of the stats rollup stage: public (the stats and rates topics), changelog.",
             ["topic"],
             registry=r,
         )

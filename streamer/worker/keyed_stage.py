@@ -142,7 +142,7 @@ class KeyedStage:
         """A batch was committed: its metrics."""
         inputs, written, held = self.stage_metrics()
         inputs.inc(writes.folded)
-        written.labels("public").inc(len(writes.public))
+        written.labels("public").inc(len(writes.public) + len(writes.elsewhere))
         written.labels("changelog").inc(len(writes.state))
         held.set(len(self.store))
 

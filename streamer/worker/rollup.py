@@ -9,6 +9,8 @@ whose sum changed:
 
 - the public, compacted ``stats_topic``: the key's summed row, under the same key, so the
   latest row per key is the truth and a sink upserts by key;
+- the compacted ``stats_rates_topic``: a complaint-rate key's summed row
+  (``streamer.analytics.rates``), likewise;
 - the changelog, compacted ``stats_state_topic`` (co-partitioned with the partials): the
   key's instances' latest partials (tombstoned when the key retires), and each partition's
   retirement mark.
@@ -61,6 +63,7 @@ class RollupStage(KeyedStage):
             on_failure=on_failure,
             metrics=metrics,
         )
+        self.rates_topic = settings.stats_rates_topic or ""
         self.store = RollupStore(
             settings.stats_rollup_retention * 1000, rollup_byte_budget(settings.stats_rollup_rows)
         )
@@ -96,7 +99,10 @@ class RollupStage(KeyedStage):
             writes.folded += 1
         for key, p in changed.items():
             state = store.keys[key]
-            writes.public[key] = summed_value(state)
+            if state.rate:
+                writes.elsewhere[self.rates_topic, key] = summed_value(state)
+            else:
+                writes.public[key] = summed_value(state)
             writes.state[p, key] = encode_state(state)
         # retired after the batch's sums are written: a key's last sum goes out first
         writes.state.update(store.retire())

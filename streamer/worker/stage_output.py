@@ -33,9 +33,11 @@ HANG_S = RESTORE_TIMEOUT_S + CALL_TIMEOUT_S + 5.0
 
 @dataclass(slots=True)
 class Writes:
-    """What one batch changed: public values and changelog values, the latest per key."""
+    """What one batch changed: public values and changelog values, the latest per key, and
+    values for a second public topic (the rollup's rates), by (topic, key)."""
 
     public: dict[bytes, bytes | None] = field(default_factory=dict)
+    elsewhere: dict[tuple[str, bytes], bytes | None] = field(default_factory=dict)
     state: dict[tuple[int, bytes], bytes | None] = field(default_factory=dict)  # (p, key) -> v
     folded: int = 0  # inputs folded (neither skipped nor revoked)
 
@@ -72,7 +74,7 @@ class StageOutput:
 
     def at_least_once(self, writes: Writes, commit: Callable[[], None]) -> None:
         """Public writes acknowledged, then the changelog's, then ``commit()`` the offsets."""
-        if writes.public or writes.state:
+        if writes.public or writes.elsewhere or writes.state:
             self._write_public(writes)
             self._flush()  # the public value before the state that says it was written
             self._write_state(writes)
@@ -132,7 +134,9 @@ class StageOutput:
     def _write_public(self, writes: Writes) -> None:
         for key, value in writes.public.items():
             self._produce(self.public_topic, key, value)
-        self.counts["public_writes"] += len(writes.public)
+        for (topic, key), value in writes.elsewhere.items():
+            self._produce(topic, key, value)
+        self.counts["public_writes"] += len(writes.public) + len(writes.elsewhere)
 
     def _write_state(self, writes: Writes) -> None:
         for (p, key), value in writes.state.items():
