@@ -211,6 +211,30 @@ def files_bench(
     print(json.dumps(result.to_json()) if as_json else result.table())
 
 
+@bench_app.command("lines")
+def lines_bench(
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=100, help="Response lines to classify.")
+    ] = 400_000,
+    runs: Annotated[int, typer.Option(min=1, help="Runs per measurement (median).")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """`streamer classify --lines` as a user runs it: native vs Python loop, lines/s."""
+    import json
+    import sys
+
+    from streamer.devkit.bench.lines import run
+
+    result = run(
+        lines, runs=runs, progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True)
+    )
+    print(json.dumps(result.to_json()) if as_json else result.table())
+    if not result.same_output:
+        message = "the native and the Python loop wrote different output"
+        typer.secho(message, fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
 @bench_app.command("profile")
 def profile_bench(
     events: Annotated[
