@@ -34,7 +34,11 @@ impl LineLabeller {
             let row = resolve.call1((line,))?;
             Ok::<_, PyErr>(row.cast::<PyBytes>()?.as_bytes().to_vec())
         })?;
-        Ok((PyBytes::new(py, &block.output), block.lines, block.not_utf8))
+        let output = PyBytes::new_with(py, block.len(), |out| {
+            block.write(out);
+            Ok(())
+        })?;
+        Ok((output, block.rows.len(), block.not_utf8))
     }
 
     /// Lines held by the cache.

@@ -6,6 +6,8 @@
 //! every byte of a row is the Python path's. A line that is not UTF-8 gets the fixed
 //! `not_utf8_row` and is reported by its index (the caller names it skipped).
 
+use std::sync::Arc;
+
 use crate::cache::LineCache;
 
 /// The lines of `data` as the Python path splits a chunk: `data.split(b"\n")` without the
@@ -17,17 +19,37 @@ pub fn split_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Labels blocks of response lines through one cache of output rows.
 pub struct LineRows {
-    cache: LineCache<Box<[u8]>>,
-    not_utf8_row: Box<[u8]>,
+    cache: LineCache<Arc<[u8]>>,
+    not_utf8_row: Arc<[u8]>,
 }
 
-/// The output of one block.
+/// The rows of one block, in order (shared with the cache: the output is written once, into
+/// memory of its exact size, by [`Block::write`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Block {
-    pub output: Vec<u8>,
-    pub lines: usize,
+    pub rows: Vec<Arc<[u8]>>,
     /// Indices (from 0) of the lines that are not UTF-8.
     pub not_utf8: Vec<usize>,
+}
+
+impl Block {
+    /// Bytes of the output.
+    pub fn len(&self) -> usize {
+        self.rows.iter().map(|r| r.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Write the output into `out` (exactly [`Block::len`] bytes long).
+    pub fn write(&self, out: &mut [u8]) {
+        let mut at = 0;
+        for row in &self.rows {
+            out[at..at + row.len()].copy_from_slice(row);
+            at += row.len();
+        }
+    }
 }
 
 impl LineRows {
@@ -45,25 +67,23 @@ impl LineRows {
         data: &[u8],
         mut resolve: impl FnMut(&str) -> Result<Vec<u8>, E>,
     ) -> Result<Block, E> {
-        // rows are at least as long as their line: the input's size is a good first guess
         let mut block = Block {
-            output: Vec::with_capacity(data.len() * 2 + 64),
+            rows: Vec::with_capacity(data.len() / 64 + 1),
             ..Block::default()
         };
         for (i, raw) in split_lines(data).enumerate() {
-            block.lines += 1;
             let Ok(line) = std::str::from_utf8(raw) else {
                 block.not_utf8.push(i);
-                block.output.extend_from_slice(&self.not_utf8_row);
+                block.rows.push(self.not_utf8_row.clone());
                 continue;
             };
             if let Some(row) = self.cache.get(line) {
-                block.output.extend_from_slice(row);
+                block.rows.push(row.clone());
                 continue;
             }
-            let row = resolve(line)?;
-            block.output.extend_from_slice(&row);
-            self.cache.put(line.to_owned(), row.into_boxed_slice());
+            let row: Arc<[u8]> = resolve(line)?.into();
+            block.rows.push(row.clone());
+            self.cache.put(line.to_owned(), row);
         }
         Ok(block)
     }
@@ -92,6 +112,12 @@ mod tests {
         assert_eq!(lines(b"a\r\n"), [b"a\r".as_slice()]);
     }
 
+    fn output(block: &Block) -> Vec<u8> {
+        let mut out = vec![0; block.len()];
+        block.write(&mut out);
+        out
+    }
+
     fn row(line: &str) -> Result<Vec<u8>, ()> {
         Ok(format!("<{line}>\n").into_bytes())
     }
@@ -106,12 +132,12 @@ mod tests {
                 row(line)
             })
             .unwrap();
-        assert_eq!(block.output, b"<x>\n<y>\n<x>\n?\n<x>\n");
-        assert_eq!(block.lines, 5);
+        assert_eq!(output(&block), b"<x>\n<y>\n<x>\n?\n<x>\n");
+        assert_eq!(block.rows.len(), 5);
         assert_eq!(block.not_utf8, [3]);
         assert_eq!(asked, ["x", "y"]);
         let again = rows.label(b"y\n", |_| Err(())).unwrap();
-        assert_eq!(again.output, b"<y>\n");
+        assert_eq!(output(&again), b"<y>\n");
         assert_eq!(rows.cached(), 2);
     }
 
