@@ -303,3 +303,13 @@ def test_bench_files_runs_the_baseline_tree_not_this_one(tmp_path: Path) -> None
     env = dict(os.environ, PYTHONPATH=str(fake.parent))
     _time([sys.executable, "-m", "streamer", "classify"], env, out)
     assert out.read_text() == "the other tree\n"
+
+
+def test_bench_lines_plumbing() -> None:
+    from streamer.devkit.bench.lines import run
+
+    result = run(300, runs=1, jobs=("1",))
+    assert [(r["loop"], r["jobs"]) for r in result.rows] == [("native", "1"), ("python", "1")]
+    assert result.same_output and result.lines == 300 and 0 < result.distinct < 300
+    assert all(r["per_second"] > 0 and r["cpu"] > 0 for r in result.rows)
+    assert set(result.startup) == {"native", "python"}

@@ -217,20 +217,28 @@ def lines_bench(
         int, typer.Option("--lines", "-n", min=100, help="Response lines to classify.")
     ] = 400_000,
     runs: Annotated[int, typer.Option(min=1, help="Runs per measurement (median).")] = 3,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Another source tree whose `streamer classify` runs alongside."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """`streamer classify --lines` as a user runs it: native vs Python loop, lines/s."""
     import json
     import sys
+    from pathlib import Path
 
     from streamer.devkit.bench.lines import run
 
     result = run(
-        lines, runs=runs, progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True)
+        lines,
+        runs=runs,
+        baseline=Path(baseline) if baseline else None,
+        progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True),
     )
     print(json.dumps(result.to_json()) if as_json else result.table())
     if not result.same_output:
-        message = "the native and the Python loop wrote different output"
+        message = "the classify runs compared wrote different output"
         typer.secho(message, fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
 

@@ -5,8 +5,11 @@ Generates realistic response lines (the classifiable records' own lines from
 runs ``streamer classify --lines FILE`` in a new process per run (output to a file, bytecode
 caching on, as an installed package has it) on the native loop and on the Python loop
 (``STREAMER_NATIVE=0``), interleaved so that both see the same machine load. Reports the
-start-up (an empty input), wall and CPU seconds (the process and its workers), lines per second
-with the start-up and without it, and whether both loops wrote the same bytes.
+start-up (an empty input), wall and CPU seconds (the process and its workers), lines per wall
+and per CPU second, lines per CPU second without the start-up's CPU (on a loaded machine wall
+seconds say more about the load than about the code), and whether both loops wrote the same
+bytes. With ``baseline`` (another source tree, e.g. a checkout of the previous release) its
+``classify`` runs alongside, from that tree (``PYTHONPATH``), and must write the same bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from streamer.records import CLASSIFIABLE_TYPES, effective_type, response_line
 
 #: The two loops: the name in the report and the value of ``STREAMER_NATIVE``.
 LOOPS = {"native": "1", "python": "0"}
+#: The name in the report of another source tree's ``classify`` (``baseline``).
+BASELINE = "baseline"
 
 
 @dataclass
@@ -43,20 +48,21 @@ class Result:
     def table(self) -> str:
         out = [
             f"{self.lines:,} response lines ({self.distinct:,} distinct); medians of "
-            f"{self.runs} runs; output identical on both loops: {self.same_output}",
+            f"{self.runs} runs; the same output from every run: {self.same_output}",
             "start-up (empty input): "
             + ", ".join(
                 f"{loop} {s['wall']:.2f} s wall / {s['cpu']:.2f} s CPU"
                 for loop, s in self.startup.items()
             ),
             f"{'loop':<8} {'jobs':>5} {'wall s':>7} {'CPU s':>6} {'lines/s':>10} "
-            f"{'w/o start':>10} {'lines/CPU s':>12}",
+            f"{'lines/CPU s':>12} {'w/o start':>10}",
         ]
         for r in self.rows:
+            rest = r["without_startup"]
             out.append(
                 f"{r['loop']:<8} {r['jobs']:>5} {r['wall']:>7.2f} {r['cpu']:>6.2f} "
-                f"{r['per_second']:>10,.0f} {r['without_startup']:>10,.0f} "
-                f"{r['per_cpu_second']:>12,.0f}"
+                f"{r['per_second']:>10,.0f} {r['per_cpu_second']:>12,.0f} "
+                + (f"{rest:>10,.0f}" if rest else f"{'-':>10}")
             )
         return "\n".join(out)
 
@@ -104,6 +110,9 @@ def _run(
             stdout=fh,
             stderr=subprocess.DEVNULL,
             env=env,
+            # `python -m` puts the working directory first on sys.path, before PYTHONPATH: run
+            # from the output's folder, so that each tree's code is the one that runs
+            cwd=out.parent,
             check=True,
             timeout=900,
         )
@@ -123,6 +132,7 @@ def run(
     *,
     runs: int = 3,
     jobs: tuple[str, ...] = ("auto", "1"),
+    baseline: Path | None = None,
     progress: Any = lambda _msg: None,
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="streamer-bench-lines-") as tmpdir:
@@ -135,11 +145,13 @@ def run(
         # bytecode caching as an installed package has it (pip compiles it at install time)
         base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         envs = {loop: dict(base_env, **{OFFLINE_ENV: value}) for loop, value in LOOPS.items()}
+        if baseline is not None:
+            envs = {BASELINE: dict(base_env, PYTHONPATH=str(baseline.resolve()))} | envs
         base = [sys.executable, "-m", "streamer", "classify", "--lines"]
         empty = tmp / "empty.jsonl"
-        starts: dict[str, list[dict[str, float]]] = {loop: [] for loop in LOOPS}
+        starts: dict[str, list[dict[str, float]]] = {loop: [] for loop in envs}
         samples: dict[tuple[str, str], list[dict[str, float]]] = {
-            (loop, j): [] for j in jobs for loop in LOOPS
+            (loop, j): [] for j in jobs for loop in envs
         }
         digests: set[str] = set()
         for i in range(runs):  # interleaved: every variant sees the same machine load
@@ -156,7 +168,7 @@ def run(
         for (loop, j), got in samples.items():
             wall = statistics.median(s["wall"] for s in got)
             cpu = statistics.median(s["cpu"] for s in got)
-            start = result.startup[loop]["wall"]
+            work = cpu - result.startup[loop]["cpu"]  # CPU: wall seconds vary with the load
             result.rows.append(
                 {
                     "loop": loop,
@@ -164,8 +176,8 @@ def run(
                     "wall": wall,
                     "cpu": cpu,
                     "per_second": count / wall,
-                    "without_startup": count / max(wall - start, 1e-9),
                     "per_cpu_second": count / cpu,
+                    "without_startup": count / work if work > 0 else None,
                 }
             )
         return result
