@@ -7,11 +7,11 @@ two runs with the same inputs, so ``classify`` keeps the few settings it uses an
 ``$XDG_CACHE_HOME/streamer``, else ``~/.cache/streamer``), each under a key made of
 everything it is built from, the package's own folder included:
 
-* the settings: the code that defines them (``config.py``, ``memory.py``, ``resources.py``),
+* the settings: the code that defines them (``config``, ``memory``, ``resources``),
   every ``STREAMER_*``, ``KAFKA_*`` and ``XDG_*`` variable and ``HOME``, the config file's
   name and bytes, the ``--rules`` given and the working directory (relative names);
-* the rules: the code that parses them (``rules.py``, ``rust_regex.py``) and every rule file's
-  name and bytes.
+* the rules: the code that parses them (``rules``, ``rust_regex``: modules or packages) and
+  every rule file's name and bytes.
 
 So a changed file, variable or release is a miss, and a miss does what a run without the cache
 does (errors included: only what loaded cleanly is remembered). Entries are pickles: one is
@@ -80,15 +80,33 @@ def cache_folder() -> Path:
 
 def _digest(parts: Sequence[object]) -> str:
     h = hashlib.sha256()
-    for part in parts:
-        data = part if isinstance(part, bytes) else repr(part).encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
+    _feed(h, parts)
     return h.hexdigest()[:32]
 
 
-def _code(*modules: str) -> list[bytes]:
-    return [(_CODE / module).read_bytes() for module in modules]
+def _feed(h: Any, part: object) -> None:
+    """Each item with its length (no two inputs hash the same bytes); bytes as they are."""
+    if isinstance(part, list | tuple):
+        h.update(b"[%d" % len(part))
+        for item in part:
+            _feed(h, item)
+        return
+    data = part if isinstance(part, bytes) else repr(part).encode("utf-8", "surrogatepass")
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(data)
+
+
+def _code(*modules: str) -> list[object]:
+    """The source of each module: a ``.py`` file, or every ``.py`` file of a package."""
+    parts: list[object] = []
+    for module in modules:
+        path = _CODE / module
+        files = [path.with_suffix(".py")] if path.with_suffix(".py").exists() else []
+        files = files or sorted(path.rglob("*.py"))
+        if not files:
+            raise FileNotFoundError(path)
+        parts += [(str(f.relative_to(_CODE)), f.read_bytes()) for f in files]
+    return parts
 
 
 def settings_key(rules: Sequence[Path] | None, kind: str = "settings") -> str | None:
@@ -98,7 +116,7 @@ def settings_key(rules: Sequence[Path] | None, kind: str = "settings") -> str | 
     config = os.environ.get("STREAMER_CONFIG")
     try:
         config_bytes = Path(config).read_bytes() if config else b""
-        code = _code("config.py", "memory.py", "resources.py", "offline/startup.py")
+        code = _code("config", "memory", "resources", "offline/startup")
     except OSError:
         return None
     cwd = os.getcwd()
@@ -109,7 +127,7 @@ def rules_key(files: Sequence[Path]) -> str | None:
     """The key of the rules in ``files``; None when one cannot be read (loading says why)."""
     try:
         parts = [(str(f), Path(f).read_bytes()) for f in files]
-        code = _code("rules.py", "rust_regex.py", "resources.py")
+        code = _code("rules", "rust_regex", "resources")
     except OSError:
         return None
     return _digest(["rules", str(_CODE), *code, parts])
