@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamer.devkit.bench.files import timed
 from streamer.devkit.sample import generate_records
 from streamer.native import OFFLINE_ENV
 from streamer.records import CLASSIFIABLE_TYPES, effective_type, response_line
@@ -97,31 +95,6 @@ def make_lines(path: Path, lines: int, repeat: int = 3, seed: int = 0) -> int:
     return len(set(block))
 
 
-def _run(
-    cmd: list[str], env: dict[str, str], out: Path, stdin: bytes | None = None
-) -> dict[str, float]:
-    """Wall and CPU seconds of one run (CPU: the process and the workers it waited for)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    with open(out, "wb") as fh:
-        subprocess.run(
-            cmd,
-            input=stdin,
-            stdout=fh,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            # `python -m` puts the working directory first on sys.path, before PYTHONPATH: run
-            # from the output's folder, so that each tree's code is the one that runs
-            cwd=out.parent,
-            check=True,
-            timeout=900,
-        )
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu}
-
-
 def _digest(path: Path) -> str:
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
@@ -157,10 +130,10 @@ def run(
         for i in range(runs):  # interleaved: every variant sees the same machine load
             progress(f"run {i + 1} of {runs}")
             for loop, env in envs.items():
-                starts[loop].append(_run(base, env, empty, b""))
+                starts[loop].append(timed(base, env, empty, b""))
             for loop, j in samples:
                 out = tmp / f"out-{loop}-{j}.jsonl"
-                samples[(loop, j)].append(_run([*base, "--jobs", j, str(path)], envs[loop], out))
+                samples[(loop, j)].append(timed([*base, "--jobs", j, str(path)], envs[loop], out))
                 digests.add(_digest(out))
         result.same_output = len(digests) == 1
         for loop, got in starts.items():
