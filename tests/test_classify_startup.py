@@ -94,3 +94,12 @@ def test_at_most_keep_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         startup._write(tmp_path, tmp_path / f"{i}.pickle", i)
     assert len(list(tmp_path.glob("*.pickle"))) == 3
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_command_is_found_after_the_global_options() -> None:
+    from streamer.cli import _command, config_first
+
+    assert _command(config_first(["classify", "--config", "x.toml", "--lines"])) == "classify"
+    assert _command(["-c", "x.toml", "validate", "r.toml"]) == "validate"
+    assert _command(["--version"]) is None
+    assert _command([]) is None

@@ -128,7 +128,7 @@ def kafka_error(exc: KafkaProblem) -> typer.Exit:
 
 #: Commands whose module is all a run of them needs (a lean start: the other modules build
 #: their options from the settings, which imports pydantic): command -> module.
-LEAN_COMMANDS = {"classify": "classify"}
+LEAN_COMMANDS = {"classify": "classify", "validate": "classify", "explain": "classify"}
 
 
 def _command(args: list[str]) -> str | None:
