@@ -20,19 +20,18 @@ from streamer import native as native_path
 from streamer.analytics.categories import CategoryTable
 from streamer.analytics.providers import ProviderMatcher
 from streamer.classifier import Classification, Classifier
-from streamer.evidence import FEEDBACK_REPORT
-from streamer.feedback import feedback_label
-from streamer.offline.chunks import Chunk
+from streamer.offline.chunks import LineChunk
 from streamer.offline.summary import Summary, Tally
 from streamer.records import (
     CLASSIFIABLE_TYPES,
-    MalformedRecord,
     accept,
     classification_object,
-    decode_record,
     effective_type,
+    feedback_classification,
+    refusal_reason,
     response_line,
     set_classification,
+    with_analytics,
 )
 from streamer.rules import Rule
 
@@ -108,7 +107,7 @@ class Labeller:
         #: Response lines to rows in one native call per chunk (None: the Python loop).
         self._native_lines = native_path.line_labeller(self._row, MEMO_SIZE, NOT_UTF8_ROW, native)
 
-    def label(self, chunk: Chunk) -> Labelled:
+    def label(self, chunk: LineChunk) -> Labelled:
         return self._lines(chunk) if chunk.as_lines else self._records(chunk)
 
     def matches(self, text: str) -> list[dict[str, Any] | None]:
@@ -116,7 +115,7 @@ class Labeller:
 
     # -- response lines
 
-    def _lines(self, chunk: Chunk) -> Labelled:
+    def _lines(self, chunk: LineChunk) -> Labelled:
         if self._native_lines is not None and self.summary is None:
             return self._lines_natively(chunk, self._native_lines)
         data = chunk.data
@@ -138,7 +137,7 @@ class Labeller:
             done = len(texts) - (sum(texts.count(t) for t in unused) if unused else 0)
         return Labelled(chunk.name, len(texts), done, output, skips, tally)
 
-    def _lines_natively(self, chunk: Chunk, rows: native_path.LineLabeller) -> Labelled:
+    def _lines_natively(self, chunk: LineChunk, rows: native_path.LineLabeller) -> Labelled:
         """What :meth:`_lines` writes, byte for byte, from one native call: rows of lines
         seen before come from the native cache; a new line's row is :meth:`_encode_line`'s."""
         output, lines, not_utf8 = rows.label(chunk.data)
@@ -195,7 +194,7 @@ class Labeller:
 
     # -- KumoMTA records
 
-    def _records(self, chunk: Chunk) -> Labelled:
+    def _records(self, chunk: LineChunk) -> Labelled:
         raws = chunk.data.split(b"\n")
         open_last = bool(raws[-1])  # the input's last line, without a newline
         if not open_last:
@@ -214,7 +213,7 @@ class Labeller:
                 continue
             record = accept(raw, limits[i])
             if record is None:
-                skips.append((chunk.first_line + i, _reason(raw, limits[i])))
+                skips.append((chunk.first_line + i, refusal_reason(raw, limits[i])[0]))
                 continue
             rtype = effective_type(record)  # a log hook's bookkeeping record: log_hook
             if rtype in CLASSIFIABLE_TYPES:
@@ -235,11 +234,9 @@ class Labeller:
         """``records.enrich`` (and ``--explain``'s matches) with one classification object
         per distinct response line (they are equal, so their JSON is too)."""
         line = response_line(record["response"])
-        label = feedback_label(record) if record["type"] == "Feedback" else None
-        if label is not None:  # an ARF report says what it is (see streamer.feedback)
-            made: tuple[str, dict[str, Any]] | None = self._classification(
-                line, Classification(label, None, FEEDBACK_REPORT)
-            )
+        feedback = feedback_classification(record)
+        if feedback is not None:
+            made: tuple[str, dict[str, Any]] | None = self._classification(line, feedback)
         else:
             made = memo.get(line)
             if made is None:
@@ -263,7 +260,7 @@ class Labeller:
         code = record["response"].get("code")
         klass = code // 100 if type(code) is int else 0
         category = categories.category(label, klass * 100 if klass else None)
-        return {**obj, "category": category, "provider": providers.match_record(record)}
+        return with_analytics(obj, category, providers.match_record(record))
 
     def _classification(self, line: str, result: Classification) -> tuple[str, dict[str, Any]]:
         obj = classification_object(result, self.classifier.version)
@@ -283,12 +280,3 @@ def _utf8(raw: bytes) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def _reason(raw: bytes, limit: int) -> str:
-    """Why ``accept`` refused ``raw`` (``decode_record`` names it)."""
-    try:
-        decode_record(raw, limit)
-    except MalformedRecord as exc:
-        return exc.reason
-    return "not-json"  # not reached: decode_record accepts exactly what accept accepts
