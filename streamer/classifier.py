@@ -11,18 +11,19 @@ classified counts a miss on the cache its result is stored in. So for each cache
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamer.cache import LRUCache
 from streamer.engine import EngineError, MatchEngine
 from streamer.evidence import EvidenceMemo
 from streamer.rules import UNCATEGORIZED, Rule, RulesError, RuleSet, load_rules
+
+if TYPE_CHECKING:  # imported where used: asyncio costs ~30 ms at a start that never needs it
+    import asyncio
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +209,11 @@ class ClassifierPool:
         self.in_flight = 0
         self.blocked = 0  # times a caller had to wait for capacity
         self._cond: asyncio.Condition | None = None
-        self._executor = (
-            ThreadPoolExecutor(pool_size, thread_name_prefix="classify") if pool_size > 1 else None
-        )
+        self._executor = None
+        if pool_size > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="classify")
 
     @property
     def classifier(self) -> Classifier:
@@ -219,6 +222,8 @@ class ClassifierPool:
 
     def _condition(self) -> asyncio.Condition:
         if self._cond is None:
+            import asyncio
+
             self._cond = asyncio.Condition()
         return self._cond
 
@@ -255,6 +260,8 @@ class ClassifierPool:
         classifier = self.classifier  # one rule version per slice, even across a reload
         if self._executor is None or len(lines) < 2 * self.pool_size:
             return classifier.classify_many(lines)
+        import asyncio
+
         loop = asyncio.get_running_loop()
         size = -(-len(lines) // self.pool_size)
         parts = [lines[i : i + size] for i in range(0, len(lines), size)]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import orjson
 
@@ -129,3 +130,31 @@ def describe(use_native: bool) -> str:
     """:data:`NATIVE` or :data:`PYTHON`: the path a pipeline's records take (its
     ``use_native``), as ``/status`` and the start-up log name it."""
     return NATIVE if use_native else PYTHON
+
+
+#: Set to 0 to make offline ``streamer classify`` take the Python loop even where the native
+#: one is built (to compare the two: ``streamer bench files``).
+OFFLINE_ENV = "STREAMER_NATIVE"
+
+
+class LineLabeller(Protocol):
+    """``streamer._native.LineLabeller``: response lines to ``streamer classify`` rows."""
+
+    def label(self, data: bytes) -> tuple[bytes, int, list[int]]: ...
+
+
+def line_labeller(
+    resolve: Callable[[str], bytes], cache_size: int, not_utf8_row: bytes, native: bool | None
+) -> LineLabeller | None:
+    """The native loop of ``streamer classify --lines`` (None: the Python loop runs): by
+    default wherever it is built and :data:`OFFLINE_ENV` is not 0; ``native=False`` forces
+    the Python loop, ``native=True`` requires the native one. ``resolve(line)`` makes the row
+    of a line the native cache lacks (the Python labeller's)."""
+    if native and not AVAILABLE:
+        raise NativeMissing(MISSING)
+    if native is None:
+        native = AVAILABLE and os.environ.get(OFFLINE_ENV, "") != "0"
+    if not native or _native is None:
+        return None
+    made: LineLabeller = _native.LineLabeller(resolve, cache_size, not_utf8_row)
+    return made

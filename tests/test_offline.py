@@ -7,8 +7,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from system_tools import lacking
 from typer.testing import CliRunner
 
+import streamer.native
 import streamer.offline.chunks
 from streamer.classifier import Classifier
 from streamer.cli import _register, app
@@ -101,19 +105,23 @@ def _reference(data: bytes, as_lines: bool, classifier: Classifier) -> tuple[byt
     return b"".join(out), skipped
 
 
-@pytest.mark.parametrize("as_lines", [True, False])
+@pytest.mark.parametrize(
+    ("as_lines", "native"), [(True, False), (True, True), (False, None)], ids=str
+)
 @pytest.mark.parametrize("chunk_bytes", [1, 50, 1 << 20])
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_chunks_and_processes_give_the_old_output(
-    tmp_path: Path, as_lines: bool, chunk_bytes: int, jobs: int
+    tmp_path: Path, as_lines: bool, native: bool | None, chunk_bytes: int, jobs: int
 ) -> None:
+    if native:
+        _needs_native()
     data = _lines() if as_lines else _records()
     path = tmp_path / "in"
     path.write_bytes(data)
     classifier = _classifier()
     expected, skipped = _reference(data, as_lines, _classifier())
     reader = ChunkReader(expand_inputs([str(path)]), None, chunk_bytes)
-    labeller = Labeller(classifier, max_bytes=1 << 20)
+    labeller = Labeller(classifier, max_bytes=1 << 20, native=native)
     out = io.BytesIO()
     skips = []
     for r in label_all(reader, labeller, jobs):
@@ -123,6 +131,83 @@ def test_chunks_and_processes_give_the_old_output(
     assert out.getvalue() == expected
     assert skips == skipped
     assert reader.records_seen is (not as_lines)
+
+
+def _needs_native() -> None:
+    """The native loop's tests: skipped where the extension is not built, failed on CI."""
+    if not streamer.native.AVAILABLE:
+        lacking("streamer._native is not built (no cargo at install time): see README")
+
+
+#: Lines the native loop must write as the Python loop does: odd bytes, line ends and sizes.
+HOSTILE_LINES = [
+    b"",
+    b"\r",
+    b"\r\r",
+    b" \t ",
+    b"550 user unknown\r",
+    b"550 \x00 nul \x1f\x7f",
+    b"\xef\xbb\xbf550 bom",
+    b"\xff\xfe not utf-8",
+    b"\xed\xa0\x80 a surrogate in UTF-8",
+    b"\xc3",  # a cut sequence
+    b"550 caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80",
+    b'550 "quoted" \\ back\\slash \\u0041',
+    b"550 " + b"x" * 70_000,
+    b"\x85 nel \x0b\x0c",
+]
+
+
+def _both_loops(data: bytes) -> None:
+    """The native and the Python loop give the same output, counts and skips on ``data``,
+    labelled twice (the second time from the caches)."""
+    results = []
+    for native in (False, True):
+        labeller = Labeller(_classifier(), max_bytes=1 << 20, native=native)
+        for first_line in (1, 7):
+            r = labeller.label(LineChunk("f", first_line, data, True))
+            results.append((native, first_line, r.output, r.lines, r.done, r.skips))
+    assert [r[2:] for r in results[:2]] == [r[2:] for r in results[2:]]
+
+
+def test_native_loop_writes_the_python_rows_on_hostile_lines() -> None:
+    _needs_native()
+    data = b"\n".join(HOSTILE_LINES * 3)
+    _both_loops(data)
+    _both_loops(data + b"\n")
+    _both_loops(b"")
+    _both_loops(b"\n")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["550 user unknown", "552 mailbox full", "451 try later"]).map(
+                str.encode
+            ),
+            st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")),
+            st.binary(max_size=20),
+        ),
+        max_size=30,
+    ),
+    st.booleans(),
+)
+def test_native_loop_writes_the_python_rows_on_generated_lines(
+    lines: list[bytes], final_newline: bool
+) -> None:
+    _needs_native()
+    data = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    _both_loops(data)
+
+
+def test_the_native_loop_can_be_required_or_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _needs_native()
+    assert Labeller(_classifier(), max_bytes=10)._native_lines is not None
+    assert Labeller(_classifier(), max_bytes=10, native=False)._native_lines is None
+    monkeypatch.setenv(streamer.native.OFFLINE_ENV, "0")
+    assert Labeller(_classifier(), max_bytes=10)._native_lines is None
+    assert Labeller(_classifier(), max_bytes=10, native=True)._native_lines is not None
 
 
 def test_summary_is_the_same_whatever_the_chunks_and_jobs(tmp_path: Path) -> None:
@@ -218,3 +303,13 @@ def test_bench_files_runs_the_baseline_tree_not_this_one(tmp_path: Path) -> None
     env = dict(os.environ, PYTHONPATH=str(fake.parent))
     _time([sys.executable, "-m", "streamer", "classify"], env, out)
     assert out.read_text() == "the other tree\n"
+
+
+def test_bench_lines_plumbing() -> None:
+    from streamer.devkit.bench.lines import run
+
+    result = run(300, runs=1, jobs=("1",))
+    assert [(r["loop"], r["jobs"]) for r in result.rows] == [("native", "1"), ("python", "1")]
+    assert result.same_output and result.lines == 300 and 0 < result.distinct < 300
+    assert all(r["per_second"] > 0 and r["cpu"] > 0 for r in result.rows)
+    assert set(result.startup) == {"native", "python"}

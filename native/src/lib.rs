@@ -8,16 +8,21 @@
 
 pub mod cache;
 pub mod json;
+pub mod lines;
 pub mod record;
 pub mod response;
 pub mod splice;
 
+#[cfg(feature = "python")]
+mod line_labeller;
 #[cfg(feature = "python")]
 mod path;
 
 #[cfg(feature = "python")]
 #[pyo3::pymodule]
 mod _native {
+    #[pymodule_export]
+    use crate::line_labeller::LineLabeller;
     #[pymodule_export]
     use crate::path::RecordPath;
 }

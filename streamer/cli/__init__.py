@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -84,10 +85,23 @@ def _global_options(
 ) -> None:
     if config is not None:
         os.environ["STREAMER_CONFIG"] = str(config)
-    from streamer.config import unknown_variables
-
-    for warning in unknown_variables(os.environ):
+    for warning in _unknown_variables():
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+
+
+def _unknown_variables() -> list[str]:
+    """``config.unknown_variables`` of this environment, remembered from the previous run with
+    the same variables (``streamer.offline.startup``): a start without pydantic."""
+    if not any(var.startswith("STREAMER_") for var in os.environ):
+        return []  # nothing to check: the settings need not even be imported
+    from streamer.offline.startup import remembered, settings_key
+
+    def check() -> list[str]:
+        from streamer.config import unknown_variables
+
+        return unknown_variables(os.environ)
+
+    return remembered(settings_key(None, "variables"), check)
 
 
 def config_error(exc: Exception) -> typer.Exit:
@@ -112,7 +126,31 @@ def kafka_error(exc: KafkaProblem) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
-def _register() -> None:
+#: Commands whose module is all a run of them needs (a lean start: the other modules build
+#: their options from the settings, which imports pydantic): command -> module.
+LEAN_COMMANDS = {"classify": "classify", "validate": "classify", "explain": "classify"}
+
+
+def _command(args: list[str]) -> str | None:
+    """The command named in ``args`` (global options first, as ``config_first`` leaves them)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--config", "-c"):
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return arg
+    return None
+
+
+def _register(command: str | None = None) -> None:
+    """Add the commands to ``app``: only ``command``'s module when it is in
+    :data:`LEAN_COMMANDS`, else every one."""
+    if command in LEAN_COMMANDS:
+        importlib.import_module(f"streamer.cli.{LEAN_COMMANDS[command]}")
+        return
     # Imported for their side effect of adding commands to `app`.
     from streamer.cli import (  # noqa: F401
         bench,
@@ -134,16 +172,13 @@ _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 
 def main() -> None:
-    from streamer.config import ConfigError
-
-    _register()
+    args = config_first(sys.argv[1:])
+    _register(_command(args))
     try:
         try:
-            app(args=config_first(sys.argv[1:]), prog_name="streamer")
+            app(args=args, prog_name="streamer")
         finally:
             sys.stdout.flush()  # a full disk shows here when the output was buffered
-    except ConfigError as exc:  # every command reports its own; this is the safety net
-        raise SystemExit(config_error(exc).exit_code) from None
     except OSError as exc:
         if exc.errno not in _OUTPUT_ERRNOS:
             raise
@@ -152,6 +187,11 @@ def main() -> None:
         typer.secho(f"cannot write output: {exc.strerror}", fg=typer.colors.RED, err=True)
         raise SystemExit(1) from None
     except Exception as exc:
+        # Every command reports its own configuration errors; this is the safety net (the
+        # settings' module is only looked at when it was loaded: a lean start skips it).
+        config = sys.modules.get("streamer.config")
+        if config is not None and isinstance(exc, config.ConfigError):
+            raise SystemExit(config_error(exc).exit_code) from None
         # Kafka that cannot be used, wherever a command met it (the probe module is only
         # looked at when it was loaded: commands without Kafka do not pay for its import).
         probe = sys.modules.get("streamer.kafka.probe")

@@ -179,6 +179,20 @@ def pipeline_bench(
     print(json.dumps(report.to_json()) if as_json else report.table())
 
 
+#: ``--baseline`` of the benchmarks that run ``streamer classify`` as a user does.
+BaselineOption = Annotated[
+    str | None,
+    typer.Option(help="Another source tree whose `streamer classify` runs alongside."),
+]
+
+
+def _say(msg: str) -> None:
+    """A benchmark's progress, on stderr."""
+    import sys
+
+    print(f"... {msg}", file=sys.stderr, flush=True)
+
+
 @bench_app.command("files")
 def files_bench(
     records: Annotated[
@@ -188,15 +202,11 @@ def files_bench(
     repeat: Annotated[
         int, typer.Option(min=1, help="The records' response lines, this many times.")
     ] = 3,
-    baseline: Annotated[
-        str | None,
-        typer.Option(help="Another source tree whose `streamer classify` runs alongside."),
-    ] = None,
+    baseline: BaselineOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """`streamer classify` over generated files: lines/s and records/s, --jobs 1 and auto."""
     import json
-    import sys
     from pathlib import Path
 
     from streamer.devkit.bench.files import run
@@ -206,9 +216,37 @@ def files_bench(
         runs=runs,
         repeat=repeat,
         baseline=Path(baseline) if baseline else None,
-        progress=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True),
+        progress=_say,
     )
     print(json.dumps(result.to_json()) if as_json else result.table())
+
+
+@bench_app.command("lines")
+def lines_bench(
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=100, help="Response lines to classify.")
+    ] = 400_000,
+    runs: Annotated[int, typer.Option(min=1, help="Runs per measurement (median).")] = 3,
+    baseline: BaselineOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """`streamer classify --lines` as a user runs it: native vs Python loop, lines/s."""
+    import json
+    from pathlib import Path
+
+    from streamer.devkit.bench.lines import run
+
+    result = run(
+        lines,
+        runs=runs,
+        baseline=Path(baseline) if baseline else None,
+        progress=_say,
+    )
+    print(json.dumps(result.to_json()) if as_json else result.table())
+    if not result.same_output:
+        message = "the classify runs compared wrote different output"
+        typer.secho(message, fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
 
 
 @bench_app.command("profile")

@@ -15,6 +15,7 @@ from streamer.text import counted
 if TYPE_CHECKING:
     from streamer.offline.chunks import ChunkReader
     from streamer.offline.labeller import Labeller
+    from streamer.offline.startup import ClassifySettings
     from streamer.offline.summary import Summary
 
 RulesOption = Annotated[
@@ -78,6 +79,28 @@ def _load_classifier(rules: list[Path] | None, **opts: Any) -> Any:
     files = list(_settings(rules).rule_files)  # site_files first, then --rules or `files`
     try:
         ruleset = load_rules(files)
+        warn_labels(ruleset)
+        return Classifier(ruleset, **opts)
+    except RulesError as exc:
+        raise rules_error(exc) from None
+
+
+def _lean_settings(rules: list[Path] | None) -> ClassifySettings:
+    """What ``classify`` uses of the settings, from the previous run with the same inputs
+    when there was one (``streamer.offline.startup``: a start without pydantic)."""
+    from streamer.offline.startup import ClassifySettings, remembered, settings_key
+
+    return remembered(settings_key(rules), lambda: ClassifySettings.of(_settings(rules)))
+
+
+def _lean_classifier(files: list[Path], **opts: Any) -> Any:
+    """``_load_classifier`` with the parsed rules of a previous run of the same files."""
+    from streamer.classifier import Classifier
+    from streamer.offline.startup import remembered, rules_key
+    from streamer.rules import RulesError, load_rules
+
+    try:
+        ruleset = remembered(rules_key(files), lambda: load_rules(files))
         warn_labels(ruleset)
         return Classifier(ruleset, **opts)
     except RulesError as exc:
@@ -215,9 +238,9 @@ def classify_command(
         raise _usage("--explain lists the rules of each record; --summary has none to list")
     top = top or 10
     processes = _jobs(jobs)
-    settings = _settings(rules)
-    classifier = _load_classifier(
-        rules,
+    settings = _lean_settings(rules)
+    classifier = _lean_classifier(
+        settings.rule_files,
         cache_size=settings.cache_size,
         uncategorized_cache_size=settings.uncategorized_cache_size,
     )
@@ -241,6 +264,28 @@ def classify_command(
         raise typer.Exit(1)
 
 
+class _NoProgress:
+    """What ``_classify`` asks of a progress bar, where none is shown (no terminal)."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress() -> Any:
+    """A progress bar on a terminal's stderr (tqdm, imported only then: a leaner start)."""
+    if not sys.stderr.isatty():
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(unit=" lines", file=sys.stderr, mininterval=0.5)
+
+
 def _classify(
     reader: ChunkReader,
     labeller: Labeller,
@@ -251,15 +296,11 @@ def _classify(
 ) -> _Run:
     """Label every chunk (``jobs`` processes) and write the results in input order: one
     write per chunk; skipped lines and unreadable inputs on stderr; the summary at the end."""
-    from tqdm import tqdm
-
     from streamer.offline.chunks import InputFailed
     from streamer.offline.pool import label_all
 
     out = sys.stdout.buffer
-    progress = tqdm(
-        unit=" lines", file=sys.stderr, disable=not sys.stderr.isatty(), mininterval=0.5
-    )
+    progress = _progress()
     run = _Run(progress)
     results = label_all(reader, labeller, jobs)
     try:

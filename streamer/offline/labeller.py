@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from streamer import native as native_path
 from streamer.analytics.categories import CategoryTable
 from streamer.analytics.providers import ProviderMatcher
 from streamer.classifier import Classification, Classifier
@@ -90,7 +91,10 @@ class Labeller:
         explain: bool = False,
         summary: Summary | None = None,
         tables: tuple[CategoryTable, ProviderMatcher] | None = None,
+        native: bool | None = None,
     ) -> None:
+        """``native``: None takes the native loop where it is built (``streamer.native``),
+        False the Python one (the reference), True requires the native one."""
         self.classifier = classifier
         #: With tables, a record's ``classification`` gains ``category`` and ``provider``, as
         #: the worker's output does with analytics on.
@@ -100,6 +104,8 @@ class Labeller:
         self.summary = summary
         self._encoded: dict[str, bytes] = {}  # response line -> its JSON line
         self._classified: dict[str, tuple[str, dict[str, Any]]] = {}  # -> (label, object)
+        #: Response lines to rows in one native call per chunk (None: the Python loop).
+        self._native_lines = native_path.line_labeller(self._row, MEMO_SIZE, NOT_UTF8_ROW, native)
 
     def label(self, chunk: LineChunk) -> Labelled:
         return self._lines(chunk) if chunk.as_lines else self._records(chunk)
@@ -110,6 +116,8 @@ class Labeller:
     # -- response lines
 
     def _lines(self, chunk: LineChunk) -> Labelled:
+        if self._native_lines is not None and self.summary is None:
+            return self._lines_natively(chunk, self._native_lines)
         data = chunk.data
         try:
             texts: list[str | None] = [*data.decode("utf-8").split("\n")]
@@ -129,6 +137,13 @@ class Labeller:
             done = len(texts) - (sum(texts.count(t) for t in unused) if unused else 0)
         return Labelled(chunk.name, len(texts), done, output, skips, tally)
 
+    def _lines_natively(self, chunk: LineChunk, rows: native_path.LineLabeller) -> Labelled:
+        """What :meth:`_lines` writes, byte for byte, from one native call: rows of lines
+        seen before come from the native cache; a new line's row is :meth:`_encode_line`'s."""
+        output, lines, not_utf8 = rows.label(chunk.data)
+        skips = [(chunk.first_line + i, "not-utf8") for i in not_utf8]
+        return Labelled(chunk.name, lines, lines - len(skips), output, skips, None)
+
     def _encode_lines(self, texts: list[str | None]) -> bytes:
         memo = _bounded(self._encoded)
         encoded: dict[str | None, bytes] = {}
@@ -138,9 +153,13 @@ class Labeller:
                 continue
             out = memo.get(t)
             if out is None:
-                out = memo[t] = self._encode_line(t.removesuffix("\r"))
+                out = memo[t] = self._row(t)
             encoded[t] = out
         return b"".join(map(encoded.__getitem__, texts))
+
+    def _row(self, line: str) -> bytes:
+        """The output row of one input line (without its newline)."""
+        return self._encode_line(line.removesuffix("\r"))
 
     def _encode_line(self, text: str) -> bytes:
         result = self.classifier.classify_uncached(text)  # the memo is the cache

@@ -11,6 +11,7 @@ run from there too, interleaved, so that the ratio is measured on the same machi
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -89,7 +90,12 @@ def make_inputs(folder: Path, records: int, repeat: int = 3, seed: int = 0) -> I
     )
 
 
-def _time(cmd: list[str], env: dict[str, str], out: Path, stdin: bytes | None = None) -> float:
+def timed(
+    cmd: list[str], env: dict[str, str], out: Path, stdin: bytes | None = None
+) -> dict[str, float]:
+    """Wall and CPU seconds of one command, its output to ``out`` (CPU: the process and the
+    workers it waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(out, "wb") as fh:
         subprocess.run(
@@ -104,7 +110,14 @@ def _time(cmd: list[str], env: dict[str, str], out: Path, stdin: bytes | None = 
             check=True,
             timeout=900,
         )
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu}
+
+
+def _time(cmd: list[str], env: dict[str, str], out: Path, stdin: bytes | None = None) -> float:
+    return timed(cmd, env, out, stdin)["wall"]
 
 
 def run(
