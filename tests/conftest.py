@@ -38,6 +38,20 @@ from streamer.kafka.probe import check_bootstrap
 _KAFKA_FIXTURES = {"kafka_bootstrap", "new_topic", "kafka_settings", "secure_broker"}
 #: Modules all of whose tests are the security tier (marked here: the file is left as it is).
 _SECURE_MODULES = {"test_security_kafka"}
+#: The broker tests of these modules make the second of two pytest-xdist groups (the others the
+#: first): about half the broker tests' time each, by the durations CI records. Each group runs
+#: in a process of its own with a session broker of its own, so both of CI's processes start on
+#: the broker tests (the longest part) and the broker-free tests fill in after them.
+_SECOND_KAFKA_GROUP = {
+    "test_kafka_refusals",
+    "test_security_kafka",
+    "test_bench_e2e",
+    "test_demo",
+    "test_broker",
+    "test_stats_rollup_kafka",
+    "test_suppressions_kafka",
+    "test_analytics_kafka",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,9 +63,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if secure or _KAFKA_FIXTURES & fixtures:
             item.add_marker(pytest.mark.kafka)
         if item.get_closest_marker("kafka"):
-            # Under pytest-xdist (`-n 2`, as CI runs), every broker test goes to one process: one
-            # session broker, started once, while the other process runs the broker-free tiers.
-            item.add_marker(pytest.mark.xdist_group("kafka"))
+            # Under pytest-xdist (`-n 2`, as CI runs), each group's tests go to one process
+            # together: its session broker is started once (a session fixture is per process).
+            second = item.path.stem in _SECOND_KAFKA_GROUP
+            item.add_marker(pytest.mark.xdist_group("kafka-2" if second else "kafka"))
 
 
 @pytest.fixture
