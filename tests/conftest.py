@@ -43,14 +43,17 @@ _SECURE_MODULES = {"test_security_kafka"}
 #: in a process of its own with a session broker of its own, so both of CI's processes start on
 #: the broker tests (the longest part) and the broker-free tests fill in after them.
 _SECOND_KAFKA_GROUP = {
-    "test_kafka_refusals",
-    "test_security_kafka",
+    "test_analytics_kafka",
     "test_bench_e2e",
-    "test_demo",
     "test_broker",
+    "test_dashboards_prometheus",
+    "test_demo",
+    "test_dlq_kafka",
+    "test_kafka_refusals",
+    "test_redis_mirror",
+    "test_security_kafka",
     "test_stats_rollup_kafka",
     "test_suppressions_kafka",
-    "test_analytics_kafka",
 }
 
 
