@@ -6,6 +6,12 @@ dir, random free 127.0.0.1 ports) and stops it when the session ends; with
 Tests that use it are marked ``kafka`` automatically (``-m "not kafka"`` leaves them out), and
 so is every test of ``test_security_kafka.py`` (some start a broker of their own).
 
+Under pytest-xdist (``deploy/dev.sh test``: ``-n 2``) the session is per process: each process
+starts its own broker at its first broker test, and tests are dealt one at a time to whichever
+process is free. (No ``xdist_group``: with pytest 9 pytest-xdist 3.8 no longer applies it, see
+pytest-dev/pytest-xdist#1386, so broker tests were never held in one process; should it work
+again, one group would put every broker test, the longest part of the suite, in one process.)
+
 The session broker runs in secure mode (``streamer kafka start --secure``): its PLAINTEXT
 listener, which every other test uses, works as before (as a super user), and
 ``secure_broker`` gives the security tests its SASL_SSL listeners (one with a certificate for
@@ -38,23 +44,6 @@ from streamer.kafka.probe import check_bootstrap
 _KAFKA_FIXTURES = {"kafka_bootstrap", "new_topic", "kafka_settings", "secure_broker"}
 #: Modules all of whose tests are the security tier (marked here: the file is left as it is).
 _SECURE_MODULES = {"test_security_kafka"}
-#: The broker tests of these modules make the second of two pytest-xdist groups (the others the
-#: first): about half the broker tests' time each, by the durations CI records. Each group runs
-#: in a process of its own with a session broker of its own, so both of CI's processes start on
-#: the broker tests (the longest part) and the broker-free tests fill in after them.
-_SECOND_KAFKA_GROUP = {
-    "test_analytics_kafka",
-    "test_bench_e2e",
-    "test_broker",
-    "test_dashboards_prometheus",
-    "test_demo",
-    "test_dlq_kafka",
-    "test_kafka_refusals",
-    "test_redis_mirror",
-    "test_security_kafka",
-    "test_stats_rollup_kafka",
-    "test_suppressions_kafka",
-}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,11 +54,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.secure)
         if secure or _KAFKA_FIXTURES & fixtures:
             item.add_marker(pytest.mark.kafka)
-        if item.get_closest_marker("kafka"):
-            # Under pytest-xdist (`-n 2`, as CI runs), each group's tests go to one process
-            # together: its session broker is started once (a session fixture is per process).
-            second = item.path.stem in _SECOND_KAFKA_GROUP
-            item.add_marker(pytest.mark.xdist_group("kafka-2" if second else "kafka"))
 
 
 @pytest.fixture
