@@ -250,7 +250,7 @@ def principal_config(
 
 # The matrix below shares one user and one set of topics: every case stops at the start-up
 # check (nothing is written, no ACL granted), so no case changes what another sees, and the
-# broker makes one user and nine topics instead of one user and nine topics per case.
+# broker makes one user and one worker's topics for the module instead of for every case.
 @pytest.fixture(scope="module")
 def matrix_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("matrix") / "rules.toml"
