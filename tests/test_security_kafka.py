@@ -30,7 +30,7 @@ from worker_harness import RULES_V1, WorkerProcess, produce, read_topic, topic_s
 
 from streamer.config import Settings
 from streamer.devkit import security
-from streamer.devkit.broker import BrokerState
+from streamer.devkit.broker import BrokerState, free_port
 from streamer.devkit.harness import worker_command
 from streamer.devkit.sample import SampleMessage, generate, record_identity
 from streamer.exits import LOGIN_REFUSED_EXIT, NOT_AUTHORIZED_EXIT
@@ -257,7 +257,8 @@ def test_worker_over_sasl_ssl_with_only_its_acls_loses_nothing(
     _login(secure_broker, user, rules, s.input_topic)
     sent = list(generate(3000, seed=77, malformed_fraction=0.02, max_message_bytes=MAX_BYTES))
     produce(kafka_bootstrap, s.input_topic, sent)
-    w = workers(f"w-sec-{mode}", s, user, "--web-port", "0", f"--{mode}")
+    web_port = free_port()
+    w = workers(f"w-sec-{mode}", s, user, "--web-port", str(web_port), f"--{mode}")
     dlq = s.dlq_topic or ""
 
     def all_committed() -> bool:
@@ -265,7 +266,7 @@ def test_worker_over_sasl_ssl_with_only_its_acls_loses_nothing(
         return _lag(kafka_bootstrap, s.group_id, s.input_topic) == 0
 
     wait_until(all_committed, 90, "every input committed", interval=0.5)
-    status = _http(w.wait_started()[1], "/status")  # the port its start-up line reports
+    status = _http(web_port, "/status")
     assert '"assigned"' in status
     metrics = _http(w.metrics_port, "/metrics")
     assert w.stop() == 0
