@@ -49,8 +49,9 @@ case "${1:-demo}" in
         # of the navigation or a reference that no longer renders fails the run. (Not --quiet: it
         # hides the warnings, and --strict then counts none.)
         NO_MKDOCS_2_WARNING=1 mkdocs build --strict
-        # Two processes (pytest-xdist): every broker test in one (conftest groups them: one
-        # session broker), the broker-free tiers in the other. `-n 0` after it runs in one process.
+        # Two processes (pytest-xdist), dealt one test at a time; each starts a session broker
+        # of its own at its first broker test (tests/conftest.py). `-n 0` after it runs
+        # everything in one process, on one broker.
         exec python -m pytest -n "${STREAMER_TEST_PROCESSES:-2}" --dist loadgroup "$@" ;;
     docs) shift; NO_MKDOCS_2_WARNING=1 exec mkdocs serve --dev-addr 127.0.0.1:8000 "$@" ;;
     *) exec streamer "$@" ;;

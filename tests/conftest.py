@@ -6,6 +6,12 @@ dir, random free 127.0.0.1 ports) and stops it when the session ends; with
 Tests that use it are marked ``kafka`` automatically (``-m "not kafka"`` leaves them out), and
 so is every test of ``test_security_kafka.py`` (some start a broker of their own).
 
+Under pytest-xdist (``deploy/dev.sh test``: ``-n 2``) the session is per process: each process
+starts its own broker at its first broker test, and tests are dealt one at a time to whichever
+process is free. (No ``xdist_group``: with pytest 9 pytest-xdist 3.8 no longer applies it, see
+pytest-dev/pytest-xdist#1386, so broker tests were never held in one process; should it work
+again, one group would put every broker test, the longest part of the suite, in one process.)
+
 The session broker runs in secure mode (``streamer kafka start --secure``): its PLAINTEXT
 listener, which every other test uses, works as before (as a super user), and
 ``secure_broker`` gives the security tests its SASL_SSL listeners (one with a certificate for
@@ -48,10 +54,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.secure)
         if secure or _KAFKA_FIXTURES & fixtures:
             item.add_marker(pytest.mark.kafka)
-        if item.get_closest_marker("kafka"):
-            # Under pytest-xdist (`-n 2`, as CI runs), every broker test goes to one process: one
-            # session broker, started once, while the other process runs the broker-free tiers.
-            item.add_marker(pytest.mark.xdist_group("kafka"))
 
 
 @pytest.fixture

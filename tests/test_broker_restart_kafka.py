@@ -81,7 +81,9 @@ def test_supervised_workers_ride_out_a_broker_restart(
     bootstrap = state.bootstrap
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES_V1)
-    sent = list(generate(6_000, seed=61))
+    # the count does not matter to the promise (each half is caught up on its own side of the
+    # outage): a few per partition and process is enough, and a full read per check stays cheap
+    sent = list(generate(2_000, seed=61))
     want = _identities([m.value for m in sent])
     topics = {mode: (f"in{i}", f"out{i}") for i, mode in enumerate(MODES)}
     settings = Settings(bootstrap=bootstrap, files=[test_rules_file])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,7 +153,6 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
     fed_worker: tuple[WorkerProcess, int], kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     require("prometheus", package="prometheus")
-    started = time.monotonic()
     worker, n_messages = fed_worker
     worker.wait_assigned(timeout=45)
     target = f"127.0.0.1:{worker.metrics_port}"
@@ -204,7 +202,6 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
     print(f"{len(results)} queries returned data, {len(failures)} did not; see {report}")
     assert not failures, f"{len(failures)} dashboard queries failed:\n" + "\n".join(failures)
     assert len(results) >= 40
-    assert time.monotonic() - started < 85
 
 
 def _scrapes(prom: PrometheusServer) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +57,6 @@ def test_server_scrapes_targets_and_answers_queries(
     tmp_path: Path, exporter: tuple[str, Counter]
 ) -> None:
     target, counter = exporter
-    started = time.monotonic()
     with PrometheusServer(tmp_path / "prom", [target], job="myjob") as prom:
         assert prom.url.startswith("http://127.0.0.1:")
         (sample,) = prom.wait_for('devkit_test_events_total{job="myjob"}', timeout=20)
@@ -75,4 +73,3 @@ def test_server_scrapes_targets_and_answers_queries(
             prom.query("sum(rate(devkit_test_events_total[1m])")
         proc = prom.proc
     assert proc is not None and proc.poll() is not None  # stopped on exit
-    assert time.monotonic() - started < 60

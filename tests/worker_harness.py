@@ -98,16 +98,16 @@ def uncommitted(bootstrap: str, group: str, topic: str) -> int:
         c.close()
 
 
-def open_transactions(bootstrap: str, topics: Iterable[str]) -> list[tuple[str, int]]:
-    """Partitions a transaction still holds open: their last stable offset (how far a
-    ``read_committed`` reader gets) is behind the end of the log."""
+def stable_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """Per partition, (last stable offset, end of the log): how far a ``read_committed``
+    reader gets, which the first offset of the oldest open transaction holds back."""
     ends = {
         level: Consumer(
             {"bootstrap.servers": bootstrap, "group.id": "lso-probe", "isolation.level": level}
         )
         for level in ("read_committed", "read_uncommitted")
     }
-    held: list[tuple[str, int]] = []
+    offsets: dict[tuple[str, int], tuple[int, int]] = {}
     try:
         for topic in topics:
             md = ends["read_committed"].list_topics(topic, timeout=10)
@@ -115,12 +115,17 @@ def open_transactions(bootstrap: str, topics: Iterable[str]) -> list[tuple[str, 
                 tp = TopicPartition(topic, p)
                 _, stable = ends["read_committed"].get_watermark_offsets(tp, timeout=10)
                 _, end = ends["read_uncommitted"].get_watermark_offsets(tp, timeout=10)
-                if stable < end:
-                    held.append((topic, p))
-        return held
+                offsets[(topic, p)] = (stable, end)
+        return offsets
     finally:
         for c in ends.values():
             c.close()
+
+
+def open_transactions(bootstrap: str, topics: Iterable[str]) -> list[tuple[str, int]]:
+    """Partitions a transaction still holds open: their last stable offset is behind the end
+    of the log."""
+    return [tp for tp, (stable, end) in stable_offsets(bootstrap, topics).items() if stable < end]
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[TopicRecord]:
@@ -384,7 +389,8 @@ def kill_one_of_two(
         target=produce, args=(bootstrap, inp, records[third : 2 * third]), kwargs={"rate": rate}
     )
     feeding.start()
-    time.sleep(0.4)
+    # the kill lands once the second third is being worked on, while more is still fed
+    wait_until(lambda: topic_size(bootstrap, out) > third, 30, "the second third under way")
     a.kill9()
     feeding.join(30)
     return start("a", inp, out, *args), b
