@@ -30,7 +30,7 @@ log = logging.getLogger("streamer.allocator")
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 #: Arenas for the whole process: threads share them (allocation contention is small next to
-#: the per-record work).
+#: the per-record work: CPU per event unchanged within the noise, docs/performance.md).
 ARENAS = 2
 #: Blocks from this size up are mapped and given back when freed (glibc's starting value).
 MMAP_THRESHOLD = 262_144
