@@ -4,8 +4,13 @@
 what an idle worker holds (the interpreter, the rules and their regex engine, Faust, librdkafka's
 threads: measured ~92 MB); the rest, the *usable* part, is split into shares (``SHARES``):
 
-* ``producer_queue`` and ``consumer_queue``: librdkafka's output queue
-  (``queue.buffering.max.kbytes``) and prefetch queue (``queued.max.messages.kbytes``);
+* ``kafka``: what librdkafka's clients in the process may hold, split between them by
+  ``KAFKA_CLIENTS`` (the records' consumer and producer, each keyed stage's consumer, producer
+  and changelog reader, the Redis mirror's consumer): a consumer its prefetch queue
+  (``queued.max.messages.kbytes``) plus the one fetch response that may overshoot it, counted
+  decompressed (``fetch.max.bytes`` x ``FETCH_EXPANSION``); a producer its queue of writes
+  waiting for the broker (``queue.buffering.max.kbytes`` and, for librdkafka's own bytes per
+  message, ``queue.buffering.max.messages``) (``kafka_client_config``);
 * ``in_flight``: records consumed and not yet acknowledged, ``back_pressure`` of them at
   ``IN_FLIGHT_RECORD_BYTES`` each (a KumoMTA record, its fetched message and its output);
 * ``windows``: the windowed stats, ``stats_max_rows`` rows at ``ROW_BUDGET_BYTES`` each (a row,
@@ -39,8 +44,7 @@ RESERVED_MB = 100
 MIN_BUDGET_MB = RESERVED_MB + 50
 
 SHARES: dict[str, float] = {
-    "producer_queue": 0.15,
-    "consumer_queue": 0.05,
+    "kafka": 0.20,
     "in_flight": 0.10,
     "windows": 0.15,
     "rollup": 0.10,
@@ -59,6 +63,29 @@ ROLLUP_ROW_BYTES = 2_500
 SUPPRESSION_BYTES = 1_800
 #: Approximate bytes of one record in flight (measured ~1.1 KB for a 0.6 KB record).
 IN_FLIGHT_RECORD_BYTES = 1_500
+
+#: librdkafka's clients in one worker process: how many of each kind, and the part of the
+#: ``kafka`` share each one may hold. The record path moves most bytes; a keyed stage's inputs
+#: and writes are a batch (2,000) of small values at a time.
+KAFKA_CLIENTS: dict[str, tuple[int, float]] = {
+    "records_consumer": (1, 0.30),  # the input records (streamer.kafka.source)
+    "records_producer": (1, 0.30),  # outputs, dead letters, stage inputs (streamer.kafka.sink)
+    "stage_consumer": (2, 0.07),  # each keyed stage's inputs
+    "stage_producer": (2, 0.07),  # each keyed stage's public and changelog writes
+    "changelog_reader": (2, 0.04),  # each keyed stage's restore on assignment
+    "mirror_consumer": (1, 0.04),  # the Redis mirror of the suppressions (when configured)
+}
+#: A fetch response is bounded compressed (``fetch.max.bytes``), its records are queued
+#: decompressed: lz4 batches of KumoMTA's JSON records measured 3.75x (a 4 MiB fetch queued
+#: 15.7 MB). Half of a consumer's bytes go to that one fetch, half to its queue.
+FETCH_EXPANSION = 4
+#: librdkafka's own bytes per queued message besides its key and value (~150 B); a producer's
+#: message count is bounded so that these stay under 60% of its queue's bytes.
+PRODUCER_MESSAGE_BYTES = 256
+PRODUCER_OVERHEAD = 0.6
+#: The smallest values derived (a tiny budget still fetches and queues something useful).
+MIN_FETCH_BYTES = 32_768
+MIN_QUEUE_KBYTES = 128
 
 #: The cache sizes at the default budget; another budget scales them with its usable part.
 CACHE_DEFAULTS: dict[str, int] = {
@@ -94,12 +121,42 @@ def derived_bounds(budget_mb: float) -> dict[str, int]:
     return bounds
 
 
-def kafka_queues_kbytes(budget_mb: float) -> tuple[int, int]:
-    """librdkafka's (output, prefetch) queue sizes in KiB for a worker of this budget."""
-    return (
-        max(1024, share_bytes(budget_mb, "producer_queue") // 1024),
-        max(1024, share_bytes(budget_mb, "consumer_queue") // 1024),
-    )
+def kafka_client_bytes(budget_mb: float, client: str) -> int:
+    """The bytes one librdkafka client of this kind may hold (``KAFKA_CLIENTS``)."""
+    return int(share_bytes(budget_mb, "kafka") * KAFKA_CLIENTS[client][1])
+
+
+def kafka_client_config(budget_mb: float, client: str) -> dict[str, int]:
+    """librdkafka's queue bounds for one client of this kind (``KAFKA_CLIENTS``) within its
+    part of the budget: a consumer's prefetch queue and fetch size, a producer's queue."""
+    held = kafka_client_bytes(budget_mb, client)
+    if client.endswith("_producer"):
+        payload = int(held / (1 + PRODUCER_OVERHEAD))
+        return {
+            "queue.buffering.max.kbytes": max(MIN_QUEUE_KBYTES, payload // 1024),
+            "queue.buffering.max.messages": max(1000, payload // PRODUCER_MESSAGE_BYTES),
+        }
+    fetch = max(MIN_FETCH_BYTES, held // (2 * FETCH_EXPANSION))
+    return {
+        "queued.max.messages.kbytes": max(
+            MIN_QUEUE_KBYTES, (held - fetch * FETCH_EXPANSION) // 1024
+        ),
+        "fetch.max.bytes": fetch,
+        "max.partition.fetch.bytes": fetch,
+        # librdkafka refuses a fetch.max.bytes below message.max.bytes (1 MB by default), the
+        # largest request this consumer sends: its requests are small (fetches, commits)
+        "message.max.bytes": fetch,
+    }
+
+
+def kafka_client_held_bytes(config: Mapping[str, int]) -> int:
+    """What a client with these bounds may hold: the inverse of ``kafka_client_config``."""
+    if "queue.buffering.max.kbytes" in config:
+        payload = config["queue.buffering.max.kbytes"] * 1024
+        return payload + int(
+            config["queue.buffering.max.messages"] * PRODUCER_MESSAGE_BYTES * PRODUCER_OVERHEAD
+        )
+    return config["queued.max.messages.kbytes"] * 1024 + config["fetch.max.bytes"] * FETCH_EXPANSION
 
 
 def fill_derived(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from streamer.config import Settings
 from streamer.kafka.clients import consumer_config
 from streamer.logs import log_event
+from streamer.memory import kafka_client_config
 
 log = logging.getLogger("streamer.suppressions.sync")
 
@@ -185,6 +186,8 @@ class RedisMirror:
                     # a sync killed -9 and started again gets its partitions back in seconds
                     "session.timeout.ms": 10_000,
                     "heartbeat.interval.ms": 1_000,
+                    # run inside a worker: its part of the worker's memory budget
+                    **kafka_client_config(settings.memory_budget_mb, "mirror_consumer"),
                 },
             )
         )

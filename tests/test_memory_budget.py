@@ -71,11 +71,97 @@ def test_the_shares_fit_in_what_the_budget_leaves() -> None:
             "rollup": memory.rollup_byte_budget(b["stats_rollup_rows"]),
             "in_flight": b["back_pressure"] * memory.IN_FLIGHT_RECORD_BYTES,
         }
-        out_kb, in_kb = memory.kafka_queues_kbytes(budget)
-        held["producer_queue"], held["consumer_queue"] = out_kb * 1024, in_kb * 1024
+        held["kafka"] = sum(
+            n * memory.kafka_client_held_bytes(memory.kafka_client_config(budget, client))
+            for client, (n, _part) in memory.KAFKA_CLIENTS.items()
+        )
         for share, n in held.items():
             assert n <= usable * memory.SHARES[share], (budget, share)
         assert sum(held.values()) <= usable
+
+
+#: librdkafka's bounds of each client at the default budget (docs/operations/sizing.md).
+KAFKA_DEFAULTS = {
+    "records_consumer": {
+        "queued.max.messages.kbytes": 4394,
+        "fetch.max.bytes": 1_125_000,
+        "max.partition.fetch.bytes": 1_125_000,
+        "message.max.bytes": 1_125_000,
+    },
+    "records_producer": {
+        "queue.buffering.max.kbytes": 5493,
+        "queue.buffering.max.messages": 21_972,
+    },
+    "stage_consumer": {
+        "queued.max.messages.kbytes": 1025,
+        "fetch.max.bytes": 262_500,
+        "max.partition.fetch.bytes": 262_500,
+        "message.max.bytes": 262_500,
+    },
+    "stage_producer": {"queue.buffering.max.kbytes": 1281, "queue.buffering.max.messages": 5126},
+    "changelog_reader": {
+        "queued.max.messages.kbytes": 585,
+        "fetch.max.bytes": 150_000,
+        "max.partition.fetch.bytes": 150_000,
+        "message.max.bytes": 150_000,
+    },
+}
+KAFKA_DEFAULTS["mirror_consumer"] = KAFKA_DEFAULTS["changelog_reader"]
+
+
+def test_the_default_budget_bounds_every_kafka_client() -> None:
+    assert {c: memory.kafka_client_config(250, c) for c in memory.KAFKA_CLIENTS} == KAFKA_DEFAULTS
+    # the two records clients, one each of the stages' clients: the whole kafka share
+    assert round(sum(n * part for n, part in memory.KAFKA_CLIENTS.values()), 6) == 1.0
+    for client, config in KAFKA_DEFAULTS.items():
+        held = memory.kafka_client_held_bytes(config)
+        assert 0.99 < held / memory.kafka_client_bytes(250, client) <= 1.0, client
+
+
+def test_a_smaller_budget_still_fetches_and_queues() -> None:
+    for client in memory.KAFKA_CLIENTS:
+        config = memory.kafka_client_config(memory.MIN_BUDGET_MB, client)
+        if "fetch.max.bytes" in config:
+            assert config["fetch.max.bytes"] >= memory.MIN_FETCH_BYTES
+            assert config["queued.max.messages.kbytes"] >= memory.MIN_QUEUE_KBYTES
+        else:
+            assert config["queue.buffering.max.kbytes"] >= memory.MIN_QUEUE_KBYTES
+
+
+def test_every_worker_client_is_built_with_its_bounds() -> None:
+    from streamer.worker.keyed_stage import _consumer_config
+    from streamer.worker.stage_output import _producer_config
+    from streamer.worker.stream import _queue_limits
+    from streamer.worker.suppression_restore import restore_config
+
+    s = load_settings(files=[Path("/dev/null")])
+    producer, consumer = _queue_limits(s)
+    assert producer == KAFKA_DEFAULTS["records_producer"]
+    assert consumer == KAFKA_DEFAULTS["records_consumer"]
+    built = {
+        "stage_consumer": _consumer_config(s, "127.0.0.1:9092", "g.stats", "w", "stats"),
+        "stage_producer": _producer_config(s, "127.0.0.1:9092", "w", "stats"),
+        "changelog_reader": restore_config(s, "127.0.0.1:9092", "g.stats"),
+    }
+    for client, conf in built.items():
+        assert {k: conf[k] for k in KAFKA_DEFAULTS[client]} == KAFKA_DEFAULTS[client], client
+
+
+def test_the_records_producer_holds_two_outputs_at_the_size_limit() -> None:
+    from streamer.worker.stream import _queue_limits
+
+    s = load_settings(files=[Path("/dev/null")], max_message_bytes=8 * 1024 * 1024)
+    producer, _consumer = _queue_limits(s)
+    assert producer["queue.buffering.max.kbytes"] == 2 * (8 * 1024 * 1024 + 65_536) // 1024
+
+
+def test_a_larger_message_max_bytes_in_kafka_extra_raises_the_fetch() -> None:
+    from streamer.kafka.clients import consumer_config
+
+    s = load_settings(files=[Path("/dev/null")], kafka_extra={"message.max.bytes": "4000000"})
+    conf = consumer_config(s, "127.0.0.1:9092", **memory.kafka_client_config(250, "stage_consumer"))
+    assert (conf["message.max.bytes"], conf["fetch.max.bytes"]) == ("4000000", 4_000_000)
+    assert conf["queued.max.messages.kbytes"] == 1025  # the rest of the bounds as derived
 
 
 def test_a_larger_budget_scales_every_bound() -> None:

@@ -135,6 +135,9 @@ def _load_rules(settings: Settings) -> Any:
 
 def _run_one(settings: Settings, classifiers: Any) -> int:
     """One worker process in this process: the run loop until it is asked to stop."""
+    from streamer import allocator
+
+    allocator.tune()  # before librdkafka's threads start (streamer.allocator)
     from streamer.kafka.probe import KafkaProblem
     from streamer.worker import default_worker_id, run_worker
     from streamer.worker.supervisor import follow_supervisor

@@ -58,6 +58,15 @@ def consumer_config(
     )
     conf.update(overrides)
     conf.update(settings.kafka_extra)
+    extra = settings.kafka_extra
+    if (
+        "fetch.max.bytes" in conf
+        and "message.max.bytes" in extra
+        and "fetch.max.bytes" not in extra
+    ):
+        # librdkafka refuses a consumer whose fetch.max.bytes is below its message.max.bytes:
+        # a larger message.max.bytes in kafka_extra (meant for producers) raises the fetch too
+        conf["fetch.max.bytes"] = max(int(conf["fetch.max.bytes"]), int(extra["message.max.bytes"]))
     return conf
 
 

@@ -93,6 +93,7 @@ class Source:
             "heartbeat.interval.ms": 1_000,
             # Bound the prefetched data held in librdkafka (defaults: 64 MiB queued, 50 MiB per
             # fetch response) to keep RSS small; a few MiB per fetch still fills big batches.
+            # The worker passes its own, from memory_budget_mb (streamer.memory.KAFKA_CLIENTS).
             "queued.max.messages.kbytes": 16_384,
             "fetch.max.bytes": 8_388_608,
             # When that prefetch queue is full, librdkafka postpones the partition's next fetch

@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from streamer.config import Settings
 from streamer.kafka.clients import consumer_config
 from streamer.logs import log_event
+from streamer.memory import kafka_client_config
 from streamer.metrics import Metrics
 from streamer.worker.stage_output import StageOutput, Writes
 from streamer.worker.suppression_restore import (
@@ -374,9 +375,8 @@ def _consumer_config(
             "heartbeat.interval.ms": 1_000,
             "isolation.level": "read_committed",
             # inputs are small: a little prefetch keeps batches full and RSS flat
-            # (librdkafka's default holds up to 64 MiB)
-            "queued.max.messages.kbytes": 4_096,
-            "fetch.max.bytes": 2_097_152,
+            # (librdkafka's default holds up to 64 MiB): the stage's part of the budget
+            **kafka_client_config(s.memory_budget_mb, "stage_consumer"),
             "logger": logging.getLogger("streamer.librdkafka.consumer"),
         },
     )

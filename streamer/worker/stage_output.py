@@ -19,6 +19,7 @@ from streamer.config import Settings
 from streamer.kafka.clients import producer_config
 from streamer.kafka.sink import TRANSACTION_TIMEOUT_MS
 from streamer.logs import log_event
+from streamer.memory import kafka_client_config
 from streamer.worker.suppression_restore import (
     CALL_TIMEOUT_S,
     RESTORE_TIMEOUT_S,
@@ -171,7 +172,8 @@ def _producer_config(s: Settings, bootstrap: str, worker_id: str, suffix: str) -
         "client.id": f"{worker_id}-{suffix}-out",
         "partitioner": "murmur2_random",  # the public topic: where Java producers put a key
         "linger.ms": 5,
-        "queue.buffering.max.kbytes": 16_384,  # a batch's writes at most, flushed each time
+        # a batch's writes are flushed each time: a full queue only waits for the broker
+        **kafka_client_config(s.memory_budget_mb, "stage_producer"),
         # only failures need the stage (its flush waits for the rest): no Python callback per
         # delivered write
         "delivery.report.only.error": True,

@@ -34,7 +34,7 @@ from streamer.kafka.admin import TopicError, create_topics, default_topics, wait
 from streamer.kafka.sink import NOT_AUTHORIZED, Sink
 from streamer.kafka.source import TP, Source
 from streamer.logs import log_event
-from streamer.memory import kafka_queues_kbytes
+from streamer.memory import kafka_client_config
 from streamer.metrics import Metrics
 from streamer.native import describe as describe_record_path
 from streamer.pipeline import Pipeline
@@ -342,9 +342,13 @@ async def _finish_in_flight(
 
 
 def _queue_limits(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """librdkafka's (output, prefetch) queue limits: their shares of ``memory_budget_mb``."""
-    out_kb, in_kb = kafka_queues_kbytes(s.memory_budget_mb)
-    return {"queue.buffering.max.kbytes": out_kb}, {"queued.max.messages.kbytes": in_kb}
+    """librdkafka's bounds of the records' producer and consumer: their parts of
+    ``memory_budget_mb`` (``streamer.memory.KAFKA_CLIENTS``)."""
+    out = kafka_client_config(s.memory_budget_mb, "records_producer")
+    # room for two outputs of an input at the size limit, whatever the budget
+    largest_kb = 2 * (s.max_message_bytes + 65_536) // 1024
+    out["queue.buffering.max.kbytes"] = max(out["queue.buffering.max.kbytes"], largest_kb)
+    return out, kafka_client_config(s.memory_budget_mb, "records_consumer")
 
 
 def _rewind_aborted(stream: StreamWorker) -> None:

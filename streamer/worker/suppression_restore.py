@@ -18,6 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streamer.config import Settings
 from streamer.kafka.clients import consumer_config
 from streamer.kafka.transient import TRANSIENT
+from streamer.memory import kafka_client_config
 
 T = TypeVar("T")
 #: Longest a restore may take (an open transaction of a dead producer holds read_committed
@@ -53,7 +54,7 @@ def restore_config(settings: Settings, bootstrap: str, group_id: str) -> dict[st
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
             "fetch.wait.max.ms": 50,
-            "queued.max.messages.kbytes": 4_096,
+            **kafka_client_config(settings.memory_budget_mb, "changelog_reader"),
         },
     )
 
