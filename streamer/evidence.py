@@ -35,6 +35,14 @@ EVIDENCE = (WORDING, ENHANCED_CODE, REPLY_CODE, FEEDBACK_REPORT)
 #: The evidence a hard classification may suppress an address on, by default.
 DEFAULT_SUPPRESS_EVIDENCE = (WORDING, ENHANCED_CODE)
 
+
+def may_suppress(evidence: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a hard classification resting on ``evidence`` may suppress its address: only on
+    evidence the operator allows (``suppress_evidence``); a classification without evidence (a
+    Feedback or an explicitly labelled record) is never held back by it."""
+    return evidence is None or evidence in allowed
+
+
 # The head of a response line as ``records.response_line`` builds it: "550 " then "5.1.1 ".
 _HEAD = re.compile(r"([0-9]{3})(?: ([245]\.[0-9]{1,3}\.[0-9]{1,3}) )?")
 

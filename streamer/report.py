@@ -40,7 +40,7 @@ from streamer.analytics.providers import ProviderMatcher
 from streamer.analytics.suppressions import rule_object
 from streamer.analytics.windows import WindowedStats, event_time_ms, row_key
 from streamer.classifier import Classifier
-from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE
+from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE, may_suppress
 from streamer.feedback import feedback_label, feedback_type
 from streamer.inputs import Input, InputError, read_lines
 from streamer.records import (
@@ -205,7 +205,7 @@ class RecordReader:
             category = self.categories.category(label, code)
             self._count_reason(record, provider, category, label, rule_name, line)
         self.aggregator.add(record, rtype, label, category, provider, line)
-        if category != HARD or evidence is None or evidence in self.suppress_evidence:
+        if category != HARD or may_suppress(evidence, self.suppress_evidence):
             events = self.suppressions.events.update(
                 record, label, category, rule, line, provider, 0
             )

@@ -204,6 +204,22 @@ def test_explain_prints_the_evidence() -> None:
     assert json.loads(res.output)["evidence"] == ENHANCED_CODE
 
 
+def test_explain_says_what_the_worker_does_with_a_hard_label_on_weak_evidence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The action line follows ``suppress_evidence``, as the worker does, not the label alone."""
+    res = runner.invoke(app, ["explain", "550 weird thing foo 123"])
+    assert (
+        "category: hard (action: none: reply-code evidence suppresses no address "
+        "(suppress_evidence))\n"
+    ) in res.output
+    res = runner.invoke(app, ["explain", "--json", "550 5.1.1 user unknown"])
+    assert json.loads(res.output)["action"] == "suppress the address"
+    monkeypatch.setenv("STREAMER_SUPPRESS_EVIDENCE", '["reply-code"]')
+    res = runner.invoke(app, ["explain", "550 weird thing foo 123"])
+    assert "category: hard (action: suppress the address)\n" in res.output, res.output
+
+
 def test_gaps_count_reply_code_matches(tmp_path: Path) -> None:
     lines = ["550 weird thing foo 1", "550 weird thing foo 2", "550 5.1.1 user unknown", "299 x"]
     collector = GapCollector(SHIPPED)

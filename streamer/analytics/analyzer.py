@@ -27,7 +27,7 @@ from streamer.analytics.providers import INBOUND_TYPES, ProviderMatcher, recipie
 from streamer.analytics.suppressions import SuppressionEvent, SuppressionEvents
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
-from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE, FEEDBACK_REPORT, REPLY_CODE
+from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE, FEEDBACK_REPORT, REPLY_CODE, may_suppress
 from streamer.feedback import COMPLAINT_TYPES, complained_about
 from streamer.memory import stats_byte_budget
 from streamer.records import LOG_HOOK_TYPE, LOG_RECORD_PROTOCOL, first_recipient
@@ -242,7 +242,7 @@ class Analyzer:
                     self._suppress(record, label, category, rule, line, provider),
                 )
             return category, provider, []  # the common case: nothing to suppress or lift
-        if category == HARD and evidence is not None and evidence not in self.suppress_evidence:
+        if category == HARD and not may_suppress(evidence, self.suppress_evidence):
             return category, provider, []  # a label, not proof that the address is bad
         return category, provider, self._suppress(record, label, category, rule, line, provider)
 

@@ -347,15 +347,21 @@ def explain_command(
     """Show the winning rule for LINE and every other rule that matches it."""
     import json
 
+    from streamer.analytics.categories import HARD
+    from streamer.evidence import may_suppress
     from streamer.offline.labeller import rule_json as _rule_json
 
     classifier = _load_classifier(rules, cache_size=0, uncategorized_cache_size=0)
     ex = classifier.explain(line)
-    categories = _tables(_settings(rules))[0]
+    settings = _settings(rules)
+    categories = _tables(settings)[0]
     code = int(line[:3]) if line[:3].isdigit() else None
     klass_code = code // 100 * 100 if code else None
     category = categories.category(ex.label, klass_code)
     action = categories.action(ex.label, klass_code)
+    if category == HARD and not may_suppress(ex.evidence, frozenset(settings.suppress_evidence)):
+        # what the worker does with this line, not what the label would ask for
+        action = f"none: {ex.evidence} evidence suppresses no address (suppress_evidence)"
     if as_json:
         print(
             json.dumps(
