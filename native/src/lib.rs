@@ -6,11 +6,13 @@
 //! `path` is the Python-facing `RecordPath`. The Python path (`streamer.pipeline`) stays the
 //! reference: whatever this crate cannot decide exactly, it hands back to it.
 
+pub mod analytics;
 pub mod cache;
 pub mod json;
 pub mod record;
 pub mod response;
 pub mod splice;
+pub mod tally;
 
 #[cfg(feature = "python")]
 mod path;
@@ -19,5 +21,5 @@ mod path;
 #[pyo3::pymodule]
 mod _native {
     #[pymodule_export]
-    use crate::path::RecordPath;
+    use crate::path::{RecordPath, Tally};
 }
