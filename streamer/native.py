@@ -63,15 +63,13 @@ MISSING = (
     "path (same results, slower); install with cargo on PATH (README: Installing)"
 )
 
+#: A Delivery counted by the analytics: its type and its suppression events (key, value).
+Counted = tuple[str, tuple[tuple[bytes, bytes], ...]]
+#: A classified record: (enriched value, type, label, site or None, classify seconds).
+Enriched = tuple[bytes, str, str, str | None, float]
 #: One answer of :meth:`NativeRecords.decide`: None (the Python path decides), the type of a
-#: record routed unchanged, (that type, its suppression events) for a Delivery counted by the
-#: analytics, or (enriched value, type, label, site or None, classify seconds).
-Answer = (
-    None
-    | str
-    | tuple[str, tuple[tuple[bytes, bytes], ...]]
-    | tuple[bytes, str, str, str | None, float]
-)
+#: record routed unchanged, :data:`Counted` or :data:`Enriched`.
+Answer = None | str | Counted | Enriched
 
 
 class NativeMissing(RuntimeError):
@@ -148,7 +146,9 @@ class NativeRecords:
         if self.analyzer is not None:
             latest = self._path.take_watermark()
             aggregator = self.analyzer.aggregator
-            if latest is not None and (aggregator.watermark is None or latest > aggregator.watermark):
+            if latest is not None and (
+                aggregator.watermark is None or latest > aggregator.watermark
+            ):
                 aggregator.watermark = latest
         return answers
 

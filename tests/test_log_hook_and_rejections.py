@@ -13,8 +13,8 @@ import kumomta_records as kr
 import kumomta_schema as schema
 import orjson
 import pytest
-from system_tools import lacking
 from confluent_kafka import Message
+from system_tools import lacking
 from typer.testing import CliRunner
 
 from streamer import native
@@ -227,7 +227,7 @@ def test_the_other_shapes_are_handled() -> None:
         kr.admin_bounce(3, "c@yahoo.com"),
         kr.rcpt_rejection(4, "d@yahoo.com", ""),
     ]
-    raws, everything, stats, _an = _process(records, SPEEDUPS)
+    raws, everything, stats, _an = _process(records, native.AVAILABLE)
     # a Delivery emits its suppression event (for the keyed stage) after its own output
     assert [o.topic for o in everything] == ["out", "out", "sup", "out", "out"]
     assert not stats.dlq

@@ -276,10 +276,14 @@ peers = st.one_of(
     ),
     scalars,
 )
-queues = st.one_of(st.sampled_from(["camp:acme@x.com", "beta@y.com", "plain", ":@", "a:b:c@d"]), scalars)
+queues = st.one_of(
+    st.sampled_from(["camp:acme@x.com", "beta@y.com", "plain", ":@", "a:b:c@d"]), scalars
+)
 counted_types = st.sampled_from(
-    ["Delivery", "Bounce", "TransientFailure", "Expiration", "AdminBounce", "OOB", "Rejection"]
-    + ["Reception", "Feedback", "Delayed", "Odd"]
+    [
+        *("Delivery", "Bounce", "TransientFailure", "Expiration", "AdminBounce", "OOB"),
+        *("Rejection", "Reception", "Feedback", "Delayed", "Odd"),
+    ]
 )
 contents = st.sampled_from(
     [
@@ -295,7 +299,10 @@ counted_records = st.fixed_dictionaries(
         "type": counted_types,
         "event_time": event_times,
         "response": st.fixed_dictionaries(
-            {"code": st.one_of(st.sampled_from([250, 421, 550, 554, -550]), scalars), "content": contents},
+            {
+                "code": st.one_of(st.sampled_from([250, 421, 550, 554, -550]), scalars),
+                "content": contents,
+            },
             optional={"enhanced_code": st.just({"class": 5, "subject": 1, "detail": 1})},
         ),
     },
@@ -328,7 +335,8 @@ def test_generated_records_with_analytics(raws: list[bytes]) -> None:
 def test_a_delivery_without_a_timestamp_suppresses_at_its_event_time() -> None:
     """``event_time`` is the event's time (``windows.event_time_ms``): ``timestamp`` only
     stands in when it does not parse, and the worker's clock when neither does. Both paths
-    make the same event (the C counter once made none where Python made one)."""
+    make the same event (the C counter this path replaced once made none where Python made
+    one)."""
     delivery = {"type": "Delivery", "recipient": "A@x.com", "timestamp": None}
     raws = [
         orjson.dumps({**delivery, "event_time": "2026-01-01T10:00:05.25Z"}),
@@ -394,6 +402,9 @@ HOSTILE: list[bytes | None] = [
     b'{"type":"Bounce","response":{"code":550,"content":"x"},"x":NaN}',
     b"[" + BOUNCE + b"}]",
     b'"just a string"',
+    # an event time that does not parse, and a timestamp beyond any date (once an overflow)
+    b'{"type":"Delivery","event_time":"x","recipient":"a@b.c","timestamp":1.7976931348623157e308}',
+    b'{"type":"Delivery","event_time":"x","recipient":"a@b.c","timestamp":' + b"9" * 300 + b"}",
     BOUNCE + b',"pad":"' + b"x" * MAX_BYTES + b'"}',  # too large
 ]
 

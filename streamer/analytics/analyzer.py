@@ -20,20 +20,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from streamer.analytics.batch import BatchAggregator
-from streamer.analytics.categories import HARD, CategoryTable
 import orjson
 
+from streamer.analytics.batch import BatchAggregator
+from streamer.analytics.categories import HARD, CategoryTable
 from streamer.analytics.heavy import OTHER
 from streamer.analytics.providers import INBOUND_TYPES, ProviderMatcher, recipient_domain
 from streamer.analytics.suppressions import SuppressionEvent, SuppressionEvents
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE, FEEDBACK_REPORT, REPLY_CODE
-from streamer.feedback import COMPLAINT_TYPES, complained_about
+from streamer.feedback import complained_about
 from streamer.memory import stats_byte_budget
 from streamer.records import LOG_HOOK_TYPE, LOG_RECORD_PROTOCOL, first_recipient
-from streamer.rules import UNCATEGORIZED
 
 #: (category, provider, suppression events): category is None for an unclassified record; an
 #: event is (key, value) for the suppression events topic (its source not added yet).
@@ -193,10 +192,9 @@ class Analyzer:
         """Count one record; ``label``/``rule``/``line`` are None for unclassified types.
 
         ``evidence`` is what a classified record's label rests on; None stands for evidence in
-        :attr:`observer_evidence` (what :attr:`observer` hands over). A hard record suppresses
-        only on evidence in :attr:`suppress_evidence`; a reply-code match counts as a rule gap.
-        The reference path; :attr:`observer` is the one to call for evidence in
-        :attr:`observer_evidence` (it may be the C counter).
+        :attr:`observer_evidence`. A hard record suppresses only on evidence in
+        :attr:`suppress_evidence`; a reply-code match counts as a rule gap. The reference
+        path: the native one (``streamer.native``) counts alike.
         A log hook's bookkeeping record counts as :data:`LOG_HOOK_TYPE` whatever its type and
         label: no outcome, no category, no suppression write (``recipients`` has nobody).
         """

@@ -215,9 +215,8 @@ class BatchAggregator:
             tally[key] = tally.get(key, 0) + 1
         if rtype == "Feedback":
             self._feedback.append((key, feedback_type(record) or OTHER))
-        elif (gap or label == UNCATEGORIZED) and line:
-            if not (native and elsewhere.gap(key, line)):
-                self._gaps.append((key, line))
+        elif (gap or label == UNCATEGORIZED) and line and not (native and elsewhere.gap(key, line)):
+            self._gaps.append((key, line))
 
     def _tenant(self, record: Mapping[str, Any]) -> str:
         rtype = record.get("type")
