@@ -17,7 +17,7 @@
 //! its rule and details), or a label resting on evidence that is not `countable`, it answers
 //! None: the Python path decides and counts it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -111,7 +111,7 @@ impl RecordPath {
             providers: std::array::from_fn(|_| Lookups::new(cache_size)),
             categories: Lookups::new(cache_size),
             watermark: None,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             at: 0,
         });
         Ok(())
@@ -370,7 +370,7 @@ struct Analytics {
     /// The records of the last slice counted natively, not yet in the tally: (index in the
     /// slice, key, rule-gap line). The records handed back are counted by the Python path
     /// between them (`count_until`), so that the tally keeps the records' order.
-    pending: Vec<(usize, tally::Key, Option<String>)>,
+    pending: VecDeque<(usize, tally::Key, Option<String>)>,
     /// The index in the slice of the record being decided.
     at: usize,
 }
@@ -461,14 +461,16 @@ impl Analytics {
             label: label.map(str::to_owned),
             category: category.map(str::to_owned),
         };
-        self.pending.push((self.at, key, gap));
+        self.pending.push_back((self.at, key, gap));
     }
 
     /// Count the records decided natively before the `until`-th value of the last slice.
     fn count_until(&mut self, py: Python<'_>, until: usize) {
-        let done = self.pending.partition_point(|(at, _, _)| *at < until);
         let mut tally = self.tally.borrow_mut(py);
-        for (_, key, gap) in self.pending.drain(..done) {
+        while self.pending.front().is_some_and(|(at, _, _)| *at < until) {
+            let Some((_, key, gap)) = self.pending.pop_front() else {
+                break;
+            };
             let row = tally.tally.count(key);
             if let Some(line) = gap {
                 tally.tally.gap(row, line);

@@ -173,7 +173,7 @@ _MS = timedelta(milliseconds=1)
 
 
 #: Epoch seconds of 0001-01-01 and 10000-01-01 (UTC): a ``timestamp`` outside is no time.
-_YEARS_1_TO_9999 = (-62_135_596_800, 253_402_300_800)
+_FIRST, _BEYOND = -62_135_596_800, 253_402_300_800
 
 
 def event_time_ms(record: Mapping[str, Any]) -> int | None:
@@ -191,9 +191,8 @@ def event_time_ms(record: Mapping[str, Any]) -> int | None:
                 dt = dt.replace(tzinfo=UTC)
             return (dt - _EPOCH) // _MS  # exact: float seconds * 1000 can lose the last ms
     ts = record.get("timestamp")
-    if isinstance(ts, int | float) and not isinstance(ts, bool) and _YEARS_1_TO_9999[0] <= ts:
-        if ts < _YEARS_1_TO_9999[1]:  # what a datetime can say (not NaN, not infinite)
-            return int(ts * 1000)
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and _FIRST <= ts < _BEYOND:
+        return int(ts * 1000)  # within datetime's years: not NaN, not infinite
     return None
 
 
