@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.exceptions import SettingsError
 
 from streamer import memory, resources
+from streamer.analytics.windows import DIMENSIONS as STATS_DIMENSIONS
 from streamer.evidence import (
     DEFAULT_SUPPRESS_EVIDENCE,
     ENHANCED_CODE,
@@ -241,9 +242,9 @@ class Settings(BaseSettings):
         description="Seconds of event time a window stays in memory for late records.",
     )
     stats_dimensions: list[str] = Field(
-        default_factory=lambda: ["provider", "egress_pool", "egress_source", "tenant"],
-        description="Keys of a stats row: `provider`, `egress_pool`, `egress_source`, "
-        "`tenant`; one left out reads `*`.",
+        default_factory=lambda: list(STATS_DIMENSIONS),
+        description=f"Keys of a stats row: {', '.join(f'`{d}`' for d in STATS_DIMENSIONS)}; "
+        "one left out reads `*`.",
     )
     stats_max_pools: int = Field(
         200, ge=1, description="Distinct egress pools kept (the heaviest); the rest as `other`."
@@ -418,10 +419,9 @@ class Settings(BaseSettings):
     @field_validator("stats_dimensions")
     @classmethod
     def _check_dimensions(cls, v: list[str]) -> list[str]:
-        known = ("provider", "egress_pool", "egress_source", "tenant")
-        unknown = [d for d in v if d not in known]
+        unknown = [d for d in v if d not in STATS_DIMENSIONS]
         if unknown:
-            raise ValueError(f"unknown dimensions {unknown}; use some of {list(known)}")
+            raise ValueError(f"unknown dimensions {unknown}; use some of {list(STATS_DIMENSIONS)}")
         return v
 
     @field_validator("suppress_evidence")

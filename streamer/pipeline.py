@@ -37,26 +37,21 @@ from streamer.analytics.suppressions import SuppressionEvent, with_source
 from streamer.classifier import Classification
 from streamer.config import parse_non_classifiable
 from streamer.deadletter import Headers, dead_letter_headers
-from streamer.evidence import FEEDBACK_REPORT
-from streamer.feedback import feedback_label
 from streamer.native import NativeRecords
 from streamer.records import (
     CLASSIFIABLE_TYPES,
     LOG_HOOK_TYPE,
     LOG_RECORD_PROTOCOL,
-    MalformedRecord,
+    PROCESSING_ERROR,
     accept,
     classification_object,
-    decode_record,
+    feedback_classification,
+    refusal_reason,
     response_line,
     set_classification,
+    with_analytics,
 )
 
-#: DLQ reason when enrichment itself failed (a bug, never the record's fault alone): the record
-#: is kept rather than lost, and the worker carries on.
-PROCESSING_ERROR = "processing-error"
-#: DLQ reason for a message without a value (a tombstone): there is no record to route.
-EMPTY = "empty"
 #: Pseudo record type counted for messages that did not decode.
 MALFORMED_TYPE = "malformed"
 #: Label counted for outputs that were not classified (passed through or re-routed).
@@ -175,7 +170,7 @@ class Pipeline:
         """The reference path for one message (the native path's fallback too)."""
         record = accept(raw, self.max_message_bytes)
         if record is None:
-            reason, detail = _malformed_reason(raw, self.max_message_bytes)
+            reason, detail = refusal_reason(raw, self.max_message_bytes)
             self._dead_letter(msg, raw, reason, detail, append, stats)
             return
         rtype = record["type"]
@@ -262,15 +257,13 @@ class Pipeline:
         """Classify, enrich and route one record of a classifiable type."""
         try:
             t0 = time.perf_counter()
-            label = feedback_label(record) if rtype == "Feedback" else None
-            if label is None:
+            result = feedback_classification(record)
+            if result is None:
                 line: str | None = response_line(record["response"])
                 result = classifier.classify(line)
-            else:  # a feedback report says what it is: no response line to read
+            else:  # one result per label: the enrichments below are cached by the result
                 line = None
-                result = self._feedback.get(label) or self._feedback.setdefault(
-                    label, Classification(label, None, FEEDBACK_REPORT)
-                )
+                result = self._feedback.setdefault(result.label, result)
             stats.classify_seconds.append(time.perf_counter() - t0)
             cls = self._enrichments.get(id(result))
             if cls is None:
@@ -312,7 +305,7 @@ class Pipeline:
         if enriched is None:
             if len(self._analytics) >= ENRICHMENT_CACHE:
                 self._analytics.clear()
-            enriched = self._analytics[key] = {**cls, "category": category, "provider": provider}
+            enriched = self._analytics[key] = with_analytics(cls, category, provider)
         return enriched
 
     def _suppress(
@@ -359,14 +352,3 @@ class Pipeline:
             now=self.clock(),
         )
         append(Output(self.dlq_topic, msg.key(), raw, headers))
-
-
-def _malformed_reason(raw: bytes | None, max_bytes: int) -> tuple[str, str | None]:
-    """The dead-letter reason of a message ``accept`` refused (decoded again, slowly: rare)."""
-    if raw is None:
-        return EMPTY, None
-    try:
-        decode_record(raw, max_bytes)
-    except MalformedRecord as exc:
-        return exc.reason, exc.detail or None
-    return PROCESSING_ERROR, "accepted by decode_record but not by accept"  # cannot happen

@@ -61,6 +61,12 @@ MALFORMED_REASONS = (
     "bad-response",
 )
 
+#: Dead-letter reason of a message without a value (a tombstone): there is no record to route.
+EMPTY = "empty"
+#: Dead-letter reason when enrichment itself failed (a bug, never the record's fault alone): the
+#: record is kept rather than lost, and the worker carries on.
+PROCESSING_ERROR = "processing-error"
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -238,6 +244,25 @@ def decode_record(raw: bytes, max_bytes: int | None = None) -> dict[str, Any]:
     raise MalformedRecord("bad-response", _response_problem(parsed["response"]))
 
 
+def refusal_reason(raw: bytes | None, max_bytes: int) -> tuple[str, str | None]:
+    """Why ``accept`` refused ``raw``: the reason and its detail, as ``decode_record`` names
+    them (decoded again, slowly: refusals are rare)."""
+    if raw is None:
+        return EMPTY, None
+    try:
+        decode_record(raw, max_bytes)
+    except MalformedRecord as exc:
+        return exc.reason, exc.detail or None
+    return PROCESSING_ERROR, "accepted by decode_record but not by accept"  # cannot happen
+
+
+def feedback_classification(record: Mapping[str, Any]) -> Classification | None:
+    """A Feedback record's classification by its ARF report (``streamer.feedback``): the report
+    says what it is, so no response line is read. None for a record without a usable one."""
+    label = feedback_label(record) if record["type"] == "Feedback" else None
+    return None if label is None else Classification(label, None, FEEDBACK_REPORT)
+
+
 def classification_object(result: Classification, version: str) -> dict[str, Any]:
     """The ``classification`` field of an enriched record."""
     rule = result.rule
@@ -249,6 +274,14 @@ def classification_object(result: Classification, version: str) -> dict[str, Any
         "rules_version": version,
         "evidence": result.evidence,
     }
+
+
+def with_analytics(
+    classification: Mapping[str, Any], category: str | None, provider: str
+) -> dict[str, Any]:
+    """The ``classification`` object with analytics on: plus the record's ``category`` and
+    ``provider``, in this order (the worker's and ``streamer classify``'s alike)."""
+    return {**classification, "category": category, "provider": provider}
 
 
 def set_classification(
@@ -271,10 +304,8 @@ def enrich(record: dict[str, Any], classifier: Classifier | ReloadableClassifier
     if rtype not in CLASSIFIABLE_TYPES:
         return record
     current = getattr(classifier, "current", classifier)  # a ReloadableClassifier's snapshot
-    label = feedback_label(record) if rtype == "Feedback" else None
-    if label is not None:  # an ARF report says what it is (see streamer.feedback)
-        result = Classification(label, None, FEEDBACK_REPORT)
-    else:
+    result = feedback_classification(record)
+    if result is None:
         result = current.classify(response_line(record["response"]))
     return enrich_with(record, result, current.version)
 

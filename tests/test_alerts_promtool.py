@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from system_tools import require
 from streamer.analytics.batch import Folded
 from streamer.devkit.prometheus import check_config
 from streamer.metrics import Metrics
+from streamer.pipeline import BatchStats
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -146,7 +148,13 @@ def _exported_labels() -> dict[str, set[str]]:
     """Sample name -> label names, as a real worker's registry exports them, every labelled
     metric fed through the methods the worker calls."""
     m = Metrics()
-    m.record_batch({"Bounce": 1}, {("Bounce", "InvalidRecipient"): 1}, {"invalid_json": 1}, 0, [])
+    m.record_batch(
+        BatchStats(
+            events_in=Counter({"Bounce": 1}),
+            events_out=Counter({("Bounce", "InvalidRecipient"): 1}),
+            dlq=Counter({"invalid_json": 1}),
+        )
+    )
     m.set_lag({("kumomta.logs", 0): 5})
     m.set_rules_version("a1b2c3")
     folded = Folded()

@@ -34,13 +34,15 @@ def test_the_innermost_frame_naming_a_part_decides() -> None:
     acks = _stack("poll_loop (streamer/worker/stream.py:220)", "poll (streamer/kafka/sink.py:190)")
     assert part_of(acks) == "delivery reports"
     assert part_of(_stack(CHUNK, "ack (streamer/worker/offsets.py:66)")) == "offsets"
-    assert part_of(_stack(PROCESS, "record_batch (streamer/metrics.py:300)")) == "metrics"
+    assert part_of(_stack(PROCESS, "record_batch (streamer/metrics/traffic.py:300)")) == "metrics"
     assert part_of(_stack(PROCESS)) == GLUE
     assert part_of(["_consume (streamer/kafka/source.py:140)"]) == "consume (fetch thread)"
 
 
 def test_metrics_updated_by_a_stats_flush_are_the_flush_s() -> None:
-    stack = _stack("flush (streamer/worker/stats.py:90)", "record (streamer/metrics.py:500)")
+    stack = _stack(
+        "flush (streamer/worker/stats.py:90)", "record (streamer/metrics/deliverability.py:500)"
+    )
     assert part_of(stack) == "stats flushes"
 
 

@@ -3,7 +3,7 @@
 Docker does not run where these tests run, so instead of starting the stack they check what
 would break it: files parse, everything mounted or copied exists (and is in the build context),
 images are pinned, and ports, topics, metric names and partition counts agree with
-streamer/config.py, deploy/config/streamer.toml and streamer/metrics.py.
+streamer/config.py, deploy/config/streamer.toml and streamer/metrics/.
 
 Run as a script with ``--write-requirements`` to regenerate deploy/docker/requirements.txt from
 the installed environment after changing pyproject.toml's dependencies.
@@ -42,10 +42,10 @@ DELIVERABILITY = GRAFANA / "dashboards" / "deliverability.json"
 DASHBOARDS = (DASHBOARD, DELIVERABILITY)
 K8S = ROOT / "deploy" / "k8s"
 REQUIREMENTS = ROOT / "deploy" / "docker" / "requirements.txt"
-METRICS_MODULE = ROOT / "streamer" / "metrics.py"
+METRICS_PACKAGE = ROOT / "streamer" / "metrics"
 KAFKA_POM = ROOT / "deploy" / "kafka" / "pom.xml"
 
-#: The metric names of the shared contract (what the dashboard may use besides streamer/metrics.py).
+#: The metric names of the shared contract (what the dashboard may use besides streamer/metrics/).
 CONTRACT_METRICS = frozenset(
     {
         "streamer_events_in_total",
@@ -678,8 +678,8 @@ def _dashboard_queries(path: Path = DASHBOARD) -> list[str]:
 
 
 def _defined_metric_names() -> set[str]:
-    """Metric names declared in streamer/metrics.py (string literals naming streamer_* metrics)."""
-    source = METRICS_MODULE.read_text(encoding="utf-8")
+    """Metric names declared in streamer/metrics/ (string literals naming streamer_* metrics)."""
+    source = "\n".join(p.read_text(encoding="utf-8") for p in METRICS_PACKAGE.glob("*.py"))
     return set(re.findall(r"""["'](streamer_[a-z0-9_]+)["']""", source))
 
 
@@ -695,9 +695,9 @@ def test_dashboard_queries_use_only_defined_metrics() -> None:
     used = {m for q in queries for m in re.findall(r"\bstreamer_[a-z0-9_]+\b", q)}
     for query in queries:
         assert re.search(r"\bstreamer_[a-z0-9_]+\b", query) or 'up{job="$job"}' in query, query
-    if METRICS_MODULE.exists():
+    if METRICS_PACKAGE.is_dir():
         defined = _defined_metric_names()
-        assert defined, "streamer/metrics.py names no streamer_* metric"
+        assert defined, "streamer/metrics/ names no streamer_* metric"
     else:
         defined = set(CONTRACT_METRICS)
     undefined = sorted(m for m in used if not _is_defined(m, defined))
@@ -722,10 +722,10 @@ def test_dashboard_queries_use_only_defined_metrics() -> None:
 
 
 def test_contract_metrics_are_defined_by_the_worker() -> None:
-    assert METRICS_MODULE.exists(), "streamer/metrics.py defines the exported metrics"
+    assert METRICS_PACKAGE.is_dir(), "streamer/metrics/ defines the exported metrics"
     defined = _defined_metric_names()
     missing = sorted(m for m in CONTRACT_METRICS if not _is_defined(m, defined))
-    assert not missing, f"streamer/metrics.py lacks contract metrics: {missing}"
+    assert not missing, f"streamer/metrics/ lacks contract metrics: {missing}"
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streamer.metrics import Metrics, TopSites
+from streamer.pipeline import BatchStats
 
 
 class FakeClock:
@@ -59,7 +62,12 @@ def test_top_sites_exported_with_the_other_metrics() -> None:
     m.top_sites.clock = clock
     m.top_sites._bucket_start = clock.now
     m.record_batch(
-        {"Bounce": 2}, {("Bounce", "Spam"): 2}, {}, 0, [1e-5, 2e-5], {("mx1", "Spam"): 2}
+        BatchStats(
+            events_in=Tally({"Bounce": 2}),
+            events_out=Tally({("Bounce", "Spam"): 2}),
+            classify_seconds=[1e-5, 2e-5],
+            sites=Tally({("mx1", "Spam"): 2}),
+        )
     )
     clock.now += m.top_sites.width
     m.top_sites.refresh()
@@ -71,7 +79,11 @@ def test_top_sites_exported_with_the_other_metrics() -> None:
 def test_record_type_series_stay_bounded_whatever_the_input_says() -> None:
     m = Metrics()
     hostile = {f"Type{i}": 1 for i in range(1000)}
-    m.record_batch({**hostile, "Bounce": 2}, {("Type7", "none"): 1}, {}, 0, [])
+    m.record_batch(
+        BatchStats(
+            events_in=Tally({**hostile, "Bounce": 2}), events_out=Tally({("Type7", "none"): 1})
+        )
+    )
     r = m.registry
     assert r.get_sample_value("streamer_events_in_total", {"record_type": "other"}) == 1000
     assert r.get_sample_value("streamer_events_in_total", {"record_type": "Bounce"}) == 2

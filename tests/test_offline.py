@@ -13,7 +13,7 @@ import streamer.offline.chunks
 from streamer.classifier import Classifier
 from streamer.cli import _register, app
 from streamer.inputs import expand_inputs
-from streamer.offline.chunks import Chunk, ChunkReader, InputFailed, detect
+from streamer.offline.chunks import ChunkReader, InputFailed, LineChunk, detect
 from streamer.offline.labeller import NOT_UTF8_ROW, Labeller
 from streamer.offline.pool import label_all
 from streamer.offline.summary import Summary
@@ -147,9 +147,9 @@ def test_records_size_limit_counts_the_newline(tmp_path: Path) -> None:
     rec = orjson.dumps({"type": "Delivery", "pad": "x" * 2000})
     limit = len(rec) + 1  # fits with its newline, exactly
     labeller = Labeller(_classifier(), max_bytes=limit)
-    ok = labeller.label(Chunk("f", 1, rec + b"\n", False))
+    ok = labeller.label(LineChunk("f", 1, rec + b"\n", False))
     assert ok.done == 1 and not ok.skips
-    too_big = labeller.label(Chunk("f", 1, rec + b" \n" + rec, False))
+    too_big = labeller.label(LineChunk("f", 1, rec + b" \n" + rec, False))
     assert too_big.skips == [(1, "too-large")] and too_big.done == 1
 
 
@@ -161,7 +161,7 @@ def test_detect_and_unreadable_inputs_in_order(tmp_path: Path) -> None:
     reader = ChunkReader(expand_inputs([str(tmp_path / "missing"), str(good)]), None, 4)
     items = list(reader)
     assert isinstance(items[0], InputFailed) and "missing: cannot read" in items[0].message
-    chunks = [i for i in items if isinstance(i, Chunk)]
+    chunks = [i for i in items if isinstance(i, LineChunk)]
     assert all(c.as_lines for c in chunks)
     assert [(c.first_line, c.data) for c in chunks] == [
         (3, b"550 a\n"),

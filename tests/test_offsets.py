@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streamer.worker.offsets import Chunk, OffsetTracker
+from streamer.worker.offsets import OffsetChunk, OffsetTracker
 
 TP0 = ("in", 0)
 TP1 = ("in", 1)
@@ -12,7 +12,7 @@ TP1 = ("in", 1)
 
 def _chunk_with_outputs(
     tr: OffsetTracker, tp: tuple[str, int], first: int, last: int, outputs: int
-) -> Chunk:
+) -> OffsetChunk:
     chunk = tr.track(tp[0], tp[1], first, last, last - first + 1)
     assert chunk is not None
     chunk.add_pending(outputs)

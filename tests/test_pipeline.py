@@ -20,14 +20,8 @@ from streamer.deadletter import (
     DLQ_TIME,
 )
 from streamer.devkit.sample import generate
-from streamer.pipeline import (
-    EMPTY,
-    MALFORMED_TYPE,
-    PROCESSING_ERROR,
-    Pipeline,
-    parse_non_classifiable,
-)
-from streamer.records import CLASSIFIABLE_TYPES, enrich
+from streamer.pipeline import MALFORMED_TYPE, Pipeline, parse_non_classifiable
+from streamer.records import CLASSIFIABLE_TYPES, EMPTY, PROCESSING_ERROR, enrich
 
 RULES = """
 [rules]

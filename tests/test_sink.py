@@ -24,7 +24,7 @@ from streamer.deadletter import (
 )
 from streamer.kafka.sink import MAX_RETRIES, PRODUCE_FAILED, Sink
 from streamer.pipeline import Output
-from streamer.worker.offsets import Chunk, OffsetTracker
+from streamer.worker.offsets import OffsetChunk, OffsetTracker
 
 
 class Recording:
@@ -78,7 +78,7 @@ def sink(tmp_path: Path) -> Sink:
     return s
 
 
-def _chunk(outputs: int) -> Chunk:
+def _chunk(outputs: int) -> OffsetChunk:
     tr = OffsetTracker()
     tr.assign([("in", 2)])
     chunk = tr.track("in", 2, 40, 49, 10)
@@ -88,7 +88,7 @@ def _chunk(outputs: int) -> Chunk:
     return chunk
 
 
-def _fail(sink: Sink, chunk: Chunk, err: KafkaError, attempt: int = 0, **msg: Any) -> None:
+def _fail(sink: Sink, chunk: OffsetChunk, err: KafkaError, attempt: int = 0, **msg: Any) -> None:
     fields = {"topic": "out", "key": b"k", "value": b"v", "headers": [("h", b"1")], **msg}
     sink.callback(chunk, attempt)(err, Message(**fields))
     sink.poll(0)

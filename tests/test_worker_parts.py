@@ -16,11 +16,12 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from streamer.classifier import ReloadableClassifier
+from streamer.kafka.source import TP
 from streamer.metrics import Metrics
 from streamer.worker import checkpoint
 from streamer.worker.checkpoint import AtLeastOnce, ExactlyOnce, make_checkpoint
 from streamer.worker.flow import FlowControl
-from streamer.worker.offsets import TP, Chunk, OffsetTracker
+from streamer.worker.offsets import OffsetChunk, OffsetTracker
 from streamer.worker.processing import make_batch
 from streamer.worker.reload import RulesReloader
 from streamer.worker.watchdog import Watchdog
@@ -70,7 +71,7 @@ def _msgs(tp: TP, first: int, n: int) -> list[Message]:
     return [Message(topic=tp[0], partition=tp[1], offset=first + i) for i in range(n)]
 
 
-async def _deliver_all(chunk: Chunk, messages: Sequence[Any]) -> None:
+async def _deliver_all(chunk: OffsetChunk, messages: Sequence[Any]) -> None:
     """A send that produces one output per record, acknowledged at once."""
     chunk.add_pending(len(messages))
     for _ in messages:
@@ -78,7 +79,7 @@ async def _deliver_all(chunk: Chunk, messages: Sequence[Any]) -> None:
     chunk.seal()
 
 
-async def _deliver_none(chunk: Chunk, messages: Sequence[Any]) -> None:
+async def _deliver_none(chunk: OffsetChunk, messages: Sequence[Any]) -> None:
     """A send whose outputs are handed over but never acknowledged."""
     chunk.add_pending(len(messages))
     chunk.seal()
@@ -129,9 +130,9 @@ def test_at_least_once_skips_chunks_abandoned_while_queued() -> None:
     batch = make_batch(tr, _msgs(TP0, 0, 3))
     assert batch is not None
     cp.forget([TP0])
-    sent: list[Chunk] = []
+    sent: list[OffsetChunk] = []
 
-    async def send(chunk: Chunk, messages: Sequence[Any]) -> None:
+    async def send(chunk: OffsetChunk, messages: Sequence[Any]) -> None:
         sent.append(chunk)
 
     assert asyncio.run(cp.process(batch.groups, send)) == 0

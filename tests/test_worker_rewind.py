@@ -13,11 +13,11 @@ from test_worker_parts import Committer, Producer, _deliver_all, _deliver_none, 
 
 from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.windows import WindowedStats
-from streamer.kafka.source import Seeks
+from streamer.kafka.source import TP, Seeks
 from streamer.metrics import Metrics
 from streamer.worker.assignment import PartitionLifecycle
 from streamer.worker.checkpoint import ExactlyOnce
-from streamer.worker.offsets import TP, OffsetTracker, RewindError
+from streamer.worker.offsets import OffsetTracker, RewindError
 from streamer.worker.processing import make_batch
 from streamer.worker.rewind import MAX_REWINDS, REWIND_WINDOW_S, Rewinder
 from streamer.worker.stats import StatsPublisher

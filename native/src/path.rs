@@ -303,7 +303,7 @@ impl RecordPath {
 }
 
 /// The classification object's JSON with `category` and `provider` added last (as
-/// `Pipeline._with_analytics` adds them to the dict).
+/// `records.with_analytics` adds them to the dict).
 fn with_dimensions(classification: &[u8], category: &[u8], provider: &[u8]) -> Vec<u8> {
     let body = &classification[..classification.len() - 1]; // without its closing brace
     let mut out = Vec::with_capacity(classification.len() + category.len() + provider.len() + 28);

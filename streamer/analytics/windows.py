@@ -26,6 +26,7 @@ from streamer.analytics.heavy import OTHER, SpaceSaving
 Key = tuple[int, str, str, str, str]
 DimKey = tuple[str, str, str, str]
 
+#: The keys of a stats row, in key order: the one list of them (settings, metrics derive theirs).
 DIMENSIONS: tuple[str, ...] = ("provider", "egress_pool", "egress_source", "tenant")
 OVERFLOW: DimKey = (OTHER, OTHER, OTHER, OTHER)
 
@@ -345,10 +346,7 @@ class WindowedStats:
             row = {
                 "window_start": win.start,
                 "window_end": win.start + self.window_ms,
-                "provider": dims[0],
-                "egress_pool": dims[1],
-                "egress_source": dims[2],
-                "tenant": dims[3],
+                **dict(zip(DIMENSIONS, dims, strict=True)),
                 "counts": dict(c.counts),
                 "labels": dict(c.labels),
                 "categories": dict(c.categories),

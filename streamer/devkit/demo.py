@@ -346,30 +346,36 @@ def report(
     if not metrics:
         w("  (the metrics endpoint did not answer)\n")
     else:
-        hits = _by(metrics, "streamer_cache_hits_total", "cache")
-        misses = _by(metrics, "streamer_cache_misses_total", "cache")
-        n_classify = _sum(metrics, "streamer_classify_seconds_count")
-        t_classify = _sum(metrics, "streamer_classify_seconds_sum")
-        version = [lbl.get("version", "?") for lbl, _v in metrics.get("streamer_rules_info", [])]
-        rows = [
-            ("streamer_events_in_total", f"{_sum(metrics, 'streamer_events_in_total'):,.0f}"),
-            ("streamer_events_out_total", f"{_sum(metrics, 'streamer_events_out_total'):,.0f}"),
-            ("streamer_dlq_total", f"{_sum(metrics, 'streamer_dlq_total'):,.0f}"),
-            (
-                "classifications",
-                f"{n_classify:,.0f}, mean {1e6 * t_classify / n_classify:,.1f} µs"
-                if n_classify
-                else "0",
-            ),
-        ]
-        rows += [
-            (f"cache {cache}", f"{hits[cache]:,} hits, {misses[cache]:,} misses")
-            for cache in sorted(set(hits) | set(misses))
-        ]
-        rows.append(("rules version", ", ".join(version) or "?"))
-        w("\n".join(_table(rows, set())) + "\n")
-        by_type = _by(metrics, "streamer_events_in_total", "record_type")
-        w(f"  events in by type: {_fmt_counts(by_type)}\n")
+        _metrics_report(out, metrics)
+
+
+def _metrics_report(out: TextIO, metrics: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+    """The worker's counters, caches and rules version, from its scraped metrics."""
+    w = out.write
+    hits = _by(metrics, "streamer_cache_hits_total", "cache")
+    misses = _by(metrics, "streamer_cache_misses_total", "cache")
+    n_classify = _sum(metrics, "streamer_classify_seconds_count")
+    t_classify = _sum(metrics, "streamer_classify_seconds_sum")
+    version = [lbl.get("version", "?") for lbl, _v in metrics.get("streamer_rules_info", [])]
+    rows: list[tuple[str, ...]] = [
+        ("streamer_events_in_total", f"{_sum(metrics, 'streamer_events_in_total'):,.0f}"),
+        ("streamer_events_out_total", f"{_sum(metrics, 'streamer_events_out_total'):,.0f}"),
+        ("streamer_dlq_total", f"{_sum(metrics, 'streamer_dlq_total'):,.0f}"),
+        (
+            "classifications",
+            f"{n_classify:,.0f}, mean {1e6 * t_classify / n_classify:,.1f} µs"
+            if n_classify
+            else "0",
+        ),
+    ]
+    rows += [
+        (f"cache {cache}", f"{hits[cache]:,} hits, {misses[cache]:,} misses")
+        for cache in sorted(set(hits) | set(misses))
+    ]
+    rows.append(("rules version", ", ".join(version) or "?"))
+    w("\n".join(_table(rows, set())) + "\n")
+    by_type = _by(metrics, "streamer_events_in_total", "record_type")
+    w(f"  events in by type: {_fmt_counts(by_type)}\n")
 
 
 def analytics_report(out: TextIO, settings: Settings, bootstrap: str, topics: DemoTopics) -> None:
@@ -447,15 +453,9 @@ def run_demo(
     say: Say = say,
 ) -> bool:
     """The whole demo; True when every input was accounted for (the exit status)."""
-    started_broker: LocalBroker | None = None
-    if not settings.bootstrap:
-        local = LocalBroker.for_settings(settings)
-        if not local.status().running:
-            started_broker = local
+    started_broker = _broker_to_start(settings)
     bootstrap = ensure_broker(settings, say)
-    where = "local broker" + (", started for this demo" if started_broker else "")
-    if settings.bootstrap:
-        where = "configured cluster"
+    where = _where(settings, started_broker)
     suffix = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     topics = DemoTopics.for_run(settings, suffix)
     workdir = Path(tempfile.mkdtemp(prefix="streamer-demo-"))
@@ -470,29 +470,10 @@ def run_demo(
         w(f"  topics     {topics.input} -> {topics.output}, dead letters {topics.dlq}\n")
         w(f"  analytics  {topics.stats} (stats), {topics.suppressions} (suppressions)\n")
         create_topics(topics.settings(settings), bootstrap, topics.names)
-        workers = WorkerSet.start(
-            bootstrap,
-            topics.input,
-            topics.output,
-            topics.dlq,
-            topics.group,
-            1,
-            workdir,
-            extra_env={
-                "STREAMER_NON_CLASSIFIABLE": "pass",
-                "STREAMER_MAX_MESSAGE_BYTES": str(DEMO_MAX_MESSAGE_BYTES),
-                "STREAMER_STATS_TOPIC": topics.stats,
-                "STREAMER_SUPPRESSIONS_TOPIC": topics.suppressions,
-            },
-        )
+        workers = _start_worker(bootstrap, topics, workdir)
         port = workers.metrics_ports[0]
         w(f"  worker     pid {workers.procs[0].pid}, metrics http://127.0.0.1:{port}/metrics\n")
-        n_bad = sum(demo_input.malformed.values())
-        w(
-            f"  input      {len(demo_input.records):,} records from {bundled_sample_path().name}"
-            f" + {n_bad} malformed = {len(demo_input.messages):,} messages\n"
-        )
-        out.flush()
+        _describe_input(out, demo_input)
         produce_all(settings, bootstrap, topics.input, demo_input.messages)
         result = collect(settings, bootstrap, topics, demo_input, labels, workers, timeout)
         metrics = scrape_metrics(port)
@@ -504,24 +485,7 @@ def run_demo(
             w(f"\nThe worker did not stop cleanly on SIGTERM (exit code {codes[0]}).\n")
             ok = False
         analytics_report(out, settings, bootstrap, topics)
-        if ok:
-            w(
-                f"\nResult: every input accounted for — {len(result.outputs):,} records out, "
-                f"{sum(result.dead_letters.values())} dead letters, labels identical to the "
-                f"rules applied locally — in {result.seconds:.1f}s.\n"
-            )
-        else:
-            w(
-                "\nResult: FAILED — "
-                f"{result.missing} missing, {result.unexpected} unexpected, dead letters "
-                f"{dict(result.dead_letters)} (expected {dict(demo_input.malformed)}), "
-                f"{len(result.label_mismatches)} label mismatches "
-                f"{result.label_mismatches[:3]}, {result.passthrough_changed} altered "
-                "pass-through records.\n"
-            )
-        if result.duplicates:
-            w(f"  ({result.duplicates} duplicates: at-least-once delivery redelivered them)\n")
-        out.flush()
+        _verdict(out, ok, result, demo_input)
         return ok
     except HarnessError as exc:
         if workers is not None:
@@ -533,16 +497,85 @@ def run_demo(
         if keep_topics:
             say(f"kept topics {', '.join(topics.names)} (group {topics.group})")
         else:
-            with contextlib.suppress(Exception):
-                delete_topics(settings, bootstrap, topics.names)
-            with contextlib.suppress(Exception):  # its committed offsets go too
-                groups = [topics.group, f"{topics.group}.suppressions"]
-                deleted = admin_client(settings, bootstrap, log_level=3).delete_consumer_groups(
-                    groups, request_timeout=10
-                )
-                for future in deleted.values():
-                    future.result(timeout=15)
+            _delete_run(settings, bootstrap, topics)
         if started_broker is not None:
             say("stopping the local broker the demo started")
             started_broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_worker(bootstrap: str, topics: DemoTopics, workdir: Path) -> WorkerSet:
+    """One `streamer worker` on the demo's topics, passing other record types through."""
+    return WorkerSet.start(
+        bootstrap,
+        topics.input,
+        topics.output,
+        topics.dlq,
+        topics.group,
+        1,
+        workdir,
+        extra_env={
+            "STREAMER_NON_CLASSIFIABLE": "pass",
+            "STREAMER_MAX_MESSAGE_BYTES": str(DEMO_MAX_MESSAGE_BYTES),
+            "STREAMER_STATS_TOPIC": topics.stats,
+            "STREAMER_SUPPRESSIONS_TOPIC": topics.suppressions,
+        },
+    )
+
+
+def _verdict(out: TextIO, ok: bool, result: DemoResult, demo_input: DemoInput) -> None:
+    w = out.write
+    if ok:
+        w(
+            f"\nResult: every input accounted for — {len(result.outputs):,} records out, "
+            f"{sum(result.dead_letters.values())} dead letters, labels identical to the "
+            f"rules applied locally — in {result.seconds:.1f}s.\n"
+        )
+    else:
+        w(
+            "\nResult: FAILED — "
+            f"{result.missing} missing, {result.unexpected} unexpected, dead letters "
+            f"{dict(result.dead_letters)} (expected {dict(demo_input.malformed)}), "
+            f"{len(result.label_mismatches)} label mismatches "
+            f"{result.label_mismatches[:3]}, {result.passthrough_changed} altered "
+            "pass-through records.\n"
+        )
+    if result.duplicates:
+        w(f"  ({result.duplicates} duplicates: at-least-once delivery redelivered them)\n")
+    out.flush()
+
+
+def _delete_run(settings: Settings, bootstrap: str, topics: DemoTopics) -> None:
+    """The run's topics and its consumer groups (their committed offsets go too)."""
+    with contextlib.suppress(Exception):
+        delete_topics(settings, bootstrap, topics.names)
+    with contextlib.suppress(Exception):
+        groups = [topics.group, f"{topics.group}.suppressions"]
+        deleted = admin_client(settings, bootstrap, log_level=3).delete_consumer_groups(
+            groups, request_timeout=10
+        )
+        for future in deleted.values():
+            future.result(timeout=15)
+
+
+def _broker_to_start(settings: Settings) -> LocalBroker | None:
+    """The local broker this run will start (to stop it at the end), if it is not running."""
+    if settings.bootstrap:
+        return None
+    local = LocalBroker.for_settings(settings)
+    return None if local.status().running else local
+
+
+def _describe_input(out: TextIO, demo_input: DemoInput) -> None:
+    n_bad = sum(demo_input.malformed.values())
+    out.write(
+        f"  input      {len(demo_input.records):,} records from {bundled_sample_path().name}"
+        f" + {n_bad} malformed = {len(demo_input.messages):,} messages\n"
+    )
+    out.flush()
+
+
+def _where(settings: Settings, started_broker: LocalBroker | None) -> str:
+    if settings.bootstrap:
+        return "configured cluster"
+    return "local broker" + (", started for this demo" if started_broker else "")

@@ -737,7 +737,11 @@ class _Message:
         return self.created_ns // _NS
 
 
-class _Generator:
+class _Parts:
+    """The generator's clock and random streams, and the parts records are made of: random
+    names and addresses, rendered responses, the fields every record has, a delivery
+    attempt's."""
+
     def __init__(
         self, seed: int, records_per_second: float = 4.0, log_hook: str | None = None
     ) -> None:
@@ -805,6 +809,275 @@ class _Generator:
         elif enhanced:  # not an RFC 3463 code (e.g. Yahoo's "552 1 ..."): kept in the text
             content = f"{enhanced} {content}"
         return {"code": code, "enhanced_code": enh, "content": content, "command": command}
+
+    # -- record construction -------------------------------------------------------------------
+    def _base(self, kind: str, msg: _Message) -> dict[str, Any]:
+        rng = self.rng
+        mid_domain = msg.sender.split("@", 1)[1]
+        return {
+            "type": kind,
+            "id": msg.spool_id,
+            "sender": msg.sender,
+            "recipient": msg.recipient,
+            "queue": msg.queue or f"{msg.campaign}:{msg.tenant}@{msg.domain}",
+            "site": "",
+            "size": msg.size,
+            "response": None,
+            "peer_address": None,
+            "timestamp": self.now,
+            "event_time": rfc3339(self.now_ns),
+            "created": msg.created,
+            "created_time": rfc3339(msg.created_ns),
+            "num_attempts": msg.attempts,
+            "bounce_classification": "Uncategorized",
+            "egress_pool": f"{msg.tenant}-pool",
+            "egress_source": f"{msg.tenant}-ip{rng.randint(1, 4)}",
+            "source_address": None,
+            "feedback_report": None,
+            "meta": {
+                "tenant": msg.tenant,
+                "campaign": msg.campaign,
+                "mailing_id": f"{msg.tenant}-{msg.created % 100000:05d}",
+                "customer_ref": f"cust-{rng.randint(100000, 999999)}",
+                "reception_protocol": "ESMTP",
+                "received_from": "10.20.0.15:48122",
+            },
+            "headers": {
+                "Subject": msg.subject,
+                "From": f'"{msg.tenant.title()}" <no-reply@{mid_domain}>',
+                "To": f"<{msg.recipient}>",
+                "Message-ID": f"<{msg.spool_id[:16]}.{msg.created}@{mid_domain}>",
+                "List-Unsubscribe": f"<https://{mid_domain}/u/{msg.spool_id[:20]}>",
+            },
+            "delivery_protocol": None,
+            "reception_protocol": "ESMTP",
+            "nodeid": self.nodeid,
+        }
+
+    def _outbound(self, rec: dict[str, Any], msg: _Message) -> str:
+        """Fill the delivery-attempt fields; returns the MX host name."""
+        p = msg.provider
+        mx = p.mx if p else f"mx.{msg.domain}."
+        rec["site"] = f"{rec['egress_source']}->{p.site if p else 'mx.' + msg.domain}"
+        rec["peer_address"] = {
+            "name": mx,
+            "addr": f"{p.ip_prefix}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
+            if p
+            else "",
+        }
+        rec["delivery_protocol"] = "ESMTP"
+        rec["source_address"] = {"address": f"{self._src_ip()}:{self.rng.randint(30000, 60999)}"}
+        if p is not None:  # KumoMTA omits the TLS fields (no null) when there was no TLS
+            rec["tls_cipher"] = "TLS_AES_256_GCM_SHA384"
+            rec["tls_protocol_version"] = "TLSv1.3"
+            rec["tls_peer_subject_name"] = [f"CN={mx.rstrip('.')}"]
+        rec["session_id"] = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return mx
+
+    def _no_delivery(self, rec: dict[str, Any]) -> None:
+        """Records logged by the queue machinery, not a delivery attempt: no egress, no protocol."""
+        rec.update(egress_pool=None, egress_source=None, delivery_protocol=None)
+
+    def _failure(self, msg: _Message, transient: bool) -> Resp:
+        p, rng = msg.provider, self.rng
+        if p is None:
+            pool = [r for r in _DNS_FAILURES if (r[0] < 500) == transient] or list(_DNS_FAILURES)
+            return rng.choice(pool)
+        if transient and rng.random() < 0.15:
+            return rng.choice(_CONNECT_FAILURES)
+        weights = self.failure_weights[p.domain]
+        wanted = [
+            (r, w) for r, w in zip(p.failures, weights, strict=True) if (r[0] < 500) == transient
+        ]
+        if not wanted:  # the provider has no such answer: the connection itself failed
+            return rng.choice(_CONNECT_FAILURES if transient else _DNS_FAILURES[::2])
+        return rng.choices([r for r, _ in wanted], weights=[w for _, w in wanted])[0]
+
+
+class _Reports(_Parts):
+    """Records that are not a step of a message's own lifecycle: the reports that arrive
+    about it (OOB, Feedback) and the log hook's bookkeeping of shipping a record."""
+
+    def _shipped(self, shipped: dict[str, Any], name: str) -> list[dict[str, Any]]:
+        """What KumoMTA logs locally of shipping ``shipped`` through log hook ``name``: the
+        delivery of the message the hook made of it (``policy-extras/log_hooks.lua``), to the
+        hook's queue by its Lua constructor, with the shipped record's sender and recipient and
+        ``reception_protocol`` "LogRecord"; now and then a failed attempt first (or instead)."""
+        rng = self.hook_rng
+        created_ns = int(shipped["timestamp"]) * _NS + rng.randrange(1_000_000, 50_000_000)
+        base = self._hook_delivery(shipped, f"{name}.log_hook", created_ns)
+        attempts: list[tuple[str, dict[str, Any]]] = []
+        roll = rng.random()
+        if roll < 0.08:  # the broker was down: retried later
+            attempts.append(("TransientFailure", self._hook_response(_HOOK_FAILURES[0])))
+        if roll < 0.02:  # refused for good: the record never reached the broker
+            attempts.append(("Bounce", self._hook_response(_HOOK_FAILURES[1])))
+        else:
+            disposition = (
+                f"sent to {name}: partition {rng.randrange(12)} offset {rng.randrange(10**7)}"
+            )
+            attempts.append(("Delivery", _internal(200, disposition)))
+        out = []
+        t_ns = created_ns
+        for n, (kind, response) in enumerate(attempts):
+            t_ns += rng.randrange(2_000_000, 80_000_000) + n * 60 * _NS  # retried a minute on
+            out.append(
+                {
+                    **base,
+                    "type": kind,
+                    "response": response,
+                    "timestamp": t_ns // _NS,
+                    "event_time": rfc3339(t_ns),
+                    "num_attempts": n,
+                }
+            )
+        return out
+
+    def _hook_delivery(
+        self, shipped: dict[str, Any], queue: str, created_ns: int
+    ) -> dict[str, Any]:
+        """The fields every attempt to deliver the hook's message of ``shipped`` shares."""
+        rng = self.hook_rng
+        meta = {**shipped["meta"], "reception_protocol": LOG_RECORD_PROTOCOL}
+        return {
+            "type": "Delivery",
+            "id": f"{rng.getrandbits(128):032x}",
+            "sender": shipped["sender"],
+            "recipient": shipped["recipient"],
+            "queue": queue,
+            "site": f"unspecified->{queue}@lua:make.{queue}",
+            "size": len(orjson.dumps(shipped)) + 1,  # the body: the record's JSON line
+            "response": None,
+            "peer_address": {"name": f"Lua via make.{queue}", "addr": "0.0.0.0"},
+            "timestamp": 0,
+            "event_time": "",
+            "created": created_ns // _NS,
+            "created_time": rfc3339(created_ns),
+            "num_attempts": 0,
+            "bounce_classification": "Uncategorized",
+            "egress_pool": "unspecified",
+            "egress_source": "unspecified",
+            "source_address": None,
+            "feedback_report": None,
+            "meta": meta,
+            "headers": {},
+            "delivery_protocol": "Lua",
+            "reception_protocol": LOG_RECORD_PROTOCOL,
+            "nodeid": self.nodeid,
+            "session_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        }
+
+    @staticmethod
+    def _hook_response(resp: Resp) -> dict[str, Any]:
+        return _internal(resp[0], resp[2])
+
+    def _inbound_report(self, rec: dict[str, Any]) -> None:
+        """An OOB or Feedback record is logged when the report arrives: the report message has
+        its own spool id, was just received, and was never sent through an egress source."""
+        rec.update(
+            id=self._hex(128),
+            created=self.now,
+            created_time=rfc3339(self.now_ns),
+            num_attempts=0,
+            egress_pool=None,
+            egress_source=None,
+            delivery_protocol=None,
+            reception_protocol="ESMTP",
+            session_id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+        )
+
+    def _oob(self, rec: dict[str, Any], msg: _Message) -> None:
+        """An RFC 3464 report for the message: one OOB record per failed recipient, with the
+        original envelope, the reporter as peer, and the report's last-attempt date as time."""
+        rng = self.rng
+        self._inbound_report(rec)
+        rec["size"] = 0
+        diag = rng.choices(_OOB_DIAGNOSTICS, weights=_zipf_weights(len(_OOB_DIAGNOSTICS)))[0]
+        rec["response"] = self._render(diag, msg, "")
+        p = msg.provider
+        reporter = p.mx.rstrip(".") if p else f"mx.{msg.domain}"
+        addr = f"{p.ip_prefix}.{rng.randint(0, 255)}.{rng.randint(1, 254)}" if p else "0.0.0.0"
+        rec["peer_address"] = {"name": reporter, "addr": addr}
+        last_attempt = self.now - rng.randint(1, 5)  # the report's date: whole seconds
+        rec["timestamp"], rec["event_time"] = last_attempt, rfc3339(last_attempt * _NS)
+
+    def _feedback(self, rec: dict[str, Any], msg: _Message) -> None:
+        """An ARF report (RFC 5965) about the message, as KumoMTA logs it: the record is the
+        report's own reception (sent by the feedback loop to the tenant's complaint address),
+        and ``feedback_report`` holds the parsed report, whose ``original_rcpto_to`` (KumoMTA's
+        spelling) and ``supplemental_trace`` (decoded from KumoMTA's trace header in the
+        returned headers) name the original recipient."""
+        rng = self.rng
+        self._inbound_report(rec)
+        agent, reporter = rng.choice(_FEEDBACK_AGENTS)
+        if not self.feedback_deck:
+            self.feedback_deck = list(_FEEDBACK_DECK)
+            rng.shuffle(self.feedback_deck)
+        ftype = self.feedback_deck.pop()
+        sender_domain = msg.sender.split("@", 1)[1]
+        fbl = f"fbl@{sender_domain}"
+        rec.update(
+            sender=f"fbl-reports@{reporter}",
+            recipient=fbl,
+            queue=sender_domain,
+            size=rng.randint(4_000, 12_000),
+            meta={
+                "reception_protocol": "ESMTP",
+                "received_from": f"203.0.113.{rng.randint(1, 254)}:25",
+            },
+            headers={
+                "Subject": f"Complaint about message from {sender_domain}",
+                "From": f"<fbl-reports@{reporter}>",
+                "To": f"<{fbl}>",
+                "Message-ID": f"<arf.{self._hex(64)}@{reporter}>",
+            },
+        )
+        rec["response"] = {"code": 250, "enhanced_code": None, "content": "", "command": None}
+        rec["peer_address"] = {"name": reporter, "addr": f"203.0.113.{rng.randint(1, 254)}"}
+        src_ip = self._src_ip()
+        arrival = msg.created + rng.randint(60, 3600)
+        rec["feedback_report"] = self._arf_report(msg, ftype, agent, reporter, src_ip, arrival)
+
+    def _arf_report(
+        self, msg: _Message, ftype: str, agent: str, reporter: str, src_ip: str, arrival: int
+    ) -> dict[str, Any]:
+        """The parsed ARF report about ``msg``, as KumoMTA logs it in ``feedback_report``."""
+        sender_domain = msg.sender.split("@", 1)[1]
+        message_id = f"<{msg.spool_id[:16]}.{msg.created}@{sender_domain}>"
+        trace = {"recipient": msg.recipient, "tenant": msg.tenant, "campaign": msg.campaign}
+        # KumoMTA's trace header: base64 of the trace as JSON, tagged with its "_@_" marker.
+        kumo_ref = base64.b64encode(orjson.dumps({"_@_": "\\_/", **trace})).decode()
+        return {
+            "feedback_type": ftype,
+            "user_agent": agent,
+            "version": "1",  # KumoMTA keeps the Version field as text
+            "arrival_date": rfc3339(arrival * _NS),
+            "incidents": self.rng.choice((None, None, 1)),
+            "original_envelope_id": None,
+            "original_mail_from": msg.sender,
+            "reporting_mta": {"mta_type": "dns", "name": reporter},
+            "source_ip": src_ip,
+            "authentication_results": [
+                f"{reporter}; spf=pass smtp.mailfrom={sender_domain};"
+                f" dkim=pass header.d={sender_domain}"
+            ],
+            "original_rcpto_to": [msg.recipient],
+            "reported_domain": [sender_domain],
+            "reported_uri": [f"https://{sender_domain}/u/{msg.spool_id[:20]}"],
+            "extensions": {},
+            "original_message": (
+                f"Received: from {sender_domain} ([{src_ip}]) by {reporter};"
+                f" {datetime.fromtimestamp(arrival, UTC):%a, %d %b %Y %H:%M:%S +0000}\n"
+                f"From: <no-reply@{sender_domain}>\nTo: <{msg.recipient}>\n"
+                f"Subject: {msg.subject}\nMessage-ID: {message_id}\n"
+                f"X-KumoRef: {kumo_ref}\n"
+            ),
+            "supplemental_trace": trace,
+        }
+
+
+class _Generator(_Reports):
+    """Messages in flight, each with its planned records, interleaved in event time."""
 
     # -- lifecycles ----------------------------------------------------------------------------
     def _new_message(self) -> _Message:
@@ -894,156 +1167,6 @@ class _Generator:
             self.hook_pending += self._shipped(rec, self.log_hook)
         return rec
 
-    def _shipped(self, shipped: dict[str, Any], name: str) -> list[dict[str, Any]]:
-        """What KumoMTA logs locally of shipping ``shipped`` through log hook ``name``: the
-        delivery of the message the hook made of it (``policy-extras/log_hooks.lua``), to the
-        hook's queue by its Lua constructor, with the shipped record's sender and recipient and
-        ``reception_protocol`` "LogRecord"; now and then a failed attempt first (or instead)."""
-        rng = self.hook_rng
-        queue = f"{name}.log_hook"
-        created_ns = int(shipped["timestamp"]) * _NS + rng.randrange(1_000_000, 50_000_000)
-        meta = {**shipped["meta"], "reception_protocol": LOG_RECORD_PROTOCOL}
-        base = {
-            "type": "Delivery",
-            "id": f"{rng.getrandbits(128):032x}",
-            "sender": shipped["sender"],
-            "recipient": shipped["recipient"],
-            "queue": queue,
-            "site": f"unspecified->{queue}@lua:make.{queue}",
-            "size": len(orjson.dumps(shipped)) + 1,  # the body: the record's JSON line
-            "response": None,
-            "peer_address": {"name": f"Lua via make.{queue}", "addr": "0.0.0.0"},
-            "timestamp": 0,
-            "event_time": "",
-            "created": created_ns // _NS,
-            "created_time": rfc3339(created_ns),
-            "num_attempts": 0,
-            "bounce_classification": "Uncategorized",
-            "egress_pool": "unspecified",
-            "egress_source": "unspecified",
-            "source_address": None,
-            "feedback_report": None,
-            "meta": meta,
-            "headers": {},
-            "delivery_protocol": "Lua",
-            "reception_protocol": LOG_RECORD_PROTOCOL,
-            "nodeid": self.nodeid,
-            "session_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-        }
-        attempts: list[tuple[str, dict[str, Any]]] = []
-        roll = rng.random()
-        if roll < 0.08:  # the broker was down: retried later
-            attempts.append(("TransientFailure", self._hook_response(_HOOK_FAILURES[0])))
-        if roll < 0.02:  # refused for good: the record never reached the broker
-            attempts.append(("Bounce", self._hook_response(_HOOK_FAILURES[1])))
-        else:
-            disposition = (
-                f"sent to {name}: partition {rng.randrange(12)} offset {rng.randrange(10**7)}"
-            )
-            attempts.append(("Delivery", _internal(200, disposition)))
-        out = []
-        t_ns = created_ns
-        for n, (kind, response) in enumerate(attempts):
-            t_ns += rng.randrange(2_000_000, 80_000_000) + n * 60 * _NS  # retried a minute on
-            out.append(
-                {
-                    **base,
-                    "type": kind,
-                    "response": response,
-                    "timestamp": t_ns // _NS,
-                    "event_time": rfc3339(t_ns),
-                    "num_attempts": n,
-                }
-            )
-        return out
-
-    @staticmethod
-    def _hook_response(resp: Resp) -> dict[str, Any]:
-        return _internal(resp[0], resp[2])
-
-    # -- record construction -------------------------------------------------------------------
-    def _base(self, kind: str, msg: _Message) -> dict[str, Any]:
-        rng = self.rng
-        mid_domain = msg.sender.split("@", 1)[1]
-        return {
-            "type": kind,
-            "id": msg.spool_id,
-            "sender": msg.sender,
-            "recipient": msg.recipient,
-            "queue": msg.queue or f"{msg.campaign}:{msg.tenant}@{msg.domain}",
-            "site": "",
-            "size": msg.size,
-            "response": None,
-            "peer_address": None,
-            "timestamp": self.now,
-            "event_time": rfc3339(self.now_ns),
-            "created": msg.created,
-            "created_time": rfc3339(msg.created_ns),
-            "num_attempts": msg.attempts,
-            "bounce_classification": "Uncategorized",
-            "egress_pool": f"{msg.tenant}-pool",
-            "egress_source": f"{msg.tenant}-ip{rng.randint(1, 4)}",
-            "source_address": None,
-            "feedback_report": None,
-            "meta": {
-                "tenant": msg.tenant,
-                "campaign": msg.campaign,
-                "mailing_id": f"{msg.tenant}-{msg.created % 100000:05d}",
-                "customer_ref": f"cust-{rng.randint(100000, 999999)}",
-                "reception_protocol": "ESMTP",
-                "received_from": "10.20.0.15:48122",
-            },
-            "headers": {
-                "Subject": msg.subject,
-                "From": f'"{msg.tenant.title()}" <no-reply@{mid_domain}>',
-                "To": f"<{msg.recipient}>",
-                "Message-ID": f"<{msg.spool_id[:16]}.{msg.created}@{mid_domain}>",
-                "List-Unsubscribe": f"<https://{mid_domain}/u/{msg.spool_id[:20]}>",
-            },
-            "delivery_protocol": None,
-            "reception_protocol": "ESMTP",
-            "nodeid": self.nodeid,
-        }
-
-    def _outbound(self, rec: dict[str, Any], msg: _Message) -> str:
-        """Fill the delivery-attempt fields; returns the MX host name."""
-        p = msg.provider
-        mx = p.mx if p else f"mx.{msg.domain}."
-        rec["site"] = f"{rec['egress_source']}->{p.site if p else 'mx.' + msg.domain}"
-        rec["peer_address"] = {
-            "name": mx,
-            "addr": f"{p.ip_prefix}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
-            if p
-            else "",
-        }
-        rec["delivery_protocol"] = "ESMTP"
-        rec["source_address"] = {"address": f"{self._src_ip()}:{self.rng.randint(30000, 60999)}"}
-        if p is not None:  # KumoMTA omits the TLS fields (no null) when there was no TLS
-            rec["tls_cipher"] = "TLS_AES_256_GCM_SHA384"
-            rec["tls_protocol_version"] = "TLSv1.3"
-            rec["tls_peer_subject_name"] = [f"CN={mx.rstrip('.')}"]
-        rec["session_id"] = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        return mx
-
-    def _no_delivery(self, rec: dict[str, Any]) -> None:
-        """Records logged by the queue machinery, not a delivery attempt: no egress, no protocol."""
-        rec.update(egress_pool=None, egress_source=None, delivery_protocol=None)
-
-    def _failure(self, msg: _Message, transient: bool) -> Resp:
-        p, rng = msg.provider, self.rng
-        if p is None:
-            pool = [r for r in _DNS_FAILURES if (r[0] < 500) == transient] or list(_DNS_FAILURES)
-            return rng.choice(pool)
-        if transient and rng.random() < 0.15:
-            return rng.choice(_CONNECT_FAILURES)
-        weights = self.failure_weights[p.domain]
-        wanted = [
-            (r, w) for r, w in zip(p.failures, weights, strict=True) if (r[0] < 500) == transient
-        ]
-        if not wanted:  # the provider has no such answer: the connection itself failed
-            return rng.choice(_CONNECT_FAILURES if transient else _DNS_FAILURES[::2])
-        return rng.choices([r for r, _ in wanted], weights=[w for _, w in wanted])[0]
-
     def _record(self, kind: str, msg: _Message) -> dict[str, Any]:
         rng = self.rng
         if kind == "Reception":
@@ -1073,7 +1196,18 @@ class _Generator:
             rec["response"] = self._render(resp, msg, mx)
             if msg.provider is None:
                 rec["peer_address"] = None  # nobody answered: KumoMTA wrote the response
-        elif kind == "Expiration":
+        elif kind == "OOB":
+            self._oob(rec, msg)
+        elif kind == "Feedback":
+            self._feedback(rec, msg)
+        else:
+            self._queue_record(kind, rec, msg)
+        return rec
+
+    def _queue_record(self, kind: str, rec: dict[str, Any], msg: _Message) -> None:
+        """A record the queue machinery logs (no delivery attempt): its response and route."""
+        rng = self.rng
+        if kind == "Expiration":
             self._no_delivery(rec)
             rec["response"] = self._render(_EXPIRATION, msg, "")
         elif kind == "AdminBounce":
@@ -1117,108 +1251,6 @@ class _Generator:
             rec["site"] = _DEFERRED_QUEUE
             rec["delivery_protocol"] = "DeferredSmtpInjection"
             rec["response"] = _internal(250, "ok")
-        elif kind == "OOB":
-            self._oob(rec, msg)
-        elif kind == "Feedback":
-            self._feedback(rec, msg)
-        return rec
-
-    def _inbound_report(self, rec: dict[str, Any]) -> None:
-        """An OOB or Feedback record is logged when the report arrives: the report message has
-        its own spool id, was just received, and was never sent through an egress source."""
-        rec.update(
-            id=self._hex(128),
-            created=self.now,
-            created_time=rfc3339(self.now_ns),
-            num_attempts=0,
-            egress_pool=None,
-            egress_source=None,
-            delivery_protocol=None,
-            reception_protocol="ESMTP",
-            session_id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-        )
-
-    def _oob(self, rec: dict[str, Any], msg: _Message) -> None:
-        """An RFC 3464 report for the message: one OOB record per failed recipient, with the
-        original envelope, the reporter as peer, and the report's last-attempt date as time."""
-        rng = self.rng
-        self._inbound_report(rec)
-        rec["size"] = 0
-        diag = rng.choices(_OOB_DIAGNOSTICS, weights=_zipf_weights(len(_OOB_DIAGNOSTICS)))[0]
-        rec["response"] = self._render(diag, msg, "")
-        p = msg.provider
-        reporter = p.mx.rstrip(".") if p else f"mx.{msg.domain}"
-        addr = f"{p.ip_prefix}.{rng.randint(0, 255)}.{rng.randint(1, 254)}" if p else "0.0.0.0"
-        rec["peer_address"] = {"name": reporter, "addr": addr}
-        last_attempt = self.now - rng.randint(1, 5)  # the report's date: whole seconds
-        rec["timestamp"], rec["event_time"] = last_attempt, rfc3339(last_attempt * _NS)
-
-    def _feedback(self, rec: dict[str, Any], msg: _Message) -> None:
-        """An ARF report (RFC 5965) about the message, as KumoMTA logs it: the record is the
-        report's own reception (sent by the feedback loop to the tenant's complaint address),
-        and ``feedback_report`` holds the parsed report, whose ``original_rcpto_to`` (KumoMTA's
-        spelling) and ``supplemental_trace`` (decoded from KumoMTA's trace header in the
-        returned headers) name the original recipient."""
-        rng = self.rng
-        self._inbound_report(rec)
-        agent, reporter = rng.choice(_FEEDBACK_AGENTS)
-        if not self.feedback_deck:
-            self.feedback_deck = list(_FEEDBACK_DECK)
-            rng.shuffle(self.feedback_deck)
-        ftype = self.feedback_deck.pop()
-        sender_domain = msg.sender.split("@", 1)[1]
-        fbl = f"fbl@{sender_domain}"
-        rec.update(
-            sender=f"fbl-reports@{reporter}",
-            recipient=fbl,
-            queue=sender_domain,
-            size=rng.randint(4_000, 12_000),
-            meta={
-                "reception_protocol": "ESMTP",
-                "received_from": f"203.0.113.{rng.randint(1, 254)}:25",
-            },
-            headers={
-                "Subject": f"Complaint about message from {sender_domain}",
-                "From": f"<fbl-reports@{reporter}>",
-                "To": f"<{fbl}>",
-                "Message-ID": f"<arf.{self._hex(64)}@{reporter}>",
-            },
-        )
-        rec["response"] = {"code": 250, "enhanced_code": None, "content": "", "command": None}
-        rec["peer_address"] = {"name": reporter, "addr": f"203.0.113.{rng.randint(1, 254)}"}
-        src_ip = self._src_ip()
-        arrival = msg.created + rng.randint(60, 3600)
-        message_id = f"<{msg.spool_id[:16]}.{msg.created}@{sender_domain}>"
-        trace = {"recipient": msg.recipient, "tenant": msg.tenant, "campaign": msg.campaign}
-        # KumoMTA's trace header: base64 of the trace as JSON, tagged with its "_@_" marker.
-        kumo_ref = base64.b64encode(orjson.dumps({"_@_": "\\_/", **trace})).decode()
-        rec["feedback_report"] = {
-            "feedback_type": ftype,
-            "user_agent": agent,
-            "version": "1",  # KumoMTA keeps the Version field as text
-            "arrival_date": rfc3339(arrival * _NS),
-            "incidents": rng.choice((None, None, 1)),
-            "original_envelope_id": None,
-            "original_mail_from": msg.sender,
-            "reporting_mta": {"mta_type": "dns", "name": reporter},
-            "source_ip": src_ip,
-            "authentication_results": [
-                f"{reporter}; spf=pass smtp.mailfrom={sender_domain};"
-                f" dkim=pass header.d={sender_domain}"
-            ],
-            "original_rcpto_to": [msg.recipient],
-            "reported_domain": [sender_domain],
-            "reported_uri": [f"https://{sender_domain}/u/{msg.spool_id[:20]}"],
-            "extensions": {},
-            "original_message": (
-                f"Received: from {sender_domain} ([{src_ip}]) by {reporter};"
-                f" {datetime.fromtimestamp(arrival, UTC):%a, %d %b %Y %H:%M:%S +0000}\n"
-                f"From: <no-reply@{sender_domain}>\nTo: <{msg.recipient}>\n"
-                f"Subject: {msg.subject}\nMessage-ID: {message_id}\n"
-                f"X-KumoRef: {kumo_ref}\n"
-            ),
-            "supplemental_trace": trace,
-        }
 
     def _rejection(self) -> dict[str, Any]:
         """A refusal of KumoMTA's SMTP listener, as its ``smtp_server`` logs one: no message

@@ -68,8 +68,8 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 ANY_PARTITION = -1
 
 
-class Chunk(Protocol):
-    """The input records a group of outputs came from (``streamer.worker.offsets.Chunk``)."""
+class InputRange(Protocol):
+    """The input records a group of outputs came from (``streamer.worker.offsets.OffsetChunk``)."""
 
     first: int
     last: int
@@ -140,11 +140,11 @@ class Sink:
         self._handed: deque[tuple[int, float]] = deque()  # (produced count, when) per batch
 
     # --- hot path ----------------------------------------------------------------------------
-    def callback(self, chunk: Chunk, attempt: int = 0) -> DeliveryCallback:
+    def callback(self, chunk: InputRange, attempt: int = 0) -> DeliveryCallback:
         return delivery_callback(chunk, attempt, self._failures)
 
     def _produce_from(
-        self, outputs: Sequence[Output], start: int, chunk: Chunk, cb: DeliveryCallback
+        self, outputs: Sequence[Output], start: int, chunk: InputRange, cb: DeliveryCallback
     ) -> int:
         """Produce outputs[start:]; returns where it stopped (len(outputs) when all went)."""
         produce = self.producer.produce
@@ -177,7 +177,9 @@ class Sink:
         self.produced += i - start
         return i
 
-    async def send(self, outputs: Sequence[Output], chunk: Chunk, *, seal: bool = True) -> None:
+    async def send(
+        self, outputs: Sequence[Output], chunk: InputRange, *, seal: bool = True
+    ) -> None:
         """Queue every output for delivery (waiting while librdkafka's queue is full); then,
         unless more outputs of ``chunk`` follow (``seal=False``), seal the chunk."""
         cb = self.callback(chunk)
@@ -277,7 +279,7 @@ class Sink:
             self._produce_again(chunk, attempt + 1, new_topic, key, value, new_headers)
 
     def _next_attempt(
-        self, chunk: Chunk, attempt: int, err: KafkaError, topic: str, value: Any, headers: Any
+        self, chunk: InputRange, attempt: int, err: KafkaError, topic: str, value: Any, headers: Any
     ) -> tuple[str, str, Any, Any]:
         """What to do with a failed output: (action, topic, headers, value) of the next try."""
         if topic == self.dlq_topic and headers and has_header(headers, DLQ_REASON):
@@ -295,7 +297,7 @@ class Sink:
         return "dlq", self.dlq_topic, _failed_headers(headers, topic, err, chunk), value
 
     def _produce_again(
-        self, chunk: Chunk, attempt: int, topic: str, key: Any, value: Any, headers: Any
+        self, chunk: InputRange, attempt: int, topic: str, key: Any, value: Any, headers: Any
     ) -> None:
         cb = self.callback(chunk, attempt)
         while True:
@@ -317,16 +319,16 @@ class Sink:
 
 #: What a failed delivery leaves for ``Sink._handle_failures``: (chunk, attempt, error, topic,
 #: key, value, headers).
-Failure = tuple[Chunk, int, KafkaError, Any, Any, Any, Any]
+Failure = tuple[InputRange, int, KafkaError, Any, Any, Any, Any]
 
 
-def delivery_callback(chunk: Chunk, attempt: int, failures: list[Failure]) -> DeliveryCallback:
+def delivery_callback(chunk: InputRange, attempt: int, failures: list[Failure]) -> DeliveryCallback:
     """The delivery report of one output of ``chunk``: an acknowledgement counts it down, a
     failure is kept for the next ``Sink.poll``."""
     ack = chunk.ack
     finish = getattr(chunk, "finish", None)
     if finish is not None:
-        # A record chunk (``streamer.worker.offsets.Chunk``), run once per output: its ``ack``
+        # A record chunk (``streamer.worker.offsets.OffsetChunk``), run once per output: its ``ack``
         # inlined, one Python frame per report instead of two.
         counted: Any = chunk
 
@@ -353,7 +355,7 @@ def delivery_callback(chunk: Chunk, attempt: int, failures: list[Failure]) -> De
     return on_delivery
 
 
-def _failed_headers(headers: Any, topic: str, err: KafkaError, chunk: Chunk) -> Headers:
+def _failed_headers(headers: Any, topic: str, err: KafkaError, chunk: InputRange) -> Headers:
     """Headers of the dead-letter copy of an output the broker refused.
 
     The source offset is not tracked per output, so the copy names the input's topic,

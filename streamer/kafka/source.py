@@ -39,6 +39,7 @@ from streamer.logs import log_event
 
 log = logging.getLogger("streamer.source")
 
+#: A partition of a topic: (topic, partition).
 TP = tuple[str, int]
 #: How long a rebalance callback waits for the event loop (must stay below the group's
 #: rebalance timeout, which is max.poll.interval.ms).

@@ -24,7 +24,7 @@ _NON_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 
 
 @dataclass(frozen=True, slots=True)
-class Chunk:
+class LineChunk:
     """Whole lines of one input: each ends with ``\\n`` except an input's unterminated last."""
 
     name: str
@@ -61,14 +61,14 @@ class ChunkReader:
         self.chunk_bytes = chunk_bytes or CHUNK_BYTES
         self.records_seen = False
 
-    def __iter__(self) -> Iterator[Chunk | InputFailed]:
+    def __iter__(self) -> Iterator[LineChunk | InputFailed]:
         for item in self.inputs:
             try:
                 yield from self._chunks(item)
             except InputError as exc:
                 yield InputFailed(str(exc))
 
-    def _chunks(self, item: Input) -> Iterator[Chunk]:
+    def _chunks(self, item: Input) -> Iterator[LineChunk]:
         mode = self.forced
         self.records_seen = self.records_seen or mode is False
         line = 1
@@ -82,12 +82,12 @@ class ChunkReader:
             whole, tail = data[:cut], data[cut:]
             mode = self._mode(mode, whole)
             if mode is not None:
-                yield Chunk(item.name, line, whole, mode)
+                yield LineChunk(item.name, line, whole, mode)
             line += whole.count(b"\n")
         if tail:
             mode = self._mode(mode, tail)
             if mode is not None:
-                yield Chunk(item.name, line, tail, mode)
+                yield LineChunk(item.name, line, tail, mode)
         if mode is None:  # no non-blank line: counted as records, as it always has been
             self.records_seen = True
 

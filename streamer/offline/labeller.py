@@ -19,19 +19,18 @@ import orjson
 from streamer.analytics.categories import CategoryTable
 from streamer.analytics.providers import ProviderMatcher
 from streamer.classifier import Classification, Classifier
-from streamer.evidence import FEEDBACK_REPORT
-from streamer.feedback import feedback_label
-from streamer.offline.chunks import Chunk
+from streamer.offline.chunks import LineChunk
 from streamer.offline.summary import Summary, Tally
 from streamer.records import (
     CLASSIFIABLE_TYPES,
-    MalformedRecord,
     accept,
     classification_object,
-    decode_record,
     effective_type,
+    feedback_classification,
+    refusal_reason,
     response_line,
     set_classification,
+    with_analytics,
 )
 from streamer.rules import Rule
 
@@ -102,7 +101,7 @@ class Labeller:
         self._encoded: dict[str, bytes] = {}  # response line -> its JSON line
         self._classified: dict[str, tuple[str, dict[str, Any]]] = {}  # -> (label, object)
 
-    def label(self, chunk: Chunk) -> Labelled:
+    def label(self, chunk: LineChunk) -> Labelled:
         return self._lines(chunk) if chunk.as_lines else self._records(chunk)
 
     def matches(self, text: str) -> list[dict[str, Any] | None]:
@@ -110,7 +109,7 @@ class Labeller:
 
     # -- response lines
 
-    def _lines(self, chunk: Chunk) -> Labelled:
+    def _lines(self, chunk: LineChunk) -> Labelled:
         data = chunk.data
         try:
             texts: list[str | None] = [*data.decode("utf-8").split("\n")]
@@ -176,7 +175,7 @@ class Labeller:
 
     # -- KumoMTA records
 
-    def _records(self, chunk: Chunk) -> Labelled:
+    def _records(self, chunk: LineChunk) -> Labelled:
         raws = chunk.data.split(b"\n")
         open_last = bool(raws[-1])  # the input's last line, without a newline
         if not open_last:
@@ -195,7 +194,7 @@ class Labeller:
                 continue
             record = accept(raw, limits[i])
             if record is None:
-                skips.append((chunk.first_line + i, _reason(raw, limits[i])))
+                skips.append((chunk.first_line + i, refusal_reason(raw, limits[i])[0]))
                 continue
             rtype = effective_type(record)  # a log hook's bookkeeping record: log_hook
             if rtype in CLASSIFIABLE_TYPES:
@@ -216,11 +215,9 @@ class Labeller:
         """``records.enrich`` (and ``--explain``'s matches) with one classification object
         per distinct response line (they are equal, so their JSON is too)."""
         line = response_line(record["response"])
-        label = feedback_label(record) if record["type"] == "Feedback" else None
-        if label is not None:  # an ARF report says what it is (see streamer.feedback)
-            made: tuple[str, dict[str, Any]] | None = self._classification(
-                line, Classification(label, None, FEEDBACK_REPORT)
-            )
+        feedback = feedback_classification(record)
+        if feedback is not None:
+            made: tuple[str, dict[str, Any]] | None = self._classification(line, feedback)
         else:
             made = memo.get(line)
             if made is None:
@@ -244,7 +241,7 @@ class Labeller:
         code = record["response"].get("code")
         klass = code // 100 if type(code) is int else 0
         category = categories.category(label, klass * 100 if klass else None)
-        return {**obj, "category": category, "provider": providers.match_record(record)}
+        return with_analytics(obj, category, providers.match_record(record))
 
     def _classification(self, line: str, result: Classification) -> tuple[str, dict[str, Any]]:
         obj = classification_object(result, self.classifier.version)
@@ -264,12 +261,3 @@ def _utf8(raw: bytes) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def _reason(raw: bytes, limit: int) -> str:
-    """Why ``accept`` refused ``raw`` (``decode_record`` names it)."""
-    try:
-        decode_record(raw, limit)
-    except MalformedRecord as exc:
-        return exc.reason
-    return "not-json"  # not reached: decode_record accepts exactly what accept accepts

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from streamer.offline.chunks import Chunk, InputFailed
+from streamer.offline.chunks import InputFailed, LineChunk
 from streamer.offline.labeller import Labelled, Labeller
 
 #: Chunks in flight per worker process: enough to keep every worker busy while the parent
@@ -52,7 +52,7 @@ def _start_worker(labeller: Labeller, spool: str) -> None:
     _worker, _spool = labeller, spool
 
 
-def _spool_chunk(chunk: Chunk, spool: str) -> tuple[Chunk, str]:
+def _spool_chunk(chunk: LineChunk, spool: str) -> tuple[LineChunk, str]:
     """The chunk without its data, and the file holding the data."""
     fd, path = tempfile.mkstemp(dir=spool)
     with os.fdopen(fd, "wb") as fh:
@@ -60,7 +60,7 @@ def _spool_chunk(chunk: Chunk, spool: str) -> tuple[Chunk, str]:
     return dataclasses.replace(chunk, data=b""), path
 
 
-def _label_in_worker(chunk: Chunk, data_path: str) -> Labelled:
+def _label_in_worker(chunk: LineChunk, data_path: str) -> Labelled:
     assert _worker is not None and _spool is not None, "worker not initialised"
     with open(data_path, "rb") as fh:
         os.unlink(data_path)
@@ -75,18 +75,18 @@ def _label_in_worker(chunk: Chunk, data_path: str) -> Labelled:
 
 
 def label_all(
-    items: Iterable[Chunk | InputFailed], labeller: Labeller, jobs: int
+    items: Iterable[LineChunk | InputFailed], labeller: Labeller, jobs: int
 ) -> Generator[Labelled | InputFailed, None, None]:
     """The :class:`Labelled` result of every chunk (and every :class:`InputFailed` as it
     is), in input order, with up to ``jobs`` processes. Write each result's output
     (``Labelled.write_to``) before asking for the next: a worker's output file is removed when
     the iteration ends. ``close()`` the iterator to stop the workers early."""
     stream = iter(items)
-    head: list[Chunk | InputFailed] = []
+    head: list[LineChunk | InputFailed] = []
     chunks = 0
     for item in stream:  # look ahead: is there more than one chunk?
         head.append(item)
-        chunks += isinstance(item, Chunk)
+        chunks += isinstance(item, LineChunk)
         if chunks > 1:
             break
     if jobs <= 1 or chunks < 2 or not can_fork():
@@ -101,7 +101,7 @@ def label_all(
 
 
 def _in_pool(
-    items: Iterator[Chunk | InputFailed], labeller: Labeller, jobs: int
+    items: Iterator[LineChunk | InputFailed], labeller: Labeller, jobs: int
 ) -> Iterator[Labelled | InputFailed]:
     spool = tempfile.TemporaryDirectory(prefix="streamer-classify-", dir=SPOOL_PARENT)
     pool = ProcessPoolExecutor(

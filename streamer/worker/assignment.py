@@ -14,12 +14,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from streamer.kafka.sink import Sink
-from streamer.kafka.source import RebalanceHandler
+from streamer.kafka.source import TP, RebalanceHandler
 from streamer.logs import log_event
 from streamer.metrics import Metrics
 from streamer.worker.checkpoint import Checkpoint
 from streamer.worker.flow import FlowControl
-from streamer.worker.offsets import TP, RewindError
+from streamer.worker.offsets import RewindError
 
 log = logging.getLogger("streamer.worker")
 

@@ -26,9 +26,10 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from streamer.kafka.sink import NOT_AUTHORIZED, TRANSACTION_TIMEOUT_MS
+from streamer.kafka.source import TP
 from streamer.logs import log_event
 from streamer.metrics import Metrics
-from streamer.worker.offsets import TP, Chunk, OffsetTracker
+from streamer.worker.offsets import OffsetChunk, OffsetTracker
 from streamer.worker.watchdog import Watchdog
 
 log = logging.getLogger("streamer.worker")
@@ -57,9 +58,9 @@ HANG_GRACE_S = 5.0
 ABORT_ATTEMPTS = 3
 
 #: Sends one chunk's records through the pipeline to the producer.
-SendChunk = Callable[[Chunk, Sequence[Any]], Awaitable[None]]
+SendChunk = Callable[[OffsetChunk, Sequence[Any]], Awaitable[None]]
 #: What a batch is made of: each partition's chunk with its messages.
-Groups = Sequence[tuple[Chunk, Sequence[Any]]]
+Groups = Sequence[tuple[OffsetChunk, Sequence[Any]]]
 #: Publishes what must commit with the batch's offsets (the stats update); None: nothing.
 Publish = Callable[[], Awaitable[int]] | None
 

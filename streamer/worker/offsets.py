@@ -26,17 +26,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-#: (topic, partition)
-TP = tuple[str, int]
+if TYPE_CHECKING:
+    from streamer.kafka.source import TP
 
 
 class RewindError(Exception):
     """After a seek, a partition's records did not start where the seek put it."""
 
 
-class Chunk:
+class OffsetChunk:
     """Offsets ``first..last`` (``count`` records) of one partition, produced together."""
 
     __slots__ = ("_owner", "abandoned", "count", "done", "first", "last", "pending", "sealed")
@@ -85,7 +85,7 @@ class Chunk:
     def __repr__(self) -> str:
         state = "abandoned" if self.abandoned else "done" if self.done else "open"
         return (
-            f"Chunk({self.topic}[{self.partition}] {self.first}..{self.last}, "
+            f"OffsetChunk({self.topic}[{self.partition}] {self.first}..{self.last}, "
             f"pending={self.pending}, sealed={self.sealed}, {state})"
         )
 
@@ -100,7 +100,7 @@ class PartitionTracker:
         self.topic = topic
         self.partition = partition
         self.generation = generation
-        self.chunks: deque[Chunk] = deque()
+        self.chunks: deque[OffsetChunk] = deque()
         self.committed: int | None = None  # last position handed out by committable()
 
     def acked_position(self) -> int | None:
@@ -140,9 +140,9 @@ class OffsetTracker:
             self._rewinding.pop(tp, None)  # a new assignment reads from the committed offset
             self.partitions[tp] = PartitionTracker(self, tp[0], tp[1], self.generation)
 
-    def revoke(self, tps: Iterable[TP]) -> list[Chunk]:
+    def revoke(self, tps: Iterable[TP]) -> list[OffsetChunk]:
         """Stop tracking partitions; returns the chunks abandoned (consumed, never committed)."""
-        abandoned: list[Chunk] = []
+        abandoned: list[OffsetChunk] = []
         for tp in tps:
             pt = self.partitions.pop(tp, None)
             self._pending_positions.pop(tp, None)
@@ -151,7 +151,7 @@ class OffsetTracker:
                 abandoned.extend(self._abandon(pt))
         return abandoned
 
-    def _abandon(self, pt: PartitionTracker) -> list[Chunk]:
+    def _abandon(self, pt: PartitionTracker) -> list[OffsetChunk]:
         left = [c for c in pt.chunks if not c.done]
         for c in left:
             c.abandoned = True
@@ -163,7 +163,9 @@ class OffsetTracker:
         return tp in self.partitions
 
     # --- consuming ---------------------------------------------------------------------------
-    def track(self, topic: str, partition: int, first: int, last: int, count: int) -> Chunk | None:
+    def track(
+        self, topic: str, partition: int, first: int, last: int, count: int
+    ) -> OffsetChunk | None:
         """Register consumed offsets; None when the partition is not (any more) assigned, or
         when it is being rewound and these records were fetched before the seek."""
         pt = self.partitions.get((topic, partition))
@@ -171,7 +173,7 @@ class OffsetTracker:
             return None
         if self._rewinding and not self._resumes((topic, partition), first):
             return None  # fetched before the seek: read again later
-        chunk = Chunk(pt, first, last, count)
+        chunk = OffsetChunk(pt, first, last, count)
         pt.chunks.append(chunk)
         self.in_flight += count
         return chunk

@@ -19,7 +19,7 @@ from streamer.kafka.sink import Sink
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchStats, Pipeline
 from streamer.worker.checkpoint import Checkpoint
-from streamer.worker.offsets import Chunk, OffsetTracker
+from streamer.worker.offsets import OffsetChunk, OffsetTracker
 from streamer.worker.stats import StatsPublisher
 
 #: Records classified before their outputs are handed to the producer.
@@ -30,7 +30,7 @@ SLICE_RECORDS = 500
 class Batch:
     """One consume() call's records, grouped by partition, each group with its chunk."""
 
-    groups: list[tuple[Chunk, list[Any]]]
+    groups: list[tuple[OffsetChunk, list[Any]]]
     count: int
     consumed_at: float = field(default_factory=time.monotonic)
     #: Seconds from the broker timestamp of the batch's oldest record to its fetch.
@@ -51,7 +51,7 @@ def make_batch(tracker: OffsetTracker, messages: Sequence[Any]) -> Batch | None:
             by_tp[tp] = [m]
         else:
             group.append(m)
-    groups: list[tuple[Chunk, list[Any]]] = []
+    groups: list[tuple[OffsetChunk, list[Any]]] = []
     count = 0
     oldest_ms = 0
     for (topic, partition), msgs in by_tp.items():
@@ -90,7 +90,7 @@ class BatchProcessor:
         self.metrics = metrics
         self.stats = stats
         self._stats = BatchStats()
-        self._held: list[Chunk] = []  # this batch's chunks, held until a stats flush
+        self._held: list[OffsetChunk] = []  # this batch's chunks, held until a stats flush
 
     async def process(self, batch: Batch, checkpoint: Checkpoint) -> int:
         """Run a batch; returns the records that went through (0 when the mode failed)."""
@@ -113,10 +113,10 @@ class BatchProcessor:
             stage["fetch"].observe(batch.fetch_wait)
             stage["queue"].observe(started - batch.consumed_at)
             stage["process"].observe(handed - started)
-            m.record_batch(s.events_in, s.events_out, s.dlq, s.dropped, s.classify_seconds, s.sites)
+            m.record_batch(s)
         return done
 
-    async def send_chunk(self, chunk: Chunk, messages: Sequence[Any]) -> None:
+    async def send_chunk(self, chunk: OffsetChunk, messages: Sequence[Any]) -> None:
         """Process and produce a chunk slice by slice, then seal it."""
         sink = self.sink
         if self.stats is not None:

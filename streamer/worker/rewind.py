@@ -26,9 +26,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from streamer.kafka.source import TP
 from streamer.logs import log_event
 from streamer.metrics import Metrics
-from streamer.worker.offsets import TP, OffsetTracker
+from streamer.worker.offsets import OffsetTracker
 from streamer.worker.stats import StatsPublisher
 
 log = logging.getLogger("streamer.worker")

@@ -35,11 +35,11 @@ from streamer.analytics.batch import BatchAggregator, Folded
 from streamer.analytics.windows import WindowedStats, row_key
 from streamer.kafka.sink import Sink
 from streamer.pipeline import Output
-from streamer.worker.offsets import Chunk
+from streamer.worker.offsets import OffsetChunk
 
 
 class StatsRelease:
-    """Stands in for the chunks one stats update covers (the sink's ``Chunk`` protocol).
+    """Stands in for the chunks one stats update covers (the sink's ``InputRange`` protocol).
 
     When every row of the update is acknowledged, each covered chunk's hold is released. A row
     the broker refuses is retried or dead-lettered by the sink like any output; its dead-letter
@@ -48,7 +48,7 @@ class StatsRelease:
 
     __slots__ = ("_chunks", "abandoned", "first", "last", "partition", "pending", "sealed", "topic")
 
-    def __init__(self, chunks: list[Chunk]) -> None:
+    def __init__(self, chunks: list[OffsetChunk]) -> None:
         self._chunks = chunks
         first = chunks[0]
         self.topic, self.partition = first.topic, first.partition
@@ -107,12 +107,12 @@ class StatsPublisher:
         #: (``settle_metrics``), so records read again after an abort count once.
         self.defer_metrics = defer_metrics
         self._unsettled: list[Folded] = []
-        self._held: list[Chunk] = []
+        self._held: list[OffsetChunk] = []
         self.rows_published = 0
         #: The update number (``seq``) of the session's partials: the rollup keeps the highest.
         self.seq = 0
 
-    def hold(self, chunks: list[Chunk]) -> None:
+    def hold(self, chunks: list[OffsetChunk]) -> None:
         """Take chunks whose records were tallied (each with one extra pending output): the
         next flush releases them (abandoned ones need no release). A tally grown past
         ``FOLD_AT_KEYS`` is folded at once."""

@@ -32,7 +32,7 @@ from streamer.classifier import ReloadableClassifier
 from streamer.config import Settings
 from streamer.kafka.admin import TopicError, create_topics, default_topics, wait_for_topics
 from streamer.kafka.sink import NOT_AUTHORIZED, Sink
-from streamer.kafka.source import Source
+from streamer.kafka.source import TP, Source
 from streamer.logs import log_event
 from streamer.memory import kafka_queues_kbytes
 from streamer.metrics import Metrics
@@ -43,7 +43,7 @@ from streamer.worker.checkpoint import Checkpoint, ExactlyOnce, make_checkpoint
 from streamer.worker.exits import NOT_AUTHORIZED_EXIT, TEMPFAIL_EXIT
 from streamer.worker.flow import FlowControl
 from streamer.worker.keyed_stage import KeyedStage
-from streamer.worker.offsets import TP, OffsetTracker, RewindError
+from streamer.worker.offsets import OffsetTracker, RewindError
 from streamer.worker.processing import Batch, BatchProcessor, make_batch
 from streamer.worker.reload import RulesReloader
 from streamer.worker.rewind import Rewinder

@@ -520,43 +520,54 @@ def run(
         report.rows.append(Row(f"streamer uncached, {name}", len(base), rate, "", rate / re_rate))
 
         progress(f"{name}: streamer cached")
-        cached = Classifier(base)
-        rate = _rate(cached.classify, stream, budget)
-        st = cached.cache_stats()
-        hits = st["categorized"]["hits"] + st["uncategorized"]["hits"]
-        total = hits + st["categorized"]["misses"] + st["uncategorized"]["misses"]
-        report.rows.append(
-            Row(
-                f"streamer cached, {name}",
-                len(base),
-                rate,
-                f"hit ratio {hits / max(1, total):.0%} (default 1024/1024 caches)",
-                rate / re_rate,
-            )
-        )
+        report.rows.append(_cached_row(base, name, stream, budget, re_rate))
         _adversarial(Classifier(load_rules([_write_adv(tmp, base)]), cache_size=0), report)
         report.thread_scaling = _threads(uncached, distinct)
 
         for n in large:
             progress(f"{n} generated rules")
-            gen, sec = _load([generated_rules_toml(n)], tmp, f"gen{n}")
-            report.compile_seconds[f"{n} generated rules"] = sec
-            naive, _ = _naive_re(gen)
-            sample = distinct[: max(50, 200_000 // n)]
-            re_rate = _rate(naive, sample, budget / 2)
-            report.rows.append(Row(f"re loop, {n} generated", n, re_rate, "", 1.0))
-            cls = Classifier(gen, cache_size=0, uncategorized_cache_size=0)
-            rate = _rate(cls.classify_uncached, distinct, budget)
-            report.rows.append(
-                Row(f"streamer uncached, {n} generated", n, rate, "", rate / re_rate)
-            )
-            _adversarial(Classifier(load_rules([_write_adv(tmp, gen)]), cache_size=0), report)
+            _generated_rows(report, tmp, n, distinct, budget)
         if large and load_runs > 0:
             n = max(large)
             progress(f"loading {n} generated rules in {load_runs} fresh processes")
             path = tmp / f"gen{n}-0.toml"  # written by _load above
             report.load_split = fresh_process_load(path, n, load_runs)
     return report
+
+
+def _cached_row(
+    base: RuleSet, name: str, stream: Sequence[str], budget: float, re_rate: float
+) -> Row:
+    """The default classifier (with its caches) on a stream that repeats its lines."""
+    cached = Classifier(base)
+    rate = _rate(cached.classify, stream, budget)
+    st = cached.cache_stats()
+    hits = st["categorized"]["hits"] + st["uncategorized"]["hits"]
+    total = hits + st["categorized"]["misses"] + st["uncategorized"]["misses"]
+    return Row(
+        f"streamer cached, {name}",
+        len(base),
+        rate,
+        f"hit ratio {hits / max(1, total):.0%} (default 1024/1024 caches)",
+        rate / re_rate,
+    )
+
+
+def _generated_rows(
+    report: Report, tmp: Path, n: int, distinct: Sequence[str], budget: float
+) -> None:
+    """``n`` generated rules: their compile time, a re loop against streamer uncached, and
+    the adversarial line."""
+    gen, sec = _load([generated_rules_toml(n)], tmp, f"gen{n}")
+    report.compile_seconds[f"{n} generated rules"] = sec
+    naive, _ = _naive_re(gen)
+    sample = distinct[: max(50, 200_000 // n)]
+    re_rate = _rate(naive, sample, budget / 2)
+    report.rows.append(Row(f"re loop, {n} generated", n, re_rate, "", 1.0))
+    cls = Classifier(gen, cache_size=0, uncategorized_cache_size=0)
+    rate = _rate(cls.classify_uncached, distinct, budget)
+    report.rows.append(Row(f"streamer uncached, {n} generated", n, rate, "", rate / re_rate))
+    _adversarial(Classifier(load_rules([_write_adv(tmp, gen)]), cache_size=0), report)
 
 
 def _write_adv(tmp: Path, base: RuleSet) -> Path:

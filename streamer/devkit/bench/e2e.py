@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psutil
@@ -87,6 +87,52 @@ class BenchError(HarnessError):
     """The benchmark could not complete (a process died, a phase timed out, records were lost)."""
 
 
+@dataclass(frozen=True)
+class BenchBroker:
+    """What every phase of a run shares: the broker, its watermarks, the time a phase may
+    take, and how many workers (and processes each) a phase runs."""
+
+    settings: Settings
+    bootstrap: str
+    marks: Watermarks
+    timeout: float
+    workers: int
+    processes: int = 1
+
+
+@dataclass(frozen=True)
+class PhaseTopics:
+    input: str
+    output: str
+    dlq: str
+
+
+@dataclass(frozen=True)
+class LatencyLoad:
+    """The latency run's offered load: ``count`` timed records at ``rate`` per second."""
+
+    rate: float
+    count: int
+    seed: int
+
+
+@dataclass
+class _Plan:
+    """One run's choices and places: sizes, topics by role, scratch folder, RSS sampler."""
+
+    events: int
+    partitions: int
+    seed: int
+    latency_seconds: float
+    analytics_pairs: int
+    run_id: str
+    topics: dict[str, str]
+    workdir: Path
+    sampler: RssSampler
+    say: Say
+    notes: list[str] = field(default_factory=list)
+
+
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
@@ -99,6 +145,50 @@ class PhaseRate:
     events_per_s: float
     total_window_s: float  # first to last append, rebalances included
     stable_wait_s: float | None  # first output to stable group (several processes), else None
+
+
+class BaselineRun(NamedTuple):
+    rate: PhaseRate
+    cpu_us: float  # CPU µs per event (``CpuMeter``)
+
+
+class StreamerRun(NamedTuple):
+    """One run of the `streamer worker` processes over the whole input."""
+
+    rate: PhaseRate
+    outputs: list[TopicRecord]
+    dead_letters: list[TopicRecord]
+    exit_codes: list[int | None]
+    cpu_us: float  # CPU µs per event (``CpuMeter``)
+
+
+class LatencyResult(NamedTuple):
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    missing: int
+    stages: dict[str, dict[str, float]]  # stage -> mean and p99 ms (``bench.stages``)
+
+
+class Speed(NamedTuple):
+    events_per_s: float
+    cpu_us: float  # CPU µs per event
+
+
+class AnalyticsPair(NamedTuple):
+    """Two runs on the same input, one with analytics and one without."""
+
+    on: Speed
+    off: Speed
+
+
+@dataclass
+class AnalyticsCost:
+    """The pairs of runs with and without analytics, and what the analytics cost in each."""
+
+    pairs: list[AnalyticsPair]
+    costs: list[float]  # 1 - rate on / rate off
+    cpu_costs: list[float]  # 1 - CPU per event off / on
 
 
 @dataclass
@@ -349,21 +439,11 @@ def passthrough_loop(
         consumer.close()
 
 
-def run_baseline(
-    settings: Settings,
-    bootstrap: str,
-    in_topic: str,
-    out_topic: str,
-    processes: int,
-    expected: int,
-    marks: Watermarks,
-    timeout: float,
-) -> tuple[PhaseRate, float]:
-    """The pass-through's rate and CPU µs per event."""
-    group = f"bench-baseline-{uuid.uuid4().hex[:8]}"
+def _passthrough_configs(ctx: BenchBroker, group: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The copiers' consumer (of consumer group ``group``) and producer configurations."""
     cconf = consumer_config(
-        settings,
-        bootstrap,
+        ctx.settings,
+        ctx.bootstrap,
         group_id=group,
         **{
             "enable.auto.commit": True,
@@ -373,18 +453,25 @@ def run_baseline(
             "fetch.queue.backoff.ms": 10,
         },
     )
-    pconf = producer_config(settings, bootstrap)
-    ctx = mp.get_context("spawn")  # never fork a process that runs librdkafka threads
-    go, stop = ctx.Event(), ctx.Event()
-    watch = GroupWatch(settings, bootstrap, group, processes)
+    return cconf, producer_config(ctx.settings, ctx.bootstrap)
+
+
+def run_baseline(ctx: BenchBroker, in_topic: str, out_topic: str, expected: int) -> BaselineRun:
+    """``ctx.workers`` pass-through processes copy ``expected`` records, all starting at once."""
+    group = f"bench-baseline-{uuid.uuid4().hex[:8]}"
+    cconf, pconf = _passthrough_configs(ctx, group)
+    spawn = mp.get_context("spawn")  # never fork a process that runs librdkafka threads
+    go, stop = spawn.Event(), spawn.Event()
+    copiers = ctx.workers
+    watch = GroupWatch(ctx.settings, ctx.bootstrap, group, copiers)
     procs = [
-        ctx.Process(
+        spawn.Process(
             target=passthrough_loop,
-            args=(cconf, pconf, in_topic, out_topic, go, stop, timeout + 60),
+            args=(cconf, pconf, in_topic, out_topic, go, stop, ctx.timeout + 60),
             name=f"baseline-{i}",
             daemon=True,
         )
-        for i in range(processes)
+        for i in range(copiers)
     ]
     watch.start()
     for p in procs:
@@ -400,12 +487,12 @@ def run_baseline(
         while watch.stable_at is None:
             check()
             if time.monotonic() > deadline:
-                raise BenchError(f"baseline: group never had {processes} assigned members")
+                raise BenchError(f"baseline: group never had {copiers} assigned members")
             time.sleep(0.05)
         meter = CpuMeter(p.pid for p in procs if p.pid is not None)
         meter.mark(0)  # idle until now: waiting for ``go``
         go.set()
-        wait_for_outputs(marks, [out_topic], expected, timeout, check, "baseline")
+        wait_for_outputs(ctx.marks, [out_topic], expected, ctx.timeout, check, "baseline")
         meter.mark(expected)
     finally:
         go.set()
@@ -415,8 +502,8 @@ def run_baseline(
             if p.is_alive():
                 p.kill()
         watch.stop()
-    times = [r.timestamp_ms for r in read_topic(settings, bootstrap, out_topic)]
-    return window_rate(times, watch.stable_at), meter.us_per_event()
+    times = [r.timestamp_ms for r in read_topic(ctx.settings, ctx.bootstrap, out_topic)]
+    return BaselineRun(window_rate(times, watch.stable_at), meter.us_per_event())
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,6 +641,44 @@ def run(
     phase_timeout = timeout if timeout is not None else 120.0 + events / 500
     run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     base = f"streamer.bench.{run_id}"
+    t, log_append = bench_topics(base, analytics_pairs)
+    workdir = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
+    marks: Watermarks | None = None
+    sampler = RssSampler()
+    sampler.start()
+    try:
+        say(f"bench e2e {run_id}: {events:,} events, {partitions} partitions, {workers} worker(s)")
+        create_bench_topics(settings, bootstrap, {t[k]: k in log_append for k in t}, partitions)
+        marks = Watermarks(settings, bootstrap)
+        ctx = BenchBroker(settings, bootstrap, marks, phase_timeout, workers, processes)
+        plan = _Plan(
+            events=events,
+            partitions=partitions,
+            seed=seed,
+            latency_seconds=latency_seconds,
+            analytics_pairs=analytics_pairs,
+            run_id=run_id,
+            topics=t,
+            workdir=workdir,
+            sampler=sampler,
+            say=say,
+        )
+        return _measure(ctx, plan)
+    finally:
+        sampler.stop()
+        if marks is not None:
+            marks.close()
+        if not keep_topics:
+            with contextlib.suppress(Exception):  # the runs' own (suppression) topics too
+                made = [
+                    n for n in topic_partitions(settings, bootstrap) if n.startswith(f"{base}.")
+                ]
+                delete_topics(settings, bootstrap, [*t.values(), *made])
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench_topics(base: str, analytics_pairs: int) -> tuple[dict[str, str], set[str]]:
+    """The run's topics by role, and the roles whose topic takes the broker's clock."""
     t = {
         "in": f"{base}.in",
         "baseline_out": f"{base}.baseline.out",
@@ -584,186 +709,231 @@ def run(
         *("single_out", "single_dlq"),
         *(k for k in t if k[:2] == "on" or k[:3] == "off"),
     }
-    notes: list[str] = []
-    workdir = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
-    marks: Watermarks | None = None
-    sampler = RssSampler()
-    sampler.start()
-    try:
-        say(f"bench e2e {run_id}: {events:,} events, {partitions} partitions, {workers} worker(s)")
-        create_bench_topics(settings, bootstrap, {t[k]: k in log_append for k in t}, partitions)
-        marks = Watermarks(settings, bootstrap)
+    return t, log_append
 
-        # 1. produce the input
-        expected: list[Identity] = []
-        sizes: list[int] = []
 
-        def messages() -> Iterator[SampleMessage]:
-            for rec in generate_records(events, seed=seed, records_per_second=LIVE_RATE):
-                expected.append(record_identity(rec))
-                m = to_message(rec)
-                sizes.append(len(m.value))
-                yield m
+class ProducedInput(NamedTuple):
+    expected: list[Identity]  # every input record's identity, in order
+    mean_record_bytes: float
+    events_per_s: float
 
-        n, secs = produce_all(settings, bootstrap, t["in"], messages())
-        mean_bytes = statistics.fmean(sizes)
-        produce_rate = n / secs if secs > 0 else 0.0
-        say(f"produced {n:,} records in {secs:.2f}s ({produce_rate:,.0f}/s)")
 
-        # 2. baseline
-        say(f"baseline: raw consume→produce pass-through, {workers} process(es) ...")
-        baseline, baseline_cpu = run_baseline(
-            settings, bootstrap, t["in"], t["baseline_out"], workers, events, marks, phase_timeout
-        )
-        say(f"baseline: {baseline.events_per_s:,.0f} events/s")
+class Verified(NamedTuple):
+    missing: int
+    duplicates: int
 
-        # 3. streamer worker(s) on the same input; then again without the analytics
-        phase = _StreamerPhase(
-            settings, bootstrap, t["in"], workers, events, marks, phase_timeout, processes
-        )
-        say(f"streamer: {workers} `streamer worker`(s), {processes} process(es) each ...")
-        streamer, outputs, dead, codes, streamer_cpu = phase.run(
-            t["out"], t["dlq"], f"bench-streamer-{run_id}", workdir / "throughput", sampler
-        )
-        if any(c not in (0, None) for c in codes):
-            notes.append(f"worker exit codes after SIGTERM: {codes}")
-        seen: dict[Identity, int] = {}
-        for rec in outputs:
-            ident = _output_identity(rec.value)
-            if ident is not None:
-                seen[ident] = seen.get(ident, 0) + 1
-        missing = sum(1 for i in expected if i not in seen)
-        duplicates = sum(c - 1 for c in seen.values() if c > 1)
-        say(
-            f"streamer: {streamer.events_per_s:,.0f} events/s; {len(outputs):,} outputs, "
-            f"{missing} missing, {duplicates} duplicates, {len(dead)} dead letters"
-        )
-        say("streamer without analytics (analytics = false) ...")
-        plain, plain_out, _dead, _codes, plain_cpu = phase.run(
-            t["plain_out"],
-            t["plain_dlq"],
-            f"bench-plain-{run_id}",
-            workdir / "plain",
-            None,
-            {"STREAMER_ANALYTICS": "false"},
-        )
-        if len(plain_out) < events - len(dead):
-            notes.append(f"analytics-off run: {len(plain_out)} outputs for {events} inputs")
-        say(f"streamer without analytics: {plain.events_per_s:,.0f} events/s")
-        # more pairs, alternately off first and on first: (rate, CPU µs/event) with, without
-        pairs = [((streamer.events_per_s, streamer_cpu), (plain.events_per_s, plain_cpu))]
-        for i in range(1, analytics_pairs):
-            run_pair: dict[str, tuple[float, float]] = {}
-            for kind in ("off", "on") if i % 2 else ("on", "off"):
-                say(f"analytics pair {i + 1}/{analytics_pairs}: analytics {kind} ...")
-                rate_i, *_unused, cpu_i = phase.run(
+
+@dataclass
+class _Measured:
+    produced: ProducedInput
+    baseline: BaselineRun
+    streamer: StreamerRun
+    verified: Verified
+    analytics: AnalyticsCost
+    single: StreamerRun | None
+    load: LatencyLoad
+    latency: LatencyResult
+
+
+def _measure(ctx: BenchBroker, plan: _Plan) -> E2EResult:
+    """The phases, in order, on the topics made for them (see the module doc)."""
+    t, say = plan.topics, plan.say
+    produced = _produce_input(ctx, plan)
+    say(f"baseline: raw consume→produce pass-through, {ctx.workers} process(es) ...")
+    baseline = run_baseline(ctx, t["in"], t["baseline_out"], plan.events)
+    say(f"baseline: {baseline.rate.events_per_s:,.0f} events/s")
+    phase = _StreamerPhase(ctx, t["in"], plan.events)
+    streamer, verified = _streamer_runs(phase, plan, produced.expected)
+    analytics = _analytics_runs(phase, plan, streamer)
+    single = _single_process_run(phase, plan) if ctx.processes > 1 else None
+    load, latency = _latency_run(ctx, plan, streamer.rate.events_per_s)
+    measured = _Measured(produced, baseline, streamer, verified, analytics, single, load, latency)
+    return _result(ctx, plan, measured)
+
+
+def _produce_input(ctx: BenchBroker, plan: _Plan) -> ProducedInput:
+    """Phase 1: the input, ``plan.events`` sample records at a live MTA's event-time density."""
+    expected: list[Identity] = []
+    sizes: list[int] = []
+
+    def messages() -> Iterator[SampleMessage]:
+        for rec in generate_records(plan.events, seed=plan.seed, records_per_second=LIVE_RATE):
+            expected.append(record_identity(rec))
+            m = to_message(rec)
+            sizes.append(len(m.value))
+            yield m
+
+    n, secs = produce_all(ctx.settings, ctx.bootstrap, plan.topics["in"], messages())
+    mean_bytes = statistics.fmean(sizes)
+    produce_rate = n / secs if secs > 0 else 0.0
+    plan.say(f"produced {n:,} records in {secs:.2f}s ({produce_rate:,.0f}/s)")
+    return ProducedInput(expected, mean_bytes, produce_rate)
+
+
+def verify(outputs: Iterable[TopicRecord], expected: Iterable[Identity]) -> Verified:
+    """Inputs with no output, and outputs beyond one per input (at-least-once allows them)."""
+    seen: dict[Identity, int] = {}
+    for rec in outputs:
+        ident = _output_identity(rec.value)
+        if ident is not None:
+            seen[ident] = seen.get(ident, 0) + 1
+    missing = sum(1 for i in expected if i not in seen)
+    duplicates = sum(c - 1 for c in seen.values() if c > 1)
+    return Verified(missing, duplicates)
+
+
+def _streamer_runs(
+    phase: _StreamerPhase, plan: _Plan, expected: list[Identity]
+) -> tuple[StreamerRun, Verified]:
+    """Phase 3: the workers (with analytics) on the whole input, every input checked."""
+    t, ctx, say = plan.topics, phase.ctx, plan.say
+    say(f"streamer: {ctx.workers} `streamer worker`(s), {ctx.processes} process(es) each ...")
+    group, workdir = f"bench-streamer-{plan.run_id}", plan.workdir / "throughput"
+    streamer = phase.run(t["out"], t["dlq"], group, workdir, plan.sampler)
+    if any(c not in (0, None) for c in streamer.exit_codes):
+        plan.notes.append(f"worker exit codes after SIGTERM: {streamer.exit_codes}")
+    verified = verify(streamer.outputs, expected)
+    say(
+        f"streamer: {streamer.rate.events_per_s:,.0f} events/s; {len(streamer.outputs):,} "
+        f"outputs, {verified.missing} missing, {verified.duplicates} duplicates, "
+        f"{len(streamer.dead_letters)} dead letters"
+    )
+    return streamer, verified
+
+
+def _analytics_runs(phase: _StreamerPhase, plan: _Plan, streamer: StreamerRun) -> AnalyticsCost:
+    """The same workers without analytics, paired with ``streamer``; then more pairs,
+    alternately off first and on first, so drift in the machine's load weighs on both sides."""
+    t, say, events = plan.topics, plan.say, plan.events
+    say("streamer without analytics (analytics = false) ...")
+    plain = phase.run(
+        t["plain_out"],
+        t["plain_dlq"],
+        f"bench-plain-{plan.run_id}",
+        plan.workdir / "plain",
+        None,
+        {"STREAMER_ANALYTICS": "false"},
+    )
+    if len(plain.outputs) < events - len(streamer.dead_letters):
+        plan.notes.append(f"analytics-off run: {len(plain.outputs)} outputs for {events} inputs")
+    say(f"streamer without analytics: {plain.rate.events_per_s:,.0f} events/s")
+    pairs = [AnalyticsPair(_speed(streamer), _speed(plain))]
+    for i in range(1, plan.analytics_pairs):
+        runs: dict[str, Speed] = {}
+        for kind in ("off", "on") if i % 2 else ("on", "off"):
+            say(f"analytics pair {i + 1}/{plan.analytics_pairs}: analytics {kind} ...")
+            runs[kind] = _speed(
+                phase.run(
                     t[f"{kind}{i}_out"],
                     t[f"{kind}{i}_dlq"],
-                    f"bench-{kind}{i}-{run_id}",
-                    workdir / f"{kind}{i}",
+                    f"bench-{kind}{i}-{plan.run_id}",
+                    plan.workdir / f"{kind}{i}",
                     None,
                     {"STREAMER_ANALYTICS": "false"} if kind == "off" else None,
                 )
-                run_pair[kind] = (rate_i.events_per_s, cpu_i)
-            pairs.append((run_pair["on"], run_pair["off"]))
-        costs = [round(1 - on[0] / off[0], 4) if off[0] else 0.0 for on, off in pairs]
-        cpu_costs = [round(1 - off[1] / on[1], 4) if on[1] and off[1] else 0.0 for on, off in pairs]
-        say(f"analytics cost, per pair: throughput {_percents(costs)}, CPU {_percents(cpu_costs)}")
-        single = None
-        if processes > 1:
-            say("streamer with one process per worker (for the scaling) ...")
-            single, *_rest = phase.run(
-                t["single_out"],
-                t["single_dlq"],
-                f"bench-single-{run_id}",
-                workdir / "single",
-                None,
-                {"STREAMER_PROCESSES": "1"},
-                members=workers,
             )
-            say(f"one process per worker: {single.events_per_s:,.0f} events/s")
+        pairs.append(AnalyticsPair(runs["on"], runs["off"]))
+    costs = [
+        round(1 - on.events_per_s / off.events_per_s, 4) if off.events_per_s else 0.0
+        for on, off in pairs
+    ]
+    cpu_costs = [
+        round(1 - off.cpu_us / on.cpu_us, 4) if on.cpu_us and off.cpu_us else 0.0
+        for on, off in pairs
+    ]
+    say(f"analytics cost, per pair: throughput {_percents(costs)}, CPU {_percents(cpu_costs)}")
+    return AnalyticsCost(pairs, costs, cpu_costs)
 
-        # 4. latency at half the measured capacity
-        rate = max(50.0, streamer.events_per_s / 2)
-        lat_events = max(1, int(min(events, rate * latency_seconds)))
-        say(f"latency: {lat_events:,} events offered at {rate:,.0f}/s ...")
-        p50, p99, pmax, lat_missing, lat_stages = run_latency(
-            settings,
-            bootstrap,
-            t["lat_in"],
-            t["lat_out"],
-            t["lat_dlq"],
-            workers,
-            rate,
-            lat_events,
-            seed + 1,
-            marks,
-            phase_timeout,
-            workdir / "latency",
-            sampler,
-            processes,
-        )
-        say(f"latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms; {stages.table(lat_stages)}")
 
-        if not (streamer_cpu and plain_cpu):
-            notes.append("CPU per event: too few events to measure (the run took one poll)")
-        peaks = [sampler.peaks.get(p, 0) / 1e6 for p in sorted(sampler.peaks)]
-        result = E2EResult(
-            events=events,
-            partitions=partitions,
-            workers=workers,
-            produce_events_per_s=round(produce_rate, 1),
-            baseline_events_per_s=round(baseline.events_per_s, 1),
-            streamer_events_per_s=round(streamer.events_per_s, 1),
-            ratio=round(streamer.events_per_s / baseline.events_per_s, 4)
-            if baseline.events_per_s
-            else 0.0,
-            p50_ms=round(p50, 2),
-            p99_ms=round(p99, 2),
-            max_ms=round(pmax, 2),
-            latency_rate_per_s=round(rate, 1),
-            latency_events=lat_events,
-            rss_mb=round(sampler.process_peak / 1e6, 1),
-            rss_mb_per_worker=[round(p, 1) for p in peaks],
-            outputs=len(outputs),
-            missing=missing,
-            duplicates=duplicates,
-            dead_letters=len(dead),
-            latency_missing=lat_missing,
-            mean_record_bytes=round(mean_bytes, 1),
-            baseline=baseline,
-            streamer=streamer,
-            analytics_off_events_per_s=round(statistics.median(off[0] for _, off in pairs), 1),
-            analytics_on_events_per_s=round(statistics.median(on[0] for on, _ in pairs), 1),
-            analytics_cost=round(statistics.median(costs), 4),
-            analytics_costs=costs,
-            analytics_pairs=analytics_pairs,
-            processes=processes,
-            single_process_events_per_s=round(single.events_per_s, 1) if single else 0.0,
-            scaling=round(streamer.events_per_s / single.events_per_s, 3)
-            if single and single.events_per_s
-            else 0.0,
-            latency_stages=lat_stages,
-            baseline_cpu_us=round(baseline_cpu, 2),
-            streamer_cpu_us=round(streamer_cpu, 2),
-            analytics_off_cpu_us=round(statistics.median(off[1] for _, off in pairs), 2),
-            cpu_ratio=round(baseline_cpu / streamer_cpu, 4) if streamer_cpu else 0.0,
-            analytics_cpu_cost=round(statistics.median(cpu_costs), 4),
-            analytics_cpu_costs=cpu_costs,
-            notes=notes,
-        )
-        return result
-    finally:
-        sampler.stop()
-        if marks is not None:
-            marks.close()
-        if not keep_topics:
-            with contextlib.suppress(Exception):  # the runs' own (suppression) topics too
-                made = [
-                    n for n in topic_partitions(settings, bootstrap) if n.startswith(f"{base}.")
-                ]
-                delete_topics(settings, bootstrap, [*t.values(), *made])
-        shutil.rmtree(workdir, ignore_errors=True)
+def _speed(run: StreamerRun) -> Speed:
+    return Speed(run.rate.events_per_s, run.cpu_us)
+
+
+def _single_process_run(phase: _StreamerPhase, plan: _Plan) -> StreamerRun:
+    """The same workers with one process each: what ``--processes`` scales against."""
+    t = plan.topics
+    plan.say("streamer with one process per worker (for the scaling) ...")
+    single = phase.run(
+        t["single_out"],
+        t["single_dlq"],
+        f"bench-single-{plan.run_id}",
+        plan.workdir / "single",
+        None,
+        {"STREAMER_PROCESSES": "1"},
+        members=phase.ctx.workers,
+    )
+    plan.say(f"one process per worker: {single.rate.events_per_s:,.0f} events/s")
+    return single
+
+
+def _latency_run(
+    ctx: BenchBroker, plan: _Plan, capacity: float
+) -> tuple[LatencyLoad, LatencyResult]:
+    """Phase 4: latency at half the measured capacity."""
+    t = plan.topics
+    rate = max(50.0, capacity / 2)
+    count = max(1, int(min(plan.events, rate * plan.latency_seconds)))
+    load = LatencyLoad(rate, count, plan.seed + 1)
+    plan.say(f"latency: {load.count:,} events offered at {rate:,.0f}/s ...")
+    topics = PhaseTopics(t["lat_in"], t["lat_out"], t["lat_dlq"])
+    latency = run_latency(ctx, topics, load, plan.workdir / "latency", plan.sampler)
+    plan.say(
+        f"latency: p50 {latency.p50_ms:.1f} ms, p99 {latency.p99_ms:.1f} ms; "
+        f"{stages.table(latency.stages)}"
+    )
+    return load, latency
+
+
+def _result(ctx: BenchBroker, plan: _Plan, m: _Measured) -> E2EResult:
+    """The run's results, rounded for reading; the ratios of the unrounded rates."""
+    baseline, streamer, analytics, single = m.baseline, m.streamer, m.analytics, m.single
+    base_rate, rate = baseline.rate.events_per_s, streamer.rate.events_per_s
+    pairs = analytics.pairs
+    if not (streamer.cpu_us and pairs[0].off.cpu_us):
+        plan.notes.append("CPU per event: too few events to measure (the run took one poll)")
+    sampler = plan.sampler
+    peaks = [sampler.peaks.get(p, 0) / 1e6 for p in sorted(sampler.peaks)]
+    single_rate = single.rate.events_per_s if single else 0.0
+    return E2EResult(
+        events=plan.events,
+        partitions=plan.partitions,
+        workers=ctx.workers,
+        produce_events_per_s=round(m.produced.events_per_s, 1),
+        baseline_events_per_s=round(base_rate, 1),
+        streamer_events_per_s=round(rate, 1),
+        ratio=round(rate / base_rate, 4) if base_rate else 0.0,
+        p50_ms=round(m.latency.p50_ms, 2),
+        p99_ms=round(m.latency.p99_ms, 2),
+        max_ms=round(m.latency.max_ms, 2),
+        latency_rate_per_s=round(m.load.rate, 1),
+        latency_events=m.load.count,
+        rss_mb=round(sampler.process_peak / 1e6, 1),
+        rss_mb_per_worker=[round(p, 1) for p in peaks],
+        outputs=len(streamer.outputs),
+        missing=m.verified.missing,
+        duplicates=m.verified.duplicates,
+        dead_letters=len(streamer.dead_letters),
+        latency_missing=m.latency.missing,
+        mean_record_bytes=round(m.produced.mean_record_bytes, 1),
+        baseline=baseline.rate,
+        streamer=streamer.rate,
+        analytics_off_events_per_s=round(statistics.median(p.off.events_per_s for p in pairs), 1),
+        analytics_on_events_per_s=round(statistics.median(p.on.events_per_s for p in pairs), 1),
+        analytics_cost=round(statistics.median(analytics.costs), 4),
+        analytics_costs=analytics.costs,
+        analytics_pairs=plan.analytics_pairs,
+        processes=ctx.processes,
+        single_process_events_per_s=round(single_rate, 1),
+        scaling=round(rate / single_rate, 3) if single_rate else 0.0,
+        latency_stages=m.latency.stages,
+        baseline_cpu_us=round(baseline.cpu_us, 2),
+        streamer_cpu_us=round(streamer.cpu_us, 2),
+        analytics_off_cpu_us=round(statistics.median(p.off.cpu_us for p in pairs), 2),
+        cpu_ratio=round(baseline.cpu_us / streamer.cpu_us, 4) if streamer.cpu_us else 0.0,
+        analytics_cpu_cost=round(statistics.median(analytics.cpu_costs), 4),
+        analytics_cpu_costs=analytics.cpu_costs,
+        notes=plan.notes,
+    )
 
 
 def _percents(values: list[float]) -> str:
@@ -773,25 +943,10 @@ def _percents(values: list[float]) -> str:
 class _StreamerPhase:
     """`streamer worker` processes draining the benchmark's input once, measured."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        bootstrap: str,
-        in_topic: str,
-        workers: int,
-        events: int,
-        marks: Watermarks,
-        timeout: float,
-        processes: int = 1,
-    ) -> None:
-        self.settings = settings
-        self.bootstrap = bootstrap
+    def __init__(self, ctx: BenchBroker, in_topic: str, events: int) -> None:
+        self.ctx = ctx
         self.in_topic = in_topic
-        self.workers = workers
         self.events = events
-        self.marks = marks
-        self.timeout = timeout
-        self.processes = processes
 
     def run(
         self,
@@ -802,34 +957,34 @@ class _StreamerPhase:
         sampler: RssSampler | None,
         extra_env: dict[str, str] | None = None,
         members: int | None = None,
-    ) -> tuple[PhaseRate, list[TopicRecord], list[TopicRecord], list[int | None], float]:
-        """(rate, outputs, dead letters, exit codes, CPU µs per event) of one run in consumer
-        group ``group``.
+    ) -> StreamerRun:
+        """One run in consumer group ``group``.
 
         ``members``: consumers expected in the group (default workers x processes).
         """
-        s, bootstrap = self.settings, self.bootstrap
-        members = members or self.workers * self.processes
+        ctx = self.ctx
+        s, bootstrap = ctx.settings, ctx.bootstrap
+        members = members or ctx.workers * ctx.processes
         watch = GroupWatch(s, bootstrap, group, members) if members > 1 else None
         if watch:
             watch.start()
         env = {
-            "STREAMER_PROCESSES": str(self.processes),
+            "STREAMER_PROCESSES": str(ctx.processes),
             # each run its own suppression topics: a run's new group would otherwise fold the
             # suppression events of every run before it too
             "STREAMER_SUPPRESSIONS_TOPIC": f"{out}.suppressions",
             **(extra_env or {}),
         }
-        ws = WorkerSet.start(bootstrap, self.in_topic, out, dlq, group, self.workers, workdir, env)
+        ws = WorkerSet.start(bootstrap, self.in_topic, out, dlq, group, ctx.workers, workdir, env)
         if sampler is not None:
             sampler.watch(p.pid for p in ws.procs)
         meter = CpuMeter(p.pid for p in ws.procs)
         try:
             wait_for_outputs(
-                self.marks,
+                ctx.marks,
                 [out, dlq],
                 self.events,
-                self.timeout,
+                ctx.timeout,
                 ws.check,
                 group,
                 progress=meter.progress,
@@ -843,93 +998,116 @@ class _StreamerPhase:
         outputs = read_topic(s, bootstrap, out)
         dead = read_topic(s, bootstrap, dlq)
         rate = window_rate([r.timestamp_ms for r in outputs], watch.stable_at if watch else None)
-        return rate, outputs, dead, codes, meter.us_per_event()
+        return StreamerRun(rate, outputs, dead, codes, meter.us_per_event())
+
+
+class _LatencyRecords(NamedTuple):
+    warm_up: list[SampleMessage]  # not timed: they get the workers going
+    timed: list[tuple[Identity, SampleMessage]]  # in the order they are offered
+    measured: set[Identity]  # the timed ones after the settling
+
+
+def _latency_records(load: LatencyLoad) -> _LatencyRecords:
+    warmup = min(200, load.count)
+    settle = int(load.rate * LATENCY_SETTLE_S)
+    records = list(
+        generate_records(warmup + settle + load.count, seed=load.seed, records_per_second=LIVE_RATE)
+    )
+    warm_msgs = [to_message(r) for r in records[:warmup]]
+    timed = [(record_identity(r), to_message(r)) for r in records[warmup:]]
+    return _LatencyRecords(warm_msgs, timed, {ident for ident, _m in timed[settle:]})
 
 
 def run_latency(
-    settings: Settings,
-    bootstrap: str,
-    in_topic: str,
-    out_topic: str,
-    dlq_topic: str,
-    workers: int,
-    rate: float,
-    count: int,
-    seed: int,
-    marks: Watermarks,
-    timeout: float,
-    workdir: Path,
-    sampler: RssSampler,
-    processes: int = 1,
-) -> tuple[float, float, float, int, dict[str, dict[str, float]]]:
-    """Offer records at ``rate``/s to fresh workers; (p50, p99, max, missing, stages).
-
-    ``stages`` is where the time went (``streamer.devkit.bench.stages``).
+    ctx: BenchBroker, topics: PhaseTopics, load: LatencyLoad, workdir: Path, sampler: RssSampler
+) -> LatencyResult:
+    """Offer records at ``load.rate``/s to fresh workers; the latency of each, and where the
+    time went (``streamer.devkit.bench.stages``).
 
     A burst of 200 records first gets the workers going; then the paced run starts, and its
     first ``LATENCY_SETTLE_S`` seconds are sent and checked but left out of the percentiles
     (cold caches, a consumer group finishing its first rebalance): what is measured is the
     steady state.
     """
-    warmup = min(200, count)
-    settle = int(rate * LATENCY_SETTLE_S)
-    records = list(
-        generate_records(warmup + settle + count, seed=seed, records_per_second=LIVE_RATE)
-    )
-    warm_msgs = [to_message(r) for r in records[:warmup]]
-    timed = [(record_identity(r), to_message(r)) for r in records[warmup:]]
-    measured = {ident for ident, _m in timed[settle:]}
-    del records
+    records = _latency_records(load)
+    warmup = len(records.warm_up)
     group = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    watch = GroupWatch(settings, bootstrap, group, workers * processes)
+    watch = GroupWatch(ctx.settings, ctx.bootstrap, group, ctx.workers * ctx.processes)
     watch.start()
-    env = {"STREAMER_PROCESSES": str(processes)}
-    ws = WorkerSet.start(bootstrap, in_topic, out_topic, dlq_topic, group, workers, workdir, env)
+    env = {"STREAMER_PROCESSES": str(ctx.processes)}
+    ws = WorkerSet.start(
+        ctx.bootstrap, topics.input, topics.output, topics.dlq, group, ctx.workers, workdir, env
+    )
     sampler.watch(p.pid for p in ws.procs)
     sent_ms: dict[Identity, float] = {}
+    drained = [topics.output, topics.dlq]
     try:
         # Warm up: the group is formed and records flow end to end before timing starts.
-        produce_all(settings, bootstrap, in_topic, warm_msgs)
-        wait_for_outputs(marks, [out_topic, dlq_topic], warmup, timeout, ws.check, "warm-up")
+        produce_all(ctx.settings, ctx.bootstrap, topics.input, records.warm_up)
+        wait_for_outputs(ctx.marks, drained, warmup, ctx.timeout, ws.check, "warm-up")
         deadline = time.monotonic() + 60
         while watch.stable_at is None and time.monotonic() < deadline:
             ws.check()
             time.sleep(0.1)
-        # Small batches so the producer adds little latency of its own. The offered load is
-        # paced in ticks (whatever is due is sent, then sleep until the next tick): sleeping per
-        # record would burn a core on this 2-core budget and starve the worker being measured.
-        producer = Producer(producer_config(settings, bootstrap, **{"linger.ms": 1}))
+        # Small batches so the producer adds little latency of its own.
+        producer = Producer(producer_config(ctx.settings, ctx.bootstrap, **{"linger.ms": 1}))
         before = stages.snapshot(ws.metrics_ports)
-        started = time.monotonic()
-        i, total = 0, len(timed)
-        while i < total:
-            due = min(total, int((time.monotonic() - started) * rate) + 1)
-            now_ms = time.time() * 1000
-            while i < due:
-                ident, m = timed[i]
-                sent_ms[ident] = now_ms
-                try:
-                    producer.produce(in_topic, m.value, m.key, headers=m.headers)
-                except BufferError:
-                    producer.poll(0.01)
-                    continue
-                i += 1
-            producer.poll(0)
-            time.sleep(PACE_TICK_S)
-        if producer.flush(60):
-            raise BenchError("latency: producer could not deliver every record")
-        wait_for_outputs(
-            marks, [out_topic, dlq_topic], warmup + len(timed), timeout, ws.check, "latency"
-        )
+        _offer_paced(producer, topics.input, records.timed, load.rate, sent_ms)
+        total = warmup + len(records.timed)
+        wait_for_outputs(ctx.marks, drained, total, ctx.timeout, ws.check, "latency")
         after = stages.snapshot(ws.metrics_ports)
     except HarnessError as exc:
         raise BenchError(f"{exc}\n{ws.tails()}") from exc
     finally:
         ws.stop()
         watch.stop()
+    return _latencies(ctx, topics, sent_ms, records.measured, (before, after))
+
+
+def _offer_paced(
+    producer: Producer,
+    topic: str,
+    timed: list[tuple[Identity, SampleMessage]],
+    rate: float,
+    sent_ms: dict[Identity, float],
+) -> None:
+    """Produce ``timed`` at ``rate``/s, noting in ``sent_ms`` when each was handed over.
+
+    The offered load is paced in ticks (whatever is due is sent, then sleep until the next
+    tick): sleeping per record would burn a core on this 2-core budget and starve the worker
+    being measured.
+    """
+    started = time.monotonic()
+    i, total = 0, len(timed)
+    while i < total:
+        due = min(total, int((time.monotonic() - started) * rate) + 1)
+        now_ms = time.time() * 1000
+        while i < due:
+            ident, m = timed[i]
+            sent_ms[ident] = now_ms
+            try:
+                producer.produce(topic, m.value, m.key, headers=m.headers)
+            except BufferError:
+                producer.poll(0.01)
+                continue
+            i += 1
+        producer.poll(0)
+        time.sleep(PACE_TICK_S)
+    if producer.flush(60):
+        raise BenchError("latency: producer could not deliver every record")
+
+
+def _latencies(
+    ctx: BenchBroker,
+    topics: PhaseTopics,
+    sent_ms: dict[Identity, float],
+    measured: set[Identity],
+    snapshots: tuple[Any, Any],
+) -> LatencyResult:
+    """Each measured record's latency: its output's append time - when it was produced."""
     latencies: list[float] = []
     seen: set[Identity] = set()
-    for rec in read_topic(settings, bootstrap, out_topic):
+    for rec in read_topic(ctx.settings, ctx.bootstrap, topics.output):
         ts = rec.timestamp_ms
         out_ident = _output_identity(rec.value)
         if out_ident is not None and out_ident in sent_ms and out_ident not in seen:
@@ -937,16 +1115,15 @@ def run_latency(
             if out_ident in measured:
                 latencies.append(max(0.0, ts - sent_ms[out_ident]))
     latencies.sort()
-    missing = len(sent_ms) - len(seen)
     produce_ms = [
         max(0.0, rec.timestamp_ms - sent_ms[rid])
-        for rec in read_topic(settings, bootstrap, in_topic)
+        for rec in read_topic(ctx.settings, ctx.bootstrap, topics.input)
         if (rid := _output_identity(rec.value)) is not None and rid in measured
     ]
-    return (
+    return LatencyResult(
         percentile(latencies, 50),
         percentile(latencies, 99),
         latencies[-1] if latencies else 0.0,
-        missing,
-        stages.breakdown(before, after, produce_ms),
+        len(sent_ms) - len(seen),
+        stages.breakdown(*snapshots, produce_ms),
     )

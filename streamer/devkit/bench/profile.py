@@ -49,7 +49,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("delivery reports", ("poll (streamer/kafka/sink.py", "on_delivery (streamer/kafka/sink")),
     ("offsets", ("streamer/worker/offsets.py", "make_batch (", "commit_due (", "_commit_owned (")),
     ("consume (fetch thread)", ("_consume (streamer/kafka/source.py",)),
-    ("metrics", ("streamer/metrics.py", "prometheus_client/")),
+    ("metrics", ("streamer/metrics/", "prometheus_client/")),
 )
 #: Everything else: the agent and fetch loops, the channel, Faust/mode, asyncio, housekeeping.
 GLUE = "event loop, channel, other glue"

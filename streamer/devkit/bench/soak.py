@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,92 @@ class SoakResult:
         lines += [f"FAILED: {n}" for n in self.notes]
         lines.append("result: " + ("OK" if self.ok else "FAILED"))
         return "\n".join(lines)
+
+
+def _start_feeder(
+    settings: Settings,
+    bootstrap: str,
+    topic: str,
+    messages: Callable[[], Iterator[SampleMessage]],
+    errors: list[BaseException],
+) -> threading.Thread:
+    """Produce ``messages()`` to ``topic`` in a thread; what fails lands in ``errors``."""
+
+    def feed() -> None:
+        try:
+            produce_all(settings, bootstrap, topic, messages())
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    feeder = threading.Thread(target=feed, name="soak-producer", daemon=True)
+    feeder.start()
+    return feeder
+
+
+def _drain(
+    ws: WorkerSet,
+    marks: Watermarks,
+    outputs: list[str],
+    proc: psutil.Process,
+    events: int,
+    errors: list[BaseException],
+    started: float,
+    timeout: float,
+) -> tuple[list[tuple[float, int, float]], int]:
+    """Until ``events`` records are out: (seconds, records out, RSS MB) every second."""
+    timeline: list[tuple[float, int, float]] = []
+    deadline = started + timeout
+    done = 0
+    while done < events:
+        if errors:
+            raise BenchError(f"producing failed: {errors[0]}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"only {done:,}/{events:,} records out after {timeout:.0f}s")
+        ws.check()
+        done = marks.total(outputs)
+        rss = proc.memory_info().rss / 1e6
+        timeline.append((round(time.monotonic() - started, 2), done, round(rss, 1)))
+        time.sleep(1.0)
+    return timeline, done
+
+
+def _soak_result(
+    events: int,
+    seconds: float,
+    done: int,
+    timeline: list[tuple[float, int, float]],
+    series: dict[str, int],
+    replay_hours: float,
+    rss_limit_mb: float,
+) -> SoakResult:
+    at_20 = next(mb for _s, n, mb in timeline if n >= events * 0.2)
+    end = timeline[-1][2]
+    return SoakResult(
+        events=events,
+        seconds=round(seconds, 1),
+        outputs=done,
+        rss_limit_mb=rss_limit_mb,
+        rss_peak_mb=max(mb for _s, _n, mb in timeline),
+        rss_at_20_mb=at_20,
+        rss_end_mb=end,
+        drift=round(end / at_20 - 1, 4),
+        replay_hours=replay_hours,
+        series=series,
+        timeline=timeline,
+    )
+
+
+def _check_limits(result: SoakResult, max_drift: float) -> None:
+    """Notes for every limit the run broke (the peak, the drift, the series counts)."""
+    rss_limit_mb = result.rss_limit_mb
+    peak, end, at_20 = result.rss_peak_mb, result.rss_end_mb, result.rss_at_20_mb
+    if peak >= rss_limit_mb:
+        result.notes.append(f"peak RSS {peak:.0f} MB >= {rss_limit_mb:.0f} MB")
+    if end > at_20 * (1 + max_drift):
+        result.notes.append(f"RSS grew {100 * result.drift:.1f}% after 20% of the run")
+    for name, bound in SERIES_BOUNDS.items():
+        if result.series.get(name, 0) > bound:
+            result.notes.append(f"{name}: {result.series[name]} series > {bound}")
 
 
 def hostile_messages(n: int, seed: int) -> Iterator[SampleMessage]:
@@ -213,61 +299,22 @@ def run(
         proc = psutil.Process(ws.procs[0].pid)
         errors: list[BaseException] = []
 
-        def feed() -> None:
-            try:
-                messages = (
-                    replay_messages(events, seed, replay_hours)
-                    if replay_hours
-                    else hostile_messages(events, seed)
-                )
-                produce_all(settings, bootstrap, t["in"], messages)
-            except BaseException as exc:  # reported by the main thread
-                errors.append(exc)
+        def messages() -> Iterator[SampleMessage]:
+            if replay_hours:
+                return replay_messages(events, seed, replay_hours)
+            return hostile_messages(events, seed)
 
-        feeder = threading.Thread(target=feed, name="soak-producer", daemon=True)
         started = time.monotonic()
-        feeder.start()
-        timeline: list[tuple[float, int, float]] = []
-        deadline = started + timeout
-        done = 0
-        while done < events:
-            if errors:
-                raise BenchError(f"producing failed: {errors[0]}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"only {done:,}/{events:,} records out after {timeout:.0f}s")
-            ws.check()
-            done = marks.total([t["out"], t["dlq"]])
-            rss = proc.memory_info().rss / 1e6
-            timeline.append((round(time.monotonic() - started, 2), done, round(rss, 1)))
-            time.sleep(1.0)
+        feeder = _start_feeder(settings, bootstrap, t["in"], messages, errors)
+        outputs = [t["out"], t["dlq"]]
+        timeline, done = _drain(ws, marks, outputs, proc, events, errors, started, timeout)
         seconds = time.monotonic() - started
         feeder.join(60)
         time.sleep(2.5)  # a few housekeeping rounds: the rolling tops close their buckets
         series = _series(ws.metrics_ports[0])
         timeline.append((round(seconds, 2), done, round(proc.memory_info().rss / 1e6, 1)))
-        at_20 = next(mb for _s, n, mb in timeline if n >= events * 0.2)
-        end = timeline[-1][2]
-        peak = max(mb for _s, _n, mb in timeline)
-        result = SoakResult(
-            events=events,
-            seconds=round(seconds, 1),
-            outputs=done,
-            rss_limit_mb=rss_limit_mb,
-            rss_peak_mb=peak,
-            rss_at_20_mb=at_20,
-            rss_end_mb=end,
-            drift=round(end / at_20 - 1, 4),
-            replay_hours=replay_hours,
-            series=series,
-            timeline=timeline,
-        )
-        if peak >= rss_limit_mb:
-            result.notes.append(f"peak RSS {peak:.0f} MB >= {rss_limit_mb:.0f} MB")
-        if end > at_20 * (1 + max_drift):
-            result.notes.append(f"RSS grew {100 * result.drift:.1f}% after 20% of the run")
-        for name, bound in SERIES_BOUNDS.items():
-            if series.get(name, 0) > bound:
-                result.notes.append(f"{name}: {series[name]} series > {bound}")
+        result = _soak_result(events, seconds, done, timeline, series, replay_hours, rss_limit_mb)
+        _check_limits(result, max_drift)
         return result
     except HarnessError as exc:
         tail = ws.tails() if ws is not None else ""
