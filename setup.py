@@ -1,4 +1,4 @@
-"""Build hooks: the native record path (Rust), the analytics' C speed-up, and the repository's
+"""Build hooks: the native record path (Rust) and the repository's
 ``rules/`` and ``deploy/kafka/`` inside the package.
 
 The metadata is in pyproject.toml. ``streamer._native`` is the Rust crate in ``native/``, built
@@ -8,8 +8,6 @@ same results, slower; a WARNING at start, ``/status`` and ``streamer_native_path
 ``STREAMER_REQUIRE_NATIVE=1`` makes its absence an error, as CI sets).
 setuptools-rust rather than maturin: maturin as the build backend would replace this setup.py
 and its ``build_py`` hook below; setuptools-rust adds the crate beside them.
-``streamer.analytics._fastcount`` is an optional C extension likewise: where no C compiler is
-found the analytics count in Python.
 
 The other hook adds one step to ``build_py``: copy the
 top-level folders named in ``streamer.resources.SOURCES`` into ``streamer/_data/`` of the build,
@@ -23,7 +21,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools_rust import Binding, RustExtension
 
@@ -47,12 +45,6 @@ class BuildWithShippedFiles(build_py):  # type: ignore[misc]
             shutil.copytree(src, dest, ignore=SKIP)
 
 
-FASTCOUNT = Extension(
-    "streamer.analytics._fastcount",
-    sources=["streamer/analytics/_fastcount.c"],
-    optional=True,  # no compiler: a warning, and the pure-Python path
-)
-
 NATIVE = RustExtension(
     "streamer._native",
     path="native/Cargo.toml",
@@ -64,6 +56,5 @@ NATIVE = RustExtension(
 
 setup(
     cmdclass={"build_py": BuildWithShippedFiles},
-    ext_modules=[FASTCOUNT],
     rust_extensions=[NATIVE],
 )

@@ -15,9 +15,9 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 
 # The native record path builds with rustup's cargo (Debian's rustc is too old for pyo3).
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
-# The stamp covers what the install builds: the metadata, the analytics' C extension and the
-# native crate (its sources and the locked versions of its dependencies).
-stamp="$venv/.installed-$(cat pyproject.toml setup.py streamer/analytics/_fastcount.c \
+# The stamp covers what the install builds: the metadata and the native crate (its sources and
+# the locked versions of its dependencies).
+stamp="$venv/.installed-$(cat pyproject.toml setup.py \
     native/Cargo.toml native/Cargo.lock native/src/*.rs | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     echo "==> preparing $venv" >&2

@@ -110,9 +110,6 @@ _TYPE_OF_LABEL: dict[str, str] = {}
 for _type, _label in FEEDBACK_TYPES.items():
     _TYPE_OF_LABEL.setdefault(_label, _type)
 
-#: ``feedback_type`` of a report whose Feedback-Type is already in canonical form (a key of
-#: ``FEEDBACK_TYPES``): the analytics' C counter looks the raw value up here.
-COMPLAINT_TYPES: dict[str, str] = {t: _TYPE_OF_LABEL[label] for t, label in FEEDBACK_TYPES.items()}
 
 #: Every canonical Feedback-Type (what ``feedback_type`` returns).
 CANONICAL_TYPES: tuple[str, ...] = tuple(_TYPE_OF_LABEL.values())

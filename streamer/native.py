@@ -8,6 +8,14 @@ Python classifier (its RE2 sets), so labels, rules and evidence are the referenc
 the native path cannot decide exactly (a malformed message, a Feedback record, odd JSON) it
 hands back, record by record, to the Python path, which stays the reference.
 
+With analytics on, the native path also counts each record it decides into the aggregator's
+tally (``streamer._native.Tally``, which the Python path then counts into as well, so the fold
+sees the records in their order), adds ``category`` and ``provider`` to the enrichment and
+makes a Delivery's suppression events; the provider and category of a value it has not seen
+come from the analyzer (``Analyzer.native_lookups``). What only the Python analytics count
+exactly (an OOB, a Rejection, a Feedback report, a log hook's record, a hard Bounce, an event
+time in another form, a non-ASCII recipient...) takes the Python path.
+
 Where the extension is not built (no cargo at install time) every record takes the Python
 path: the same results, at a higher cost. ``STREAMER_REQUIRE_NATIVE=1`` makes that an error
 (CI sets it, so a build that lost the module fails).
@@ -18,10 +26,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from streamer.analytics.categories import HARD
+from streamer.analytics.heavy import OTHER
 from streamer.classifier import Classification, Classifier
 from streamer.records import (
     CLASSIFIABLE_TYPES,
@@ -29,6 +39,10 @@ from streamer.records import (
     RECORD_TYPES,
     classification_object,
 )
+from streamer.rules import UNCATEGORIZED
+
+if TYPE_CHECKING:
+    from streamer.analytics.analyzer import Analyzer
 
 try:
     from streamer import _native
@@ -49,9 +63,13 @@ MISSING = (
     "path (same results, slower); install with cargo on PATH (README: Installing)"
 )
 
+#: A Delivery counted by the analytics: its type and its suppression events (key, value).
+Counted = tuple[str, tuple[tuple[bytes, bytes], ...]]
+#: A classified record: (enriched value, type, label, site or None, classify seconds).
+Enriched = tuple[bytes, str, str, str | None, float]
 #: One answer of :meth:`NativeRecords.decide`: None (the Python path decides), the type of a
-#: record routed unchanged, or (enriched value, type, label, site or None, classify seconds).
-Answer = None | str | tuple[bytes, str, str, str | None, float]
+#: record routed unchanged, :data:`Counted` or :data:`Enriched`.
+Answer = None | str | Counted | Enriched
 
 
 class NativeMissing(RuntimeError):
@@ -68,26 +86,30 @@ def check_required() -> None:
         raise NativeMissing(f"{REQUIRE_ENV}=1 but {MISSING}")
 
 
-def wanted(native: bool | None, *, analytics: bool) -> bool:
-    """Whether a pipeline runs the native path: by default wherever it is built, with
-    analytics off (the analytics count decoded Python records); ``native=False`` forces the
-    Python path, ``native=True`` requires the native one (an error where it is not built)."""
+def wanted(native: bool | None) -> bool:
+    """Whether a pipeline runs the native path: by default wherever it is built (analytics on
+    or off); ``native=False`` forces the Python path, ``native=True`` requires the native one
+    (an error where it is not built)."""
     if native and not AVAILABLE:
         raise NativeMissing(MISSING)
-    return (AVAILABLE if native is None else native) and not analytics
+    return AVAILABLE if native is None else native
 
 
 class NativeRecords:
-    """The native path over one classifier (one rule set: a reload makes a new one)."""
+    """The native path over one classifier (one rule set: a reload makes a new one), counting
+    the analytics into ``analyzer``'s aggregator when there is one."""
 
-    def __init__(self, classifier: Classifier, max_bytes: int) -> None:
+    def __init__(
+        self, classifier: Classifier, max_bytes: int, analyzer: Analyzer | None = None
+    ) -> None:
         if _native is None:
             raise NativeMissing(MISSING)
         self.classifier = classifier
+        self.analyzer = analyzer
         self._version = classifier.version
         # id(result) -> what the native caches keep of it; results are long-lived, one per
         # (rule, evidence) of this rule set, so the ids are stable and the dict is small.
-        self._encoded: dict[int, tuple[bool, str, bytes, bytes]] = {}
+        self._encoded: dict[int, tuple[bool, str, bytes, bytes, bool]] = {}
         cache_size, uncategorized_cache_size = classifier.cache_sizes
         self._path = _native.RecordPath(
             self._resolve,
@@ -97,6 +119,17 @@ class NativeRecords:
             [*RECORD_TYPES, LOG_HOOK_TYPE],  # answered as shared strings
             sorted(CLASSIFIABLE_TYPES),
         )
+        if analyzer is not None:
+            aggregator = analyzer.aggregator
+            if aggregator.elsewhere is None:  # one tally per aggregator, across reloads
+                aggregator.elsewhere = _native.Tally()
+            self._path.count_into(
+                aggregator.elsewhere,
+                aggregator.window_ms,
+                analyzer.cache_size,
+                (OTHER, HARD, UNCATEGORIZED),
+                *analyzer.native_lookups(),
+            )
 
     def decide(self, values: Sequence[bytes | None]) -> list[Answer]:
         """One answer per value, in order (see :data:`Answer`)."""
@@ -110,10 +143,24 @@ class NativeRecords:
                 return [None] * len(values)
             raise
         self.classifier.count_hits(*self._path.take_hits())
+        if self.analyzer is not None:
+            latest = self._path.take_watermark()
+            aggregator = self.analyzer.aggregator
+            if latest is not None and (
+                aggregator.watermark is None or latest > aggregator.watermark
+            ):
+                aggregator.watermark = latest
         return answers
 
-    def _resolve(self, line: str) -> tuple[bool, str, bytes, bytes]:
-        """A native cache miss: the Python classifier's result, encoded once per result."""
+    def count_until(self, until: int | None = None) -> None:
+        """Count into the tally the records of the last slice decided natively before the
+        ``until``-th (all without it): the Python path counts the ``until``-th next, so the
+        tally keeps the records' order (what the bounded dimensions and gap sketches see)."""
+        self._path.count_until(until)
+
+    def _resolve(self, line: str) -> tuple[bool, str, bytes, bytes, bool]:
+        """A native cache miss: the Python classifier's result, encoded once per result, and
+        whether the native analytics may count its records (by its evidence)."""
         result: Classification = self.classifier.classify(line)
         encoded = self._encoded.get(id(result))
         if encoded is None:
@@ -122,6 +169,7 @@ class NativeRecords:
                 result.label,
                 orjson.dumps(result.label),
                 orjson.dumps(classification_object(result, self._version)),
+                self.analyzer is None or result.evidence in self.analyzer.observer_evidence,
             )
         return encoded
 

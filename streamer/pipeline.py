@@ -15,10 +15,10 @@ Keys and headers are kept. Nothing here talks to Kafka or awaits: the worker han
 to ``Pipeline.process`` and produces the outputs it returns. The classifier is read once per
 batch, so a hot reload takes effect at a batch boundary and a batch is classified by one rule set.
 
-Two paths give the same outputs and counts: the native record path (``streamer.native``: one
-call per batch, enrichment spliced into the input bytes), used with analytics off wherever the
-extension is built, and the Python path below, the reference, which takes every record the
-native path hands back and every record when analytics are on.
+Two paths give the same outputs, counts and analytics: the native record path
+(``streamer.native``: one call per batch, enrichment spliced into the input bytes, analytics
+tallied natively), used wherever the extension is built, and the Python path below, the
+reference, which takes every record the native path hands back.
 """
 
 from __future__ import annotations
@@ -106,17 +106,11 @@ class BatchStats:
 
 
 class Pipeline:
-    """Routes each message of a batch; see the module docstring.
-
-    The hot path decodes and checks each message once (``records.accept``); a message it refuses
-    is decoded again by ``decode_record`` only to name the reason (rare). The ``classification``
-    object of each rule is built once per rule set. (Splicing the enrichment into the input
-    bytes instead of re-encoding was tried: orjson encodes a 1.4 KB record in ~1 µs, faster
-    than the Python needed to splice safely.) With an ``analyzer``, every decoded record is
-    also counted into the analyzer (whose ``finish`` hands over the partial windowed counts), a
-    classified record's ``classification`` gains ``category`` and ``provider``, and its
-    suppression events (with the record's partition and offset) follow its own output.
-    """
+    """Routes each message of a batch (see the module docstring). The Python path decodes a
+    message once (``records.accept``; a refused one again, to name the reason) and builds each
+    rule's ``classification`` once per rule set. With an ``analyzer``, every decoded record is
+    counted, a classified one's ``classification`` gains ``category`` and ``provider``, and its
+    suppression events (with its partition and offset) follow its own output."""
 
     def __init__(
         self,
@@ -147,7 +141,7 @@ class Pipeline:
         # (id of such an object, category, provider) -> the object with both added
         self._analytics: dict[tuple[int, str | None, str], dict[str, Any]] = {}
         self._feedback: dict[str, Classification] = {}  # one result per feedback label
-        self.use_native = native_path.wanted(native, analytics=analyzer is not None)
+        self.use_native = native_path.wanted(native)
         self.native: NativeRecords | None = None  # the native path, made per rule set by _begin
 
     def process(self, messages: Sequence[RawMessage]) -> tuple[list[Output], BatchStats]:
@@ -188,7 +182,7 @@ class Pipeline:
         self._other(msg, raw, rtype, append, stats)
         analyzer = self.analyzer
         if analyzer is not None:
-            events = analyzer.observer(record, rtype, None, None, None)[2]
+            events = analyzer.observe(record, rtype, None, None, None)[2]
             if events:
                 self._suppress(msg, events, append)
 
@@ -225,11 +219,20 @@ class Pipeline:
         output_topic = self.output_topic
         events_in, events_out, sites = stats.events_in, stats.events_out, stats.sites
         seconds = stats.classify_seconds.append
-        for msg, raw, answer in zip(messages, values, answers, strict=True):
+        # with analytics, the records counted natively before one the Python path counts go
+        # into the tally first: one tally in the records' order
+        count_until = native.count_until if self.analyzer is not None else None
+        for i, (msg, raw, answer) in enumerate(zip(messages, values, answers, strict=True)):
             if answer is None:
+                if count_until is not None:
+                    count_until(i)
                 self._route(msg, raw, classifier, append, stats)
             elif isinstance(answer, str):
                 self._other(msg, raw, answer, append, stats)
+            elif len(answer) == 2:  # a Delivery counted by the analytics: (type, its events)
+                rtype, events = answer
+                self._other(msg, raw, rtype, append, stats)
+                self._suppress(msg, events, append)
             else:
                 value, rtype, label, site, took = answer
                 seconds(took)
@@ -238,6 +241,8 @@ class Pipeline:
                 if site:
                     sites[site, label] += 1
                 append(Output(output_topic, msg.key(), value, msg.headers()))
+        if count_until is not None:
+            count_until()
 
     def _classified(
         self,
@@ -271,13 +276,10 @@ class Pipeline:
             if analyzer is not None:
                 evidence = result.evidence
                 if evidence in analyzer.observer_evidence:
-                    category, provider, events = analyzer.observer(
-                        record, rtype, label, result.rule, line
-                    )
-                else:  # weak evidence (a rule gap, or not trusted to suppress): the reference
-                    category, provider, events = analyzer.observe(
-                        record, rtype, label, result.rule, line, evidence
-                    )
+                    evidence = None  # trusted, no rule gap: what observe assumes untold
+                category, provider, events = analyzer.observe(
+                    record, rtype, label, result.rule, line, evidence
+                )
                 cls = self._with_analytics(cls, category, provider)
             value = orjson.dumps(set_classification(record, label, cls))
         except Exception as exc:  # a bad record must never stop the worker
@@ -327,7 +329,7 @@ class Pipeline:
             self._enrichments = {}
             self._analytics = {}
             if self.use_native:
-                self.native = NativeRecords(classifier, self.max_message_bytes)
+                self.native = NativeRecords(classifier, self.max_message_bytes, self.analyzer)
 
     def _dead_letter(
         self,

@@ -1,6 +1,6 @@
 """The parts some tests need that an install may lack: system programs (Debian's ``prometheus``
-and ``chromium``, installed by deploy/setup-system.sh) and the analytics' C extension (optional:
-built where a C compiler is found). When one is missing the test skips naming what to install,
+and ``chromium``, installed by deploy/setup-system.sh) and the native record path (optional:
+built where cargo is found). When one is missing the test skips naming what to install,
 except on CI (``CI=true``), where it fails instead of hiding the gap."""
 
 from __future__ import annotations

@@ -13,8 +13,12 @@ def test_both_paths_measured_and_compared() -> None:
         lacking("streamer._native is not built (no cargo at install time): see README")
     said: list[str] = []
     report = run(2000, 2, said.append)
-    assert said == [f"round {r}/2: {p}" for r in (1, 2) for p in ("python", "native")]
-    assert {path: len(runs) for path, runs in report.runs.items()} == {"python": 2, "native": 2}
+    paths = ("python", "native", "python+analytics", "native+analytics")
+    assert said == [f"round {r}/2: {p}" for r in (1, 2) for p in paths]
+    assert {path: len(runs) for path, runs in report.runs.items()} == dict.fromkeys(paths, 2)
     data = report.to_json()
-    assert data["ratio_warm"] > 0 and data["ratio_cold"] > 0
-    assert "native / python: cold" in report.table()
+    for ratio in ("ratio", "analytics_ratio"):
+        assert data[f"{ratio}_warm"] > 0 and data[f"{ratio}_cold"] > 0
+    assert data["analytics_cost_warm"] > -1
+    assert "native / python, analytics off: cold" in report.table()
+    assert "native analytics cost: cold" in report.table()

@@ -1,10 +1,12 @@
-"""The native record path (``streamer._native``) decides and enriches exactly like Python.
+"""The native record path (``streamer._native``) decides, enriches and counts exactly like Python.
 
 Two pipelines over the same classifier, one forced onto the Python path (the reference) and one
 onto the native path, must give the same outputs in the same order (topic, key, headers, and a
 value that decodes to the same record with its keys in the same order; byte for byte when the
 input is compact JSON, as orjson writes it), the same dead-letter reasons and the same counts:
-on generated records, on a corpus of hostile messages, and on the bundled sample.
+on generated records, on a corpus of hostile messages, and on the bundled sample. With
+analytics on (each pipeline with its own analyzer), also the same suppression events and the
+same folded tally: the same windowed rows in the same order, gaps, complaints and watermark.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from hypothesis import strategies as st
 from system_tools import lacking
 
 from streamer import native
+from streamer.analytics.analyzer import Analyzer
+from streamer.analytics.batch import BatchAggregator
+from streamer.analytics.categories import CategoryTable
+from streamer.analytics.providers import ProviderMatcher
+from streamer.analytics.suppressions import SuppressionEvents
 from streamer.classifier import Classifier, ReloadableClassifier
 from streamer.config import shipped_rule_files
 from streamer.devkit.sample import generate
@@ -41,9 +48,30 @@ def _built() -> None:
         lacking("streamer._native is not built (no cargo at install time): see README")
 
 
-def pipelines(*rules: Path, **opts: Any) -> tuple[Pipeline, Pipeline]:
+CATEGORIES = CategoryTable.shipped()
+PROVIDERS = ProviderMatcher.shipped()
+
+
+def analyzer(cache_size: int = 16) -> Analyzer:
+    """An analyzer of its own for one pipeline (small caches: emptied while a test runs)."""
+    return Analyzer(
+        CATEGORIES,
+        PROVIDERS,
+        BatchAggregator(window_s=60, pool_capacity=3, tenant_capacity=3, gap_capacity=4),
+        SuppressionEvents(),
+        clock=lambda: NOW,
+        cache_size=cache_size,
+    )
+
+
+def pipelines(
+    *rules: Path,
+    analytics: bool = False,
+    classifiers: ReloadableClassifier | None = None,
+    **opts: Any,
+) -> tuple[Pipeline, Pipeline]:
     """(reference, native) over one classifier, so that both see the same rule set."""
-    classifiers = ReloadableClassifier(rules or [RULES], **opts)
+    classifiers = classifiers or ReloadableClassifier(rules or [RULES], **opts)
     made = [
         Pipeline(
             classifiers,
@@ -53,6 +81,8 @@ def pipelines(*rules: Path, **opts: Any) -> tuple[Pipeline, Pipeline]:
             max_message_bytes=MAX_BYTES,
             clock=lambda: NOW,
             native=use_native,
+            analyzer=analyzer() if analytics else None,
+            suppression_events_topic="supp",
         )
         for use_native, route in ((False, "pass"), (True, "pass"))
     ]
@@ -60,6 +90,7 @@ def pipelines(*rules: Path, **opts: Any) -> tuple[Pipeline, Pipeline]:
 
 
 REFERENCE, NATIVE = pipelines()
+COUNTED = pipelines(analytics=True)
 
 
 def _messages(raws: list[bytes | None]) -> list[Message]:
@@ -107,9 +138,19 @@ def assert_same(
     ]
     by_key = {b"k%d" % i: raw for i, raw in enumerate(raws)}
     for want, have in zip(expected, got, strict=True):
-        _same_value(want.value, have.value, by_key[want.key or b""])
+        _same_value(want.value, have.value, by_key.get(want.key or b""))
     _same_stats(expected_stats, got_stats)
+    if reference.analyzer is not None:
+        assert _folded(native_pipeline) == _folded(reference)
     return got
+
+
+def _folded(pipeline: Pipeline) -> tuple[Any, ...]:
+    """What the analytics of the batches so far fold into: the rows in order (their counts,
+    labels, categories, feedback, complaints and gaps), and the watermark."""
+    assert pipeline.analyzer is not None
+    aggregator = pipeline.analyzer.aggregator
+    return list(aggregator.finish().items()), aggregator.watermark
 
 
 # --- generated records -----------------------------------------------------------------------
@@ -182,6 +223,139 @@ def test_arbitrary_bytes(raws: list[bytes | None]) -> None:
     assert_same(raws)
 
 
+# --- generated records, analytics on ---------------------------------------------------------
+
+event_times = st.one_of(
+    st.sampled_from(
+        [
+            "2026-01-01T10:00:05Z",
+            "2026-01-01T10:00:05.123456Z",
+            "2026-01-01T10:00:59.9Z",
+            "2026-01-01T10:01:00.5Z",
+            "2026-01-01T09:59:59.999Z",
+            "2026-01-01T10:00:60Z",  # a leap second: no datetime (the timestamp's, else now)
+            "2026-02-30T10:00:00Z",  # no such day
+            "2026-01-01T10:00:05.Z",
+            "2026-01-01T10:00:05+00:00",
+            "2026-01-01 10:00:05Z",
+            "2026-01-01t10:00:05z",
+            "2026-01-01T10:00:05.12xZ",
+            "1969-12-31T23:59:59.9Z",
+            "",
+        ]
+    ),
+    st.datetimes(timezones=st.none()).map(lambda d: d.isoformat() + "Z"),
+    scalars,
+)
+addresses = st.one_of(
+    st.sampled_from(
+        [
+            "a@gmail.com",
+            " <B@Example.COM> ",
+            "c@outlook.com",
+            "d@yahoo.com",
+            "nobody",
+            "",
+            "<>",
+            "x@y@hotmail.com",
+            "é@gmail.com",
+            "\x1cz@gmail.com\x1f",
+            "\u00a0n@gmail.com",
+        ]
+    ),
+    st.text(max_size=6),
+)
+recipients = st.one_of(addresses, st.lists(st.one_of(addresses, scalars), max_size=3), scalars)
+sites = st.one_of(
+    st.sampled_from(["", "gmail-smtp-in.l.google.com", "mx.example", "mta5.am0.yahoodns.net"]),
+    scalars,
+)
+peers = st.one_of(
+    st.fixed_dictionaries(
+        {"name": st.one_of(st.sampled_from(["", "x.mail.protection.outlook.com", "mx.x"]), scalars)}
+    ),
+    scalars,
+)
+queues = st.one_of(
+    st.sampled_from(["camp:acme@x.com", "beta@y.com", "plain", ":@", "a:b:c@d"]), scalars
+)
+counted_types = st.sampled_from(
+    [
+        *("Delivery", "Bounce", "TransientFailure", "Expiration", "AdminBounce", "OOB"),
+        *("Rejection", "Reception", "Feedback", "Delayed", "Odd"),
+    ]
+)
+contents = st.sampled_from(
+    [
+        "user unknown",
+        "Mailbox FULL",
+        "weird thing 42",
+        "The email account that you tried to reach does not exist.",
+        "",
+    ]
+)
+counted_records = st.fixed_dictionaries(
+    {
+        "type": counted_types,
+        "event_time": event_times,
+        "response": st.fixed_dictionaries(
+            {
+                "code": st.one_of(st.sampled_from([250, 421, 550, 554, -550]), scalars),
+                "content": contents,
+            },
+            optional={"enhanced_code": st.just({"class": 5, "subject": 1, "detail": 1})},
+        ),
+    },
+    optional={
+        "timestamp": st.one_of(st.none(), st.integers(0, 2**40), st.floats(allow_nan=False)),
+        "recipient": recipients,
+        "site": sites,
+        "peer_address": peers,
+        "queue": queues,
+        "meta": st.one_of(st.fixed_dictionaries({}, optional={"tenant": scalars}), scalars),
+        "egress_pool": st.one_of(st.sampled_from(["p1", "p2", "p3", "p4"]), scalars),
+        "egress_source": st.one_of(st.sampled_from(["s1", "s2"]), scalars),
+        "reception_protocol": st.sampled_from(["ESMTP", "LogRecord"]),
+        "sender": st.sampled_from(["s@sender.example", "nobody"]),
+        "feedback_report": st.fixed_dictionaries(
+            {"feedback_type": st.sampled_from(["abuse", "not-spam", "fraud"])},
+            optional={"supplemental_trace": st.fixed_dictionaries({"recipient": addresses})},
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(counted_records.flatmap(_spellings), min_size=1, max_size=12))
+def test_generated_records_with_analytics(raws: list[bytes]) -> None:
+    fresh = pipelines(analytics=True, classifiers=COUNTED[0].classifiers)  # failures shrink
+    assert_same(list(raws), fresh)
+
+
+def test_a_delivery_without_a_timestamp_suppresses_at_its_event_time() -> None:
+    """``event_time`` is the event's time (``windows.event_time_ms``): ``timestamp`` only
+    stands in when it does not parse, and the worker's clock when neither does. Both paths
+    make the same event (the C counter this path replaced once made none where Python made
+    one)."""
+    delivery = {"type": "Delivery", "recipient": "A@x.com", "timestamp": None}
+    raws = [
+        orjson.dumps({**delivery, "event_time": "2026-01-01T10:00:05.25Z"}),
+        orjson.dumps({**delivery, "event_time": "2026-01-01T10:00:60Z"}),
+        orjson.dumps({**delivery, "event_time": "2026-01-01T10:00:60Z", "timestamp": 7.5}),
+    ]
+    pair = pipelines(analytics=True)
+    got = assert_same(raws, pair)
+    events = [(o.key, orjson.loads(o.value or b"")) for o in got if o.topic == "supp"]
+    assert events == [
+        (b"a@x.com", {"p": 1, "o": 0, "t": 1_767_261_605_250}),
+        (b"a@x.com", {"p": 1, "o": 1, "t": int(NOW * 1000)}),
+        (b"a@x.com", {"p": 1, "o": 2, "t": 7500}),
+    ]
+    assert pair[1].native is not None
+    answers = pair[1].native.decide(raws)  # the native path counts what has an event time
+    assert [a if a is None else a[0] for a in answers] == ["Delivery", None, None]
+
+
 # --- hostile messages ------------------------------------------------------------------------
 
 BOUNCE = b'{"type":"Bounce","response":{"code":550,"content":"user unknown"}'
@@ -228,26 +402,32 @@ HOSTILE: list[bytes | None] = [
     b'{"type":"Bounce","response":{"code":550,"content":"x"},"x":NaN}',
     b"[" + BOUNCE + b"}]",
     b'"just a string"',
+    # an event time that does not parse, and a timestamp beyond any date (once an overflow)
+    b'{"type":"Delivery","event_time":"x","recipient":"a@b.c","timestamp":1.7976931348623157e308}',
+    b'{"type":"Delivery","event_time":"x","recipient":"a@b.c","timestamp":' + b"9" * 300 + b"}",
     BOUNCE + b',"pad":"' + b"x" * MAX_BYTES + b'"}',  # too large
 ]
 
 
-def test_hostile_messages() -> None:
-    got = assert_same(HOSTILE)
-    assert len(got) == len(HOSTILE)  # every one routed (pass or dead letter), none lost
+@pytest.mark.parametrize("pair", [(REFERENCE, NATIVE), COUNTED], ids=["plain", "analytics"])
+def test_hostile_messages(pair: tuple[Pipeline, Pipeline]) -> None:
+    got = assert_same(HOSTILE, pair)
+    assert len([o for o in got if o.topic != "supp"]) == len(HOSTILE)  # none lost
 
 
 @pytest.mark.parametrize("raw", HOSTILE, ids=range(len(HOSTILE)))
 def test_each_hostile_message_alone(raw: bytes | None) -> None:
     assert_same([raw])
+    assert_same([raw], COUNTED)
 
 
 # --- the bundled sample ----------------------------------------------------------------------
 
 
-def test_bundled_sample_with_malformed_messages() -> None:
+@pytest.mark.parametrize("analytics", [False, True], ids=["plain", "analytics"])
+def test_bundled_sample_with_malformed_messages(analytics: bool) -> None:
     pair = pipelines(
-        *shipped_rule_files(), cache_size=64, uncategorized_cache_size=16
+        *shipped_rule_files(), analytics=analytics, cache_size=64, uncategorized_cache_size=16
     )  # caches overflow
     raws = [m.value for m in generate(3000, seed=7, malformed_fraction=0.05)]
     for start in range(0, len(raws), 500):
@@ -256,8 +436,9 @@ def test_bundled_sample_with_malformed_messages() -> None:
     assert classified is not None
     answers = classified.decide(raws)
     # Python's way only for what the native path leaves to it: malformed ones and Feedback
+    # (with analytics also OOB, Rejection, log hook records and hard Bounces)
     python_way = sum(a is None for a in answers)
-    assert 0 < python_way < len(raws) * 0.2
+    assert 0 < python_way < len(raws) * (0.35 if analytics else 0.2)
 
 
 # --- caches, reloads, counters ---------------------------------------------------------------
@@ -299,8 +480,7 @@ def test_a_reload_starts_a_new_native_path(tmp_path: Path) -> None:
     assert orjson.loads(output.value or b"")["bounce_classification"] == "QuotaIssues"
 
 
-def test_analytics_keep_the_python_path() -> None:
-    from streamer.analytics.analyzer import Analyzer
+def test_analytics_take_the_native_path() -> None:
     from streamer.config import Settings
 
     pipeline = Pipeline(
@@ -309,8 +489,8 @@ def test_analytics_keep_the_python_path() -> None:
         dlq_topic="dlq",
         analyzer=Analyzer.from_settings(Settings()),
     )
-    assert native.describe(pipeline.use_native) == "python"
-    assert native.describe(NATIVE.use_native) == "native"
+    assert native.describe(pipeline.use_native) == "native"
+    assert native.describe(REFERENCE.use_native) == "python"
 
 
 # --- a missing extension ---------------------------------------------------------------------

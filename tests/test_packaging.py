@@ -124,9 +124,9 @@ def test_wheel_ships_rules_and_broker_files_once(
     for rel in (ROOT / "deploy" / "kafka").iterdir():
         assert f"streamer/_data/kafka/{rel.name}" in names, rel.name
     assert "streamer/__main__.py" in names and "streamer/py.typed" in names
-    # the analytics' C counter is compiled into the wheel (the sdist carries its source)
-    assert any(n.startswith("streamer/analytics/_fastcount") and n.endswith(".so") for n in names)
-    # ... and so is the native record path (the sdist carries the crate and its Cargo.lock)
+    # the native record path is compiled into the wheel (the sdist carries the crate and its
+    # Cargo.lock); no C extension is left (the native path counts the analytics)
+    assert not any(n.startswith("streamer/analytics/_") and n.endswith(".so") for n in names)
     assert any(n.startswith("streamer/_native") and n.endswith(".so") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
     # The repository keeps the one copy: no second one inside the package sources.
@@ -142,8 +142,6 @@ def test_installed_cli_works_outside_the_repository(
 
     where = _run([python, "-c", "import streamer; print(streamer.__file__)"], work, env).strip()
     assert where.startswith(str(bindir.parent)), where  # the wheel's copy, not the checkout
-    fast = "from streamer.analytics.analyzer import SPEEDUPS; print(SPEEDUPS)"
-    assert _run([python, "-c", fast], work, env).strip() == "True"
     native = "from streamer.native import AVAILABLE; print(AVAILABLE)"
     assert _run([python, "-c", native], work, env).strip() == "True"
 

@@ -6,12 +6,14 @@
 //! `path` is the Python-facing `RecordPath`. The Python path (`streamer.pipeline`) stays the
 //! reference: whatever this crate cannot decide exactly, it hands back to it.
 
+pub mod analytics;
 pub mod cache;
 pub mod json;
 pub mod lines;
 pub mod record;
 pub mod response;
 pub mod splice;
+pub mod tally;
 
 #[cfg(feature = "python")]
 mod line_labeller;
@@ -24,5 +26,5 @@ mod _native {
     #[pymodule_export]
     use crate::line_labeller::LineLabeller;
     #[pymodule_export]
-    use crate::path::RecordPath;
+    use crate::path::{RecordPath, Tally};
 }

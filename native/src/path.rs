@@ -8,23 +8,36 @@
 //! Lines are classified through two bounded LRU caches (categorized / Uncategorized, like the
 //! Python classifier's, so a flood of unknown lines cannot evict the useful entries). A miss
 //! calls `resolve(line)`, the Python classifier, which returns
-//! `(categorized, label, label as JSON, classification object as JSON)`.
+//! `(categorized, label, label as JSON, classification object as JSON, countable)`.
+//!
+//! With analytics on (`count_into`), each record the native path decides is also counted
+//! into a [`Tally`] (see `crate::tally`), its classification gains `category` and `provider`,
+//! and a Delivery's answer is `(type, suppression events)`. Whatever the native path cannot
+//! count exactly (see `crate::analytics`), or a hard Bounce (whose suppression events carry
+//! its rule and details), or a label resting on evidence that is not `countable`, it answers
+//! None: the Python path decides and counts it.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::analytics::Clues;
 use crate::cache::LineCache;
 use crate::record::{decide, Classifiable, ToClassify, Verdict};
 use crate::splice;
+use crate::tally;
 
 /// What a line classifies as, ready to splice (the Python objects are shared, not copied).
 struct Entry {
     label: Py<PyString>,
+    label_text: String,
     label_json: Py<PyBytes>,
     classification_json: Py<PyBytes>,
+    /// Whether the analytics may count the record natively (its evidence allows it).
+    countable: bool,
 }
 
 #[pyclass(module = "streamer._native")]
@@ -36,6 +49,7 @@ pub struct RecordPath {
     uncategorized: LineCache<Arc<Entry>>,
     type_names: Vec<String>,
     types: Vec<Py<PyString>>,
+    analytics: Option<Analytics>,
 }
 
 #[pymethods]
@@ -62,7 +76,59 @@ impl RecordPath {
                 .map(|t| PyString::intern(py, t).unbind())
                 .collect(),
             type_names: record_types,
+            analytics: None,
         }
+    }
+
+    /// Count the analytics into `tally` from now on (see the module doc). `site`, `peer` and
+    /// `domain` give the provider of such a clue, `category(label, code)` a category, each as
+    /// `(name, name as JSON)`; answers are remembered, at most `cache_size` per kind.
+    #[allow(clippy::too_many_arguments)]
+    fn count_into(
+        &mut self,
+        tally: Py<Tally>,
+        window_ms: i64,
+        cache_size: usize,
+        names: (String, String, String),
+        site: Py<PyAny>,
+        peer: Py<PyAny>,
+        domain: Py<PyAny>,
+        category: Py<PyAny>,
+    ) -> PyResult<()> {
+        if window_ms <= 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "window_ms must be positive",
+            ));
+        }
+        let (other, hard, uncategorized) = names;
+        self.analytics = Some(Analytics {
+            tally,
+            window_ms,
+            other,
+            hard,
+            uncategorized,
+            lookups: [site, peer, domain, category],
+            providers: std::array::from_fn(|_| Lookups::new(cache_size)),
+            categories: Lookups::new(cache_size),
+            watermark: None,
+            pending: VecDeque::new(),
+            at: 0,
+        });
+        Ok(())
+    }
+
+    /// Count the records decided natively before the `until`-th value of the last slice
+    /// (all of them without `until`): the Python path counts the `until`-th next.
+    #[pyo3(signature = (until=None))]
+    fn count_until(&mut self, py: Python<'_>, until: Option<usize>) {
+        if let Some(analytics) = self.analytics.as_mut() {
+            analytics.count_until(py, until.unwrap_or(usize::MAX));
+        }
+    }
+
+    /// The largest event time (ms, to the second) counted since the last call, if any.
+    fn take_watermark(&mut self) -> Option<i64> {
+        self.analytics.as_mut().and_then(|a| a.watermark.take())
     }
 
     /// One answer per value of `values` (a list of `bytes` or `None`), in order.
@@ -72,21 +138,25 @@ impl RecordPath {
         values: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyList>> {
         let answers = PyList::empty(py);
-        for value in values.iter() {
+        let analytics = self.analytics.is_some();
+        self.count_until(py, None); // what an interrupted slice left
+        for (at, value) in values.iter().enumerate() {
+            if let Some(analytics) = self.analytics.as_mut() {
+                analytics.at = at;
+            }
             let raw = match value.cast::<PyBytes>() {
                 Ok(bytes) => Some(bytes.as_bytes()),
                 Err(_) => None, // None, or not bytes: Python's way
             };
-            let answer = match decide(raw, self.max_bytes, &self.classifiable) {
-                Verdict::Python => py.None().into_bound(py),
-                Verdict::Other(rtype) => self.type_name(py, &rtype).into_any(),
-                Verdict::Classify(record) => match self.enrich(py, raw.unwrap_or_default(), record)
-                {
-                    Some(done) => done.into_any(),
-                    None => py.None().into_bound(py),
-                },
+            let answer = match decide(raw, self.max_bytes, &self.classifiable, analytics) {
+                Verdict::Python => None,
+                Verdict::Other(rtype) => Some(self.type_name(py, &rtype).into_any()),
+                Verdict::Counted(rtype, clues) => self.counted(py, &rtype, clues)?,
+                Verdict::Classify(record) => self
+                    .enrich(py, raw.unwrap_or_default(), record)
+                    .map(Bound::into_any),
             };
-            answers.append(answer)?;
+            answers.append(answer.unwrap_or_else(|| py.None().into_bound(py)))?;
         }
         Ok(answers)
     }
@@ -111,7 +181,8 @@ impl RecordPath {
     }
 
     /// The classified record's answer tuple; None when the classifier raised (Python's way:
-    /// it dead-letters the record with the error, as the reference does).
+    /// it dead-letters the record with the error, as the reference does) or when the Python
+    /// path must count it (see the module doc).
     fn enrich<'py>(
         &mut self,
         py: Python<'py>,
@@ -119,13 +190,39 @@ impl RecordPath {
         record: ToClassify<'_>,
     ) -> Option<Bound<'py, PyTuple>> {
         let started = Instant::now();
-        let entry = self.classify(py, record.line).ok()?;
+        let entry = self.classify(py, record.line.clone()).ok()?;
         let seconds = started.elapsed().as_secs_f64();
+        let mut classification = entry.classification_json.as_bytes(py);
+        let with_analytics;
+        if let Some(clues) = &record.clues {
+            let analytics = self.analytics.as_mut()?;
+            if !entry.countable {
+                return None;
+            }
+            let (category, provider) =
+                analytics.dimensions(py, clues, Some(entry.as_ref())).ok()?;
+            let category = category?; // a labelled record always has one
+            if category.name == analytics.hard && record.rtype == "Bounce" {
+                return None; // its suppression events carry its rule and details: Python's
+            }
+            let gap = (entry.label_text == analytics.uncategorized && !record.line.is_empty())
+                .then(|| record.line.clone());
+            analytics.count(
+                clues,
+                &record.rtype,
+                Some(&entry.label_text),
+                Some(&category.name),
+                &provider.name,
+                gap,
+            );
+            with_analytics = with_dimensions(classification, &category.json, &provider.json);
+            classification = &with_analytics;
+        }
         let parts = splice::pieces(
             raw,
             &record.splice,
             entry.label_json.as_bytes(py),
-            entry.classification_json.as_bytes(py),
+            classification,
         );
         let value = PyBytes::new_with(py, splice::length(&parts), |out| {
             splice::write(&parts, out);
@@ -143,6 +240,36 @@ impl RecordPath {
         PyTuple::new(py, items).ok()
     }
 
+    /// A record routed unchanged, counted: its type, or `(type, suppression events)` for a
+    /// Delivery to someone; None when a lookup failed (the Python path counts it).
+    fn counted<'py>(
+        &mut self,
+        py: Python<'py>,
+        rtype: &str,
+        clues: Clues<'_>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let name = self.type_name(py, rtype);
+        let Some(analytics) = self.analytics.as_mut() else {
+            return Ok(None);
+        };
+        let Ok((_, provider)) = analytics.dimensions(py, &clues, None) else {
+            return Ok(None);
+        };
+        analytics.count(&clues, rtype, None, None, &provider.name, None);
+        if clues.delivery_keys.is_empty() {
+            return Ok(Some(name.into_any()));
+        }
+        let value = PyBytes::new(py, format!("{{\"t\":{}}}", clues.event_ms).as_bytes());
+        let events = clues
+            .delivery_keys
+            .iter()
+            .map(|key| PyTuple::new(py, [PyBytes::new(py, key.as_bytes()), value.clone()]))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Some(
+            PyTuple::new(py, [name.into_any(), PyTuple::new(py, events)?.into_any()])?.into_any(),
+        ))
+    }
+
     fn classify(&mut self, py: Python<'_>, line: String) -> PyResult<Arc<Entry>> {
         if let Some(found) = self.categorized.get(&line) {
             return Ok(found.clone());
@@ -151,16 +278,19 @@ impl RecordPath {
             return Ok(found.clone());
         }
         let answer = self.resolve.bind(py).call1((line.as_str(),))?;
-        let (categorized, label, label_json, classification_json): (
+        let (categorized, label, label_json, classification_json, countable): (
             bool,
             Bound<'_, PyString>,
             Bound<'_, PyBytes>,
             Bound<'_, PyBytes>,
+            bool,
         ) = answer.extract()?;
         let entry = Arc::new(Entry {
+            label_text: label.to_str()?.to_owned(),
             label: label.unbind(),
             label_json: label_json.unbind(),
             classification_json: classification_json.unbind(),
+            countable,
         });
         let cache = if categorized {
             &mut self.categorized
@@ -170,4 +300,287 @@ impl RecordPath {
         cache.put(line, entry.clone());
         Ok(entry)
     }
+}
+
+/// The classification object's JSON with `category` and `provider` added last (as
+/// `records.with_analytics` adds them to the dict).
+fn with_dimensions(classification: &[u8], category: &[u8], provider: &[u8]) -> Vec<u8> {
+    let body = &classification[..classification.len() - 1]; // without its closing brace
+    let mut out = Vec::with_capacity(classification.len() + category.len() + provider.len() + 28);
+    out.extend_from_slice(body);
+    out.extend_from_slice(b",\"category\":");
+    out.extend_from_slice(category);
+    out.extend_from_slice(b",\"provider\":");
+    out.extend_from_slice(provider);
+    out.push(b'}');
+    out
+}
+
+/// A provider or category name, and its JSON (as orjson writes it).
+struct Named {
+    name: String,
+    json: Vec<u8>,
+}
+
+/// Answers of one Python lookup, remembered (emptied when full, like the analyzer's caches).
+struct Lookups<K> {
+    answers: HashMap<K, Arc<Named>, ahash::RandomState>,
+    capacity: usize,
+}
+
+impl<K: std::hash::Hash + Eq> Lookups<K> {
+    fn new(capacity: usize) -> Self {
+        Lookups {
+            answers: HashMap::default(),
+            capacity,
+        }
+    }
+
+    fn get_or(
+        &mut self,
+        key: K,
+        ask: impl FnOnce() -> PyResult<(String, Vec<u8>)>,
+    ) -> PyResult<Arc<Named>> {
+        if let Some(found) = self.answers.get(&key) {
+            return Ok(found.clone());
+        }
+        let (name, json) = ask()?;
+        let named = Arc::new(Named { name, json });
+        if self.answers.len() >= self.capacity {
+            self.answers.clear();
+        }
+        self.answers.insert(key, named.clone());
+        Ok(named)
+    }
+}
+
+/// The analytics' part of the record path (see the module doc).
+struct Analytics {
+    tally: Py<Tally>,
+    window_ms: i64,
+    other: String,
+    hard: String,
+    uncategorized: String,
+    /// The Python lookups: the provider of a site, of a peer name, of a recipient domain;
+    /// the category of (label, reply code).
+    lookups: [Py<PyAny>; 4],
+    providers: [Lookups<String>; 3],
+    categories: Lookups<(String, i128)>,
+    watermark: Option<i64>,
+    /// The records of the last slice counted natively, not yet in the tally: (index in the
+    /// slice, key, rule-gap line). The records handed back are counted by the Python path
+    /// between them (`count_until`), so that the tally keeps the records' order.
+    pending: VecDeque<(usize, tally::Key, Option<String>)>,
+    /// The index in the slice of the record being decided.
+    at: usize,
+}
+
+const SITE: usize = 0;
+const PEER: usize = 1;
+const DOMAIN: usize = 2;
+const CATEGORY: usize = 3;
+
+impl Analytics {
+    fn ask<'py>(
+        py: Python<'py>,
+        lookup: &Py<PyAny>,
+        args: Bound<'py, PyTuple>,
+    ) -> PyResult<(String, Vec<u8>)> {
+        let answer = lookup.bind(py).call1(args)?;
+        let (name, json): (String, Vec<u8>) = answer.extract()?;
+        Ok((name, json))
+    }
+
+    /// (category of a labelled record, provider): `Analyzer.category` and `Analyzer.provider`.
+    fn dimensions(
+        &mut self,
+        py: Python<'_>,
+        clues: &Clues<'_>,
+        entry: Option<&Entry>,
+    ) -> PyResult<(Option<Arc<Named>>, Arc<Named>)> {
+        let category = match entry {
+            Some(entry) => {
+                let key = (entry.label_text.clone(), clues.reply_class);
+                let lookup = &self.lookups[CATEGORY];
+                let code = clues.reply_class * 100;
+                Some(self.categories.get_or(key, || {
+                    Self::ask(py, lookup, (entry.label.bind(py), code).into_pyobject(py)?)
+                })?)
+            }
+            None => None,
+        };
+        Ok((category, self.provider(py, clues)?))
+    }
+
+    fn provider(&mut self, py: Python<'_>, clues: &Clues<'_>) -> PyResult<Arc<Named>> {
+        let clues = [
+            (SITE, clues.site.as_deref()),
+            (PEER, clues.peer.as_deref()),
+            (DOMAIN, clues.domain.as_deref()),
+        ];
+        for (kind, clue) in clues {
+            let Some(clue) = clue else {
+                if kind == DOMAIN {
+                    break;
+                }
+                continue;
+            };
+            let lookup = &self.lookups[kind];
+            let found = self.providers[kind].get_or(clue.to_owned(), || {
+                Self::ask(py, lookup, (clue,).into_pyobject(py)?)
+            })?;
+            if found.name != self.other || kind == DOMAIN {
+                return Ok(found);
+            }
+        }
+        Ok(Arc::new(Named {
+            json: format!("\"{}\"", self.other).into_bytes(),
+            name: self.other.clone(),
+        }))
+    }
+
+    /// Count one record (with its rule-gap line), once the records before it are counted.
+    fn count(
+        &mut self,
+        clues: &Clues<'_>,
+        rtype: &str,
+        label: Option<&str>,
+        category: Option<&str>,
+        provider: &str,
+        gap: Option<String>,
+    ) {
+        let t = clues.second_ms;
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        let key = tally::Key {
+            start: t - t.rem_euclid(self.window_ms),
+            provider: provider.to_owned(),
+            pool: clues.pool.clone().into_owned(),
+            source: clues.source.clone().into_owned(),
+            tenant: clues.tenant.clone(),
+            rtype: rtype.to_owned(),
+            label: label.map(str::to_owned),
+            category: category.map(str::to_owned),
+        };
+        self.pending.push_back((self.at, key, gap));
+    }
+
+    /// Count the records decided natively before the `until`-th value of the last slice.
+    fn count_until(&mut self, py: Python<'_>, until: usize) {
+        let mut tally = self.tally.borrow_mut(py);
+        while self.pending.front().is_some_and(|(at, _, _)| *at < until) {
+            let Some((_, key, gap)) = self.pending.pop_front() else {
+                break;
+            };
+            let row = tally.tally.count(key);
+            if let Some(line) = gap {
+                tally.tally.gap(row, line);
+            }
+        }
+    }
+}
+
+/// The analytics' tally of one aggregator (`BatchAggregator.elsewhere`), counted by both
+/// record paths while the native one runs (see `crate::tally`).
+#[pyclass(module = "streamer._native")]
+#[derive(Default)]
+pub struct Tally {
+    tally: tally::Tally,
+}
+
+#[pymethods]
+impl Tally {
+    #[new]
+    fn new() -> Self {
+        Tally::default()
+    }
+
+    /// Count a record the Python path decided under `key` (`BatchAggregator.add`'s raw key);
+    /// False when the key is none the native tally holds (a window start beyond 64 bits):
+    /// the caller counts it itself.
+    fn count(&mut self, key: &Bound<'_, PyTuple>) -> bool {
+        match raw_key(key) {
+            Some(key) => {
+                self.tally.count(key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A rule-gap line of a record counted under `key`; False as for [`Tally::count`].
+    fn gap(&mut self, key: &Bound<'_, PyTuple>, line: String) -> bool {
+        match raw_key(key) {
+            Some(key) => match self.tally.row(&key) {
+                Some(row) => {
+                    self.tally.gap(row, line);
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        }
+    }
+
+    /// Distinct keys counted since the last drain.
+    #[getter]
+    fn pending(&self) -> usize {
+        self.tally.pending()
+    }
+
+    /// Add the counts into `tally` (raw key -> records) in the order the keys came, and the
+    /// rule-gap lines to `gaps` as `(raw key, line)` in record order; start over.
+    fn drain_into(&mut self, tally: &Bound<'_, PyDict>, gaps: &Bound<'_, PyList>) -> PyResult<()> {
+        let py = tally.py();
+        let (rows, lines) = self.tally.take();
+        let mut keys = Vec::with_capacity(rows.len());
+        for (key, n) in rows {
+            let key = PyTuple::new(
+                py,
+                [
+                    key.start.into_pyobject(py)?.into_any(),
+                    PyString::new(py, &key.provider).into_any(),
+                    PyString::new(py, &key.pool).into_any(),
+                    PyString::new(py, &key.source).into_any(),
+                    PyString::new(py, &key.tenant).into_any(),
+                    PyString::new(py, &key.rtype).into_any(),
+                    key.label.as_deref().into_pyobject(py)?.into_any(),
+                    key.category.as_deref().into_pyobject(py)?.into_any(),
+                ],
+            )?;
+            let before: u64 = match tally.get_item(&key)? {
+                Some(v) => v.extract()?,
+                None => 0,
+            };
+            tally.set_item(&key, before + n)?;
+            keys.push(key);
+        }
+        for (row, line) in lines {
+            gaps.append((&keys[row], line))?;
+        }
+        Ok(())
+    }
+}
+
+/// A Python raw key as the native tally holds it.
+fn raw_key(key: &Bound<'_, PyTuple>) -> Option<tally::Key> {
+    let (start, provider, pool, source, tenant, rtype, label, category): (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+    ) = key.extract().ok()?;
+    Some(tally::Key {
+        start,
+        provider,
+        pool,
+        source,
+        tenant,
+        rtype,
+        label,
+        category,
+    })
 }

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use crate::analytics::{clues, Clues};
 use crate::json::{as_str, object_fields, plain, span, Field};
 use crate::response::response_line;
 
@@ -32,6 +33,8 @@ pub enum Verdict<'a> {
     Python,
     /// Not classified: routed by `non_classifiable`, unchanged (the type as counted).
     Other(Cow<'a, str>),
+    /// The same, with analytics on: what the record adds to them.
+    Counted(Cow<'a, str>, Clues<'a>),
     /// To be classified by `line` and enriched.
     Classify(ToClassify<'a>),
 }
@@ -43,6 +46,8 @@ pub struct ToClassify<'a> {
     /// A non-empty string `site` (counted per site and label).
     pub site: Option<Cow<'a, str>>,
     pub splice: Splice,
+    /// What the record adds to the analytics (with analytics on).
+    pub clues: Option<Clues<'a>>,
 }
 
 /// Where the enrichment goes in the input: the values it replaces, and the closing brace
@@ -54,8 +59,14 @@ pub struct Splice {
     pub closing_brace: usize,
 }
 
-/// The verdict on one message value (`None`: a message without a value).
-pub fn decide<'a>(raw: Option<&'a [u8]>, max_bytes: usize, types: &Classifiable) -> Verdict<'a> {
+/// The verdict on one message value (`None`: a message without a value); with `analytics`,
+/// a record whose analytics only the Python path counts exactly is left to it.
+pub fn decide<'a>(
+    raw: Option<&'a [u8]>,
+    max_bytes: usize,
+    types: &Classifiable,
+    analytics: bool,
+) -> Verdict<'a> {
     let Some(raw) = raw else {
         return Verdict::Python;
     };
@@ -68,10 +79,10 @@ pub fn decide<'a>(raw: Option<&'a [u8]>, max_bytes: usize, types: &Classifiable)
     if !plain(raw) {
         return Verdict::Python;
     }
-    decide_text(text, types).unwrap_or(Verdict::Python)
+    decide_text(text, types, analytics).unwrap_or(Verdict::Python)
 }
 
-fn decide_text<'a>(text: &'a str, types: &Classifiable) -> Option<Verdict<'a>> {
+fn decide_text<'a>(text: &'a str, types: &Classifiable, analytics: bool) -> Option<Verdict<'a>> {
     let fields = object_fields(text)?;
     let field = |name: &str| fields.iter().find(|f| f.key.0 == name).map(|f| f.value);
     let rtype = as_str(field("type")?)?;
@@ -79,9 +90,14 @@ fn decide_text<'a>(text: &'a str, types: &Classifiable) -> Option<Verdict<'a>> {
         .and_then(as_str)
         .is_some_and(|p| p == LOG_RECORD_PROTOCOL);
     if log_hook {
-        return Some(Verdict::Other(Cow::Borrowed(LOG_HOOK_TYPE)));
+        // counted as a log hook's record, with no recipient: the Python path's analytics
+        return (!analytics).then_some(Verdict::Other(Cow::Borrowed(LOG_HOOK_TYPE)));
     }
     if !types.contains(&rtype) {
+        if analytics {
+            let counted = clues(&fields, &rtype)?;
+            return Some(Verdict::Counted(rtype, counted));
+        }
         return Some(Verdict::Other(rtype));
     }
     if rtype == "Feedback" {
@@ -90,11 +106,16 @@ fn decide_text<'a>(text: &'a str, types: &Classifiable) -> Option<Verdict<'a>> {
     let line = response_line(field("response")?)?;
     let site = field("site").and_then(as_str).filter(|s| !s.is_empty());
     let splice = splice_points(text, &fields)?;
+    let clues = match analytics {
+        true => Some(clues(&fields, &rtype)?),
+        false => None,
+    };
     Some(Verdict::Classify(ToClassify {
         rtype,
         line,
         site,
         splice,
+        clues,
     }))
 }
 
@@ -126,7 +147,7 @@ pub mod tests {
     }
 
     fn verdict(text: &str) -> Verdict<'_> {
-        decide(Some(text.as_bytes()), 1 << 20, &types())
+        decide(Some(text.as_bytes()), 1 << 20, &types(), false)
     }
 
     #[test]
@@ -140,13 +161,13 @@ pub mod tests {
         assert_eq!(verdict(r#"{"type": "Feedback"}"#), Verdict::Python);
         assert_eq!(verdict(r#"{"type": "Bounce"}"#), Verdict::Python);
         assert_eq!(verdict(r#"{"type": 5}"#), Verdict::Python);
-        assert_eq!(decide(None, 10, &types()), Verdict::Python);
+        assert_eq!(decide(None, 10, &types(), false), Verdict::Python);
         assert_eq!(
-            decide(Some(b"{\"type\": \"X\"}"), 5, &types()),
+            decide(Some(b"{\"type\": \"X\"}"), 5, &types(), false),
             Verdict::Python
         );
         assert_eq!(
-            decide(Some(b"{\"type\": \"\xff\"}"), 100, &types()),
+            decide(Some(b"{\"type\": \"\xff\"}"), 100, &types(), false),
             Verdict::Python
         );
         assert_eq!(verdict("\u{feff}{\"type\": \"X\"}"), Verdict::Python);

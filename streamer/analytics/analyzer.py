@@ -1,6 +1,6 @@
 """The pipeline's analytics step: what each record adds to the enrichment and the aggregates.
 
-For every decoded record the pipeline calls :attr:`Analyzer.observer` once. It returns the
+For every decoded record the Python path calls :meth:`Analyzer.observe` once. It returns the
 record's ``category`` and ``provider`` (added to a classified record's ``classification``),
 counts the record into the batch's windowed partial counts (:class:`BatchAggregator`), and
 returns the suppression events it causes (a hard bounce, a complaint, a delivery: see
@@ -9,9 +9,9 @@ returns the suppression events it causes (a hard bounce, a complaint, a delivery
 
 Costs are per record, so lookups are cached: the category per (label, reply class), the
 provider per receiving site, else per peer (MX) name, else per recipient domain (all bounded).
-When the optional C extension ``streamer.analytics._fastcount`` is built, its ``FastCounter``
-counts the common records over these same caches and hands every other one (a cache miss, an
-odd field) to the Python path, which stays the reference.
+Where the native record path runs (``streamer.native``), it counts the records it decides
+itself, asking :meth:`Analyzer.native_lookups` for the provider and category of a value it has
+not seen; this module stays the reference, and the path of every record it hands back.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from streamer.analytics.batch import BatchAggregator
 from streamer.analytics.categories import HARD, CategoryTable
@@ -28,24 +30,15 @@ from streamer.analytics.suppressions import SuppressionEvent, SuppressionEvents
 from streamer.analytics.windows import WindowedStats
 from streamer.config import Settings
 from streamer.evidence import DEFAULT_SUPPRESS_EVIDENCE, FEEDBACK_REPORT, REPLY_CODE, may_suppress
-from streamer.feedback import COMPLAINT_TYPES, complained_about
+from streamer.feedback import complained_about
 from streamer.memory import stats_byte_budget
 from streamer.records import LOG_HOOK_TYPE, LOG_RECORD_PROTOCOL, first_recipient
-from streamer.rules import UNCATEGORIZED
-
-try:
-    from streamer.analytics import _fastcount
-except ImportError:  # built without a C compiler: the Python path counts every record
-    _fastcount = None  # type: ignore[assignment]
-
-#: Whether the C counter is built (the worker's ``worker starting`` log line says so).
-SPEEDUPS = _fastcount is not None
 
 #: (category, provider, suppression events): category is None for an unclassified record; an
 #: event is (key, value) for the suppression events topic (its source not added yet).
 Observation = tuple[str | None, str, Sequence[SuppressionEvent]]
-#: ``observe``'s signature: (record, rtype, label, rule, line) -> Observation.
-Observe = Callable[[Mapping[str, Any], str, str | None, Any, str | None], Observation]
+#: A lookup of the native path: a name and its JSON (as orjson writes it).
+Named = tuple[str, bytes]
 
 
 class Analyzer:
@@ -57,14 +50,13 @@ class Analyzer:
         suppressions: SuppressionEvents,
         clock: Any,
         cache_size: int = 4096,
-        fast: bool = True,
         suppress_evidence: Iterable[str] = DEFAULT_SUPPRESS_EVIDENCE,
     ) -> None:
         #: The evidence a hard classification must rest on to suppress (``streamer.evidence``).
         self.suppress_evidence = frozenset(suppress_evidence)
-        #: Evidence whose records :attr:`observer` may count: trusted, and no rule gap. The
-        #: pipeline hands every other classified record to :meth:`observe` with its evidence
-        #: (the C counter knows nothing of evidence; such records are few).
+        #: Evidence whose records :meth:`observe` counts without being told it (None): trusted,
+        #: and no rule gap. The pipeline names every other evidence to :meth:`observe`, and
+        #: the native path leaves such records (few) to the Python path.
         self.observer_evidence: frozenset[str | None] = frozenset(
             {*(self.suppress_evidence - {REPLY_CODE}), FEEDBACK_REPORT, None}
         )
@@ -78,42 +70,25 @@ class Analyzer:
         self._site_provider: dict[str, str] = {}
         self._domain_provider: dict[str, str] = {}
         self._peer_provider: dict[str, str] = {}
-        #: What the pipeline calls for every record: :meth:`observe`, or the C counter's
-        #: ``observe`` (the same contract) when it is built.
-        self.observer: Observe = self._fast_observer() if fast and SPEEDUPS else self.observe
 
-    def _fast_observer(self) -> Observe:
-        """The C counter's ``observe`` over the containers this analyzer and its aggregator fill
-        (which are therefore only ever emptied in place, never replaced). It counts the common
-        records itself and hands every other one to :meth:`observe`."""
-        agg = self.aggregator
-        counter = _fastcount.FastCounter(
-            window_ms=agg.window_ms,
-            gaps=agg._gaps,
-            complaints=agg._feedback,
-            # a report that suppresses needs its event made: the C counter has no such type,
-            # so it hands those reports (few) to the Python path
-            complaint_types={
-                raw: canonical
-                for raw, canonical in COMPLAINT_TYPES.items()
-                if canonical not in self.suppressions.suppress_feedback
-            },
-            seconds=agg._seconds,
-            tenants=agg._tenants,
-            site_provider=self._site_provider,
-            domain_provider=self._domain_provider,
-            peer_provider=self._peer_provider,
-            category_of=self._category_of,
-            owner=agg,  # its ``watermark`` is raised by both paths
-            other=OTHER,
-            hard=HARD,
-            uncategorized=UNCATEGORIZED,
-            fallback=self.observe,
-            suppress=self._suppress,  # a hard bounce's or a delivery's events
+    def native_lookups(
+        self,
+    ) -> tuple[
+        Callable[[str], Named], Callable[[str], Named], Callable[[str], Named], Callable[..., Named]
+    ]:
+        """What the native path asks on a value it has not seen (it keeps the answers, bounded
+        like these caches): the provider of a site, of a peer (MX) name, of a recipient
+        domain, and :meth:`category` of (label, reply code)."""
+
+        def named(name: str) -> Named:
+            return name, orjson.dumps(name)
+
+        return (
+            lambda site: named(self._by_site(site)),
+            lambda name: named(self._by_peer(name)),
+            lambda domain: named(self._by_domain(domain)),
+            lambda label, code: named(self.category(label, code)),
         )
-        agg.elsewhere = counter  # its counts join the tally at every fold
-        observe: Observe = counter.observe
-        return observe
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
@@ -217,10 +192,9 @@ class Analyzer:
         """Count one record; ``label``/``rule``/``line`` are None for unclassified types.
 
         ``evidence`` is what a classified record's label rests on; None stands for evidence in
-        :attr:`observer_evidence` (what :attr:`observer` hands over). A hard record suppresses
-        only on evidence in :attr:`suppress_evidence`; a reply-code match counts as a rule gap.
-        The reference path; :attr:`observer` is the one to call for evidence in
-        :attr:`observer_evidence` (it may be the C counter).
+        :attr:`observer_evidence`. A hard record suppresses only on evidence in
+        :attr:`suppress_evidence`; a reply-code match counts as a rule gap. The reference
+        path: the native one (``streamer.native``) counts alike.
         A log hook's bookkeeping record counts as :data:`LOG_HOOK_TYPE` whatever its type and
         label: no outcome, no category, no suppression write (``recipients`` has nobody).
         """

@@ -1,13 +1,14 @@
 """Pre-aggregation: one dict update per record, merged into the windows once per distinct key.
 
-The worker tallies every record it has classified (:meth:`BatchAggregator.add`, or the C
-counter of ``streamer.analytics.analyzer`` for the common records) and folds the tally into its
+The worker tallies every record it has classified (:meth:`BatchAggregator.add`, or the native
+record path for the records it decides: ``streamer.native``) and folds the tally into its
 :class:`WindowedStats` at each stats flush (:meth:`BatchAggregator.fold_into`), so the windowed
 state is touched once per (window, key) per flush instead of once per record.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
@@ -33,8 +34,9 @@ from streamer.rules import UNCATEGORIZED
 #: types are input values, bounded (``type_capacity``).
 KNOWN_TYPES = frozenset({*RECORD_TYPES, LOG_HOOK_TYPE})
 
-#: "00".."60" -> milliseconds ("60": a leap second).
-_SECOND_MS = {f"{n:02d}": n * 1000 for n in range(61)}
+#: ``event_time`` as KumoMTA writes it (UTC, to the second or a fraction of it): the form the
+#: caches of ``BatchAggregator._event_ms`` (and the native path) take; any other takes the parse.
+_KUMO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](?:\.[0-9]+)?Z")
 
 #: A dimension that is switched off is reported with this value.
 ALL = "*"
@@ -155,18 +157,18 @@ class BatchAggregator:
         self._seconds: dict[str, int] = {}  # "2026-11-30T21:40:30" (UTC) -> its epoch ms
         # this batch: raw key -> records, and the few records that also need more than a count
         self._tally: dict[tuple[Any, ...], int] = {}
-        # every Feedback record's (key, Feedback-Type); the C counter's ``complaints`` list
+        # every Feedback record's (key, Feedback-Type)
         self._feedback: list[tuple[tuple[Any, ...], str]] = []
         self._gaps: list[tuple[tuple[Any, ...], str]] = []
         self._tenants: dict[str, str] = {}  # queue name -> tenant
-        #: Counts kept outside ``_tally`` (the C counter, ``streamer.analytics.analyzer``): an
-        #: object with ``drain_into(tally)`` and ``pending``, drained before every fold.
+        #: The native path's tally (``streamer._native.Tally``) while it runs: this side counts
+        #: there too (``count(key)``, ``gap(key, line)``; False: a key it cannot hold), so the
+        #: fold sees one tally in record order; ``drain_into(tally, gaps)`` before every fold.
         self.elsewhere: Any = None
 
     @property
     def pending_keys(self) -> int:
-        """Distinct keys tallied since the last fold (an upper bound: the C counter's keys and
-        the Python path's may overlap)."""
+        """Distinct keys tallied since the last fold."""
         elsewhere = self.elsewhere
         return len(self._tally) + (elsewhere.pending if elsewhere is not None else 0)
 
@@ -206,11 +208,14 @@ class BatchAggregator:
         if type(source) is not str:
             source = ""
         key = (start, provider, pool, source, self._tenant(record), rtype, label, category)
-        tally = self._tally
-        tally[key] = tally.get(key, 0) + 1
+        elsewhere = self.elsewhere
+        native = elsewhere is not None and elsewhere.count(key)
+        if not native:
+            tally = self._tally
+            tally[key] = tally.get(key, 0) + 1
         if rtype == "Feedback":
             self._feedback.append((key, feedback_type(record) or OTHER))
-        elif (gap or label == UNCATEGORIZED) and line:
+        elif (gap or label == UNCATEGORIZED) and line and not (native and elsewhere.gap(key, line)):
             self._gaps.append((key, line))
 
     def _tenant(self, record: Mapping[str, Any]) -> str:
@@ -240,24 +245,24 @@ class BatchAggregator:
 
         KumoMTA writes ``event_time`` (RFC 3339, UTC: ``...T21:40:30.123Z``) on every record;
         parsing it costs ~1 µs, while the minute's start from a dict plus the two digits of
-        the seconds cost a fraction of that (leap seconds aside). Other forms (offsets, no
-        fraction...) take the full parse.
+        the seconds cost a fraction of that. Only that form takes the caches, so the answer
+        never depends on the records seen before (an odd time gets the full parse, then
+        ``timestamp``: as ``event_time_ms``, and as the native path).
         """
         et = record.get("event_time")
-        if type(et) is str and et[-1:] == "Z":
+        if type(et) is str and _KUMO_TIME.fullmatch(et) is not None:
             ms = self._seconds.get(et[:19])  # the common case: a second seen before
             if ms is not None:
                 return ms
-        if type(et) is str and et[-1:] == "Z" and et[16:17] == ":":
             minute = self._minutes.get(et[:16])
-            second = _SECOND_MS.get(et[17:19])
-            if minute is not None and second is not None:
+            if minute is not None:
+                ms = minute + int(et[17:19]) * 1000
                 if len(self._seconds) >= self.cache_size:  # bounded: a replay walks through time
                     self._seconds.clear()
-                self._seconds[et[:19]] = minute + second
-                return minute + second
+                self._seconds[et[:19]] = ms
+                return ms
             ms = event_time_ms({"event_time": et})
-            if ms is not None and second is not None:
+            if ms is not None:
                 if len(self._minutes) >= self.cache_size:  # bounded: a replay walks through time
                     self._minutes.clear()
                 self._minutes[et[:16]] = ms - ms % 60_000
@@ -293,13 +298,10 @@ class BatchAggregator:
     def _fold(self, row_of: Callable[[Key, int], Counts], folded: Folded | None = None) -> None:
         """Map the batch's raw tally onto bounded keys and count it into ``row_of(key)``."""
         if self.elsewhere is not None:
-            self.elsewhere.drain_into(self._tally)
+            self.elsewhere.drain_into(self._tally, self._gaps)
         tally, self._tally = self._tally, {}
-        # emptied in place: the C counter (streamer.analytics.analyzer) appends to these too
-        gaps = self._gaps.copy()
-        self._gaps.clear()
-        feedback = self._feedback.copy()
-        self._feedback.clear()
+        gaps, self._gaps = self._gaps, []
+        feedback, self._feedback = self._feedback, []
         # Raw keys differ in their dimensions, type, label and category; the bounded key and
         # the row cost most, so they are found once per (window, dimensions) group.
         groups: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], int]]] = {}

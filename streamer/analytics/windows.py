@@ -184,9 +184,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
+#: Epoch seconds of 0001-01-01 and 10000-01-01 (UTC): a ``timestamp`` outside is no time.
+_FIRST, _BEYOND = -62_135_596_800, 253_402_300_800
+
+
 def event_time_ms(record: Mapping[str, Any]) -> int | None:
     """A record's event time in epoch ms: ``event_time`` (RFC 3339) when it parses, else
-    ``timestamp`` (epoch seconds, int or float); None when neither is usable."""
+    ``timestamp`` (epoch seconds, int or float, within years 1 to 9999); None when neither
+    is usable."""
     value = record.get("event_time")
     if isinstance(value, str) and value:
         try:
@@ -198,8 +203,8 @@ def event_time_ms(record: Mapping[str, Any]) -> int | None:
                 dt = dt.replace(tzinfo=UTC)
             return (dt - _EPOCH) // _MS  # exact: float seconds * 1000 can lose the last ms
     ts = record.get("timestamp")
-    if isinstance(ts, int | float) and not isinstance(ts, bool) and ts == ts:  # not NaN
-        return int(ts * 1000)
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and _FIRST <= ts < _BEYOND:
+        return int(ts * 1000)  # within datetime's years: not NaN, not infinite
     return None
 
 

@@ -433,15 +433,8 @@ def prepare(stream: StreamWorker) -> None:
 
 
 def _analytics_mode(stream: StreamWorker) -> str:
-    """``off``, ``on`` (the C counter) or ``on (Python counter: C extension not built)``."""
-    analyzer = stream.pipeline.analyzer
-    if analyzer is None:
-        return "off"
-    return (
-        "on"
-        if analyzer.observer != analyzer.observe
-        else "on (Python counter: C extension not built)"
-    )
+    """``off`` or ``on`` (counted on the record path that runs: ``record_path``)."""
+    return "off" if stream.pipeline.analyzer is None else "on"
 
 
 def _without_errors(messages: list[Any]) -> list[Any]:

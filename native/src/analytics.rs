@@ -1,0 +1,316 @@
+//! What the analytics read from one record (`streamer.analytics.analyzer.Analyzer.observe` and
+//! `BatchAggregator.add`), for the records the native path can count exactly: the event time,
+//! the clues to the mailbox provider, the tenant, the egress pool and source, the reply class,
+//! and a Delivery's suppression keys. Whatever would need more than these (an OOB's or a
+//! Feedback report's tenant, a Rejection's refused address, a log hook's record, an event time
+//! in another form, a non-ASCII recipient to lower-case) is refused: the Python path counts it.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::json::{as_str, object_fields, Field};
+
+/// What one record adds to the tally (its provider is looked up from these clues).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Clues<'a> {
+    /// The event time to the second (epoch ms): what a window and the watermark use.
+    pub second_ms: i64,
+    /// The event time to the millisecond: a suppression event's `t`.
+    pub event_ms: i64,
+    /// A non-empty string `site`: the provider of the receiving site comes first.
+    pub site: Option<Cow<'a, str>>,
+    /// An outbound record's `peer_address.name` (the receiving MX), non-empty.
+    pub peer: Option<Cow<'a, str>>,
+    /// The (first) recipient's domain: the last clue; None when the record names no recipient
+    /// string (the provider is then "other").
+    pub domain: Option<String>,
+    pub tenant: String,
+    pub pool: Cow<'a, str>,
+    pub source: Cow<'a, str>,
+    /// `response.code // 100` when the code is an integer, else 0 (`Analyzer.category`).
+    pub reply_class: i128,
+    /// A Delivery's recipients as suppression keys (`suppressions.recipient_keys`).
+    pub delivery_keys: Vec<String>,
+}
+
+/// Record types whose analytics the native path leaves to Python: a Rejection's recipient is
+/// in its command, an OOB's tenant in a configured meta key, a Feedback report's in the report.
+const PYTHON_COUNTS: [&str; 3] = ["Rejection", "OOB", "Feedback"];
+/// `providers.INBOUND_TYPES` without Rejection (above): a peer that is the injecting client.
+const INBOUND: &str = "Reception";
+
+/// The clues of a record of type `rtype` (already known not to be a log hook's), or None when
+/// the Python path must count it.
+pub fn clues<'a>(fields: &[Field<'a>], rtype: &str) -> Option<Clues<'a>> {
+    if PYTHON_COUNTS.contains(&rtype) {
+        return None;
+    }
+    let field = |name: &str| fields.iter().find(|f| f.key.0 == name).map(|f| f.value);
+    let text_of = |name: &str| field(name).and_then(as_str);
+    let (second_ms, event_ms) = event_time(&text_of("event_time")?)?;
+    let peer = match field("peer_address") {
+        Some(peer) if rtype != INBOUND && peer.get().starts_with('{') => {
+            let peer = object_fields(peer.get())?;
+            peer.iter()
+                .find(|f| f.key.0 == "name")
+                .and_then(|f| as_str(f.value))
+                .filter(|n| !n.is_empty())
+        }
+        _ => None,
+    };
+    let recipient = field("recipient");
+    Some(Clues {
+        second_ms,
+        event_ms,
+        site: text_of("site").filter(|s| !s.is_empty()),
+        peer,
+        domain: first_recipient(recipient)?.map(|r| domain(&r).to_owned()),
+        tenant: tenant(field("meta"), text_of("queue"))?,
+        pool: text_of("egress_pool").unwrap_or_default(),
+        source: text_of("egress_source").unwrap_or_default(),
+        reply_class: reply_class(field("response"))?,
+        delivery_keys: if rtype == "Delivery" {
+            delivery_keys(recipient)?
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// `Analyzer.provider`'s recipient: `recipient`, or the first of a non-empty list; Some(None)
+/// when that is no string.
+fn first_recipient(value: Option<&RawValue>) -> Option<Option<Cow<'_, str>>> {
+    let Some(value) = value else {
+        return Some(None);
+    };
+    if value.get().starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
+        return Some(items.first().and_then(|v| as_str(v)));
+    }
+    Some(as_str(value))
+}
+
+/// The domain part as `recipient.rpartition("@")[2]` gives it (all of it without an `@`).
+fn domain(recipient: &str) -> &str {
+    recipient.rsplit('@').next().unwrap_or(recipient)
+}
+
+/// `BatchAggregator._tenant` for a record that is no Feedback report and no OOB: a non-empty
+/// string `meta.tenant`, else the tenant part of the queue name (`batch.tenant_of`).
+fn tenant(meta: Option<&RawValue>, queue: Option<Cow<'_, str>>) -> Option<String> {
+    if let Some(meta) = meta.filter(|m| m.get().starts_with('{')) {
+        let meta = object_fields(meta.get())?; // a repeated key: Python keeps the last
+        let named = meta
+            .iter()
+            .find(|f| f.key.0 == "tenant")
+            .and_then(|f| as_str(f.value))
+            .filter(|t| !t.is_empty());
+        if let Some(named) = named {
+            return Some(named.into_owned());
+        }
+    }
+    let Some(queue) = queue else {
+        return Some(String::new());
+    };
+    let Some(at) = queue.rfind('@') else {
+        return Some(String::new());
+    };
+    let head = &queue[..at];
+    Some(match head.find(':') {
+        Some(colon) => head[colon + 1..].to_owned(),
+        None => head.to_owned(),
+    })
+}
+
+/// `response.code // 100` for an integer code (64 bits, as orjson reads it), else 0; None
+/// for a response the Python path must read (a repeated key).
+fn reply_class(response: Option<&RawValue>) -> Option<i128> {
+    let Some(response) = response.filter(|r| r.get().starts_with('{')) else {
+        return Some(0);
+    };
+    let fields = object_fields(response.get())?;
+    let Some(code) = fields.iter().find(|f| f.key.0 == "code") else {
+        return Some(0);
+    };
+    let text = code.value.get();
+    if text.contains(['.', 'e', 'E'])
+        || !text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
+    {
+        return Some(0);
+    }
+    let code = text.parse::<i128>().ok()?;
+    // beyond 64 bits orjson gives a float, which has no reply class
+    if !(i128::from(i64::MIN)..=i128::from(u64::MAX)).contains(&code) {
+        return Some(0);
+    }
+    Some(code.div_euclid(100))
+}
+
+/// A Delivery's suppression keys: each string recipient stripped of white space and angle
+/// brackets, lower-cased (`suppressions._key`); None for a non-ASCII one (Python's rules for
+/// white space and case are Unicode's: the Python path decides).
+fn delivery_keys(recipient: Option<&RawValue>) -> Option<Vec<String>> {
+    let Some(value) = recipient else {
+        return Some(Vec::new());
+    };
+    let texts: Vec<Cow<'_, str>> = if value.get().starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
+        items.iter().filter_map(|v| as_str(v)).collect()
+    } else {
+        as_str(value).into_iter().collect()
+    };
+    let mut keys = Vec::with_capacity(texts.len());
+    for address in &texts {
+        if !address.is_ascii() {
+            return None;
+        }
+        let key = address
+            .trim_matches(python_space)
+            .trim_matches(['<', '>'])
+            .to_ascii_lowercase();
+        if !key.is_empty() {
+            keys.push(key);
+        }
+    }
+    Some(keys)
+}
+
+/// ASCII white space as Python's `str.strip()` sees it (the file, group, record and unit
+/// separators included).
+fn python_space(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r' | '\x1c'..='\x1f'
+    )
+}
+
+/// (to the second, to the millisecond) in epoch ms of an RFC 3339 UTC time written as KumoMTA
+/// writes it, `YYYY-MM-DDTHH:MM:SS[.fraction]Z`; None for any other form (the Python path
+/// parses those, and falls back to `timestamp` or its clock).
+pub fn event_time(text: &str) -> Option<(i64, i64)> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let shape_ok = b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':';
+    let num = |at: usize, n: usize| -> Option<i64> {
+        b[at..at + n].iter().try_fold(0i64, |acc, d| {
+            d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
+        })
+    };
+    if !shape_ok {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if year < 1 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut millis = 0;
+    if b.len() > 20 {
+        let fraction = &b[20..b.len() - 1];
+        if b[19] != b'.' || fraction.is_empty() || !fraction.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        for i in 0..3 {
+            millis = millis * 10 + fraction.get(i).map_or(0, |d| i64::from(d - b'0'));
+        }
+    }
+    let days = days_from_civil(year, month, day);
+    let second_ms = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000;
+    Some((second_ms, second_ms + millis))
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(text: &str, rtype: &str) -> Option<Clues<'static>> {
+        let text: &'static str = Box::leak(text.to_owned().into_boxed_str());
+        clues(&object_fields(text).unwrap(), rtype)
+    }
+
+    #[test]
+    fn event_times_like_python() {
+        assert_eq!(event_time("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(
+            event_time("2026-12-07T02:00:01.2345Z"),
+            Some((1_796_608_801_000, 1_796_608_801_234))
+        );
+        assert_eq!(event_time("1969-12-31T23:59:59.9Z"), Some((-1000, -100)));
+        for odd in [
+            "2026-12-07T02:00:60Z",
+            "2026-02-29T02:00:00Z",
+            "2026-12-07T02:00:00.Z",
+            "2026-12-07T02:00:00+00:00",
+            "2026-12-07 02:00:00Z",
+            "2026-12-07t02:00:00z",
+            "0000-12-07T02:00:00Z",
+            "2026-12-07T02:00:00,5Z",
+            "２026-12-07T02:00:00Z",
+        ] {
+            assert_eq!(event_time(odd), None, "{odd}");
+        }
+        assert!(event_time("2024-02-29T00:00:00Z").is_some());
+    }
+
+    #[test]
+    fn clues_of_a_delivery() {
+        let c = of(
+            r#"{"type":"Delivery","event_time":"1970-01-01T00:00:01.5Z","site":"",
+            "peer_address":{"name":"mx.example","addr":"1"},"recipient":[" <A@Example.COM> ",5],
+            "queue":"camp:acme@example.com","egress_pool":"p","egress_source":7}"#,
+            "Delivery",
+        )
+        .unwrap();
+        assert_eq!((c.second_ms, c.event_ms), (1000, 1500));
+        assert_eq!(c.site, None);
+        assert_eq!(c.peer.as_deref(), Some("mx.example"));
+        assert_eq!(c.domain.as_deref(), Some("Example.COM> "));
+        assert_eq!(c.tenant, "acme");
+        assert_eq!((c.pool.as_ref(), c.source.as_ref()), ("p", ""));
+        assert_eq!(c.delivery_keys, vec!["a@example.com".to_owned()]);
+    }
+
+    #[test]
+    fn tenant_and_reply_class() {
+        let t = r#"{"type":"Bounce","event_time":"1970-01-01T00:00:00Z","meta":{"tenant":""},
+            "queue":"x@y","response":{"code":-550}}"#;
+        let c = of(t, "Bounce").unwrap();
+        assert_eq!((c.tenant.as_str(), c.reply_class), ("x", -6));
+        assert!(c.delivery_keys.is_empty());
+        let t = r#"{"type":"Reception","event_time":"1970-01-01T00:00:00Z","meta":{"tenant":"m"},
+            "peer_address":{"name":"client"},"response":{"code":"550"}}"#;
+        let c = of(t, "Reception").unwrap();
+        assert_eq!((c.tenant.as_str(), c.reply_class, c.peer), ("m", 0, None));
+        assert_eq!(of(r#"{"event_time":"1970-01-01T00:00:00Z"}"#, "OOB"), None);
+        assert_eq!(of(r#"{"event_time":"x"}"#, "Delivery"), None);
+        let t = r#"{"event_time":"1970-01-01T00:00:00Z","recipient":"é@x"}"#;
+        assert_eq!(of(t, "Delivery"), None);
+        assert!(of(t, "Bounce").is_some());
+    }
+}
