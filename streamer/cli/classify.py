@@ -227,18 +227,27 @@ def classify_command(
     """Classify KumoMTA log records or response lines; JSONL on stdout (or a --summary)."""
     from streamer.inputs import expand_inputs
     from streamer.offline.chunks import ChunkReader
+
+    _check_summary_flags(summary, explain=explain, as_json=as_json, top=top)
+    top = top or 10
+    processes = _jobs(jobs)
+    labeller, stats = _labeller(_lean_settings(rules), explain=explain, summary=summary)
+    reader = ChunkReader(expand_inputs(inputs or []), lines)
+    run = _classify(reader, labeller, processes, stats, top, as_json)
+    done = counted(run.done, "line")
+    print(f"classified {done}, skipped {run.malformed} malformed", file=sys.stderr)
+    rejected = run.all_rejected(reader.records_seen and lines is None)
+    if rejected:
+        typer.secho(rejected, fg=typer.colors.RED, err=True)
+    if run.failed_inputs or rejected:
+        raise typer.Exit(1)
+
+
+def _labeller(settings: Any, *, explain: bool, summary: bool) -> tuple[Labeller, Summary | None]:
+    """The labeller of ``classify`` (and its ``--summary`` counts) from the settings."""
     from streamer.offline.labeller import Labeller
     from streamer.offline.summary import Summary
 
-    misplaced = [flag for flag, given in (("--json", as_json), ("--top", top)) if given]
-    if misplaced and not summary:
-        verb = "apply" if len(misplaced) > 1 else "applies"
-        raise _usage(f"{' and '.join(misplaced)} only {verb} to --summary")
-    if explain and summary:
-        raise _usage("--explain lists the rules of each record; --summary has none to list")
-    top = top or 10
-    processes = _jobs(jobs)
-    settings = _lean_settings(rules)
     classifier = _lean_classifier(
         settings.rule_files,
         cache_size=settings.cache_size,
@@ -253,15 +262,17 @@ def classify_command(
         summary=stats,
         tables=tables if settings.analytics else None,  # as the worker's output
     )
-    reader = ChunkReader(expand_inputs(inputs or []), lines)
-    run = _classify(reader, labeller, processes, stats, top, as_json)
-    done = counted(run.done, "line")
-    print(f"classified {done}, skipped {run.malformed} malformed", file=sys.stderr)
-    rejected = run.all_rejected(reader.records_seen and lines is None)
-    if rejected:
-        typer.secho(rejected, fg=typer.colors.RED, err=True)
-    if run.failed_inputs or rejected:
-        raise typer.Exit(1)
+    return labeller, stats
+
+
+def _check_summary_flags(summary: bool, *, explain: bool, as_json: bool, top: int | None) -> None:
+    """Options that only make sense with (or without) ``--summary``: a usage error, exit 2."""
+    misplaced = [flag for flag, given in (("--json", as_json), ("--top", top)) if given]
+    if misplaced and not summary:
+        verb = "apply" if len(misplaced) > 1 else "applies"
+        raise _usage(f"{' and '.join(misplaced)} only {verb} to --summary")
+    if explain and summary:
+        raise _usage("--explain lists the rules of each record; --summary has none to list")
 
 
 class _NoProgress:

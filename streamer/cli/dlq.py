@@ -203,6 +203,33 @@ def dlq_show(
     typer.echo("\n".join(lines))
 
 
+class _ReplayProgress:
+    """What ``dlq replay`` prints as it goes: a progress line at most once a second (stderr),
+    and in a dry run each dead letter it would replay (stdout)."""
+
+    def __init__(self, dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self.last_report = 0.0
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"on_batch": self.on_batch, "on_letter": self.on_letter}
+
+    def on_batch(self, result: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_report >= 1.0 or result.remaining == 0:
+            self.last_report = now
+            verb = "would replay" if self.dry_run else "replayed"
+            typer.echo(
+                f"dlq replay: {verb} {result.replayed}, read {result.read}, "
+                f"about {result.remaining} left",
+                err=True,
+            )
+
+    def on_letter(self, letter: Any, target: str) -> None:
+        if self.dry_run:
+            typer.echo(f"{letter.ref}  {letter.when_text}  {letter.reason}  -> {target}")
+
+
 @dlq_app.command("replay")
 def dlq_replay(
     topic: TopicArg = None,
@@ -231,13 +258,7 @@ def dlq_replay(
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Produce the selected dead letters' original records again (exactly once, resumable)."""
-    from streamer.kafka.deadletters import (
-        DeadLetter,
-        DeadLetterError,
-        ReplayOptions,
-        ReplayResult,
-        replay,
-    )
+    from streamer.kafka.deadletters import DeadLetterError, ReplayOptions, replay
 
     settings = _settings(bootstrap=bootstrap)
     selection = _selection(reasons, since, until)
@@ -245,28 +266,9 @@ def dlq_replay(
     # the targets named by the dead letters' headers are checked as they come
     address = _bootstrap(settings, _needs(read=(name,), write=(to,) if to else (), group=group))
     options = ReplayOptions(group=group, to=to, dry_run=dry_run, batch_size=batch_size, rate=rate)
-    last_report = 0.0
-
-    def on_batch(result: ReplayResult) -> None:
-        nonlocal last_report
-        now = time.monotonic()
-        if now - last_report >= 1.0 or result.remaining == 0:
-            last_report = now
-            verb = "would replay" if dry_run else "replayed"
-            typer.echo(
-                f"dlq replay: {verb} {result.replayed}, read {result.read}, "
-                f"about {result.remaining} left",
-                err=True,
-            )
-
-    def on_letter(letter: DeadLetter, target: str) -> None:
-        if dry_run:
-            typer.echo(f"{letter.ref}  {letter.when_text}  {letter.reason}  -> {target}")
-
+    progress = _ReplayProgress(dry_run)
     try:
-        result = replay(
-            settings, address, name, selection, options, on_batch=on_batch, on_letter=on_letter
-        )
+        result = replay(settings, address, name, selection, options, **progress.callbacks())
     except DeadLetterError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:

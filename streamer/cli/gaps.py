@@ -58,8 +58,7 @@ def gaps_command(
 ) -> None:
     """The most frequent rule gaps (responses no rule classifies, or only a reply-code fallback
     does) as templates, with a count and a real example."""
-    from streamer.analytics.gaps import GapCollector, InputError, render_toml
-    from streamer.inputs import expand_inputs, read_lines
+    from streamer.analytics.gaps import GapCollector, render_toml
 
     collector = GapCollector(_load_classifier(rules))
     if topic is not None:
@@ -67,15 +66,7 @@ def gaps_command(
             raise _error("give either files or --topic, not both", 2)
         _read_topic(collector, topic, bootstrap)
     else:
-        items = expand_inputs(inputs or [])
-        for item in items:  # fail before any work: one line per problem, no traceback
-            if item.error is not None:
-                raise _error(f"{item.name}: cannot read: {item.error}")
-        for item in items:
-            try:
-                collector.feed_stream(read_lines(item))
-            except InputError as exc:
-                raise _error(str(exc)) from None
+        _read_inputs(collector, inputs or [])
     gaps = collector.top(top)
     if toml_out is not None:
         try:
@@ -83,29 +74,54 @@ def gaps_command(
         except OSError as exc:
             raise _error(f"{toml_out}: cannot write: {exc.strerror or exc}") from None
     if as_json:
-        from streamer.analytics.gaps import template_pattern
-
-        doc = {
-            "responses": collector.responses,
-            "gaps_total": collector.gaps,
-            "uncategorized": collector.uncategorized,
-            "reply_code_only": collector.reply_code_only,
-            "skipped": collector.skipped,
-            "gaps": [
-                {
-                    "template": g.template,
-                    "count": g.count,
-                    "example": g.example,
-                    "pattern": template_pattern(g.template),
-                }
-                for g in gaps
-            ],
-        }
-        print(json.dumps(doc, ensure_ascii=False))
+        print(json.dumps(_gaps_json(collector, gaps), ensure_ascii=False))
         return
+    _print_gaps(collector, gaps, from_topic=topic is not None)
+    if toml_out is not None:
+        print(f"skeleton written to {toml_out}", file=sys.stderr)
+
+
+def _read_inputs(collector: Any, inputs: list[str]) -> None:
+    """Feed every input to ``collector``; an unreadable one is one line, before any work."""
+    from streamer.analytics.gaps import InputError
+    from streamer.inputs import expand_inputs, read_lines
+
+    items = expand_inputs(inputs)
+    for item in items:  # fail before any work: one line per problem, no traceback
+        if item.error is not None:
+            raise _error(f"{item.name}: cannot read: {item.error}")
+    for item in items:
+        try:
+            collector.feed_stream(read_lines(item))
+        except InputError as exc:
+            raise _error(str(exc)) from None
+
+
+def _gaps_json(collector: Any, gaps: list[Any]) -> dict[str, Any]:
+    from streamer.analytics.gaps import template_pattern
+
+    return {
+        "responses": collector.responses,
+        "gaps_total": collector.gaps,
+        "uncategorized": collector.uncategorized,
+        "reply_code_only": collector.reply_code_only,
+        "skipped": collector.skipped,
+        "gaps": [
+            {
+                "template": g.template,
+                "count": g.count,
+                "example": g.example,
+                "pattern": template_pattern(g.template),
+            }
+            for g in gaps
+        ],
+    }
+
+
+def _print_gaps(collector: Any, gaps: list[Any], *, from_topic: bool) -> None:
     kinds = (
         ""
-        if topic is not None  # stats rows count the gaps without telling the two kinds apart
+        if from_topic  # stats rows count the gaps without telling the two kinds apart
         else f" ({collector.uncategorized} uncategorized, {collector.reply_code_only} "
         "classified by the reply code alone)"
     )
@@ -119,5 +135,3 @@ def gaps_command(
     if collector.malformed:
         n = collector.malformed
         print(f"skipped {counted(n, 'malformed line')}", file=sys.stderr)
-    if toml_out is not None:
-        print(f"skeleton written to {toml_out}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -66,8 +66,15 @@ def replay_command(
     except ReprocessError as exc:
         _err(str(exc))
         raise typer.Exit(1) from None
+    _print_moves(moves, name, topic_name, utc_timestamp(when), state, dry_run=dry_run)
+
+
+def _print_moves(
+    moves: list[Any], name: str, topic_name: str, since: str, state: Any, *, dry_run: bool
+) -> None:
+    """Each partition's move, then the totals."""
     verb = "would move" if dry_run else "moved"
-    typer.echo(f"group {name}, topic {topic_name}, since {utc_timestamp(when)}:")
+    typer.echo(f"group {name}, topic {topic_name}, since {since}:")
     for m in moves:
         now = "none" if m.committed is None else str(m.committed)
         typer.echo(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -61,37 +61,16 @@ def report_command(
     thresholds, suppressed addresses, block and deferral reasons per provider, label mix,
     rates per provider, category split, outcomes per tenant / egress pool / egress source,
     rules that fired and rule gaps: one HTML file with its charts' scripts inline."""
-    from streamer.report import ReportError, read_inputs, write_report
-    from streamer.timespec import parse_duration
+    from streamer.report import ReportError, write_report
 
-    period_s = None
-    if period is not None:
-        period_s = parse_duration(period)
-        if not period_s:
-            raise _error(f"--period: {period!r} is not a duration (30m, 2h, 1d, 1w)", 2)
+    period_s = _period_seconds(period)
     try:
         if topic is not None:
             if inputs:
                 raise _error("give either files or --topic, not both", 2)
             data = _topic_data(topic, suppressions_topic, bootstrap, rules, timeout)
         else:
-            from streamer.inputs import expand_inputs
-
-            if not inputs:
-                from streamer.devkit.sample import bundled_sample_path
-
-                inputs = [str(bundled_sample_path())]
-            items = expand_inputs(inputs)  # as classify and gaps: folders, globs, '-' (stdin)
-            for item in items:  # fail before any work
-                if item.error is not None:
-                    raise _error(f"{item.name}: cannot read: {item.error}")
-            settings = _file_settings(rules)
-            data = read_inputs(
-                items,
-                _load_classifier(rules),
-                *_tables(settings),
-                suppress_evidence=settings.suppress_evidence,
-            )
+            data = _file_data(inputs, rules)
         data.period_s = period_s
         written = write_report(data, output)
     except ReportError as exc:
@@ -99,6 +78,40 @@ def report_command(
     except OSError as exc:
         raise _error(f"{output}: cannot write: {exc.strerror or exc}") from None
     typer.echo(str(written.resolve()))
+
+
+def _period_seconds(period: str | None) -> float | None:
+    """``--period`` in seconds; not a duration: a usage error, exit 2."""
+    from streamer.timespec import parse_duration
+
+    if period is None:
+        return None
+    seconds = parse_duration(period)
+    if not seconds:
+        raise _error(f"--period: {period!r} is not a duration (30m, 2h, 1d, 1w)", 2)
+    return seconds
+
+
+def _file_data(inputs: list[str] | None, rules: list[Path] | None) -> Any:
+    """The report's data from log files (default: the bundled sample)."""
+    from streamer.inputs import expand_inputs
+    from streamer.report import read_inputs
+
+    if not inputs:
+        from streamer.devkit.sample import bundled_sample_path
+
+        inputs = [str(bundled_sample_path())]
+    items = expand_inputs(inputs)  # as classify and gaps: folders, globs, '-' (stdin)
+    for item in items:  # fail before any work
+        if item.error is not None:
+            raise _error(f"{item.name}: cannot read: {item.error}")
+    settings = _file_settings(rules)
+    return read_inputs(
+        items,
+        _load_classifier(rules),
+        *_tables(settings),
+        suppress_evidence=settings.suppress_evidence,
+    )
 
 
 def _topic_data(
