@@ -630,7 +630,7 @@ OTHER_VARIABLES = frozenset(
         "UID",
         "VENV",
         "REQUIRE_NATIVE",  # streamer.native: a missing native extension is an error
-        "NATIVE",  # streamer.native: 0 makes offline classify take the Python loop
+        "NATIVE",  # streamer.native: 0 makes the worker and offline classify take the Python path
     }
 )
 

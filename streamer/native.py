@@ -55,6 +55,8 @@ log = logging.getLogger("streamer.native")
 AVAILABLE = _native is not None
 #: Set to 1 to make a missing native extension an error instead of a warning.
 REQUIRE_ENV = "STREAMER_REQUIRE_NATIVE"
+#: Set to 0 to run the Python path (worker and ``streamer classify``) where the native one is built.
+NATIVE_ENV = "STREAMER_NATIVE"
 NATIVE = "native"
 PYTHON = "python"
 #: What a missing extension means, for the start-up warning and the error.
@@ -86,13 +88,19 @@ def check_required() -> None:
         raise NativeMissing(f"{REQUIRE_ENV}=1 but {MISSING}")
 
 
+def switched_off() -> bool:
+    """Whether :data:`NATIVE_ENV` is 0: the Python path everywhere (the reference), e.g. to
+    compare the two paths on one's own records, or to step around a fault of the native one."""
+    return os.environ.get(NATIVE_ENV, "") == "0"
+
+
 def wanted(native: bool | None) -> bool:
     """Whether a pipeline runs the native path: by default wherever it is built (analytics on
-    or off); ``native=False`` forces the Python path, ``native=True`` requires the native one
-    (an error where it is not built)."""
+    or off) and not :func:`switched_off`; ``native=False`` forces the Python path,
+    ``native=True`` requires the native one (an error where it is not built)."""
     if native and not AVAILABLE:
         raise NativeMissing(MISSING)
-    return AVAILABLE if native is None else native
+    return AVAILABLE and not switched_off() if native is None else native
 
 
 class NativeRecords:
@@ -182,7 +190,6 @@ def describe(use_native: bool) -> str:
 
 #: Set to 0 to make offline ``streamer classify`` take the Python loop even where the native
 #: one is built (to compare the two: ``streamer bench files``).
-OFFLINE_ENV = "STREAMER_NATIVE"
 
 
 class LineLabeller(Protocol):
@@ -195,13 +202,13 @@ def line_labeller(
     resolve: Callable[[str], bytes], cache_size: int, not_utf8_row: bytes, native: bool | None
 ) -> LineLabeller | None:
     """The native loop of ``streamer classify --lines`` (None: the Python loop runs): by
-    default wherever it is built and :data:`OFFLINE_ENV` is not 0; ``native=False`` forces
+    default wherever it is built and not :func:`switched_off`; ``native=False`` forces
     the Python loop, ``native=True`` requires the native one. ``resolve(line)`` makes the row
     of a line the native cache lacks (the Python labeller's)."""
     if native and not AVAILABLE:
         raise NativeMissing(MISSING)
     if native is None:
-        native = AVAILABLE and os.environ.get(OFFLINE_ENV, "") != "0"
+        native = AVAILABLE and not switched_off()
     if not native or _native is None:
         return None
     made: LineLabeller = _native.LineLabeller(resolve, cache_size, not_utf8_row)

@@ -205,7 +205,7 @@ def test_the_native_loop_can_be_required_or_refused(monkeypatch: pytest.MonkeyPa
     _needs_native()
     assert Labeller(_classifier(), max_bytes=10)._native_lines is not None
     assert Labeller(_classifier(), max_bytes=10, native=False)._native_lines is None
-    monkeypatch.setenv(streamer.native.OFFLINE_ENV, "0")
+    monkeypatch.setenv(streamer.native.NATIVE_ENV, "0")
     assert Labeller(_classifier(), max_bytes=10)._native_lines is None
     assert Labeller(_classifier(), max_bytes=10, native=True)._native_lines is not None
 

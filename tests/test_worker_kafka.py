@@ -148,7 +148,8 @@ def _assert_each_key_keeps_its_order(sent: list[SampleMessage], out: list[TopicR
 
 @pytest.mark.parametrize(
     ("analytics", "record_path"),
-    [("true", "python"), ("false", "native")],  # analytics off: the native record path
+    # the native path (the default, analytics on) and the Python one (STREAMER_NATIVE=0)
+    [("true", "native"), ("false", "python")],
 )
 def test_mixed_records_classified_passed_and_dead_lettered(
     kafka_bootstrap: str,
@@ -163,9 +164,10 @@ def test_mixed_records_classified_passed_and_dead_lettered(
     inp, out = new_topic(4), new_topic(4)
     sent = list(generate(10_000, seed=11, malformed_fraction=0.03, max_message_bytes=MAX_BYTES))
     produce(kafka_bootstrap, inp, sent)
-    w = workers(
-        "w-mixed", inp=inp, out=out, group=f"g-{inp}", env={"STREAMER_ANALYTICS": analytics}
-    )
+    env = {"STREAMER_ANALYTICS": analytics}
+    if record_path == "python":
+        env[native.NATIVE_ENV] = "0"
+    w = workers("w-mixed", inp=inp, out=out, group=f"g-{inp}", env=env)
     n_bad = sum(m.kind.startswith("malformed") for m in sent)
     _wait_for_outputs(kafka_bootstrap, [out, f"{inp}.dlq"], len(sent), w, timeout=90)
     assert w.stop() == 0

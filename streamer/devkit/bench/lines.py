@@ -25,7 +25,7 @@ from typing import Any
 
 from streamer.devkit.bench.files import timed
 from streamer.devkit.sample import generate_records
-from streamer.native import OFFLINE_ENV
+from streamer.native import NATIVE_ENV
 from streamer.records import CLASSIFIABLE_TYPES, effective_type, response_line
 
 #: The two loops: the name in the report and the value of ``STREAMER_NATIVE``.
@@ -117,7 +117,7 @@ def run(
         result = Result(count, distinct, runs)
         # bytecode caching as an installed package has it (pip compiles it at install time)
         base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        envs = {loop: dict(base_env, **{OFFLINE_ENV: value}) for loop, value in LOOPS.items()}
+        envs = {loop: dict(base_env, **{NATIVE_ENV: value}) for loop, value in LOOPS.items()}
         if baseline is not None:
             envs = {BASELINE: dict(base_env, PYTHONPATH=str(baseline.resolve()))} | envs
         base = [sys.executable, "-m", "streamer", "classify", "--lines"]
