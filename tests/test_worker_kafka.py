@@ -28,6 +28,7 @@ from worker_harness import (
     stable_offsets,
     stats_totals,
     topic_size,
+    uncommitted,
     wait_until,
 )
 
@@ -275,6 +276,10 @@ def test_kill9_then_restart_loses_nothing(
     feeder.join(30)
     assert at_kill < len(sent), "the crash should land mid-stream"
     _wait_for_outputs(kafka_bootstrap, [out], len(sent), w2, timeout=90)
+    # re-read records come out again (at least once), so the count can be reached before the
+    # last inputs are worked: wait until the group has committed every input (a commit
+    # follows its outputs' delivery)
+    wait_until(lambda: uncommitted(kafka_bootstrap, group, inp) == 0, 90, "every input done")
     wait_until(lambda: w2.metric("streamer_in_flight") == 0, 20, "in-flight to drain")
     assert w2.stop() == 0
 
