@@ -366,10 +366,9 @@ def explain_command(
     ex = classifier.explain(line)
     settings = _settings(rules)
     categories = _tables(settings)[0]
-    code = int(line[:3]) if line[:3].isdigit() else None
-    klass_code = code // 100 * 100 if code else None
-    category = categories.category(ex.label, klass_code)
-    action = categories.action(ex.label, klass_code)
+    code = int(line[:3]) if line[:3].isdigit() else None  # the table takes its class
+    category = categories.category(ex.label, code)
+    action = categories.action(ex.label, code)
     if category == HARD and not may_suppress(ex.evidence, frozenset(settings.suppress_evidence)):
         # what the worker does with this line, not what the label would ask for
         action = f"none: {ex.evidence} evidence suppresses no address (suppress_evidence)"

@@ -257,9 +257,8 @@ class Labeller:
         order: the same classification object for the same record)."""
         assert self.tables is not None
         categories, providers = self.tables
-        code = record["response"].get("code")
-        klass = code // 100 if type(code) is int else 0
-        category = categories.category(label, klass * 100 if klass else None)
+        code = record["response"].get("code")  # the table takes its class (code // 100)
+        category = categories.category(label, code if type(code) is int else None)
         return with_analytics(obj, category, providers.match_record(record))
 
     def _classification(self, line: str, result: Classification) -> tuple[str, dict[str, Any]]:
