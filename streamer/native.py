@@ -32,6 +32,7 @@ import orjson
 
 from streamer.analytics.categories import HARD
 from streamer.analytics.heavy import OTHER
+from streamer.analytics.suppressions import rule_object
 from streamer.classifier import Classification, Classifier
 from streamer.records import (
     CLASSIFIABLE_TYPES,
@@ -67,8 +68,9 @@ MISSING = (
 
 #: A Delivery counted by the analytics: its type and its suppression events (key, value).
 Counted = tuple[str, tuple[tuple[bytes, bytes], ...]]
-#: A classified record: (enriched value, type, label, site or None, classify seconds).
-Enriched = tuple[bytes, str, str, str | None, float]
+#: A classified record: (enriched value, type, label, site or None, classify seconds, a hard
+#: bounce's suppression events or None).
+Enriched = tuple[bytes, str, str, str | None, float, tuple[tuple[bytes, bytes], ...] | None]
 #: One answer of :meth:`NativeRecords.decide`: None (the Python path decides), the type of a
 #: record routed unchanged, :data:`Counted` or :data:`Enriched`.
 Answer = None | str | Counted | Enriched
@@ -117,7 +119,7 @@ class NativeRecords:
         self._version = classifier.version
         # id(result) -> what the native caches keep of it; results are long-lived, one per
         # (rule, evidence) of this rule set, so the ids are stable and the dict is small.
-        self._encoded: dict[int, tuple[bool, str, bytes, bytes, bool]] = {}
+        self._encoded: dict[int, tuple[bool, str, bytes, bytes, bool, bytes]] = {}
         cache_size, uncategorized_cache_size = classifier.cache_sizes
         self._path = _native.RecordPath(
             self._resolve,
@@ -137,6 +139,7 @@ class NativeRecords:
                 analyzer.cache_size,
                 (OTHER, HARD, UNCATEGORIZED),
                 *analyzer.native_lookups(),
+                analyzer.oob_tenant_meta(),
             )
 
     def decide(self, values: Sequence[bytes | None]) -> list[Answer]:
@@ -166,9 +169,10 @@ class NativeRecords:
         tally keeps the records' order (what the bounded dimensions and gap sketches see)."""
         self._path.count_until(until)
 
-    def _resolve(self, line: str) -> tuple[bool, str, bytes, bytes, bool]:
-        """A native cache miss: the Python classifier's result, encoded once per result, and
-        whether the native analytics may count its records (by its evidence)."""
+    def _resolve(self, line: str) -> tuple[bool, str, bytes, bytes, bool, bytes]:
+        """A native cache miss: the Python classifier's result, encoded once per result,
+        whether the native analytics may count its records (by its evidence), and its rule as
+        a hard bounce's suppression event names it."""
         result: Classification = self.classifier.classify(line)
         encoded = self._encoded.get(id(result))
         if encoded is None:
@@ -178,6 +182,7 @@ class NativeRecords:
                 orjson.dumps(result.label),
                 orjson.dumps(classification_object(result, self._version)),
                 self.analyzer is None or result.evidence in self.analyzer.observer_evidence,
+                orjson.dumps(rule_object(result.rule)),
             )
         return encoded
 

@@ -234,13 +234,15 @@ class Pipeline:
                 self._other(msg, raw, rtype, append, stats)
                 self._suppress(msg, events, append)
             else:
-                value, rtype, label, site, took = answer
+                value, rtype, label, site, took, hard = answer
                 seconds(took)
                 events_in[rtype] += 1
                 events_out[rtype, label] += 1
                 if site:
                     sites[site, label] += 1
                 append(Output(output_topic, msg.key(), value, msg.headers()))
+                if hard:  # a hard bounce's suppression events
+                    self._suppress(msg, hard, append)
         if count_until is not None:
             count_until()
 

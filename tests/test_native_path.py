@@ -290,9 +290,48 @@ contents = st.sampled_from(
         "user unknown",
         "Mailbox FULL",
         "weird thing 42",
+        'no such user "x\\y" \x01\x7f é',
         "The email account that you tried to reach does not exist.",
         "",
     ]
+)
+#: A Rejection's refused address is in its command (``records.rejected_recipient``).
+commands = st.one_of(
+    st.sampled_from(
+        [
+            "RCPT TO:<a@gmail.com>",
+            "rcpt to: <B@Yahoo.COM> NOTIFY=NEVER",
+            "  RCPT\tTO :\x1c c@outlook.com x",
+            "RCPT TO:<@relay.example:d@gmail.com>",
+            "RCPT TO:<@relay.example>",
+            "RCPT TO:< e@gmail.com ",
+            "RCPT TO:<>",
+            "RCPT TO:",
+            "RCPTTO:<a@gmail.com>",
+            "RCPT TO <a@gmail.com>",
+            "MAIL FROM:<s@x.com>",
+            "RCPT TO:<é@gmail.com>",
+            "RCPT\u00a0TO:<a@gmail.com>",
+        ]
+    ),
+    st.text(max_size=12),
+    scalars,
+)
+senders = st.one_of(
+    st.sampled_from(
+        [
+            "s@sender.example",
+            " <S@Sender.EXAMPLE> ",
+            "nobody",
+            "a@b@C.example",
+            "x@",
+            "<>",
+            "é@sender.example",
+            "s@sénder.example",
+            "\x1fs@sender.example\x1c",
+        ]
+    ),
+    scalars,
 )
 counted_records = st.fixed_dictionaries(
     {
@@ -303,7 +342,10 @@ counted_records = st.fixed_dictionaries(
                 "code": st.one_of(st.sampled_from([250, 421, 550, 554, -550]), scalars),
                 "content": contents,
             },
-            optional={"enhanced_code": st.just({"class": 5, "subject": 1, "detail": 1})},
+            optional={
+                "enhanced_code": st.just({"class": 5, "subject": 1, "detail": 1}),
+                "command": commands,
+            },
         ),
     },
     optional={
@@ -312,11 +354,16 @@ counted_records = st.fixed_dictionaries(
         "site": sites,
         "peer_address": peers,
         "queue": queues,
-        "meta": st.one_of(st.fixed_dictionaries({}, optional={"tenant": scalars}), scalars),
+        "meta": st.one_of(
+            st.fixed_dictionaries(
+                {}, optional={"tenant": st.one_of(st.sampled_from(["acme", "", "ü"]), scalars)}
+            ),
+            scalars,
+        ),
         "egress_pool": st.one_of(st.sampled_from(["p1", "p2", "p3", "p4"]), scalars),
         "egress_source": st.one_of(st.sampled_from(["s1", "s2"]), scalars),
         "reception_protocol": st.sampled_from(["ESMTP", "LogRecord"]),
-        "sender": st.sampled_from(["s@sender.example", "nobody"]),
+        "sender": senders,
         "feedback_report": st.fixed_dictionaries(
             {"feedback_type": st.sampled_from(["abuse", "not-spam", "fraud"])},
             optional={"supplemental_trace": st.fixed_dictionaries({"recipient": addresses})},
