@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -74,6 +74,22 @@ Enriched = tuple[bytes, str, str, str | None, float, tuple[tuple[bytes, bytes], 
 #: One answer of :meth:`NativeRecords.decide`: None (the Python path decides), the type of a
 #: record routed unchanged, :data:`Counted` or :data:`Enriched`.
 Answer = None | str | Counted | Enriched
+#: Where :meth:`NativeRecords.route` sends outputs: (output topic, topic of the records routed
+#: unchanged or None to drop them, suppression events topic, the output class, the label
+#: counted for an unclassified output).
+Routes = tuple[str, str | None, str, type, str]
+#: :meth:`NativeRecords.route`'s answer: (outputs of the messages decided natively, in order;
+#: (index, position) of each message handed back, whose outputs go before that position;
+#: events_in, events_out, sites, dropped and classify seconds of those decided natively).
+Routed = tuple[
+    list[Any],
+    list[tuple[int, int]],
+    dict[str, int],
+    dict[tuple[str, str], int],
+    dict[tuple[str, str], int],
+    int,
+    list[float],
+]
 
 
 class NativeMissing(RuntimeError):
@@ -110,7 +126,11 @@ class NativeRecords:
     the analytics into ``analyzer``'s aggregator when there is one."""
 
     def __init__(
-        self, classifier: Classifier, max_bytes: int, analyzer: Analyzer | None = None
+        self,
+        classifier: Classifier,
+        max_bytes: int,
+        analyzer: Analyzer | None = None,
+        routes: Routes | None = None,
     ) -> None:
         if _native is None:
             raise NativeMissing(MISSING)
@@ -129,6 +149,8 @@ class NativeRecords:
             [*RECORD_TYPES, LOG_HOOK_TYPE],  # answered as shared strings
             sorted(CLASSIFIABLE_TYPES),
         )
+        if routes is not None:
+            self._path.routes(*routes)
         if analyzer is not None:
             aggregator = analyzer.aggregator
             if aggregator.elsewhere is None:  # one tally per aggregator, across reloads
@@ -148,11 +170,26 @@ class NativeRecords:
         try:
             answers: list[Answer] = self._path.decide(values)
         except BaseException as exc:  # a Rust panic arrives as a BaseException
-            if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
-                # a fault of the native path (never the records'): they take the Python path
-                log.exception("native record path failed: this batch takes the Python path")
-                return [None] * len(values)
-            raise
+            _native_fault(exc)
+            return [None] * len(values)
+        self._after()
+        return answers
+
+    def route(self, messages: Sequence[Any]) -> Routed | None:
+        """The outputs and counts of a slice of messages (see :data:`Routed`; the
+        :data:`Routes` given when made); None when the native path failed (a fault of its
+        own, never the records'): the whole slice takes the Python path."""
+        messages = messages if type(messages) is list else [*messages]
+        try:
+            routed: Routed = self._path.route(messages)
+        except BaseException as exc:  # a Rust panic arrives as a BaseException
+            _native_fault(exc)
+            return None
+        self._after()
+        return routed
+
+    def _after(self) -> None:
+        """What a slice leaves: the cache hits, the watermark."""
         self.classifier.count_hits(*self._path.take_hits())
         if self.analyzer is not None:
             latest = self._path.take_watermark()
@@ -161,7 +198,6 @@ class NativeRecords:
                 aggregator.watermark is None or latest > aggregator.watermark
             ):
                 aggregator.watermark = latest
-        return answers
 
     def count_until(self, until: int | None = None) -> None:
         """Count into the tally the records of the last slice decided natively before the
@@ -185,6 +221,15 @@ class NativeRecords:
                 orjson.dumps(rule_object(result.rule)),
             )
         return encoded
+
+
+def _native_fault(exc: BaseException) -> None:
+    """Log a fault of the native path (the slice then takes the Python path); re-raise
+    what is no fault of it (KeyboardInterrupt, SystemExit...)."""
+    if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
+        log.exception("native record path failed: this batch takes the Python path")
+        return
+    raise exc
 
 
 def describe(use_native: bool) -> str:

@@ -441,10 +441,61 @@ mod tests {
             "peer_address":{"name":"client"},"response":{"code":"550"}}"#;
         let c = of(t, "Reception").unwrap();
         assert_eq!((c.tenant.as_str(), c.reply_class, c.peer), ("m", 0, None));
-        assert_eq!(of(r#"{"event_time":"1970-01-01T00:00:00Z"}"#, "Feedback"), None);
+        assert_eq!(
+            of(r#"{"event_time":"1970-01-01T00:00:00Z"}"#, "Feedback"),
+            None
+        );
         assert_eq!(of(r#"{"event_time":"x"}"#, "Delivery"), None);
         let t = r#"{"event_time":"1970-01-01T00:00:00Z","recipient":"é@x"}"#;
         assert_eq!(of(t, "Delivery"), None);
         assert!(of(t, "Bounce").is_some());
+    }
+
+    #[test]
+    fn refused_addresses_like_python() {
+        let refused = |command: &str| {
+            let response = format!(
+                "{{\"command\":{}}}",
+                serde_json::to_string(command).unwrap()
+            );
+            let raw: &RawValue = serde_json::from_str(&response).unwrap();
+            rejected_recipient(Some(raw)).map(|r| r.map(|r| r.to_owned()))
+        };
+        let got = |command: &str| refused(command).unwrap();
+        assert_eq!(got("RCPT TO:<a@b.c>").as_deref(), Some("a@b.c"));
+        assert_eq!(
+            got(" rcpt\tto : < A@B.c  NOTIFY").as_deref(),
+            Some("A@B.c  NOTIFY")
+        );
+        assert_eq!(got("RCPT TO:\x1cx@y z").as_deref(), Some("x@y"));
+        assert_eq!(
+            got("RCPT TO:<@r.example:d@g.com>").as_deref(),
+            Some("d@g.com")
+        );
+        assert_eq!(got("RCPT TO:<@r.example>").as_deref(), Some("@r.example"));
+        assert_eq!(got("RCPT TO:").as_deref(), Some(""));
+        assert_eq!(got("RCPTTO:<a@b.c>"), None);
+        assert_eq!(got("MAIL FROM:<a@b.c>"), None);
+        assert_eq!(refused("RCPT TO:<é@b.c>"), None); // Unicode's rules: Python's
+    }
+
+    #[test]
+    fn oob_tenant_and_sender_domain() {
+        let t = r#"{"type":"OOB","event_time":"1970-01-01T00:00:00Z","meta":{"tenant":"t","vt":"v"},
+            "queue":"x@y","sender":" <S@Sender.EXAMPLE> ","recipient":["A@b.c","<d@E.f>"]}"#;
+        let fields = object_fields(t).unwrap();
+        assert_eq!(clues(&fields, "OOB", Some("vt")).unwrap().tenant, "v");
+        assert_eq!(clues(&fields, "OOB", Some("none")).unwrap().tenant, "");
+        assert_eq!(clues(&fields, "OOB", None), None);
+        let c = clues(&fields, "OOB", Some("tenant")).unwrap();
+        assert_eq!(sender_domain(&c), Some(Some("sender.example".to_owned())));
+        assert_eq!(
+            bounce_keys(&c),
+            Some(vec!["a@b.c".to_owned(), "d@e.f".to_owned()])
+        );
+        let t = r#"{"event_time":"1970-01-01T00:00:00Z","sender":"s@é"}"#;
+        assert_eq!(sender_domain(&of(t, "Bounce").unwrap()), None);
+        let t = r#"{"event_time":"1970-01-01T00:00:00Z","sender":"x@"}"#;
+        assert_eq!(sender_domain(&of(t, "Bounce").unwrap()), Some(None));
     }
 }

@@ -26,8 +26,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::analytics::{self, Clues};
-use crate::json;
 use crate::cache::LineCache;
+use crate::json;
 use crate::record::{decide, Classifiable, ToClassify, Verdict};
 use crate::splice;
 use crate::tally;
@@ -156,8 +156,11 @@ impl RecordPath {
                 Answer::Other(rtype) => self.type_name(py, &rtype).into_any(),
                 Answer::Counted(rtype, events) => {
                     let events = event_tuple(py, events)?;
-                    PyTuple::new(py, [self.type_name(py, &rtype).into_any(), events.into_any()])?
-                        .into_any()
+                    PyTuple::new(
+                        py,
+                        [self.type_name(py, &rtype).into_any(), events.into_any()],
+                    )?
+                    .into_any()
                 }
                 Answer::Enriched(enriched) => {
                     let site = match &enriched.site {

@@ -34,7 +34,9 @@ struct Counts {
 /// `(outputs, handed back, events_in, events_out, sites, dropped, classify seconds)`: the
 /// outputs of the messages decided natively, in order; `(index, position)` of each message
 /// the Python path decides (its outputs go before `outputs[position]`); the counts of the
-/// messages decided natively (dicts like `BatchStats`' counters, the seconds a list).
+/// messages decided natively (dicts like `BatchStats`' counters, the seconds a list). With
+/// analytics, the records decided natively are in the tally unless some were handed back:
+/// then the caller counts them around those (`count_until`).
 pub fn route<'py>(
     path: &mut RecordPath,
     py: Python<'py>,
@@ -59,7 +61,11 @@ fn route_with<'py>(
     let outputs = PyList::empty(py);
     let mut handed: Vec<(usize, usize)> = Vec::new();
     let mut counts = Counts::default();
-    let out = Out { routes, py, list: &outputs };
+    let out = Out {
+        routes,
+        py,
+        list: &outputs,
+    };
     path.count_until(py, None); // what an interrupted slice left
     for (at, msg) in messages.iter().enumerate() {
         let value = msg.call_method0(intern!(py, "value"))?;
@@ -88,6 +94,9 @@ fn route_with<'py>(
                 }
             }
         }
+    }
+    if handed.is_empty() {
+        path.count_until(py, None); // else the Python path counts between them
     }
     let events_in = PyDict::new(py);
     for (rtype, n) in counts.events_in {
