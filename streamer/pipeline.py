@@ -224,8 +224,7 @@ class Pipeline:
             return made
         # with analytics, the records counted natively before one the Python path counts go
         # into the tally first: one tally in the records' order
-        native = self.native
-        count_until = native.count_until if native is not None and self.analyzer else None
+        count_until = self.native.count_until if self.native and self.analyzer else None
         outputs: list[Output] = []
         append = outputs.append
         done = 0
@@ -326,13 +325,8 @@ class Pipeline:
             self._enrichments = {}
             self._analytics = {}
             if self.use_native:
-                routes = (
-                    self.output_topic,
-                    self.other_topic,
-                    self.suppression_events_topic,
-                    Output,
-                    UNCLASSIFIED_LABEL,
-                )
+                topics = (self.output_topic, self.other_topic, self.suppression_events_topic)
+                routes = (*topics, Output, UNCLASSIFIED_LABEL)
                 self.native = NativeRecords(
                     classifier, self.max_message_bytes, self.analyzer, routes
                 )
