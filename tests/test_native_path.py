@@ -490,6 +490,50 @@ def _counting_pipeline(
     )
 
 
+class _FarMessage:
+    """A message at an offset beyond 64 bits: the native path cannot read it (Python can)."""
+
+    def __init__(self, value: bytes, offset: int) -> None:
+        self._value, self._offset = value, offset
+
+    def topic(self) -> str:
+        return "in"
+
+    def partition(self) -> int:
+        return 1
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> None:
+        return None
+
+
+def test_a_failed_native_slice_is_counted_once_by_the_python_path() -> None:
+    """When the native call fails mid-slice (here: an offset it cannot read), the whole slice
+    takes the Python path, and what the native path had counted of it is forgotten."""
+    delivery = orjson.dumps(
+        {"type": "Delivery", "event_time": "2026-01-01T10:00:05Z", "recipient": "a@x.com"}
+    )
+    messages = [_FarMessage(delivery, 1), _FarMessage(delivery, 2**70)]
+    reference, native_pipeline = pipelines(analytics=True)
+    expected, _ = reference.process(messages)
+    got, _ = native_pipeline.process(messages)
+    assert got == expected
+    after = [_FarMessage(delivery, 3)]  # the next slice: nothing of the failed one is left
+    assert native_pipeline.process(after) == reference.process(after)
+    assert _folded(native_pipeline) == _folded(reference)
+    assert [o.value for o in got if o.topic == "supp"][1] == b'{"p":1,"o":%d,"t":1767261605000}' % (
+        2**70
+    )
+
+
 # --- hostile messages ------------------------------------------------------------------------
 
 BOUNCE = b'{"type":"Bounce","response":{"code":550,"content":"user unknown"}'

@@ -1,21 +1,24 @@
-//! `RecordPath`: one call per slice of raw message values (`streamer.native` wraps it).
+//! `RecordPath`: one call per slice of messages (`streamer.native` wraps it).
 //!
-//! For each value it answers one of
+//! `route(messages)` (see `outputs`) makes the outputs of a slice and its counts, handing back
+//! to the Python path the messages it cannot decide exactly. `decide(values)` answers per raw
+//! value, one of
 //! - `None`: the Python path decides this message (malformed, Feedback, anything odd);
 //! - a `str`: the type of a record routed unchanged by `non_classifiable`;
-//! - a tuple `(enriched value, type, label, site or None, seconds spent classifying)`.
+//! - `(type, suppression events)`: the same, a Delivery with analytics on;
+//! - `(enriched value, type, label, site or None, seconds spent classifying, a hard bounce's
+//!   suppression events or None)`.
 //!
 //! Lines are classified through two bounded LRU caches (categorized / Uncategorized, like the
 //! Python classifier's, so a flood of unknown lines cannot evict the useful entries). A miss
 //! calls `resolve(line)`, the Python classifier, which returns
-//! `(categorized, label, label as JSON, classification object as JSON, countable)`.
+//! `(categorized, label, label as JSON, classification object as JSON, countable, rule as JSON)`.
 //!
 //! With analytics on (`count_into`), each record the native path decides is also counted
 //! into a [`Tally`] (see `crate::tally`), its classification gains `category` and `provider`,
-//! and a Delivery's answer is `(type, suppression events)`. Whatever the native path cannot
-//! count exactly (see `crate::analytics`), or a hard Bounce (whose suppression events carry
-//! its rule and details), or a label resting on evidence that is not `countable`, it answers
-//! None: the Python path decides and counts it.
+//! and a Delivery and a hard Bounce or OOB make their suppression events. Whatever the native
+//! path cannot count exactly (see `crate::analytics`), or a label resting on evidence that is
+//! not `countable`, it hands back: the Python path decides and counts it.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -233,6 +236,13 @@ impl RecordPath {
 }
 
 impl RecordPath {
+    /// Drop what the last slice left to count: it failed, and takes the Python path whole.
+    fn forget_slice(&mut self) {
+        if let Some(analytics) = self.analytics.as_mut() {
+            analytics.pending.clear();
+        }
+    }
+
     fn type_name<'py>(&self, py: Python<'py>, rtype: &str) -> Bound<'py, PyString> {
         match self.type_names.iter().position(|t| t == rtype) {
             Some(i) => self.types[i].bind(py).clone(),

@@ -49,6 +49,10 @@ pub fn route<'py>(
     };
     let routed = route_with(path, &routes, py, messages);
     path.routes = Some(routes);
+    if routed.is_err() {
+        // the whole slice takes the Python path, which counts every record of it
+        path.forget_slice();
+    }
     routed
 }
 
