@@ -16,9 +16,9 @@ to ``Pipeline.process`` and produces the outputs it returns. The classifier is r
 batch, so a hot reload takes effect at a batch boundary and a batch is classified by one rule set.
 
 Two paths give the same outputs, counts and analytics: the native record path
-(``streamer.native``: one call per batch, enrichment spliced into the input bytes, analytics
-tallied natively), used wherever the extension is built, and the Python path below, the
-reference, which takes every record the native path hands back.
+(``streamer.native``: one call per batch makes its outputs and counts, enrichment spliced into
+the input bytes, analytics tallied natively), used wherever the extension is built, and the
+Python path below, the reference, which takes every record the native path hands back.
 """
 
 from __future__ import annotations

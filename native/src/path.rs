@@ -215,7 +215,7 @@ impl RecordPath {
     }
 
     /// Route a slice of messages (`pipeline.RawMessage`s) as `Pipeline.process` does: see
-    /// `outputs::Routed` for the answer.
+    /// `outputs::route` for the answer.
     fn route<'py>(
         &mut self,
         py: Python<'py>,
