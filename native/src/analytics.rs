@@ -69,10 +69,10 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str, oob_meta: Option<&str>) -> O
     let first = if rtype == "Rejection" {
         match rejected_recipient(field("response"))? {
             Some(refused) => (!refused.is_empty()).then_some(Cow::Owned(refused)),
-            None => first_string(recipient)?,
+            None => first_recipient(recipient, true)?,
         }
     } else {
-        first_recipient(recipient)?
+        first_recipient(recipient, false)?
     };
     let tenant = if rtype == "OOB" {
         oob_tenant(field("meta"), oob_meta?)?
@@ -97,19 +97,6 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str, oob_meta: Option<&str>) -> O
         recipient: recipient.map(RawValue::get),
         sender: field("sender").map(RawValue::get),
     })
-}
-
-/// The first string of `recipient` (a string, or a list of which the strings count):
-/// `records.first_recipient` of a record without a refused address.
-fn first_string(value: Option<&RawValue>) -> Option<Option<Cow<'_, str>>> {
-    let Some(value) = value else {
-        return Some(None);
-    };
-    if value.get().starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
-        return Some(items.iter().find_map(|v| as_str(v)));
-    }
-    Some(as_str(value))
 }
 
 /// `records.rejected_recipient` of a Rejection: Some(address) when `response.command` is an
@@ -213,14 +200,18 @@ pub fn sender_domain(clues: &Clues<'_>) -> Option<Option<String>> {
 }
 
 /// `Analyzer.provider`'s recipient: `recipient`, or the first of a non-empty list; Some(None)
-/// when that is no string.
-fn first_recipient(value: Option<&RawValue>) -> Option<Option<Cow<'_, str>>> {
+/// when that is no string. With `strings_only`, the first string of the list
+/// (`records.first_recipient` of a Rejection without a refused address).
+fn first_recipient(value: Option<&RawValue>, strings_only: bool) -> Option<Option<Cow<'_, str>>> {
     let Some(value) = value else {
         return Some(None);
     };
     if value.get().starts_with('[') {
         let items: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
-        return Some(items.first().and_then(|v| as_str(v)));
+        return Some(match strings_only {
+            true => items.iter().find_map(|v| as_str(v)),
+            false => items.first().and_then(|v| as_str(v)),
+        });
     }
     Some(as_str(value))
 }
