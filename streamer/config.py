@@ -239,7 +239,8 @@ class Settings(BaseSettings):
         gt=0,
         le=60,
         description="Seconds between stats updates in at-least-once mode, sooner while the "
-        "records they hold reach ¾ of `back_pressure` (exactly-once: every transaction).",
+        "records in flight reach ¾ of `back_pressure` and those they hold half of it "
+        "(exactly-once: every transaction).",
     )
     stats_retention: int = Field(
         3600,
