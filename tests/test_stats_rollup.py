@@ -275,7 +275,7 @@ def test_gap_tops_merge_and_final_is_any_instances() -> None:
         {"template": "y", "count": 4, "example": "y 1"},
         {"template": "x", "count": 3, "example": "x 2"},
     ]
-    row = summed_row([one, two])
+    row = summed_row([orjson.dumps(one), orjson.dumps(two)])
     assert row["final"] is True
     assert row["gaps"] == [
         {"template": "x", "count": 5, "example": "x 1"},
@@ -361,9 +361,9 @@ def test_memory_per_key_measured() -> None:
     assert per_key <= charged * 1.5
 
 
-def test_the_stage_sums_the_rows_it_decoded_as_the_bytes_say(tmp_path: Path) -> None:
-    """The stage's fold sums the partials of a batch from the rows it decoded once: its public
-    writes are the sums of the partials' bytes, whatever the order and the replays."""
+def test_the_stage_writes_each_changed_key_once_per_batch_with_its_sum(tmp_path: Path) -> None:
+    """The stage's own fold (real partials as messages, shuffled and replayed, 16 at a time)
+    writes what the fold's reference gives: the sum of each changed key, once per batch."""
     partials = _session_partials("w1/aa", [(t, "Delivery", t % 50 == 0) for t in range(0, 240, 3)])
     partials += _session_partials("w2/bb", [(t, "Bounce", t % 70 == 0) for t in range(1, 240, 4)])
     rnd = random.Random(7)

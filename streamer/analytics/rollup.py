@@ -26,7 +26,7 @@ rare.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -73,12 +73,6 @@ class Partial:
 
 
 def decode_partial(value: bytes | None) -> Partial:
-    return read_partial(value)[0]
-
-
-def read_partial(value: bytes | None) -> tuple[Partial, dict[str, Any]]:
-    """A partial and its row decoded (which ``public_value`` may sum without decoding it
-    again); BadPartial when it does not decode."""
     try:
         doc = orjson.loads(value or b"")
         session, serial, seq = doc["session"], doc["serial"], doc["seq"]
@@ -87,7 +81,7 @@ def read_partial(value: bytes | None) -> tuple[Partial, dict[str, Any]]:
         raise BadPartial(f"undecodable stats partial: {exc}") from None
     if type(session) is not str or not all(type(n) is int for n in (serial, seq, start, end)):
         raise BadPartial("stats partial with odd fields")
-    return Partial((session, serial), seq, end, value or b"", is_rate_row(doc)), doc
+    return Partial((session, serial), seq, end, value or b"", is_rate_row(doc))
 
 
 @dataclass(slots=True)
@@ -99,7 +93,7 @@ class KeyState:
     rate: bool = False  # its public row goes to the rates topic
 
 
-def summed_row(partials: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def summed_row(partials: Iterable[bytes]) -> dict[str, Any]:
     """The public row of a key: the sum of its instances' latest partials (see the module doc).
     Counter maps (any field whose value is an object of numbers) are summed field by field, so
     a map added to the rows needs nothing here; so are the ``SUMMED`` numbers. A rate row
@@ -108,7 +102,8 @@ def summed_row(partials: Iterable[dict[str, Any]]) -> dict[str, Any]:
     gaps: dict[str, list[Any]] = {}  # template -> [count, example]
     top = 0
     final = False
-    for doc in partials:
+    for value in partials:
+        doc = orjson.loads(value)
         for name, v in doc.items():
             if name in PARTIAL_ONLY:
                 continue
@@ -135,15 +130,9 @@ def summed_row(partials: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return with_rate(row) if rate else row
 
 
-def public_value(
-    state: KeyState, decoded: Mapping[Instance, dict[str, Any]] | None = None
-) -> bytes:
-    """The key's public row, encoded. ``decoded``: rows of its instances' latest partials
-    decoded already (those the batch folded), by instance; the others are decoded here."""
+def public_value(state: KeyState) -> bytes:
     ordered = sorted(state.instances.items())  # deterministic: an example is the first one's
-    known = decoded or {}
-    docs = [known.get(i) or orjson.loads(p.value) for i, p in ordered]
-    return orjson.dumps(summed_row(docs))
+    return orjson.dumps(summed_row(p.value for _, p in ordered))
 
 
 def encode_state(state: KeyState) -> bytes:

@@ -26,14 +26,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from streamer.analytics.rollup import (
-    BadPartial,
-    Fold,
-    Instance,
-    RollupStore,
-    encode_state,
-    read_partial,
-)
+from streamer.analytics.rollup import BadPartial, Fold, RollupStore, decode_partial, encode_state
 from streamer.analytics.rollup import public_value as summed_value
 from streamer.config import Settings
 from streamer.logs import log_event
@@ -89,32 +82,27 @@ class RollupStage(KeyedStage):
     def fold(self, messages: list[Message]) -> Writes:
         store = self.store
         writes = Writes()
-        # key -> its partition, and the rows of the partials folded (summed without decoding
-        # them again), by instance
-        changed: dict[bytes, tuple[int, dict[Instance, dict[str, Any]]]] = {}
+        changed: dict[bytes, int] = {}  # key -> its partition
         late = store.late
         for m in messages:
             key = m.key()
             try:
                 if not key:
                     raise BadPartial("stats partial without a key")
-                partial, doc = read_partial(m.value())
+                partial = decode_partial(m.value())
             except BadPartial as exc:
                 self.skipped(str(exc))
                 continue
             p = m.partition() or 0
             if store.apply(p, key, partial) is Fold.CHANGED:
-                entry = changed.get(key)
-                if entry is None:
-                    entry = changed[key] = (p, {})
-                entry[1][partial.instance] = doc
+                changed[key] = p
             writes.folded += 1
-        for key, (p, decoded) in changed.items():
+        for key, p in changed.items():
             state = store.keys[key]
             if state.rate:
-                writes.elsewhere[self.rates_topic, key] = summed_value(state, decoded)
+                writes.elsewhere[self.rates_topic, key] = summed_value(state)
             else:
-                writes.public[key] = summed_value(state, decoded)
+                writes.public[key] = summed_value(state)
             writes.state[p, key] = encode_state(state)
         # retired after the batch's sums are written: a key's last sum goes out first
         writes.state.update(store.retire())
