@@ -216,8 +216,12 @@ class RecipientState:
     @property
     def reasons(self) -> list[str]:
         """The reasons it is suppressed for, strongest first (empty: not suppressed)."""
-        active = (self.manual is not None, self.complaints.active, self.hard.active)
-        return [reason for reason, on in zip(REASONS, active, strict=True) if on]
+        out = [MANUAL] if self.manual is not None else []  # REASONS' order, spelt out: per write
+        if self.complaints.active:
+            out.append(COMPLAINT)
+        if self.hard.active:
+            out.append(HARD_BOUNCE)
+        return out
 
     @property
     def suppressed(self) -> bool:
@@ -311,11 +315,16 @@ def public_value(recipient: str, state: RecipientState) -> bytes | None:
         assert episode.latest is not None
         latest = episode.latest
         count, first = episode.summary()
-    details = latest.details or {}
+    get = (latest.details or {}).get
     value: dict[str, Any] = {"recipient": recipient, "reason": reason}
-    value.update((k, details.get(k)) for k in DETAILS)
-    value.update((k, details.get(k)) for k in _EXTRA[reason])
-    value.update(first_seen=first, last_seen=latest.time, count=count, reasons=reasons)
+    for k in DETAILS:
+        value[k] = get(k)
+    for k in _EXTRA[reason]:
+        value[k] = get(k)
+    value["first_seen"] = first
+    value["last_seen"] = latest.time
+    value["count"] = count
+    value["reasons"] = reasons
     return orjson.dumps(value)
 
 
