@@ -238,8 +238,9 @@ class Settings(BaseSettings):
         3.0,
         gt=0,
         le=60,
-        description="Seconds between stats updates in at-least-once mode, sooner while the "
-        "records they hold reach ¾ of `back_pressure` (exactly-once: every transaction).",
+        description="Seconds between stats updates in at-least-once mode, sooner while "
+        "in-flight records reach ¾ of `back_pressure` and the counted ones waiting for an "
+        "update half of it (exactly-once: every transaction).",
     )
     stats_retention: int = Field(
         3600,

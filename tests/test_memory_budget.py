@@ -293,7 +293,7 @@ class _Held:
 
     abandoned = False
     released = 0
-    topic, partition, first, last = "in", 0, 0, 9
+    topic, partition, first, last, count = "in", 0, 0, 9, 10
 
     def ack(self) -> None:
         self.released += 1

@@ -8,9 +8,11 @@ import asyncio
 import random
 import tracemalloc
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +30,8 @@ from streamer.analytics.rollup import (
     summed_row,
 )
 from streamer.analytics.windows import WindowedStats, row_key
+from streamer.config import Settings
+from streamer.worker.rollup import RollupStage
 from streamer.worker.stats import StatsPublisher
 
 T0 = 1_790_000_040_000  # a minute boundary, epoch ms
@@ -355,3 +359,28 @@ def test_memory_per_key_measured() -> None:
     charged = store.nbytes / len(keys)
     print(f"\nrollup stage: {per_key:.0f} B per key (2 instances), charged {charged:.0f}")
     assert per_key <= charged * 1.5
+
+
+def test_the_stage_writes_each_changed_key_once_per_batch_with_its_sum(tmp_path: Path) -> None:
+    """The stage's own fold (real partials as messages, shuffled and replayed, 16 at a time)
+    writes what the fold's reference gives: the sum of each changed key, once per batch."""
+    partials = _session_partials("w1/aa", [(t, "Delivery", t % 50 == 0) for t in range(0, 240, 3)])
+    partials += _session_partials("w2/bb", [(t, "Bounce", t % 70 == 0) for t in range(1, 240, 4)])
+    rnd = random.Random(7)
+    stream = partials + rnd.sample(partials, len(partials) // 2)
+    rnd.shuffle(stream)
+    settings = Settings(bootstrap="127.0.0.1:9", files=[Path(__file__)], state_dir=tmp_path)
+    stage = RollupStage(settings, "127.0.0.1:9", worker_id="t")
+    try:
+        stage.owned = {0}
+        store = RollupStore(BIG, BIG)
+        expected: dict[bytes, bytes] = {}
+        written: dict[bytes, bytes | None] = {}
+        for i in range(0, len(stream), 16):
+            batch = stream[i : i + 16]
+            messages = [Message(topic="p", partition=0, key=k, value=v) for k, v in batch]
+            written.update(stage.fold(messages).public)
+            _stage(store, batch, expected)
+        assert written == expected and len(expected) == 4  # four windows, one row each
+    finally:
+        stage.consumer.close()

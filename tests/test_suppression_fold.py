@@ -22,6 +22,7 @@ from streamer.analytics.suppression_fold import (
     encode_state,
     fold,
     public_value,
+    read_event,
     truth,
 )
 
@@ -369,3 +370,49 @@ def test_every_kind_in_any_order_gives_the_event_time_truth(
     for e in arrival:
         fold(state, e, trust)
     assert public_value(R, state) == public_value(R, truth(events, trust))
+
+
+def _value(e: Event) -> bytes:
+    """The events-topic value of an event, as a worker or the CLI writes it."""
+    doc: dict[str, Any] = {"p": e.partition, "o": e.offset, "t": e.time}
+    if e.kind not in (sf.DELIVERY, sf.BOUNCE):
+        doc["k"] = e.kind
+    if e.details is not None:
+        doc["h"] = e.details
+    return orjson.dumps(doc)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(KINDS_EVENTS, st.randoms(use_true_random=False), st.lists(st.integers(0, 15), max_size=6))
+def test_the_store_folding_event_values_gives_the_event_time_truth(
+    events: list[Event], rnd: Any, dups: list[int]
+) -> None:
+    """What the stage does with each value: a delivery read as its time alone (held as that
+    while nothing else is known of the recipient), any other as an Event."""
+    trust = 500
+    arrival = events + [events[i % len(events)] for i in dups]
+    rnd.shuffle(arrival)
+    store = SuppressionStore(capacity=10, oob_trust_ms=trust)
+    for e in arrival:
+        store.fold(e.partition, R, read_event(_value(e)))
+    state = store.get(R)
+    assert state is not None
+    assert public_value(R, state) == public_value(R, truth(events, trust))
+    assert state.delivered == truth(events, trust).delivered
+
+
+def test_a_delivery_is_read_as_its_time_alone() -> None:
+    assert read_event(b'{"p":1,"o":2,"t":3}') == 3
+    assert read_event(b'{"p":1,"o":2,"t":3,"k":"delivery"}') == 3
+    assert read_event(b'{"p":-1,"o":2,"t":3,"k":"remove"}') == Event(3, -1, 2, None, sf.REMOVE)
+    with pytest.raises(BadEvent, match="odd fields"):
+        read_event(b'{"p":1,"o":2,"t":"3"}')
+    store = SuppressionStore(capacity=2)
+    assert store.deliver(0, "a", 10) == (Change.QUIET, None)
+    assert store.deliver(0, "a", 5) == (Change.NONE, None)
+    assert store.get("a") == RecipientState(delivered=10)
+    change, state = store.apply(0, "a", hard(9, 0, 1))  # older than the delivery: stale
+    assert change is Change.NONE and state == RecipientState(delivered=10)
+    assert store.apply(0, "a", hard(11, 0, 2))[0] is Change.PUBLIC
+    assert store.deliver(0, "a", 12)[0] is Change.PUBLIC  # lifts it
+    assert store.get("a") == RecipientState(delivered=12)

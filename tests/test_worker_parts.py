@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
+from streamer.analytics.batch import BatchAggregator
+from streamer.analytics.windows import WindowedStats
 from streamer.classifier import ReloadableClassifier
 from streamer.kafka.source import TP
 from streamer.metrics import Metrics
@@ -24,6 +26,7 @@ from streamer.worker.flow import FlowControl
 from streamer.worker.offsets import OffsetChunk, OffsetTracker
 from streamer.worker.processing import make_batch
 from streamer.worker.reload import RulesReloader
+from streamer.worker.stats import EARLY_FLUSH_S, StatsPublisher, flush_due
 from streamer.worker.watchdog import Watchdog
 
 TP0: TP = ("in", 0)
@@ -323,6 +326,44 @@ def test_flow_control_never_resumes_while_stopping() -> None:
     chunk.seal()
     flow.maybe_resume()
     assert source.want_paused and source.resumes == 0
+
+
+def test_a_stats_update_comes_early_only_for_the_records_it_releases() -> None:
+    assert flush_due(3.0, 3.0, 0, 0, 100)  # the interval
+    assert flush_due(EARLY_FLUSH_S, 3.0, 75, 50, 100)  # near back_pressure, half held
+    assert not flush_due(EARLY_FLUSH_S, 3.0, 100, 49, 100)  # mostly fetched, not processed
+    assert not flush_due(EARLY_FLUSH_S, 3.0, 74, 74, 100)  # not near back_pressure
+    assert not flush_due(EARLY_FLUSH_S / 2, 3.0, 100, 100, 100)  # the shortest time between
+
+
+def test_paused_partitions_never_wait_for_the_stats_interval() -> None:
+    """Fetched until paused, then processed a chunk at a time (each held for the stats update,
+    its outputs acknowledged): the update is due once the held records reach half of
+    back_pressure, while the agent still has fetched records to process."""
+    tr, source = OffsetTracker(), Pausable(1)
+    flow = FlowControl(tr, 100, Metrics())
+    flow.source = source
+    tr.assign([TP0])
+    fetched = []
+    while not source.want_paused:
+        first = len(fetched) * 10
+        fetched.append(tr.track("in", 0, first, first + 9, 10))
+        flow.after_fetch()
+    publisher = StatsPublisher(WindowedStats(), None, "p", "w", BatchAggregator())  # type: ignore[arg-type]
+    due_with_queued = None
+    for n, chunk in enumerate(fetched, 1):
+        assert chunk is not None
+        chunk.add_pending(1)  # the hold (``BatchProcessor.send_chunk``)
+        chunk.seal()  # its outputs acknowledged
+        publisher.hold([chunk])
+        if flush_due(1.0, 3.0, tr.in_flight, publisher.held_records, 100):
+            due_with_queued = len(fetched) - n
+            break
+    assert (tr.in_flight, publisher.held_records, due_with_queued) == (100, 50, 5)
+    assert asyncio.run(publisher.flush()) == 0  # nothing was counted: the chunks are released
+    assert (tr.in_flight, publisher.held_records) == (50, 0)
+    flow.maybe_resume()
+    assert not source.want_paused
 
 
 # --- rules reloading --------------------------------------------------------------------------

@@ -106,6 +106,21 @@ class Event:
 
 def decode_event(value: bytes | None) -> Event:
     """An events-topic value (``{"p":..,"o":..,"t":..[,"k":..][,"h":{..}]}``) as an Event."""
+    return _checked_event(*_fields(value))
+
+
+def read_event(value: bytes | None) -> Event | int:
+    """An events-topic value as the stage folds it: a delivery as its time alone (the common
+    event: no object built, see ``SuppressionStore.deliver``), any other as an Event."""
+    t, p, o, details, kind = _fields(value)
+    if details is None and (not kind or kind == DELIVERY):
+        return t
+    return _checked_event(t, p, o, details, kind)
+
+
+def _fields(value: bytes | None) -> tuple[int, int, int, dict[str, Any] | None, str]:
+    """An events-topic value's time, source, details and kind; BadEvent when it does not
+    decode."""
     try:
         doc = orjson.loads(value or b"")
         t, p, o = doc["t"], doc["p"], doc["o"]
@@ -119,6 +134,10 @@ def decode_event(value: bytes | None) -> Event:
         raise BadEvent("suppression event with odd fields")
     if kind and kind not in KINDS:
         raise BadEvent(f"suppression event of unknown kind {kind!r}")
+    return t, p, o, details, kind
+
+
+def _checked_event(t: int, p: int, o: int, details: dict[str, Any] | None, kind: str) -> Event:
     event = Event(t, p, o, details, kind)
     if event.kind in _WITH_DETAILS and details is None:
         raise BadEvent(f"{event.kind} suppression event without details")
@@ -197,8 +216,12 @@ class RecipientState:
     @property
     def reasons(self) -> list[str]:
         """The reasons it is suppressed for, strongest first (empty: not suppressed)."""
-        active = (self.manual is not None, self.complaints.active, self.hard.active)
-        return [reason for reason, on in zip(REASONS, active, strict=True) if on]
+        out = [MANUAL] if self.manual is not None else []  # REASONS' order, spelt out: per write
+        if self.complaints.active:
+            out.append(COMPLAINT)
+        if self.hard.active:
+            out.append(HARD_BOUNCE)
+        return out
 
     @property
     def suppressed(self) -> bool:
@@ -292,11 +315,16 @@ def public_value(recipient: str, state: RecipientState) -> bytes | None:
         assert episode.latest is not None
         latest = episode.latest
         count, first = episode.summary()
-    details = latest.details or {}
+    get = (latest.details or {}).get
     value: dict[str, Any] = {"recipient": recipient, "reason": reason}
-    value.update((k, details.get(k)) for k in DETAILS)
-    value.update((k, details.get(k)) for k in _EXTRA[reason])
-    value.update(first_seen=first, last_seen=latest.time, count=count, reasons=reasons)
+    for k in DETAILS:
+        value[k] = get(k)
+    for k in _EXTRA[reason]:
+        value[k] = get(k)
+    value["first_seen"] = first
+    value["last_seen"] = latest.time
+    value["count"] = count
+    value["reasons"] = reasons
     return orjson.dumps(value)
 
 
@@ -396,6 +424,10 @@ class SuppressionStore:
     stays as it is until an operator's ``remove`` (a delivery cannot tell whether the forgotten
     reason was a hard bounce it would lift or a complaint it must not), and the forgotten
     recipient's next hard bounce starts a new count.
+
+    A recipient known for its deliveries only (most recipients: every Delivery emits an event)
+    is held as its latest delivery time alone, not as a state: ``deliver`` folds a delivery
+    without building anything, and the first other event makes it a full state.
     """
 
     def __init__(self, capacity: int, oob_trust_ms: int | None = None) -> None:
@@ -405,8 +437,9 @@ class SuppressionStore:
         self.oob_trust_ms = oob_trust_ms
         #: Recipients of the OOBs held untrusted since the owner last emptied it.
         self.untrusted: list[str] = []
+        # recipient -> (partition, its state, or only its latest delivery time)
         self._live: OrderedDict[str, tuple[int, RecipientState]] = OrderedDict()
-        self._quiet: OrderedDict[str, tuple[int, RecipientState]] = OrderedDict()
+        self._quiet: OrderedDict[str, tuple[int, RecipientState | int]] = OrderedDict()
         self.overflowed = False
         self.evicted = 0
 
@@ -414,14 +447,19 @@ class SuppressionStore:
         return len(self._live) + len(self._quiet)
 
     def get(self, recipient: str) -> RecipientState | None:
+        """The recipient's state (of one known for its deliveries only: a new one that says so)."""
         entry = self._live.get(recipient) or self._quiet.get(recipient)
-        return None if entry is None else entry[1]
+        if entry is None:
+            return None
+        state = entry[1]
+        return RecipientState(delivered=state) if isinstance(state, int) else state
 
     def apply(self, partition: int, recipient: str, event: Event) -> tuple[Change, RecipientState]:
         """Fold ``event`` into the recipient's state (created when new); returns what changed
         and the state (which the bound may already have forgotten)."""
         live, quiet = self._live, self._quiet
-        table, entry = live, live.get(recipient)
+        table: OrderedDict[str, Any] = live
+        entry: tuple[int, Any] | None = live.get(recipient)
         if entry is None:
             table, entry = quiet, quiet.get(recipient)
         if entry is None:
@@ -431,16 +469,66 @@ class SuppressionStore:
             if change is Change.HELD:
                 self.untrusted.append(recipient)
             return change, state
-        state = entry[1]
+        known = entry[1]
+        if isinstance(known, int):  # known for its deliveries only: a full state from now on
+            known = RecipientState(delivered=known)
+            entry = quiet[recipient] = (entry[0], known)
+        state = known
         change = fold(state, event, self.oob_trust_ms)
         if change is Change.HELD:
             self.untrusted.append(recipient)
+        self._touched(table, recipient, entry, state)
+        return change, state
+
+    def fold(
+        self, partition: int, recipient: str, event: Event | int
+    ) -> tuple[Change, RecipientState | None]:
+        """Fold what ``read_event`` read: a delivery's time (``deliver``) or an Event
+        (``apply``)."""
+        if isinstance(event, int):
+            return self.deliver(partition, recipient, event)
+        return self.apply(partition, recipient, event)
+
+    def deliver(
+        self, partition: int, recipient: str, t: int
+    ) -> tuple[Change, RecipientState | None]:
+        """Fold a delivery at ``t`` (what ``read_event`` reads as a time): ``apply`` without
+        an Event. The state is None while the recipient is known for its deliveries only
+        (nothing public changed then)."""
+        live, quiet = self._live, self._quiet
+        entry = quiet.get(recipient)
+        if entry is not None and type(entry[1]) is int:
+            quiet.move_to_end(recipient)  # most recently used
+            if t <= entry[1]:
+                return Change.NONE, None
+            quiet[recipient] = (entry[0], t)
+            return Change.QUIET, None
+        table: OrderedDict[str, Any] = quiet
+        if entry is None:
+            table, entry = live, live.get(recipient)
+            if entry is None:
+                self._put(recipient, partition, t)
+                return Change.QUIET, None
+        state = entry[1]
+        assert type(state) is RecipientState
+        change = _deliver(state, t, self.oob_trust_ms)
+        self._touched(table, recipient, entry, state)
+        return change, state
+
+    def _touched(
+        self,
+        table: OrderedDict[str, Any],
+        recipient: str,
+        entry: tuple[int, Any],
+        state: RecipientState,
+    ) -> None:
+        """The entry was used: the most recent of its table, or moved to the other one."""
+        live = self._live
         if (table is live) == state.suppressed:
-            table.move_to_end(recipient)  # most recently used
+            table.move_to_end(recipient)
         else:
             del table[recipient]
-            (live if table is quiet else quiet)[recipient] = entry
-        return change, state
+            (self._quiet if table is live else live)[recipient] = entry
 
     def restore(self, partition: int, recipient: str, state: RecipientState | None) -> None:
         """A changelog record read back (None: a tombstone, forget the recipient)."""
@@ -452,12 +540,16 @@ class SuppressionStore:
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget the recipients of partitions no longer owned."""
         gone = set(partitions)
-        for table in (self._live, self._quiet):
+        tables: tuple[OrderedDict[str, Any], ...] = (self._live, self._quiet)
+        for table in tables:
             for key in [k for k, (p, _) in table.items() if p in gone]:
                 del table[key]
 
-    def _put(self, recipient: str, partition: int, state: RecipientState) -> None:
-        (self._live if state.suppressed else self._quiet)[recipient] = (partition, state)
+    def _put(self, recipient: str, partition: int, state: RecipientState | int) -> None:
+        if isinstance(state, RecipientState) and state.suppressed:
+            self._live[recipient] = (partition, state)
+        else:
+            self._quiet[recipient] = (partition, state)
         while len(self._live) + len(self._quiet) > self.capacity:
             self.evicted += 1
             if self._quiet:

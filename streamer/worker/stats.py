@@ -4,7 +4,7 @@ The pipeline tallies each record into the analyzer's ``BatchAggregator``; ``fold
 tally into this worker's windows once per distinct key (``fold_into``) and feeds the
 deliverability metrics. ``flush`` folds, then publishes the rows that changed to the stats topic:
 every ``stats_flush_interval`` in at-least-once mode (sooner when the held records near
-``back_pressure``: ``StreamWorker``), inside each transaction in exactly-once mode. Folding and
+``back_pressure``: ``flush_due``), inside each transaction in exactly-once mode. Folding and
 publishing seldom matters: both cost per distinct key or row, and keys repeat (a batch of 500
 sample records holds ~350 distinct keys, 12,000 records 0.24 per record, 48,000 records 0.10).
 A chunk's offsets may only be committed once a published update covers its records, so every
@@ -76,6 +76,33 @@ class StatsRelease:
             chunk.ack()
 
 
+#: The shortest time between two stats flushes that back-pressure brings forward.
+EARLY_FLUSH_S = 0.25
+
+
+def flush_due(
+    since_s: float, interval_s: float, in_flight: int, held: int, back_pressure: int
+) -> bool:
+    """Whether the stats update is due ``since_s`` after the last one (at-least-once): every
+    ``interval_s``; sooner (at most every ``EARLY_FLUSH_S``) when the records in flight reach
+    ¾ of ``back_pressure`` and the ``held`` ones (counted, waiting for this update) are at least
+    half of it.
+
+    Records fetched and not processed yet are in flight too (at full speed the agent's channel
+    holds a few batches: ~¾ of ``back_pressure`` by themselves), and an update releases none of
+    them: flushing for them published every changed row four times a second, however few
+    records it released. Half is where paused partitions resume, so a pause never waits for the
+    interval: in flight stays at least ¾ until an update, and what is processed meanwhile is
+    held, until the held records alone reach half."""
+    if since_s >= interval_s:
+        return True
+    return (
+        since_s >= EARLY_FLUSH_S
+        and in_flight >= back_pressure * 3 // 4
+        and held * 2 >= back_pressure
+    )
+
+
 #: Distinct keys the aggregator may tally before a fold that does not wait for the flush
 #: (memory stays flat whatever ``stats_flush_interval`` and the traffic's cardinality).
 FOLD_AT_KEYS = 20_000
@@ -108,6 +135,8 @@ class StatsPublisher:
         self.defer_metrics = defer_metrics
         self._unsettled: list[Folded] = []
         self._held: list[OffsetChunk] = []
+        #: Records of the held chunks (what the next flush releases: ``flush_due``).
+        self.held_records = 0
         self.rows_published = 0
         #: The update number (``seq``) of the session's partials: the rollup keeps the highest.
         self.seq = 0
@@ -116,7 +145,10 @@ class StatsPublisher:
         """Take chunks whose records were tallied (each with one extra pending output): the
         next flush releases them (abandoned ones need no release). A tally grown past
         ``FOLD_AT_KEYS`` is folded at once."""
-        self._held.extend(c for c in chunks if not c.abandoned)
+        for chunk in chunks:
+            if not chunk.abandoned:
+                self._held.append(chunk)
+                self.held_records += chunk.count
         if self.aggregator.pending_keys > FOLD_AT_KEYS:
             self.fold()
 
@@ -140,6 +172,7 @@ class StatsPublisher:
         their rows are delivered."""
         self.fold()
         held, self._held = self._held, []
+        self.held_records = 0
         rows = self.windows.updates(self.aggregator.watermark, time.time())
         if not rows:
             for chunk in held:
@@ -167,6 +200,7 @@ class StatsPublisher:
         self.aggregator.fold_into(self.windows, time.time())
         self.windows = self.windows.empty_copy()
         self._held = []
+        self.held_records = 0
         self._unsettled = []  # their transaction was aborted
         self.session = _session(self.worker_id)
 

@@ -48,14 +48,12 @@ from streamer.worker.processing import Batch, BatchProcessor, make_batch
 from streamer.worker.reload import RulesReloader
 from streamer.worker.rewind import Rewinder
 from streamer.worker.rollup import RollupStage
-from streamer.worker.stats import StatsPublisher
+from streamer.worker.stats import StatsPublisher, flush_due
 from streamer.worker.suppressor import SuppressionStage
 
 log = logging.getLogger("streamer.worker")
 Stage = TypeVar("Stage", bound=KeyedStage)
 
-#: The shortest time between two stats flushes that the in-flight records bring forward.
-EARLY_FLUSH_S = 0.25
 #: consume() timeout while records flow / when the last fetch was empty. Short, so a batch never
 #: waits long to fill at moderate rates (latency), while a busy topic fills batches anyway.
 FETCH_TIMEOUT_BUSY_S = 0.01
@@ -261,14 +259,14 @@ class StreamWorker:
 
     async def _flush_stats_when_due(self, now: float) -> None:
         """At-least-once: publish the stats update (releasing held chunks) every interval, or
-        sooner (at most every ``EARLY_FLUSH_S``) while in-flight records near back_pressure."""
+        sooner while the records it holds near back_pressure (``flush_due``)."""
         stats = self.stats
-        if stats is None or self.settings.exactly_once or self._draining:
+        s = self.settings
+        if stats is None or s.exactly_once or self._draining:
             return
         since = now - self._last_stats_flush
-        if since >= self.settings.stats_flush_interval or (
-            since >= EARLY_FLUSH_S and self.tracker.in_flight >= self._stats_flush_at
-        ):
+        in_flight, held = self.tracker.in_flight, stats.held_records
+        if flush_due(since, s.stats_flush_interval, in_flight, held, s.back_pressure):
             self._last_stats_flush = now
             await stats.flush()
 

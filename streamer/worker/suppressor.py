@@ -30,11 +30,12 @@ from confluent_kafka import Message
 from streamer.analytics.suppression_fold import (
     BadEvent,
     Change,
+    RecipientState,
     SuppressionStore,
-    decode_event,
     decode_state,
     encode_state,
     public_value,
+    read_event,
 )
 from streamer.config import Settings
 from streamer.logs import log_event
@@ -81,22 +82,26 @@ class SuppressionStage(KeyedStage):
     def fold(self, messages: list[Message]) -> Writes:
         store = self.store
         writes = Writes()
+        # the recipients whose public value changed: written once per batch, their last value
+        changed: dict[bytes, tuple[int, str, RecipientState]] = {}
         for m in messages:
             key = m.key()
             try:
                 if not key:
                     raise BadEvent("suppression event without a key")
                 recipient = key.decode()
-                event = decode_event(m.value())
+                event = read_event(m.value())
             except (BadEvent, UnicodeDecodeError) as exc:
                 self.skipped(str(exc))
                 continue
             p = m.partition() or 0
-            change, state = store.apply(p, recipient, event)
-            if change is Change.PUBLIC:
-                writes.public[key] = public_value(recipient, state)
-                writes.state[p, key] = encode_state(state)
             writes.folded += 1
+            change, state = store.fold(p, recipient, event)
+            if change is Change.PUBLIC and state is not None:
+                changed[key] = (p, recipient, state)
+        for key, (p, recipient, state) in changed.items():
+            writes.public[key] = public_value(recipient, state)
+            writes.state[p, key] = encode_state(state)
         self._held_untrusted()
         return writes
 
