@@ -7,9 +7,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
-use crate::json::{as_str, object_fields, Field};
+use crate::json::{array_items, as_str, object_fields, Field};
 
 /// What one record adds to the tally (its provider is looked up from these clues).
 #[derive(Debug, PartialEq, Eq)]
@@ -50,8 +48,8 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str) -> Option<Clues<'a>> {
     let text_of = |name: &str| field(name).and_then(as_str);
     let (second_ms, event_ms) = event_time(&text_of("event_time")?)?;
     let peer = match field("peer_address") {
-        Some(peer) if rtype != INBOUND && peer.get().starts_with('{') => {
-            let peer = object_fields(peer.get())?;
+        Some(peer) if rtype != INBOUND && peer.starts_with('{') => {
+            let peer = object_fields(peer)?;
             peer.iter()
                 .find(|f| f.key.0 == "name")
                 .and_then(|f| as_str(f.value))
@@ -80,12 +78,12 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str) -> Option<Clues<'a>> {
 
 /// `Analyzer.provider`'s recipient: `recipient`, or the first of a non-empty list; Some(None)
 /// when that is no string.
-fn first_recipient(value: Option<&RawValue>) -> Option<Option<Cow<'_, str>>> {
+fn first_recipient(value: Option<&str>) -> Option<Option<Cow<'_, str>>> {
     let Some(value) = value else {
         return Some(None);
     };
-    if value.get().starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
+    if value.starts_with('[') {
+        let items = array_items(value)?;
         return Some(items.first().and_then(|v| as_str(v)));
     }
     Some(as_str(value))
@@ -98,9 +96,9 @@ fn domain(recipient: &str) -> &str {
 
 /// `BatchAggregator._tenant` for a record that is no Feedback report and no OOB: a non-empty
 /// string `meta.tenant`, else the tenant part of the queue name (`batch.tenant_of`).
-fn tenant(meta: Option<&RawValue>, queue: Option<Cow<'_, str>>) -> Option<String> {
-    if let Some(meta) = meta.filter(|m| m.get().starts_with('{')) {
-        let meta = object_fields(meta.get())?; // a repeated key: Python keeps the last
+fn tenant(meta: Option<&str>, queue: Option<Cow<'_, str>>) -> Option<String> {
+    if let Some(meta) = meta.filter(|m| m.starts_with('{')) {
+        let meta = object_fields(meta)?; // a repeated key: Python keeps the last
         let named = meta
             .iter()
             .find(|f| f.key.0 == "tenant")
@@ -125,15 +123,15 @@ fn tenant(meta: Option<&RawValue>, queue: Option<Cow<'_, str>>) -> Option<String
 
 /// `response.code // 100` for an integer code (64 bits, as orjson reads it), else 0; None
 /// for a response the Python path must read (a repeated key).
-fn reply_class(response: Option<&RawValue>) -> Option<i128> {
-    let Some(response) = response.filter(|r| r.get().starts_with('{')) else {
+fn reply_class(response: Option<&str>) -> Option<i128> {
+    let Some(response) = response.filter(|r| r.starts_with('{')) else {
         return Some(0);
     };
-    let fields = object_fields(response.get())?;
+    let fields = object_fields(response)?;
     let Some(code) = fields.iter().find(|f| f.key.0 == "code") else {
         return Some(0);
     };
-    let text = code.value.get();
+    let text = code.value;
     if text.contains(['.', 'e', 'E'])
         || !text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
     {
@@ -150,12 +148,12 @@ fn reply_class(response: Option<&RawValue>) -> Option<i128> {
 /// A Delivery's suppression keys: each string recipient stripped of white space and angle
 /// brackets, lower-cased (`suppressions._key`); None for a non-ASCII one (Python's rules for
 /// white space and case are Unicode's: the Python path decides).
-fn delivery_keys(recipient: Option<&RawValue>) -> Option<Vec<String>> {
+fn delivery_keys(recipient: Option<&str>) -> Option<Vec<String>> {
     let Some(value) = recipient else {
         return Some(Vec::new());
     };
-    let texts: Vec<Cow<'_, str>> = if value.get().starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
+    let texts: Vec<Cow<'_, str>> = if value.starts_with('[') {
+        let items = array_items(value)?;
         items.iter().filter_map(|v| as_str(v)).collect()
     } else {
         as_str(value).into_iter().collect()

@@ -190,7 +190,7 @@ impl RecordPath {
         record: ToClassify<'_>,
     ) -> Option<Bound<'py, PyTuple>> {
         let started = Instant::now();
-        let entry = self.classify(py, record.line.clone()).ok()?;
+        let entry = self.classify(py, &record.line).ok()?;
         let seconds = started.elapsed().as_secs_f64();
         let mut classification = entry.classification_json.as_bytes(py);
         let with_analytics;
@@ -270,14 +270,14 @@ impl RecordPath {
         ))
     }
 
-    fn classify(&mut self, py: Python<'_>, line: String) -> PyResult<Arc<Entry>> {
-        if let Some(found) = self.categorized.get(&line) {
+    fn classify(&mut self, py: Python<'_>, line: &str) -> PyResult<Arc<Entry>> {
+        if let Some(found) = self.categorized.get(line) {
             return Ok(found.clone());
         }
-        if let Some(found) = self.uncategorized.get(&line) {
+        if let Some(found) = self.uncategorized.get(line) {
             return Ok(found.clone());
         }
-        let answer = self.resolve.bind(py).call1((line.as_str(),))?;
+        let answer = self.resolve.bind(py).call1((line,))?;
         let (categorized, label, label_json, classification_json, countable): (
             bool,
             Bound<'_, PyString>,
@@ -297,7 +297,7 @@ impl RecordPath {
         } else {
             &mut self.uncategorized
         };
-        cache.put(line, entry.clone());
+        cache.put(line.to_owned(), entry.clone());
         Ok(entry)
     }
 }

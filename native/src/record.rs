@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::analytics::{clues, Clues};
-use crate::json::{as_str, object_fields, plain, span, Field};
+use crate::json::{as_str, object_fields, span, Field};
 use crate::response::response_line;
 
 /// The types KumoMTA's bounce classifier looks at, as Python names them
@@ -76,9 +76,6 @@ pub fn decide<'a>(
     let Ok(text) = std::str::from_utf8(raw) else {
         return Verdict::Python;
     };
-    if !plain(raw) {
-        return Verdict::Python;
-    }
     decide_text(text, types, analytics).unwrap_or(Verdict::Python)
 }
 
