@@ -13,6 +13,8 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
+
 /// A decoded object key: borrowed from the input unless it had escapes.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Key<'a>(pub Cow<'a, str>);
@@ -22,6 +24,9 @@ pub struct Field<'a> {
     pub key: Key<'a>,
     pub value: &'a str,
 }
+
+/// An object's fields: a record has some thirty, held without a heap allocation.
+pub type Fields<'a> = SmallVec<[Field<'a>; 32]>;
 
 /// Deeper nesting than this is left to Python.
 const MAX_DEPTH: u32 = 128;
@@ -34,7 +39,7 @@ const MAX_DIGITS: usize = 300;
 /// take otherwise: nesting deeper than [`MAX_DEPTH`], a number with an exponent or a digit run
 /// longer than [`MAX_DIGITS`] (orjson refuses what overflows a double), a surrogate escape
 /// (orjson refuses a lone one).
-pub fn object_fields(text: &str) -> Option<Vec<Field<'_>>> {
+pub fn object_fields(text: &str) -> Option<Fields<'_>> {
     let mut scan = Scanner::new(text);
     scan.whitespace();
     let fields = scan.object_fields()?;
@@ -113,9 +118,9 @@ impl<'a> Scanner<'a> {
     }
 
     /// An object's fields, from its opening brace on.
-    fn object_fields(&mut self) -> Option<Vec<Field<'a>>> {
+    fn object_fields(&mut self) -> Option<Fields<'a>> {
         self.open(b'{')?;
-        let mut fields = Vec::with_capacity(32);
+        let mut fields = Fields::new();
         self.whitespace();
         if self.peek() == Some(b'}') {
             self.at += 1;
@@ -308,29 +313,52 @@ fn plain_run(bytes: &[u8]) -> usize {
         .count()
 }
 
-/// Whether two fields have the same key (compared by hash first: a record has some thirty).
+/// Whether two fields have the same key. A record has some thirty fields: past a few, keys
+/// go into a small open-addressing table on the stack, compared only where their hashes agree.
 fn repeated_key(fields: &[Field<'_>]) -> bool {
-    const MOST: usize = 64;
-    if fields.len() > MOST {
+    const SLOTS: usize = 128; // a power of two, at least twice `MOST`
+    const MOST: usize = 48;
+    if fields.len() <= 8 || fields.len() > MOST {
         return fields
             .iter()
             .enumerate()
             .any(|(i, field)| fields[..i].iter().any(|f| f.key == field.key));
     }
-    let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
-    let mut hashes = [0u64; MOST];
+    // (hash, index + 1) per slot; 0 marks an empty one
+    let mut slots = [(0u64, 0u8); SLOTS];
     for (i, field) in fields.iter().enumerate() {
-        let hash = hasher.hash_one(field.key.0.as_ref());
-        let repeated = hashes[..i]
-            .iter()
-            .zip(fields)
-            .any(|(&h, f)| h == hash && f.key == field.key);
-        if repeated {
-            return true;
+        let hash = key_hash(field.key.0.as_bytes());
+        let mut slot = (hash >> 57) as usize;
+        loop {
+            let (h, at) = slots[slot];
+            if at == 0 {
+                slots[slot] = (hash, i as u8 + 1);
+                break;
+            }
+            if h == hash && fields[usize::from(at) - 1].key == field.key {
+                return true;
+            }
+            slot = (slot + 1) % SLOTS;
         }
-        hashes[i] = hash;
     }
     false
+}
+
+/// A quick hash of a key (not for adversaries: a collision only costs a comparison).
+fn key_hash(key: &[u8]) -> u64 {
+    let word = |bytes: &[u8]| {
+        let mut word = [0u8; 8];
+        for (w, b) in word.iter_mut().zip(bytes) {
+            *w = *b;
+        }
+        u64::from_le_bytes(word)
+    };
+    let (head, tail) = if key.len() >= 8 {
+        (word(&key[..8]), word(&key[key.len() - 8..]))
+    } else {
+        (word(key), 0)
+    };
+    (head ^ tail.rotate_left(29) ^ key.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Whether the four hex digits at the start of `hex` name a UTF-16 surrogate (D800-DFFF).
@@ -378,6 +406,15 @@ mod tests {
     #[test]
     fn refuses_what_python_must_decide() {
         assert_eq!(keys(r#"{"a": 1, "a": 2}"#), None); // duplicate key
+        // past a few fields, keys are compared through a table
+        let many = |extra: &str| {
+            let body: Vec<String> = (0..30).map(|i| format!("\"key_{i:02}\": {i}")).collect();
+            format!("{{{}{extra}}}", body.join(", "))
+        };
+        assert_eq!(keys(&many("")).map(|k| k.len()), Some(30));
+        assert_eq!(keys(&many(r#", "key_07": 0"#)), None);
+        assert_eq!(keys(&many(r#", "key_\u0030\u0037": 0"#)), None); // the same, escaped
+        assert_eq!(keys(&many(r#", "key_7": 0, "": 1"#)).map(|k| k.len()), Some(32));
         assert_eq!(keys(r#"{"a": 1} x"#), None); // trailing garbage
         assert_eq!(keys("[1]"), None); // not an object
         assert_eq!(

@@ -336,12 +336,17 @@ impl<K: std::hash::Hash + Eq> Lookups<K> {
         }
     }
 
-    fn get_or(
+    /// The remembered answer for `key`, else `ask`'s (remembered): a hit copies nothing.
+    fn get_or<Q>(
         &mut self,
-        key: K,
+        key: &Q,
         ask: impl FnOnce() -> PyResult<(String, Vec<u8>)>,
-    ) -> PyResult<Arc<Named>> {
-        if let Some(found) = self.answers.get(&key) {
+    ) -> PyResult<Arc<Named>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(found) = self.answers.get(key) {
             return Ok(found.clone());
         }
         let (name, json) = ask()?;
@@ -349,7 +354,7 @@ impl<K: std::hash::Hash + Eq> Lookups<K> {
         if self.answers.len() >= self.capacity {
             self.answers.clear();
         }
-        self.answers.insert(key, named.clone());
+        self.answers.insert(key.to_owned(), named.clone());
         Ok(named)
     }
 }
@@ -403,7 +408,7 @@ impl Analytics {
                 let key = (entry.label_text.clone(), clues.reply_class);
                 let lookup = &self.lookups[CATEGORY];
                 let code = clues.reply_class * 100;
-                Some(self.categories.get_or(key, || {
+                Some(self.categories.get_or(&key, || {
                     Self::ask(py, lookup, (entry.label.bind(py), code).into_pyobject(py)?)
                 })?)
             }
@@ -426,7 +431,7 @@ impl Analytics {
                 continue;
             };
             let lookup = &self.lookups[kind];
-            let found = self.providers[kind].get_or(clue.to_owned(), || {
+            let found = self.providers[kind].get_or(clue, || {
                 Self::ask(py, lookup, (clue,).into_pyobject(py)?)
             })?;
             if found.name != self.other || kind == DOMAIN {

@@ -73,7 +73,8 @@ pub fn decide<'a>(
     if raw.len() > max_bytes {
         return Verdict::Python;
     }
-    let Ok(text) = std::str::from_utf8(raw) else {
+    // SIMD-checked: the whole value, as orjson checks it
+    let Ok(text) = simdutf8::basic::from_utf8(raw) else {
         return Verdict::Python;
     };
     decide_text(text, types, analytics).unwrap_or(Verdict::Python)
