@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use crate::json::{array_items, as_str, object_fields, Field};
+use crate::json::{array_items, as_str, read_object, FewFields, Field};
 
 /// What one record adds to the tally (its provider is looked up from these clues).
 #[derive(Debug, PartialEq, Eq)]
@@ -49,8 +49,10 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str) -> Option<Clues<'a>> {
     let (second_ms, event_ms) = event_time(&text_of("event_time")?)?;
     let peer = match field("peer_address") {
         Some(peer) if rtype != INBOUND && peer.starts_with('{') => {
-            let peer = object_fields(peer)?;
-            peer.iter()
+            let mut fields = FewFields::new();
+            read_object(peer, &mut fields)?;
+            fields
+                .iter()
                 .find(|f| f.key.0 == "name")
                 .and_then(|f| as_str(f.value))
                 .filter(|n| !n.is_empty())
@@ -98,8 +100,9 @@ fn domain(recipient: &str) -> &str {
 /// string `meta.tenant`, else the tenant part of the queue name (`batch.tenant_of`).
 fn tenant(meta: Option<&str>, queue: Option<Cow<'_, str>>) -> Option<String> {
     if let Some(meta) = meta.filter(|m| m.starts_with('{')) {
-        let meta = object_fields(meta)?; // a repeated key: Python keeps the last
-        let named = meta
+        let mut fields = FewFields::new();
+        read_object(meta, &mut fields)?; // a repeated key: Python keeps the last
+        let named = fields
             .iter()
             .find(|f| f.key.0 == "tenant")
             .and_then(|f| as_str(f.value))
@@ -127,7 +130,8 @@ fn reply_class(response: Option<&str>) -> Option<i128> {
     let Some(response) = response.filter(|r| r.starts_with('{')) else {
         return Some(0);
     };
-    let fields = object_fields(response)?;
+    let mut fields = FewFields::new();
+    read_object(response, &mut fields)?;
     let Some(code) = fields.iter().find(|f| f.key.0 == "code") else {
         return Some(0);
     };
@@ -249,7 +253,7 @@ mod tests {
 
     fn of(text: &str, rtype: &str) -> Option<Clues<'static>> {
         let text: &'static str = Box::leak(text.to_owned().into_boxed_str());
-        clues(&object_fields(text).unwrap(), rtype)
+        clues(&crate::json::object_fields(text).unwrap(), rtype)
     }
 
     #[test]

@@ -25,8 +25,10 @@ pub struct Field<'a> {
     pub value: &'a str,
 }
 
-/// An object's fields: a record has some thirty, held without a heap allocation.
+/// A record's fields: it has some thirty, held without a heap allocation.
 pub type Fields<'a> = SmallVec<[Field<'a>; 32]>;
+/// A nested object's fields (a response, `meta`...): a few.
+pub type FewFields<'a> = SmallVec<[Field<'a>; 8]>;
 
 /// Deeper nesting than this is left to Python.
 const MAX_DEPTH: u32 = 128;
@@ -40,14 +42,29 @@ const MAX_DIGITS: usize = 300;
 /// longer than [`MAX_DIGITS`] (orjson refuses what overflows a double), a surrogate escape
 /// (orjson refuses a lone one).
 pub fn object_fields(text: &str) -> Option<Fields<'_>> {
+    let mut fields = Fields::new();
+    read_object(text, &mut fields)?;
+    Some(fields)
+}
+
+/// [`object_fields`] for an object of a few fields (one a record holds).
+pub fn nested_fields(text: &str) -> Option<FewFields<'_>> {
+    let mut fields = FewFields::new();
+    read_object(text, &mut fields)?;
+    Some(fields)
+}
+
+/// [`object_fields`] into the caller's (empty) `fields`, which are not moved afterwards: the
+/// hot callers keep them in their own frame.
+pub fn read_object<'a, A: smallvec::Array<Item = Field<'a>>>(
+    text: &'a str,
+    fields: &mut SmallVec<A>,
+) -> Option<()> {
     let mut scan = Scanner::new(text);
     scan.whitespace();
-    let fields = scan.object_fields()?;
+    scan.object_fields(fields)?;
     scan.whitespace();
-    if scan.at != scan.bytes.len() || repeated_key(&fields) {
-        return None;
-    }
-    Some(fields)
+    (scan.at == scan.bytes.len() && !repeated_key(fields)).then_some(())
 }
 
 /// The raw texts of the items of `text`, a JSON array (a value [`object_fields`] gave).
@@ -118,14 +135,16 @@ impl<'a> Scanner<'a> {
     }
 
     /// An object's fields, from its opening brace on.
-    fn object_fields(&mut self) -> Option<Fields<'a>> {
+    fn object_fields<A: smallvec::Array<Item = Field<'a>>>(
+        &mut self,
+        fields: &mut SmallVec<A>,
+    ) -> Option<()> {
         self.open(b'{')?;
-        let mut fields = Fields::new();
         self.whitespace();
         if self.peek() == Some(b'}') {
             self.at += 1;
             self.depth -= 1;
-            return Some(fields);
+            return Some(());
         }
         loop {
             self.whitespace();
@@ -145,7 +164,7 @@ impl<'a> Scanner<'a> {
             }
         }
         self.depth -= 1;
-        Some(fields)
+        Some(())
     }
 
     fn open(&mut self, bracket: u8) -> Option<()> {
@@ -406,7 +425,7 @@ mod tests {
     #[test]
     fn refuses_what_python_must_decide() {
         assert_eq!(keys(r#"{"a": 1, "a": 2}"#), None); // duplicate key
-        // past a few fields, keys are compared through a table
+                                                       // past a few fields, keys are compared through a table
         let many = |extra: &str| {
             let body: Vec<String> = (0..30).map(|i| format!("\"key_{i:02}\": {i}")).collect();
             format!("{{{}{extra}}}", body.join(", "))
@@ -414,7 +433,10 @@ mod tests {
         assert_eq!(keys(&many("")).map(|k| k.len()), Some(30));
         assert_eq!(keys(&many(r#", "key_07": 0"#)), None);
         assert_eq!(keys(&many(r#", "key_\u0030\u0037": 0"#)), None); // the same, escaped
-        assert_eq!(keys(&many(r#", "key_7": 0, "": 1"#)).map(|k| k.len()), Some(32));
+        assert_eq!(
+            keys(&many(r#", "key_7": 0, "": 1"#)).map(|k| k.len()),
+            Some(32)
+        );
         assert_eq!(keys(r#"{"a": 1} x"#), None); // trailing garbage
         assert_eq!(keys("[1]"), None); // not an object
         assert_eq!(
@@ -429,7 +451,9 @@ mod tests {
         assert!(plain(
             r#"{"a": [true, false, 1.5, -3, 0, -0.25, "1e400 [[[ \\ud800"], "e": null}"#
         ));
-        assert!(plain(r#"{"a": "\\", "b": "\"{", "c": "\ue000", "d": "\u00e9\/"}"#));
+        assert!(plain(
+            r#"{"a": "\\", "b": "\"{", "c": "\ue000", "d": "\u00e9\/"}"#
+        ));
         assert!(!plain(r#"{"a": 1e400}"#));
         assert!(!plain(r#"{"a": 1.5E-3}"#));
         assert!(!plain(r#"{"a": 0e1}"#));

@@ -431,9 +431,8 @@ impl Analytics {
                 continue;
             };
             let lookup = &self.lookups[kind];
-            let found = self.providers[kind].get_or(clue, || {
-                Self::ask(py, lookup, (clue,).into_pyobject(py)?)
-            })?;
+            let found = self.providers[kind]
+                .get_or(clue, || Self::ask(py, lookup, (clue,).into_pyobject(py)?))?;
             if found.name != self.other || kind == DOMAIN {
                 return Ok(found);
             }

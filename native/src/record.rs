@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::analytics::{clues, Clues};
-use crate::json::{as_str, object_fields, span, Field};
+use crate::json::{as_str, read_object, span, Field, Fields};
 use crate::response::response_line;
 
 /// The types KumoMTA's bounce classifier looks at, as Python names them
@@ -81,7 +81,8 @@ pub fn decide<'a>(
 }
 
 fn decide_text<'a>(text: &'a str, types: &Classifiable, analytics: bool) -> Option<Verdict<'a>> {
-    let fields = object_fields(text)?;
+    let mut fields = Fields::new();
+    read_object(text, &mut fields)?;
     let field = |name: &str| fields.iter().find(|f| f.key.0 == name).map(|f| f.value);
     let rtype = as_str(field("type")?)?;
     let log_hook = field("reception_protocol")

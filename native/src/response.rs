@@ -3,12 +3,13 @@
 
 use std::fmt::Write;
 
-use crate::json::{as_str, object_fields};
+use crate::json::{as_str, nested_fields, read_object, FewFields};
 
 /// The response line, or None when the response is not one the Python path accepts the same
 /// way (not an object, a bad field, a repeated key: Python decides and names the reason).
 pub fn response_line(response: &str) -> Option<String> {
-    let fields = object_fields(response)?;
+    let mut fields = FewFields::new();
+    read_object(response, &mut fields)?;
     let mut code = None;
     let mut content = None;
     let mut enhanced = None;
@@ -68,7 +69,7 @@ fn integer(text: &str) -> Option<i128> {
 }
 
 fn enhanced_code(value: &str) -> Option<(i128, i128, i128)> {
-    let fields = object_fields(value)?;
+    let fields = nested_fields(value)?;
     let find =
         |name: &str| -> Option<i128> { integer(fields.iter().find(|f| f.key.0 == name)?.value) };
     Some((find("class")?, find("subject")?, find("detail")?))
