@@ -16,9 +16,9 @@ to ``Pipeline.process`` and produces the outputs it returns. The classifier is r
 batch, so a hot reload takes effect at a batch boundary and a batch is classified by one rule set.
 
 Two paths give the same outputs, counts and analytics: the native record path
-(``streamer.native``: one call per batch, enrichment spliced into the input bytes, analytics
-tallied natively), used wherever the extension is built, and the Python path below, the
-reference, which takes every record the native path hands back.
+(``streamer.native``: one call per batch makes its outputs and counts, enrichment spliced into
+the input bytes, analytics tallied natively), used wherever the extension is built, and the
+Python path below, the reference, which takes every record the native path hands back.
 """
 
 from __future__ import annotations
@@ -149,10 +149,11 @@ class Pipeline:
         classifier = self.classifiers.current  # one rule set for the whole batch
         self._begin(classifier)
         stats = BatchStats()
-        outputs: list[Output] = []
         if self.native is not None:
-            self._process_native(self.native, messages, classifier, outputs, stats)
-            return outputs, stats
+            routed = self.native.route(messages)
+            if routed is not None:
+                return self._native_outputs(messages, routed, classifier, stats), stats
+        outputs: list[Output] = []
         append = outputs.append
         route = self._route
         for msg in messages:
@@ -203,46 +204,41 @@ class Pipeline:
             stats.events_out[rtype, UNCLASSIFIED_LABEL] += 1
             append(Output(other_topic, msg.key(), raw, msg.headers()))
 
-    def _process_native(
+    def _native_outputs(
         self,
-        native: NativeRecords,
         messages: Sequence[RawMessage],
+        routed: native_path.Routed,
         classifier: Any,
-        outputs: list[Output],
         stats: BatchStats,
-    ) -> None:
-        """The batch through the native path: one call decides every message; the ones it
-        hands back take :meth:`_route`. Same outputs and counts as the reference."""
-        values = [msg.value() for msg in messages]
-        answers = native.decide(values)
-        append = outputs.append
-        output_topic = self.output_topic
-        events_in, events_out, sites = stats.events_in, stats.events_out, stats.sites
-        seconds = stats.classify_seconds.append
+    ) -> list[Output]:
+        """The batch's outputs from the native path's answer: its outputs, with those of the
+        messages it handed back (the Python path's, :meth:`_route`) in their places, and its
+        counts added to ``stats``. Same outputs and counts as the reference."""
+        made, handed, events_in, events_out, sites, dropped, seconds = routed
+        stats.events_in.update(events_in)
+        stats.events_out.update(events_out)
+        stats.sites.update(sites)
+        stats.dropped += dropped
+        stats.classify_seconds.extend(seconds)
+        if not handed:
+            return made
         # with analytics, the records counted natively before one the Python path counts go
         # into the tally first: one tally in the records' order
-        count_until = native.count_until if self.analyzer is not None else None
-        for i, (msg, raw, answer) in enumerate(zip(messages, values, answers, strict=True)):
-            if answer is None:
-                if count_until is not None:
-                    count_until(i)
-                self._route(msg, raw, classifier, append, stats)
-            elif isinstance(answer, str):
-                self._other(msg, raw, answer, append, stats)
-            elif len(answer) == 2:  # a Delivery counted by the analytics: (type, its events)
-                rtype, events = answer
-                self._other(msg, raw, rtype, append, stats)
-                self._suppress(msg, events, append)
-            else:
-                value, rtype, label, site, took = answer
-                seconds(took)
-                events_in[rtype] += 1
-                events_out[rtype, label] += 1
-                if site:
-                    sites[site, label] += 1
-                append(Output(output_topic, msg.key(), value, msg.headers()))
+        count_until = self.native.count_until if self.native and self.analyzer else None
+        outputs: list[Output] = []
+        append = outputs.append
+        done = 0
+        for i, at in handed:
+            outputs += made[done:at]
+            done = at
+            if count_until is not None:
+                count_until(i)
+            msg = messages[i]
+            self._route(msg, msg.value(), classifier, append, stats)
+        outputs += made[done:]
         if count_until is not None:
             count_until()
+        return outputs
 
     def _classified(
         self,
@@ -329,7 +325,11 @@ class Pipeline:
             self._enrichments = {}
             self._analytics = {}
             if self.use_native:
-                self.native = NativeRecords(classifier, self.max_message_bytes, self.analyzer)
+                topics = (self.output_topic, self.other_topic, self.suppression_events_topic)
+                routes = (*topics, Output, UNCLASSIFIED_LABEL)
+                self.native = NativeRecords(
+                    classifier, self.max_message_bytes, self.analyzer, routes
+                )
 
     def _dead_letter(
         self,

@@ -1,9 +1,10 @@
 //! What the analytics read from one record (`streamer.analytics.analyzer.Analyzer.observe` and
 //! `BatchAggregator.add`), for the records the native path can count exactly: the event time,
 //! the clues to the mailbox provider, the tenant, the egress pool and source, the reply class,
-//! and a Delivery's suppression keys. Whatever would need more than these (an OOB's or a
-//! Feedback report's tenant, a Rejection's refused address, a log hook's record, an event time
-//! in another form, a non-ASCII recipient to lower-case) is refused: the Python path counts it.
+//! a Delivery's suppression keys, and what a hard bounce's suppression events carry (its
+//! recipients and sender domain). Whatever would need more than these (a Feedback report's
+//! tenant, a log hook's record, an event time in another form, a non-ASCII recipient, sender
+//! or command to lower-case or strip) is refused: the Python path counts it.
 
 use std::borrow::Cow;
 
@@ -30,17 +31,22 @@ pub struct Clues<'a> {
     pub reply_class: i128,
     /// A Delivery's recipients as suppression keys (`suppressions.recipient_keys`).
     pub delivery_keys: Vec<String>,
+    /// `recipient`'s JSON as the record has it: a hard bounce's suppression keys come from it.
+    pub recipient: Option<&'a str>,
+    /// `sender`'s JSON as the record has it: a hard bounce's event names its domain.
+    pub sender: Option<&'a str>,
 }
 
-/// Record types whose analytics the native path leaves to Python: a Rejection's recipient is
-/// in its command, an OOB's tenant in a configured meta key, a Feedback report's in the report.
-const PYTHON_COUNTS: [&str; 3] = ["Rejection", "OOB", "Feedback"];
-/// `providers.INBOUND_TYPES` without Rejection (above): a peer that is the injecting client.
-const INBOUND: &str = "Reception";
+/// Record types whose analytics the native path leaves to Python: a Feedback report's tenant
+/// and complainer are in the report.
+const PYTHON_COUNTS: [&str; 1] = ["Feedback"];
+/// `providers.INBOUND_TYPES`: a peer that is the injecting client, not a receiving MX.
+const INBOUND: [&str; 2] = ["Reception", "Rejection"];
 
 /// The clues of a record of type `rtype` (already known not to be a log hook's), or None when
-/// the Python path must count it.
-pub fn clues<'a>(fields: &[Field<'a>], rtype: &str) -> Option<Clues<'a>> {
+/// the Python path must count it. `oob_meta`: the `meta` key an OOB's tenant is read from
+/// (`batch.oob_tenant`); None leaves OOB records to the Python path.
+pub fn clues<'a>(fields: &[Field<'a>], rtype: &str, oob_meta: Option<&str>) -> Option<Clues<'a>> {
     if PYTHON_COUNTS.contains(&rtype) {
         return None;
     }
@@ -48,7 +54,7 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str) -> Option<Clues<'a>> {
     let text_of = |name: &str| field(name).and_then(as_str);
     let (second_ms, event_ms) = event_time(&text_of("event_time")?)?;
     let peer = match field("peer_address") {
-        Some(peer) if rtype != INBOUND && peer.starts_with('{') => {
+        Some(peer) if !INBOUND.contains(&rtype) && peer.starts_with('{') => {
             let mut fields = FewFields::new();
             read_object(peer, &mut fields)?;
             fields
@@ -60,13 +66,26 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str) -> Option<Clues<'a>> {
         _ => None,
     };
     let recipient = field("recipient");
+    let first = if rtype == "Rejection" {
+        match rejected_recipient(field("response"))? {
+            Some(refused) => (!refused.is_empty()).then_some(Cow::Owned(refused)),
+            None => first_recipient(recipient, true)?,
+        }
+    } else {
+        first_recipient(recipient, false)?
+    };
+    let tenant = if rtype == "OOB" {
+        oob_tenant(field("meta"), oob_meta?)?
+    } else {
+        tenant(field("meta"), text_of("queue"))?
+    };
     Some(Clues {
         second_ms,
         event_ms,
         site: text_of("site").filter(|s| !s.is_empty()),
         peer,
-        domain: first_recipient(recipient)?.map(|r| domain(&r).to_owned()),
-        tenant: tenant(field("meta"), text_of("queue"))?,
+        domain: first.map(|r| domain(&r).to_owned()),
+        tenant,
         pool: text_of("egress_pool").unwrap_or_default(),
         source: text_of("egress_source").unwrap_or_default(),
         reply_class: reply_class(field("response"))?,
@@ -75,18 +94,123 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str) -> Option<Clues<'a>> {
         } else {
             Vec::new()
         },
+        recipient,
+        sender: field("sender"),
     })
 }
 
+/// `records.rejected_recipient` of a Rejection: Some(address) when `response.command` is an
+/// SMTP `RCPT TO` (the address stripped, "" when it names none), Some(None) when it is no
+/// such command; None (the Python path) for a command it would read by Unicode's rules.
+fn rejected_recipient(response: Option<&str>) -> Option<Option<String>> {
+    let Some(response) = response.filter(|r| r.starts_with('{')) else {
+        return Some(None);
+    };
+    let mut fields = FewFields::new();
+    read_object(response, &mut fields)?;
+    let Some(command) = fields
+        .iter()
+        .find(|f| f.key.0 == "command")
+        .and_then(|f| as_str(f.value))
+    else {
+        return Some(None);
+    };
+    if !command.is_ascii() {
+        return None;
+    }
+    Some(rcpt_path(&command).map(|path| {
+        let path = match path.strip_prefix('@').filter(|_| path.contains(':')) {
+            Some(_) => path.split_once(':').map_or("", |(_, rest)| rest),
+            None => path,
+        };
+        path.trim_matches(python_space).to_owned()
+    }))
+}
+
+/// The path of an ASCII `RCPT TO` command as `records._RCPT_COMMAND` matches it (case aside,
+/// `\s*RCPT\s+TO\s*:\s*(?:<([^>]*)>?|([^\s<>]*))`): inside angle brackets up to a `>`,
+/// else up to white space or a bracket.
+fn rcpt_path(command: &str) -> Option<&str> {
+    let rest = strip_word(command.trim_start_matches(python_space), "RCPT")?;
+    let spaced = rest.trim_start_matches(python_space);
+    if spaced.len() == rest.len() {
+        return None; // `\s+`
+    }
+    let rest = strip_word(spaced, "TO")?.trim_start_matches(python_space);
+    let rest = rest.strip_prefix(':')?.trim_start_matches(python_space);
+    Some(match rest.strip_prefix('<') {
+        Some(inner) => &inner[..inner.find('>').unwrap_or(inner.len())],
+        None => {
+            let end = rest
+                .find(|c: char| python_space(c) || c == '<' || c == '>')
+                .unwrap_or(rest.len());
+            &rest[..end]
+        }
+    })
+}
+
+fn strip_word<'s>(text: &'s str, word: &str) -> Option<&'s str> {
+    let head = text.get(..word.len())?;
+    head.eq_ignore_ascii_case(word).then(|| &text[word.len()..])
+}
+
+/// `batch.oob_tenant`: `meta[key]` when a non-empty string, else "".
+fn oob_tenant(meta: Option<&str>, key: &str) -> Option<String> {
+    let Some(meta) = meta.filter(|m| m.starts_with('{')) else {
+        return Some(String::new());
+    };
+    let mut meta_fields = FewFields::new();
+    read_object(meta, &mut meta_fields)?;
+    let meta = meta_fields;
+    Some(
+        meta.iter()
+            .find(|f| f.key.0 == key)
+            .and_then(|f| as_str(f.value))
+            .map(Cow::into_owned)
+            .unwrap_or_default(),
+    )
+}
+
+/// A hard bounce's suppression keys (`suppressions.recipient_keys` of a record that is no
+/// Rejection); None for a non-ASCII recipient (the Python path decides).
+pub fn bounce_keys(clues: &Clues<'_>) -> Option<Vec<String>> {
+    let Some(text) = clues.recipient else {
+        return Some(Vec::new());
+    };
+    delivery_keys(Some(text))
+}
+
+/// `suppressions.sender_domain` of a record that is no Feedback report: Some(None) without a
+/// sender domain; None for a non-ASCII sender (Python's rules for white space and case are
+/// Unicode's).
+pub fn sender_domain(clues: &Clues<'_>) -> Option<Option<String>> {
+    let Some(sender) = clues.sender.and_then(as_str) else {
+        return Some(None);
+    };
+    if !sender.contains('@') {
+        return Some(None);
+    }
+    if !sender.is_ascii() {
+        return None;
+    }
+    let address = sender.trim_matches(python_space).trim_matches(['<', '>']);
+    let domain = address.rsplit('@').next().unwrap_or(address);
+    Some((!domain.is_empty()).then(|| domain.to_ascii_lowercase()))
+}
+
 /// `Analyzer.provider`'s recipient: `recipient`, or the first of a non-empty list; Some(None)
-/// when that is no string.
-fn first_recipient(value: Option<&str>) -> Option<Option<Cow<'_, str>>> {
+/// when that is no string. With `strings_only`, the first string of the list
+/// (`records.first_recipient` of a Rejection without a refused address).
+fn first_recipient(value: Option<&str>, strings_only: bool) -> Option<Option<Cow<'_, str>>> {
     let Some(value) = value else {
         return Some(None);
     };
     if value.starts_with('[') {
         let items = array_items(value)?;
-        return Some(items.first().and_then(|v| as_str(v)));
+        return Some(match strings_only {
+            true => items.iter().find_map(|v| as_str(v)),
+            false => items.first().and_then(|v| as_str(v)),
+        });
     }
     Some(as_str(value))
 }
@@ -250,10 +374,11 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::object_fields;
 
     fn of(text: &str, rtype: &str) -> Option<Clues<'static>> {
         let text: &'static str = Box::leak(text.to_owned().into_boxed_str());
-        clues(&crate::json::object_fields(text).unwrap(), rtype)
+        clues(&object_fields(text).unwrap(), rtype, Some("tenant"))
     }
 
     #[test]
@@ -309,10 +434,60 @@ mod tests {
             "peer_address":{"name":"client"},"response":{"code":"550"}}"#;
         let c = of(t, "Reception").unwrap();
         assert_eq!((c.tenant.as_str(), c.reply_class, c.peer), ("m", 0, None));
-        assert_eq!(of(r#"{"event_time":"1970-01-01T00:00:00Z"}"#, "OOB"), None);
+        assert_eq!(
+            of(r#"{"event_time":"1970-01-01T00:00:00Z"}"#, "Feedback"),
+            None
+        );
         assert_eq!(of(r#"{"event_time":"x"}"#, "Delivery"), None);
         let t = r#"{"event_time":"1970-01-01T00:00:00Z","recipient":"é@x"}"#;
         assert_eq!(of(t, "Delivery"), None);
         assert!(of(t, "Bounce").is_some());
+    }
+
+    #[test]
+    fn refused_addresses_like_python() {
+        let refused = |command: &str| {
+            let response = format!(
+                "{{\"command\":{}}}",
+                serde_json::to_string(command).unwrap()
+            );
+            rejected_recipient(Some(&response)).map(|r| r.map(|r| r.to_owned()))
+        };
+        let got = |command: &str| refused(command).unwrap();
+        assert_eq!(got("RCPT TO:<a@b.c>").as_deref(), Some("a@b.c"));
+        assert_eq!(
+            got(" rcpt\tto : < A@B.c  NOTIFY").as_deref(),
+            Some("A@B.c  NOTIFY")
+        );
+        assert_eq!(got("RCPT TO:\x1cx@y z").as_deref(), Some("x@y"));
+        assert_eq!(
+            got("RCPT TO:<@r.example:d@g.com>").as_deref(),
+            Some("d@g.com")
+        );
+        assert_eq!(got("RCPT TO:<@r.example>").as_deref(), Some("@r.example"));
+        assert_eq!(got("RCPT TO:").as_deref(), Some(""));
+        assert_eq!(got("RCPTTO:<a@b.c>"), None);
+        assert_eq!(got("MAIL FROM:<a@b.c>"), None);
+        assert_eq!(refused("RCPT TO:<é@b.c>"), None); // Unicode's rules: Python's
+    }
+
+    #[test]
+    fn oob_tenant_and_sender_domain() {
+        let t = r#"{"type":"OOB","event_time":"1970-01-01T00:00:00Z","meta":{"tenant":"t","vt":"v"},
+            "queue":"x@y","sender":" <S@Sender.EXAMPLE> ","recipient":["A@b.c","<d@E.f>"]}"#;
+        let fields = object_fields(t).unwrap();
+        assert_eq!(clues(&fields, "OOB", Some("vt")).unwrap().tenant, "v");
+        assert_eq!(clues(&fields, "OOB", Some("none")).unwrap().tenant, "");
+        assert_eq!(clues(&fields, "OOB", None), None);
+        let c = clues(&fields, "OOB", Some("tenant")).unwrap();
+        assert_eq!(sender_domain(&c), Some(Some("sender.example".to_owned())));
+        assert_eq!(
+            bounce_keys(&c),
+            Some(vec!["a@b.c".to_owned(), "d@e.f".to_owned()])
+        );
+        let t = r#"{"event_time":"1970-01-01T00:00:00Z","sender":"s@é"}"#;
+        assert_eq!(sender_domain(&of(t, "Bounce").unwrap()), None);
+        let t = r#"{"event_time":"1970-01-01T00:00:00Z","sender":"x@"}"#;
+        assert_eq!(sender_domain(&of(t, "Bounce").unwrap()), Some(None));
     }
 }

@@ -405,6 +405,31 @@ pub fn as_str(text: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(text).ok().map(Cow::Owned)
 }
 
+/// `text` as a JSON string, escaped as orjson escapes it (`"`, `\\` and control characters;
+/// the rest as it is, UTF-8).
+pub fn write_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for &b in text.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +532,13 @@ mod tests {
         );
         assert_eq!(array_items("[]"), Some(vec![]));
         assert_eq!(array_items("[1,]"), None);
+    }
+
+    #[test]
+    fn strings_written_like_orjson() {
+        let mut out = Vec::new();
+        write_string(&mut out, "a\"b\\c\n\u{1}\u{1f}\u{7f}é/");
+        assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001\\u001f\u{7f}é/\"".as_bytes());
     }
 
     #[test]

@@ -1,34 +1,41 @@
-//! `RecordPath`: one call per slice of raw message values (`streamer.native` wraps it).
+//! `RecordPath`: one call per slice of messages (`streamer.native` wraps it).
 //!
-//! For each value it answers one of
+//! `route(messages)` (see `outputs`) makes the outputs of a slice and its counts, handing back
+//! to the Python path the messages it cannot decide exactly. `decide(values)` answers per raw
+//! value, one of
 //! - `None`: the Python path decides this message (malformed, Feedback, anything odd);
 //! - a `str`: the type of a record routed unchanged by `non_classifiable`;
-//! - a tuple `(enriched value, type, label, site or None, seconds spent classifying)`.
+//! - `(type, suppression events)`: the same, a Delivery with analytics on;
+//! - `(enriched value, type, label, site or None, seconds spent classifying, a hard bounce's
+//!   suppression events or None)`.
 //!
 //! Lines are classified through two bounded LRU caches (categorized / Uncategorized, like the
 //! Python classifier's, so a flood of unknown lines cannot evict the useful entries). A miss
 //! calls `resolve(line)`, the Python classifier, which returns
-//! `(categorized, label, label as JSON, classification object as JSON, countable)`.
+//! `(categorized, label, label as JSON, classification object as JSON, countable, rule as JSON)`.
 //!
 //! With analytics on (`count_into`), each record the native path decides is also counted
 //! into a [`Tally`] (see `crate::tally`), its classification gains `category` and `provider`,
-//! and a Delivery's answer is `(type, suppression events)`. Whatever the native path cannot
-//! count exactly (see `crate::analytics`), or a hard Bounce (whose suppression events carry
-//! its rule and details), or a label resting on evidence that is not `countable`, it answers
-//! None: the Python path decides and counts it.
+//! and a Delivery and a hard Bounce or OOB make their suppression events. Whatever the native
+//! path cannot count exactly (see `crate::analytics`), or a label resting on evidence that is
+//! not `countable`, it hands back: the Python path decides and counts it.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::analytics::Clues;
+use crate::analytics::{self, Clues};
 use crate::cache::LineCache;
+use crate::json;
 use crate::record::{decide, Classifiable, ToClassify, Verdict};
 use crate::splice;
 use crate::tally;
+
+mod outputs;
 
 /// What a line classifies as, ready to splice (the Python objects are shared, not copied).
 struct Entry {
@@ -38,6 +45,8 @@ struct Entry {
     classification_json: Py<PyBytes>,
     /// Whether the analytics may count the record natively (its evidence allows it).
     countable: bool,
+    /// The rule as a hard bounce's suppression event names it (`suppressions.rule_object`).
+    rule_json: Vec<u8>,
 }
 
 #[pyclass(module = "streamer._native")]
@@ -50,6 +59,7 @@ pub struct RecordPath {
     type_names: Vec<String>,
     types: Vec<Py<PyString>>,
     analytics: Option<Analytics>,
+    routes: Option<outputs::Routes>,
 }
 
 #[pymethods]
@@ -77,12 +87,14 @@ impl RecordPath {
                 .collect(),
             type_names: record_types,
             analytics: None,
+            routes: None,
         }
     }
 
     /// Count the analytics into `tally` from now on (see the module doc). `site`, `peer` and
     /// `domain` give the provider of such a clue, `category(label, code)` a category, each as
     /// `(name, name as JSON)`; answers are remembered, at most `cache_size` per kind.
+    /// `oob_meta`: the `meta` key an OOB's tenant is read from (None: OOBs take Python's way).
     #[allow(clippy::too_many_arguments)]
     fn count_into(
         &mut self,
@@ -94,6 +106,7 @@ impl RecordPath {
         peer: Py<PyAny>,
         domain: Py<PyAny>,
         category: Py<PyAny>,
+        oob_meta: Option<String>,
     ) -> PyResult<()> {
         if window_ms <= 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(
@@ -110,6 +123,7 @@ impl RecordPath {
             lookups: [site, peer, domain, category],
             providers: std::array::from_fn(|_| Lookups::new(cache_size)),
             categories: Lookups::new(cache_size),
+            oob_meta,
             watermark: None,
             pending: VecDeque::new(),
             at: 0,
@@ -138,27 +152,76 @@ impl RecordPath {
         values: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyList>> {
         let answers = PyList::empty(py);
-        let analytics = self.analytics.is_some();
         self.count_until(py, None); // what an interrupted slice left
         for (at, value) in values.iter().enumerate() {
-            if let Some(analytics) = self.analytics.as_mut() {
-                analytics.at = at;
-            }
-            let raw = match value.cast::<PyBytes>() {
-                Ok(bytes) => Some(bytes.as_bytes()),
-                Err(_) => None, // None, or not bytes: Python's way
+            let answer = match self.answer(py, at, &value)? {
+                Answer::Python => py.None().into_bound(py),
+                Answer::Other(rtype) => self.type_name(py, &rtype).into_any(),
+                Answer::Counted(rtype, events) => {
+                    let events = event_tuple(py, events)?;
+                    PyTuple::new(
+                        py,
+                        [self.type_name(py, &rtype).into_any(), events.into_any()],
+                    )?
+                    .into_any()
+                }
+                Answer::Enriched(enriched) => {
+                    let site = match &enriched.site {
+                        Some(site) => PyString::new(py, site).into_any(),
+                        None => py.None().into_bound(py),
+                    };
+                    let events = match enriched.events {
+                        Some(events) => event_tuple(py, events)?.into_any(),
+                        None => py.None().into_bound(py),
+                    };
+                    let items: [Bound<'py, PyAny>; 6] = [
+                        enriched.value.into_any(),
+                        self.type_name(py, &enriched.rtype).into_any(),
+                        enriched.entry.label.bind(py).clone().into_any(),
+                        site,
+                        enriched.seconds.into_pyobject(py)?.into_any(),
+                        events,
+                    ];
+                    PyTuple::new(py, items)?.into_any()
+                }
             };
-            let answer = match decide(raw, self.max_bytes, &self.classifiable, analytics) {
-                Verdict::Python => None,
-                Verdict::Other(rtype) => Some(self.type_name(py, &rtype).into_any()),
-                Verdict::Counted(rtype, clues) => self.counted(py, &rtype, clues)?,
-                Verdict::Classify(record) => self
-                    .enrich(py, raw.unwrap_or_default(), record)
-                    .map(Bound::into_any),
-            };
-            answers.append(answer.unwrap_or_else(|| py.None().into_bound(py)))?;
+            answers.append(answer)?;
         }
         Ok(answers)
+    }
+
+    /// Where the outputs of [`RecordPath::route`] go: the output topic, the topic of the
+    /// records routed unchanged (None: dropped), the suppression events topic, the class of
+    /// an output (`pipeline.Output`) and the label counted for an unclassified output.
+    fn routes(
+        &mut self,
+        py: Python<'_>,
+        output_topic: Py<PyString>,
+        other_topic: Option<Py<PyString>>,
+        events_topic: Py<PyString>,
+        output: Py<PyType>,
+        unclassified: String,
+    ) -> PyResult<()> {
+        let make = py.get_type::<PyTuple>().getattr("__new__")?.unbind();
+        self.routes = Some(outputs::Routes {
+            output_topic,
+            other_topic,
+            events_topic,
+            output,
+            make,
+            unclassified,
+        });
+        Ok(())
+    }
+
+    /// Route a slice of messages (`pipeline.RawMessage`s) as `Pipeline.process` does: see
+    /// `outputs::route` for the answer.
+    fn route<'py>(
+        &mut self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyList>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        outputs::route(self, py, messages)
     }
 
     /// Lines answered from each cache since the last call: (categorized, uncategorized).
@@ -173,6 +236,13 @@ impl RecordPath {
 }
 
 impl RecordPath {
+    /// Drop what the last slice left to count: it failed, and takes the Python path whole.
+    fn forget_slice(&mut self) {
+        if let Some(analytics) = self.analytics.as_mut() {
+            analytics.pending.clear();
+        }
+    }
+
     fn type_name<'py>(&self, py: Python<'py>, rtype: &str) -> Bound<'py, PyString> {
         match self.type_names.iter().position(|t| t == rtype) {
             Some(i) => self.types[i].bind(py).clone(),
@@ -180,7 +250,7 @@ impl RecordPath {
         }
     }
 
-    /// The classified record's answer tuple; None when the classifier raised (Python's way:
+    /// The classified record's answer; None when the classifier raised (Python's way:
     /// it dead-letters the record with the error, as the reference does) or when the Python
     /// path must count it (see the module doc).
     fn enrich<'py>(
@@ -188,12 +258,13 @@ impl RecordPath {
         py: Python<'py>,
         raw: &[u8],
         record: ToClassify<'_>,
-    ) -> Option<Bound<'py, PyTuple>> {
+    ) -> Option<Enriched<'py>> {
         let started = Instant::now();
         let entry = self.classify(py, &record.line).ok()?;
         let seconds = started.elapsed().as_secs_f64();
         let mut classification = entry.classification_json.as_bytes(py);
         let with_analytics;
+        let mut events = None;
         if let Some(clues) = &record.clues {
             let analytics = self.analytics.as_mut()?;
             if !entry.countable {
@@ -202,8 +273,9 @@ impl RecordPath {
             let (category, provider) =
                 analytics.dimensions(py, clues, Some(entry.as_ref())).ok()?;
             let category = category?; // a labelled record always has one
-            if category.name == analytics.hard && record.rtype == "Bounce" {
-                return None; // its suppression events carry its rule and details: Python's
+            if category.name == analytics.hard && SUPPRESSING.contains(&record.rtype.as_ref()) {
+                let made = hard_events(clues, &record, &entry, &provider, py)?;
+                events = Some(made);
             }
             let gap = (entry.label_text == analytics.uncategorized && !record.line.is_empty())
                 .then(|| record.line.clone());
@@ -229,45 +301,78 @@ impl RecordPath {
             Ok(())
         })
         .ok()?;
-        let site = record.site.map(|s| PyString::new(py, &s).into_any());
-        let items: [Bound<'py, PyAny>; 5] = [
-            value.into_any(),
-            self.type_name(py, &record.rtype).into_any(),
-            entry.label.bind(py).clone().into_any(),
-            site.unwrap_or_else(|| py.None().into_bound(py)),
-            seconds.into_pyobject(py).ok()?.into_any(),
-        ];
-        PyTuple::new(py, items).ok()
+        Some(Enriched {
+            value,
+            rtype: record.rtype.into_owned(),
+            entry,
+            site: record.site.map(Cow::into_owned),
+            seconds,
+            events,
+        })
     }
 
-    /// A record routed unchanged, counted: its type, or `(type, suppression events)` for a
-    /// Delivery to someone; None when a lookup failed (the Python path counts it).
+    /// The answer on the `at`-th value of a slice.
+    fn answer<'py>(
+        &mut self,
+        py: Python<'py>,
+        at: usize,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<Answer<'py>> {
+        let oob_meta = match self.analytics.as_mut() {
+            Some(analytics) => {
+                analytics.at = at;
+                analytics.oob_meta.clone()
+            }
+            None => None,
+        };
+        let raw = match value.cast::<PyBytes>() {
+            Ok(bytes) => Some(bytes.as_bytes()),
+            Err(_) => None, // None, or not bytes: Python's way
+        };
+        let analytics = self.analytics.is_some();
+        let verdict = decide(
+            raw,
+            self.max_bytes,
+            &self.classifiable,
+            analytics,
+            oob_meta.as_deref(),
+        );
+        Ok(match verdict {
+            Verdict::Python => Answer::Python,
+            Verdict::Other(rtype) => Answer::Other(rtype.into_owned()),
+            Verdict::Counted(rtype, clues) => self.counted(py, rtype.into_owned(), clues)?,
+            Verdict::Classify(record) => match self.enrich(py, raw.unwrap_or_default(), record) {
+                Some(enriched) => Answer::Enriched(enriched),
+                None => Answer::Python,
+            },
+        })
+    }
+
+    /// A record routed unchanged, counted (with a Delivery's suppression events); Python's
+    /// way when a lookup failed.
     fn counted<'py>(
         &mut self,
         py: Python<'py>,
-        rtype: &str,
+        rtype: String,
         clues: Clues<'_>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let name = self.type_name(py, rtype);
+    ) -> PyResult<Answer<'py>> {
         let Some(analytics) = self.analytics.as_mut() else {
-            return Ok(None);
+            return Ok(Answer::Python);
         };
         let Ok((_, provider)) = analytics.dimensions(py, &clues, None) else {
-            return Ok(None);
+            return Ok(Answer::Python);
         };
-        analytics.count(&clues, rtype, None, None, &provider.name, None);
+        analytics.count(&clues, &rtype, None, None, &provider.name, None);
         if clues.delivery_keys.is_empty() {
-            return Ok(Some(name.into_any()));
+            return Ok(Answer::Other(rtype));
         }
-        let value = PyBytes::new(py, format!("{{\"t\":{}}}", clues.event_ms).as_bytes());
+        let value = format!("{{\"t\":{}}}", clues.event_ms).into_bytes();
         let events = clues
             .delivery_keys
-            .iter()
-            .map(|key| PyTuple::new(py, [PyBytes::new(py, key.as_bytes()), value.clone()]))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(Some(
-            PyTuple::new(py, [name.into_any(), PyTuple::new(py, events)?.into_any()])?.into_any(),
-        ))
+            .into_iter()
+            .map(|key| (key, value.clone()))
+            .collect();
+        Ok(Answer::Counted(rtype, events))
     }
 
     fn classify(&mut self, py: Python<'_>, line: &str) -> PyResult<Arc<Entry>> {
@@ -278,12 +383,13 @@ impl RecordPath {
             return Ok(found.clone());
         }
         let answer = self.resolve.bind(py).call1((line,))?;
-        let (categorized, label, label_json, classification_json, countable): (
+        let (categorized, label, label_json, classification_json, countable, rule_json): (
             bool,
             Bound<'_, PyString>,
             Bound<'_, PyBytes>,
             Bound<'_, PyBytes>,
             bool,
+            Vec<u8>,
         ) = answer.extract()?;
         let entry = Arc::new(Entry {
             label_text: label.to_str()?.to_owned(),
@@ -291,6 +397,7 @@ impl RecordPath {
             label_json: label_json.unbind(),
             classification_json: classification_json.unbind(),
             countable,
+            rule_json,
         });
         let cache = if categorized {
             &mut self.categorized
@@ -300,6 +407,89 @@ impl RecordPath {
         cache.put(line.to_owned(), entry.clone());
         Ok(entry)
     }
+}
+
+/// What the native path says of one message value.
+enum Answer<'py> {
+    /// The Python path decides it.
+    Python,
+    /// Routed unchanged (its type as counted).
+    Other(String),
+    /// Routed unchanged, with suppression events (key, value without its source).
+    Counted(String, Vec<(String, Vec<u8>)>),
+    /// Classified and enriched.
+    Enriched(Enriched<'py>),
+}
+
+struct Enriched<'py> {
+    value: Bound<'py, PyBytes>,
+    rtype: String,
+    entry: Arc<Entry>,
+    site: Option<String>,
+    seconds: f64,
+    /// A hard bounce's suppression events (key, value without its source).
+    events: Option<Vec<(String, Vec<u8>)>>,
+}
+
+/// `suppressions.SUPPRESSING_TYPES`: the types whose hard category suppresses the recipients.
+const SUPPRESSING: [&str; 2] = ["Bounce", "OOB"];
+
+/// A hard bounce's suppression events as `SuppressionEvents.update` makes them (key, value
+/// without its source); None when the Python path must make them (a non-ASCII recipient or
+/// sender).
+fn hard_events(
+    clues: &Clues<'_>,
+    record: &ToClassify<'_>,
+    entry: &Entry,
+    provider: &Named,
+    py: Python<'_>,
+) -> Option<Vec<(String, Vec<u8>)>> {
+    let keys = analytics::bounce_keys(clues)?;
+    let sender_domain = analytics::sender_domain(clues)?;
+    if keys.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut value = format!("{{\"t\":{},\"h\":{{\"label\":", clues.event_ms).into_bytes();
+    value.extend_from_slice(entry.label_json.as_bytes(py));
+    value.extend_from_slice(b",\"rule\":");
+    value.extend_from_slice(&entry.rule_json);
+    value.extend_from_slice(b",\"response\":");
+    json::write_string(&mut value, &record.line);
+    value.extend_from_slice(b",\"provider\":");
+    value.extend_from_slice(&provider.json);
+    value.extend_from_slice(b",\"tenant\":");
+    match clues.tenant.as_str() {
+        "" => value.extend_from_slice(b"null"),
+        tenant => json::write_string(&mut value, tenant),
+    }
+    value.extend_from_slice(b",\"sender_domain\":");
+    match &sender_domain {
+        Some(domain) => json::write_string(&mut value, domain),
+        None => value.extend_from_slice(b"null"),
+    }
+    value.push(b'}');
+    if record.rtype == "OOB" {
+        value.extend_from_slice(b",\"k\":\"oob\"");
+    }
+    value.push(b'}');
+    Some(keys.into_iter().map(|key| (key, value.clone())).collect())
+}
+
+/// Suppression events as Python holds them: a tuple of `(key, value)` bytes pairs.
+fn event_tuple<'py>(
+    py: Python<'py>,
+    events: Vec<(String, Vec<u8>)>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let pairs = events
+        .iter()
+        .map(|(key, value)| {
+            PyTuple::new(
+                py,
+                [PyBytes::new(py, key.as_bytes()), PyBytes::new(py, value)],
+            )
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyTuple::new(py, pairs)
 }
 
 /// The classification object's JSON with `category` and `provider` added last (as
@@ -371,6 +561,7 @@ struct Analytics {
     lookups: [Py<PyAny>; 4],
     providers: [Lookups<String>; 3],
     categories: Lookups<(String, i128)>,
+    oob_meta: Option<String>,
     watermark: Option<i64>,
     /// The records of the last slice counted natively, not yet in the tally: (index in the
     /// slice, key, rule-gap line). The records handed back are counted by the Python path

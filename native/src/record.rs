@@ -60,12 +60,14 @@ pub struct Splice {
 }
 
 /// The verdict on one message value (`None`: a message without a value); with `analytics`,
-/// a record whose analytics only the Python path counts exactly is left to it.
+/// a record whose analytics only the Python path counts exactly is left to it (`oob_meta`:
+/// the `meta` key of an OOB's tenant, see `analytics::clues`).
 pub fn decide<'a>(
     raw: Option<&'a [u8]>,
     max_bytes: usize,
     types: &Classifiable,
     analytics: bool,
+    oob_meta: Option<&str>,
 ) -> Verdict<'a> {
     let Some(raw) = raw else {
         return Verdict::Python;
@@ -77,10 +79,15 @@ pub fn decide<'a>(
     let Ok(text) = simdutf8::basic::from_utf8(raw) else {
         return Verdict::Python;
     };
-    decide_text(text, types, analytics).unwrap_or(Verdict::Python)
+    decide_text(text, types, analytics, oob_meta).unwrap_or(Verdict::Python)
 }
 
-fn decide_text<'a>(text: &'a str, types: &Classifiable, analytics: bool) -> Option<Verdict<'a>> {
+fn decide_text<'a>(
+    text: &'a str,
+    types: &Classifiable,
+    analytics: bool,
+    oob_meta: Option<&str>,
+) -> Option<Verdict<'a>> {
     let mut fields = Fields::new();
     read_object(text, &mut fields)?;
     let field = |name: &str| fields.iter().find(|f| f.key.0 == name).map(|f| f.value);
@@ -94,7 +101,7 @@ fn decide_text<'a>(text: &'a str, types: &Classifiable, analytics: bool) -> Opti
     }
     if !types.contains(&rtype) {
         if analytics {
-            let counted = clues(&fields, &rtype)?;
+            let counted = clues(&fields, &rtype, oob_meta)?;
             return Some(Verdict::Counted(rtype, counted));
         }
         return Some(Verdict::Other(rtype));
@@ -106,7 +113,7 @@ fn decide_text<'a>(text: &'a str, types: &Classifiable, analytics: bool) -> Opti
     let site = field("site").and_then(as_str).filter(|s| !s.is_empty());
     let splice = splice_points(text, &fields)?;
     let clues = match analytics {
-        true => Some(clues(&fields, &rtype)?),
+        true => Some(clues(&fields, &rtype, oob_meta)?),
         false => None,
     };
     Some(Verdict::Classify(ToClassify {
@@ -146,7 +153,7 @@ pub mod tests {
     }
 
     fn verdict(text: &str) -> Verdict<'_> {
-        decide(Some(text.as_bytes()), 1 << 20, &types(), false)
+        decide(Some(text.as_bytes()), 1 << 20, &types(), false, None)
     }
 
     #[test]
@@ -160,13 +167,13 @@ pub mod tests {
         assert_eq!(verdict(r#"{"type": "Feedback"}"#), Verdict::Python);
         assert_eq!(verdict(r#"{"type": "Bounce"}"#), Verdict::Python);
         assert_eq!(verdict(r#"{"type": 5}"#), Verdict::Python);
-        assert_eq!(decide(None, 10, &types(), false), Verdict::Python);
+        assert_eq!(decide(None, 10, &types(), false, None), Verdict::Python);
         assert_eq!(
-            decide(Some(b"{\"type\": \"X\"}"), 5, &types(), false),
+            decide(Some(b"{\"type\": \"X\"}"), 5, &types(), false, None),
             Verdict::Python
         );
         assert_eq!(
-            decide(Some(b"{\"type\": \"\xff\"}"), 100, &types(), false),
+            decide(Some(b"{\"type\": \"\xff\"}"), 100, &types(), false, None),
             Verdict::Python
         );
         assert_eq!(verdict("\u{feff}{\"type\": \"X\"}"), Verdict::Python);

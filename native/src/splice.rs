@@ -64,7 +64,8 @@ mod tests {
     use crate::record::{decide, Verdict};
 
     fn enriched(text: &str) -> String {
-        let Verdict::Classify(c) = decide(Some(text.as_bytes()), 1 << 20, &types(), false) else {
+        let Verdict::Classify(c) = decide(Some(text.as_bytes()), 1 << 20, &types(), false, None)
+        else {
             panic!("not classifiable")
         };
         let parts = pieces(text.as_bytes(), &c.splice, b"\"L\"", b"{\"c\":1}");

@@ -90,6 +90,12 @@ class Analyzer:
             lambda label, code: named(self.category(label, code)),
         )
 
+    def oob_tenant_meta(self) -> str | None:
+        """The ``meta`` key an OOB's tenant is read from, for the native path: None when the
+        tally and the suppression events read different keys (its OOBs then take Python's)."""
+        key = self.aggregator.oob_tenant_meta
+        return key if key == self.suppressions.oob_tenant_meta else None
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Analyzer:
         """The analyzer ``settings`` describe: shipped tables plus the configured ones."""
