@@ -8,9 +8,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
-use crate::json::{as_str, object_fields, Field};
+use crate::json::{array_items, as_str, read_object, FewFields, Field};
 
 /// What one record adds to the tally (its provider is looked up from these clues).
 #[derive(Debug, PartialEq, Eq)]
@@ -56,9 +54,11 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str, oob_meta: Option<&str>) -> O
     let text_of = |name: &str| field(name).and_then(as_str);
     let (second_ms, event_ms) = event_time(&text_of("event_time")?)?;
     let peer = match field("peer_address") {
-        Some(peer) if !INBOUND.contains(&rtype) && peer.get().starts_with('{') => {
-            let peer = object_fields(peer.get())?;
-            peer.iter()
+        Some(peer) if !INBOUND.contains(&rtype) && peer.starts_with('{') => {
+            let mut fields = FewFields::new();
+            read_object(peer, &mut fields)?;
+            fields
+                .iter()
                 .find(|f| f.key.0 == "name")
                 .and_then(|f| as_str(f.value))
                 .filter(|n| !n.is_empty())
@@ -94,19 +94,20 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str, oob_meta: Option<&str>) -> O
         } else {
             Vec::new()
         },
-        recipient: recipient.map(RawValue::get),
-        sender: field("sender").map(RawValue::get),
+        recipient,
+        sender: field("sender"),
     })
 }
 
 /// `records.rejected_recipient` of a Rejection: Some(address) when `response.command` is an
 /// SMTP `RCPT TO` (the address stripped, "" when it names none), Some(None) when it is no
 /// such command; None (the Python path) for a command it would read by Unicode's rules.
-fn rejected_recipient(response: Option<&RawValue>) -> Option<Option<String>> {
-    let Some(response) = response.filter(|r| r.get().starts_with('{')) else {
+fn rejected_recipient(response: Option<&str>) -> Option<Option<String>> {
+    let Some(response) = response.filter(|r| r.starts_with('{')) else {
         return Some(None);
     };
-    let fields = object_fields(response.get())?;
+    let mut fields = FewFields::new();
+    read_object(response, &mut fields)?;
     let Some(command) = fields
         .iter()
         .find(|f| f.key.0 == "command")
@@ -154,11 +155,13 @@ fn strip_word<'s>(text: &'s str, word: &str) -> Option<&'s str> {
 }
 
 /// `batch.oob_tenant`: `meta[key]` when a non-empty string, else "".
-fn oob_tenant(meta: Option<&RawValue>, key: &str) -> Option<String> {
-    let Some(meta) = meta.filter(|m| m.get().starts_with('{')) else {
+fn oob_tenant(meta: Option<&str>, key: &str) -> Option<String> {
+    let Some(meta) = meta.filter(|m| m.starts_with('{')) else {
         return Some(String::new());
     };
-    let meta = object_fields(meta.get())?;
+    let mut meta_fields = FewFields::new();
+    read_object(meta, &mut meta_fields)?;
+    let meta = meta_fields;
     Some(
         meta.iter()
             .find(|f| f.key.0 == key)
@@ -174,18 +177,14 @@ pub fn bounce_keys(clues: &Clues<'_>) -> Option<Vec<String>> {
     let Some(text) = clues.recipient else {
         return Some(Vec::new());
     };
-    delivery_keys(Some(serde_json::from_str::<&RawValue>(text).ok()?))
+    delivery_keys(Some(text))
 }
 
 /// `suppressions.sender_domain` of a record that is no Feedback report: Some(None) without a
 /// sender domain; None for a non-ASCII sender (Python's rules for white space and case are
 /// Unicode's).
 pub fn sender_domain(clues: &Clues<'_>) -> Option<Option<String>> {
-    let sender: Option<&RawValue> = match clues.sender {
-        Some(text) => Some(serde_json::from_str(text).ok()?),
-        None => None,
-    };
-    let Some(sender) = sender.and_then(as_str) else {
+    let Some(sender) = clues.sender.and_then(as_str) else {
         return Some(None);
     };
     if !sender.contains('@') {
@@ -202,12 +201,12 @@ pub fn sender_domain(clues: &Clues<'_>) -> Option<Option<String>> {
 /// `Analyzer.provider`'s recipient: `recipient`, or the first of a non-empty list; Some(None)
 /// when that is no string. With `strings_only`, the first string of the list
 /// (`records.first_recipient` of a Rejection without a refused address).
-fn first_recipient(value: Option<&RawValue>, strings_only: bool) -> Option<Option<Cow<'_, str>>> {
+fn first_recipient(value: Option<&str>, strings_only: bool) -> Option<Option<Cow<'_, str>>> {
     let Some(value) = value else {
         return Some(None);
     };
-    if value.get().starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
+    if value.starts_with('[') {
+        let items = array_items(value)?;
         return Some(match strings_only {
             true => items.iter().find_map(|v| as_str(v)),
             false => items.first().and_then(|v| as_str(v)),
@@ -223,10 +222,11 @@ fn domain(recipient: &str) -> &str {
 
 /// `BatchAggregator._tenant` for a record that is no Feedback report and no OOB: a non-empty
 /// string `meta.tenant`, else the tenant part of the queue name (`batch.tenant_of`).
-fn tenant(meta: Option<&RawValue>, queue: Option<Cow<'_, str>>) -> Option<String> {
-    if let Some(meta) = meta.filter(|m| m.get().starts_with('{')) {
-        let meta = object_fields(meta.get())?; // a repeated key: Python keeps the last
-        let named = meta
+fn tenant(meta: Option<&str>, queue: Option<Cow<'_, str>>) -> Option<String> {
+    if let Some(meta) = meta.filter(|m| m.starts_with('{')) {
+        let mut fields = FewFields::new();
+        read_object(meta, &mut fields)?; // a repeated key: Python keeps the last
+        let named = fields
             .iter()
             .find(|f| f.key.0 == "tenant")
             .and_then(|f| as_str(f.value))
@@ -250,15 +250,16 @@ fn tenant(meta: Option<&RawValue>, queue: Option<Cow<'_, str>>) -> Option<String
 
 /// `response.code // 100` for an integer code (64 bits, as orjson reads it), else 0; None
 /// for a response the Python path must read (a repeated key).
-fn reply_class(response: Option<&RawValue>) -> Option<i128> {
-    let Some(response) = response.filter(|r| r.get().starts_with('{')) else {
+fn reply_class(response: Option<&str>) -> Option<i128> {
+    let Some(response) = response.filter(|r| r.starts_with('{')) else {
         return Some(0);
     };
-    let fields = object_fields(response.get())?;
+    let mut fields = FewFields::new();
+    read_object(response, &mut fields)?;
     let Some(code) = fields.iter().find(|f| f.key.0 == "code") else {
         return Some(0);
     };
-    let text = code.value.get();
+    let text = code.value;
     if text.contains(['.', 'e', 'E'])
         || !text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
     {
@@ -275,12 +276,12 @@ fn reply_class(response: Option<&RawValue>) -> Option<i128> {
 /// A Delivery's suppression keys: each string recipient stripped of white space and angle
 /// brackets, lower-cased (`suppressions._key`); None for a non-ASCII one (Python's rules for
 /// white space and case are Unicode's: the Python path decides).
-fn delivery_keys(recipient: Option<&RawValue>) -> Option<Vec<String>> {
+fn delivery_keys(recipient: Option<&str>) -> Option<Vec<String>> {
     let Some(value) = recipient else {
         return Some(Vec::new());
     };
-    let texts: Vec<Cow<'_, str>> = if value.get().starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(value.get()).ok()?;
+    let texts: Vec<Cow<'_, str>> = if value.starts_with('[') {
+        let items = array_items(value)?;
         items.iter().filter_map(|v| as_str(v)).collect()
     } else {
         as_str(value).into_iter().collect()
@@ -373,6 +374,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::object_fields;
 
     fn of(text: &str, rtype: &str) -> Option<Clues<'static>> {
         let text: &'static str = Box::leak(text.to_owned().into_boxed_str());
@@ -449,8 +451,7 @@ mod tests {
                 "{{\"command\":{}}}",
                 serde_json::to_string(command).unwrap()
             );
-            let raw: &RawValue = serde_json::from_str(&response).unwrap();
-            rejected_recipient(Some(raw)).map(|r| r.map(|r| r.to_owned()))
+            rejected_recipient(Some(&response)).map(|r| r.map(|r| r.to_owned()))
         };
         let got = |command: &str| refused(command).unwrap();
         assert_eq!(got("RCPT TO:<a@b.c>").as_deref(), Some("a@b.c"));

@@ -260,7 +260,7 @@ impl RecordPath {
         record: ToClassify<'_>,
     ) -> Option<Enriched<'py>> {
         let started = Instant::now();
-        let entry = self.classify(py, record.line.clone()).ok()?;
+        let entry = self.classify(py, &record.line).ok()?;
         let seconds = started.elapsed().as_secs_f64();
         let mut classification = entry.classification_json.as_bytes(py);
         let with_analytics;
@@ -375,14 +375,14 @@ impl RecordPath {
         Ok(Answer::Counted(rtype, events))
     }
 
-    fn classify(&mut self, py: Python<'_>, line: String) -> PyResult<Arc<Entry>> {
-        if let Some(found) = self.categorized.get(&line) {
+    fn classify(&mut self, py: Python<'_>, line: &str) -> PyResult<Arc<Entry>> {
+        if let Some(found) = self.categorized.get(line) {
             return Ok(found.clone());
         }
-        if let Some(found) = self.uncategorized.get(&line) {
+        if let Some(found) = self.uncategorized.get(line) {
             return Ok(found.clone());
         }
-        let answer = self.resolve.bind(py).call1((line.as_str(),))?;
+        let answer = self.resolve.bind(py).call1((line,))?;
         let (categorized, label, label_json, classification_json, countable, rule_json): (
             bool,
             Bound<'_, PyString>,
@@ -404,7 +404,7 @@ impl RecordPath {
         } else {
             &mut self.uncategorized
         };
-        cache.put(line, entry.clone());
+        cache.put(line.to_owned(), entry.clone());
         Ok(entry)
     }
 }
@@ -526,12 +526,17 @@ impl<K: std::hash::Hash + Eq> Lookups<K> {
         }
     }
 
-    fn get_or(
+    /// The remembered answer for `key`, else `ask`'s (remembered): a hit copies nothing.
+    fn get_or<Q>(
         &mut self,
-        key: K,
+        key: &Q,
         ask: impl FnOnce() -> PyResult<(String, Vec<u8>)>,
-    ) -> PyResult<Arc<Named>> {
-        if let Some(found) = self.answers.get(&key) {
+    ) -> PyResult<Arc<Named>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(found) = self.answers.get(key) {
             return Ok(found.clone());
         }
         let (name, json) = ask()?;
@@ -539,7 +544,7 @@ impl<K: std::hash::Hash + Eq> Lookups<K> {
         if self.answers.len() >= self.capacity {
             self.answers.clear();
         }
-        self.answers.insert(key, named.clone());
+        self.answers.insert(key.to_owned(), named.clone());
         Ok(named)
     }
 }
@@ -594,7 +599,7 @@ impl Analytics {
                 let key = (entry.label_text.clone(), clues.reply_class);
                 let lookup = &self.lookups[CATEGORY];
                 let code = clues.reply_class * 100;
-                Some(self.categories.get_or(key, || {
+                Some(self.categories.get_or(&key, || {
                     Self::ask(py, lookup, (entry.label.bind(py), code).into_pyobject(py)?)
                 })?)
             }
@@ -617,9 +622,8 @@ impl Analytics {
                 continue;
             };
             let lookup = &self.lookups[kind];
-            let found = self.providers[kind].get_or(clue.to_owned(), || {
-                Self::ask(py, lookup, (clue,).into_pyobject(py)?)
-            })?;
+            let found = self.providers[kind]
+                .get_or(clue, || Self::ask(py, lookup, (clue,).into_pyobject(py)?))?;
             if found.name != self.other || kind == DOMAIN {
                 return Ok(found);
             }

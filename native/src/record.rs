@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::analytics::{clues, Clues};
-use crate::json::{as_str, object_fields, plain, span, Field};
+use crate::json::{as_str, read_object, span, Field, Fields};
 use crate::response::response_line;
 
 /// The types KumoMTA's bounce classifier looks at, as Python names them
@@ -75,12 +75,10 @@ pub fn decide<'a>(
     if raw.len() > max_bytes {
         return Verdict::Python;
     }
-    let Ok(text) = std::str::from_utf8(raw) else {
+    // SIMD-checked: the whole value, as orjson checks it
+    let Ok(text) = simdutf8::basic::from_utf8(raw) else {
         return Verdict::Python;
     };
-    if !plain(raw) {
-        return Verdict::Python;
-    }
     decide_text(text, types, analytics, oob_meta).unwrap_or(Verdict::Python)
 }
 
@@ -90,7 +88,8 @@ fn decide_text<'a>(
     analytics: bool,
     oob_meta: Option<&str>,
 ) -> Option<Verdict<'a>> {
-    let fields = object_fields(text)?;
+    let mut fields = Fields::new();
+    read_object(text, &mut fields)?;
     let field = |name: &str| fields.iter().find(|f| f.key.0 == name).map(|f| f.value);
     let rtype = as_str(field("type")?)?;
     let log_hook = field("reception_protocol")

@@ -1,14 +1,15 @@
 //! A classifiable record's `response`: the same acceptance test as `records.response_is_valid`
 //! and the same single line as `records.response_line` (`"<code> [c.s.d ]content"`).
 
-use serde_json::value::RawValue;
+use std::fmt::Write;
 
-use crate::json::{as_str, object_fields};
+use crate::json::{as_str, nested_fields, read_object, FewFields};
 
 /// The response line, or None when the response is not one the Python path accepts the same
 /// way (not an object, a bad field, a repeated key: Python decides and names the reason).
-pub fn response_line(response: &RawValue) -> Option<String> {
-    let fields = object_fields(response.get())?;
+pub fn response_line(response: &str) -> Option<String> {
+    let mut fields = FewFields::new();
+    read_object(response, &mut fields)?;
     let mut code = None;
     let mut content = None;
     let mut enhanced = None;
@@ -16,16 +17,17 @@ pub fn response_line(response: &RawValue) -> Option<String> {
         match field.key.0.as_ref() {
             "code" => code = Some(integer(field.value)?),
             "content" => content = Some(as_str(field.value)?),
-            "enhanced_code" if field.value.get() != "null" => {
+            "enhanced_code" if field.value != "null" => {
                 enhanced = Some(enhanced_code(field.value)?)
             }
             _ => {}
         }
     }
-    let mut line = code?.to_string();
-    line.push(' ');
+    let mut line = String::with_capacity(24 + content.as_ref().map_or(0, |c| c.len()));
+    // writing into a String cannot fail
+    let _ = write!(line, "{} ", code?);
     if let Some((class, subject, detail)) = enhanced {
-        line.push_str(&format!("{class}.{subject}.{detail} "));
+        let _ = write!(line, "{class}.{subject}.{detail} ");
     }
     if let Some(content) = content {
         push_one_line(&mut line, &content);
@@ -35,6 +37,10 @@ pub fn response_line(response: &RawValue) -> Option<String> {
 
 /// `text` with every line break (`\r\n`, `\r` or `\n`) made one space, as Python's does.
 fn push_one_line(line: &mut String, text: &str) {
+    if memchr::memchr2(b'\r', b'\n', text.as_bytes()).is_none() {
+        line.push_str(text); // the usual case: one line already
+        return;
+    }
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -52,8 +58,7 @@ fn push_one_line(line: &mut String, text: &str) {
 
 /// An integer as orjson gives Python an `int`: a JSON number without fraction or exponent
 /// within 64 bits (orjson reads a larger one as a float, which is no reply code).
-fn integer(value: &RawValue) -> Option<i128> {
-    let text = value.get();
+fn integer(text: &str) -> Option<i128> {
     if text.contains(['.', 'e', 'E']) {
         return None;
     }
@@ -63,8 +68,8 @@ fn integer(value: &RawValue) -> Option<i128> {
         .then_some(parsed)
 }
 
-fn enhanced_code(value: &RawValue) -> Option<(i128, i128, i128)> {
-    let fields = object_fields(value.get())?;
+fn enhanced_code(value: &str) -> Option<(i128, i128, i128)> {
+    let fields = nested_fields(value)?;
     let find =
         |name: &str| -> Option<i128> { integer(fields.iter().find(|f| f.key.0 == name)?.value) };
     Some((find("class")?, find("subject")?, find("detail")?))
@@ -75,7 +80,7 @@ mod tests {
     use super::*;
 
     fn line(text: &str) -> Option<String> {
-        response_line(serde_json::from_str::<&RawValue>(text).unwrap())
+        response_line(text)
     }
 
     #[test]
