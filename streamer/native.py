@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -101,6 +101,13 @@ def wanted(native: bool | None) -> bool:
     if native and not AVAILABLE:
         raise NativeMissing(MISSING)
     return AVAILABLE and not switched_off() if native is None else native
+
+
+def module() -> Any:
+    """The native extension (``streamer._native``); :class:`NativeMissing` where not built."""
+    if _native is None:
+        raise NativeMissing(MISSING)
+    return _native
 
 
 class NativeRecords:

@@ -21,6 +21,7 @@ from streamer.analytics.categories import CategoryTable
 from streamer.analytics.providers import ProviderMatcher
 from streamer.classifier import Classification, Classifier
 from streamer.offline.chunks import LineChunk
+from streamer.offline.native_records import NativeRecordRows
 from streamer.offline.summary import Summary, Tally
 from streamer.records import (
     CLASSIFIABLE_TYPES,
@@ -106,6 +107,13 @@ class Labeller:
         self._classified: dict[str, tuple[str, dict[str, Any]]] = {}  # -> (label, object)
         #: Response lines to rows in one native call per chunk (None: the Python loop).
         self._native_lines = native_path.line_labeller(self._row, MEMO_SIZE, NOT_UTF8_ROW, native)
+        #: Records through the worker's native record path, one call per chunk (None: the
+        #: Python loop; ``--explain`` and ``--summary`` always take it).
+        self._native_records: NativeRecordRows | None = None
+        if native_path.wanted(native) and not explain and summary is None:
+            self._native_records = NativeRecordRows(
+                classifier, self._classification, max_bytes, MEMO_SIZE, tables
+            )
 
     def label(self, chunk: LineChunk) -> Labelled:
         return self._lines(chunk) if chunk.as_lines else self._records(chunk)
@@ -205,11 +213,18 @@ class Labeller:
             limits[-1] = self.max_bytes
         tally = None if self.summary is None else Tally()
         memo = _bounded(self._classified)
-        outputs: list[bytes] = []
+        outputs: list[bytes] = []  # rows without their newline
         skips: list[tuple[int, str]] = []
         dumps = orjson.dumps
-        for i, raw in enumerate(raws):
+        natively = self._native_records
+        blanks = 0
+        rows = natively.rows(raws, open_last) if natively is not None else [None] * len(raws)
+        for i, (raw, row) in enumerate(zip(raws, rows, strict=True)):
+            if row is not None:
+                outputs.append(row)
+                continue
             if not raw.strip():
+                blanks += 1
                 continue
             record = accept(raw, limits[i])
             if record is None:
@@ -221,9 +236,10 @@ class Labeller:
             elif tally is not None:
                 tally.types[str(rtype)] += 1
             if tally is None:
-                outputs.append(dumps(record, option=_NEWLINE))
-        done = len(raws) - sum(1 for raw in raws if not raw.strip()) - len(skips)
-        return Labelled(chunk.name, len(raws), done, b"".join(outputs), skips, tally)
+                outputs.append(dumps(record))
+        done = len(raws) - blanks - len(skips)
+        output = b"\n".join(outputs) + b"\n" if outputs else b""
+        return Labelled(chunk.name, len(raws), done, output, skips, tally)
 
     def _enrich(
         self,
