@@ -46,13 +46,15 @@ class Result:
             f"inputs: {self.inputs['records']:,} records, {self.inputs['lines']:,} response "
             f"lines ({self.inputs['distinct_lines']:,} distinct); startup (empty input): "
             f"{self.startup_seconds:.2f} s; medians of {self.inputs['runs']} runs",
-            f"{'input':<16} {'code':<9} {'jobs':>5} {'seconds':>8} {'per second':>12} {'vs':>6}",
+            f"{'input':<16} {'code':<9} {'jobs':>5} {'seconds':>8} {'per second':>12} {'vs':>6}"
+            f" {'CPU s':>6} {'per CPU s':>10}",
         ]
         for r in self.rows:
             vs = f"{r['ratio']:.2f}x" if r.get("ratio") else ""
             out.append(
                 f"{r['input']:<16} {r['code']:<9} {r['jobs']:>5} {r['seconds']:>8.2f} "
-                f"{r['per_second']:>12,.0f} {vs:>6}"
+                f"{r['per_second']:>12,.0f} {vs:>6} {r['cpu_seconds']:>6.2f} "
+                f"{r['per_cpu_second']:>10,.0f}"
             )
         return "\n".join(out)
 
@@ -154,16 +156,19 @@ def run(
             variants = [("this", ["--jobs", j], j) for j in jobs]
             if baseline:
                 variants.insert(0, ("baseline", [], "1"))
-            samples: dict[tuple[str, str], list[float]] = {(c, j): [] for c, _, j in variants}
+            samples: dict[tuple[str, str], list[dict[str, float]]] = {
+                (c, j): [] for c, _, j in variants
+            }
             for i in range(runs):  # interleaved: every variant sees the same machine load
                 progress(f"{name}: run {i + 1} of {runs}")
                 for code, extra, j in variants:
                     samples[(code, j)].append(
-                        _time([*base, *mode, *extra, str(path)], env[code], out)
+                        timed([*base, *mode, *extra, str(path)], env[code], out)
                     )
             first = None
-            for (code, j), secs in samples.items():
-                median = statistics.median(secs)
+            for (code, j), times in samples.items():
+                median = statistics.median(t["wall"] for t in times)
+                cpu = statistics.median(t["cpu"] for t in times)
                 first = first or median
                 result.rows.append(
                     {
@@ -173,6 +178,9 @@ def run(
                         "seconds": median,
                         "per_second": count / median,
                         "ratio": first / median,
+                        # on a loaded machine CPU seconds say more than wall seconds
+                        "cpu_seconds": cpu,
+                        "per_cpu_second": count / cpu if cpu else 0.0,
                     }
                 )
         return result
