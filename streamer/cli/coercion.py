@@ -53,7 +53,7 @@ def _int(value: Any, info: ParameterInfo, param: Any, ctx: Any) -> Any:
 
 
 def _path(value: Any, info: ParameterInfo, param: Any, ctx: Any) -> Any:
-    if type(value) is not str or info.path_type not in (None, Path):
+    if type(value) is not str or info.path_type is not None:  # str or bytes: typer's
         return NOT_PLAIN
     # the adapter makes Path(value), then typer checks it (exists, file_okay...): the same call
     return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
@@ -77,7 +77,7 @@ def plain_coercion(descriptor: TypeDescriptor) -> Coerce | None:
     info = descriptor.parameter_info
     if descriptor.is_file or info.parser is not None:
         return None
-    annotation = descriptor.annotation
+    annotation: Any = descriptor.annotation
     if get_origin(annotation) is list:
         (item,) = get_args(annotation) or (None,)
         leaf = _LEAVES.get(item)
