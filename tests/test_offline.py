@@ -279,8 +279,11 @@ def test_bench_files_plumbing(tmp_path: Path) -> None:
     path, as_lines, count = inputs.files["lines, plain"]
     assert as_lines and count == inputs.lines and len(path.read_bytes().splitlines()) == count
     result = run(120, runs=1, repeat=1, jobs=("1", "2"))
-    assert [(r["input"], r["jobs"]) for r in result.rows] == [
-        (name, j) for name in ("lines, plain", "records, plain", "records, zstd") for j in "12"
+    assert [(r["input"], r["code"], r["jobs"]) for r in result.rows] == [
+        (name, code, j)
+        for name in ("lines, plain", "records, plain", "records, zstd")
+        for code in ("python", "this")
+        for j in "12"
     ]
     assert all(r["per_second"] > 0 for r in result.rows) and result.startup_seconds > 0
     assert "records, zstd" in result.table()

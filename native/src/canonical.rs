@@ -15,15 +15,31 @@ const MAX_DIGITS: usize = 18;
 
 /// True when `line` is one JSON object exactly as orjson writes its value (see the module doc).
 pub fn is_canonical(line: &[u8]) -> bool {
-    if line.first() != Some(&b'{') || std::str::from_utf8(line).is_err() {
+    if line.first() != Some(&b'{') || has_control(line) || std::str::from_utf8(line).is_err() {
         return false;
     }
     let mut scan = Scan {
         line,
         at: 0,
         keys: Vec::new(),
+        seen: Vec::new(),
     };
     scan.value(0) && scan.at == line.len()
+}
+
+/// Whether any byte is below 0x20: raw in a string it is not JSON, outside one it is white
+/// space orjson does not write. One pass without early exit, so that it runs on whole words.
+fn has_control(line: &[u8]) -> bool {
+    line.chunks(64)
+        .any(|chunk| chunk.iter().fold(false, |found, &b| found | (b < 0x20)))
+}
+
+/// A few bits of a key: two keys with different bits differ (see [`Scan::seen`]).
+fn key_bit(key: &[u8]) -> (usize, u64) {
+    let first = key.first().copied().unwrap_or(0) as usize;
+    let last = key.last().copied().unwrap_or(0) as usize;
+    let mixed = key.len().wrapping_mul(31) ^ first.wrapping_mul(7) ^ last;
+    ((mixed >> 6) & 3, 1 << (mixed & 63))
 }
 
 struct Scan<'a> {
@@ -31,6 +47,9 @@ struct Scan<'a> {
     at: usize,
     /// The keys of the objects being read, innermost last (each object's from its start).
     keys: Vec<&'a [u8]>,
+    /// Per object being read, a 256-bit summary of its keys so far: a key whose bit is not
+    /// set is new without comparing it with every earlier key.
+    seen: Vec<[u64; 4]>,
 }
 
 impl<'a> Scan<'a> {
@@ -60,14 +79,18 @@ impl<'a> Scan<'a> {
     fn object(&mut self, depth: usize) -> bool {
         self.at += 1; // '{'
         let first_key = self.keys.len();
+        self.seen.push([0; 4]);
         let mut done = self.peek() == Some(b'}');
         while !done {
             let Some(key) = self.string() else {
                 return false;
             };
-            if self.keys[first_key..].contains(&key) {
+            let (word, bit) = key_bit(key);
+            let seen = self.seen.last_mut().expect("pushed above");
+            if seen[word] & bit != 0 && self.keys[first_key..].contains(&key) {
                 return false; // orjson keeps one of them: not the same bytes
             }
+            seen[word] |= bit;
             self.keys.push(key);
             if self.peek() != Some(b':') {
                 return false;
@@ -84,6 +107,7 @@ impl<'a> Scan<'a> {
         }
         self.at += 1; // '}'
         self.keys.truncate(first_key);
+        self.seen.pop();
         true
     }
 
@@ -117,11 +141,7 @@ impl<'a> Scan<'a> {
         let start = self.at + 1;
         let mut at = start;
         loop {
-            let offset = memchr::memchr2(b'"', b'\\', &self.line[at..])?;
-            let stop = at + offset;
-            if self.line[at..stop].iter().any(|&b| b < 0x20) {
-                return None; // a raw control character: not JSON
-            }
+            let stop = at + memchr::memchr2(b'"', b'\\', &self.line[at..])?;
             if self.line[stop] == b'"' {
                 self.at = stop + 1;
                 return Some(&self.line[start..stop]);
@@ -223,5 +243,12 @@ mod tests {
     fn keys_repeat_across_objects_but_not_within_one() {
         assert!(is_canonical(br#"{"a":{"a":1,"b":2},"b":{"a":3}}"#));
         assert!(!is_canonical(br#"{"a":{"b":1},"c":2,"a":3}"#));
+        let keys: Vec<String> = (0..300).map(|i| format!("\"k{i}\":{i}")).collect();
+        let many = format!("{{{}}}", keys.join(","));
+        assert!(is_canonical(many.as_bytes()));
+        for again in ["k0", "k5", "k150", "k299"] {
+            let twice = format!("{{{},\"{again}\":1}}", keys.join(","));
+            assert!(!is_canonical(twice.as_bytes()), "{again}");
+        }
     }
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
@@ -22,7 +22,6 @@ from streamer.analytics.providers import ProviderMatcher
 from streamer.classifier import Classification, Classifier
 from streamer.offline.chunks import LineChunk
 from streamer.offline.native_records import NativeRecordRows
-from streamer.offline.summary import Summary, Tally
 from streamer.records import (
     CLASSIFIABLE_TYPES,
     accept,
@@ -35,6 +34,9 @@ from streamer.records import (
     with_analytics,
 )
 from streamer.rules import Rule
+
+if TYPE_CHECKING:  # imported where a --summary needs them: a leaner start
+    from streamer.offline.summary import Summary, Tally
 
 #: What ``bytes.strip`` removes: a line of only these is blank (neither record nor response).
 _BLANK = " \t\n\r\x0b\x0c"
@@ -182,7 +184,7 @@ class Labeller:
         return orjson.dumps(obj, option=_NEWLINE)
 
     def _count_lines(self, texts: list[str | None], summary: Summary) -> Tally:
-        tally = Tally()
+        tally = _tally()
         classify = self.classifier.classify
         gap_of: dict[str | None, tuple[str, str]] = {}
         counts: dict[str | None, int] = {}
@@ -208,27 +210,28 @@ class Labeller:
         if not open_last:
             raws.pop()
         # KumoMTA's size limit counts the line's newline, as when reading line by line
-        limits = [self.max_bytes - 1] * len(raws)
-        if open_last:
-            limits[-1] = self.max_bytes
-        tally = None if self.summary is None else Tally()
+        limit = self.max_bytes - 1
+        tally = None if self.summary is None else _tally()
         memo = _bounded(self._classified)
-        outputs: list[bytes] = []  # rows without their newline
         skips: list[tuple[int, str]] = []
-        dumps = orjson.dumps
         natively = self._native_records
+        # each line's output row (without its newline); None: the Python path makes it, b"":
+        # none (a blank or skipped line)
+        rows: list[bytes | None] = (
+            natively.rows(raws, open_last) if natively is not None else [None] * len(raws)
+        )
         blanks = 0
-        rows = natively.rows(raws, open_last) if natively is not None else [None] * len(raws)
-        for i, (raw, row) in enumerate(zip(raws, rows, strict=True)):
-            if row is not None:
-                outputs.append(row)
-                continue
+        for i in [i for i, row in enumerate(rows) if row is None]:
+            raw = raws[i]
+            rows[i] = b""
             if not raw.strip():
                 blanks += 1
                 continue
-            record = accept(raw, limits[i])
+            if open_last and i == len(raws) - 1:
+                limit = self.max_bytes
+            record = accept(raw, limit)
             if record is None:
-                skips.append((chunk.first_line + i, refusal_reason(raw, limits[i])[0]))
+                skips.append((chunk.first_line + i, refusal_reason(raw, limit)[0]))
                 continue
             rtype = effective_type(record)  # a log hook's bookkeeping record: log_hook
             if rtype in CLASSIFIABLE_TYPES:
@@ -236,10 +239,12 @@ class Labeller:
             elif tally is not None:
                 tally.types[str(rtype)] += 1
             if tally is None:
-                outputs.append(dumps(record))
+                rows[i] = orjson.dumps(record)
         done = len(raws) - blanks - len(skips)
-        output = b"\n".join(outputs) + b"\n" if outputs else b""
-        return Labelled(chunk.name, len(raws), done, output, skips, tally)
+        output = b"\n".join(filter(None, rows)) if tally is None else b""
+        return Labelled(
+            chunk.name, len(raws), done, output + b"\n" if output else b"", skips, tally
+        )
 
     def _enrich(
         self,
@@ -282,6 +287,12 @@ class Labeller:
         if self.explain:
             obj["matches"] = self.matches(line)
         return result.label, obj
+
+
+def _tally() -> Tally:
+    from streamer.offline.summary import Tally
+
+    return Tally()
 
 
 def _bounded(memo: dict[str, Any]) -> dict[str, Any]:

@@ -30,8 +30,13 @@ log = logging.getLogger("streamer.offline")
 
 #: A response line's (label, classification object), as the Python labeller makes them.
 Made = Callable[[str, Classification], tuple[str, dict[str, Any]]]
-#: The window of the native tally: any will do, ``classify`` keeps none of its counts.
-_WINDOW_MS = 60_000
+#: The window of the native tally: ``classify`` keeps none of its counts, and one window for
+#: every event time (~35 years) keeps its distinct keys, so its draining, rare.
+_WINDOW_MS = 1 << 40
+#: The native tally's counts are thrown away after this many chunks (its rule-gap lines grow
+#: with the records: bounded memory), or sooner when it holds this many distinct keys.
+_DRAIN_EVERY = 16
+_DRAIN_AT = 4096
 #: Answers of the record path that are a classified record: (value, type, label, site, seconds).
 _ENRICHED = 5
 
@@ -63,6 +68,7 @@ class NativeRecordRows:
         )
         self._canonical = native.canonical_or_none
         self._tally: Any = None
+        self._undrained = 0  # chunks counted since the tally was last emptied
         if tables is not None:  # category and provider in the enrichment: the worker's way
             self._tally = native.Tally()
             self._path.count_into(
@@ -74,7 +80,8 @@ class NativeRecordRows:
             )
 
     def rows(self, raws: list[bytes], open_last: bool) -> list[bytes | None]:
-        """The output row (without its newline) of each of ``raws``, or None."""
+        """The output row (without its newline) of each of ``raws``, or None (the Python
+        path's to make)."""
         values = self._canonical(raws)
         if open_last and values:
             values[-1] = None
@@ -87,7 +94,10 @@ class NativeRecordRows:
             raise
         if self._tally is not None:
             self._path.count_until()
-            self._tally.drain_into({}, [])  # counted on the way, kept by no one
+            self._undrained += 1
+            if self._undrained >= _DRAIN_EVERY or self._tally.pending > _DRAIN_AT:
+                self._tally.drain_into({}, [])  # counted on the way, kept by no one
+                self._undrained = 0
         return [
             answer
             if answer is None
