@@ -46,6 +46,8 @@ NOT_UTF8_ROW = orjson.dumps(
     {"line": None, "label": None, "rule": None, "evidence": None, "error": "not-utf8"},
     option=orjson.OPT_APPEND_NEWLINE,
 )
+#: Bytes of response lines per native call (see ``Labeller._lines_natively``).
+NATIVE_BLOCK = 1 << 20
 #: Distinct lines remembered across chunks (then forgotten all at once): offline, this memo is
 #: the classifier's cache, holding the encoded result (a few hundred bytes a line).
 MEMO_SIZE = 1 << 15
@@ -53,14 +55,14 @@ MEMO_SIZE = 1 << 15
 
 @dataclass(slots=True)
 class Labelled:
-    """The result of one chunk: JSONL output (or the file a worker process left it in),
-    counts, the skipped lines (line number, reason) and, for ``--summary``, the chunk's
-    counts."""
+    """The result of one chunk: JSONL output in one piece or several, in order (or the file a
+    worker process left it in), counts, the skipped lines (line number, reason) and, for
+    ``--summary``, the chunk's counts."""
 
     name: str
     lines: int
     done: int
-    output: bytes
+    output: bytes | list[bytes]
     skips: list[tuple[int, str]]
     tally: Tally | None
     spooled: str | None = None
@@ -68,7 +70,9 @@ class Labelled:
     def write_to(self, out: BinaryIO) -> None:
         """Write the output to ``out`` (and remove its spool file)."""
         if self.spooled is None:
-            if self.output:
+            if isinstance(self.output, list):
+                out.writelines(self.output)
+            elif self.output:
                 out.write(self.output)
             return
         with open(self.spooled, "rb") as fh:
@@ -148,11 +152,25 @@ class Labeller:
         return Labelled(chunk.name, len(texts), done, output, skips, tally)
 
     def _lines_natively(self, chunk: LineChunk, rows: native_path.LineLabeller) -> Labelled:
-        """What :meth:`_lines` writes, byte for byte, from one native call: rows of lines
-        seen before come from the native cache; a new line's row is :meth:`_encode_line`'s."""
-        output, lines, not_utf8 = rows.label(chunk.data)
-        skips = [(chunk.first_line + i, "not-utf8") for i in not_utf8]
-        return Labelled(chunk.name, lines, lines - len(skips), output, skips, None)
+        """What :meth:`_lines` writes, byte for byte, from native calls: rows of lines seen
+        before come from the native cache; a new line's row is :meth:`_encode_line`'s. A
+        chunk's output is ~9 times its size: labelled in blocks of :data:`NATIVE_BLOCK` bytes,
+        its pieces stay small enough for the allocator to reuse their memory (one piece of tens
+        of MB is fresh pages, faulted in and zeroed, every time)."""
+        data, first_line = chunk.data, chunk.first_line
+        pieces: list[bytes] = []
+        skips: list[tuple[int, str]] = []
+        lines = start = 0
+        while True:
+            cut = data.find(b"\n", start + NATIVE_BLOCK) + 1
+            block = data[start:cut] if 0 < cut < len(data) else data[start:]
+            output, count, not_utf8 = rows.label(block)
+            pieces.append(output)
+            skips += [(first_line + lines + i, "not-utf8") for i in not_utf8]
+            lines += count
+            start += len(block)
+            if start >= len(data):
+                return Labelled(chunk.name, lines, lines - len(skips), pieces, skips, None)
 
     def _encode_lines(self, texts: list[str | None]) -> bytes:
         memo = _bounded(self._encoded)

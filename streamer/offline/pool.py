@@ -73,7 +73,7 @@ def _label_in_worker(chunk: LineChunk, data_path: str) -> Labelled:
     if result.output:
         fd, path = tempfile.mkstemp(dir=_spool)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(result.output)
+            fh.writelines(result.output if isinstance(result.output, list) else [result.output])
         result.output, result.spooled = b"", path
     return result
 
