@@ -128,6 +128,13 @@ def wanted(native: bool | None) -> bool:
     return AVAILABLE and not switched_off() if native is None else native
 
 
+def module() -> Any:
+    """The native extension (``streamer._native``); :class:`NativeMissing` where not built."""
+    if _native is None:
+        raise NativeMissing(MISSING)
+    return _native
+
+
 class NativeRecords:
     """The native path over one classifier (one rule set: a reload makes a new one), counting
     the analytics into ``analyzer``'s aggregator when there is one."""

@@ -455,10 +455,48 @@ def test_streamer_image_tag_is_the_project_version() -> None:
 
 
 def test_dockerfile_base_image_is_slim_python_311() -> None:
-    images = _dockerfile_from_images()
-    assert images, "no FROM"
-    for image in images:
-        assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", image), image
+    *build, runtime = _dockerfile_from_images()
+    python = r"python:3\.11\.\d+-slim-(\w+)"
+    runtime_release = re.fullmatch(python, runtime)
+    assert runtime_release, runtime
+    for image in build:  # the build stage's Python, and the pinned Rust toolchain's image
+        found = re.fullmatch(python, image) or re.fullmatch(r"rust:\d+\.\d+\.\d+-slim-(\w+)", image)
+        assert found, image
+        assert found.group(1) == runtime_release.group(1), f"{image}: another Debian release"
+
+
+def _stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions per stage (from each FROM to the next)."""
+    stages: list[list[tuple[str, str]]] = []
+    for word, rest in _dockerfile_instructions():
+        if word == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((word, rest))
+    return stages
+
+
+def test_dockerfile_builds_the_native_module_with_a_toolchain_the_runtime_lacks() -> None:
+    # Without cargo setup.py leaves streamer._native out and the image would silently run the
+    # Python path: the build stage has the toolchain, copies the crate, and fails the build
+    # when the installed package lacks the module; the runtime stage copies only the venv.
+    *_, build, runtime = _stages()
+    toolchain_stage = [rest.split()[-1] for word, rest in _stages()[0] if word == "FROM"]
+    assert toolchain_stage == ["rust"], toolchain_stage
+    copies = [shlex.split(rest) for word, rest in build if word == "COPY"]
+    assert ["--from=rust", "/usr/local/cargo", "/usr/local/cargo"] in copies
+    assert ["native", "./native"] in copies
+    runs = " ".join(rest for word, rest in build if word == "RUN")
+    assert "STREAMER_REQUIRE_NATIVE=1 /opt/streamer/bin/python" in runs
+    assert "n.check_required()" in runs
+    runtime_copies = [shlex.split(rest) for word, rest in runtime if word == "COPY"]
+    assert all(c[0] == "--from=build" for c in runtime_copies), runtime_copies
+    assert not any("cargo" in " ".join(c) or "rustup" in " ".join(c) for c in runtime_copies)
+    # the host's build output stays out: the image builds its own
+    assert _excluded_from_context("native/target/release/lib_native.so")
+    assert _excluded_from_context("streamer/_native.abi3.so")
+    assert not _excluded_from_context("native/src/lib.rs")
+    assert not _excluded_from_context("native/Cargo.lock")
 
 
 def test_dockerfile_copy_sources_exist_and_are_in_the_build_context() -> None:
@@ -499,7 +537,15 @@ def test_dockerfile_installs_the_wheel_pip_install_builds() -> None:
     # The image holds the same package as `pip install .`: built as a wheel from the same
     # files (setup.py adds rules/ and deploy/kafka/ as package data), installed without deps.
     sources = {src for srcs, _dest in _dockerfile_copies() for src in srcs}
-    needs = ("pyproject.toml", "setup.py", "MANIFEST.in", "streamer", "rules", "deploy/kafka")
+    needs = (
+        "pyproject.toml",
+        "setup.py",
+        "MANIFEST.in",
+        "native",
+        "streamer",
+        "rules",
+        "deploy/kafka",
+    )
     for needed in needs:
         assert needed in sources, f"the image build does not copy {needed}"
     runs = " ".join(rest for word, rest in _dockerfile_instructions() if word == "RUN")

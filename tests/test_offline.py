@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import streamer.native
 import streamer.offline.chunks
+import streamer.offline.labeller
 from streamer.classifier import Classifier
 from streamer.cli import _register, app
 from streamer.inputs import expand_inputs
@@ -166,7 +167,8 @@ def _both_loops(data: bytes) -> None:
         labeller = Labeller(_classifier(), max_bytes=1 << 20, native=native)
         for first_line in (1, 7):
             r = labeller.label(LineChunk("f", first_line, data, True))
-            results.append((native, first_line, r.output, r.lines, r.done, r.skips))
+            output = b"".join(r.output) if isinstance(r.output, list) else r.output
+            results.append((native, first_line, output, r.lines, r.done, r.skips))
     assert [r[2:] for r in results[:2]] == [r[2:] for r in results[2:]]
 
 
@@ -177,6 +179,17 @@ def test_native_loop_writes_the_python_rows_on_hostile_lines() -> None:
     _both_loops(data + b"\n")
     _both_loops(b"")
     _both_loops(b"\n")
+
+
+def test_native_loop_in_blocks_writes_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a chunk is labelled in blocks cut after a newline: line numbers and rows carry over
+    _needs_native()
+    monkeypatch.setattr(streamer.offline.labeller, "NATIVE_BLOCK", 7)
+    data = b"\n".join(HOSTILE_LINES * 3)
+    for block in (data, data + b"\n", b"\n\n\n", b"x" * 20 + b"\n" + b"y" * 3):
+        _both_loops(block)
+    labelled = Labeller(_classifier(), max_bytes=1 << 20).label(LineChunk("f", 1, data, True))
+    assert isinstance(labelled.output, list) and len(labelled.output) > 5
 
 
 @settings(max_examples=150, deadline=None)
@@ -279,8 +292,11 @@ def test_bench_files_plumbing(tmp_path: Path) -> None:
     path, as_lines, count = inputs.files["lines, plain"]
     assert as_lines and count == inputs.lines and len(path.read_bytes().splitlines()) == count
     result = run(120, runs=1, repeat=1, jobs=("1", "2"))
-    assert [(r["input"], r["jobs"]) for r in result.rows] == [
-        (name, j) for name in ("lines, plain", "records, plain", "records, zstd") for j in "12"
+    assert [(r["input"], r["code"], r["jobs"]) for r in result.rows] == [
+        (name, code, j)
+        for name in ("lines, plain", "records, plain", "records, zstd")
+        for code in ("python", "this")
+        for j in "12"
     ]
     assert all(r["per_second"] > 0 for r in result.rows) and result.startup_seconds > 0
     assert "records, zstd" in result.table()

@@ -8,6 +8,7 @@
 
 pub mod analytics;
 pub mod cache;
+pub mod canonical;
 pub mod json;
 pub mod lines;
 pub mod record;
@@ -23,6 +24,8 @@ mod path;
 #[cfg(feature = "python")]
 #[pyo3::pymodule]
 mod _native {
+    #[pymodule_export]
+    use crate::canonical::canonical_or_none;
     #[pymodule_export]
     use crate::line_labeller::LineLabeller;
     #[pymodule_export]

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperOption
 
+from streamer.cli import coercion
+
 if TYPE_CHECKING:
     from streamer.kafka.probe import KafkaProblem
 
@@ -37,6 +39,7 @@ def _no_type_for_flags() -> None:
 
 
 _no_type_for_flags()
+coercion.install()  # plain option values without pydantic: a leaner start
 
 
 def config_first(argv: list[str]) -> list[str]:

@@ -246,7 +246,6 @@ def classify_command(
 def _labeller(settings: Any, *, explain: bool, summary: bool) -> tuple[Labeller, Summary | None]:
     """The labeller of ``classify`` (and its ``--summary`` counts) from the settings."""
     from streamer.offline.labeller import Labeller
-    from streamer.offline.summary import Summary
 
     classifier = _lean_classifier(
         settings.rule_files,
@@ -254,7 +253,11 @@ def _labeller(settings: Any, *, explain: bool, summary: bool) -> tuple[Labeller,
         uncategorized_cache_size=settings.uncategorized_cache_size,
     )
     tables = _tables(settings) if summary or settings.analytics else None
-    stats = Summary(*tables) if summary and tables else None
+    stats = None
+    if summary and tables:
+        from streamer.offline.summary import Summary
+
+        stats = Summary(*tables)
     labeller = Labeller(
         classifier,
         max_bytes=settings.max_message_bytes,

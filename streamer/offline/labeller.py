@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
@@ -21,7 +21,7 @@ from streamer.analytics.categories import CategoryTable
 from streamer.analytics.providers import ProviderMatcher
 from streamer.classifier import Classification, Classifier
 from streamer.offline.chunks import LineChunk
-from streamer.offline.summary import Summary, Tally
+from streamer.offline.native_records import NativeRecordRows
 from streamer.records import (
     CLASSIFIABLE_TYPES,
     accept,
@@ -35,6 +35,9 @@ from streamer.records import (
 )
 from streamer.rules import Rule
 
+if TYPE_CHECKING:  # imported where a --summary needs them: a leaner start
+    from streamer.offline.summary import Summary, Tally
+
 #: What ``bytes.strip`` removes: a line of only these is blank (neither record nor response).
 _BLANK = " \t\n\r\x0b\x0c"
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
@@ -43,6 +46,8 @@ NOT_UTF8_ROW = orjson.dumps(
     {"line": None, "label": None, "rule": None, "evidence": None, "error": "not-utf8"},
     option=orjson.OPT_APPEND_NEWLINE,
 )
+#: Bytes of response lines per native call (see ``Labeller._lines_natively``).
+NATIVE_BLOCK = 1 << 20
 #: Distinct lines remembered across chunks (then forgotten all at once): offline, this memo is
 #: the classifier's cache, holding the encoded result (a few hundred bytes a line).
 MEMO_SIZE = 1 << 15
@@ -50,14 +55,14 @@ MEMO_SIZE = 1 << 15
 
 @dataclass(slots=True)
 class Labelled:
-    """The result of one chunk: JSONL output (or the file a worker process left it in),
-    counts, the skipped lines (line number, reason) and, for ``--summary``, the chunk's
-    counts."""
+    """The result of one chunk: JSONL output in one piece or several, in order (or the file a
+    worker process left it in), counts, the skipped lines (line number, reason) and, for
+    ``--summary``, the chunk's counts."""
 
     name: str
     lines: int
     done: int
-    output: bytes
+    output: bytes | list[bytes]
     skips: list[tuple[int, str]]
     tally: Tally | None
     spooled: str | None = None
@@ -65,7 +70,9 @@ class Labelled:
     def write_to(self, out: BinaryIO) -> None:
         """Write the output to ``out`` (and remove its spool file)."""
         if self.spooled is None:
-            if self.output:
+            if isinstance(self.output, list):
+                out.writelines(self.output)
+            elif self.output:
                 out.write(self.output)
             return
         with open(self.spooled, "rb") as fh:
@@ -106,6 +113,13 @@ class Labeller:
         self._classified: dict[str, tuple[str, dict[str, Any]]] = {}  # -> (label, object)
         #: Response lines to rows in one native call per chunk (None: the Python loop).
         self._native_lines = native_path.line_labeller(self._row, MEMO_SIZE, NOT_UTF8_ROW, native)
+        #: Records through the worker's native record path, one call per chunk (None: the
+        #: Python loop; ``--explain`` and ``--summary`` always take it).
+        self._native_records: NativeRecordRows | None = None
+        if native_path.wanted(native) and not explain and summary is None:
+            self._native_records = NativeRecordRows(
+                classifier, self._classification, max_bytes, MEMO_SIZE, tables
+            )
 
     def label(self, chunk: LineChunk) -> Labelled:
         return self._lines(chunk) if chunk.as_lines else self._records(chunk)
@@ -138,11 +152,25 @@ class Labeller:
         return Labelled(chunk.name, len(texts), done, output, skips, tally)
 
     def _lines_natively(self, chunk: LineChunk, rows: native_path.LineLabeller) -> Labelled:
-        """What :meth:`_lines` writes, byte for byte, from one native call: rows of lines
-        seen before come from the native cache; a new line's row is :meth:`_encode_line`'s."""
-        output, lines, not_utf8 = rows.label(chunk.data)
-        skips = [(chunk.first_line + i, "not-utf8") for i in not_utf8]
-        return Labelled(chunk.name, lines, lines - len(skips), output, skips, None)
+        """What :meth:`_lines` writes, byte for byte, from native calls: rows of lines seen
+        before come from the native cache; a new line's row is :meth:`_encode_line`'s. A
+        chunk's output is ~9 times its size: labelled in blocks of :data:`NATIVE_BLOCK` bytes,
+        its pieces stay small enough for the allocator to reuse their memory (one piece of tens
+        of MB is fresh pages, faulted in and zeroed, every time)."""
+        data, first_line = chunk.data, chunk.first_line
+        pieces: list[bytes] = []
+        skips: list[tuple[int, str]] = []
+        lines = start = 0
+        while True:
+            cut = data.find(b"\n", start + NATIVE_BLOCK) + 1
+            block = data[start:cut] if 0 < cut < len(data) else data[start:]
+            output, count, not_utf8 = rows.label(block)
+            pieces.append(output)
+            skips += [(first_line + lines + i, "not-utf8") for i in not_utf8]
+            lines += count
+            start += len(block)
+            if start >= len(data):
+                return Labelled(chunk.name, lines, lines - len(skips), pieces, skips, None)
 
     def _encode_lines(self, texts: list[str | None]) -> bytes:
         memo = _bounded(self._encoded)
@@ -174,7 +202,7 @@ class Labeller:
         return orjson.dumps(obj, option=_NEWLINE)
 
     def _count_lines(self, texts: list[str | None], summary: Summary) -> Tally:
-        tally = Tally()
+        tally = _tally()
         classify = self.classifier.classify
         gap_of: dict[str | None, tuple[str, str]] = {}
         counts: dict[str | None, int] = {}
@@ -200,20 +228,28 @@ class Labeller:
         if not open_last:
             raws.pop()
         # KumoMTA's size limit counts the line's newline, as when reading line by line
-        limits = [self.max_bytes - 1] * len(raws)
-        if open_last:
-            limits[-1] = self.max_bytes
-        tally = None if self.summary is None else Tally()
+        limit = self.max_bytes - 1
+        tally = None if self.summary is None else _tally()
         memo = _bounded(self._classified)
-        outputs: list[bytes] = []
         skips: list[tuple[int, str]] = []
-        dumps = orjson.dumps
-        for i, raw in enumerate(raws):
+        natively = self._native_records
+        # each line's output row (without its newline); None: the Python path makes it, b"":
+        # none (a blank or skipped line)
+        rows: list[bytes | None] = (
+            natively.rows(raws, open_last) if natively is not None else [None] * len(raws)
+        )
+        blanks = 0
+        for i in [i for i, row in enumerate(rows) if row is None]:
+            raw = raws[i]
+            rows[i] = b""
             if not raw.strip():
+                blanks += 1
                 continue
-            record = accept(raw, limits[i])
+            if open_last and i == len(raws) - 1:
+                limit = self.max_bytes
+            record = accept(raw, limit)
             if record is None:
-                skips.append((chunk.first_line + i, refusal_reason(raw, limits[i])[0]))
+                skips.append((chunk.first_line + i, refusal_reason(raw, limit)[0]))
                 continue
             rtype = effective_type(record)  # a log hook's bookkeeping record: log_hook
             if rtype in CLASSIFIABLE_TYPES:
@@ -221,9 +257,12 @@ class Labeller:
             elif tally is not None:
                 tally.types[str(rtype)] += 1
             if tally is None:
-                outputs.append(dumps(record, option=_NEWLINE))
-        done = len(raws) - sum(1 for raw in raws if not raw.strip()) - len(skips)
-        return Labelled(chunk.name, len(raws), done, b"".join(outputs), skips, tally)
+                rows[i] = orjson.dumps(record)
+        done = len(raws) - blanks - len(skips)
+        output = b"\n".join(filter(None, rows)) if tally is None else b""
+        return Labelled(
+            chunk.name, len(raws), done, output + b"\n" if output else b"", skips, tally
+        )
 
     def _enrich(
         self,
@@ -266,6 +305,12 @@ class Labeller:
         if self.explain:
             obj["matches"] = self.matches(line)
         return result.label, obj
+
+
+def _tally() -> Tally:
+    from streamer.offline.summary import Tally
+
+    return Tally()
 
 
 def _bounded(memo: dict[str, Any]) -> dict[str, Any]:

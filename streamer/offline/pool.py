@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import multiprocessing
 import os
 import signal
 import tempfile
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 from streamer.offline.chunks import InputFailed, LineChunk
 from streamer.offline.labeller import Labelled, Labeller
+
+if TYPE_CHECKING:  # imported where a pool runs: a run in this process starts leaner
+    from concurrent.futures import Future
 
 #: Chunks in flight per worker process: enough to keep every worker busy while the parent
 #: writes a result, few enough to bound memory (a few MB each).
@@ -43,6 +45,8 @@ def default_jobs() -> int:
 
 
 def can_fork() -> bool:
+    import multiprocessing
+
     return "fork" in multiprocessing.get_all_start_methods()
 
 
@@ -69,7 +73,7 @@ def _label_in_worker(chunk: LineChunk, data_path: str) -> Labelled:
     if result.output:
         fd, path = tempfile.mkstemp(dir=_spool)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(result.output)
+            fh.writelines(result.output if isinstance(result.output, list) else [result.output])
         result.output, result.spooled = b"", path
     return result
 
@@ -103,6 +107,9 @@ def label_all(
 def _in_pool(
     items: Iterator[LineChunk | InputFailed], labeller: Labeller, jobs: int
 ) -> Iterator[Labelled | InputFailed]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     spool = tempfile.TemporaryDirectory(prefix="streamer-classify-", dir=SPOOL_PARENT)
     pool = ProcessPoolExecutor(
         jobs,

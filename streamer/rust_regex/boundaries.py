@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-import regex as _uniregex
+if TYPE_CHECKING:
+    import regex as _uniregex
+else:  # imported on the first line that needs it: a leaner start
+    from streamer.rust_regex.lazy import LazyModule
+
+    _uniregex = LazyModule("regex")
 
 
 @functools.cache

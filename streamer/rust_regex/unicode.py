@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import bisect
 import functools
-
-import regex as _uniregex
+from typing import TYPE_CHECKING
 
 from streamer.rust_regex.errors import RustRegexError
 from streamer.rust_regex.ranges import (
@@ -20,6 +19,13 @@ from streamer.rust_regex.ranges import (
     intersect,
     union,
 )
+
+if TYPE_CHECKING:
+    import regex as _uniregex
+else:  # imported when a pattern is translated: a leaner start for a run with cached rules
+    from streamer.rust_regex.lazy import LazyModule
+
+    _uniregex = LazyModule("regex")
 
 
 @functools.cache

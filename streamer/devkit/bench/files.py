@@ -3,9 +3,11 @@
 Generates its inputs into a temporary folder (realistic KumoMTA records from
 ``streamer.devkit.sample``: a plain JSONL file, the same zstd-compressed, and their response
 lines, repeated), then times ``streamer classify`` as a user runs it (a new process, output to a
-file) with ``--jobs 1`` and ``--jobs auto``, a few runs each, and reports medians. With
-``baseline`` (another source tree, e.g. a checkout of the previous release) the same commands
-run from there too, interleaved, so that the ratio is measured on the same machine load.
+file) with ``--jobs 1`` and ``--jobs auto``, a few runs each, on the native path and on the
+Python one (``STREAMER_NATIVE=0``, the reference), and reports medians of wall and CPU seconds
+(the process and its workers: on a loaded machine CPU seconds say more). With ``baseline``
+(another source tree, e.g. a checkout of the previous release) the same commands run from there
+too, interleaved, so that the ratio is measured on the same machine load.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from typing import Any
 import orjson
 
 from streamer.devkit.sample import generate_records
+from streamer.native import NATIVE_ENV
 from streamer.records import CLASSIFIABLE_TYPES, effective_type, response_line
+
+#: The name in the report of this tree's Python path (``STREAMER_NATIVE=0``): the reference
+#: the native path's rows compare with.
+PYTHON = "python"
 
 
 @dataclass
@@ -46,13 +53,15 @@ class Result:
             f"inputs: {self.inputs['records']:,} records, {self.inputs['lines']:,} response "
             f"lines ({self.inputs['distinct_lines']:,} distinct); startup (empty input): "
             f"{self.startup_seconds:.2f} s; medians of {self.inputs['runs']} runs",
-            f"{'input':<16} {'code':<9} {'jobs':>5} {'seconds':>8} {'per second':>12} {'vs':>6}",
+            f"{'input':<16} {'code':<9} {'jobs':>5} {'seconds':>8} {'per second':>12} {'vs':>6}"
+            f" {'CPU s':>6} {'per CPU s':>10}",
         ]
         for r in self.rows:
             vs = f"{r['ratio']:.2f}x" if r.get("ratio") else ""
             out.append(
                 f"{r['input']:<16} {r['code']:<9} {r['jobs']:>5} {r['seconds']:>8.2f} "
-                f"{r['per_second']:>12,.0f} {vs:>6}"
+                f"{r['per_second']:>12,.0f} {vs:>6} {r['cpu_seconds']:>6.2f} "
+                f"{r['per_cpu_second']:>10,.0f}"
             )
         return "\n".join(out)
 
@@ -136,6 +145,7 @@ def run(
         src = str(Path(__file__).resolve().parents[3])
         codes = {"this": src} | ({"baseline": str(baseline)} if baseline else {})
         env = {name: dict(os.environ, PYTHONPATH=path) for name, path in codes.items()}
+        env[PYTHON] = dict(env["this"], **{NATIVE_ENV: "0"})  # this tree's reference path
         base = [sys.executable, "-m", "streamer", "classify"]
         out = tmp / "out.jsonl"
         result = Result(
@@ -151,28 +161,50 @@ def run(
         )
         for name, (path, as_lines, count) in inputs.files.items():
             mode = ["--lines"] if as_lines else ["--records"]
-            variants = [("this", ["--jobs", j], j) for j in jobs]
+            variants = [(code, ["--jobs", j], j) for code in (PYTHON, "this") for j in jobs]
             if baseline:
                 variants.insert(0, ("baseline", [], "1"))
-            samples: dict[tuple[str, str], list[float]] = {(c, j): [] for c, _, j in variants}
-            for i in range(runs):  # interleaved: every variant sees the same machine load
-                progress(f"{name}: run {i + 1} of {runs}")
-                for code, extra, j in variants:
-                    samples[(code, j)].append(
-                        _time([*base, *mode, *extra, str(path)], env[code], out)
-                    )
-            first = None
-            for (code, j), secs in samples.items():
-                median = statistics.median(secs)
-                first = first or median
-                result.rows.append(
-                    {
-                        "input": name,
-                        "code": code,
-                        "jobs": j,
-                        "seconds": median,
-                        "per_second": count / median,
-                        "ratio": first / median,
-                    }
-                )
+            result.rows += _measure(
+                name, count, variants, runs, [*base, *mode], path, env, out, progress
+            )
         return result
+
+
+def _measure(
+    name: str,
+    count: int,
+    variants: list[tuple[str, list[str], str]],
+    runs: int,
+    command: list[str],
+    path: Path,
+    env: dict[str, dict[str, str]],
+    out: Path,
+    progress: Any,
+) -> list[dict[str, Any]]:
+    """One input's rows: each variant (code, extra arguments, jobs) ``runs`` times,
+    interleaved so that every variant sees the same machine load; medians."""
+    samples: dict[tuple[str, str], list[dict[str, float]]] = {(c, j): [] for c, _, j in variants}
+    for i in range(runs):
+        progress(f"{name}: run {i + 1} of {runs}")
+        for code, extra, j in variants:
+            samples[(code, j)].append(timed([*command, *extra, str(path)], env[code], out))
+    rows = []
+    first = None
+    for (code, j), times in samples.items():
+        median = statistics.median(t["wall"] for t in times)
+        cpu = statistics.median(t["cpu"] for t in times)
+        first = first or median
+        rows.append(
+            {
+                "input": name,
+                "code": code,
+                "jobs": j,
+                "seconds": median,
+                "per_second": count / median,
+                "ratio": first / median,
+                # on a loaded machine CPU seconds say more than wall seconds
+                "cpu_seconds": cpu,
+                "per_cpu_second": count / cpu if cpu else 0.0,
+            }
+        )
+    return rows
