@@ -22,6 +22,7 @@ from streamer import native as native_path
 from streamer.analytics.categories import HARD, CategoryTable
 from streamer.analytics.heavy import OTHER
 from streamer.analytics.providers import ProviderMatcher, recipient_domain
+from streamer.analytics.suppressions import rule_object
 from streamer.classifier import Classification, Classifier
 from streamer.records import CLASSIFIABLE_TYPES, LOG_HOOK_TYPE, RECORD_TYPES
 from streamer.rules import UNCATEGORIZED
@@ -37,8 +38,9 @@ _WINDOW_MS = 1 << 40
 #: with the records: bounded memory), or sooner when it holds this many distinct keys.
 _DRAIN_EVERY = 16
 _DRAIN_AT = 4096
-#: Answers of the record path that are a classified record: (value, type, label, site, seconds).
-_ENRICHED = 5
+#: Answers of the record path that are a classified record: (value, type, label, site, seconds,
+#: a hard bounce's suppression events), as :data:`streamer.native.Enriched`.
+_ENRICHED = 6
 
 
 class NativeRecordRows:
@@ -77,6 +79,7 @@ class NativeRecordRows:
                 cache_size,
                 (OTHER, HARD, UNCATEGORIZED),
                 *_lookups(*tables),
+                None,  # no OOB tenant: OOBs take the Python path (classify counts no tenant)
             )
 
     def rows(self, raws: list[bytes], open_last: bool) -> list[bytes | None]:
@@ -107,12 +110,13 @@ class NativeRecordRows:
             for raw, answer in zip(raws, answers, strict=True)
         ]
 
-    def _resolve(self, line: str) -> tuple[bool, str, bytes, bytes, bool]:
+    def _resolve(self, line: str) -> tuple[bool, str, bytes, bytes, bool, bytes]:
         """A line the native caches lack: the Python labeller's label and classification
         object, encoded (every record may take the dimensions: ``classify`` counts none)."""
         result = self.classifier.classify_uncached(line)  # the native caches are the cache
         label, obj = self._made(line, result)
-        return result.rule is not None, label, orjson.dumps(label), orjson.dumps(obj), True
+        rule = orjson.dumps(rule_object(result.rule))  # a hard bounce's event: unused here
+        return result.rule is not None, label, orjson.dumps(label), orjson.dumps(obj), True, rule
 
 
 def _lookups(
