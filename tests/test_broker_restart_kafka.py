@@ -33,7 +33,7 @@ from streamer.devkit.broker import BrokerState, LocalBroker, stop_when_owner_exi
 from streamer.devkit.sample import generate, record_identity
 from streamer.kafka.admin import create_topics
 
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.kafka, pytest.mark.long, pytest.mark.timeout(400)]
 
 #: Longer than the consumers' session timeout (10 s): the workers lose their partitions.
 OUTAGE_S = 15

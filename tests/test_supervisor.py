@@ -278,6 +278,7 @@ def _topics(w: WorkerProcess) -> tuple[str, str]:
     return w.cmd[w.cmd.index("--input-topic") + 1], w.cmd[w.cmd.index("--output-topic") + 1]
 
 
+@pytest.mark.long
 def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
     kafka_bootstrap: str, supervised: WorkerProcess
 ) -> None:

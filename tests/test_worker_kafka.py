@@ -210,6 +210,7 @@ def test_mixed_records_classified_passed_and_dead_lettered(
     print(f"\nlabels: {dict(labels)}\ndead letters: {dict(reasons)}")
 
 
+@pytest.mark.long
 def test_two_workers_share_partitions_and_take_over(
     kafka_bootstrap: str, new_topic: Callable[..., str], workers
 ) -> None:
@@ -256,6 +257,7 @@ def test_two_workers_share_partitions_and_take_over(
     assert dupes == 0
 
 
+@pytest.mark.long
 def test_kill9_then_restart_loses_nothing(
     kafka_bootstrap: str, new_topic: Callable[..., str], workers
 ) -> None:
@@ -301,6 +303,7 @@ def test_kill9_then_restart_loses_nothing(
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.long
 def test_sigint_and_sigterm_stop_gracefully_mid_stream(
     kafka_bootstrap: str, new_topic: Callable[..., str], workers, sig: signal.Signals
 ) -> None:
@@ -382,6 +385,7 @@ def _types_sent(sent: list[SampleMessage]) -> Counter[str]:
     )
 
 
+@pytest.mark.long
 def test_back_pressure_pauses_and_resumes_with_bounded_memory(
     kafka_bootstrap: str, new_topic: Callable[..., str], workers
 ) -> None:
@@ -475,6 +479,7 @@ def test_hot_reload_on_file_change_and_broken_rules_keep_old(
     assert m["streamer_rules_reload_failures_total"] == 1
 
 
+@pytest.mark.long
 def test_hot_reload_under_load_loses_and_stalls_nothing(
     kafka_bootstrap: str, new_topic: Callable[..., str], workers, rules: Path
 ) -> None:
@@ -545,6 +550,7 @@ def test_sighup_reloads_rules(
     assert {labels[f"reload-{i}"] for i in range(100, 200)} == {"PolicyRelated"}
 
 
+@pytest.mark.long
 def test_exactly_once_kill9_then_restart_no_duplicates(
     kafka_bootstrap: str, new_topic: Callable[..., str], workers
 ) -> None:
