@@ -27,6 +27,7 @@ from worker_harness import (
     WorkerProcess,
     produce,
     read_topic,
+    stop_story,
     topic_size,
     uncommitted,
     wait_until,
@@ -321,7 +322,7 @@ def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
 
     w.signal(signal.SIGTERM)
     assert w.proc is not None
-    assert w.proc.wait(60) == 0
+    assert w.proc.wait(60) == 0, stop_story(w.log())
     for child in status["children"]:  # type: ignore[attr-defined]
         wait_until(lambda pid=child["pid"]: not _alive(pid), 10, "children gone")
 

@@ -283,6 +283,15 @@ def test_kill9_then_restart_loses_nothing(
     # follows its outputs' delivery)
     wait_until(lambda: uncommitted(kafka_bootstrap, group, inp) == 0, 90, "every input done")
     wait_until(lambda: w2.metric("streamer_in_flight") == 0, 20, "in-flight to drain")
+    # the stats stage folds its partials behind the records: wait until it counted each type
+    # (a stop drains it for 5 s at most, the rest is its next owner's, and none comes here)
+    want = _types_sent(sent)
+
+    def counted() -> bool:
+        types, _labels = stats_totals(kafka_bootstrap, f"{inp}.stats")
+        return all(types[t] >= n for t, n in want.items())
+
+    wait_until(counted, 60, "the stats to count every record", interval=1.0)
     assert w2.stop() == 0
 
     outputs = read_topic(kafka_bootstrap, out)
@@ -295,7 +304,6 @@ def test_kill9_then_restart_loses_nothing(
     assert len(outputs) == len(sent) + dupes
     # the windowed stats lost no count either: never fewer, extra only from the replay
     types, _labels = stats_totals(kafka_bootstrap, f"{inp}.stats")
-    want = _types_sent(sent)
     assert all(types[t] >= n for t, n in want.items()), (types, want)
     extra = sum(types.values()) - sum(want.values())
     print(f"stats: {sum(types.values())} records counted for {len(sent)}, {extra} from replays")
@@ -404,6 +412,9 @@ def test_back_pressure_pauses_and_resumes_with_bounded_memory(
         args=("--back-pressure", str(back_pressure), "--batch-size", str(batch)),
         env={"STREAMER_KAFKA_EXTRA": '{"linger.ms": "100"}'},
     )
+    # memory from when it works on the input on: its start-up (imports, clients) grows it
+    # first, and on a loaded machine may last a good part of the run
+    w.wait_assigned(4)
     rss: list[float] = []
 
     def progress() -> bool:
