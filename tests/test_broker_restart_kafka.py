@@ -1,9 +1,8 @@
 """Supervised workers across a restart of their broker: nothing is lost, and the exactly-once
 worker duplicates nothing.
 
-The broker stays stopped until every worker lost its partitions (its consumer's session, 10 s,
-expired: the workers' metrics say so), and the workers get them back on a broker that left and
-came back: the case where librdkafka's
+The broker is stopped for longer than the consumers' session (10 s), so the workers lose their
+partitions and get them back on a broker that left and came back: the case where librdkafka's
 ``send_offsets_to_transaction`` hangs (``streamer.worker.watchdog``). The test has a broker of its
 own: the session's broker serves every other test and must not go away.
 """
@@ -37,6 +36,8 @@ from streamer.kafka.admin import create_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.long, pytest.mark.timeout(400)]
 
+#: Longer than the consumers' session timeout (10 s): the workers lose their partitions.
+OUTAGE_S = 15
 MODES = ("--at-least-once", "--exactly-once")
 
 
@@ -68,12 +69,6 @@ def _held(*ports: int) -> Iterator[None]:
     finally:
         for sock in socks:
             sock.close()
-
-
-def _assigned(w: WorkerProcess) -> int | None:
-    """Input partitions a supervisor's running children hold (None: it did not answer)."""
-    held = [v for k, v in w.metrics().items() if k.startswith("streamer_assigned_partitions{")]
-    return int(sum(held)) if held else None
 
 
 def _identities(values: list[bytes | None]) -> Counter[tuple[str, str, int]]:
@@ -119,14 +114,9 @@ def test_supervised_workers_ride_out_a_broker_restart(
         for _inp, out in topics.values():
             wait_until(lambda out=out: caught_up(out, half), 120, f"{out} before the outage")
 
-        for w in workers.values():  # every partition held: the outage takes them all
-            wait_until(lambda w=w: _assigned(w) == 4, 60, f"{w.name} to hold the 4 partitions")
         assert broker.stop()
-        stopped = time.monotonic()
         with _held(state.port, state.controller_port):  # no other process takes them meanwhile
-            for w in workers.values():  # the outage lasts until every session expired
-                wait_until(lambda w=w: _assigned(w) == 0, 60, f"{w.name}'s partitions lost")
-        away = time.monotonic() - stopped
+            time.sleep(OUTAGE_S)  # the outage itself (longer than the sessions), not a wait
         restarted, _ = broker.start(
             say=lambda _msg: None, port=state.port, controller_port=state.controller_port
         )
@@ -161,7 +151,7 @@ def test_supervised_workers_ride_out_a_broker_restart(
     assert exactly_once == want  # and nothing twice
     eos_log = workers[MODES[1]].log()
     print(
-        f"\nbroker away {away:.0f} s: at-least-once {sum((at_least_once - want).values())} "
+        f"\nbroker away {OUTAGE_S} s: at-least-once {sum((at_least_once - want).values())} "
         f"duplicates; exactly-once none, {eos_log.count('blocking call hung')} hung "
         f"transactional calls ended by the watchdog, "
         f"{eos_log.count('worker exited; restarting')} restarts"
