@@ -81,6 +81,7 @@ def _types(sent: list[SampleMessage]) -> Counter[str]:
     return Counter(effective_type(orjson.loads(m.value)) for m in sent)
 
 
+@pytest.mark.long
 def test_counted_records_near_back_pressure_bring_the_stats_flush_forward(
     kafka_bootstrap: str, new_topic: Callable[..., str], worker
 ) -> None:
@@ -114,6 +115,7 @@ def test_counted_records_near_back_pressure_bring_the_stats_flush_forward(
 
 
 @pytest.mark.parametrize("mode", ["--at-least-once", "--exactly-once"])
+@pytest.mark.long
 def test_bundled_sample_stats_count_every_record_and_label(
     kafka_bootstrap: str, new_topic: Callable[..., str], worker, mode: str
 ) -> None:

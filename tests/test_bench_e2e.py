@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from streamer.config import Settings
 from streamer.devkit.bench.e2e import percentile, window_rate
 from streamer.kafka.admin import topic_partitions
@@ -40,6 +42,7 @@ def test_percentile_nearest_rank() -> None:
     assert percentile([], 50) == 0.0
 
 
+@pytest.mark.long
 def test_bench_e2e_tiny_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = dict(os.environ)
     env.pop("STREAMER_CONFIG", None)

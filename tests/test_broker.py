@@ -87,6 +87,7 @@ def _first_produce_warnings(bootstrap: str, topic: str) -> list[str]:
     return seen
 
 
+@pytest.mark.long
 def test_cli_start_reuse_status_stop_restart(tmp_path: Path, test_rules_file: Path) -> None:
     env = _env(tmp_path / "var", test_rules_file)
     before = _cli(env, "kafka", "status")

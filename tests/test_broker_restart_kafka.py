@@ -25,6 +25,7 @@ from worker_harness import (
     open_transactions,
     produce,
     read_topic,
+    stop_story,
     wait_until,
 )
 
@@ -33,7 +34,7 @@ from streamer.devkit.broker import BrokerState, LocalBroker, stop_when_owner_exi
 from streamer.devkit.sample import generate, record_identity
 from streamer.kafka.admin import create_topics
 
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.kafka, pytest.mark.long, pytest.mark.timeout(400)]
 
 #: Longer than the consumers' session timeout (10 s): the workers lose their partitions.
 OUTAGE_S = 15
@@ -139,7 +140,7 @@ def test_supervised_workers_ride_out_a_broker_restart(
             wait_until(lambda out=out: complete(out), 150, f"every record in {out}", interval=2)
         for w in workers.values():
             code = w.stop()
-            assert code == 0, _why(w.log())
+            assert code == 0, stop_story(w.log())
     finally:
         for w in workers.values():
             w.cleanup()
@@ -155,10 +156,3 @@ def test_supervised_workers_ride_out_a_broker_restart(
         f"transactional calls ended by the watchdog, "
         f"{eos_log.count('worker exited; restarting')} restarts"
     )
-
-
-def _why(log: str) -> str:
-    """A failed stop's story: the lines that say why a process stopped or what went wrong (a
-    tail of the log misses a child that stopped before the others)."""
-    keys = (" ERROR ", " WARNING ", "stopping why", "stopped", "exit", "Traceback")
-    return "\n".join(line for line in log.splitlines() if any(k in line for k in keys))[-6000:]

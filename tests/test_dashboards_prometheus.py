@@ -149,6 +149,7 @@ def fed_worker(
         worker.cleanup()
 
 
+@pytest.mark.long
 def test_every_panel_query_returns_data_from_a_real_prometheus(
     fed_worker: tuple[WorkerProcess, int], kafka_bootstrap: str, tmp_path: Path
 ) -> None:

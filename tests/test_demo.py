@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 from confluent_kafka import Producer
 
 from streamer.classifier import Classifier
@@ -33,6 +34,7 @@ def test_demo_input_has_every_reason() -> None:
     assert positions[0] > 10 and positions[-1] < len(demo.messages) - 10
 
 
+@pytest.mark.long
 def test_demo_runs_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = dict(os.environ)
     env.pop("STREAMER_CONFIG", None)

@@ -445,6 +445,7 @@ def _committed(settings: Settings, group: str, topic: str, parts: int) -> dict[i
     return {tp.partition: tp.offset for tp in got}
 
 
+@pytest.mark.long
 def test_replay_since_moves_a_stopped_group_to_the_offsets_for_that_time(
     kafka_settings: Settings, new_topic: Callable[..., str]
 ) -> None:

@@ -161,7 +161,7 @@ def test_every_test_tier_is_documented_with_how_to_run_it() -> None:
 
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     markers = [m.split(":", 1)[0] for m in pyproject["tool"]["pytest"]["ini_options"]["markers"]]
-    assert set(markers) == {"kafka", "secure", "prometheus", "browser", "packaging"}
+    assert set(markers) == {"kafka", "secure", "prometheus", "browser", "packaging", "long"}
     development = _section(_page("contributing.md"), "Development")
     missing = [m for m in markers if f"-m {m}" not in development]
     assert not missing, f"docs/contributing.md Development does not say how to run: {missing}"

@@ -398,6 +398,7 @@ def test_a_worker_without_its_group_acl_is_told_so(
     assert all(secret not in run.stdout + run.stderr for secret in hidden)
 
 
+@pytest.mark.long
 def test_a_listener_that_never_answers_is_temporary(
     matrix_config: ConfigFor, matrix_topics: Settings, matrix_rules: Path, tmp_path: Path
 ) -> None:

@@ -55,6 +55,7 @@ def _batches(n: int, seed: int) -> Iterator[list[Any]]:
         yield out
 
 
+@pytest.mark.long
 @pytest.mark.timeout(240)
 def test_the_data_path_holds_no_memory_per_record() -> None:
     settings = Settings(

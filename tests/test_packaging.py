@@ -49,7 +49,7 @@ _NOT_SOURCE = shutil.ignore_patterns(
 
 
 #: A cold cargo build of the native crate takes minutes on a loaded 2-core machine.
-pytestmark = [pytest.mark.packaging, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.packaging, pytest.mark.long, pytest.mark.timeout(900)]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], stdin: str | None = None) -> str:

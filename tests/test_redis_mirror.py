@@ -164,6 +164,7 @@ def syncs(tmp_path: Path) -> Iterator[Callable[..., SyncProcess]]:
         s.cleanup()
 
 
+@pytest.mark.long
 def test_sync_killed_mid_stream_resumes_and_ends_equal_to_the_topic(
     kafka_bootstrap: str,
     new_topic: Callable[..., str],

@@ -82,6 +82,7 @@ def _run(stream: StreamWorker, stop: threading.Event) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.long
 def test_an_overtaken_transaction_is_read_again_in_place_exactly_once(
     kafka_bootstrap: str,
     new_topic: Callable[..., str],

@@ -468,6 +468,7 @@ def test_acls_of_a_worker_are_exactly_the_documented_ones(tmp_path: Path, rules:
 # --- `streamer kafka start --secure`, as a developer runs it ---
 
 
+@pytest.mark.long
 def test_cli_start_secure_on_storage_of_a_plain_start(tmp_path: Path, rules: Path) -> None:
     """A broker first started without ``--secure`` (so SCRAM users cannot come from storage
     formatting) gets its users through the admin API; the printed config file connects as the

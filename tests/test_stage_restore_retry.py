@@ -1,4 +1,5 @@
-"""A keyed stage's broker calls in a restore (``retried``): what asking again cures; a stop."""
+"""A keyed stage's broker calls in a restore (``retried``): what asking again cures; a stop;
+the changelog reader's error events it reads on past (``passing``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from streamer.worker.suppression_restore import StageStopped, retried
+from streamer.worker.suppression_restore import StageStopped, passing, retried
 
 
 def _failing(*codes: int) -> tuple[list[int], Callable[[], str]]:
@@ -40,3 +41,19 @@ def test_a_stopping_stage_asks_no_more() -> None:
     with pytest.raises(StageStopped):
         retried(call, stopping=lambda: bool(calls))
     assert len(calls) == 1
+
+
+def test_the_changelog_reader_reads_on_past_a_broker_restarting() -> None:
+    """Error events librdkafka sends while it reconnects (a broker restarting) are passing: a
+    restore right after the broker came back read on instead of stopping its worker."""
+    for code in (
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.FENCED_LEADER_EPOCH,
+    ):
+        assert passing(KafkaError(code)), code
+    assert passing(KafkaError(KafkaError.UNKNOWN, retriable=True))
+    for code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError._SSL, KafkaError._DESTROY):
+        assert not passing(KafkaError(code)), code

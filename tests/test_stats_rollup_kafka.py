@@ -142,6 +142,7 @@ def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Work
 
 
 @pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
+@pytest.mark.long
 def test_the_latest_row_per_key_counts_the_input(
     kafka_bootstrap: str,
     new_topic: Callable[..., str],

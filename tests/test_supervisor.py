@@ -27,6 +27,7 @@ from worker_harness import (
     WorkerProcess,
     produce,
     read_topic,
+    stop_story,
     topic_size,
     uncommitted,
     wait_until,
@@ -142,6 +143,29 @@ def test_a_killed_child_is_restarted_in_its_slot_and_sigterm_drains_all(tmp_path
     thread.join(15)
     assert result == [0]
     assert [c.last_exit for c in sup.children] == [0, 0]
+
+
+def test_a_stop_while_a_crashed_child_waits_for_its_restart_exits_0(tmp_path: Path) -> None:
+    """The crash was dealt with when it came (a restart planned): stopped during the back-off,
+    the supervisor drains the running child and exits 0, starting nothing more."""
+    code = (
+        "import os, signal, sys, time\n"
+        "if os.environ['CHILD_ID'] == 'w-1': sys.exit(1)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        f"open(os.path.join({str(tmp_path)!r}, str(os.getpid())), 'w').close()\n"
+        "while True: time.sleep(0.05)"
+    )
+    slow = RestartPolicy(first_backoff_s=600.0, max_backoff_s=600.0)
+    sup = Supervisor(2, "w", _env, command=_python(code), policy=slow, drain_timeout_s=10)
+    thread, result = _run_in_thread(sup)
+    wait_until(lambda: sup.children[1].state == "restarting", 10, "the crash's back-off")
+    running = sup.children[0]
+    wait_until(lambda: (tmp_path / str(running.pid)).exists(), 10, "its SIGTERM handler")
+    sup.request_stop("test")
+    thread.join(15)
+    assert result == [0]
+    assert [c.last_exit for c in sup.children] == [0, 1]
+    assert sup.children[1].restarts == 0 and sup.children[1].state == "stopped"
 
 
 def test_a_child_finding_kafka_away_is_retried_as_long_as_it_takes(tmp_path: Path) -> None:
@@ -278,6 +302,7 @@ def _topics(w: WorkerProcess) -> tuple[str, str]:
     return w.cmd[w.cmd.index("--input-topic") + 1], w.cmd[w.cmd.index("--output-topic") + 1]
 
 
+@pytest.mark.long
 def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
     kafka_bootstrap: str, supervised: WorkerProcess
 ) -> None:
@@ -320,7 +345,7 @@ def test_two_processes_share_the_group_with_one_metrics_and_status_endpoint(
 
     w.signal(signal.SIGTERM)
     assert w.proc is not None
-    assert w.proc.wait(60) == 0
+    assert w.proc.wait(60) == 0, stop_story(w.log())
     for child in status["children"]:  # type: ignore[attr-defined]
         wait_until(lambda pid=child["pid"]: not _alive(pid), 10, "children gone")
 

@@ -125,6 +125,7 @@ def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Work
 
 
 @pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
+@pytest.mark.long
 def test_every_recipient_ends_with_its_event_time_truth(
     kafka_bootstrap: str,
     new_topic: Callable[..., str],

@@ -158,6 +158,13 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str, interval: fl
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def stop_story(log: str) -> str:
+    """A failed stop's story: the lines that say why a process stopped or what went wrong (a
+    tail of the log misses a child that stopped before the others)."""
+    keys = (" ERROR ", " WARNING ", "stopping why", "stopped", "exit", "Traceback")
+    return "\n".join(line for line in log.splitlines() if any(k in line for k in keys))[-6000:]
+
+
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 #: The worker's start-up line, text or JSON: the ports it really listens on.
 _STARTED = re.compile(

@@ -282,9 +282,11 @@ class Supervisor:
         deadline = time.monotonic() + self.drain_timeout_s
         codes: list[int] = []
         for child in self.children:
-            child.restart_at = None
+            backing_off, child.restart_at = child.restart_at is not None, None
             proc = child.proc
-            if proc is None:
+            if proc is None or backing_off:
+                # waiting for its restart: no process to drain, and its exit was dealt with
+                # when it came (a stop then, e.g. just after a broker restart, is no failure)
                 continue
             try:
                 code = proc.wait(max(0.0, deadline - time.monotonic()))

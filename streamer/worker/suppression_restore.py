@@ -102,14 +102,23 @@ def read_changelog(
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     left.discard(m.partition() or 0)
-                    continue
-                raise StageError(f"restoring {state_topic}: {err.str()}")
+                elif not passing(err):
+                    raise StageError(f"restoring {state_topic}: {err.str()}")
+                continue  # the reader reconnects and reads on; the deadline bounds it
             key = m.key()
             if not key:
                 continue
             restore(m.partition() or 0, key, m.value())
             n += 1
     return n
+
+
+def passing(err: KafkaError) -> bool:
+    """A consumer error event the client recovers from by itself: a connection lost or a
+    broker restarting (librdkafka reconnects, and says so meanwhile: ``_TRANSPORT``,
+    ``_ALL_BROKERS_DOWN``), a leader moving. A restore right after a broker came back met
+    those, and its stage stopped the worker (exit 1) instead of reading on."""
+    return err.retriable() or err.code() in TRANSIENT or err.code() == KafkaError._ALL_BROKERS_DOWN
 
 
 def start_offsets(
