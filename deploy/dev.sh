@@ -49,10 +49,11 @@ case "${1:-demo}" in
         # of the navigation or a reference that no longer renders fails the run. (Not --quiet: it
         # hides the warnings, and --strict then counts none.)
         NO_MKDOCS_2_WARNING=1 mkdocs build --strict
-        # Two processes (pytest-xdist), dealt one test at a time; each starts a session broker
-        # of its own at its first broker test (tests/conftest.py). `-n 0` after it runs
-        # everything in one process, on one broker.
-        exec python -m pytest -n "${STREAMER_TEST_PROCESSES:-2}" --dist loadgroup "$@" ;;
+        # Three processes (pytest-xdist) on CI's 2 cores: the broker tests mostly wait (two
+        # processes kept the cores ~62% busy). Dealt one test at a time, the long ones first;
+        # each starts a session broker of its own at its first broker test (tests/conftest.py).
+        # `-n 0` after it runs everything in one process, on one broker.
+        exec python -m pytest -n "${STREAMER_TEST_PROCESSES:-3}" --dist loadgroup "$@" ;;
     docs) shift; NO_MKDOCS_2_WARNING=1 exec mkdocs serve --dev-addr 127.0.0.1:8000 "$@" ;;
     *) exec streamer "$@" ;;
 esac

@@ -628,6 +628,7 @@ OTHER_VARIABLES = frozenset(
         "CACHE_DIR",
         "SUPERVISOR_PID",
         "TEST_BOOTSTRAP",
+        "TEST_PROCESSES",  # deploy/dev.sh test: pytest-xdist's processes
         "UID",
         "VENV",
         "REQUIRE_NATIVE",  # streamer.native: a missing native extension is an error

@@ -6,7 +6,7 @@ dir, random free 127.0.0.1 ports) and stops it when the session ends; with
 Tests that use it are marked ``kafka`` automatically (``-m "not kafka"`` leaves them out), and
 so is every test of ``test_security_kafka.py`` (some start a broker of their own).
 
-Under pytest-xdist (``deploy/dev.sh test``: ``-n 2``) the session is per process: each process
+Under pytest-xdist (``deploy/dev.sh test``: ``-n 3``) the session is per process: each process
 starts its own broker at its first broker test, and tests are dealt one at a time to whichever
 process is free. (No ``xdist_group``: with pytest 9 pytest-xdist 3.8 no longer applies it, see
 pytest-dev/pytest-xdist#1386, so broker tests were never held in one process; should it work

@@ -237,6 +237,17 @@ def test_kubernetes_service_variables_and_supervised_children_get_no_warning(
     assert unknown_variables({**typo, "STREAMER_SUPERVISOR_PID": "1"}) == []
 
 
+def test_the_projects_own_variables_get_no_warning() -> None:
+    """Variables the project's scripts read (the test command's processes, the native path's
+    switches...) are no typo: a run with ``STREAMER_TEST_PROCESSES=3`` printed the warning into
+    every CLI test's output, failing 18 of them."""
+    from streamer.config import OTHER_VARIABLES, unknown_variables
+
+    ours = {f"STREAMER_{name}": "1" for name in OTHER_VARIABLES}
+    assert "STREAMER_TEST_PROCESSES" in ours
+    assert unknown_variables(ours) == []
+
+
 def test_the_path_inside_a_table_setting_is_kept(tmp_path: Path) -> None:
     config = tmp_path / "streamer.toml"
     config.write_text('log_level = "warn"\n[kafka_extra]\nacks = 1\n')
