@@ -192,7 +192,11 @@ class Settings(BaseSettings):
         "take precedence over the shipped rules without listing the shipped files.",
     )
     back_pressure: int = Field(
-        10_000, ge=1, description="In-flight records at which the worker pauses its partitions."
+        10_000,
+        ge=1,
+        description="Records consumed whose outputs are not acknowledged yet at which the worker "
+        "stops fetching (it pauses its partitions when no room comes within 1 s); counted "
+        "records waiting only for a stats update may add 8 times as many.",
     )
     pool_size: int = Field(
         default_factory=default_pool_size,
@@ -238,9 +242,9 @@ class Settings(BaseSettings):
         3.0,
         gt=0,
         le=60,
-        description="Seconds between stats updates in at-least-once mode, sooner while "
-        "in-flight records reach ¾ of `back_pressure` and the counted ones waiting for an "
-        "update half of it (exactly-once: every transaction).",
+        description="Seconds between stats updates in at-least-once mode, sooner (at most every "
+        "0.25 s) once the records waiting only for an update reach 4 times `back_pressure` "
+        "(exactly-once: every transaction).",
     )
     stats_retention: int = Field(
         3600,

@@ -22,6 +22,7 @@ from worker_harness import (
     read_topic,
     stats_totals,
     topic_size,
+    uncommitted,
     wait_until,
 )
 
@@ -82,12 +83,14 @@ def _types(sent: list[SampleMessage]) -> Counter[str]:
 
 
 @pytest.mark.long
-def test_counted_records_near_back_pressure_bring_the_stats_flush_forward(
+def test_settled_records_never_hold_back_fetching_and_bring_the_stats_update_forward(
     kafka_bootstrap: str, new_topic: Callable[..., str], worker
 ) -> None:
-    # A counted chunk stays in flight until the stats flush that publishes its counts. With a
-    # minute between flushes, 1,000 records and a back_pressure of 200, only the flush brought
-    # forward by the in-flight records lets the worker finish in well under that minute.
+    # A counted record whose outputs are acknowledged waits only for the stats update that
+    # counts it before its offset may be committed (settled): it does not count against
+    # back_pressure (200), so all 1,000 outputs come long before the minute between updates;
+    # settled records have their own bound (8 x back_pressure), and reaching half of it (800)
+    # brings the update forward: only that lets the group commit 800 records within the minute.
     inp, out = new_topic(2), new_topic(2)
     sent = load_bundled_sample()
     w = worker(
@@ -107,8 +110,15 @@ def test_counted_records_near_back_pressure_bring_the_stats_flush_forward(
         return topic_size(kafka_bootstrap, out) >= len(sent)
 
     wait_until(done, 40, f"{len(sent)} outputs", interval=0.3)
+    wait_until(
+        lambda: uncommitted(kafka_bootstrap, f"g-{inp}", inp) <= len(sent) - 800,
+        30,
+        "the early stats update to release 800 records for the commit",
+        interval=0.3,
+    )
     m = w.metrics()
     assert m["streamer_in_flight_max"] <= 200 + 50
+    assert m["streamer_backpressure_pauses_total"] == 0
     assert w.stop() == 0
     types, _ = stats_totals(kafka_bootstrap, f"{inp}.stats")
     assert types == _types(sent)

@@ -295,7 +295,7 @@ class _Held:
     released = 0
     topic, partition, first, last, count = "in", 0, 0, 9, 10
 
-    def ack(self) -> None:
+    def release(self) -> None:
         self.released += 1
 
 

@@ -35,6 +35,65 @@ def test_nothing_committable_until_acknowledged() -> None:
     assert tr.committable() == {TP0: 10}
 
 
+def _held(tr: OffsetTracker, first: int, last: int, outputs: int) -> OffsetChunk:
+    """A counted chunk (analytics on): held for the stats update, its outputs handed over."""
+    chunk = tr.track("in", 0, first, last, last - first + 1)
+    assert chunk is not None
+    chunk.hold()
+    chunk.add_pending(outputs)
+    chunk.seal()
+    return chunk
+
+
+def test_a_held_chunk_settles_when_its_outputs_are_acknowledged_and_commits_on_release() -> None:
+    tr = OffsetTracker()
+    tr.assign([TP0])
+    c = _held(tr, 0, 9, 2)
+    c.ack()
+    assert (tr.in_flight, tr.settled, tr.unsettled) == (10, 0, 10)
+    c.ack()  # outputs all acknowledged: waits only for the stats update
+    assert (tr.in_flight, tr.settled, tr.unsettled) == (10, 10, 0)
+    assert tr.committable() == {}
+    c.release()
+    assert (tr.in_flight, tr.settled, tr.unsettled) == (0, 0, 0)
+    assert tr.committable() == {TP0: 10}
+
+
+def test_a_chunk_released_before_its_outputs_finishes_on_its_last_acknowledgement() -> None:
+    tr = OffsetTracker()
+    tr.assign([TP0])
+    c = _held(tr, 0, 4, 1)
+    c.release()  # the update was acknowledged first
+    assert (tr.in_flight, tr.settled) == (5, 0)
+    c.ack()
+    assert (tr.in_flight, tr.settled) == (0, 0)
+    assert tr.committable() == {TP0: 5}
+
+
+def test_revoking_a_settled_chunk_counts_it_out_once() -> None:
+    tr = OffsetTracker()
+    tr.assign([TP0])
+    c = _held(tr, 0, 4, 1)
+    c.ack()
+    assert tr.revoke([TP0]) == [c]
+    assert (tr.in_flight, tr.settled) == (0, 0)
+    c.release()  # its update acknowledged after the revocation
+    assert (tr.in_flight, tr.settled) == (0, 0)
+
+
+def test_a_transaction_finishes_a_settled_chunk() -> None:
+    """Exactly-once: the commit finishes the transaction's chunks, held or not."""
+    tr = OffsetTracker()
+    tr.assign([TP0])
+    c = _held(tr, 0, 4, 1)
+    c.ack()
+    c.finish()
+    assert (tr.in_flight, tr.settled) == (0, 0)
+    c.release()
+    assert (tr.in_flight, tr.settled) == (0, 0)
+    assert tr.committable() == {TP0: 5}
+
+
 def test_only_contiguous_prefix_is_committed() -> None:
     tr = OffsetTracker()
     tr.assign([TP0])

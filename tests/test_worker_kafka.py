@@ -413,19 +413,20 @@ def test_back_pressure_pauses_and_resumes_with_bounded_memory(
     kafka_bootstrap: str, new_topic: Callable[..., str], workers
 ) -> None:
     inp, out = new_topic(4), new_topic(4)
-    sent = list(generate(6_000, seed=41))
+    sent = list(generate(3_200, seed=41))
     produce(kafka_bootstrap, inp, sent)
     back_pressure, batch = 400, 100
-    # The slowed producer side: librdkafka holds each output batch for 100 ms before sending
+    # The slowed producer side: librdkafka holds each output batch for 1.5 s before sending
     # (linger.ms), so acknowledgements arrive late and in waves, like a slow or distant cluster;
-    # in-flight records pile up while fetching is fast.
+    # in-flight records pile up while fetching is fast, and no room comes within the second
+    # the worker waits for it before it pauses (``flow.PAUSE_AFTER_S``).
     w = workers(
         "w-bp",
         inp=inp,
         out=out,
         group=f"g-{inp}",
         args=("--back-pressure", str(back_pressure), "--batch-size", str(batch)),
-        env={"STREAMER_KAFKA_EXTRA": '{"linger.ms": "100"}'},
+        env={"STREAMER_KAFKA_EXTRA": '{"linger.ms": "1500"}'},
     )
     # memory from when it works on the input on: its start-up (imports, clients) grows it
     # first, and on a loaded machine may last a good part of the run

@@ -21,8 +21,9 @@ from streamer.classifier import ReloadableClassifier
 from streamer.kafka.source import TP
 from streamer.metrics import Metrics
 from streamer.worker import checkpoint
+from streamer.worker import flow as flow_module
 from streamer.worker.checkpoint import AtLeastOnce, ExactlyOnce, make_checkpoint
-from streamer.worker.flow import FlowControl
+from streamer.worker.flow import SETTLED_FACTOR, FlowControl
 from streamer.worker.offsets import OffsetChunk, OffsetTracker
 from streamer.worker.processing import make_batch
 from streamer.worker.reload import RulesReloader
@@ -292,16 +293,63 @@ class Pausable:
         return self.partitions
 
 
-def test_flow_control_pauses_at_the_limit_and_resumes_at_half() -> None:
+def _settled_chunk(tr: OffsetTracker, first: int, count: int) -> OffsetChunk:
+    """A counted chunk whose one output was acknowledged: it waits only for the stats update."""
+    chunk = tr.track("in", 0, first, first + count - 1, count)
+    assert chunk is not None
+    chunk.hold()  # ``BatchProcessor.send_chunk``
+    chunk.add_pending(1)
+    chunk.seal()
+    chunk.ack()
+    return chunk
+
+
+def _at_the_limit() -> tuple[FlowControl, Metrics, Pausable, list[OffsetChunk | None]]:
+    """A flow control with a limit of 10 and 12 records in flight, in four chunks of 3."""
     tr, metrics, source = OffsetTracker(), Metrics(), Pausable(2)
     flow = FlowControl(tr, 10, metrics)
     flow.source = source
     tr.assign([TP0])
     chunks = [tr.track("in", 0, i * 3, i * 3 + 2, 3) for i in range(4)]  # 12 in flight
     flow.after_fetch()
-    flow.after_fetch()  # already paused: no second pause
-    assert source.pauses == 1 and flow.peak == 12
+    return flow, metrics, source, chunks
+
+
+def test_flow_control_waits_for_room_at_the_limit_and_goes_on_at_half(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A short stall (acknowledgements within ``PAUSE_AFTER_S``) never pauses: librdkafka keeps
+    what it prefetched, and fetching goes on once half the limit drained."""
+    monkeypatch.setattr(flow_module, "PAUSE_AFTER_S", 30.0)
+    flow, metrics, source, chunks = _at_the_limit()
+    assert flow.full() and flow.peak == 12
     assert metrics.registry.get_sample_value("streamer_in_flight_max") == 12
+
+    async def run() -> list[bool]:
+        waiting = asyncio.ensure_future(flow.wait_for_room())
+        states = []
+        for c in chunks[:3]:  # 9, 6, then 3 left in flight: room at most half the limit
+            assert c is not None
+            await asyncio.sleep(0.02)
+            c.seal()
+            flow.maybe_resume()
+            await asyncio.sleep(0.02)  # a few turns of the loop for the waiter to wake
+            states.append(waiting.done())
+        return states
+
+    assert asyncio.run(run()) == [False, False, True]
+    assert source.pauses == 0 and source.resumes == 0 and not source.want_paused
+    assert metrics.registry.get_sample_value("streamer_backpressure_pauses_total") == 0
+
+
+def test_flow_control_pauses_when_no_room_comes_in_time_and_resumes_at_half(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(flow_module, "PAUSE_AFTER_S", 0.01)
+    flow, metrics, source, chunks = _at_the_limit()
+    asyncio.run(flow.wait_for_room())
+    asyncio.run(flow.wait_for_room())  # already paused: fetching goes on (rebalances), no wait
+    assert source.pauses == 1 and source.want_paused
     assert metrics.registry.get_sample_value("streamer_backpressure_pauses_total") == 1
     for c in chunks[:2]:
         assert c is not None
@@ -314,13 +362,15 @@ def test_flow_control_pauses_at_the_limit_and_resumes_at_half() -> None:
     assert source.resumes == 1 and not source.want_paused
 
 
-def test_flow_control_never_resumes_while_stopping() -> None:
+def test_flow_control_never_resumes_while_stopping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flow_module, "PAUSE_AFTER_S", 0.01)
     tr, source = OffsetTracker(), Pausable(1)
     flow = FlowControl(tr, 1, Metrics())
     flow.source = source
     tr.assign([TP0])
     chunk = tr.track("in", 0, 0, 0, 1)
     flow.after_fetch()
+    asyncio.run(flow.wait_for_room())
     flow.stopping = True
     assert chunk is not None
     chunk.seal()
@@ -328,40 +378,40 @@ def test_flow_control_never_resumes_while_stopping() -> None:
     assert source.want_paused and source.resumes == 0
 
 
-def test_a_stats_update_comes_early_only_for_the_records_it_releases() -> None:
-    assert flush_due(3.0, 3.0, 0, 0, 100)  # the interval
-    assert flush_due(EARLY_FLUSH_S, 3.0, 75, 50, 100)  # near back_pressure, half held
-    assert not flush_due(EARLY_FLUSH_S, 3.0, 100, 49, 100)  # mostly fetched, not processed
-    assert not flush_due(EARLY_FLUSH_S, 3.0, 74, 74, 100)  # not near back_pressure
-    assert not flush_due(EARLY_FLUSH_S / 2, 3.0, 100, 100, 100)  # the shortest time between
+def test_a_stats_update_comes_early_only_for_many_settled_records() -> None:
+    early = 100 * SETTLED_FACTOR // 2  # half of what may wait for a back_pressure of 100
+    assert flush_due(3.0, 3.0, 0, 100)  # the interval
+    assert flush_due(EARLY_FLUSH_S, 3.0, early, 100)
+    assert not flush_due(EARLY_FLUSH_S, 3.0, early - 1, 100)
+    assert not flush_due(EARLY_FLUSH_S / 2, 3.0, early * 2, 100)  # the shortest time between
 
 
-def test_paused_partitions_never_wait_for_the_stats_interval() -> None:
-    """Fetched until paused, then processed a chunk at a time (each held for the stats update,
-    its outputs acknowledged): the update is due once the held records reach half of
-    back_pressure, while the agent still has fetched records to process."""
+def test_settled_records_never_hold_back_fetching(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted records whose outputs were acknowledged wait only for the stats update: they do
+    not count against back_pressure, only against their own bound, which an early update
+    keeps them under; the update releases them for the commit."""
+    monkeypatch.setattr(flow_module, "PAUSE_AFTER_S", 0.01)
     tr, source = OffsetTracker(), Pausable(1)
     flow = FlowControl(tr, 100, Metrics())
     flow.source = source
     tr.assign([TP0])
-    fetched = []
-    while not source.want_paused:
-        first = len(fetched) * 10
-        fetched.append(tr.track("in", 0, first, first + 9, 10))
-        flow.after_fetch()
     publisher = StatsPublisher(WindowedStats(), None, "p", "w", BatchAggregator())  # type: ignore[arg-type]
-    due_with_queued = None
-    for n, chunk in enumerate(fetched, 1):
-        assert chunk is not None
-        chunk.add_pending(1)  # the hold (``BatchProcessor.send_chunk``)
-        chunk.seal()  # its outputs acknowledged
+    due_at = None
+    first = 0
+    while not flow.full():
+        chunk = _settled_chunk(tr, first, 10)
+        first += 10
         publisher.hold([chunk])
-        if flush_due(1.0, 3.0, tr.in_flight, publisher.held_records, 100):
-            due_with_queued = len(fetched) - n
-            break
-    assert (tr.in_flight, publisher.held_records, due_with_queued) == (100, 50, 5)
+        flow.after_fetch()
+        if due_at is None and flush_due(1.0, 3.0, tr.settled, 100):
+            due_at = tr.settled
+    assert (due_at, tr.settled, tr.unsettled, flow.peak) == (400, 800, 0, 0)
+    assert tr.committable() == {}, "settled records are not committed before their update"
+    asyncio.run(flow.wait_for_room())
+    assert source.pauses == 1, "at their own bound (updates not acknowledged) fetching pauses"
     assert asyncio.run(publisher.flush()) == 0  # nothing was counted: the chunks are released
-    assert (tr.in_flight, publisher.held_records) == (50, 0)
+    assert (tr.in_flight, tr.settled) == (0, 0)
+    assert tr.committable() == {TP0: 800}
     flow.maybe_resume()
     assert not source.want_paused
 

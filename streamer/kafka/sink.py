@@ -326,8 +326,8 @@ def delivery_callback(chunk: InputRange, attempt: int, failures: list[Failure]) 
     """The delivery report of one output of ``chunk``: an acknowledgement counts it down, a
     failure is kept for the next ``Sink.poll``."""
     ack = chunk.ack
-    finish = getattr(chunk, "finish", None)
-    if finish is not None:
+    settle = getattr(chunk, "outputs_acknowledged", None)
+    if settle is not None:
         # A record chunk (``streamer.worker.offsets.OffsetChunk``), run once per output: its ``ack``
         # inlined, one Python frame per report instead of two.
         counted: Any = chunk
@@ -336,7 +336,7 @@ def delivery_callback(chunk: InputRange, attempt: int, failures: list[Failure]) 
             if err is None:
                 counted.pending -= 1
                 if not counted.pending and counted.sealed:
-                    finish()
+                    settle()
             else:
                 failures.append(
                     (chunk, attempt, err, msg.topic(), msg.key(), msg.value(), msg.headers())

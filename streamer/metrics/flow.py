@@ -16,6 +16,12 @@ class FlowMetrics:
             "Records consumed whose outputs are not acknowledged yet.",
             registry=r,
         )
+        self.awaiting_stats = Gauge(
+            "streamer_awaiting_stats",
+            "Records whose outputs are acknowledged, waiting for the stats update that counts "
+            "them before their offsets may be committed (analytics on).",
+            registry=r,
+        )
         self.in_flight_max = Gauge(
             "streamer_in_flight_max",
             "Most records in flight at once since the worker started (memory bound check).",

@@ -37,9 +37,26 @@ class RewindError(Exception):
 
 
 class OffsetChunk:
-    """Offsets ``first..last`` (``count`` records) of one partition, produced together."""
+    """Offsets ``first..last`` (``count`` records) of one partition, produced together.
 
-    __slots__ = ("_owner", "abandoned", "count", "done", "first", "last", "pending", "sealed")
+    With analytics a chunk is also *held* (``hold``) until the stats update counting its records
+    is acknowledged (``release``). Once its own outputs are all acknowledged it is *settled*: it
+    waits only for that update, holds no record in memory, and no longer counts against
+    ``back_pressure`` (``OffsetTracker.unsettled``), only against the commit.
+    """
+
+    __slots__ = (
+        "_owner",
+        "abandoned",
+        "count",
+        "done",
+        "first",
+        "held",
+        "last",
+        "pending",
+        "sealed",
+        "settled",
+    )
 
     def __init__(self, owner: PartitionTracker, first: int, last: int, count: int) -> None:
         self._owner = owner
@@ -48,6 +65,8 @@ class OffsetChunk:
         self.count = count
         self.pending = 0  # outputs handed to the producer and not yet acknowledged
         self.sealed = False  # no more outputs will be added
+        self.held = False  # a stats update counting these records is still to come
+        self.settled = False  # held, every output acknowledged
         self.done = False
         self.abandoned = False
 
@@ -66,21 +85,48 @@ class OffsetChunk:
         """One output of this chunk was acknowledged by the broker (the sink inlines this)."""
         self.pending -= 1
         if self.pending == 0 and self.sealed:
-            self.finish()
+            self.outputs_acknowledged()
 
     def seal(self) -> None:
         """Every output of this chunk has been handed to the producer."""
         self.sealed = True
         if self.pending == 0:
+            self.outputs_acknowledged()
+
+    def hold(self) -> None:
+        """The chunk's records were tallied: it waits for the stats update that counts them."""
+        self.held = True
+
+    def release(self) -> None:
+        """The stats update counting these records was acknowledged."""
+        self.held = False
+        if self.settled:
+            self.settled = False
+            if not self.abandoned:
+                self._owner.tracker.settled -= self.count
+        if self.pending == 0 and self.sealed:
             self.finish()
 
+    def outputs_acknowledged(self) -> None:
+        """Sealed and every output acknowledged: done, or settled while still held."""
+        if not self.held:
+            self.finish()
+        elif not self.settled and not self.done:
+            self.settled = True
+            if not self.abandoned:
+                self._owner.tracker.settled += self.count
+
     def finish(self) -> None:
-        """Sealed and every output acknowledged: the chunk's offsets may be committed."""
+        """The chunk's offsets may be committed (exactly-once: its transaction committed)."""
         if self.done:
             return
         self.done = True
         if not self.abandoned:
-            self._owner.tracker.in_flight -= self.count
+            tracker = self._owner.tracker
+            tracker.in_flight -= self.count
+            if self.settled:
+                tracker.settled -= self.count
+        self.settled = False
 
     def __repr__(self) -> str:
         state = "abandoned" if self.abandoned else "done" if self.done else "open"
@@ -121,8 +167,11 @@ class OffsetTracker:
 
     def __init__(self) -> None:
         self.partitions: dict[TP, PartitionTracker] = {}
-        #: Records consumed whose chunk is not done yet (what back-pressure limits).
+        #: Records consumed whose chunk is not done yet (not committable yet).
         self.in_flight = 0
+        #: Of those, the records of settled chunks: outputs acknowledged, waiting only for the
+        #: stats update that counts them.
+        self.settled = 0
         self.generation = 0
         # Positions computed by committable() but not yet confirmed by mark_committed().
         self._pending_positions: dict[TP, int] = {}
@@ -156,8 +205,15 @@ class OffsetTracker:
         for c in left:
             c.abandoned = True
             self.in_flight -= c.count
+            if c.settled:
+                self.settled -= c.count
         pt.chunks.clear()
         return left
+
+    @property
+    def unsettled(self) -> int:
+        """Records in flight whose outputs are not all acknowledged (what back-pressure limits)."""
+        return self.in_flight - self.settled
 
     def owns(self, tp: TP) -> bool:
         return tp in self.partitions

@@ -120,7 +120,7 @@ class BatchProcessor:
         """Process and produce a chunk slice by slice, then seal it."""
         sink = self.sink
         if self.stats is not None:
-            chunk.add_pending(1)  # the hold: released by the stats flush that counts it
+            chunk.hold()  # released by the stats flush that counts it
             self._held.append(chunk)
         n = len(messages)
         for start in range(0, n, SLICE_RECORDS):

@@ -3,13 +3,13 @@
 The pipeline tallies each record into the analyzer's ``BatchAggregator``; ``fold`` counts that
 tally into this worker's windows once per distinct key (``fold_into``) and feeds the
 deliverability metrics. ``flush`` folds, then publishes the rows that changed to the stats topic:
-every ``stats_flush_interval`` in at-least-once mode (sooner when the held records near
-``back_pressure``: ``flush_due``), inside each transaction in exactly-once mode. Folding and
+every ``stats_flush_interval`` in at-least-once mode (sooner when many settled records wait for
+it: ``flush_due``), inside each transaction in exactly-once mode. Folding and
 publishing seldom matters: both cost per distinct key or row, and keys repeat (a batch of 500
 sample records holds ~350 distinct keys, 12,000 records 0.24 per record, 48,000 records 0.10).
 A chunk's offsets may only be committed once a published update covers its records, so every
-chunk that was counted carries one extra pending output (a *hold*) that the next flush releases
-when all its rows are acknowledged. A crash therefore never loses a count: what was committed
+chunk that was counted is held (``OffsetChunk.hold``) until the next flush releases it, once all
+its rows are acknowledged. A crash therefore never loses a count: what was committed
 was published, and what was not is consumed and counted again (at-least-once: extra counts only
 from replays; exactly-once: the rows commit in the same transaction as the offsets).
 
@@ -35,6 +35,7 @@ from streamer.analytics.batch import BatchAggregator, Folded
 from streamer.analytics.windows import WindowedStats, row_key
 from streamer.kafka.sink import Sink
 from streamer.pipeline import Output
+from streamer.worker.flow import SETTLED_FACTOR
 from streamer.worker.offsets import OffsetChunk
 
 
@@ -73,34 +74,24 @@ class StatsRelease:
     def _release(self) -> None:
         chunks, self._chunks = self._chunks, []
         for chunk in chunks:
-            chunk.ack()
+            chunk.release()
 
 
 #: The shortest time between two stats flushes that back-pressure brings forward.
 EARLY_FLUSH_S = 0.25
 
 
-def flush_due(
-    since_s: float, interval_s: float, in_flight: int, held: int, back_pressure: int
-) -> bool:
+def flush_due(since_s: float, interval_s: float, settled: int, back_pressure: int) -> bool:
     """Whether the stats update is due ``since_s`` after the last one (at-least-once): every
-    ``interval_s``; sooner (at most every ``EARLY_FLUSH_S``) when the records in flight reach
-    ¾ of ``back_pressure`` and the ``held`` ones (counted, waiting for this update) are at least
-    half of it.
+    ``interval_s``; sooner (at most every ``EARLY_FLUSH_S``) once the ``settled`` records
+    (outputs acknowledged, waiting only for this update) reach half of what may wait
+    (``SETTLED_FACTOR`` x ``back_pressure``), so that fetching never pauses for them.
 
-    Records fetched and not processed yet are in flight too (at full speed the agent's channel
-    holds a few batches: ~¾ of ``back_pressure`` by themselves), and an update releases none of
-    them: flushing for them published every changed row four times a second, however few
-    records it released. Half is where paused partitions resume, so a pause never waits for the
-    interval: in flight stays at least ¾ until an update, and what is processed meanwhile is
-    held, until the held records alone reach half."""
+    An update costs per changed row (~50 µs each), whatever it releases: the bound lets one
+    update release many records, and the interval bounds what a crash consumes again."""
     if since_s >= interval_s:
         return True
-    return (
-        since_s >= EARLY_FLUSH_S
-        and in_flight >= back_pressure * 3 // 4
-        and held * 2 >= back_pressure
-    )
+    return since_s >= EARLY_FLUSH_S and settled * 2 >= back_pressure * SETTLED_FACTOR
 
 
 #: Distinct keys the aggregator may tally before a fold that does not wait for the flush
@@ -135,8 +126,6 @@ class StatsPublisher:
         self.defer_metrics = defer_metrics
         self._unsettled: list[Folded] = []
         self._held: list[OffsetChunk] = []
-        #: Records of the held chunks (what the next flush releases: ``flush_due``).
-        self.held_records = 0
         self.rows_published = 0
         #: The update number (``seq``) of the session's partials: the rollup keeps the highest.
         self.seq = 0
@@ -148,7 +137,6 @@ class StatsPublisher:
         for chunk in chunks:
             if not chunk.abandoned:
                 self._held.append(chunk)
-                self.held_records += chunk.count
         if self.aggregator.pending_keys > FOLD_AT_KEYS:
             self.fold()
 
@@ -172,11 +160,10 @@ class StatsPublisher:
         their rows are delivered."""
         self.fold()
         held, self._held = self._held, []
-        self.held_records = 0
         rows = self.windows.updates(self.aggregator.watermark, time.time())
         if not rows:
             for chunk in held:
-                chunk.ack()
+                chunk.release()
             return 0
         n = len(rows)
         self.seq += 1
@@ -200,7 +187,6 @@ class StatsPublisher:
         self.aggregator.fold_into(self.windows, time.time())
         self.windows = self.windows.empty_copy()
         self._held = []
-        self.held_records = 0
         self._unsettled = []  # their transaction was aborted
         self.session = _session(self.worker_id)
 

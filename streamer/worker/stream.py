@@ -41,7 +41,7 @@ from streamer.pipeline import Pipeline
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
 from streamer.worker.checkpoint import Checkpoint, ExactlyOnce, make_checkpoint
 from streamer.worker.exits import NOT_AUTHORIZED_EXIT, TEMPFAIL_EXIT
-from streamer.worker.flow import FlowControl
+from streamer.worker.flow import SETTLED_FACTOR, FlowControl
 from streamer.worker.keyed_stage import KeyedStage
 from streamer.worker.offsets import OffsetTracker, RewindError
 from streamer.worker.processing import Batch, BatchProcessor, make_batch
@@ -99,9 +99,8 @@ class StreamWorker:
         )
         self.stats: StatsPublisher | None = None  # analytics on: set by start_clients()
         self._last_stats_flush = 0.0
-        # Held chunks count as in flight until the flush that publishes their counts: flush
-        # early rather than let them reach back_pressure and pause the partitions.
-        self._stats_flush_at = max(1, settings.back_pressure * 3 // 4)
+        # Settled records (waiting only for the stats update) at which it may come early.
+        self._stats_flush_at = max(1, settings.back_pressure * SETTLED_FACTOR // 2)
         self.fetch_size = max(1, min(settings.batch_size, settings.back_pressure))
         # Set by start_clients(), on the event loop.
         self.source: Source | None = None
@@ -179,6 +178,7 @@ class StreamWorker:
             source = self.source
             timeout = FETCH_TIMEOUT_IDLE_S
             while not self._stopping:
+                await self.flow.wait_for_room()
                 messages = await source.fetch(self.fetch_size, timeout)
                 if not messages:
                     timeout = FETCH_TIMEOUT_IDLE_S
@@ -206,7 +206,7 @@ class StreamWorker:
         assert self.processor is not None and self.checkpoint is not None
         await self.processor.process(batch, self.checkpoint)
         self._produced.set()
-        if self.tracker.in_flight >= self._stats_flush_at:
+        if self.tracker.settled >= self._stats_flush_at:
             await self._flush_stats_when_due(time.monotonic())
         if self.checkpoint.failed and not self._stopping:
             self.metrics.abandoned.inc(self.checkpoint.fail())
@@ -240,7 +240,8 @@ class StreamWorker:
             checkpoint.commit_due()
         self.flow.maybe_resume()
         m = self.metrics
-        m.in_flight.set(self.tracker.in_flight)
+        m.in_flight.set(self.tracker.unsettled)
+        m.awaiting_stats.set(self.tracker.settled)
         m.assigned_partitions.set(len(source.assignment))
         if source.want_paused:
             m.paused_partitions.set(len(source.paused))
@@ -259,14 +260,13 @@ class StreamWorker:
 
     async def _flush_stats_when_due(self, now: float) -> None:
         """At-least-once: publish the stats update (releasing held chunks) every interval, or
-        sooner while the records it holds near back_pressure (``flush_due``)."""
+        sooner while many settled records wait for it (``flush_due``)."""
         stats = self.stats
         s = self.settings
         if stats is None or s.exactly_once or self._draining:
             return
         since = now - self._last_stats_flush
-        in_flight, held = self.tracker.in_flight, stats.held_records
-        if flush_due(since, s.stats_flush_interval, in_flight, held, s.back_pressure):
+        if flush_due(since, s.stats_flush_interval, self.tracker.settled, s.back_pressure):
             self._last_stats_flush = now
             await stats.flush()
 
@@ -455,7 +455,8 @@ def worker_status(stream: StreamWorker) -> dict[str, Any]:
         "exactly_once": stream.settings.exactly_once,
         "assigned": sorted(f"{t}:{p}" for t, p in (source.assignment if source else ())),
         "paused": sorted(f"{t}:{p}" for t, p in (source.paused if source else ())),
-        "in_flight": stream.tracker.in_flight,
+        "in_flight": stream.tracker.unsettled,
+        "awaiting_stats": stream.tracker.settled,
         "in_flight_peak": stream.flow.peak,
         "consumed": int(m.total(m.events_in)),
         "batches": int(m.total(m.batches)),
