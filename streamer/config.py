@@ -243,8 +243,8 @@ class Settings(BaseSettings):
         gt=0,
         le=60,
         description="Seconds between stats updates in at-least-once mode, sooner (at most every "
-        "0.25 s) once the records waiting only for an update reach 4 times `back_pressure` "
-        "(exactly-once: every transaction).",
+        "0.25 s) once the records waiting only for an update reach 4 times `back_pressure` or "
+        "its tally holds 5,000 distinct keys (exactly-once: every transaction).",
     )
     stats_retention: int = Field(
         3600,

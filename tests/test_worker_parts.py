@@ -27,7 +27,7 @@ from streamer.worker.flow import SETTLED_FACTOR, FlowControl
 from streamer.worker.offsets import OffsetChunk, OffsetTracker
 from streamer.worker.processing import make_batch
 from streamer.worker.reload import RulesReloader
-from streamer.worker.stats import EARLY_FLUSH_S, StatsPublisher, flush_due
+from streamer.worker.stats import EARLY_FLUSH_S, UPDATE_AT_KEYS, StatsPublisher, flush_due
 from streamer.worker.watchdog import Watchdog
 
 TP0: TP = ("in", 0)
@@ -378,12 +378,16 @@ def test_flow_control_never_resumes_while_stopping(monkeypatch: pytest.MonkeyPat
     assert source.want_paused and source.resumes == 0
 
 
-def test_a_stats_update_comes_early_only_for_many_settled_records() -> None:
+def test_a_stats_update_comes_early_only_for_many_settled_records_or_keys() -> None:
     early = 100 * SETTLED_FACTOR // 2  # half of what may wait for a back_pressure of 100
     assert flush_due(3.0, 3.0, 0, 100)  # the interval
     assert flush_due(EARLY_FLUSH_S, 3.0, early, 100)
     assert not flush_due(EARLY_FLUSH_S, 3.0, early - 1, 100)
     assert not flush_due(EARLY_FLUSH_S / 2, 3.0, early * 2, 100)  # the shortest time between
+    # traffic whose keys seldom repeat: an update's rows (and memory) go with its keys
+    assert flush_due(EARLY_FLUSH_S, 3.0, 0, 100, UPDATE_AT_KEYS)
+    assert not flush_due(EARLY_FLUSH_S, 3.0, 0, 100, UPDATE_AT_KEYS - 1)
+    assert not flush_due(EARLY_FLUSH_S / 2, 3.0, 0, 100, UPDATE_AT_KEYS)
 
 
 def test_settled_records_never_hold_back_fetching(monkeypatch: pytest.MonkeyPatch) -> None:

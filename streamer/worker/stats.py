@@ -81,17 +81,27 @@ class StatsRelease:
 EARLY_FLUSH_S = 0.25
 
 
-def flush_due(since_s: float, interval_s: float, settled: int, back_pressure: int) -> bool:
+#: Distinct keys tallied since the last update at which the next one comes early: an update's
+#: memory (its changed rows, built at once) and cost go with its keys, not its records.
+UPDATE_AT_KEYS = 5_000
+
+
+def flush_due(
+    since_s: float, interval_s: float, settled: int, back_pressure: int, pending_keys: int = 0
+) -> bool:
     """Whether the stats update is due ``since_s`` after the last one (at-least-once): every
     ``interval_s``; sooner (at most every ``EARLY_FLUSH_S``) once the ``settled`` records
     (outputs acknowledged, waiting only for this update) reach half of what may wait
-    (``SETTLED_FACTOR`` x ``back_pressure``), so that fetching never pauses for them.
+    (``SETTLED_FACTOR`` x ``back_pressure``), so that fetching never pauses for them, or once
+    the tally holds ``UPDATE_AT_KEYS`` distinct keys (traffic whose keys seldom repeat).
 
     An update costs per changed row (~50 µs each), whatever it releases: the bound lets one
     update release many records, and the interval bounds what a crash consumes again."""
     if since_s >= interval_s:
         return True
-    return since_s >= EARLY_FLUSH_S and settled * 2 >= back_pressure * SETTLED_FACTOR
+    return since_s >= EARLY_FLUSH_S and (
+        settled * 2 >= back_pressure * SETTLED_FACTOR or pending_keys >= UPDATE_AT_KEYS
+    )
 
 
 #: Distinct keys the aggregator may tally before a fold that does not wait for the flush

@@ -48,7 +48,7 @@ from streamer.worker.processing import Batch, BatchProcessor, make_batch
 from streamer.worker.reload import RulesReloader
 from streamer.worker.rewind import Rewinder
 from streamer.worker.rollup import RollupStage
-from streamer.worker.stats import StatsPublisher, flush_due
+from streamer.worker.stats import UPDATE_AT_KEYS, StatsPublisher, flush_due
 from streamer.worker.suppressor import SuppressionStage
 
 log = logging.getLogger("streamer.worker")
@@ -206,7 +206,11 @@ class StreamWorker:
         assert self.processor is not None and self.checkpoint is not None
         await self.processor.process(batch, self.checkpoint)
         self._produced.set()
-        if self.tracker.settled >= self._stats_flush_at:
+        stats = self.stats
+        if stats is not None and (
+            self.tracker.settled >= self._stats_flush_at
+            or stats.aggregator.pending_keys >= UPDATE_AT_KEYS
+        ):
             await self._flush_stats_when_due(time.monotonic())
         if self.checkpoint.failed and not self._stopping:
             self.metrics.abandoned.inc(self.checkpoint.fail())
@@ -266,7 +270,8 @@ class StreamWorker:
         if stats is None or s.exactly_once or self._draining:
             return
         since = now - self._last_stats_flush
-        if flush_due(since, s.stats_flush_interval, self.tracker.settled, s.back_pressure):
+        settled, keys = self.tracker.settled, stats.aggregator.pending_keys
+        if flush_due(since, s.stats_flush_interval, settled, s.back_pressure, keys):
             self._last_stats_flush = now
             await stats.flush()
 
