@@ -41,14 +41,14 @@ from streamer.pipeline import Pipeline
 from streamer.worker.assignment import DRAIN_TIMEOUT_S, PartitionLifecycle
 from streamer.worker.checkpoint import Checkpoint, ExactlyOnce, make_checkpoint
 from streamer.worker.exits import NOT_AUTHORIZED_EXIT, TEMPFAIL_EXIT
-from streamer.worker.flow import SETTLED_FACTOR, FlowControl
+from streamer.worker.flow import FlowControl
 from streamer.worker.keyed_stage import KeyedStage
 from streamer.worker.offsets import OffsetTracker, RewindError
 from streamer.worker.processing import Batch, BatchProcessor, make_batch
 from streamer.worker.reload import RulesReloader
 from streamer.worker.rewind import Rewinder
 from streamer.worker.rollup import RollupStage
-from streamer.worker.stats import UPDATE_AT_KEYS, StatsPublisher, flush_due
+from streamer.worker.stats import StatsPublisher, flush_due
 from streamer.worker.suppressor import SuppressionStage
 
 log = logging.getLogger("streamer.worker")
@@ -99,8 +99,6 @@ class StreamWorker:
         )
         self.stats: StatsPublisher | None = None  # analytics on: set by start_clients()
         self._last_stats_flush = 0.0
-        # Settled records (waiting only for the stats update) at which it may come early.
-        self._stats_flush_at = max(1, settings.back_pressure * SETTLED_FACTOR // 2)
         self.fetch_size = max(1, min(settings.batch_size, settings.back_pressure))
         # Set by start_clients(), on the event loop.
         self.source: Source | None = None
@@ -206,12 +204,7 @@ class StreamWorker:
         assert self.processor is not None and self.checkpoint is not None
         await self.processor.process(batch, self.checkpoint)
         self._produced.set()
-        stats = self.stats
-        if stats is not None and (
-            self.tracker.settled >= self._stats_flush_at
-            or stats.aggregator.pending_keys >= UPDATE_AT_KEYS
-        ):
-            await self._flush_stats_when_due(time.monotonic())
+        await self._flush_stats_when_due(time.monotonic())  # a few reads when not due
         if self.checkpoint.failed and not self._stopping:
             self.metrics.abandoned.inc(self.checkpoint.fail())
             self.stop(failure_exit(self.checkpoint, self.sink))
