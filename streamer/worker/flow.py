@@ -60,7 +60,6 @@ class FlowControl:
         self.stopping = False
         #: Set when there is room again (``maybe_resume``), for ``wait_for_room``.
         self._room = asyncio.Event()
-        self.waits = 0
 
     def full(self) -> bool:
         """At a bound: the records whose outputs wait, or the settled ones."""
@@ -81,7 +80,6 @@ class FlowControl:
         source = self.source
         if source is None or source.want_paused or self.stopping or not self.full():
             return
-        self.waits += 1
         self._room.clear()
         try:
             await asyncio.wait_for(self._room.wait(), PAUSE_AFTER_S)
@@ -93,6 +91,7 @@ class FlowControl:
         self.pause()
 
     def pause(self) -> None:
+        """Pause every assigned partition (applied before the next fetch), once."""
         source = self.source
         unsettled = self.tracker.unsettled
         if source is not None and not source.want_paused:

@@ -257,7 +257,7 @@ class StreamWorker:
 
     async def _flush_stats_when_due(self, now: float) -> None:
         """At-least-once: publish the stats update (releasing held chunks) every interval, or
-        sooner while many settled records wait for it (``flush_due``)."""
+        sooner while many settled records or tally keys wait for it (``flush_due``)."""
         stats = self.stats
         s = self.settings
         if stats is None or s.exactly_once or self._draining:
