@@ -266,9 +266,9 @@ class Settings(BaseSettings):
         500, ge=1, description="Distinct tenants kept (the heaviest); the rest as `other`."
     )
     stats_max_rows: int = Field(
-        11_250,
+        5_625,
         ge=1,
-        description="Rows held over all windows, and (× 2 KB) the bytes their counters, "
+        description="Rows held over all windows, and (× 4 KB) the bytes their counters, "
         "rule-gap templates and examples may hold; beyond either, new keys count in an "
         "all-`other` row and new gap templates as `other`.",
     )
@@ -306,10 +306,10 @@ class Settings(BaseSettings):
         "emptied when full.",
     )
     suppressions_memory: int = Field(
-        12_500,
+        7_500,
         ge=1,
-        description="Recipients the suppression stage keeps in memory (~1.8 KB a suppressed "
-        "recipient), suppressed ones last.",
+        description="Recipients the suppression stage keeps in memory (~3 KB of RSS a "
+        "suppressed recipient), suppressed ones last.",
     )
     suppression_events_topic: str | None = Field(
         None,

@@ -52,15 +52,18 @@ SHARES: dict[str, float] = {
     "caches": 0.15,
 }
 
-#: Approximate bytes of one stats row with its counters (measured ~1.1 KB, ~1.3 KB with its
-#: own dimension strings) and of its rule-gap detail on average.
-ROW_BUDGET_BYTES = 2_000
+#: Bytes of one stats row in a worker's RSS: measured ~1.1 KB alone (~1.3 KB with its own
+#: dimension strings) plus its rule-gap detail, but ~3.9 KB per row of RSS in the
+#: 2,000,000-record replay (11,250 -> 1,000 rows gave back 40 MB: the updates built from the
+#: rows, the allocator's share), which is what the budget has to hold.
+ROW_BUDGET_BYTES = 4_000
 #: Approximate bytes of one key of the stats rollup with its instances' partials (a partial row
 #: as published, ~0.5-1 KB, for the one or two instances a key usually has, and the key's entry).
 ROLLUP_ROW_BYTES = 2_500
-#: Approximate bytes of one recipient in the suppression stage's memory: a suppressed one keeps
-#: its latest hard event's details (measured ~1.8 KB; a delivered-only one ~360 B).
-SUPPRESSION_BYTES = 1_800
+#: Bytes of one recipient in the suppression stage's memory: a suppressed one keeps its latest
+#: hard event's details (measured ~1.8 KB alone; a delivered-only one ~360 B), ~2.8 KB per
+#: recipient of RSS in the 2,000,000-record replay (12,500 -> 1,000 gave back 32 MB).
+SUPPRESSION_BYTES = 3_000
 #: Approximate bytes of one record in flight (measured ~1.1 KB for a 0.6 KB record).
 IN_FLIGHT_RECORD_BYTES = 1_500
 

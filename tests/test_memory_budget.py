@@ -47,8 +47,8 @@ def test_the_default_budget_gives_the_documented_defaults() -> None:
     assert s.memory_budget_mb == 250
     expected = {
         "back_pressure": 10_000,
-        "stats_max_rows": 11_250,
-        "suppressions_memory": 12_500,
+        "stats_max_rows": 5_625,
+        "suppressions_memory": 7_500,
         "stats_rollup_rows": 6_000,
         "cache_size": 1024,
         "uncategorized_cache_size": 1024,
@@ -171,13 +171,13 @@ def test_a_larger_budget_scales_every_bound() -> None:
 
 def test_an_explicit_bound_wins_over_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings(files=[Path("/dev/null")], memory_budget_mb=400, cache_size=7)
-    assert (s.cache_size, s.stats_max_rows) == (7, 22_500)
+    assert (s.cache_size, s.stats_max_rows) == (7, 11_250)
     monkeypatch.setenv("STREAMER_MEMORY_BUDGET_MB", "175")  # usable 75 MB: half the default
     monkeypatch.setenv("STREAMER_SUPPRESSIONS_MEMORY", "9")
     s = load_settings(files=[Path("/dev/null")])
     assert _bounds(s) == {
         "back_pressure": 5_000,
-        "stats_max_rows": 5_625,
+        "stats_max_rows": 2_812,
         "suppressions_memory": 9,
         "stats_rollup_rows": 3_000,
         "cache_size": 512,
