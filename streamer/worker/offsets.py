@@ -100,11 +100,7 @@ class OffsetChunk:
     def release(self) -> None:
         """The stats update counting these records was acknowledged."""
         self.held = False
-        if self.settled:
-            self.settled = False
-            if not self.abandoned:
-                self._owner.tracker.settled -= self.count
-        if self.pending == 0 and self.sealed:
+        if self.pending == 0 and self.sealed:  # settled: ``finish`` counts it out of both
             self.finish()
 
     def outputs_acknowledged(self) -> None:
