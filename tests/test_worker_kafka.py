@@ -334,16 +334,30 @@ def test_sigint_and_sigterm_stop_gracefully_mid_stream(
     that comes next goes on from there, and every record comes out once, in its key's order."""
     inp, out = new_topic(4), new_topic(4)
     group = f"g-{inp}"
-    sent = list(generate(16_000, seed=51))
+    sent: list[SampleMessage] = []
+    signalled = threading.Event()
+
+    def stream() -> Iterator[SampleMessage]:
+        """Records until the stop was signalled and 2,000 after it (at most 40,000: 10 s), so
+        the stop lands mid-stream however long the worker takes to its first outputs."""
+        after = 0
+        for m in generate(40_000, seed=51):
+            sent.append(m)
+            yield m
+            after += signalled.is_set()
+            if after >= 2_000:
+                return
+
     w1 = workers("w-stop", inp=inp, out=out, group=group)
     w1.wait_assigned(4)
     feeder = threading.Thread(
-        target=produce, args=(kafka_bootstrap, inp, sent), kwargs={"rate": 4_000}
+        target=produce, args=(kafka_bootstrap, inp, stream()), kwargs={"rate": 4_000}
     )
     feeder.start()
     wait_until(lambda: topic_size(kafka_bootstrap, out) >= 2_000, 30, "the first outputs")
     assert feeder.is_alive(), "the stop should land mid-stream"
     w1.signal(sig)
+    signalled.set()
     assert w1.proc is not None
     assert w1.proc.wait(40) == 0, w1.log()[-3000:]
     log = w1.log()
