@@ -17,8 +17,8 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 # The stamp covers what the install builds: the metadata and the native crate (its sources and
 # the locked versions of its dependencies).
-stamp="$venv/.installed-$(cat pyproject.toml setup.py \
-    native/Cargo.toml native/Cargo.lock native/src/*.rs | sha256sum | cut -c1-16)"
+stamp="$venv/.installed-$(cat pyproject.toml setup.py native/Cargo.toml native/Cargo.lock \
+    $(find native/src -name '*.rs' | LC_ALL=C sort) | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     echo "==> preparing $venv" >&2
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"

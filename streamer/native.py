@@ -4,7 +4,8 @@ The native path routes a whole slice of messages in one call (:meth:`NativeRecor
 exactly as ``records.accept`` and ``Pipeline.process`` do: it reads each message, writes each
 enriched record by splicing ``bounce_classification`` and ``classification`` into the original
 bytes (``native/``), makes the outputs (``pipeline.Output``) and the suppression events with
-their source partition and offset, and returns them with the slice's counts (``BatchStats``'
+their source partition and offset (a Delivery's: gathered per events partition, see
+``streamer.analytics.delivery_batches``), and returns them with the slice's counts (``BatchStats``'
 counters), so Python does nothing per record it decides. Lines are classified through native
 LRU caches of the Python classifier's sizes; a miss asks the Python classifier (its RE2 sets),
 so labels, rules and evidence are the reference's. Whatever the native path cannot decide
@@ -83,11 +84,14 @@ Enriched = tuple[bytes, str, str, str | None, float, tuple[tuple[bytes, bytes], 
 Answer = None | str | Counted | Enriched
 #: Where :meth:`NativeRecords.route` sends outputs: (output topic, topic of the records routed
 #: unchanged or None to drop them, suppression events topic, the output class, the label
-#: counted for an unclassified output).
-Routes = tuple[str, str | None, str, type, str]
+#: counted for an unclassified output, the events topic's partitions to place deliveries for
+#: or 0 for an event per delivery).
+Routes = tuple[str, str | None, str, type, str, int]
 #: :meth:`NativeRecords.route`'s answer: (outputs of the messages decided natively, in order;
 #: (index, position) of each message handed back, whose outputs go before that position;
-#: events_in, events_out, sites, dropped and classify seconds of those decided natively).
+#: events_in, events_out, sites, dropped and classify seconds of those decided natively; with
+#: partitions in the :data:`Routes`, their deliveries as ``{partition: {recipient: latest
+#: time}}``, for ``delivery_batches.DeliveryBatches``).
 Routed = tuple[
     list[Any],
     list[tuple[int, int]],
@@ -96,6 +100,7 @@ Routed = tuple[
     dict[tuple[str, str], int],
     int,
     list[float],
+    dict[int, dict[str, int]],
 ]
 
 

@@ -33,6 +33,7 @@ import orjson
 
 from streamer import native as native_path
 from streamer.analytics.analyzer import Analyzer
+from streamer.analytics.delivery_batches import DeliveryBatches
 from streamer.analytics.suppressions import SuppressionEvent, with_source
 from streamer.classifier import Classification
 from streamer.config import parse_non_classifiable
@@ -110,7 +111,9 @@ class Pipeline:
     message once (``records.accept``; a refused one again, to name the reason) and builds each
     rule's ``classification`` once per rule set. With an ``analyzer``, every decoded record is
     counted, a classified one's ``classification`` gains ``category`` and ``provider``, and its
-    suppression events (with its partition and offset) follow its own output."""
+    suppression events (with its partition and offset) follow its own output; with
+    ``events_partitions`` (the events topic's), a Delivery's go instead into one record per
+    partition before the batch's outputs (``streamer.analytics.delivery_batches``)."""
 
     def __init__(
         self,
@@ -123,6 +126,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         analyzer: Analyzer | None = None,
         suppression_events_topic: str = "",
+        events_partitions: int = 0,
         native: bool | None = None,
     ) -> None:
         self.classifiers = classifiers
@@ -133,6 +137,10 @@ class Pipeline:
         self.clock = clock
         self.analyzer = analyzer
         self.suppression_events_topic = suppression_events_topic
+        #: The events topic's partitions to place a batch's deliveries for (0: an event each).
+        self.events_partitions = events_partitions
+        self._deliveries: DeliveryBatches | None = None  # the batch's, while it is processed
+        self._placed_for = 0  # the events_partitions the native path was made with
         # id(Classification) -> its ``classification`` object, shared by every record it
         # classifies (encoded, never mutated); valid for the classifier in _enrichment_owner,
         # whose results are long-lived, one per rule, so their ids are stable.
@@ -145,19 +153,27 @@ class Pipeline:
         self.native: NativeRecords | None = None  # the native path, made per rule set by _begin
 
     def process(self, messages: Sequence[RawMessage]) -> tuple[list[Output], BatchStats]:
-        """Outputs in input order (dropped records have none) and the batch's counts."""
+        """A record per events partition of the batch's deliveries, then the outputs in input
+        order (dropped records have none), and the batch's counts."""
         classifier = self.classifiers.current  # one rule set for the whole batch
         self._begin(classifier)
         stats = BatchStats()
+        batching = self.analyzer is not None and self.events_partitions > 0
+        self._deliveries = DeliveryBatches(self.events_partitions) if batching else None
+        outputs: list[Output] | None = None
         if self.native is not None:
             routed = self.native.route(messages)
             if routed is not None:
-                return self._native_outputs(messages, routed, classifier, stats), stats
-        outputs: list[Output] = []
-        append = outputs.append
-        route = self._route
-        for msg in messages:
-            route(msg, msg.value(), classifier, append, stats)
+                outputs = self._native_outputs(messages, routed, classifier, stats)
+        if outputs is None:
+            outputs = []
+            append = outputs.append
+            route = self._route
+            for msg in messages:
+                route(msg, msg.value(), classifier, append, stats)
+        if self._deliveries is not None:
+            outputs = _deliveries_first(outputs, self._deliveries, self.suppression_events_topic)
+            self._deliveries = None
         return outputs, stats
 
     def _route(
@@ -172,7 +188,7 @@ class Pipeline:
         record = accept(raw, self.max_message_bytes)
         if record is None:
             reason, detail = refusal_reason(raw, self.max_message_bytes)
-            self._dead_letter(msg, raw, reason, detail, append, stats)
+            append(dead_letter(msg, raw, reason, detail, self.dlq_topic, self.clock(), stats))
             return
         rtype = record["type"]
         if record.get("reception_protocol") == LOG_RECORD_PROTOCOL:  # records.effective_type
@@ -184,7 +200,13 @@ class Pipeline:
         analyzer = self.analyzer
         if analyzer is not None:
             events = analyzer.observe(record, rtype, None, None, None)[2]
-            if events:
+            if not events:
+                return
+            deliveries = self._deliveries
+            if deliveries is not None and rtype == "Delivery":
+                for key, value in events:
+                    deliveries.add(key, orjson.loads(value)["t"])
+            else:
                 self._suppress(msg, events, append)
 
     def _other(
@@ -214,7 +236,9 @@ class Pipeline:
         """The batch's outputs from the native path's answer: its outputs, with those of the
         messages it handed back (the Python path's, :meth:`_route`) in their places, and its
         counts added to ``stats``. Same outputs and counts as the reference."""
-        made, handed, events_in, events_out, sites, dropped, seconds = routed
+        made, handed, events_in, events_out, sites, dropped, seconds, placed = routed
+        if placed and self._deliveries is not None:
+            self._deliveries.by_partition = placed  # the Python path's go in with them
         stats.events_in.update(events_in)
         stats.events_out.update(events_out)
         stats.sites.update(sites)
@@ -280,7 +304,8 @@ class Pipeline:
             value = orjson.dumps(set_classification(record, label, cls))
         except Exception as exc:  # a bad record must never stop the worker
             detail = f"{type(exc).__name__}: {exc}"
-            self._dead_letter(msg, raw, PROCESSING_ERROR, detail, append, stats)
+            dlq = self.dlq_topic
+            append(dead_letter(msg, raw, PROCESSING_ERROR, detail, dlq, self.clock(), stats))
             return
         stats.events_in[rtype] += 1
         stats.events_out[rtype, label] += 1
@@ -310,45 +335,57 @@ class Pipeline:
         events: Sequence[SuppressionEvent],
         append: Callable[[Output], None],
     ) -> None:
-        partition, offset = msg.partition() or 0, msg.offset() or 0
+        partition, offset, topic = (
+            msg.partition() or 0,
+            msg.offset() or 0,
+            self.suppression_events_topic,
+        )
         for key, value in events:
-            append(
-                Output(
-                    self.suppression_events_topic, key, with_source(value, partition, offset), None
-                )
-            )
+            append(Output(topic, key, with_source(value, partition, offset), None))
 
     def _begin(self, classifier: Any) -> None:
         """The ``classification`` objects belong to one rule set: start over after a reload."""
-        if classifier is not self._enrichment_owner:
+        fresh = classifier is not self._enrichment_owner
+        if fresh:
             self._enrichment_owner = classifier
             self._enrichments = {}
             self._analytics = {}
-            if self.use_native:
-                topics = (self.output_topic, self.other_topic, self.suppression_events_topic)
-                routes = (*topics, Output, UNCLASSIFIED_LABEL)
-                self.native = NativeRecords(
-                    classifier, self.max_message_bytes, self.analyzer, routes
-                )
+        if self.use_native and (fresh or self._placed_for != self.events_partitions):
+            self._placed_for = partitions = self.events_partitions  # the worker sets it at start
+            topics = (self.output_topic, self.other_topic, self.suppression_events_topic)
+            routes = (*topics, Output, UNCLASSIFIED_LABEL, partitions if self.analyzer else 0)
+            self.native = NativeRecords(classifier, self.max_message_bytes, self.analyzer, routes)
 
-    def _dead_letter(
-        self,
-        msg: RawMessage,
-        raw: bytes | None,
-        reason: str,
-        detail: str | None,
-        append: Callable[[Output], None],
-        stats: BatchStats,
-    ) -> None:
-        stats.events_in[MALFORMED_TYPE] += 1
-        stats.dlq[reason] += 1
-        headers = dead_letter_headers(
-            msg.headers(),
-            reason,
-            topic=msg.topic() or "",
-            partition=msg.partition(),
-            offset=msg.offset(),
-            detail=detail,
-            now=self.clock(),
-        )
-        append(Output(self.dlq_topic, msg.key(), raw, headers))
+
+def dead_letter(
+    msg: RawMessage,
+    raw: bytes | None,
+    reason: str,
+    detail: str | None,
+    dlq_topic: str,
+    now: float,
+    stats: BatchStats,
+) -> Output:
+    """The dead-letter output of a message (its bytes as they came, headers naming why and
+    where from), counted in ``stats``."""
+    stats.events_in[MALFORMED_TYPE] += 1
+    stats.dlq[reason] += 1
+    headers = dead_letter_headers(
+        msg.headers(),
+        reason,
+        topic=msg.topic() or "",
+        partition=msg.partition(),
+        offset=msg.offset(),
+        detail=detail,
+        now=now,
+    )
+    return Output(dlq_topic, msg.key(), raw, headers)
+
+
+def _deliveries_first(
+    outputs: list[Output], deliveries: DeliveryBatches, topic: str
+) -> list[Output]:
+    """A batch's delivery records (``streamer.analytics.delivery_batches``) before its other
+    outputs: the stage folds them before the batch's OOBs, which a delivery vouches for."""
+    placed = [Output(topic, key, value, None) for key, value in deliveries.records()]
+    return placed + outputs if placed else outputs

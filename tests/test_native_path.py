@@ -68,9 +68,11 @@ def pipelines(
     *rules: Path,
     analytics: bool = False,
     classifiers: ReloadableClassifier | None = None,
+    events_partitions: int = 0,
     **opts: Any,
 ) -> tuple[Pipeline, Pipeline]:
-    """(reference, native) over one classifier, so that both see the same rule set."""
+    """(reference, native) over one classifier, so that both see the same rule set; with
+    ``events_partitions``, a batch's deliveries go in one record per partition."""
     classifiers = classifiers or ReloadableClassifier(rules or [RULES], **opts)
     made = [
         Pipeline(
@@ -83,6 +85,7 @@ def pipelines(
             native=use_native,
             analyzer=analyzer() if analytics else None,
             suppression_events_topic="supp",
+            events_partitions=events_partitions,
         )
         for use_native, route in ((False, "pass"), (True, "pass"))
     ]
@@ -91,6 +94,7 @@ def pipelines(
 
 REFERENCE, NATIVE = pipelines()
 COUNTED = pipelines(analytics=True)
+BATCHED = pipelines(analytics=True, events_partitions=3)  # a batch's deliveries per partition
 
 
 def _messages(raws: list[bytes | None]) -> list[Message]:
@@ -373,9 +377,14 @@ counted_records = st.fixed_dictionaries(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(counted_records.flatmap(_spellings), min_size=1, max_size=12))
-def test_generated_records_with_analytics(raws: list[bytes]) -> None:
-    fresh = pipelines(analytics=True, classifiers=COUNTED[0].classifiers)  # failures shrink
+@given(
+    st.lists(counted_records.flatmap(_spellings), min_size=1, max_size=12),
+    st.sampled_from([0, 1, 3]),
+)
+def test_generated_records_with_analytics(raws: list[bytes], events_partitions: int) -> None:
+    fresh = pipelines(
+        analytics=True, classifiers=COUNTED[0].classifiers, events_partitions=events_partitions
+    )  # failures shrink
     assert_same(list(raws), fresh)
 
 
@@ -587,7 +596,9 @@ HOSTILE: list[bytes | None] = [
 ]
 
 
-@pytest.mark.parametrize("pair", [(REFERENCE, NATIVE), COUNTED], ids=["plain", "analytics"])
+@pytest.mark.parametrize(
+    "pair", [(REFERENCE, NATIVE), COUNTED, BATCHED], ids=["plain", "analytics", "batched"]
+)
 def test_hostile_messages(pair: tuple[Pipeline, Pipeline]) -> None:
     got = assert_same(HOSTILE, pair)
     assert len([o for o in got if o.topic != "supp"]) == len(HOSTILE)  # none lost
@@ -597,15 +608,24 @@ def test_hostile_messages(pair: tuple[Pipeline, Pipeline]) -> None:
 def test_each_hostile_message_alone(raw: bytes | None) -> None:
     assert_same([raw])
     assert_same([raw], COUNTED)
+    assert_same([raw], BATCHED)
 
 
 # --- the bundled sample ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("analytics", [False, True], ids=["plain", "analytics"])
-def test_bundled_sample_with_malformed_messages(analytics: bool) -> None:
+@pytest.mark.parametrize(
+    ("analytics", "events_partitions"),
+    [(False, 0), (True, 0), (True, 5)],
+    ids=["plain", "analytics", "batched"],
+)
+def test_bundled_sample_with_malformed_messages(analytics: bool, events_partitions: int) -> None:
     pair = pipelines(
-        *shipped_rule_files(), analytics=analytics, cache_size=64, uncategorized_cache_size=16
+        *shipped_rule_files(),
+        analytics=analytics,
+        cache_size=64,
+        uncategorized_cache_size=16,
+        events_partitions=events_partitions,
     )  # caches overflow
     raws = [m.value for m in generate(3000, seed=7, malformed_fraction=0.05)]
     for start in range(0, len(raws), 500):

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from confluent_kafka import Message, Producer
 
+from streamer.analytics.delivery_batches import DeliveryBatches
 from streamer.analytics.suppression_fold import RecipientState, decode_state
 from streamer.analytics.suppressions import SuppressionEvents, with_source
 from streamer.config import Settings
@@ -137,3 +138,61 @@ def test_a_batch_writes_each_changed_recipient_once_with_its_last_value(
     writes = stage.fold(ev.delivery("bob@example.com", T0 + 3))
     assert writes.public == {b"bob@example.com": None}
     assert decode_state(writes.state[0, b"bob@example.com"] or b"").delivered == (T0 + 3) * 1000
+
+
+def _deliveries(*entries: tuple[str, int], partitions: int = 1, offset: int = 0) -> Message:
+    """A record of deliveries as the pipeline writes it (``DeliveryBatches``), in partition 0."""
+    batches = DeliveryBatches(partitions)
+    for recipient, t in entries:
+        batches.add(recipient.encode(), t)
+    [(key, value)] = batches.records()
+    return Message(topic="e", partition=0, offset=offset, key=key, value=value)
+
+
+def test_a_record_of_deliveries_folds_as_its_single_events(stage: SuppressionStage) -> None:
+    ev = Events()
+    stage.fold(ev.bounce("bob@example.com", T0) + ev.bounce("eve@example.com", T0 + 10))
+    batch = [_deliveries(("bob@example.com", T0 * 1000 + 1), ("eve@example.com", T0 * 1000))]
+    batch += [_deliveries(("ann@example.com", T0 * 1000), ("ann@example.com", T0 * 1000 - 5))]
+    writes = stage.fold(batch)
+    # bob's hard bounce lifted (its tombstone and state), eve's newer one stays, ann is new
+    assert (writes.folded, writes.public) == (3, {b"bob@example.com": None})
+    assert decode_state(writes.state[0, b"bob@example.com"] or b"").delivered == T0 * 1000 + 1
+    assert stage.store.get("eve@example.com").delivered == T0 * 1000  # type: ignore[union-attr]
+    assert stage.store.get("ann@example.com") == RecipientState(delivered=T0 * 1000)
+    assert stage.counts["misplaced_deliveries"] == 0
+
+
+def test_deliveries_placed_for_another_partition_count_are_folded_and_reported(
+    stage: SuppressionStage, caplog: pytest.LogCaptureFixture
+) -> None:
+    stage.input_partitions = 4
+    caplog.set_level(logging.WARNING, "streamer.suppressions")
+    for offset in (1, 2):
+        writes = stage.fold([_deliveries(("a@x.example", T0), partitions=1, offset=offset)])
+        assert writes.folded == 1
+    assert stage.store.get("a@x.example") == RecipientState(delivered=T0)
+    assert stage.counts["misplaced_deliveries"] == 2
+    [warned] = caplog.records  # once per partition count
+    assert warned.getMessage() == (
+        "deliveries placed for another partition count: restart the workers"
+    )
+    assert warned.streamer_fields == {"placed_for": 1, "partitions": 4}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"k":"deliveries","n":0,"d":[]}',
+        b'{"k":"deliveries","n":2,"d":{}}',
+        b'{"k":"deliveries","n":2,"d":[["a@x",1,2]]}',
+        b'{"k":"deliveries","n":2,"d":[["",1]]}',
+        b'{"k":"deliveries","n":2,"d":[["a@x","1"]]}',
+    ],
+)
+def test_an_odd_record_of_deliveries_is_skipped(stage: SuppressionStage, value: bytes) -> None:
+    bad = Message(topic="e", partition=0, offset=1, key=b"a@x", value=value)
+    writes = stage.fold([bad, _deliveries(("b@x.example", T0), offset=2)])
+    assert writes.folded == 1
+    assert stage.counts["bad_events"] == 1
+    assert len(stage.store) == 1

@@ -157,8 +157,8 @@ impl RecordPath {
             let answer = match self.answer(py, at, &value)? {
                 Answer::Python => py.None().into_bound(py),
                 Answer::Other(rtype) => self.type_name(py, &rtype).into_any(),
-                Answer::Counted(rtype, events) => {
-                    let events = event_tuple(py, events)?;
+                Answer::Counted(rtype, keys, t) => {
+                    let events = event_tuple(py, delivery_events(keys, t))?;
                     PyTuple::new(
                         py,
                         [self.type_name(py, &rtype).into_any(), events.into_any()],
@@ -192,7 +192,9 @@ impl RecordPath {
 
     /// Where the outputs of [`RecordPath::route`] go: the output topic, the topic of the
     /// records routed unchanged (None: dropped), the suppression events topic, the class of
-    /// an output (`pipeline.Output`) and the label counted for an unclassified output.
+    /// an output (`pipeline.Output`), the label counted for an unclassified output, and the
+    /// events topic's partitions to place deliveries for (0: an event per delivery).
+    #[allow(clippy::too_many_arguments)] // `native.Routes`, spread
     fn routes(
         &mut self,
         py: Python<'_>,
@@ -201,6 +203,7 @@ impl RecordPath {
         events_topic: Py<PyString>,
         output: Py<PyType>,
         unclassified: String,
+        events_partitions: u32,
     ) -> PyResult<()> {
         let make = py.get_type::<PyTuple>().getattr("__new__")?.unbind();
         self.routes = Some(outputs::Routes {
@@ -210,6 +213,7 @@ impl RecordPath {
             output,
             make,
             unclassified,
+            events_partitions,
         });
         Ok(())
     }
@@ -366,13 +370,7 @@ impl RecordPath {
         if clues.delivery_keys.is_empty() {
             return Ok(Answer::Other(rtype));
         }
-        let value = format!("{{\"t\":{}}}", clues.event_ms).into_bytes();
-        let events = clues
-            .delivery_keys
-            .into_iter()
-            .map(|key| (key, value.clone()))
-            .collect();
-        Ok(Answer::Counted(rtype, events))
+        Ok(Answer::Counted(rtype, clues.delivery_keys, clues.event_ms))
     }
 
     fn classify(&mut self, py: Python<'_>, line: &str) -> PyResult<Arc<Entry>> {
@@ -415,8 +413,8 @@ enum Answer<'py> {
     Python,
     /// Routed unchanged (its type as counted).
     Other(String),
-    /// Routed unchanged, with suppression events (key, value without its source).
-    Counted(String, Vec<(String, Vec<u8>)>),
+    /// A Delivery routed unchanged: its suppression events' keys and time.
+    Counted(String, Vec<String>, i64),
     /// Classified and enriched.
     Enriched(Enriched<'py>),
 }
@@ -429,6 +427,13 @@ struct Enriched<'py> {
     seconds: f64,
     /// A hard bounce's suppression events (key, value without its source).
     events: Option<Vec<(String, Vec<u8>)>>,
+}
+
+/// A Delivery's suppression events as `SuppressionEvents.update` makes them (key, value
+/// without its source).
+fn delivery_events(keys: Vec<String>, t: i64) -> Vec<(String, Vec<u8>)> {
+    let value = format!("{{\"t\":{t}}}").into_bytes();
+    keys.into_iter().map(|key| (key, value.clone())).collect()
 }
 
 /// `suppressions.SUPPRESSING_TYPES`: the types whose hard category suppresses the recipients.

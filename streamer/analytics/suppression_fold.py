@@ -1,7 +1,8 @@
 """The suppression stage's fold: one recipient's suppression events in, its suppression out.
 
 Workers do not decide suppressions: they emit an *event* per hard bounce, per complaint and per
-delivery, keyed by the lower-cased recipient (``streamer.analytics.suppressions``), to the
+delivery, keyed by the lower-cased recipient (``streamer.analytics.suppressions``; a batch's
+deliveries as one record per partition, ``streamer.analytics.delivery_batches``), to the
 internal events topic; ``streamer suppressions add/remove`` write manual events there too
 (``streamer.kafka.manual_suppressions``). The stage owning a recipient's partition of that topic
 folds them here, so every event of a recipient meets one state whatever worker, partition or
@@ -45,6 +46,8 @@ from enum import Enum
 from typing import Any
 
 import orjson
+
+from streamer.analytics.delivery_batches import DELIVERIES
 
 #: Events remembered one by one per reason; older ones are merged into one summary
 #: (count, first, last), whose duplicates can then no longer be told apart (docs/analytics.md).
@@ -104,29 +107,64 @@ class Event:
         return self.partition, self.offset
 
 
+@dataclass(slots=True)
+class DeliveryBatch:
+    """A record of a batch's deliveries (``streamer.analytics.delivery_batches``): each
+    recipient with its latest delivery time, placed for ``partitions`` partitions."""
+
+    partitions: int
+    deliveries: list[tuple[str, int]]
+
+
 def decode_event(value: bytes | None) -> Event:
     """An events-topic value (``{"p":..,"o":..,"t":..[,"k":..][,"h":{..}]}``) as an Event."""
-    return _checked_event(*_fields(value))
+    return _checked_event(*_fields(_load(value)))
 
 
-def read_event(value: bytes | None) -> Event | int:
-    """An events-topic value as the stage folds it: a delivery as its time alone (the common
-    event: no object built, see ``SuppressionStore.deliver``), any other as an Event."""
-    t, p, o, details, kind = _fields(value)
+def read_event(value: bytes | None) -> Event | int | DeliveryBatch:
+    """An events-topic value as the stage folds it: a delivery as its time alone (no object
+    built, see ``SuppressionStore.deliver``), a record of deliveries as a DeliveryBatch, any
+    other as an Event."""
+    doc = _load(value)
+    if type(doc) is dict and doc.get("k") == DELIVERIES:
+        return _delivery_batch(doc)
+    t, p, o, details, kind = _fields(doc)
     if details is None and (not kind or kind == DELIVERY):
         return t
     return _checked_event(t, p, o, details, kind)
 
 
-def _fields(value: bytes | None) -> tuple[int, int, int, dict[str, Any] | None, str]:
-    """An events-topic value's time, source, details and kind; BadEvent when it does not
-    decode."""
+def _load(value: bytes | None) -> Any:
     try:
-        doc = orjson.loads(value or b"")
+        return orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise BadEvent(f"undecodable suppression event: {exc}") from None
+
+
+def _delivery_batch(doc: dict[str, Any]) -> DeliveryBatch:
+    n, entries = doc.get("n"), doc.get("d")
+    if type(n) is not int or n < 1 or type(entries) is not list:
+        raise BadEvent("delivery batch with odd fields")
+    for entry in entries:
+        if not (
+            type(entry) is list
+            and len(entry) == 2
+            and type(entry[0]) is str
+            and entry[0]
+            and type(entry[1]) is int
+        ):
+            raise BadEvent(f"delivery batch with an odd entry: {entry!r:.80}")
+    return DeliveryBatch(n, entries)
+
+
+def _fields(doc: Any) -> tuple[int, int, int, dict[str, Any] | None, str]:
+    """A decoded events-topic value's time, source, details and kind; BadEvent when it is
+    none."""
+    try:
         t, p, o = doc["t"], doc["p"], doc["o"]
         details = doc.get("h")
         kind = doc.get("k", "")
-    except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+    except (TypeError, KeyError, AttributeError) as exc:
         raise BadEvent(f"undecodable suppression event: {exc}") from None
     if type(t) is not int or type(p) is not int or type(o) is not int:
         raise BadEvent("suppression event with odd fields")

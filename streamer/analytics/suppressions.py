@@ -8,6 +8,9 @@ internal events topic. The stage owning that recipient's partition folds them
 (``streamer.analytics.suppression_fold``) and writes the public, compacted suppressions topic
 (``streamer.worker.suppressor``).
 
+The pipeline sends a batch's Delivery events as one record per events partition instead, when
+the worker knows the partition count (``streamer.analytics.delivery_batches``).
+
 An event value is a small JSON object: ``t`` the event time (epoch ms; the worker's clock when
 the record has none), ``p``/``o`` the input partition and offset it came from (added by the
 pipeline: what makes a replay recognisable), ``k`` the kind when it is not a Bounce or a

@@ -95,6 +95,7 @@ class KeyedStage:
         self.exactly_once = s.exactly_once
         self.group_id = f"{s.group_id}.{group_suffix}"
         self.replay_ms = replay_ms
+        self.input_partitions = 0  # the inputs topic's, once the stage's thread checked them
         self.on_failure = on_failure
         self.metrics = metrics or Metrics()
         self.consumer = Consumer(
@@ -192,7 +193,8 @@ class KeyedStage:
 
     def _run(self) -> None:
         try:
-            check_partitions(self.consumer, self.kind, self.inputs_topic, self.state_topic)
+            topics = self.inputs_topic, self.state_topic
+            self.input_partitions = check_partitions(self.consumer, self.kind, *topics)
             self.consumer.subscribe(
                 [self.inputs_topic],
                 on_assign=self._on_assign,

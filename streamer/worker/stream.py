@@ -27,6 +27,8 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from confluent_kafka import KafkaException
+
 from streamer.analytics.analyzer import Analyzer, windows_from_settings
 from streamer.classifier import ReloadableClassifier
 from streamer.config import Settings
@@ -155,6 +157,8 @@ class StreamWorker:
         self.processor = BatchProcessor(self.pipeline, self.sink, self.metrics, self.stats)
         self.flow.source = self.source
         if analyzer is not None:
+            events = s.suppression_events_topic or ""
+            self.pipeline.events_partitions = _partitions(sink.producer, events)
             self.suppressor = _keyed_stage(self, SuppressionStage)
             self.rollup = _keyed_stage(self, RollupStage)
         self.source.subscribe()
@@ -397,6 +401,21 @@ def _stats_publisher(
         metrics.deliverability.record,
         defer_metrics=s.exactly_once,
     )
+
+
+def _partitions(producer: Any, topic: str) -> int:
+    """The suppression events topic's partitions, which the pipeline places a batch's
+    deliveries for; 0 when unknown (it then sends an event per delivery, as before batches)."""
+    try:
+        meta = producer.list_topics(topic, timeout=10.0).topics.get(topic)
+    except KafkaException as exc:
+        meta, error = None, str(exc)
+    else:
+        error = str(meta.error) if meta is not None and meta.error is not None else "missing"
+    if meta is None or meta.error is not None or not meta.partitions:
+        log_event(log, logging.WARNING, "events topic unknown: an event per delivery", error=error)
+        return 0
+    return len(meta.partitions)
 
 
 def prepare(stream: StreamWorker) -> None:

@@ -59,9 +59,9 @@ def restore_config(settings: Settings, bootstrap: str, group_id: str) -> dict[st
     )
 
 
-def check_partitions(consumer: Consumer, kind: str, events_topic: str, state_topic: str) -> None:
-    """The changelog must have the inputs topic's partitions: a key's state goes to the
-    partition number of its inputs."""
+def check_partitions(consumer: Consumer, kind: str, events_topic: str, state_topic: str) -> int:
+    """The changelog must have the inputs topic's partitions (a key's state goes to the
+    partition number of its inputs); returns how many."""
     topics = consumer.list_topics(timeout=CALL_TIMEOUT_S).topics
     counts = {
         t: len(topics[t].partitions) if t in topics else 0 for t in (events_topic, state_topic)
@@ -69,6 +69,7 @@ def check_partitions(consumer: Consumer, kind: str, events_topic: str, state_top
     if len(set(counts.values())) != 1 or 0 in counts.values():
         found = ", ".join(f"{t}: {n}" for t, n in counts.items())
         raise StageError(f"the {kind} topics need as many partitions each ({found})")
+    return counts[events_topic]
 
 
 def read_changelog(

@@ -30,6 +30,7 @@ from confluent_kafka import Message
 from streamer.analytics.suppression_fold import (
     BadEvent,
     Change,
+    DeliveryBatch,
     RecipientState,
     SuppressionStore,
     decode_state,
@@ -75,6 +76,8 @@ class SuppressionStage(KeyedStage):
             settings.suppressions_memory, settings.oob_trust_period * 1000 or None
         )
         self.counts["untrusted_oob"] = 0
+        self.counts["misplaced_deliveries"] = 0
+        self._misplaced_warned: set[int] = set()
 
     def status(self) -> dict[str, Any]:
         return {**super().status(), "remembered": len(self.store), "evicted": self.store.evicted}
@@ -95,6 +98,9 @@ class SuppressionStage(KeyedStage):
                 self.skipped(str(exc))
                 continue
             p = m.partition() or 0
+            if isinstance(event, DeliveryBatch):
+                writes.folded += self._deliver(p, event, changed)
+                continue
             writes.folded += 1
             change, state = store.fold(p, recipient, event)
             if change is Change.PUBLIC and state is not None:
@@ -104,6 +110,36 @@ class SuppressionStage(KeyedStage):
             writes.state[p, key] = encode_state(state)
         self._held_untrusted()
         return writes
+
+    def _deliver(
+        self, p: int, batch: DeliveryBatch, changed: dict[bytes, tuple[int, str, RecipientState]]
+    ) -> int:
+        """Fold a record of deliveries, each as the delivery event it stands for; returns how
+        many."""
+        if self.input_partitions and batch.partitions != self.input_partitions:
+            self._misplaced(batch)
+        deliver = self.store.deliver
+        for recipient, t in batch.deliveries:
+            change, state = deliver(p, recipient, t)
+            if change is Change.PUBLIC and state is not None:
+                changed[recipient.encode()] = (p, recipient, state)
+        return len(batch.deliveries)
+
+    def _misplaced(self, batch: DeliveryBatch) -> None:
+        """A worker placed deliveries for another partition count (the events topic grew
+        since it started): they are folded here all the same, but their recipients' states
+        live elsewhere, so a hard bounce they should lift may stay. Restarting the workers
+        places them right again."""
+        self.counts["misplaced_deliveries"] += len(batch.deliveries)
+        if batch.partitions not in self._misplaced_warned:
+            self._misplaced_warned.add(batch.partitions)
+            log_event(
+                self.log,
+                logging.WARNING,
+                "deliveries placed for another partition count: restart the workers",
+                placed_for=batch.partitions,
+                partitions=self.input_partitions,
+            )
 
     def _held_untrusted(self) -> None:
         """Count and log the batch's OOBs that did not suppress: no delivery to their recipient

@@ -7,7 +7,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use super::{Answer, RecordPath};
+use super::{delivery_events, Answer, RecordPath};
+use crate::partition::partition_of;
 
 /// Where the outputs go (`RecordPath.routes`).
 pub struct Routes {
@@ -19,7 +20,13 @@ pub struct Routes {
     pub make: Py<PyAny>,
     /// `pipeline.UNCLASSIFIED_LABEL`.
     pub unclassified: String,
+    /// The events topic's partitions: a slice's deliveries are gathered per partition for
+    /// `delivery_batches.DeliveryBatches` (0: an event per delivery, in its record's place).
+    pub events_partitions: u32,
 }
+
+/// A slice's deliveries: partition -> recipient -> latest delivery time.
+type Deliveries = HashMap<u32, HashMap<String, i64, ahash::RandomState>, ahash::RandomState>;
 
 /// The counts of one slice, as `pipeline.BatchStats` holds them.
 #[derive(Default)]
@@ -31,12 +38,14 @@ struct Counts {
     seconds: Vec<f64>,
 }
 
-/// `(outputs, handed back, events_in, events_out, sites, dropped, classify seconds)`: the
-/// outputs of the messages decided natively, in order; `(index, position)` of each message
-/// the Python path decides (its outputs go before `outputs[position]`); the counts of the
-/// messages decided natively (dicts like `BatchStats`' counters, the seconds a list). With
-/// analytics, the records decided natively are in the tally unless some were handed back:
-/// then the caller counts them around those (`count_until`).
+/// `(outputs, handed back, events_in, events_out, sites, dropped, classify seconds,
+/// deliveries)`: the outputs of the messages decided natively, in order; `(index, position)`
+/// of each message the Python path decides (its outputs go before `outputs[position]`); the
+/// counts of the messages decided natively (dicts like `BatchStats`' counters, the seconds a
+/// list); with `events_partitions`, their deliveries (`{partition: {recipient: time}}`, the
+/// latest time of each), else `{}`. With analytics, the records decided natively are in the
+/// tally unless some were handed back: then the caller counts them around those
+/// (`count_until`).
 pub fn route<'py>(
     path: &mut RecordPath,
     py: Python<'py>,
@@ -65,6 +74,7 @@ fn route_with<'py>(
     let outputs = PyList::empty(py);
     let mut handed: Vec<(usize, usize)> = Vec::new();
     let mut counts = Counts::default();
+    let mut deliveries = Deliveries::default();
     let out = Out {
         routes,
         py,
@@ -76,9 +86,17 @@ fn route_with<'py>(
         match path.answer(py, at, &value)? {
             Answer::Python => handed.push((at, outputs.len())),
             Answer::Other(rtype) => out.other(&msg, &value, rtype, &mut counts)?,
-            Answer::Counted(rtype, events) => {
+            Answer::Counted(rtype, keys, t) => {
                 out.other(&msg, &value, rtype, &mut counts)?;
-                out.events(&msg, events)?;
+                if routes.events_partitions == 0 {
+                    out.events(&msg, delivery_events(keys, t))?;
+                } else {
+                    for key in keys {
+                        let p = partition_of(key.as_bytes(), routes.events_partitions);
+                        let latest = deliveries.entry(p).or_default().entry(key).or_insert(t);
+                        *latest = (*latest).max(t);
+                    }
+                }
             }
             Answer::Enriched(enriched) => {
                 let label = &enriched.entry.label_text;
@@ -113,7 +131,15 @@ fn route_with<'py>(
         }
         PyResult::Ok(dict)
     };
-    let items: [Bound<'py, PyAny>; 7] = [
+    let placed = PyDict::new(py);
+    for (p, latest) in deliveries {
+        let group = PyDict::new(py);
+        for (recipient, t) in latest {
+            group.set_item(recipient, t)?;
+        }
+        placed.set_item(p, group)?;
+    }
+    let items: [Bound<'py, PyAny>; 8] = [
         outputs.into_any(),
         handed.into_pyobject(py)?.into_any(),
         events_in.into_any(),
@@ -121,6 +147,7 @@ fn route_with<'py>(
         pairs(counts.sites)?.into_any(),
         counts.dropped.into_pyobject(py)?.into_any(),
         counts.seconds.into_pyobject(py)?.into_any(),
+        placed.into_any(),
     ];
     PyTuple::new(py, items)
 }
