@@ -4,13 +4,14 @@ paths."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -138,3 +139,21 @@ def test_the_sink_s_partitioner_places_keys_where_the_pipeline_does(
         consumer.close()
     assert landed == {key: partition_of(key, 7) for key in keys}
     assert len(set(landed.values())) == 7
+
+
+def test_the_worker_reads_the_events_partitions_or_sends_an_event_per_delivery(
+    kafka_bootstrap: str, new_topic: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from streamer.worker.stream import _partitions
+
+    caplog.set_level(logging.WARNING, "streamer.worker")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    assert _partitions(producer, new_topic(5)) == 5
+    assert not caplog.records
+    assert _partitions(producer, "t.no-such-topic-here") == 0
+    unreachable = Producer({"bootstrap.servers": "127.0.0.1:9", "log_level": 0})
+    assert _partitions(unreachable, "anything", timeout=0.5) == 0
+    warned = [(r.getMessage(), r.streamer_fields) for r in caplog.records]  # type: ignore[attr-defined]
+    assert [m for m, _ in warned] == ["events topic unknown: an event per delivery"] * 2
+    assert "UNKNOWN_TOPIC" in warned[0][1]["error"]
+    assert "Failed to get metadata" in warned[1][1]["error"]

@@ -403,11 +403,11 @@ def _stats_publisher(
     )
 
 
-def _partitions(producer: Any, topic: str) -> int:
+def _partitions(producer: Any, topic: str, timeout: float = 10.0) -> int:
     """The suppression events topic's partitions, which the pipeline places a batch's
     deliveries for; 0 when unknown (it then sends an event per delivery, as before batches)."""
     try:
-        meta = producer.list_topics(topic, timeout=10.0).topics.get(topic)
+        meta = producer.list_topics(topic, timeout=timeout).topics.get(topic)
     except KafkaException as exc:
         meta, error = None, str(exc)
     else:
