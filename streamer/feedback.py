@@ -111,6 +111,11 @@ for _type, _label in FEEDBACK_TYPES.items():
     _TYPE_OF_LABEL.setdefault(_label, _type)
 
 
+def feedback_type_of_label(label: str) -> str:
+    """The canonical Feedback-Type of one of this module's labels (``feedback_type``'s)."""
+    return _TYPE_OF_LABEL[label]
+
+
 #: Every canonical Feedback-Type (what ``feedback_type`` returns).
 CANONICAL_TYPES: tuple[str, ...] = tuple(_TYPE_OF_LABEL.values())
 #: The Feedback-Types whose reports suppress the complainer by default

@@ -20,9 +20,11 @@ line, provider, tenant, sender domain: ``SuppressionEvents.update``'s values, by
 OOB records (tenant from ``oob_tenant_meta``) and Rejections (the address their ``RCPT TO``
 refused) are counted natively too. The provider and category of a value it has not seen come
 from the analyzer (``Analyzer.native_lookups``). What only the Python analytics count exactly
-(a Feedback report, a log hook's record, a label on weak evidence, an event time in another
-form, a non-ASCII recipient, sender or command, an OOB whose tally and events read different
-tenant keys) takes the Python path: 2.5% of the bundled sample's records (Feedback, mostly).
+(a log hook's record, a label on weak evidence, an event time in another form, a non-ASCII
+recipient, sender, command or Feedback-Type, a report labelled hard, an OOB whose tally and
+events read different tenant keys) takes the Python path. A Feedback record is labelled from
+its ARF report natively too (``native/src/feedback.rs``), counted with its complainer's
+provider and tenant, and a suppressing report makes its complaint event.
 
 Where the extension is not built (no cargo at install time) every record takes the Python
 path: the same results, at a higher cost. ``STREAMER_REQUIRE_NATIVE=1`` makes that an error
@@ -42,6 +44,8 @@ from streamer.analytics.categories import HARD
 from streamer.analytics.heavy import OTHER
 from streamer.analytics.suppressions import rule_object
 from streamer.classifier import Classification, Classifier
+from streamer.evidence import FEEDBACK_REPORT
+from streamer.feedback import FEEDBACK_TYPES, feedback_type_of_label
 from streamer.records import (
     CLASSIFIABLE_TYPES,
     LOG_HOOK_TYPE,
@@ -168,6 +172,9 @@ class NativeRecords:
             [*RECORD_TYPES, LOG_HOOK_TYPE],  # answered as shared strings
             sorted(CLASSIFIABLE_TYPES),
         )
+        # a Feedback record's label comes from its ARF report (``streamer.feedback``)
+        types = [(t, label, feedback_type_of_label(label)) for t, label in FEEDBACK_TYPES.items()]
+        self._path.label_feedback(types, self._resolve_feedback)
         if routes is not None:
             self._path.routes(*routes)
         if analyzer is not None:
@@ -181,6 +188,7 @@ class NativeRecords:
                 (OTHER, HARD, UNCATEGORIZED),
                 *analyzer.native_lookups(),
                 analyzer.oob_tenant_meta(),
+                sorted(analyzer.suppressions.suppress_feedback),
             )
 
     def decide(self, values: Sequence[bytes | None]) -> list[Answer]:
@@ -240,6 +248,19 @@ class NativeRecords:
                 orjson.dumps(rule_object(result.rule)),
             )
         return encoded
+
+    def _resolve_feedback(self, label: str) -> tuple[bool, str, bytes, bytes, bool, bytes]:
+        """What the native caches keep of a Feedback label (``records.feedback_classification``:
+        no rule, the report as evidence)."""
+        result = Classification(label, None, FEEDBACK_REPORT)
+        return (
+            True,
+            label,
+            orjson.dumps(label),
+            orjson.dumps(classification_object(result, self._version)),
+            self.analyzer is None or FEEDBACK_REPORT in self.analyzer.observer_evidence,
+            b"null",
+        )
 
 
 def _native_fault(exc: BaseException) -> None:

@@ -2,12 +2,14 @@
 //! `BatchAggregator.add`), for the records the native path can count exactly: the event time,
 //! the clues to the mailbox provider, the tenant, the egress pool and source, the reply class,
 //! a Delivery's suppression keys, and what a hard bounce's suppression events carry (its
-//! recipients and sender domain). Whatever would need more than these (a Feedback report's
-//! tenant, a log hook's record, an event time in another form, a non-ASCII recipient, sender
-//! or command to lower-case or strip) is refused: the Python path counts it.
+//! recipients and sender domain); of a Feedback record, what its report says (`feedback`).
+//! Whatever would need more than these (a log hook's record, an event time in another form,
+//! a non-ASCII recipient, sender or command to lower-case or strip) is refused: the Python
+//! path counts it.
 
 use std::borrow::Cow;
 
+use crate::feedback::Report;
 use crate::json::{array_items, as_str, read_object, FewFields, Field};
 
 /// What one record adds to the tally (its provider is looked up from these clues).
@@ -37,24 +39,31 @@ pub struct Clues<'a> {
     pub sender: Option<&'a str>,
 }
 
-/// Record types whose analytics the native path leaves to Python: a Feedback report's tenant
-/// and complainer are in the report.
-const PYTHON_COUNTS: [&str; 1] = ["Feedback"];
+/// A Feedback record: counted from its report (`report`), the complainer's provider and tenant.
+const FEEDBACK: &str = "Feedback";
 /// `providers.INBOUND_TYPES`: a peer that is the injecting client, not a receiving MX.
 const INBOUND: [&str; 2] = ["Reception", "Rejection"];
 
 /// The clues of a record of type `rtype` (already known not to be a log hook's), or None when
 /// the Python path must count it. `oob_meta`: the `meta` key an OOB's tenant is read from
-/// (`batch.oob_tenant`); None leaves OOB records to the Python path.
-pub fn clues<'a>(fields: &[Field<'a>], rtype: &str, oob_meta: Option<&str>) -> Option<Clues<'a>> {
-    if PYTHON_COUNTS.contains(&rtype) {
-        return None;
-    }
+/// (`batch.oob_tenant`); None leaves OOB records to the Python path. A Feedback record is
+/// counted from its `report` (none: the Python path's).
+pub fn clues<'a>(
+    fields: &[Field<'a>],
+    rtype: &str,
+    oob_meta: Option<&str>,
+    report: Option<&Report<'a>>,
+) -> Option<Clues<'a>> {
+    let report = match rtype == FEEDBACK {
+        true => Some(report?),
+        false => None,
+    };
     let field = |name: &str| fields.iter().find(|f| f.key.0 == name).map(|f| f.value);
     let text_of = |name: &str| field(name).and_then(as_str);
     let (second_ms, event_ms) = event_time(&text_of("event_time")?)?;
     let peer = match field("peer_address") {
-        Some(peer) if !INBOUND.contains(&rtype) && peer.starts_with('{') => {
+        // a Feedback record's provider is the complainer's (`Analyzer.provider`)
+        Some(peer) if report.is_none() && !INBOUND.contains(&rtype) && peer.starts_with('{') => {
             let mut fields = FewFields::new();
             read_object(peer, &mut fields)?;
             fields
@@ -66,7 +75,9 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str, oob_meta: Option<&str>) -> O
         _ => None,
     };
     let recipient = field("recipient");
-    let first = if rtype == "Rejection" {
+    let first = if let Some(report) = report {
+        report.complainer.clone()
+    } else if rtype == "Rejection" {
         match rejected_recipient(field("response"))? {
             Some(refused) => (!refused.is_empty()).then_some(Cow::Owned(refused)),
             None => first_recipient(recipient, true)?,
@@ -74,7 +85,13 @@ pub fn clues<'a>(fields: &[Field<'a>], rtype: &str, oob_meta: Option<&str>) -> O
     } else {
         first_recipient(recipient, false)?
     };
-    let tenant = if rtype == "OOB" {
+    let tenant = if let Some(report) = report {
+        report
+            .tenant
+            .clone()
+            .map(Cow::into_owned)
+            .unwrap_or_default()
+    } else if rtype == "OOB" {
         oob_tenant(field("meta"), oob_meta?)?
     } else {
         tenant(field("meta"), text_of("queue"))?
@@ -184,7 +201,13 @@ pub fn bounce_keys(clues: &Clues<'_>) -> Option<Vec<String>> {
 /// sender domain; None for a non-ASCII sender (Python's rules for white space and case are
 /// Unicode's).
 pub fn sender_domain(clues: &Clues<'_>) -> Option<Option<String>> {
-    let Some(sender) = clues.sender.and_then(as_str) else {
+    domain_of_sender(clues.sender.and_then(as_str).as_deref())
+}
+
+/// `suppressions.sender_domain` of a sender address (of a Feedback record: the report's
+/// `original_mail_from`), as [`sender_domain`].
+pub fn domain_of_sender(sender: Option<&str>) -> Option<Option<String>> {
+    let Some(sender) = sender else {
         return Some(None);
     };
     if !sender.contains('@') {
@@ -302,9 +325,9 @@ fn delivery_keys(recipient: Option<&str>) -> Option<Vec<String>> {
     Some(keys)
 }
 
-/// ASCII white space as Python's `str.strip()` sees it (the file, group, record and unit
-/// separators included).
-fn python_space(c: char) -> bool {
+/// ASCII white space as Python's `str.strip()` and `str.split()` see it (the file, group,
+/// record and unit separators included).
+pub fn python_space(c: char) -> bool {
     matches!(
         c,
         ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r' | '\x1c'..='\x1f'
@@ -378,7 +401,7 @@ mod tests {
 
     fn of(text: &str, rtype: &str) -> Option<Clues<'static>> {
         let text: &'static str = Box::leak(text.to_owned().into_boxed_str());
-        clues(&object_fields(text).unwrap(), rtype, Some("tenant"))
+        clues(&object_fields(text).unwrap(), rtype, Some("tenant"), None)
     }
 
     #[test]
@@ -476,10 +499,13 @@ mod tests {
         let t = r#"{"type":"OOB","event_time":"1970-01-01T00:00:00Z","meta":{"tenant":"t","vt":"v"},
             "queue":"x@y","sender":" <S@Sender.EXAMPLE> ","recipient":["A@b.c","<d@E.f>"]}"#;
         let fields = object_fields(t).unwrap();
-        assert_eq!(clues(&fields, "OOB", Some("vt")).unwrap().tenant, "v");
-        assert_eq!(clues(&fields, "OOB", Some("none")).unwrap().tenant, "");
-        assert_eq!(clues(&fields, "OOB", None), None);
-        let c = clues(&fields, "OOB", Some("tenant")).unwrap();
+        assert_eq!(clues(&fields, "OOB", Some("vt"), None).unwrap().tenant, "v");
+        assert_eq!(
+            clues(&fields, "OOB", Some("none"), None).unwrap().tenant,
+            ""
+        );
+        assert_eq!(clues(&fields, "OOB", None, None), None);
+        let c = clues(&fields, "OOB", Some("tenant"), None).unwrap();
         assert_eq!(sender_domain(&c), Some(Some("sender.example".to_owned())));
         assert_eq!(
             bounce_keys(&c),

@@ -10,6 +10,7 @@
 pub mod analytics;
 pub mod cache;
 pub mod canonical;
+pub mod feedback;
 pub mod json;
 pub mod lines;
 pub mod partition;

@@ -28,8 +28,9 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::analytics::{self, Clues};
+use crate::analytics::{self, python_space, Clues};
 use crate::cache::LineCache;
+use crate::feedback::{self, Report};
 use crate::json;
 use crate::record::{decide, Classifiable, ToClassify, Verdict};
 use crate::splice;
@@ -60,6 +61,9 @@ pub struct RecordPath {
     types: Vec<Py<PyString>>,
     analytics: Option<Analytics>,
     routes: Option<outputs::Routes>,
+    /// A Feedback label's classification, asked of `resolve_feedback` once per label.
+    resolve_feedback: Option<Py<PyAny>>,
+    feedback_entries: HashMap<String, Arc<Entry>>,
 }
 
 #[pymethods]
@@ -77,7 +81,7 @@ impl RecordPath {
         RecordPath {
             resolve,
             max_bytes,
-            classifiable: Classifiable(classifiable),
+            classifiable: Classifiable(classifiable, feedback::Types(Vec::new())),
             categorized: LineCache::new(cache_size),
             uncategorized: LineCache::new(uncategorized_cache_size),
             // one shared Python string per type KumoMTA logs (and a log hook's records)
@@ -88,13 +92,25 @@ impl RecordPath {
             type_names: record_types,
             analytics: None,
             routes: None,
+            resolve_feedback: None,
+            feedback_entries: HashMap::new(),
         }
+    }
+
+    /// Label Feedback records by their ARF report from now on (`streamer.feedback`): `types`
+    /// are `(normalised Feedback-Type, label, canonical type)`, `resolve(label)` answers as
+    /// the line resolver does, for a label.
+    fn label_feedback(&mut self, types: Vec<(String, String, String)>, resolve: Py<PyAny>) {
+        self.classifiable.1 = feedback::Types(types);
+        self.resolve_feedback = Some(resolve);
+        self.feedback_entries.clear();
     }
 
     /// Count the analytics into `tally` from now on (see the module doc). `site`, `peer` and
     /// `domain` give the provider of such a clue, `category(label, code)` a category, each as
     /// `(name, name as JSON)`; answers are remembered, at most `cache_size` per kind.
-    /// `oob_meta`: the `meta` key an OOB's tenant is read from (None: OOBs take Python's way).
+    /// `oob_meta`: the `meta` key an OOB's tenant is read from (None: OOBs take Python's way);
+    /// `suppress_feedback`: the Feedback-Types whose reports suppress the complainer.
     #[allow(clippy::too_many_arguments)]
     fn count_into(
         &mut self,
@@ -107,6 +123,7 @@ impl RecordPath {
         domain: Py<PyAny>,
         category: Py<PyAny>,
         oob_meta: Option<String>,
+        suppress_feedback: Vec<String>,
     ) -> PyResult<()> {
         if window_ms <= 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(
@@ -124,6 +141,7 @@ impl RecordPath {
             providers: std::array::from_fn(|_| Lookups::new(cache_size)),
             categories: Lookups::new(cache_size),
             oob_meta,
+            suppress_feedback,
             watermark: None,
             pending: VecDeque::new(),
             at: 0,
@@ -264,7 +282,10 @@ impl RecordPath {
         record: ToClassify<'_>,
     ) -> Option<Enriched<'py>> {
         let started = Instant::now();
-        let entry = self.classify(py, &record.line).ok()?;
+        let entry = match &record.report {
+            Some(report) => self.feedback_entry(py, &report.label).ok()?,
+            None => self.classify(py, &record.line).ok()?,
+        };
         let seconds = started.elapsed().as_secs_f64();
         let mut classification = entry.classification_json.as_bytes(py);
         let with_analytics;
@@ -277,7 +298,15 @@ impl RecordPath {
             let (category, provider) =
                 analytics.dimensions(py, clues, Some(entry.as_ref())).ok()?;
             let category = category?; // a labelled record always has one
-            if category.name == analytics.hard && SUPPRESSING.contains(&record.rtype.as_ref()) {
+            let hard = category.name == analytics.hard;
+            if let Some(report) = &record.report {
+                if hard {
+                    return None; // a report labelled hard: Python's rules for it
+                }
+                if analytics.suppress_feedback.contains(&report.kind) {
+                    events = Some(complaint_events(clues, report, &entry, &provider, py)?);
+                }
+            } else if hard && SUPPRESSING.contains(&record.rtype.as_ref()) {
                 let made = hard_events(clues, &record, &entry, &provider, py)?;
                 events = Some(made);
             }
@@ -290,6 +319,7 @@ impl RecordPath {
                 Some(&category.name),
                 &provider.name,
                 gap,
+                record.report.as_ref().map(|r| r.kind.clone()),
             );
             with_analytics = with_dimensions(classification, &category.json, &provider.json);
             classification = &with_analytics;
@@ -366,11 +396,27 @@ impl RecordPath {
         let Ok((_, provider)) = analytics.dimensions(py, &clues, None) else {
             return Ok(Answer::Python);
         };
-        analytics.count(&clues, &rtype, None, None, &provider.name, None);
+        analytics.count(&clues, &rtype, None, None, &provider.name, None, None);
         if clues.delivery_keys.is_empty() {
             return Ok(Answer::Other(rtype));
         }
         Ok(Answer::Counted(rtype, clues.delivery_keys, clues.event_ms))
+    }
+
+    /// The entry of a Feedback label (`resolve_feedback`'s answer, kept per label: a few).
+    fn feedback_entry(&mut self, py: Python<'_>, label: &str) -> PyResult<Arc<Entry>> {
+        if let Some(found) = self.feedback_entries.get(label) {
+            return Ok(found.clone());
+        }
+        let Some(resolve) = &self.resolve_feedback else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "RecordPath.label_feedback was never called",
+            ));
+        };
+        let entry = Arc::new(entry_of(resolve.bind(py).call1((label,))?)?.1);
+        self.feedback_entries
+            .insert(label.to_owned(), entry.clone());
+        Ok(entry)
     }
 
     fn classify(&mut self, py: Python<'_>, line: &str) -> PyResult<Arc<Entry>> {
@@ -380,23 +426,8 @@ impl RecordPath {
         if let Some(found) = self.uncategorized.get(line) {
             return Ok(found.clone());
         }
-        let answer = self.resolve.bind(py).call1((line,))?;
-        let (categorized, label, label_json, classification_json, countable, rule_json): (
-            bool,
-            Bound<'_, PyString>,
-            Bound<'_, PyBytes>,
-            Bound<'_, PyBytes>,
-            bool,
-            Vec<u8>,
-        ) = answer.extract()?;
-        let entry = Arc::new(Entry {
-            label_text: label.to_str()?.to_owned(),
-            label: label.unbind(),
-            label_json: label_json.unbind(),
-            classification_json: classification_json.unbind(),
-            countable,
-            rule_json,
-        });
+        let (categorized, entry) = entry_of(self.resolve.bind(py).call1((line,))?)?;
+        let entry = Arc::new(entry);
         let cache = if categorized {
             &mut self.categorized
         } else {
@@ -405,6 +436,28 @@ impl RecordPath {
         cache.put(line.to_owned(), entry.clone());
         Ok(entry)
     }
+}
+
+/// A resolver's answer `(categorized, label, label as JSON, classification object as JSON,
+/// countable, rule as JSON)` as (categorized, its entry).
+fn entry_of(answer: Bound<'_, PyAny>) -> PyResult<(bool, Entry)> {
+    let (categorized, label, label_json, classification_json, countable, rule_json): (
+        bool,
+        Bound<'_, PyString>,
+        Bound<'_, PyBytes>,
+        Bound<'_, PyBytes>,
+        bool,
+        Vec<u8>,
+    ) = answer.extract()?;
+    let entry = Entry {
+        label_text: label.to_str()?.to_owned(),
+        label: label.unbind(),
+        label_json: label_json.unbind(),
+        classification_json: classification_json.unbind(),
+        countable,
+        rule_json,
+    };
+    Ok((categorized, entry))
 }
 
 /// What the native path says of one message value.
@@ -478,6 +531,50 @@ fn hard_events(
     }
     value.push(b'}');
     Some(keys.into_iter().map(|key| (key, value.clone())).collect())
+}
+
+/// A suppressing Feedback report's event as `SuppressionEvents.update` makes it (key,
+/// value without its source): the complainer, with the report's tenant and the complained-of
+/// sender's domain; None when the Python path must make it (a non-ASCII address).
+fn complaint_events(
+    clues: &Clues<'_>,
+    report: &Report<'_>,
+    entry: &Entry,
+    provider: &Named,
+    py: Python<'_>,
+) -> Option<Vec<(String, Vec<u8>)>> {
+    let Some(complainer) = &report.complainer else {
+        return Some(Vec::new());
+    };
+    if !complainer.is_ascii() {
+        return None;
+    }
+    let key = complainer
+        .trim_matches(python_space)
+        .trim_matches(['<', '>'])
+        .to_ascii_lowercase();
+    if key.is_empty() {
+        return Some(Vec::new());
+    }
+    let sender_domain = analytics::domain_of_sender(report.mail_from.as_deref())?;
+    let mut value = format!("{{\"t\":{},\"h\":{{\"label\":", clues.event_ms).into_bytes();
+    value.extend_from_slice(entry.label_json.as_bytes(py));
+    value.extend_from_slice(b",\"rule\":null,\"response\":null,\"provider\":");
+    value.extend_from_slice(&provider.json);
+    value.extend_from_slice(b",\"tenant\":");
+    match &report.tenant {
+        Some(tenant) => json::write_string(&mut value, tenant),
+        None => value.extend_from_slice(b"null"),
+    }
+    value.extend_from_slice(b",\"sender_domain\":");
+    match &sender_domain {
+        Some(domain) => json::write_string(&mut value, domain),
+        None => value.extend_from_slice(b"null"),
+    }
+    value.extend_from_slice(b",\"feedback_type\":");
+    json::write_string(&mut value, &report.kind);
+    value.extend_from_slice(b"},\"k\":\"complaint\"}");
+    Some(vec![(key, value)])
 }
 
 /// Suppression events as Python holds them: a tuple of `(key, value)` bytes pairs.
@@ -567,14 +664,20 @@ struct Analytics {
     providers: [Lookups<String>; 3],
     categories: Lookups<(String, i128)>,
     oob_meta: Option<String>,
+    /// The Feedback-Types whose reports suppress the complainer (`suppress_feedback_types`).
+    suppress_feedback: Vec<String>,
     watermark: Option<i64>,
     /// The records of the last slice counted natively, not yet in the tally: (index in the
-    /// slice, key, rule-gap line). The records handed back are counted by the Python path
-    /// between them (`count_until`), so that the tally keeps the records' order.
-    pending: VecDeque<(usize, tally::Key, Option<String>)>,
+    /// slice, key, rule-gap line, a Feedback report's type). The records handed back are
+    /// counted by the Python path between them (`count_until`), so that the tally keeps the
+    /// records' order.
+    pending: VecDeque<Pending>,
     /// The index in the slice of the record being decided.
     at: usize,
 }
+
+/// A record counted natively, waiting for its turn in the tally (`Analytics::pending`).
+type Pending = (usize, tally::Key, Option<String>, Option<String>);
 
 const SITE: usize = 0;
 const PEER: usize = 1;
@@ -639,7 +742,9 @@ impl Analytics {
         }))
     }
 
-    /// Count one record (with its rule-gap line), once the records before it are counted.
+    /// Count one record (with its rule-gap line, or a Feedback report's type), once the
+    /// records before it are counted.
+    #[allow(clippy::too_many_arguments)]
     fn count(
         &mut self,
         clues: &Clues<'_>,
@@ -648,6 +753,7 @@ impl Analytics {
         category: Option<&str>,
         provider: &str,
         gap: Option<String>,
+        feedback: Option<String>,
     ) {
         let t = clues.second_ms;
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
@@ -661,19 +767,22 @@ impl Analytics {
             label: label.map(str::to_owned),
             category: category.map(str::to_owned),
         };
-        self.pending.push_back((self.at, key, gap));
+        self.pending.push_back((self.at, key, gap, feedback));
     }
 
     /// Count the records decided natively before the `until`-th value of the last slice.
     fn count_until(&mut self, py: Python<'_>, until: usize) {
         let mut tally = self.tally.borrow_mut(py);
-        while self.pending.front().is_some_and(|(at, _, _)| *at < until) {
-            let Some((_, key, gap)) = self.pending.pop_front() else {
+        while self.pending.front().is_some_and(|(at, ..)| *at < until) {
+            let Some((_, key, gap, feedback)) = self.pending.pop_front() else {
                 break;
             };
             let row = tally.tally.count(key);
             if let Some(line) = gap {
                 tally.tally.gap(row, line);
+            }
+            if let Some(kind) = feedback {
+                tally.tally.feedback(row, kind);
             }
         }
     }
@@ -721,17 +830,38 @@ impl Tally {
         }
     }
 
+    /// A Feedback record counted under `key` with its report's type; False as for
+    /// [`Tally::count`].
+    fn feedback(&mut self, key: &Bound<'_, PyTuple>, kind: String) -> bool {
+        match raw_key(key) {
+            Some(key) => match self.tally.row(&key) {
+                Some(row) => {
+                    self.tally.feedback(row, kind);
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        }
+    }
+
     /// Distinct keys counted since the last drain.
     #[getter]
     fn pending(&self) -> usize {
         self.tally.pending()
     }
 
-    /// Add the counts into `tally` (raw key -> records) in the order the keys came, and the
-    /// rule-gap lines to `gaps` as `(raw key, line)` in record order; start over.
-    fn drain_into(&mut self, tally: &Bound<'_, PyDict>, gaps: &Bound<'_, PyList>) -> PyResult<()> {
+    /// Add the counts into `tally` (raw key -> records) in the order the keys came, the
+    /// rule-gap lines to `gaps` as `(raw key, line)` and the Feedback reports' types to
+    /// `feedback` as `(raw key, type)`, in record order; start over.
+    fn drain_into(
+        &mut self,
+        tally: &Bound<'_, PyDict>,
+        gaps: &Bound<'_, PyList>,
+        feedback: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
         let py = tally.py();
-        let (rows, lines) = self.tally.take();
+        let (rows, lines, kinds) = self.tally.take();
         let mut keys = Vec::with_capacity(rows.len());
         for (key, n) in rows {
             let key = PyTuple::new(
@@ -756,6 +886,9 @@ impl Tally {
         }
         for (row, line) in lines {
             gaps.append((&keys[row], line))?;
+        }
+        for (row, kind) in kinds {
+            feedback.append((&keys[row], kind))?;
         }
         Ok(())
     }

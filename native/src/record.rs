@@ -4,12 +4,15 @@
 use std::borrow::Cow;
 
 use crate::analytics::{clues, Clues};
+use crate::feedback::{self, Report};
 use crate::json::{as_str, read_object, span, Field, Fields};
 use crate::response::response_line;
 
 /// The types KumoMTA's bounce classifier looks at, as Python names them
-/// (`records.CLASSIFIABLE_TYPES`, handed over when the record path is made): one list.
-pub struct Classifiable(pub Vec<String>);
+/// (`records.CLASSIFIABLE_TYPES`, handed over when the record path is made), and the
+/// Feedback-Types a Feedback record's report is labelled by (none: such records take the
+/// Python path).
+pub struct Classifiable(pub Vec<String>, pub feedback::Types);
 
 impl Classifiable {
     pub fn contains(&self, rtype: &str) -> bool {
@@ -28,8 +31,8 @@ pub const CLASSIFICATION_FIELD: &str = "classification";
 /// A decided record.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict<'a> {
-    /// Left to the Python path (a malformed message, a Feedback record, anything the native
-    /// path does not take exactly): it decides, and names a dead-letter reason.
+    /// Left to the Python path (a malformed message, anything the native path does not take
+    /// exactly): it decides, and names a dead-letter reason.
     Python,
     /// Not classified: routed by `non_classifiable`, unchanged (the type as counted).
     Other(Cow<'a, str>),
@@ -42,7 +45,10 @@ pub enum Verdict<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ToClassify<'a> {
     pub rtype: Cow<'a, str>,
+    /// The response line (a Feedback record's report, when it has one, labels it instead).
     pub line: String,
+    /// A Feedback record's report: its label, not the line's, is the record's.
+    pub report: Option<Box<Report<'a>>>,
     /// A non-empty string `site` (counted per site and label).
     pub site: Option<Cow<'a, str>>,
     pub splice: Splice,
@@ -101,24 +107,28 @@ fn decide_text<'a>(
     }
     if !types.contains(&rtype) {
         if analytics {
-            let counted = clues(&fields, &rtype, oob_meta)?;
+            let counted = clues(&fields, &rtype, oob_meta, None)?;
             return Some(Verdict::Counted(rtype, counted));
         }
         return Some(Verdict::Other(rtype));
     }
-    if rtype == "Feedback" {
-        return None; // labelled from its ARF report: Python's feedback module
-    }
+    // a Feedback record is labelled by its ARF report when it has a usable one
+    let report = match rtype == "Feedback" {
+        true => feedback::report(field("feedback_report"), &types.1)?.map(Box::new),
+        false => None,
+    };
+    // checked even when the report labels the record: `records.accept` refuses a bad one
     let line = response_line(field("response")?)?;
     let site = field("site").and_then(as_str).filter(|s| !s.is_empty());
     let splice = splice_points(text, &fields)?;
     let clues = match analytics {
-        true => Some(clues(&fields, &rtype, oob_meta)?),
+        true => Some(clues(&fields, &rtype, oob_meta, report.as_deref())?),
         false => None,
     };
     Some(Verdict::Classify(ToClassify {
         rtype,
         line,
+        report,
         site,
         splice,
         clues,
@@ -149,7 +159,13 @@ pub mod tests {
 
     /// Some of KumoMTA's classifiable types (the whole list is Python's).
     pub fn types() -> Classifiable {
-        Classifiable(["Bounce", "Feedback"].map(String::from).to_vec())
+        let labels = [("abuse", "FeedbackAbuse"), ("other", "FeedbackOther")]
+            .map(|(t, l)| (t.to_owned(), l.to_owned(), t.to_owned()))
+            .to_vec();
+        Classifiable(
+            ["Bounce", "Feedback"].map(String::from).to_vec(),
+            feedback::Types(labels),
+        )
     }
 
     fn verdict(text: &str) -> Verdict<'_> {
@@ -164,7 +180,25 @@ pub mod tests {
         );
         let hook = r#"{"type": "Bounce", "reception_protocol": "LogRecord"}"#;
         assert_eq!(verdict(hook), Verdict::Other(LOG_HOOK_TYPE.into()));
+        // a Feedback record without a usable report is classified by its line, as others
         assert_eq!(verdict(r#"{"type": "Feedback"}"#), Verdict::Python);
+        let report = r#""feedback_report":{"feedback_type":"Abuse"}"#;
+        let text = format!(r#"{{"type":"Feedback",{report},"response":{{"code":5}}}}"#);
+        let Verdict::Classify(c) = verdict(&text) else {
+            panic!("not classifiable")
+        };
+        assert_eq!(
+            (c.line.as_str(), c.report.unwrap().label.as_str()),
+            ("5 ", "FeedbackAbuse")
+        );
+        let text = format!(r#"{{"type":"Feedback",{report},"response":5}}"#);
+        assert_eq!(verdict(&text), Verdict::Python); // records.accept refuses it
+        let Verdict::Classify(c) = verdict(
+            r#"{"type":"Feedback","feedback_report":{"feedback_type":""},"response":{"code":550,"content":"x"}}"#,
+        ) else {
+            panic!("not classifiable")
+        };
+        assert_eq!((c.line.as_str(), c.report), ("550 x", None));
         assert_eq!(verdict(r#"{"type": "Bounce"}"#), Verdict::Python);
         assert_eq!(verdict(r#"{"type": 5}"#), Verdict::Python);
         assert_eq!(decide(None, 10, &types(), false, None), Verdict::Python);

@@ -25,12 +25,15 @@ pub struct Key {
 pub type Rows = Vec<(Key, u64)>;
 /// (row, line) of each rule-gap line, in record order.
 pub type Gaps = Vec<(usize, String)>;
+/// (row, Feedback-Type) of each Feedback record, in record order (`BatchAggregator._feedback`).
+pub type Feedback = Vec<(usize, String)>;
 
 #[derive(Default)]
 pub struct Tally {
     index: HashMap<Key, usize, ahash::RandomState>,
     rows: Rows,
     gaps: Gaps,
+    feedback: Feedback,
 }
 
 impl Tally {
@@ -56,17 +59,23 @@ impl Tally {
         self.gaps.push((row, line));
     }
 
+    /// The Feedback-Type of a Feedback record counted in `row`.
+    pub fn feedback(&mut self, row: usize, kind: String) {
+        self.feedback.push((row, kind));
+    }
+
     /// Distinct keys counted since the last [`Tally::take`].
     pub fn pending(&self) -> usize {
         self.rows.len()
     }
 
-    /// The rows and gaps so far; the tally starts over.
-    pub fn take(&mut self) -> (Rows, Gaps) {
+    /// The rows, gaps and Feedback-Types so far; the tally starts over.
+    pub fn take(&mut self) -> (Rows, Gaps, Feedback) {
         self.index.clear();
         (
             std::mem::take(&mut self.rows),
             std::mem::take(&mut self.gaps),
+            std::mem::take(&mut self.feedback),
         )
     }
 }
@@ -95,10 +104,12 @@ mod tests {
         assert_eq!(tally.count(key(0, Some("x"))), 1);
         assert_eq!(tally.count(key(60, None)), 0);
         tally.gap(1, "550 x".into());
+        tally.feedback(0, "abuse".into());
         assert_eq!(tally.pending(), 2);
-        let (rows, gaps) = tally.take();
+        let (rows, gaps, feedback) = tally.take();
         assert_eq!(rows, vec![(key(60, None), 2), (key(0, Some("x")), 1)]);
         assert_eq!(gaps, vec![(1, "550 x".to_owned())]);
+        assert_eq!(feedback, vec![(0, "abuse".to_owned())]);
         assert_eq!(tally.pending(), 0);
         assert_eq!(tally.count(key(0, Some("x"))), 0);
     }

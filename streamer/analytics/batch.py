@@ -162,8 +162,9 @@ class BatchAggregator:
         self._gaps: list[tuple[tuple[Any, ...], str]] = []
         self._tenants: dict[str, str] = {}  # queue name -> tenant
         #: The native path's tally (``streamer._native.Tally``) while it runs: this side counts
-        #: there too (``count(key)``, ``gap(key, line)``; False: a key it cannot hold), so the
-        #: fold sees one tally in record order; ``drain_into(tally, gaps)`` before every fold.
+        #: there too (``count(key)``, ``gap(key, line)``, ``feedback(key, type)``; False: a key
+        #: it cannot hold), so the fold sees one tally in record order; ``drain_into(tally,
+        #: gaps, feedback)`` before every fold.
         self.elsewhere: Any = None
 
     @property
@@ -214,7 +215,9 @@ class BatchAggregator:
             tally = self._tally
             tally[key] = tally.get(key, 0) + 1
         if rtype == "Feedback":
-            self._feedback.append((key, feedback_type(record) or OTHER))
+            kind = feedback_type(record) or OTHER
+            if not (native and elsewhere.feedback(key, kind)):
+                self._feedback.append((key, kind))
         elif (gap or label == UNCATEGORIZED) and line and not (native and elsewhere.gap(key, line)):
             self._gaps.append((key, line))
 
@@ -298,7 +301,7 @@ class BatchAggregator:
     def _fold(self, row_of: Callable[[Key, int], Counts], folded: Folded | None = None) -> None:
         """Map the batch's raw tally onto bounded keys and count it into ``row_of(key)``."""
         if self.elsewhere is not None:
-            self.elsewhere.drain_into(self._tally, self._gaps)
+            self.elsewhere.drain_into(self._tally, self._gaps, self._feedback)
         tally, self._tally = self._tally, {}
         gaps, self._gaps = self._gaps, []
         feedback, self._feedback = self._feedback, []

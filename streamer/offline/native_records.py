@@ -80,6 +80,7 @@ class NativeRecordRows:
                 (OTHER, HARD, UNCATEGORIZED),
                 *_lookups(*tables),
                 None,  # no OOB tenant: OOBs take the Python path (classify counts no tenant)
+                [],  # no suppression events (nor Feedback labelled here: the Python path's)
             )
 
     def rows(self, raws: list[bytes], open_last: bool) -> list[bytes | None]:
@@ -99,7 +100,7 @@ class NativeRecordRows:
             self._path.count_until()
             self._undrained += 1
             if self._undrained >= _DRAIN_EVERY or self._tally.pending > _DRAIN_AT:
-                self._tally.drain_into({}, [])  # counted on the way, kept by no one
+                self._tally.drain_into({}, [], [])  # counted on the way, kept by no one
                 self._undrained = 0
         return [
             answer
