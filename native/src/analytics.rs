@@ -311,18 +311,27 @@ fn delivery_keys(recipient: Option<&str>) -> Option<Vec<String>> {
     };
     let mut keys = Vec::with_capacity(texts.len());
     for address in &texts {
-        if !address.is_ascii() {
-            return None;
-        }
-        let key = address
-            .trim_matches(python_space)
-            .trim_matches(['<', '>'])
-            .to_ascii_lowercase();
+        let key = suppression_key(address)?;
         if !key.is_empty() {
             keys.push(key);
         }
     }
     Some(keys)
+}
+
+/// `suppressions._key` of an ASCII address: stripped of white space and angle brackets,
+/// lower-cased ("" when nothing is left); None for a non-ASCII one (Python's rules for white
+/// space and case are Unicode's: the Python path decides).
+pub fn suppression_key(address: &str) -> Option<String> {
+    if !address.is_ascii() {
+        return None;
+    }
+    Some(
+        address
+            .trim_matches(python_space)
+            .trim_matches(['<', '>'])
+            .to_ascii_lowercase(),
+    )
 }
 
 /// ASCII white space as Python's `str.strip()` and `str.split()` see it (the file, group,

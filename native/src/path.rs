@@ -28,7 +28,7 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::analytics::{self, python_space, Clues};
+use crate::analytics::{self, Clues};
 use crate::cache::LineCache;
 use crate::feedback::{self, Report};
 use crate::json;
@@ -546,13 +546,7 @@ fn complaint_events(
     let Some(complainer) = &report.complainer else {
         return Some(Vec::new());
     };
-    if !complainer.is_ascii() {
-        return None;
-    }
-    let key = complainer
-        .trim_matches(python_space)
-        .trim_matches(['<', '>'])
-        .to_ascii_lowercase();
+    let key = analytics::suppression_key(complainer)?;
     if key.is_empty() {
         return Some(Vec::new());
     }
@@ -818,31 +812,13 @@ impl Tally {
 
     /// A rule-gap line of a record counted under `key`; False as for [`Tally::count`].
     fn gap(&mut self, key: &Bound<'_, PyTuple>, line: String) -> bool {
-        match raw_key(key) {
-            Some(key) => match self.tally.row(&key) {
-                Some(row) => {
-                    self.tally.gap(row, line);
-                    true
-                }
-                None => false,
-            },
-            None => false,
-        }
+        self.with_row(key, |tally, row| tally.gap(row, line))
     }
 
     /// A Feedback record counted under `key` with its report's type; False as for
     /// [`Tally::count`].
     fn feedback(&mut self, key: &Bound<'_, PyTuple>, kind: String) -> bool {
-        match raw_key(key) {
-            Some(key) => match self.tally.row(&key) {
-                Some(row) => {
-                    self.tally.feedback(row, kind);
-                    true
-                }
-                None => false,
-            },
-            None => false,
-        }
+        self.with_row(key, |tally, row| tally.feedback(row, kind))
     }
 
     /// Distinct keys counted since the last drain.
@@ -891,6 +867,22 @@ impl Tally {
             feedback.append((&keys[row], kind))?;
         }
         Ok(())
+    }
+}
+
+impl Tally {
+    /// `add(tally, row)` on the row of a key counted since the last drain; False when there
+    /// is none (or the key is none the tally can hold).
+    fn with_row(
+        &mut self,
+        key: &Bound<'_, PyTuple>,
+        add: impl FnOnce(&mut tally::Tally, usize),
+    ) -> bool {
+        let Some(row) = raw_key(key).and_then(|key| self.tally.row(&key)) else {
+            return false;
+        };
+        add(&mut self.tally, row);
+        true
     }
 }
 
