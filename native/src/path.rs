@@ -507,29 +507,18 @@ fn hard_events(
     if keys.is_empty() {
         return Some(Vec::new());
     }
-    let mut value = format!("{{\"t\":{},\"h\":{{\"label\":", clues.event_ms).into_bytes();
-    value.extend_from_slice(entry.label_json.as_bytes(py));
-    value.extend_from_slice(b",\"rule\":");
-    value.extend_from_slice(&entry.rule_json);
-    value.extend_from_slice(b",\"response\":");
-    json::write_string(&mut value, &record.line);
-    value.extend_from_slice(b",\"provider\":");
-    value.extend_from_slice(&provider.json);
-    value.extend_from_slice(b",\"tenant\":");
-    match clues.tenant.as_str() {
-        "" => value.extend_from_slice(b"null"),
-        tenant => json::write_string(&mut value, tenant),
+    let value = EventValue {
+        t: clues.event_ms,
+        label: entry.label_json.as_bytes(py),
+        rule: &entry.rule_json,
+        response: Some(&record.line),
+        provider: &provider.json,
+        tenant: Some(clues.tenant.as_str()).filter(|t| !t.is_empty()),
+        sender_domain: sender_domain.as_deref(),
+        feedback_type: None,
+        kind: (record.rtype == "OOB").then_some("oob"),
     }
-    value.extend_from_slice(b",\"sender_domain\":");
-    match &sender_domain {
-        Some(domain) => json::write_string(&mut value, domain),
-        None => value.extend_from_slice(b"null"),
-    }
-    value.push(b'}');
-    if record.rtype == "OOB" {
-        value.extend_from_slice(b",\"k\":\"oob\"");
-    }
-    value.push(b'}');
+    .write();
     Some(keys.into_iter().map(|key| (key, value.clone())).collect())
 }
 
@@ -551,24 +540,64 @@ fn complaint_events(
         return Some(Vec::new());
     }
     let sender_domain = analytics::domain_of_sender(report.mail_from.as_deref())?;
-    let mut value = format!("{{\"t\":{},\"h\":{{\"label\":", clues.event_ms).into_bytes();
-    value.extend_from_slice(entry.label_json.as_bytes(py));
-    value.extend_from_slice(b",\"rule\":null,\"response\":null,\"provider\":");
-    value.extend_from_slice(&provider.json);
-    value.extend_from_slice(b",\"tenant\":");
-    match &report.tenant {
-        Some(tenant) => json::write_string(&mut value, tenant),
-        None => value.extend_from_slice(b"null"),
+    let value = EventValue {
+        t: clues.event_ms,
+        label: entry.label_json.as_bytes(py),
+        rule: b"null",
+        response: None,
+        provider: &provider.json,
+        tenant: report.tenant.as_deref(),
+        sender_domain: sender_domain.as_deref(),
+        feedback_type: Some(&report.kind),
+        kind: Some("complaint"),
     }
-    value.extend_from_slice(b",\"sender_domain\":");
-    match &sender_domain {
-        Some(domain) => json::write_string(&mut value, domain),
-        None => value.extend_from_slice(b"null"),
-    }
-    value.extend_from_slice(b",\"feedback_type\":");
-    json::write_string(&mut value, &report.kind);
-    value.extend_from_slice(b"},\"k\":\"complaint\"}");
+    .write();
     Some(vec![(key, value)])
+}
+
+/// A suppression event's value with its details, as `SuppressionEvents.update` writes it
+/// with orjson: `{"t":..,"h":{label, rule, response, provider, tenant, sender_domain[,
+/// feedback_type]}[,"k":..]}` (the JSON pieces as given, the texts escaped; None: null).
+struct EventValue<'a> {
+    t: i64,
+    label: &'a [u8],
+    rule: &'a [u8],
+    response: Option<&'a str>,
+    provider: &'a [u8],
+    tenant: Option<&'a str>,
+    sender_domain: Option<&'a str>,
+    feedback_type: Option<&'a str>,
+    kind: Option<&'a str>,
+}
+
+impl EventValue<'_> {
+    fn write(&self) -> Vec<u8> {
+        let text = |out: &mut Vec<u8>, name: &[u8], value: Option<&str>| {
+            out.extend_from_slice(name);
+            match value {
+                Some(value) => json::write_string(out, value),
+                None => out.extend_from_slice(b"null"),
+            }
+        };
+        let mut out = format!("{{\"t\":{},\"h\":{{\"label\":", self.t).into_bytes();
+        out.extend_from_slice(self.label);
+        out.extend_from_slice(b",\"rule\":");
+        out.extend_from_slice(self.rule);
+        text(&mut out, b",\"response\":", self.response);
+        out.extend_from_slice(b",\"provider\":");
+        out.extend_from_slice(self.provider);
+        text(&mut out, b",\"tenant\":", self.tenant);
+        text(&mut out, b",\"sender_domain\":", self.sender_domain);
+        if let Some(feedback_type) = self.feedback_type {
+            text(&mut out, b",\"feedback_type\":", Some(feedback_type));
+        }
+        out.push(b'}');
+        if let Some(kind) = self.kind {
+            text(&mut out, b",\"k\":", Some(kind));
+        }
+        out.push(b'}');
+        out
+    }
 }
 
 /// Suppression events as Python holds them: a tuple of `(key, value)` bytes pairs.
