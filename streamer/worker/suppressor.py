@@ -23,6 +23,7 @@ recognised as stale.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import Message
@@ -31,6 +32,7 @@ from streamer.analytics.suppression_fold import (
     BadEvent,
     Change,
     DeliveryBatch,
+    Event,
     RecipientState,
     SuppressionStore,
     decode_state,
@@ -87,6 +89,21 @@ class SuppressionStage(KeyedStage):
         writes = Writes()
         # the recipients whose public value changed: written once per batch, their last value
         changed: dict[bytes, tuple[int, str, RecipientState]] = {}
+        for p, recipient, event in self._events(messages):
+            writes.folded += 1
+            change, state = store.fold(p, recipient, event)
+            if change is Change.PUBLIC and state is not None:
+                changed[recipient.encode()] = (p, recipient, state)
+        for key, (p, recipient, state) in changed.items():
+            writes.public[key] = public_value(recipient, state)
+            writes.state[p, key] = encode_state(state)
+        self._held_untrusted()
+        return writes
+
+    def _events(self, messages: list[Message]) -> Iterator[tuple[int, str, Event | int]]:
+        """Each event of the messages as (partition, recipient, what ``read_event`` reads);
+        a record of deliveries stands for a delivery of each recipient it lists. A message
+        that does not decode is skipped."""
         for m in messages:
             key = m.key()
             try:
@@ -98,32 +115,13 @@ class SuppressionStage(KeyedStage):
                 self.skipped(str(exc))
                 continue
             p = m.partition() or 0
-            if isinstance(event, DeliveryBatch):
-                writes.folded += self._deliver(p, event, changed)
+            if not isinstance(event, DeliveryBatch):
+                yield p, recipient, event
                 continue
-            writes.folded += 1
-            change, state = store.fold(p, recipient, event)
-            if change is Change.PUBLIC and state is not None:
-                changed[key] = (p, recipient, state)
-        for key, (p, recipient, state) in changed.items():
-            writes.public[key] = public_value(recipient, state)
-            writes.state[p, key] = encode_state(state)
-        self._held_untrusted()
-        return writes
-
-    def _deliver(
-        self, p: int, batch: DeliveryBatch, changed: dict[bytes, tuple[int, str, RecipientState]]
-    ) -> int:
-        """Fold a record of deliveries, each as the delivery event it stands for; returns how
-        many."""
-        if self.input_partitions and batch.partitions != self.input_partitions:
-            self._misplaced(batch)
-        deliver = self.store.deliver
-        for recipient, t in batch.deliveries:
-            change, state = deliver(p, recipient, t)
-            if change is Change.PUBLIC and state is not None:
-                changed[recipient.encode()] = (p, recipient, state)
-        return len(batch.deliveries)
+            if self.input_partitions and event.partitions != self.input_partitions:
+                self._misplaced(event)
+            for listed, t in event.deliveries:
+                yield p, listed, t
 
     def _misplaced(self, batch: DeliveryBatch) -> None:
         """A worker placed deliveries for another partition count (the events topic grew
