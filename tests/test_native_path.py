@@ -605,19 +605,25 @@ class _FarMessage:
 
 def test_a_failed_native_slice_is_counted_once_by_the_python_path() -> None:
     """When the native call fails mid-slice (here: an offset it cannot read), the whole slice
-    takes the Python path, and what the native path had counted of it is forgotten."""
+    takes the Python path, and what the native path had counted of it is forgotten: a record
+    under a new key (waiting for its turn) and one under a key counted before (counted at once)."""
     delivery = orjson.dumps(
         {"type": "Delivery", "event_time": "2026-01-01T10:00:05Z", "recipient": "a@x.com"}
     )
-    messages = [_FarMessage(delivery, 1), _FarMessage(delivery, 2**70)]
+    other = orjson.dumps(
+        {"type": "Delivery", "event_time": "2026-01-01T10:00:05Z", "recipient": "b@y.org"}
+    )
+    messages = [_FarMessage(delivery, 1), _FarMessage(other, 2), _FarMessage(delivery, 2**70)]
     reference, native_pipeline = pipelines(analytics=True)
+    before = [_FarMessage(delivery, 0)]  # its key is counted before the failing slice
+    assert native_pipeline.process(before) == reference.process(before)
     expected, _ = reference.process(messages)
     got, _ = native_pipeline.process(messages)
     assert got == expected
     after = [_FarMessage(delivery, 3)]  # the next slice: nothing of the failed one is left
     assert native_pipeline.process(after) == reference.process(after)
     assert _folded(native_pipeline) == _folded(reference)
-    assert [o.value for o in got if o.topic == "supp"][1] == b'{"p":1,"o":%d,"t":1767261605000}' % (
+    assert [o.value for o in got if o.topic == "supp"][2] == b'{"p":1,"o":%d,"t":1767261605000}' % (
         2**70
     )
 

@@ -26,7 +26,7 @@ pub struct Clues<'a> {
     /// The (first) recipient's domain: the last clue; None when the record names no recipient
     /// string (the provider is then "other").
     pub domain: Option<String>,
-    pub tenant: String,
+    pub tenant: Cow<'a, str>,
     pub pool: Cow<'a, str>,
     pub source: Cow<'a, str>,
     /// `response.code // 100` when the code is an integer, else 0 (`Analyzer.category`).
@@ -86,11 +86,7 @@ pub fn clues<'a>(
         first_recipient(recipient, false)?
     };
     let tenant = if let Some(report) = report {
-        report
-            .tenant
-            .clone()
-            .map(Cow::into_owned)
-            .unwrap_or_default()
+        report.tenant.clone().unwrap_or_default()
     } else if rtype == "OOB" {
         oob_tenant(field("meta"), oob_meta?)?
     } else {
@@ -172,9 +168,9 @@ fn strip_word<'s>(text: &'s str, word: &str) -> Option<&'s str> {
 }
 
 /// `batch.oob_tenant`: `meta[key]` when a non-empty string, else "".
-fn oob_tenant(meta: Option<&str>, key: &str) -> Option<String> {
+fn oob_tenant<'a>(meta: Option<&'a str>, key: &str) -> Option<Cow<'a, str>> {
     let Some(meta) = meta.filter(|m| m.starts_with('{')) else {
-        return Some(String::new());
+        return Some(Cow::Borrowed(""));
     };
     let mut meta_fields = FewFields::new();
     read_object(meta, &mut meta_fields)?;
@@ -183,7 +179,6 @@ fn oob_tenant(meta: Option<&str>, key: &str) -> Option<String> {
         meta.iter()
             .find(|f| f.key.0 == key)
             .and_then(|f| as_str(f.value))
-            .map(Cow::into_owned)
             .unwrap_or_default(),
     )
 }
@@ -245,7 +240,7 @@ fn domain(recipient: &str) -> &str {
 
 /// `BatchAggregator._tenant` for a record that is no Feedback report and no OOB: a non-empty
 /// string `meta.tenant`, else the tenant part of the queue name (`batch.tenant_of`).
-fn tenant(meta: Option<&str>, queue: Option<Cow<'_, str>>) -> Option<String> {
+fn tenant<'a>(meta: Option<&'a str>, queue: Option<Cow<'a, str>>) -> Option<Cow<'a, str>> {
     if let Some(meta) = meta.filter(|m| m.starts_with('{')) {
         let mut fields = FewFields::new();
         read_object(meta, &mut fields)?; // a repeated key: Python keeps the last
@@ -255,20 +250,25 @@ fn tenant(meta: Option<&str>, queue: Option<Cow<'_, str>>) -> Option<String> {
             .and_then(|f| as_str(f.value))
             .filter(|t| !t.is_empty());
         if let Some(named) = named {
-            return Some(named.into_owned());
+            return Some(named);
         }
     }
     let Some(queue) = queue else {
-        return Some(String::new());
+        return Some(Cow::Borrowed(""));
     };
     let Some(at) = queue.rfind('@') else {
-        return Some(String::new());
+        return Some(Cow::Borrowed(""));
     };
-    let head = &queue[..at];
-    Some(match head.find(':') {
-        Some(colon) => head[colon + 1..].to_owned(),
-        None => head.to_owned(),
-    })
+    let start = queue[..at].find(':').map_or(0, |colon| colon + 1);
+    Some(part(queue, start..at))
+}
+
+/// `text[range]`, borrowed where `text` is.
+fn part(text: Cow<'_, str>, range: std::ops::Range<usize>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(text) => Cow::Borrowed(&text[range]),
+        Cow::Owned(text) => Cow::Owned(text[range].to_owned()),
+    }
 }
 
 /// `response.code // 100` for an integer code (64 bits, as orjson reads it), else 0; None
@@ -460,12 +460,12 @@ mod tests {
         let t = r#"{"type":"Bounce","event_time":"1970-01-01T00:00:00Z","meta":{"tenant":""},
             "queue":"x@y","response":{"code":-550}}"#;
         let c = of(t, "Bounce").unwrap();
-        assert_eq!((c.tenant.as_str(), c.reply_class), ("x", -6));
+        assert_eq!((c.tenant.as_ref(), c.reply_class), ("x", -6));
         assert!(c.delivery_keys.is_empty());
         let t = r#"{"type":"Reception","event_time":"1970-01-01T00:00:00Z","meta":{"tenant":"m"},
             "peer_address":{"name":"client"},"response":{"code":"550"}}"#;
         let c = of(t, "Reception").unwrap();
-        assert_eq!((c.tenant.as_str(), c.reply_class, c.peer), ("m", 0, None));
+        assert_eq!((c.tenant.as_ref(), c.reply_class, c.peer), ("m", 0, None));
         assert_eq!(
             of(r#"{"event_time":"1970-01-01T00:00:00Z"}"#, "Feedback"),
             None

@@ -139,11 +139,12 @@ impl RecordPath {
             uncategorized,
             lookups: [site, peer, domain, category],
             providers: std::array::from_fn(|_| Lookups::new(cache_size)),
-            categories: Lookups::new(cache_size),
+            categories: Categories::new(cache_size),
             oob_meta,
             suppress_feedback,
             watermark: None,
             pending: VecDeque::new(),
+            counted_now: Vec::new(),
             at: 0,
         });
         Ok(())
@@ -170,7 +171,7 @@ impl RecordPath {
         values: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyList>> {
         let answers = PyList::empty(py);
-        self.count_until(py, None); // what an interrupted slice left
+        self.begin_slice(py);
         for (at, value) in values.iter().enumerate() {
             let answer = match self.answer(py, at, &value)? {
                 Answer::Python => py.None().into_bound(py),
@@ -259,9 +260,21 @@ impl RecordPath {
 
 impl RecordPath {
     /// Drop what the last slice left to count: it failed, and takes the Python path whole.
-    fn forget_slice(&mut self) {
+    fn forget_slice(&mut self, py: Python<'_>) {
         if let Some(analytics) = self.analytics.as_mut() {
             analytics.pending.clear();
+            let mut tally = analytics.tally.borrow_mut(py);
+            for row in analytics.counted_now.drain(..) {
+                tally.tally.uncount(row);
+            }
+        }
+    }
+
+    /// A new slice: count what an interrupted one left; its records stay counted.
+    fn begin_slice(&mut self, py: Python<'_>) {
+        self.count_until(py, None);
+        if let Some(analytics) = self.analytics.as_mut() {
+            analytics.counted_now.clear();
         }
     }
 
@@ -313,6 +326,7 @@ impl RecordPath {
             let gap = (entry.label_text == analytics.uncategorized && !record.line.is_empty())
                 .then(|| record.line.clone());
             analytics.count(
+                py,
                 clues,
                 &record.rtype,
                 Some(&entry.label_text),
@@ -352,25 +366,16 @@ impl RecordPath {
         at: usize,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Answer<'py>> {
-        let oob_meta = match self.analytics.as_mut() {
-            Some(analytics) => {
-                analytics.at = at;
-                analytics.oob_meta.clone()
-            }
-            None => None,
-        };
+        if let Some(analytics) = self.analytics.as_mut() {
+            analytics.at = at;
+        }
+        let oob_meta = self.analytics.as_ref().and_then(|a| a.oob_meta.as_deref());
         let raw = match value.cast::<PyBytes>() {
             Ok(bytes) => Some(bytes.as_bytes()),
             Err(_) => None, // None, or not bytes: Python's way
         };
         let analytics = self.analytics.is_some();
-        let verdict = decide(
-            raw,
-            self.max_bytes,
-            &self.classifiable,
-            analytics,
-            oob_meta.as_deref(),
-        );
+        let verdict = decide(raw, self.max_bytes, &self.classifiable, analytics, oob_meta);
         Ok(match verdict {
             Verdict::Python => Answer::Python,
             Verdict::Other(rtype) => Answer::Other(rtype.into_owned()),
@@ -396,7 +401,7 @@ impl RecordPath {
         let Ok((_, provider)) = analytics.dimensions(py, &clues, None) else {
             return Ok(Answer::Python);
         };
-        analytics.count(&clues, &rtype, None, None, &provider.name, None, None);
+        analytics.count(py, &clues, &rtype, None, None, &provider.name, None, None);
         if clues.delivery_keys.is_empty() {
             return Ok(Answer::Other(rtype));
         }
@@ -513,7 +518,7 @@ fn hard_events(
         rule: &entry.rule_json,
         response: Some(&record.line),
         provider: &provider.json,
-        tenant: Some(clues.tenant.as_str()).filter(|t| !t.is_empty()),
+        tenant: Some(clues.tenant.as_ref()).filter(|t| !t.is_empty()),
         sender_domain: sender_domain.as_deref(),
         feedback_type: None,
         kind: (record.rtype == "OOB").then_some("oob"),
@@ -674,6 +679,39 @@ impl<K: std::hash::Hash + Eq> Lookups<K> {
     }
 }
 
+/// The category lookups' answers, per reply class (a handful: `code // 100`), each keyed by
+/// label, so that a lookup copies no label.
+struct Categories {
+    classes: Vec<(i128, Lookups<String>)>,
+    capacity: usize,
+}
+
+impl Categories {
+    /// Reply classes remembered at most (any integer code is one: forgotten all at once).
+    const MAX_CLASSES: usize = 16;
+
+    fn new(capacity: usize) -> Self {
+        Categories {
+            classes: Vec::new(),
+            capacity,
+        }
+    }
+
+    fn of_class(&mut self, class: i128) -> &mut Lookups<String> {
+        let at = match self.classes.iter().position(|(c, _)| *c == class) {
+            Some(at) => at,
+            None => {
+                if self.classes.len() >= Self::MAX_CLASSES {
+                    self.classes.clear();
+                }
+                self.classes.push((class, Lookups::new(self.capacity)));
+                self.classes.len() - 1
+            }
+        };
+        &mut self.classes[at].1
+    }
+}
+
 /// The analytics' part of the record path (see the module doc).
 struct Analytics {
     tally: Py<Tally>,
@@ -685,7 +723,7 @@ struct Analytics {
     /// the category of (label, reply code).
     lookups: [Py<PyAny>; 4],
     providers: [Lookups<String>; 3],
-    categories: Lookups<(String, i128)>,
+    categories: Categories,
     oob_meta: Option<String>,
     /// The Feedback-Types whose reports suppress the complainer (`suppress_feedback_types`).
     suppress_feedback: Vec<String>,
@@ -695,6 +733,9 @@ struct Analytics {
     /// counted by the Python path between them (`count_until`), so that the tally keeps the
     /// records' order.
     pending: VecDeque<Pending>,
+    /// The rows of the slice's records counted at once (their key was counted before, and
+    /// they carry no gap line or report type): taken back if the slice fails.
+    counted_now: Vec<usize>,
     /// The index in the slice of the record being decided.
     at: usize,
 }
@@ -727,10 +768,10 @@ impl Analytics {
     ) -> PyResult<(Option<Arc<Named>>, Arc<Named>)> {
         let category = match entry {
             Some(entry) => {
-                let key = (entry.label_text.clone(), clues.reply_class);
                 let lookup = &self.lookups[CATEGORY];
                 let code = clues.reply_class * 100;
-                Some(self.categories.get_or(&key, || {
+                let of_class = self.categories.of_class(clues.reply_class);
+                Some(of_class.get_or(entry.label_text.as_str(), || {
                     Self::ask(py, lookup, (entry.label.bind(py), code).into_pyobject(py)?)
                 })?)
             }
@@ -766,10 +807,12 @@ impl Analytics {
     }
 
     /// Count one record (with its rule-gap line, or a Feedback report's type), once the
-    /// records before it are counted.
+    /// records before it are counted. A record under a key counted already, with neither, is
+    /// counted at once: only a new key's row and the gap lines depend on the records' order.
     #[allow(clippy::too_many_arguments)]
     fn count(
         &mut self,
+        py: Python<'_>,
         clues: &Clues<'_>,
         rtype: &str,
         label: Option<&str>,
@@ -780,17 +823,24 @@ impl Analytics {
     ) {
         let t = clues.second_ms;
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
-        let key = tally::Key {
+        let key = tally::KeyRef {
             start: t - t.rem_euclid(self.window_ms),
-            provider: provider.to_owned(),
-            pool: clues.pool.clone().into_owned(),
-            source: clues.source.clone().into_owned(),
-            tenant: clues.tenant.clone(),
-            rtype: rtype.to_owned(),
-            label: label.map(str::to_owned),
-            category: category.map(str::to_owned),
+            provider,
+            pool: &clues.pool,
+            source: &clues.source,
+            tenant: &clues.tenant,
+            rtype,
+            label,
+            category,
         };
-        self.pending.push_back((self.at, key, gap, feedback));
+        if gap.is_none() && feedback.is_none() {
+            if let Some(row) = self.tally.borrow_mut(py).tally.count_known(&key) {
+                self.counted_now.push(row);
+                return;
+            }
+        }
+        self.pending
+            .push_back((self.at, key.to_key(), gap, feedback));
     }
 
     /// Count the records decided natively before the `until`-th value of the last slice.

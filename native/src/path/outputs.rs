@@ -60,7 +60,7 @@ pub fn route<'py>(
     path.routes = Some(routes);
     if routed.is_err() {
         // the whole slice takes the Python path, which counts every record of it
-        path.forget_slice();
+        path.forget_slice(py);
     }
     routed
 }
@@ -80,7 +80,7 @@ fn route_with<'py>(
         py,
         list: &outputs,
     };
-    path.count_until(py, None); // what an interrupted slice left
+    path.begin_slice(py);
     for (at, msg) in messages.iter().enumerate() {
         let value = msg.call_method0(intern!(py, "value"))?;
         match path.answer(py, at, &value)? {
