@@ -282,10 +282,20 @@ def describe(use_native: bool) -> str:
 #: one is built (to compare the two: ``streamer bench files``).
 
 
+class Rows(Protocol):
+    """``streamer._native.Rows``: the output rows of one block of response lines."""
+
+    def __len__(self) -> int: ...
+
+    def __bytes__(self) -> bytes: ...
+
+    def write_to(self, fd: int) -> None: ...
+
+
 class LineLabeller(Protocol):
     """``streamer._native.LineLabeller``: response lines to ``streamer classify`` rows."""
 
-    def label(self, data: bytes) -> tuple[bytes, int, list[int]]: ...
+    def label(self, data: bytes) -> tuple[Rows, int, list[int]]: ...
 
 
 def line_labeller(

@@ -251,6 +251,18 @@ def test_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, jobs: str) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_full_disk_under_response_lines_is_one_line_and_exit_1(tmp_path: Path, jobs: str) -> None:
+    # the native loop writes rows straight to the output's descriptor: its error is Python's
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"550 5.1.1 <user{i}@example.com> unknown\n" for i in range(200_000)))
+    proc = _to_full_disk(["classify", "--lines", "--jobs", jobs, str(lines)])
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert "cannot write output: No space left on device" in proc.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
 @pytest.mark.parametrize("command", [["validate"], ["explain", "550 5.1.1 user unknown"]])
 def test_every_command_says_a_full_disk_in_one_line(command: list[str]) -> None:
     proc = _to_full_disk(command)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -19,7 +20,7 @@ from streamer.classifier import Classifier
 from streamer.cli import _register, app
 from streamer.inputs import expand_inputs
 from streamer.offline.chunks import ChunkReader, InputFailed, LineChunk, detect
-from streamer.offline.labeller import NOT_UTF8_ROW, Labeller
+from streamer.offline.labeller import NOT_UTF8_ROW, Labelled, Labeller
 from streamer.offline.pool import label_all
 from streamer.offline.summary import Summary
 from streamer.records import MalformedRecord, decode_record, enrich
@@ -159,7 +160,19 @@ HOSTILE_LINES = [
 ]
 
 
-def _both_loops(data: bytes) -> None:
+def _written(labelled: Labelled, tmp: Path) -> bytes:
+    """What ``labelled.write_to`` writes to a stream without a file descriptor, checked to be
+    what it writes to a file (the native rows go straight to its descriptor)."""
+    stream = io.BytesIO()
+    labelled.write_to(stream)
+    with open(tmp, "wb") as fh:
+        fh.write(b"head\n")  # buffered: written before the rows
+        labelled.write_to(fh)
+    assert tmp.read_bytes() == b"head\n" + stream.getvalue()
+    return stream.getvalue()
+
+
+def _both_loops(data: bytes, tmp: Path) -> None:
     """The native and the Python loop give the same output, counts and skips on ``data``,
     labelled twice (the second time from the caches)."""
     results = []
@@ -167,27 +180,29 @@ def _both_loops(data: bytes) -> None:
         labeller = Labeller(_classifier(), max_bytes=1 << 20, native=native)
         for first_line in (1, 7):
             r = labeller.label(LineChunk("f", first_line, data, True))
-            output = b"".join(r.output) if isinstance(r.output, list) else r.output
+            output = _written(r, tmp / "out")
             results.append((native, first_line, output, r.lines, r.done, r.skips))
     assert [r[2:] for r in results[:2]] == [r[2:] for r in results[2:]]
 
 
-def test_native_loop_writes_the_python_rows_on_hostile_lines() -> None:
+def test_native_loop_writes_the_python_rows_on_hostile_lines(tmp_path: Path) -> None:
     _needs_native()
     data = b"\n".join(HOSTILE_LINES * 3)
-    _both_loops(data)
-    _both_loops(data + b"\n")
-    _both_loops(b"")
-    _both_loops(b"\n")
+    _both_loops(data, tmp_path)
+    _both_loops(data + b"\n", tmp_path)
+    _both_loops(b"", tmp_path)
+    _both_loops(b"\n", tmp_path)
 
 
-def test_native_loop_in_blocks_writes_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_native_loop_in_blocks_writes_the_same_rows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # a chunk is labelled in blocks cut after a newline: line numbers and rows carry over
     _needs_native()
     monkeypatch.setattr(streamer.offline.labeller, "NATIVE_BLOCK", 7)
     data = b"\n".join(HOSTILE_LINES * 3)
     for block in (data, data + b"\n", b"\n\n\n", b"x" * 20 + b"\n" + b"y" * 3):
-        _both_loops(block)
+        _both_loops(block, tmp_path)
     labelled = Labeller(_classifier(), max_bytes=1 << 20).label(LineChunk("f", 1, data, True))
     assert isinstance(labelled.output, list) and len(labelled.output) > 5
 
@@ -211,7 +226,8 @@ def test_native_loop_writes_the_python_rows_on_generated_lines(
 ) -> None:
     _needs_native()
     data = b"\n".join(lines) + (b"\n" if final_newline else b"")
-    _both_loops(data)
+    with tempfile.TemporaryDirectory() as tmp:  # not tmp_path: one per generated example
+        _both_loops(data, Path(tmp))
 
 
 def test_the_native_loop_can_be_required_or_refused(monkeypatch: pytest.MonkeyPatch) -> None:

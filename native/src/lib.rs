@@ -30,7 +30,7 @@ mod _native {
     #[pymodule_export]
     use crate::canonical::canonical_or_none;
     #[pymodule_export]
-    use crate::line_labeller::LineLabeller;
+    use crate::line_labeller::{LineLabeller, Rows};
     #[pymodule_export]
     use crate::partition::py_partition_of;
     #[pymodule_export]

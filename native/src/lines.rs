@@ -6,15 +6,26 @@
 //! every byte of a row is the Python path's. A line that is not UTF-8 gets the fixed
 //! `not_utf8_row` and is reported by its index (the caller names it skipped).
 
+use std::io::{IoSlice, Write};
 use std::sync::Arc;
 
 use crate::cache::LineCache;
+
+/// Rows handed to one `writev` call at most (Linux's `IOV_MAX`).
+const ROWS_PER_WRITE: usize = 1024;
 
 /// The lines of `data` as the Python path splits a chunk: `data.split(b"\n")` without the
 /// empty piece after a final newline (an empty block is one empty line, as in Python).
 pub fn split_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let body = data.strip_suffix(b"\n").unwrap_or(data);
-    body.split(|&b| b == b'\n')
+    let mut ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let end = ends.next()?;
+        let line = &body[start..end];
+        start = end + 1;
+        Some(line)
+    })
 }
 
 /// Labels blocks of response lines through one cache of output rows.
@@ -50,6 +61,25 @@ impl Block {
             at += row.len();
         }
     }
+
+    /// Write the output to `out` straight from the rows (`writev`), without copying them into
+    /// one buffer first: a block's output is ~3 times its input, and a buffer that size is
+    /// fresh pages from the kernel for every block.
+    pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        for rows in self.rows.chunks(ROWS_PER_WRITE) {
+            let mut slices: Vec<IoSlice<'_>> = rows.iter().map(|r| IoSlice::new(r)).collect();
+            let mut pending = &mut slices[..];
+            while !pending.is_empty() {
+                match out.write_vectored(pending) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => IoSlice::advance_slices(&mut pending, n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl LineRows {
@@ -72,7 +102,7 @@ impl LineRows {
             ..Block::default()
         };
         for (i, raw) in split_lines(data).enumerate() {
-            let Ok(line) = std::str::from_utf8(raw) else {
+            let Ok(line) = simdutf8::basic::from_utf8(raw) else {
                 block.not_utf8.push(i);
                 block.rows.push(self.not_utf8_row.clone());
                 continue;
@@ -115,7 +145,39 @@ mod tests {
     fn output(block: &Block) -> Vec<u8> {
         let mut out = vec![0; block.len()];
         block.write(&mut out);
+        let mut written = Vec::new();
+        block.write_to(&mut written).unwrap();
+        assert_eq!(written, out);
         out
+    }
+
+    /// Takes a few bytes per call, and is interrupted once.
+    struct Trickle(Vec<u8>, bool);
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if !self.1 {
+                self.1 = true;
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(3);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_resume_where_they_stopped() {
+        let mut rows = LineRows::new(8, b"?\n");
+        let lines: Vec<String> = (0..2500).map(|i| format!("line {i}")).collect();
+        let block = rows.label(lines.join("\n").as_bytes(), row).unwrap();
+        let mut out = Trickle(Vec::new(), false);
+        block.write_to(&mut out).unwrap();
+        assert_eq!(out.0, output(&block));
     }
 
     fn row(line: &str) -> Result<Vec<u8>, ()> {

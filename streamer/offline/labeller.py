@@ -53,6 +53,11 @@ NATIVE_BLOCK = 1 << 20
 MEMO_SIZE = 1 << 15
 
 
+#: A piece of a chunk's output: bytes, or the native loop's rows of a block (written straight
+#: from its rows where the output is a file descriptor, see :func:`write_output`).
+Piece = bytes | native_path.Rows
+
+
 @dataclass(slots=True)
 class Labelled:
     """The result of one chunk: JSONL output in one piece or several, in order (or the file a
@@ -62,7 +67,7 @@ class Labelled:
     name: str
     lines: int
     done: int
-    output: bytes | list[bytes]
+    output: bytes | list[Piece]
     skips: list[tuple[int, str]]
     tally: Tally | None
     spooled: str | None = None
@@ -70,14 +75,38 @@ class Labelled:
     def write_to(self, out: BinaryIO) -> None:
         """Write the output to ``out`` (and remove its spool file)."""
         if self.spooled is None:
-            if isinstance(self.output, list):
-                out.writelines(self.output)
-            elif self.output:
-                out.write(self.output)
+            write_output(out, self.output)
             return
         with open(self.spooled, "rb") as fh:
             os.unlink(self.spooled)
             shutil.copyfileobj(fh, out, 1 << 20)
+
+
+def write_output(out: BinaryIO, output: bytes | list[Piece]) -> None:
+    """Write a chunk's output to ``out``, in order. The native rows of a block go straight to
+    ``out``'s file descriptor (after what ``out`` holds buffered), without one ``bytes`` of
+    them in between; to a stream without one (a test's), as ``bytes``."""
+    pieces = output if isinstance(output, list) else [output]
+    fd = None
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            out.write(piece)
+            continue
+        if fd is None:
+            fd = _fileno(out)
+            if fd is not None:
+                out.flush()
+        if fd is None:
+            out.write(bytes(piece))
+        else:
+            piece.write_to(fd)
+
+
+def _fileno(out: BinaryIO) -> int | None:
+    try:
+        return out.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
 
 
 def rule_json(rule: Rule | None) -> dict[str, Any] | None:
@@ -158,7 +187,7 @@ class Labeller:
         its pieces stay small enough for the allocator to reuse their memory (one piece of tens
         of MB is fresh pages, faulted in and zeroed, every time)."""
         data, first_line = chunk.data, chunk.first_line
-        pieces: list[bytes] = []
+        pieces: list[Piece] = []
         skips: list[tuple[int, str]] = []
         lines = start = 0
         while True:

@@ -21,7 +21,7 @@ from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from streamer.offline.chunks import InputFailed, LineChunk
-from streamer.offline.labeller import Labelled, Labeller
+from streamer.offline.labeller import Labelled, Labeller, write_output
 
 if TYPE_CHECKING:  # imported where a pool runs: a run in this process starts leaner
     from concurrent.futures import Future
@@ -73,7 +73,7 @@ def _label_in_worker(chunk: LineChunk, data_path: str) -> Labelled:
     if result.output:
         fd, path = tempfile.mkstemp(dir=_spool)
         with os.fdopen(fd, "wb") as fh:
-            fh.writelines(result.output if isinstance(result.output, list) else [result.output])
+            write_output(fh, result.output)
         result.output, result.spooled = b"", path
     return result
 
