@@ -9,6 +9,7 @@ classification object is built once per distinct response line of the chunk.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class Labelled:
             return
         with open(self.spooled, "rb") as fh:
             os.unlink(self.spooled)
-            shutil.copyfileobj(fh, out, 1 << 20)
+            _copy_file(fh, out)
 
 
 def write_output(out: BinaryIO, output: bytes | list[Piece]) -> None:
@@ -100,6 +101,32 @@ def write_output(out: BinaryIO, output: bytes | list[Piece]) -> None:
             out.write(bytes(piece))
         else:
             piece.write_to(fd)
+
+
+def _copy_file(source: BinaryIO, out: BinaryIO) -> None:
+    """Copy a worker's spool file to ``out``: inside the kernel (``sendfile``) where ``out`` is
+    a file descriptor that takes it, else through a buffer."""
+    fd = _fileno(out)
+    if fd is not None:
+        out.flush()
+        offset, size = 0, os.fstat(source.fileno()).st_size
+        try:
+            while offset < size:
+                sent = os.sendfile(fd, source.fileno(), offset, size - offset)
+                if sent == 0:
+                    break
+                offset += sent
+        except OSError as exc:
+            if exc.errno not in _NO_SENDFILE or offset:
+                raise
+        if offset >= size:
+            return
+        source.seek(offset)
+    shutil.copyfileobj(source, out, 1 << 20)
+
+
+#: ``sendfile`` refusing these descriptors (nothing sent yet): the buffered copy is taken.
+_NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
 
 
 def _fileno(out: BinaryIO) -> int | None:
