@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections import Counter
 from pathlib import Path
@@ -233,7 +234,15 @@ def classify_command(
     processes = _jobs(jobs)
     labeller, stats = _labeller(_lean_settings(rules), explain=explain, summary=summary)
     reader = ChunkReader(expand_inputs(inputs or []), lines)
-    run = _classify(reader, labeller, processes, stats, top, as_json)
+    # What start-up built (modules, rules, compiled sets) lives as long as the run: out of the
+    # garbage collector's sight, its collections scan only what the labelling makes (and the
+    # forked workers of --jobs share those pages untouched). Measured: ~8% of the CPU of 400k
+    # response lines. Given back after the run (a caller in the same process, e.g. a test).
+    gc.freeze()
+    try:
+        run = _classify(reader, labeller, processes, stats, top, as_json)
+    finally:
+        gc.unfreeze()
     done = counted(run.done, "line")
     print(f"classified {done}, skipped {run.malformed} malformed", file=sys.stderr)
     rejected = run.all_rejected(reader.records_seen and lines is None)
