@@ -22,8 +22,10 @@ than skip unseen; ``-m "not secure"`` leaves them out.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,6 +136,19 @@ def secure_broker(_session_broker: BrokerState | None) -> BrokerState:
 def kafka_settings(kafka_bootstrap: str, test_rules_file: Path, tmp_path: Path) -> Settings:
     """Settings pointing at the test broker (own state dir, a tiny rules file)."""
     return Settings(bootstrap=kafka_bootstrap, files=[test_rules_file], state_dir=tmp_path / "var")
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in its own thread, as the worker's runs beside its fetch thread
+    (which the test's own thread then plays)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
 
 
 @pytest.fixture

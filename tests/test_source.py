@@ -8,12 +8,9 @@ the event loop runs in another one, as in the worker.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import TopicPartition
 
 from streamer.config import Settings
@@ -67,17 +64,6 @@ class Handler(RebalanceHandler):
 
     def on_committed(self, positions: dict[TP, int]) -> None:
         self.events.append(("committed", positions))
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
 
 
 def _source(loop: asyncio.AbstractEventLoop, tmp_path: Path, handler: Handler) -> Source:

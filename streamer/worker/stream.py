@@ -56,8 +56,9 @@ from streamer.worker.suppressor import SuppressionStage
 log = logging.getLogger("streamer.worker")
 Stage = TypeVar("Stage", bound=KeyedStage)
 
-#: consume() timeout while records flow / when the last fetch was empty. Short, so a batch never
-#: waits long to fill at moderate rates (latency), while a busy topic fills batches anyway.
+#: Longest wait for a record while records flow / when the last fetch was empty. A fetch returns
+#: as soon as a record is there (`Source.fetch`), so these only bound how long the fetch thread
+#: sits in one call when nothing comes (it applies pauses, seeks and commits between calls).
 FETCH_TIMEOUT_BUSY_S = 0.01
 FETCH_TIMEOUT_IDLE_S = 0.05
 LAG_INTERVAL_S = 2.0
