@@ -209,10 +209,11 @@ class Labeller:
 
     def _lines_natively(self, chunk: LineChunk, rows: native_path.LineLabeller) -> Labelled:
         """What :meth:`_lines` writes, byte for byte, from native calls: rows of lines seen
-        before come from the native cache; a new line's row is :meth:`_encode_line`'s. A
-        chunk's output is ~9 times its size: labelled in blocks of :data:`NATIVE_BLOCK` bytes,
-        its pieces stay small enough for the allocator to reuse their memory (one piece of tens
-        of MB is fresh pages, faulted in and zeroed, every time)."""
+        before come from the native cache; a new line's row is :meth:`_encode_line`'s. Each
+        block of :data:`NATIVE_BLOCK` bytes is one piece, its rows (a chunk's output is several
+        times its size): written from the rows themselves (:func:`write_output`), and where a
+        stream needs ``bytes``, small enough for the allocator to reuse their memory (one
+        piece of tens of MB is fresh pages, faulted in and zeroed, every time)."""
         data, first_line = chunk.data, chunk.first_line
         pieces: list[Piece] = []
         skips: list[tuple[int, str]] = []
