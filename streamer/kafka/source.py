@@ -69,6 +69,21 @@ class RebalanceHandler:
         batch this comes with was fetched after the seek); ``failed``: seeks that did not."""
 
 
+def take(consumer: Consumer, num_messages: int, timeout: float) -> list[Message]:
+    """What is queued already, at once; else the first record to come (or nothing within
+    ``timeout``) and whatever came with it: at most ``num_messages``. ``consume(n, timeout)``
+    alone waits for ``n`` records or the whole timeout: at moderate rates every batch of the
+    worker waited out its timeout, and the records that came meanwhile with it."""
+    messages: list[Message] = consumer.consume(num_messages, 0)
+    if not messages and timeout > 0:
+        first = consumer.poll(timeout)
+        if first is not None:
+            messages = [first]
+            if num_messages > 1:
+                messages += consumer.consume(num_messages - 1, 0)
+    return messages
+
+
 class Source:
     def __init__(
         self,
@@ -135,9 +150,8 @@ class Source:
         )
 
     async def fetch(self, num_messages: int, timeout: float) -> list[Message]:
-        """The next batch: every record queued, as soon as there is one (at most
-        ``num_messages``; empty when none came within ``timeout``). Rebalance callbacks may run
-        during the call."""
+        """The next batch (:func:`take`; possibly empty); rebalance callbacks may run during
+        the call."""
         messages, sought, failed = await self.loop.run_in_executor(
             self._executor, self._consume, num_messages, timeout
         )
@@ -152,16 +166,7 @@ class Source:
         self._run_ops()
         # Seeks applied before this consume(): its records are read from the new offsets.
         sought, failed = self._seeks.applied()
-        # What is queued already, at once; else the first record to come (or nothing within
-        # `timeout`) and whatever came with it. consume(n, timeout) alone waits for n records
-        # or the whole timeout: at moderate rates every batch waited out its timeout.
-        messages = self.consumer.consume(num_messages, 0)
-        if not messages and timeout > 0:
-            first = self.consumer.poll(timeout)
-            if first is not None:
-                messages = [first]
-                if num_messages > 1:
-                    messages += self.consumer.consume(num_messages - 1, 0)
+        messages = take(self.consumer, num_messages, timeout)
         self._run_ops()
         if self._want_group_metadata:
             self.group_metadata = self.consumer.consumer_group_metadata()
