@@ -21,7 +21,7 @@ from streamer.classifier import Classifier
 from streamer.cli import _register, app
 from streamer.inputs import expand_inputs
 from streamer.offline.chunks import ChunkReader, InputFailed, LineChunk, detect
-from streamer.offline.labeller import NOT_UTF8_ROW, Labelled, Labeller
+from streamer.offline.labeller import NOT_UTF8_ROW, Labelled, Labeller, write_output
 from streamer.offline.pool import label_all
 from streamer.offline.summary import Summary
 from streamer.records import MalformedRecord, decode_record, enrich
@@ -201,6 +201,23 @@ def test_native_loop_writes_the_python_rows_on_hostile_lines(tmp_path: Path) -> 
     _both_loops(data + b"\n", tmp_path)
     _both_loops(b"", tmp_path)
     _both_loops(b"\n", tmp_path)
+
+
+def test_output_pieces_keep_their_order_whatever_the_stream(tmp_path: Path) -> None:
+    # native rows go to a file's descriptor, bytes through its buffer: never out of order
+    _needs_native()
+    from streamer._native import LineLabeller
+
+    rows = LineLabeller(lambda line: f"<{line}>\n".encode(), 8, b"?\n")
+    pieces = [rows.label(b"a\nb")[0], b"middle\n", rows.label(b"c\n")[0], b"end\n"]
+    expected = b"<a>\n<b>\nmiddle\n<c>\nend\n"
+    stream = io.BytesIO()
+    write_output(stream, pieces)
+    assert stream.getvalue() == expected
+    with open(tmp_path / "out", "wb") as fh:
+        fh.write(b"head\n")
+        write_output(fh, pieces)
+    assert (tmp_path / "out").read_bytes() == b"head\n" + expected
 
 
 def test_native_loop_in_blocks_writes_the_same_rows(

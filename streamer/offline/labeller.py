@@ -88,18 +88,14 @@ def write_output(out: BinaryIO, output: bytes | list[Piece]) -> None:
     ``out``'s file descriptor (after what ``out`` holds buffered), without one ``bytes`` of
     them in between; to a stream without one (a test's), as ``bytes``."""
     pieces = output if isinstance(output, list) else [output]
-    fd = None
+    fd = None if all(isinstance(p, bytes) for p in pieces) else _fileno(out)
     for piece in pieces:
         if isinstance(piece, bytes):
             out.write(piece)
-            continue
-        if fd is None:
-            fd = _fileno(out)
-            if fd is not None:
-                out.flush()
-        if fd is None:
+        elif fd is None:
             out.write(bytes(piece))
         else:
+            out.flush()  # what went to the buffer before goes first
             piece.write_to(fd)
 
 
